@@ -1,0 +1,1 @@
+"""Tsunagari (繋がり) drill harness: registry, runner, journal, scoring, metrics."""

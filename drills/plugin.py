@@ -1,0 +1,1 @@
+"""pytest plugin for operator scenarios (the ``drill`` fixture)."""

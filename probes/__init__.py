@@ -1,0 +1,1 @@
+"""Tsunagari channel probes: one module per channel kind, plus local simulators."""

@@ -1,0 +1,360 @@
+"""The probe contract: what every channel kind implements.
+
+A *probe* is one registered channel seen from both ends: it sends a marked
+drill message the way the municipality's staff would receive it, and it
+confirms arrival *at the far end* (a mailbox, a chat room read by a second
+identity, a receiving phone) — never by the provider's "202 Accepted" alone.
+
+The contract is deliberately small (``open``, ``send``, ``observe``,
+``close``)::
+
+    probe = kind_class(channel_id, settings, env)
+    await probe.open()                      # connect observers, park long-polls
+    waiting = asyncio.ensure_future(probe.observe(message))
+    accepted = await probe.send(message)    # raises ChannelRejected / ChannelUnreachable
+    sighting = await waiting                # when and how precisely it was seen
+    await probe.close()
+
+``observe`` must not miss a message that arrived before it was awaited:
+observers that watch a stream (IMAP IDLE, /sync, websocket) record every token
+they see in a :class:`Sightings` book, and ``observe`` looks there first.
+
+Exceptions (a channel fault and a harness fault mean different things)::
+
+    ProbeError
+    ├── ChannelFault              the channel failed — counts against the channel
+    │   ├── ChannelRejected       the provider refused (auth, 4xx/5xx, bad number)
+    │   └── ChannelUnreachable    connection refused, timeout, TLS failure
+    └── ObserverFault             the harness could not look (observer login failed)
+
+Anything else raised by a probe is a harness fault: recorded as ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets as _secrets
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from probes.sim.base import Simulator
+
+__all__ = [
+    "DEFAULT_MARKER",
+    "Accepted",
+    "ChannelFault",
+    "ChannelRejected",
+    "ChannelSettings",
+    "ChannelUnreachable",
+    "Clock",
+    "DrillMessage",
+    "ObserverFault",
+    "Probe",
+    "ProbeEnv",
+    "ProbeError",
+    "Sighting",
+    "Sightings",
+    "find_tokens",
+    "new_token",
+]
+
+DEFAULT_MARKER = "【訓練】"
+
+# Crockford-style base32 without I, L, O, U: unambiguous when read aloud or retyped.
+_TOKEN_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+TOKEN_RE = re.compile(r"TSG-[0-9A-HJKMNP-TV-Z]{12}")
+
+
+def new_token() -> str:
+    """A fresh drill token, e.g. ``TSG-7K3Q9XW2M4PD`` (60 random bits)."""
+    return "TSG-" + "".join(_secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+
+
+def find_tokens(text: str) -> list[str]:
+    """Every drill token in *text*, in order of appearance.
+
+    >>> find_tokens("【訓練】 安否確認 [TSG-7K3Q9XW2M4PD]")
+    ['TSG-7K3Q9XW2M4PD']
+    """
+    return TOKEN_RE.findall(text)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProbeError(Exception):
+    """Root of everything a probe raises on purpose."""
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class ChannelFault(ProbeError):
+    """The channel failed; counts against the channel on the scorecard."""
+
+
+class ChannelRejected(ChannelFault):
+    """The provider refused the message (auth, 4xx/5xx, invalid recipient).
+
+    ``temporary`` marks refusals that may succeed later (SMTP 4xx, HTTP 503).
+    """
+
+    def __init__(
+        self, reason: str, *, code: str | None = None, temporary: bool = False
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.temporary = temporary
+
+
+class ChannelUnreachable(ChannelFault, ConnectionError):
+    """The provider could not be reached: refused, timed out, TLS failed."""
+
+
+class ObserverFault(ProbeError):
+    """The far-end observer could not look (login failed, mailbox missing).
+
+    The drill could not *see*; that is not the same as the message not arriving,
+    so it is recorded as ``error``, not ``lost``.
+    """
+
+
+# --------------------------------------------------------------------------- message
+
+
+@dataclass(frozen=True, slots=True)
+class DrillMessage:
+    """One marked drill message. It cannot exist without marker and token.
+
+    >>> m = DrillMessage(token=new_token(), text="参集してください")
+    >>> m.render().startswith("【訓練】")
+    True
+    """
+
+    token: str
+    text: str
+    marker: str = DEFAULT_MARKER
+    subject: str = ""
+    recipient: str | None = None
+    meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.marker or not self.marker.strip():
+            raise ValueError("a drill message needs a non-empty drill marker")
+        if not TOKEN_RE.fullmatch(self.token or ""):
+            raise ValueError(f"a drill message needs a valid drill token, got {self.token!r}")
+
+    @classmethod
+    def new(cls, text: str, **kw: Any) -> DrillMessage:
+        return cls(token=new_token(), text=text, **kw)
+
+    def render(self) -> str:
+        """The body as sent: marker first, text, then the token in brackets."""
+        return f"{self.marker} {self.text}\n[{self.token}]"
+
+    def render_subject(self) -> str:
+        """A subject line (mail) that starts with the marker and carries the token."""
+        subject = self.subject or self.text.splitlines()[0][:40]
+        return f"{self.marker} {subject} [{self.token}]"
+
+
+# --------------------------------------------------------------------------- results
+
+
+class Clock:
+    """Monotonic time for latency, wall time for humans, and the bridge between.
+
+    Observers that learn *when* something happened from the server (a Maildir
+    file's mtime, an event's ``origin_server_ts``) convert that wall time into
+    the monotonic timeline with :meth:`monotonic_from_wall`.
+    """
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def wall() -> float:
+        return time.time()
+
+    @staticmethod
+    def monotonic_from_wall(wall_ts: float) -> float:
+        return time.monotonic() - (time.time() - wall_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The provider took the message (SMTP 250 after DATA, HTTP 2xx, Twilio SID)."""
+
+    at: float  # monotonic
+    provider_id: str | None = None
+    detail: str = ""
+    segments: int | None = None  # SMS segments, where it applies
+    throttled: int = 0  # how many times the provider said "slow down" before taking it
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """The message was seen at the far end.
+
+    ``at`` is monotonic; ``error_bound_s`` is how late (at most) the observer may
+    have seen it relative to its true arrival — observers know and report it.
+    """
+
+    at: float
+    error_bound_s: float = 0.0
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Sightings:
+    """A book of tokens seen by a streaming observer, with waiters.
+
+    Stream readers call :meth:`record`; ``Probe.observe`` calls :meth:`wait`.
+    A token recorded before anybody waits is kept (bounded, oldest dropped).
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: OrderedDict[str, Sighting] = OrderedDict()
+        self._waiters: dict[str, list[asyncio.Future[Sighting]]] = {}
+        self._capacity = capacity
+        self._failure: BaseException | None = None
+
+    def record(self, token: str, sighting: Sighting) -> None:
+        if token in self._seen:
+            return
+        self._seen[token] = sighting
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+        for fut in self._waiters.pop(token, []):
+            if not fut.done():
+                fut.set_result(sighting)
+
+    def fail(self, exc: BaseException) -> None:
+        """The observer broke: every current and future waiter gets *exc*."""
+        self._failure = exc
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(exc)
+        self._waiters.clear()
+
+    def recover(self) -> None:
+        self._failure = None
+
+    def get(self, token: str) -> Sighting | None:
+        return self._seen.get(token)
+
+    async def wait(self, token: str) -> Sighting:
+        if token in self._seen:
+            return self._seen[token]
+        if self._failure is not None:
+            raise self._failure
+        fut: asyncio.Future[Sighting] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(token, []).append(fut)
+        try:
+            return await fut
+        finally:
+            waiters = self._waiters.get(token)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[token]
+
+
+# --------------------------------------------------------------------------- probe
+
+
+class ChannelSettings(BaseModel):
+    """Base of every kind's settings model: unknown keys are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class ProbeEnv:
+    """What the harness lends a probe: live flag, language, shared resources.
+
+    ``http()`` is one aiohttp session shared by every probe of a drill (created
+    lazily inside the running loop, closed by the runner through ``aclose``).
+    """
+
+    live: bool = False
+    lang: str = "ja"
+    vantage: str = "default"
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def http(self) -> aiohttp.ClientSession:
+        session = self.shared.get("aiohttp")
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self.shared["aiohttp"] = session
+        return session  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        for key, value in list(self.shared.items()):
+            closer = getattr(value, "close", None)
+            if closer is not None and key == "aiohttp":
+                await closer()
+            elif hasattr(value, "aclose"):
+                await value.aclose()
+        self.shared.clear()
+
+
+class Probe(ABC):
+    """One channel of one municipality, seen from both ends.
+
+    Subclasses set ``kind`` and ``Settings`` and implement :meth:`send` and
+    :meth:`observe`. A probe whose :meth:`confirms` is False cannot observe
+    arrival with the credentials given: its deliveries are *accepted only*,
+    and the runner never calls :meth:`observe`.
+    """
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[ChannelSettings]]
+
+    def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
+        self.channel_id = channel_id
+        self.settings = settings
+        self.env = env
+
+    def confirms(self) -> bool:
+        """Can this probe see arrival at the far end? False means accepted-only."""
+        return True
+
+    def recipients(self) -> list[str | None]:
+        """Who a broadcast addresses on this channel (one delivery each)."""
+        return [None]
+
+    def is_live(self) -> bool:
+        """Does this channel talk to a real provider (needs ``--live``)?"""
+        return True
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect observers; called once before the first send."""
+
+    @abstractmethod
+    async def send(self, message: DrillMessage) -> Accepted:
+        """Send *message*; return when the provider accepted it."""
+
+    @abstractmethod
+    async def observe(self, message: DrillMessage) -> Sighting:
+        """Wait until *message* is seen at the far end. The runner applies the timeout."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once at the end of the drill."""
+
+    @classmethod
+    def simulator(cls) -> type[Simulator] | None:
+        """The local simulator class for ``sim:`` channels of this kind, if any."""
+        return None

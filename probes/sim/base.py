@@ -1,0 +1,156 @@
+"""Simulators: the far end of each channel kind, on real loopback sockets.
+
+A registry channel with a ``sim:`` block runs against its kind's simulator.
+One simulator per kind serves every simulated channel of that kind in a drill;
+each channel brings its own knobs::
+
+    sim:
+      latency: {dist: lognormal, median: 800ms, sigma: 0.4}   # or just "300ms"
+      loss: 0.05          # accepted, then never shows up at the far end
+      outage: false       # connection refused (the channel's port is closed)
+      rate_limit: 5       # messages per second before 429 / 4xx "slow down"
+      reject: auth        # the provider refuses our credentials
+
+The contract for a kind's simulator::
+
+    sim = SimClass(seed=1)
+    await sim.start()
+    settings = sim.add_channel("131211/chat-main", knobs, raw_settings)  # -> dict
+    ...                                   # probe built from ``settings`` talks to it
+    sim.set_outage("131211/chat-main", True)   # outage steps take a channel away
+    await sim.stop()
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import socket
+import time
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from probes.settings import Duration
+
+__all__ = ["LatencySpec", "SimKnobs", "Simulator", "TokenBucket", "closed_port", "free_port"]
+
+
+class LatencySpec(BaseModel):
+    """Injected far-end latency: fixed, uniform(low, high) or log-normal(median, sigma)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
+    value: Duration = 0.0
+    low: Duration = 0.0
+    high: Duration = 0.0
+    median: Duration = 0.0
+    sigma: float = Field(default=0.5, ge=0.0, le=3.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, data: Any) -> Any:
+        if isinstance(data, str | int | float) and not isinstance(data, bool):
+            return {"dist": "fixed", "value": data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> LatencySpec:
+        if self.dist == "uniform" and self.high < self.low:
+            raise ValueError("uniform latency needs low <= high")
+        return self
+
+    def sample(self, rng: random.Random) -> float:
+        if self.dist == "fixed":
+            return self.value
+        if self.dist == "uniform":
+            return rng.uniform(self.low, self.high)
+        return self.median * math.exp(rng.gauss(0.0, self.sigma))
+
+    def mean(self) -> float:
+        if self.dist == "fixed":
+            return self.value
+        if self.dist == "uniform":
+            return (self.low + self.high) / 2
+        return self.median * math.exp(self.sigma**2 / 2)
+
+
+class SimKnobs(BaseModel):
+    """Per-channel behaviour of a simulated far end."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency: LatencySpec = LatencySpec()
+    loss: float = Field(default=0.0, ge=0.0, le=1.0)
+    outage: bool = False
+    rate_limit: float | None = Field(default=None, gt=0)
+    reject: Literal["auth"] | None = None
+
+
+class TokenBucket:
+    """A rate limiter: ``take()`` is False when the caller must be told 429."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on *host*."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def closed_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on: connecting to it is refused (an outage)."""
+    return free_port(host)
+
+
+class Simulator(ABC):
+    """The far end of one channel kind, serving many simulated channels."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.knobs: dict[str, SimKnobs] = {}
+
+    @staticmethod
+    @abstractmethod
+    def placeholder_settings() -> dict[str, Any]:
+        """Settings that make a ``sim:`` channel's raw settings validate."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Listen on loopback."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop listening; drop pending deliveries."""
+
+    @abstractmethod
+    def add_channel(
+        self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Register a channel; return the complete settings its probe should use."""
+
+    def set_outage(self, channel_key: str, down: bool) -> None:
+        """Take a channel away (or give it back) while the drill runs."""
+        self.knobs[channel_key] = self.knobs[channel_key].model_copy(update={"outage": down})

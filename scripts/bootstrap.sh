@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Tsunagari set-up on a fresh Debian machine, then run something.
+#
+#   scripts/bootstrap.sh demo [ARGS…]   Python env only, then `tsunagari demo ARGS…`
+#   scripts/bootstrap.sh test [ARGS…]   everything the tests need (Debian packages,
+#                                       the project env, Synapse's own env), then pytest
+#   scripts/bootstrap.sh setup          everything, run nothing
+#
+# Idempotent: a second run only checks. Servers (Dovecot, Postfix, Synapse,
+# Prometheus, Pushgateway, Chromium) are started by the test suite itself on
+# loopback, with free ports and run folders under the pytest temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+VENV=${TSUNAGARI_VENV:-$ROOT/.venv}
+SYNAPSE_VENV=${TSUNAGARI_SYNAPSE_VENV:-$HOME/.cache/tsunagari/synapse-venv}
+APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium)
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_deps() {
+  local missing=()
+  for p in "${APT_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # The packages' own services must not start (tests run private instances).
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | sudo_ tee /usr/sbin/policy-rc.d >/dev/null
+      sudo_ chmod +x /usr/sbin/policy-rc.d
+    fi
+    sudo_ apt-get update -q >/dev/null
+    sudo_ apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+py_env() {
+  local stamp=$VENV/.tsunagari-installed
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    log "installing the project and its test dependencies"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[test]"
+    touch "$stamp"
+  fi
+}
+
+synapse_env() {
+  if [ ! -x "$SYNAPSE_VENV/bin/synapse_homeserver" ]; then
+    log "installing matrix-synapse into $SYNAPSE_VENV"
+    mkdir -p "$(dirname "$SYNAPSE_VENV")"
+    "$PY" -m venv "$SYNAPSE_VENV"
+    "$SYNAPSE_VENV/bin/python" -m pip install -q "matrix-synapse>=1.100"
+  fi
+}
+
+cmd=${1:-test}
+shift || true
+case "$cmd" in
+  demo)
+    py_env
+    exec "$VENV/bin/tsunagari" demo "$@"
+    ;;
+  test)
+    apt_deps
+    py_env
+    synapse_env
+    export TSUNAGARI_SYNAPSE_VENV=$SYNAPSE_VENV
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  setup)
+    apt_deps
+    py_env
+    synapse_env
+    ;;
+  *)
+    echo "usage: $0 demo|test|setup [ARGS…]" >&2
+    exit 2
+    ;;
+esac
