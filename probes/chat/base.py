@@ -30,12 +30,13 @@ import dataclasses
 import logging
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from pydantic import Field
 
 from probes.base import (
     Accepted,
+    ChannelFault,
     ChannelRejected,
     ChannelSettings,
     ChannelUnreachable,
@@ -54,6 +55,7 @@ __all__ = [
     "ChatProbe",
     "ChatSettings",
     "Throttle",
+    "Verdict",
     "rate_limited",
     "retry_after_seconds",
 ]
@@ -70,6 +72,10 @@ class Throttle:
 
     seconds: float
     code: str = "rate_limited"
+
+
+# What a provider's answer to a send means: None (accepted), a Throttle, or the fault to raise.
+Verdict: TypeAlias = "Throttle | ChannelFault | None"
 
 
 class ChatSettings(ChannelSettings):

@@ -36,7 +36,6 @@ from pydantic import Field
 
 from probes.base import (
     Accepted,
-    ChannelFault,
     ChannelRejected,
     ChannelSettings,
     ChannelUnreachable,
@@ -45,7 +44,7 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, retry_after_seconds
+from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -105,7 +104,7 @@ def _errcode(body: Any) -> tuple[str, str]:
     return "", ""
 
 
-def send_verdict(status: int, body: Any, headers: Any = None) -> Throttle | ChannelFault | None:
+def send_verdict(status: int, body: Any, headers: Any = None) -> Verdict:
     """What a send response means: None (accepted), a Throttle, or the fault to raise.
 
     >>> send_verdict(429, {"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 1500})

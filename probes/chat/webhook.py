@@ -32,7 +32,6 @@ import aiohttp
 
 from probes.base import (
     Accepted,
-    ChannelFault,
     ChannelRejected,
     ChannelSettings,
     ChannelUnreachable,
@@ -41,7 +40,7 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, retry_after_seconds
+from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -85,7 +84,7 @@ def error_text(text: str) -> str:
     return text[:200]
 
 
-def webhook_verdict(status: int, text: str, headers: Any = None) -> Throttle | ChannelFault | None:
+def webhook_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     """What a webhook's HTTP answer means: None (accepted), a Throttle, or the fault.
 
     >>> webhook_verdict(401, '{"ok": false, "error": "invalid_auth"}').reason

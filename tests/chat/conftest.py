@@ -13,6 +13,7 @@ import pytest
 
 from probes.base import Probe, ProbeEnv
 from probes.chat.matrix import MatrixProbe
+from probes.chat.mattermost import MattermostProbe
 from probes.chat.slack import SlackProbe
 from probes.chat.webhook import WebhookProbe
 from tests.chat.farends import FarEnd, SimFarEnd, SynapseFarEnd, SynapseSetup
@@ -21,6 +22,7 @@ SIM_KINDS: dict[str, type[Probe]] = {
     "webhook": WebhookProbe,
     "matrix": MatrixProbe,
     "slack": SlackProbe,
+    "mattermost": MattermostProbe,
 }
 ALL_KINDS = [*SIM_KINDS, "matrix-synapse"]
 
