@@ -15,6 +15,7 @@ from probes.base import Probe, ProbeEnv
 from probes.chat.matrix import MatrixProbe
 from probes.chat.mattermost import MattermostProbe
 from probes.chat.slack import SlackProbe
+from probes.chat.teams import TeamsProbe
 from probes.chat.webhook import WebhookProbe
 from tests.chat.farends import FarEnd, SimFarEnd, SynapseFarEnd, SynapseSetup
 
@@ -23,6 +24,7 @@ SIM_KINDS: dict[str, type[Probe]] = {
     "matrix": MatrixProbe,
     "slack": SlackProbe,
     "mattermost": MattermostProbe,
+    "teams": TeamsProbe,
 }
 ALL_KINDS = [*SIM_KINDS, "matrix-synapse"]
 
