@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from probes.base import Probe, ProbeEnv
+from probes.chat.lineworks import LineWorksProbe
 from probes.chat.matrix import MatrixProbe
 from probes.chat.mattermost import MattermostProbe
 from probes.chat.slack import SlackProbe
@@ -25,6 +26,7 @@ SIM_KINDS: dict[str, type[Probe]] = {
     "slack": SlackProbe,
     "mattermost": MattermostProbe,
     "teams": TeamsProbe,
+    "lineworks": LineWorksProbe,
 }
 ALL_KINDS = [*SIM_KINDS, "matrix-synapse"]
 
