@@ -114,7 +114,9 @@ class ChatSimBase(Simulator):
     async def start(self) -> None:
         app = web.Application()
         self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, backlog=2048)
         await site.start()
