@@ -35,7 +35,11 @@ from aiohttp import web
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket, closed_port
 
-__all__ = ["ChatSimBase", "ChatSimulator", "SimMessage", "SimRoom"]
+__all__ = ["SIM_POLL_INTERVAL", "ChatSimBase", "ChatSimulator", "SimMessage", "SimRoom"]
+
+# Poll interval handed to observers of simulated poll-only services (the real services
+# allow one look every few seconds; on loopback a short interval keeps the error bound small).
+SIM_POLL_INTERVAL = 0.02
 
 
 @dataclass

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from probes.sim.base import SimKnobs
-from probes.sim.chat import ChatSimBase, SimRoom
+from probes.sim.chat import SIM_POLL_INTERVAL, ChatSimBase, SimRoom
 
 __all__ = ["LineWorksSimulator"]
 
@@ -73,6 +73,7 @@ class LineWorksSimulator(ChatSimBase):
         super().__init__(seed, host)
         self.apps: dict[str, _App] = {}  # client id → app
         self._tokens: dict[str, tuple[_App, set[str]]] = {}  # access token → (app, scopes)
+        self._key: tuple[Any, str] | None = None
 
     @staticmethod
     def placeholder_settings() -> dict[str, Any]:
@@ -87,6 +88,19 @@ class LineWorksSimulator(ChatSimBase):
             "channel_id": "placeholder",
         }
 
+    def _key_pair(self) -> tuple[Any, str]:
+        # One RSA key per simulator (generating one costs ~0.1 s); apps still differ by
+        # client id, secret and service account, and the token endpoint checks all three.
+        if self._key is None:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode()
+            self._key = (key, pem)
+        return self._key
+
     def routes(self, app: web.Application) -> None:
         # https://developers.worksmobile.com/en/docs/auth-jwt (service account → access token)
         app.router.add_post("/oauth2/v2.0/token", self._token)
@@ -100,12 +114,7 @@ class LineWorksSimulator(ChatSimBase):
         self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
     ) -> dict[str, Any]:
         room = self.new_room(channel_key, knobs, room_id=str(uuid.uuid4()))
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
+        key, pem = self._key_pair()
         client_id = secrets.token_hex(10)
         app = _App(
             room,
@@ -130,7 +139,7 @@ class LineWorksSimulator(ChatSimBase):
             channel_id=room.room_id,
             api_url=f"{base}/v1.0",
             auth_url=f"{base}/oauth2/v2.0/token",
-            observer={"interval": 0.01},
+            observer={"interval": SIM_POLL_INTERVAL},
         )
         return settings
 

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from probes.sim.base import SimKnobs
-from probes.sim.chat import ChatSimBase, SimRoom
+from probes.sim.chat import SIM_POLL_INTERVAL, ChatSimBase, SimRoom
 
 __all__ = ["SlackSimulator"]
 
@@ -52,7 +52,7 @@ class SlackSimulator(ChatSimBase):
         room.credentials["read"] = "xoxp-" + room.credentials["read"]
         keep = {"poll_interval", "lookback", "max_retries", "request_timeout"}
         settings = {k: v for k, v in raw_settings.items() if k in keep}
-        settings.setdefault("poll_interval", 0.01)
+        settings.setdefault("poll_interval", SIM_POLL_INTERVAL)
         settings["base_url"] = self.url_for(knobs) + "/api/"
         settings["channel"] = channel
         settings["bot_token"] = self.secret(room.credentials["post"])

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from probes.sim.base import SimKnobs
-from probes.sim.chat import ChatSimBase, SimMessage, SimRoom
+from probes.sim.chat import SIM_POLL_INTERVAL, ChatSimBase, SimMessage, SimRoom
 
 __all__ = ["TeamsSimulator"]
 
@@ -96,7 +96,7 @@ class TeamsSimulator(ChatSimBase):
                 "tenant": TENANT,
                 "client_id": room.credentials["observer_app"],
                 "client_secret": self.secret(room.credentials["observer_secret"]),
-                "interval": 0.01,
+                "interval": SIM_POLL_INTERVAL,
             },
         )
         return settings

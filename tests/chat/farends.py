@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,22 @@ from tests.servers.delay_proxy import DelayProxy
 from tests.servers.synapse import MatrixUser, Synapse
 
 _keys = itertools.count(1)
+
+
+def break_observer(kind: str, settings: dict[str, Any]) -> None:
+    """Give the observer identity a credential the service will refuse."""
+    wrong = SecretRef.inline("wrong-" + secrets.token_hex(10))
+    if kind == "slack":
+        settings["observer_token"] = SecretRef.inline("xoxp-" + secrets.token_hex(10))
+    elif kind == "lineworks":
+        app = {**settings["app"], "client_secret": wrong}
+        settings["observer"] = {**settings["observer"], "app": app}
+    elif kind == "teams":
+        settings["observer"] = {**settings["observer"], "client_secret": wrong}
+    elif kind == "webhook":
+        settings["observer"] = {**settings["observer"], "auth": wrong}
+    else:  # matrix, mattermost
+        settings["observer"] = {**settings["observer"], "token": wrong}
 
 
 def secret_values(obj: Any) -> list[str]:
@@ -60,6 +77,7 @@ class FarEnd:
         rate_limit: float | None = None,
         reject: str | None = None,
         disposable: bool = False,
+        observer_reject: bool = False,
         **overrides: Any,
     ) -> Probe:
         raise NotImplementedError
@@ -96,12 +114,15 @@ class SimFarEnd(FarEnd):
         rate_limit: float | None = None,
         reject: str | None = None,
         disposable: bool = False,
+        observer_reject: bool = False,
         **overrides: Any,
     ) -> Probe:
         knobs = SimKnobs(latency=latency, rate_limit=rate_limit, reject=reject)  # type: ignore[arg-type]
         key = f"131016/chat-{next(_keys)}"
         settings = self.sim.add_channel(key, knobs, {**self.sim.placeholder_settings(), **overrides})
         settings.update(overrides)
+        if observer_reject:
+            break_observer(self.kind, settings)
         return self.make(key, settings)
 
     async def take_down(self, probe: Probe) -> None:
@@ -167,6 +188,7 @@ class SynapseFarEnd(FarEnd):
         rate_limit: float | None = None,
         reject: str | None = None,
         disposable: bool = False,
+        observer_reject: bool = False,
         **overrides: Any,
     ) -> Probe:
         key = f"131016/matrix-{next(_keys)}"
@@ -178,6 +200,8 @@ class SynapseFarEnd(FarEnd):
         settings = setup.settings(sender, **overrides)
         if reject == "auth":
             settings["sender"]["token"] = SecretRef.inline("syt_ZHJpbGw_wrongtokenwrongtoken_0abcde")
+        if observer_reject:
+            break_observer("matrix", settings)
         if latency:
             proxy = DelayProxy("127.0.0.1", setup.hs.port, latency)
             await proxy.start()

@@ -21,6 +21,7 @@ from probes.base import (
     ChannelUnreachable,
     Clock,
     DrillMessage,
+    ObserverFault,
     Probe,
     Sighting,
 )
@@ -119,6 +120,20 @@ async def test_rate_limit_is_honoured(far_end: FarEnd) -> None:
         assert sum(a.throttled for a in accepted) >= 1, "the provider said slow down"
         assert elapsed >= 0.3, "the retries waited as told"
         assert all(s.at >= started for s in sightings)
+    finally:
+        await probe.close()
+
+
+async def test_refused_observer_is_a_harness_fault(far_end: FarEnd) -> None:
+    probe = await far_end.channel(observer_reject=True)
+    await probe.open()
+    try:
+        message = DrillMessage.new("観測不能")
+        waiting = asyncio.ensure_future(probe.observe(message))
+        assert isinstance(await probe.send(message), Accepted)  # sending is unaffected
+        with pytest.raises(ObserverFault) as info:
+            await asyncio.wait_for(waiting, 5)
+        assert " / " in info.value.reason
     finally:
         await probe.close()
 
