@@ -156,7 +156,7 @@ def monitoring_window(opened_wall: float, now_wall: float) -> dict[str, str]:
     """startTime/endTime for the monitoring download (JST, ``YYYY-MM-DDThh:mm:ss+09:00``).
 
     >>> monitoring_window(1700000000.0, 1700000030.0)["startTime"]
-    '2023-11-15T07:12:19+09:00'
+    '2023-11-15T07:13:19+09:00'
     """
 
     def fmt(wall: float) -> str:

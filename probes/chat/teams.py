@@ -62,6 +62,9 @@ from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
 __all__ = [
+    "GraphApp",
+    "GraphObserver",
+    "GraphSender",
     "TeamsProbe",
     "TeamsSettings",
     "adaptive_card",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from probes.base import Probe, ProbeEnv
+from probes.base import Accepted, Clock, DrillMessage, Probe, ProbeEnv, Sighting
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs
 from probes.sim.chat import ChatSimBase
@@ -26,6 +26,24 @@ from tests.servers.delay_proxy import DelayProxy
 from tests.servers.synapse import MatrixUser, Synapse
 
 _keys = itertools.count(1)
+
+
+async def deliver(probe: Probe, text: str = "参集訓練") -> tuple[Accepted, Sighting, float]:
+    """Send one drill message and wait (10 s at most) for the observer to see it."""
+    message = DrillMessage.new(text)
+    waiting = asyncio.ensure_future(probe.observe(message))
+    sent = Clock.monotonic()
+    try:
+        accepted = await probe.send(message)
+        sighting = await asyncio.wait_for(waiting, 10)
+    finally:
+        waiting.cancel()
+    return accepted, sighting, sent
+
+
+def rebuild(probe: Probe, **updates: Any) -> Probe:
+    """The same channel with some settings changed."""
+    return type(probe)(probe.channel_id, probe.settings.model_copy(update=updates), probe.env)
 
 
 def break_observer(kind: str, settings: dict[str, Any]) -> None:
@@ -119,7 +137,9 @@ class SimFarEnd(FarEnd):
     ) -> Probe:
         knobs = SimKnobs(latency=latency, rate_limit=rate_limit, reject=reject)  # type: ignore[arg-type]
         key = f"131016/chat-{next(_keys)}"
-        settings = self.sim.add_channel(key, knobs, {**self.sim.placeholder_settings(), **overrides})
+        settings = self.sim.add_channel(
+            key, knobs, {**self.sim.placeholder_settings(), **overrides}
+        )
         settings.update(overrides)
         if observer_reject:
             break_observer(self.kind, settings)
@@ -194,12 +214,16 @@ class SynapseFarEnd(FarEnd):
         key = f"131016/matrix-{next(_keys)}"
         setup = self.setup
         if disposable:
-            setup = await asyncio.to_thread(SynapseSetup.start, self.scratch / key.replace("/", "-"))
+            setup = await asyncio.to_thread(
+                SynapseSetup.start, self.scratch / key.replace("/", "-")
+            )
             self.disposables[key] = setup
         sender = setup.throttled if rate_limit else setup.bot
         settings = setup.settings(sender, **overrides)
         if reject == "auth":
-            settings["sender"]["token"] = SecretRef.inline("syt_ZHJpbGw_wrongtokenwrongtoken_0abcde")
+            settings["sender"]["token"] = SecretRef.inline(
+                "syt_ZHJpbGw_wrongtokenwrongtoken_0abcde"
+            )
         if observer_reject:
             break_observer("matrix", settings)
         if latency:

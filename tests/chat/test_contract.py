@@ -22,10 +22,8 @@ from probes.base import (
     Clock,
     DrillMessage,
     ObserverFault,
-    Probe,
-    Sighting,
 )
-from tests.chat.farends import FarEnd, secret_values
+from tests.chat.farends import FarEnd, deliver, secret_values
 
 # The setting that holds each kind's observer (None makes the probe accepted-only).
 OBSERVER_SETTING = {
@@ -42,18 +40,6 @@ OBSERVER_SETTING = {
 def injected_delay(far_end: FarEnd) -> float:
     # Real Synapse adds its own ~20 ms on top of the proxy's delay; give it room to show.
     return 0.5 if far_end.kind == "matrix-synapse" else 0.3
-
-
-async def deliver(probe: Probe, text: str = "参集訓練") -> tuple[Accepted, Sighting, float]:
-    message = DrillMessage.new(text)
-    waiting = asyncio.ensure_future(probe.observe(message))
-    sent = Clock.monotonic()
-    try:
-        accepted = await probe.send(message)
-        sighting = await asyncio.wait_for(waiting, 10)
-    finally:
-        waiting.cancel()
-    return accepted, sighting, sent
 
 
 async def test_delivered_with_injected_latency(far_end: FarEnd) -> None:
