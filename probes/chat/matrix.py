@@ -52,9 +52,9 @@ __all__ = [
     "MatrixIdentity",
     "MatrixProbe",
     "MatrixSettings",
+    "channel_client",
     "message_texts",
     "send_verdict",
-    "shared_httpx",
     "txn_id",
 ]
 
@@ -175,17 +175,18 @@ def room_filter(room_id: str) -> dict[str, Any]:
     }
 
 
-def shared_httpx(env: ProbeEnv) -> httpx.AsyncClient:
-    """One httpx client for every Matrix probe of a drill (closed by ``env.aclose``)."""
-    client = env.shared.get("httpx")
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
-            timeout=httpx.Timeout(30.0),
-            trust_env=False,
-        )
-        env.shared["httpx"] = client
-    return client
+def channel_client() -> httpx.AsyncClient:
+    """The httpx client of one Matrix channel (closed with the probe).
+
+    One small pool per channel, not one shared pool: httpcore's pool scans every
+    connection on each request, which costs milliseconds of CPU per request once a
+    drill holds hundreds of parked /sync long-polls.
+    """
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
+        timeout=httpx.Timeout(30.0),
+        trust_env=False,
+    )
 
 
 # --------------------------------------------------------------------------- probe
@@ -205,6 +206,7 @@ class MatrixProbe(ChatProbe):
         self._filter_id: str | None = None
         self._since: str | None = None
         self._last_look_ended = 0.0
+        self._client: httpx.AsyncClient | None = None
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -219,7 +221,14 @@ class MatrixProbe(ChatProbe):
 
     @property
     def _http(self) -> httpx.AsyncClient:
-        return shared_httpx(self.env)
+        if self._client is None or self._client.is_closed:
+            self._client = channel_client()
+        return self._client
+
+    async def _close_clients(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     @staticmethod
     def _auth(ident: MatrixIdentity) -> dict[str, str]:

@@ -68,6 +68,7 @@ rc_login:
 rc_registration: {{per_second: 10000, burst_count: 100000}}
 rc_joins:
   local: {{per_second: 10000, burst_count: 100000}}
+rc_room_creation: {{per_second: 10000, burst_count: 100000}}
 rc_invites:
   per_room: {{per_second: 10000, burst_count: 100000}}
   per_user: {{per_second: 10000, burst_count: 100000}}
