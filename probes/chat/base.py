@@ -28,10 +28,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
+import aiohttp
 from pydantic import Field
 
 from probes.base import (
@@ -52,6 +54,7 @@ from probes.base import (
 from probes.settings import Duration
 
 __all__ = [
+    "AccessTokens",
     "ChatProbe",
     "ChatSettings",
     "Throttle",
@@ -108,19 +111,79 @@ def rate_limited(kind: str, throttle: Throttle, attempts: int) -> ChannelRejecte
     )
 
 
+class AccessTokens:
+    """Short-lived access tokens a probe obtained (per role), kept until just before expiry."""
+
+    MARGIN_S = 60.0
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def get(self, role: str) -> str | None:
+        entry = self._tokens.get(role)
+        return entry[0] if entry is not None and entry[1] > Clock.monotonic() else None
+
+    def put(self, role: str, value: str, expires_in: Any) -> str:
+        try:
+            lifetime = float(expires_in)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        self._tokens[role] = (value, Clock.monotonic() + max(0.0, lifetime - self.MARGIN_S))
+        return value
+
+    def drop(self, role: str) -> None:
+        self._tokens.pop(role, None)
+
+
 class ChatProbe(Probe):
     """Base of the chat kinds: throttled sending plus a watcher feeding :class:`Sightings`."""
 
     settings: ChatSettings
     # Seconds between looks when ``_look`` returns None (0 for long-poll / streaming kinds).
     poll_interval: ClassVar[float] = 0.0
+    # The setting that holds the observer; None there means the probe is accepted-only.
+    observer_setting: ClassVar[str] = "observer"
+    # How the service is named in "cannot reach …" reasons.
+    service: ClassVar[str] = "chat"
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
         self.sightings = Sightings()
+        self.opened_wall = time.time()  # when the drill began watching (wall clock)
         self._parked = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._last_look_started = Clock.monotonic()
+        self._observer_trouble: str | None = None  # why the last look failed, if it did
+
+    def confirms(self) -> bool:
+        return getattr(self.settings, self.observer_setting, None) is not None
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        **kw: Any,
+    ) -> tuple[int, str, Any]:
+        """One HTTP request on the drill's shared session: (status, body text, headers).
+
+        Connection failures and timeouts become :class:`ChannelUnreachable`.
+        """
+        total = timeout if timeout is not None else self.settings.request_timeout
+        client_timeout = aiohttp.ClientTimeout(total=total)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            async with self.env.http().request(
+                method, url, headers=headers, timeout=client_timeout, **kw
+            ) as resp:
+                return resp.status, await resp.text(), resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelUnreachable(
+                f"{self.service} に接続できません / cannot reach {self.service}: "
+                f"{exc.__class__.__name__}"
+            ) from exc
 
     # ------------------------------------------------------------------ sending
 
@@ -150,6 +213,7 @@ class ChatProbe(Probe):
         return self.poll_interval
 
     async def open(self) -> None:
+        self.opened_wall = time.time()
         if not self.confirms() or self._watcher is not None:
             return
         self._watcher = asyncio.create_task(self._watch(), name=f"watch:{self.channel_id}")
@@ -166,6 +230,15 @@ class ChatProbe(Probe):
 
     async def observe(self, message: DrillMessage) -> Sighting:
         return await self.sightings.wait(message.token)
+
+    def timeout_reason(self, message: DrillMessage) -> str | None:
+        """Why *message* was not seen, when the observer knows more than "not in time"."""
+        if self._observer_trouble is None:
+            return None
+        return (
+            "着信を確認できず、観測側もサービスに接続できません / not seen, and the observer "
+            f"could not reach the service either ({self._observer_trouble})"
+        )
 
     def record_text(self, text: str, *, at: float, bound: float, **extra: Any) -> int:
         """Record every drill token in *text* as seen at *at*; how many were found."""
@@ -188,11 +261,13 @@ class ChatProbe(Probe):
                 except ChannelUnreachable as exc:
                     # The far end is down: nothing can be seen; keep trying, gently.
                     log.debug("%s: observer cannot reach the far end: %s", self.channel_id, exc)
+                    self._observer_trouble = exc.reason
                     self._parked.set()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 self._last_look_started = started
+                self._observer_trouble = None
                 backoff = 0.1
                 delay = self.look_interval() if wait is None else wait
                 if delay > 0:

@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import jwt
 from cryptography.hazmat.primitives import serialization
 from pydantic import Field
@@ -57,7 +55,14 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
+from probes.chat.base import (
+    AccessTokens,
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    Verdict,
+    retry_after_seconds,
+)
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -165,12 +170,6 @@ def monitoring_window(opened_wall: float, now_wall: float) -> dict[str, str]:
     return {"startTime": fmt(opened_wall - 1.0), "endTime": fmt(now_wall + 60.0)}
 
 
-@dataclass
-class _Token:
-    value: str
-    expires: float  # monotonic
-
-
 # --------------------------------------------------------------------------- probe
 
 
@@ -178,14 +177,14 @@ class LineWorksProbe(ChatProbe):
     """A bot posts to a message room; the monitoring download confirms (if allowed)."""
 
     kind = "lineworks"
+    service = "LINE WORKS"
     Settings = LineWorksSettings
     settings: LineWorksSettings
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
-        self._tokens: dict[str, _Token] = {}
+        self._tokens = AccessTokens()
         self._keys: dict[str, Any] = {}  # client id → loaded private key
-        self._opened_wall = time.time()
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -193,35 +192,13 @@ class LineWorksProbe(ChatProbe):
 
         return LineWorksSimulator
 
-    def confirms(self) -> bool:
-        return self.settings.observer is not None
-
     def look_interval(self) -> float:
         return self.settings.observer.interval if self.settings.observer else 0.0
 
-    async def open(self) -> None:
-        self._opened_wall = time.time()
-        await super().open()
-
-    async def _http(
-        self, method: str, url: str, *, token: str | None = None, **kw: Any
-    ) -> tuple[int, str, Any]:
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            async with self.env.http().request(
-                method, url, headers=headers, timeout=timeout, allow_redirects=False, **kw
-            ) as resp:
-                return resp.status, await resp.text(), resp.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelUnreachable(
-                f"LINE WORKS に接続できません / LINE WORKS unreachable: {exc.__class__.__name__}"
-            ) from exc
-
     async def _token(self, role: str, app: WorksApp, scope: str) -> str:
         cached = self._tokens.get(role)
-        if cached is not None and cached.expires > Clock.monotonic():
-            return cached.value
+        if cached is not None:
+            return cached
         try:
             key = self._keys.get(app.client_id)
             if key is None:
@@ -238,7 +215,7 @@ class LineWorksProbe(ChatProbe):
             "client_secret": app.client_secret.reveal(),
             "scope": scope,
         }
-        status, text, _ = await self._http("POST", self.settings.auth_url, data=form)
+        status, text, _ = await self.fetch("POST", self.settings.auth_url, data=form)
         try:
             body = json.loads(text)
         except ValueError:
@@ -247,9 +224,7 @@ class LineWorksProbe(ChatProbe):
             code = str(body.get("error") or f"HTTP {status}") if isinstance(body, dict) else "?"
             reason = "認証サーバーが拒否しました / the auth server refused the service account"
             raise self._auth_fault(role, f"{reason} ({code})", code)
-        expires = Clock.monotonic() + float(body.get("expires_in") or 3600) - 60
-        self._tokens[role] = _Token(str(body["access_token"]), expires)
-        return self._tokens[role].value
+        return self._tokens.put(role, str(body["access_token"]), body.get("expires_in"))
 
     @staticmethod
     def _auth_fault(role: str, reason: str, code: str) -> ChannelRejected | ObserverFault:
@@ -264,11 +239,11 @@ class LineWorksProbe(ChatProbe):
         token = await self._token("sender", s.app, "bot")
         url = f"{s.api_url}/bots/{quote(str(s.bot_id))}/channels/{quote(s.channel_id)}/messages"
         body = {"content": {"type": "text", "text": message.render()}}
-        status, text, headers = await self._http("POST", url, token=token, json=body)
+        status, text, headers = await self.fetch("POST", url, token=token, json=body)
         if status == 401:
-            self._tokens.pop("sender", None)  # expired early: renew once, then judge
+            self._tokens.drop("sender")  # expired early: renew once, then judge
             token = await self._token("sender", s.app, "bot")
-            status, text, headers = await self._http("POST", url, token=token, json=body)
+            status, text, headers = await self.fetch("POST", url, token=token, json=body)
         verdict = lineworks_verdict(status, text, headers)
         if verdict is None:
             return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
@@ -281,17 +256,19 @@ class LineWorksProbe(ChatProbe):
     async def _look(self) -> float | None:
         s = self.settings
         assert s.observer is not None
-        fresh = "observer" not in self._tokens
+        fresh = self._tokens.get("observer") is None
         token = await self._token("observer", s.observer.app or s.app, "monitoring.read")
         params = {
-            **monitoring_window(self._opened_wall, time.time()),
+            **monitoring_window(self.opened_wall, time.time()),
             "botMessageFilterType": "only",
         }
         url = f"{s.api_url}/monitoring/message-contents/download"
-        status, text, headers = await self._http("GET", url, token=token, params=params)
+        status, text, headers = await self.fetch(
+            "GET", url, token=token, params=params, allow_redirects=False
+        )
         if status in (301, 302, 303, 307) and headers.get("Location"):
             # The file lives behind the redirect; it is fetched with the same token.
-            status, text, headers = await self._http("GET", headers["Location"], token=token)
+            status, text, headers = await self.fetch("GET", headers["Location"], token=token)
         seen_at = Clock.monotonic()
         verdict = lineworks_verdict(status, text, headers)
         if isinstance(verdict, Throttle):
@@ -300,7 +277,7 @@ class LineWorksProbe(ChatProbe):
             raise verdict
         if verdict is not None:
             if status == 401 and not fresh:
-                del self._tokens["observer"]  # expired early: renew and look again
+                self._tokens.drop("observer")  # expired early: renew and look again
                 return 0.0
             raise ObserverFault(f"LINE WORKS 観測: {verdict.reason}", code=verdict.code)
         self.record_text(text, at=seen_at, bound=self.poll_bound(seen_at))

@@ -30,7 +30,6 @@ import json
 import time
 from typing import Any, Literal
 
-import aiohttp
 import websockets
 from pydantic import Field
 from websockets.asyncio.client import connect
@@ -140,12 +139,12 @@ class MattermostProbe(ChatProbe):
     """Posts through REST; sees the post arrive on a reader's websocket (or by polling)."""
 
     kind = "mattermost"
+    service = "Mattermost"
     Settings = MattermostSettings
     settings: MattermostSettings
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
-        self._opened_wall = time.time()
         self._newest_ms = 0
         self._away_since: float | None = None  # wall time the websocket was lost
 
@@ -155,9 +154,6 @@ class MattermostProbe(ChatProbe):
 
         return MattermostSimulator
 
-    def confirms(self) -> bool:
-        return self.settings.observer is not None
-
     def look_interval(self) -> float:
         obs = self.settings.observer
         return obs.interval if obs is not None and obs.mode == "poll" else 0.0
@@ -166,31 +162,17 @@ class MattermostProbe(ChatProbe):
         assert self.settings.observer is not None
         return self.settings.observer
 
-    async def _http(
+    async def _api(
         self, method: str, path: str, token: SecretRef, **kw: Any
     ) -> tuple[int, str, Any]:
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-        headers = {"Authorization": f"Bearer {token.reveal()}"}
-        try:
-            async with self.env.http().request(
-                method, self.settings.url + API + path, headers=headers, timeout=timeout, **kw
-            ) as resp:
-                return resp.status, await resp.text(), resp.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelUnreachable(
-                f"Mattermost に接続できません / Mattermost unreachable: {exc.__class__.__name__}"
-            ) from exc
-
-    async def open(self) -> None:
-        self._opened_wall = time.time()
-        await super().open()
+        return await self.fetch(method, self.settings.url + API + path, token=token.reveal(), **kw)
 
     # ------------------------------------------------------------------ send
 
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         body = {"channel_id": s.channel_id, "message": message.render()}
-        status, text, headers = await self._http("POST", "/posts", s.token, json=body)
+        status, text, headers = await self._api("POST", "/posts", s.token, json=body)
         verdict = mattermost_verdict(status, text, headers)
         if verdict is None:
             post_id = None
@@ -214,7 +196,7 @@ class MattermostProbe(ChatProbe):
 
     async def _read_posts(self, since_ms: int, bound: float) -> float | None:
         path = f"/channels/{self.settings.channel_id}/posts"
-        status, text, headers = await self._http(
+        status, text, headers = await self._api(
             "GET", path, self._observer().token, params={"since": str(since_ms)}
         )
         seen_at = Clock.monotonic()
@@ -239,7 +221,7 @@ class MattermostProbe(ChatProbe):
     async def _look(self) -> float | None:
         if self._observer().mode == "poll":
             wait = await self._read_posts(
-                self._since_ms(self._opened_wall), self.poll_bound(Clock.monotonic())
+                self._since_ms(self.opened_wall), self.poll_bound(Clock.monotonic())
             )
             self._parked.set()
             return wait
@@ -297,7 +279,7 @@ class MattermostProbe(ChatProbe):
 
     async def _check_login(self) -> None:
         try:
-            status, text, _ = await self._http("GET", "/users/me", self._observer().token)
+            status, text, _ = await self._api("GET", "/users/me", self._observer().token)
         except ChannelUnreachable:
             return
         if status in (401, 403):

@@ -24,7 +24,6 @@ Uses the official ``slack_sdk`` async client. Registry example::
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -126,12 +125,13 @@ class SlackProbe(ChatProbe):
     """Posts as a bot; confirms through a reader's conversations.history."""
 
     kind = "slack"
+    service = "Slack"
+    observer_setting = "observer_token"
     Settings = SlackSettings
     settings: SlackSettings
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
-        self._opened_wall = time.time()
         self._newest: Decimal | None = None
 
     @classmethod
@@ -139,9 +139,6 @@ class SlackProbe(ChatProbe):
         from probes.sim.slack import SlackSimulator
 
         return SlackSimulator
-
-    def confirms(self) -> bool:
-        return self.settings.observer_token is not None
 
     def look_interval(self) -> float:
         return self.settings.poll_interval
@@ -168,10 +165,6 @@ class SlackProbe(ChatProbe):
             ) from exc
         return dict(resp.data) if isinstance(resp.data, dict) else {}
 
-    async def open(self) -> None:
-        self._opened_wall = time.time()
-        await super().open()
-
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         try:
@@ -197,7 +190,7 @@ class SlackProbe(ChatProbe):
     async def _look(self) -> float | None:
         s = self.settings
         assert s.observer_token is not None
-        oldest = history_oldest(self._opened_wall, self._newest, s.lookback)
+        oldest = history_oldest(self.opened_wall, self._newest, s.lookback)
         cursor: str | None = None
         seen_at = Clock.monotonic()
         for _page in range(20):

@@ -38,13 +38,10 @@ ordinary channel messages app-only)::
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import Field, model_validator
 
 from probes.base import (
@@ -57,7 +54,14 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
+from probes.chat.base import (
+    AccessTokens,
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    Verdict,
+    retry_after_seconds,
+)
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -215,12 +219,6 @@ def _iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass
-class _Token:
-    value: str
-    expires: float  # monotonic
-
-
 # --------------------------------------------------------------------------- probe
 
 
@@ -228,15 +226,15 @@ class TeamsProbe(ChatProbe):
     """Posts through Workflows (or Graph); sees the message in Graph's channel delta."""
 
     kind = "teams"
+    service = "Teams/Graph"
     Settings = TeamsSettings
     settings: TeamsSettings
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
-        self._tokens: dict[str, _Token] = {}
+        self._tokens = AccessTokens()
         self._refresh: str | None = None  # the sender's refresh token, once rotated
         self._delta_link: str | None = None
-        self._opened_wall = time.time()
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -244,30 +242,8 @@ class TeamsProbe(ChatProbe):
 
         return TeamsSimulator
 
-    def confirms(self) -> bool:
-        return self.settings.observer is not None
-
     def look_interval(self) -> float:
         return self.settings.observer.interval if self.settings.observer else 0.0
-
-    async def open(self) -> None:
-        self._opened_wall = time.time()
-        await super().open()
-
-    async def _http(
-        self, method: str, url: str, *, token: str | None = None, **kw: Any
-    ) -> tuple[int, str, Any]:
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            async with self.env.http().request(
-                method, url, headers=headers, timeout=timeout, **kw
-            ) as resp:
-                return resp.status, await resp.text(), resp.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelUnreachable(
-                f"Teams/Graph に接続できません / cannot reach Teams/Graph: {exc.__class__.__name__}"
-            ) from exc
 
     def _channel_path(self) -> str:
         s = self.settings
@@ -277,13 +253,13 @@ class TeamsProbe(ChatProbe):
 
     async def _token(self, role: str, app: GraphApp, form: dict[str, str]) -> str:
         cached = self._tokens.get(role)
-        if cached is not None and cached.expires > Clock.monotonic():
-            return cached.value
+        if cached is not None:
+            return cached
         form = {"client_id": app.client_id, **form}
         if app.client_secret is not None:
             form["client_secret"] = app.client_secret.reveal()
         url = f"{self.settings.login_url}/{quote(app.tenant)}/oauth2/v2.0/token"
-        status, text, _ = await self._http("POST", url, data=form)
+        status, text, _ = await self.fetch("POST", url, data=form)
         if status != 200:
             code, reason = token_refusal(status, text)
             if role == "observer":
@@ -292,9 +268,7 @@ class TeamsProbe(ChatProbe):
         body = json.loads(text)
         if isinstance(body.get("refresh_token"), str) and role == "sender":
             self._refresh = body["refresh_token"]
-        expires = Clock.monotonic() + float(body.get("expires_in") or 3600) - 60
-        self._tokens[role] = _Token(str(body["access_token"]), expires)
-        return self._tokens[role].value
+        return self._tokens.put(role, str(body["access_token"]), body.get("expires_in"))
 
     async def _sender_token(self) -> str:
         sender = self.settings.graph_sender
@@ -314,7 +288,7 @@ class TeamsProbe(ChatProbe):
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         if s.workflow_url is not None:
-            status, text, headers = await self._http(
+            status, text, headers = await self.fetch(
                 "POST", s.workflow_url.reveal(), json=adaptive_card(message.render())
             )
             verdict = workflow_verdict(status, text, headers)
@@ -322,9 +296,9 @@ class TeamsProbe(ChatProbe):
             body = {"body": {"contentType": "text", "content": message.render()}}
             token = await self._sender_token()
             url = f"{self._channel_path()}/messages"
-            status, text, headers = await self._http("POST", url, token=token, json=body)
+            status, text, headers = await self.fetch("POST", url, token=token, json=body)
             if status == 401:
-                self._tokens.pop("sender", None)  # expired early: the next attempt refreshes
+                self._tokens.drop("sender")  # expired early: the next attempt refreshes
             verdict = graph_verdict(status, text, headers)
         if verdict is None:
             return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
@@ -335,18 +309,18 @@ class TeamsProbe(ChatProbe):
     # ------------------------------------------------------------------ observe
 
     async def _look(self) -> float | None:
-        fresh = "observer" not in self._tokens
+        fresh = self._tokens.get("observer") is None
         token = await self._observer_token()
         url = self._delta_link
         params: dict[str, str] = {}
         if url is None:  # the first round: messages changed since just before the drill
             url = f"{self._channel_path()}/messages/delta"
-            params = {"$filter": f"lastModifiedDateTime gt {_iso(self._opened_wall - 1.0)}"}
+            params = {"$filter": f"lastModifiedDateTime gt {_iso(self.opened_wall - 1.0)}"}
         for _page in range(50):
-            status, text, headers = await self._http("GET", url, token=token, params=params)
+            status, text, headers = await self.fetch("GET", url, token=token, params=params)
             seen_at = Clock.monotonic()
             if status == 401 and not fresh:
-                del self._tokens["observer"]  # expired early: fetch a new one and look again
+                self._tokens.drop("observer")  # expired early: fetch a new one, look again
                 return 0.0
             verdict = graph_verdict(status, text, headers)
             if isinstance(verdict, Throttle):

@@ -28,8 +28,6 @@ import contextlib
 import json
 from typing import Any, Literal
 
-import aiohttp
-
 from probes.base import (
     Accepted,
     ChannelRejected,
@@ -110,6 +108,7 @@ class WebhookProbe(ChatProbe):
     """Posts to an incoming webhook; confirms by reading the room back."""
 
     kind = "webhook"
+    service = "Webhook"
     Settings = WebhookSettings
     settings: WebhookSettings
 
@@ -123,34 +122,22 @@ class WebhookProbe(ChatProbe):
 
         return ChatSimulator
 
-    def confirms(self) -> bool:
-        return self.settings.observer is not None
-
     def look_interval(self) -> float:
         obs = self.settings.observer
         return obs.interval if obs is not None and obs.mode == "poll" else 0.0
-
-    @staticmethod
-    def _headers(ref: SecretRef | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {ref.reveal()}"} if ref is not None else {}
 
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         body = {s.field: message.render()}
         as_json = s.format == "json"
-        timeout = aiohttp.ClientTimeout(total=s.request_timeout)
-        try:
-            async with self.env.http().post(
-                s.url,
-                json=body if as_json else None,
-                data=None if as_json else body,
-                headers=self._headers(s.auth),
-                timeout=timeout,
-            ) as resp:
-                text = await resp.text()
-                status, headers = resp.status, resp.headers
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise ChannelUnreachable(f"webhook unreachable: {exc.__class__.__name__}") from exc
+        token = s.auth.reveal() if s.auth is not None else None
+        status, text, headers = await self.fetch(
+            "POST",
+            s.url,
+            token=token,
+            json=body if as_json else None,
+            data=None if as_json else body,
+        )
         verdict = webhook_verdict(status, text, headers)
         if verdict is None:
             return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
@@ -166,21 +153,21 @@ class WebhookProbe(ChatProbe):
         if longpoll:
             wait = LONGPOLL_WAIT_S if self._parked.is_set() else 0
             params = {"after": str(self._cursor), "wait": str(wait)}
-        timeout = aiohttp.ClientTimeout(total=LONGPOLL_WAIT_S + self.settings.request_timeout)
-        try:
-            async with self.env.http().get(
-                obs.url, params=params, headers=self._headers(obs.auth), timeout=timeout
-            ) as resp:
-                if resp.status in (401, 403):
-                    raise ObserverFault(
-                        f"観測用アカウントのログインが拒否されました / observer login refused "
-                        f"(HTTP {resp.status})"
-                    )
-                if resp.status >= 400:
-                    raise ChannelUnreachable(f"observer read failed: HTTP {resp.status}")
-                text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelUnreachable(f"observer unreachable: {exc.__class__.__name__}") from exc
+        token = obs.auth.reveal() if obs.auth is not None else None
+        status, text, _ = await self.fetch(
+            "GET",
+            obs.url,
+            token=token,
+            params=params,
+            timeout=LONGPOLL_WAIT_S + self.settings.request_timeout,
+        )
+        if status in (401, 403):
+            raise ObserverFault(
+                f"観測用アカウントのログインが拒否されました / observer login refused "
+                f"(HTTP {status})"
+            )
+        if status >= 400:
+            raise ChannelUnreachable(f"observer read failed: HTTP {status}")
         seen_at = Clock.monotonic()
         if longpoll:
             with contextlib.suppress(ValueError, KeyError, TypeError):

@@ -12,6 +12,7 @@ from probes.chat.slack import SlackProbe
 from probes.chat.teams import GraphSender, TeamsProbe
 from probes.chat.webhook import WebhookProbe
 from probes.settings import SecretRef
+from probes.sim.base import closed_port
 from tests.chat.farends import SimFarEnd, deliver, rebuild
 
 
@@ -47,8 +48,9 @@ async def test_teams_graph_sender(sims) -> None:
         await probe.close()
 
 
-async def test_mattermost_poll_mode(sims) -> None:
-    end = await sims(MattermostProbe)
+@pytest.mark.parametrize("cls", [MattermostProbe, WebhookProbe])
+async def test_poll_mode_observers(sims, cls: type) -> None:
+    end = await sims(cls)
     probe = await end.channel(latency=0.1)
     obs = probe.settings.observer.model_copy(update={"mode": "poll", "interval": 0.02})
     probe = rebuild(probe, observer=obs)
@@ -56,6 +58,7 @@ async def test_mattermost_poll_mode(sims) -> None:
     try:
         _, sighting, sent = await deliver(probe)
         assert abs(sighting.at - sent - 0.1) <= 0.1 * 0.1 + 0.02
+        assert 0 < sighting.error_bound_s <= 0.05  # a poll knows it may be one interval late
     finally:
         await probe.close()
 
@@ -80,20 +83,6 @@ async def test_mattermost_catches_up_after_the_socket_was_away(sims) -> None:
         await probe.close()
 
 
-async def test_webhook_poll_mode(sims) -> None:
-    end = await sims(WebhookProbe)
-    probe = await end.channel(latency=0.1)
-    obs = probe.settings.observer.model_copy(update={"mode": "poll", "interval": 0.02})
-    probe = rebuild(probe, observer=obs)
-    await probe.open()
-    try:
-        _, sighting, sent = await deliver(probe)
-        assert abs(sighting.at - sent - 0.1) <= 0.1 * 0.1 + 0.02
-        assert 0 < sighting.error_bound_s <= 0.05
-    finally:
-        await probe.close()
-
-
 async def test_slack_bot_outside_the_channel(sims) -> None:
     end = await sims(SlackProbe)
     one = await end.channel()
@@ -106,3 +95,22 @@ async def test_slack_bot_outside_the_channel(sims) -> None:
     with pytest.raises(ChannelRejected) as info:
         await lost.send(DrillMessage.new("存在しない"))
     assert info.value.code == "channel_not_found"
+
+
+async def test_an_unreachable_observer_explains_the_loss(sims) -> None:
+    end = await sims(WebhookProbe)
+    probe = await end.channel()
+    dead = f"http://127.0.0.1:{closed_port()}/rooms/r1/messages"
+    probe = rebuild(probe, observer=probe.settings.observer.model_copy(update={"url": dead}))
+    await probe.open()
+    try:
+        message = DrillMessage.new("観測側の障害")
+        waiting = asyncio.ensure_future(probe.observe(message))
+        await probe.send(message)  # the service itself takes it
+        done, _ = await asyncio.wait([waiting], timeout=0.5)
+        assert not done
+        waiting.cancel()
+        reason = probe.timeout_reason(message)
+        assert reason is not None and "observer could not reach" in reason
+    finally:
+        await probe.close()
