@@ -1,0 +1,79 @@
+"""Fixtures for the mail channel: a test CA, real Dovecot, the LMTP front, real Postfix."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.mail.support import USERS
+from tests.servers.dovecot import Dovecot
+from tests.servers.lmtp_front import LmtpFront
+
+
+@dataclass
+class MailCA:
+    ca: trustme.CA
+    dir: Path
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.dir / "ca.pem")
+
+    @property
+    def cert_file(self) -> Path:
+        return self.dir / "server-chain.pem"
+
+    @property
+    def key_file(self) -> Path:
+        return self.dir / "server-key.pem"
+
+    @property
+    def other_ca_file(self) -> str:
+        return str(self.dir / "other-ca.pem")
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> MailCA:
+    folder = tmp_path_factory.mktemp("mail-ca")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(folder / "server-chain.pem"))
+    cert.private_key_pem.write_to_path(str(folder / "server-key.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    trustme.CA().cert_pem.write_to_path(str(folder / "other-ca.pem"))
+    return MailCA(ca, folder)
+
+
+@pytest.fixture(scope="session")
+def dovecot(test_ca: MailCA):
+    server = Dovecot(
+        users=dict(USERS), cert_file=test_ca.cert_file, key_file=test_ca.key_file,
+        remove_on_stop=True,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def front(dovecot: Dovecot, test_ca: MailCA):
+    server = LmtpFront(lmtp_port=dovecot.lmtp_port, server_context=test_ca.server_context())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean_front(front: LmtpFront):
+    front.clear_faults()
+    yield front
+    front.clear_faults()
