@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import trustme
 
+from probes.sim.base import free_port
 from tests.mail.support import USERS
 from tests.servers.dovecot import Dovecot
 from tests.servers.lmtp_front import LmtpFront
+from tests.servers.postfix import Postfix
 
 
 @dataclass
@@ -42,7 +44,7 @@ class MailCA:
 
 
 @pytest.fixture(scope="session")
-def test_ca(tmp_path_factory: pytest.TempPathFactory) -> MailCA:
+def mail_ca(tmp_path_factory: pytest.TempPathFactory) -> MailCA:
     folder = tmp_path_factory.mktemp("mail-ca")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -54,9 +56,9 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> MailCA:
 
 
 @pytest.fixture(scope="session")
-def dovecot(test_ca: MailCA):
+def dovecot(mail_ca: MailCA):
     server = Dovecot(
-        users=dict(USERS), cert_file=test_ca.cert_file, key_file=test_ca.key_file,
+        users=dict(USERS), cert_file=mail_ca.cert_file, key_file=mail_ca.key_file,
         remove_on_stop=True,
     )
     server.start()
@@ -65,8 +67,8 @@ def dovecot(test_ca: MailCA):
 
 
 @pytest.fixture(scope="session")
-def front(dovecot: Dovecot, test_ca: MailCA):
-    server = LmtpFront(lmtp_port=dovecot.lmtp_port, server_context=test_ca.server_context())
+def front(dovecot: Dovecot, mail_ca: MailCA):
+    server = LmtpFront(lmtp_port=dovecot.lmtp_port, server_context=mail_ca.server_context())
     server.start()
     yield server
     server.stop()
@@ -77,3 +79,32 @@ def clean_front(front: LmtpFront):
     front.clear_faults()
     yield front
     front.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def outage_ports() -> dict[str, int]:
+    """Fixed ports for a Dovecot that tests stop and start (Postfix routes to it)."""
+    return {"imap_port": free_port(), "lmtp_port": free_port()}
+
+
+@pytest.fixture
+def outage_dovecot(outage_ports: dict[str, int]):
+    """A Dovecot of its own, for tests that take it away mid-drill."""
+    server = Dovecot(users=dict(USERS), remove_on_stop=True, **outage_ports)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postfix(dovecot: Dovecot, outage_ports: dict[str, int], mail_ca: MailCA):
+    """Real Postfix as the MTA: example.lg.jp → session Dovecot, outage.test → outage Dovecot."""
+    server = Postfix(
+        lmtp_port=dovecot.lmtp_port,
+        routes={"outage.test": outage_ports["lmtp_port"]},
+        cert_file=mail_ca.cert_file,
+        key_file=mail_ca.key_file,
+    )
+    server.start()
+    yield server
+    server.stop()

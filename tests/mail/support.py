@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from probes.base import (
@@ -46,13 +48,13 @@ def imap_settings(dovecot: Dovecot, user: str = "drill", **over: Any) -> dict[st
 
 
 def mail_settings(
-    front: LmtpFront, dovecot: Dovecot, user: str = "drill", *, imap: dict[str, Any] | None = None,
+    front: LmtpFront | None, dovecot: Dovecot, user: str = "drill", *, imap: dict[str, Any] | None = None,
     smtp: dict[str, Any] | None = None, **over: Any,
 ) -> MailSettings:
     raw: dict[str, Any] = {
         "smtp": {
             "host": "127.0.0.1",
-            "port": front.port,
+            "port": front.port if front is not None else 25,
             "security": "plain",
             "user": "sender",
             "password": SecretRef.inline("sendpass"),
@@ -65,6 +67,8 @@ def mail_settings(
         "imap": imap if imap is not None else imap_settings(dovecot, user),
         **over,
     }
+    if raw["imap"] == {}:
+        del raw["imap"]
     return MailSettings.model_validate(raw)
 
 
@@ -116,3 +120,16 @@ async def opened(*settings: MailSettings, env: ProbeEnv | None = None):
             await p.close()
         await env.aclose()
 
+
+
+def maildir_ctime(maildir: Path, token: str) -> float | None:
+    """When Dovecot stored the message with *token* (ctime of its Maildir file), monotonic."""
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        if not folder.is_dir():
+            continue
+        for name in os.listdir(folder):
+            path = folder / name
+            if token.encode() in path.read_bytes():
+                return Clock.monotonic_from_wall(path.stat().st_ctime)
+    return None
