@@ -177,14 +177,25 @@ class ImapConnection:
         client, self.client = self.client, None
         if client is None:
             return
-        if not self.lost.is_set():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.logout(), 2.0)
-        transport = client.protocol.transport
-        if transport is not None:
-            transport.close()
-        for task in list(client.tasks) + list(client.protocol.tasks):
-            task.cancel()
+        try:
+            if not self.lost.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.logout(), 2.0)
+        finally:
+            _drop(client)
+
+
+def _drop(client: aioimaplib.IMAP4) -> None:
+    """Close the socket whatever state the client is in (even if closed mid-connect)."""
+    connecting = client._client_task
+    if not connecting.done():
+        connecting.cancel()
+    elif not connecting.cancelled() and connecting.exception() is None:
+        connecting.result()[0].close()
+    if client.protocol.transport is not None:
+        client.protocol.transport.close()
+    for task in list(client.tasks) + list(client.protocol.tasks):
+        task.cancel()
 
 
 def _text(response: aioimaplib.Response) -> str:
@@ -248,10 +259,10 @@ class ImapObserver(MailObserver):
                 backoff = 0.2
                 await self._watch(conn)
             except ObserverFault as exc:
+                await conn.close()
                 self._fault = exc
                 self.sightings.fail(exc)
                 self._ready.set()
-                await conn.close()
                 return
             except LostConnection as exc:
                 log.info("imap observer %s: %s", self.settings.key(), exc)

@@ -81,6 +81,16 @@ def clean_front(front: LmtpFront):
     front.clear_faults()
 
 
+@pytest.fixture
+def fresh_dovecot():
+    """A Dovecot of its own for wrong-password tests: Dovecot penalises repeated auth
+    failures from one IP by up to 15 s (anvil), which would slow every later login."""
+    server = Dovecot(users=dict(USERS), remove_on_stop=True)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def outage_ports() -> dict[str, int]:
     """Fixed ports for a Dovecot that tests stop and start (Postfix routes to it)."""

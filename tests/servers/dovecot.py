@@ -11,6 +11,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,7 +41,7 @@ mail_uid = nobody
 mail_gid = nogroup
 mail_fsync = never
 first_valid_uid = 1
-login_trusted_networks =
+login_trusted_networks = {trusted}
 passdb {{
   driver = passwd-file
   args = {run}/users
@@ -110,6 +111,7 @@ class Dovecot:
     cert_file: Path | None = None  # PEM chain; enables STARTTLS + IMAPS
     key_file: Path | None = None
     auth_delay: str = "0"
+    trusted_networks: str = ""
     imap_port: int = 0
     imaps_port: int = 0
     lmtp_port: int = 0
@@ -146,6 +148,7 @@ class Dovecot:
             name=self.run.name,
             ssl=ssl,
             auth_delay=self.auth_delay,
+            trusted=self.trusted_networks,
             imap_port=self.imap_port,
             imaps_port=self.imaps_port,
             lmtp_port=self.lmtp_port,
@@ -161,7 +164,10 @@ class Dovecot:
         conf = self.write_config()
         with open(self.run / "stderr.log", "ab") as stderr:
             self.proc = subprocess.Popen(
-                [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr
+                [DOVECOT, "-F", "-c", str(conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # its own process group: stop() ends all of it
             )
         try:
             wait_port(self.imap_port, proc=self.proc)
@@ -175,7 +181,10 @@ class Dovecot:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.terminate()
+            # TERM to the whole group (master, imap, lmtp, auth) we started: the master
+            # alone waits about a second for its children.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
