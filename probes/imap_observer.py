@@ -180,6 +180,8 @@ class ImapConnection:
         try:
             if not self.lost.is_set():
                 with contextlib.suppress(Exception):
+                    if client.has_pending_idle():
+                        client.idle_done()
                     await asyncio.wait_for(client.logout(), 2.0)
         finally:
             _drop(client)
@@ -220,6 +222,7 @@ class ImapObserver(MailObserver):
         self._uidvalidity: int | None = None
         self._last_look: float | None = None
         self._mode = "poll"
+        self._busy = asyncio.Lock()  # held while a look (and its clean-up) runs
 
     # -------------------------------------------------------------- lifecycle
 
@@ -236,6 +239,9 @@ class ImapObserver(MailObserver):
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # Let a look in progress finish (its sightings and clean-up), then stop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._busy.acquire(), 2.0)
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
@@ -297,7 +303,8 @@ class ImapObserver(MailObserver):
     async def _watch(self, conn: ImapConnection) -> None:
         s = self.settings
         while True:
-            await self._look(conn)
+            async with self._busy:
+                await self._look(conn)
             self._mode = self._choose_mode(conn)
             if self._mode == "fast":
                 await asyncio.sleep(s.fast_interval)

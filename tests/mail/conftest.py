@@ -59,11 +59,11 @@ def mail_ca(tmp_path_factory: pytest.TempPathFactory) -> MailCA:
 def dovecot(mail_ca: MailCA):
     server = Dovecot(
         users=dict(USERS), cert_file=mail_ca.cert_file, key_file=mail_ca.key_file,
-        remove_on_stop=True,
+        
     )
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture(scope="session")
@@ -85,10 +85,10 @@ def clean_front(front: LmtpFront):
 def fresh_dovecot():
     """A Dovecot of its own for wrong-password tests: Dovecot penalises repeated auth
     failures from one IP by up to 15 s (anvil), which would slow every later login."""
-    server = Dovecot(users=dict(USERS), remove_on_stop=True)
+    server = Dovecot(users=dict(USERS))
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +100,10 @@ def outage_ports() -> dict[str, int]:
 @pytest.fixture
 def outage_dovecot(outage_ports: dict[str, int]):
     """A Dovecot of its own, for tests that take it away mid-drill."""
-    server = Dovecot(users=dict(USERS), remove_on_stop=True, **outage_ports)
+    server = Dovecot(users=dict(USERS),  **outage_ports)
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture(scope="session")

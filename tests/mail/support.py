@@ -20,6 +20,7 @@ from probes.base import (
     Sighting,
 )
 from probes.mail import MailProbe, MailSettings
+from probes.mail_message import token_in_headers
 from probes.settings import SecretRef
 from tests.servers.dovecot import Dovecot
 from tests.servers.lmtp_front import LmtpFront
@@ -133,3 +134,16 @@ def maildir_ctime(maildir: Path, token: str) -> float | None:
             if token.encode() in path.read_bytes():
                 return Clock.monotonic_from_wall(path.stat().st_ctime)
     return None
+
+
+def maildir_tokens(maildir: Path) -> set[str]:
+    """Drill tokens of every message still in the Maildir."""
+    tokens = set()
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        if folder.is_dir():
+            for name in os.listdir(folder):
+                token = token_in_headers((folder / name).read_bytes())
+                if token:
+                    tokens.add(token)
+    return tokens

@@ -116,7 +116,6 @@ class Dovecot:
     imaps_port: int = 0
     lmtp_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
-    remove_on_stop: bool = False
 
     def __post_init__(self) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
@@ -191,12 +190,15 @@ class Dovecot:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
-        if self.remove_on_stop:
-            shutil.rmtree(self.run, ignore_errors=True)
         # The master is gone; make sure no listener lingers.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and port_open(self.imap_port):
             time.sleep(0.02)
+
+    def remove(self) -> None:
+        """Stop, then delete the run folder (mail included)."""
+        self.stop()
+        shutil.rmtree(self.run, ignore_errors=True)
 
     def log_text(self) -> str:
         parts = []
@@ -210,7 +212,7 @@ class Dovecot:
         return sum(
             1
             for line in self.log_text().splitlines()
-            if "imap-login: Login:" in line and f"user=<{user}>" in line
+            if "imap-login: Info: Login:" in line and f"user=<{user}>" in line
         )
 
     def __enter__(self) -> Dovecot:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from probes.sim.base import free_port
+
+# aiosmtpd logs a deprecation notice on every AUTH (its own internals); keep test logs readable.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 async def lmtp_deliver(
