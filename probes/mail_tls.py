@@ -56,7 +56,8 @@ def tls_reason(exc: BaseException) -> str:
     cur: BaseException | None = exc
     while cur is not None:
         if isinstance(cur, ssl.SSLCertVerificationError):
-            return f"証明書を検証できません / certificate verification failed: {cur.verify_message}"
+            detail = getattr(cur, "verify_message", None) or cur
+            return f"証明書を検証できません / certificate verification failed: {detail}"
         if isinstance(cur, ssl.SSLError):
             return f"TLS ハンドシェイク失敗 / TLS handshake failed: {cur.reason or cur}"
         cur = cur.__cause__ or cur.__context__
