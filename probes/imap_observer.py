@@ -84,7 +84,15 @@ class ImapConnection:
     def insecure(self) -> bool:
         return self.settings.security == "plain"
 
-    async def open(self, *, select: bool = True) -> aioimaplib.Response | None:
+    async def open(
+        self, *, select: bool = True, readonly: bool = True
+    ) -> aioimaplib.Response | None:
+        """Connect, log in and (unless told not to) open the mailbox.
+
+        ``readonly`` opens it with EXAMINE: the observer changes nothing (no
+        \\Recent taken from people's clients, and Dovecot leaves new mail in
+        Maildir ``new/``, whose ctime stays the delivery time).
+        """
         s = self.settings
         context = (
             client_context(verify=s.verify, ca_file=s.ca_file) if s.security == "tls" else None
@@ -119,7 +127,17 @@ class ImapConnection:
         self.idle_capable = "IDLE" in self.client.protocol.capabilities
         if not select:
             return None
-        selected = await self.command(self.client.select(s.mailbox))
+        if readonly:
+            protocol = self.client.protocol
+            selected = await self.command(
+                protocol.execute(
+                    aioimaplib.Command("EXAMINE", protocol.new_tag(), s.mailbox, loop=protocol.loop)
+                )
+            )
+            if selected.result == "OK":
+                protocol.state = aioimaplib.SELECTED  # aioimaplib only tracks SELECT
+        else:
+            selected = await self.command(self.client.select(s.mailbox))
         if selected.result != "OK":
             raise ObserverFault(
                 f"IMAP メールボックスを開けません / cannot select {s.mailbox}: {_text(selected)}",
@@ -277,7 +295,7 @@ class ImapObserver(MailObserver):
             backoff = min(backoff * 2, 2.0)
 
     async def _connect(self, conn: ImapConnection) -> None:
-        selected = await conn.open()
+        selected = await conn.open(readonly=not self.cleanup)
         assert selected is not None
         self.logins += 1
         codes = parse_select(selected.lines)

@@ -7,6 +7,10 @@ every ``interval`` (cheap: a stat of each folder, a listing only when it
 changed), matches the token header with the same code as the IMAP observer,
 and reports the ctime as the arrival time — exact to the file system's clock
 tick, whatever the scan interval.
+
+A message first found in ``cur/`` was moved there by a mail client (a
+read-write IMAP session), which reset its ctime; its arrival is then bracketed
+like an IMAP look: after the previous scan, no later than the move.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class MaildirObserver(MailObserver):
         self._seen: set[str] = set()
         self._mtimes: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._last_scan: float | None = None
 
     async def start(self) -> None:
         if not (self.path / "new").is_dir():
@@ -64,6 +69,7 @@ class MaildirObserver(MailObserver):
             for sub in ("new", "cur"):
                 with contextlib.suppress(OSError):
                     self._seen.update(n.split(":", 1)[0] for n in os.listdir(self.path / sub))
+            self._last_scan = Clock.monotonic()
             self._task = asyncio.create_task(self._run(), name=f"maildir-observer {self.path}")
 
     async def aclose(self) -> None:
@@ -84,6 +90,8 @@ class MaildirObserver(MailObserver):
         self.scans += 1
         found = 0
         now_wall = time.time()
+        started = Clock.monotonic()
+        previous, self._last_scan = self._last_scan, started
         for sub in ("new", "cur"):
             folder = self.path / sub
             try:
@@ -105,10 +113,10 @@ class MaildirObserver(MailObserver):
                 if unique in self._seen:
                     continue
                 self._seen.add(unique)
-                found += self._consider(Path(entry.path))
+                found += self._consider(Path(entry.path), moved=sub == "cur", previous=previous)
         return found
 
-    def _consider(self, path: Path) -> int:
+    def _consider(self, path: Path, *, moved: bool, previous: float | None) -> int:
         head = _read_head(path)
         if head is None:
             return 0
@@ -116,14 +124,19 @@ class MaildirObserver(MailObserver):
         if token is None:
             return 0
         try:
-            stored_wall = path.stat().st_ctime
+            changed_wall = path.stat().st_ctime
         except OSError:
             return 0
         seen_at = Clock.monotonic()
-        stored = Clock.monotonic_from_wall(stored_wall)
+        stored = min(Clock.monotonic_from_wall(changed_wall), seen_at)
         since = self._since(token)
         if since is not None:
             stored = max(stored, since)  # never before the send began (clock skew guard)
+        if moved:
+            # ctime is the move into cur/; the arrival lies between the last scan and it.
+            bound = self.bound(token, stored, previous)
+        else:
+            bound = CTIME_RESOLUTION_S
         extra: dict[str, object] = {
             "observer": "maildir",
             "observed_lag_s": round(max(0.0, seen_at - stored), 6),
@@ -132,7 +145,7 @@ class MaildirObserver(MailObserver):
         if token in self.expected:
             with contextlib.suppress(OSError):
                 extra.update(self.content_extra(token, path.read_bytes()))
-        self.record(token, Sighting(at=stored, error_bound_s=CTIME_RESOLUTION_S, extra=extra))
+        self.record(token, Sighting(at=stored, error_bound_s=bound, extra=extra))
         if self.cleanup:
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -124,8 +124,11 @@ async def opened(*settings: MailSettings, env: ProbeEnv | None = None):
 
 
 def maildir_ctime(maildir: Path, token: str) -> float | None:
-    """When Dovecot stored the message with *token* (ctime of its Maildir file), monotonic."""
-    for sub in ("new", "cur"):
+    """When Dovecot stored the message with *token* (ctime of its Maildir file), monotonic.
+
+    Only ``new/`` counts: a move into ``cur/`` (by a read-write IMAP session) resets ctime.
+    """
+    for sub in ("new",):
         folder = maildir / sub
         if not folder.is_dir():
             continue

@@ -107,9 +107,10 @@ async def test_connection_refused_is_unreachable(dovecot):
 
 
 async def test_silent_server_times_out_as_unreachable(dovecot):
-    async def silent(reader, writer):
-        await asyncio.sleep(5)
-        writer.close()
+    writers = []
+
+    async def silent(reader, writer):  # accepts, never greets
+        writers.append(writer)
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -118,6 +119,9 @@ async def test_silent_server_times_out_as_unreachable(dovecot):
         async with opened(settings) as [probe]:
             result = await deliver(probe, DrillMessage.new("silent"), timeout=1.0)
     finally:
+        for writer in writers:
+            writer.close()
         server.close()
+        await server.wait_closed()
     assert isinstance(result.error, ChannelUnreachable)
     assert result.error.code == "timeout"
