@@ -111,7 +111,9 @@ class ImapConnection:
             self.tls_days_left = cert_days_left(self._ssl_object())
             password = s.password.reveal()
         except SecretUnresolvable as exc:
-            raise ObserverFault(f"IMAP パスワードを読めません / cannot read password: {exc}") from exc
+            raise ObserverFault(
+                f"IMAP パスワードを読めません / cannot read password: {exc}"
+            ) from exc
         except Exception as exc:
             if is_certificate_error(exc):
                 raise ObserverFault(f"IMAP {tls_reason(exc)}", code="tls") from exc
@@ -185,7 +187,7 @@ class ImapConnection:
                 await task
             raise LostConnection("IMAP 接続が切れました / connection lost")
         try:
-            return task.result()  # type: ignore[no-any-return]
+            return task.result()
         except (TimeoutError, aioimaplib.CommandTimeout) as exc:
             raise LostConnection("IMAP 応答なし / command timed out") from exc
         except (aioimaplib.Abort, aioimaplib.Error, OSError) as exc:
@@ -246,7 +248,9 @@ class ImapObserver(MailObserver):
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"imap-observer {self.settings.key()}")
+            self._task = asyncio.create_task(
+                self._run(), name=f"imap-observer {self.settings.key()}"
+            )
         # Wait for the first login (or a fault); an unreachable server is not a fault:
         # the observer keeps trying and the messages will count as lost if never seen.
         with contextlib.suppress(TimeoutError):

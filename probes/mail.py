@@ -119,7 +119,9 @@ class MailProbe(Probe):
         cleanup = s.cleanup == "delete"
         if s.imap is not None:
             imap = s.imap
-            registry: SharedObservers[Any] = self.env.shared.setdefault(_IMAP_KEY, SharedObservers())
+            registry: SharedObservers[Any] = self.env.shared.setdefault(
+                _IMAP_KEY, SharedObservers()
+            )
             key: Any = imap.key()
             self.observer = await registry.acquire(key, lambda: ImapObserver(imap, cleanup=cleanup))
             self._observer_key = (_IMAP_KEY, key)

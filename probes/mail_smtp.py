@@ -108,7 +108,9 @@ def _code_fault(code: int, text: str, what: str) -> ChannelRejected:
     text = " ".join(text.split())[:300]
     temporary = 400 <= code < 500
     kind = "一時拒否 / deferred" if temporary else "拒否 / rejected"
-    return ChannelRejected(f"SMTP {code} {kind} ({what}): {text}", code=str(code), temporary=temporary)
+    return ChannelRejected(
+        f"SMTP {code} {kind} ({what}): {text}", code=str(code), temporary=temporary
+    )
 
 
 def smtp_fault(exc: BaseException, stage: str) -> ProbeError:
@@ -130,9 +132,13 @@ def smtp_fault(exc: BaseException, stage: str) -> ProbeError:
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return ChannelUnreachable(f"SMTP タイムアウト / timed out ({stage})", code="timeout")
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
-        return ChannelUnreachable(f"SMTP 接続失敗 / cannot connect ({stage}): {exc}", code="connect")
+        return ChannelUnreachable(
+            f"SMTP 接続失敗 / cannot connect ({stage}): {exc}", code="connect"
+        )
     if isinstance(exc, OSError):
-        return ChannelUnreachable(f"SMTP 接続失敗 / cannot connect ({stage}): {exc}", code="connect")
+        return ChannelUnreachable(
+            f"SMTP 接続失敗 / cannot connect ({stage}): {exc}", code="connect"
+        )
     if isinstance(exc, aiosmtplib.SMTPException) and stage == "starttls":
         return ChannelUnreachable(
             "SMTP STARTTLS 非対応 / server does not offer STARTTLS", code="tls"

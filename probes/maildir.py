@@ -62,7 +62,8 @@ class MaildirObserver(MailObserver):
     async def start(self) -> None:
         if not (self.path / "new").is_dir():
             raise ObserverFault(
-                f"Maildir がありません / not a Maildir (no new/ folder): {self.path}", code="maildir"
+                f"Maildir がありません / not a Maildir (no new/ folder): {self.path}",
+                code="maildir",
             )
         if self._task is None:
             # Messages already there cannot carry tokens of this drill: skip them.

@@ -35,9 +35,15 @@ def make_ca_and_server_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -74,9 +80,7 @@ def make_ca_and_server_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path
     ca_file.write_bytes(ca_cert.public_bytes(pem))
     chain_file.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
     key_file.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     key_file.chmod(0o600)
     return ca_file, chain_file, key_file

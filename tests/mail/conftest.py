@@ -58,8 +58,9 @@ def mail_ca(tmp_path_factory: pytest.TempPathFactory) -> MailCA:
 @pytest.fixture(scope="session")
 def dovecot(mail_ca: MailCA):
     server = Dovecot(
-        users=dict(USERS), cert_file=mail_ca.cert_file, key_file=mail_ca.key_file,
-        
+        users=dict(USERS),
+        cert_file=mail_ca.cert_file,
+        key_file=mail_ca.key_file,
     )
     server.start()
     yield server
@@ -100,7 +101,7 @@ def outage_ports() -> dict[str, int]:
 @pytest.fixture
 def outage_dovecot(outage_ports: dict[str, int]):
     """A Dovecot of its own, for tests that take it away mid-drill."""
-    server = Dovecot(users=dict(USERS),  **outage_ports)
+    server = Dovecot(users=dict(USERS), **outage_ports)
     server.start()
     yield server
     server.remove()

@@ -49,8 +49,13 @@ def imap_settings(dovecot: Dovecot, user: str = "drill", **over: Any) -> dict[st
 
 
 def mail_settings(
-    front: LmtpFront | None, dovecot: Dovecot, user: str = "drill", *, imap: dict[str, Any] | None = None,
-    smtp: dict[str, Any] | None = None, **over: Any,
+    front: LmtpFront | None,
+    dovecot: Dovecot,
+    user: str = "drill",
+    *,
+    imap: dict[str, Any] | None = None,
+    smtp: dict[str, Any] | None = None,
+    **over: Any,
 ) -> MailSettings:
     raw: dict[str, Any] = {
         "smtp": {
@@ -122,7 +127,6 @@ async def opened(*settings: MailSettings, env: ProbeEnv | None = None):
         await env.aclose()
 
 
-
 def maildir_ctime(maildir: Path, token: str) -> float | None:
     """When Dovecot stored the message with *token* (ctime of its Maildir file), monotonic.
 
@@ -150,3 +154,9 @@ def maildir_tokens(maildir: Path) -> set[str]:
                 if token:
                     tokens.add(token)
     return tokens
+
+
+async def deliver_all(probes: list[MailProbe], messages: list[DrillMessage]) -> list[Result]:
+    """Deliver each message with its probe, all at once."""
+    pairs = zip(probes, messages, strict=True)
+    return list(await asyncio.gather(*(deliver(p, m) for p, m in pairs)))

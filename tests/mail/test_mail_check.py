@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from probes.base import ProbeEnv
 from probes.mail import MailProbe
 from probes.mail_check import check_mail
-from probes.base import ProbeEnv
 from probes.settings import SecretRef
 from probes.sim.base import closed_port
 from tests.mail.support import imap_settings, mail_settings
@@ -19,14 +19,21 @@ async def test_check_walks_every_step_and_records_expiry(clean_front, dovecot, m
         dovecot, "tls", security="tls", port=dovecot.imaps_port, ca_file=mail_ca.ca_file
     )
     settings = mail_settings(
-        clean_front, dovecot, "tls", imap=imap,
+        clean_front,
+        dovecot,
+        "tls",
+        imap=imap,
         smtp={"security": "starttls", "ca_file": mail_ca.ca_file},
     )
     accepted_before = clean_front.accepted
     report = await MailProbe("mail", settings, ProbeEnv()).check()
     assert report.ok, report.reason
     assert [s.name for s in report.steps] == [
-        "smtp.connect", "smtp.ehlo", "smtp.starttls", "smtp.auth", "imap.login",
+        "smtp.connect",
+        "smtp.ehlo",
+        "smtp.starttls",
+        "smtp.auth",
+        "imap.login",
     ]
     assert "front.test" in report.steps[0].detail  # the banner
     assert "auth" in report.smtp.extensions
@@ -48,7 +55,9 @@ async def test_check_names_the_failing_step(clean_front, dovecot, fresh_dovecot)
     report = await check_mail(bad_smtp.smtp)
     assert not report.ok
     assert [(s.name, s.ok) for s in report.steps] == [
-        ("smtp.connect", True), ("smtp.ehlo", True), ("smtp.auth", False),
+        ("smtp.connect", True),
+        ("smtp.ehlo", True),
+        ("smtp.auth", False),
     ]
     assert report.reason.startswith("smtp.auth: SMTP 認証失敗")
 

@@ -70,9 +70,17 @@ async def test_japanese_subject_and_body_round_trip(clean_front, dovecot):
 
 async def test_delivered_through_real_postfix_with_starttls(postfix, dovecot, mail_ca):
     settings = mail_settings(
-        None, dovecot, "drill",
-        smtp={"host": "127.0.0.1", "port": postfix.port, "security": "starttls",
-              "ca_file": mail_ca.ca_file, "user": None, "password": None},
+        None,
+        dovecot,
+        "drill",
+        smtp={
+            "host": "127.0.0.1",
+            "port": postfix.port,
+            "security": "starttls",
+            "ca_file": mail_ca.ca_file,
+            "user": None,
+            "password": None,
+        },
     )
     async with opened(settings) as [probe]:
         message = DrillMessage.new("Postfix 経由の訓練メール")
@@ -87,10 +95,17 @@ async def test_delivered_through_real_postfix_with_starttls(postfix, dovecot, ma
 
 async def test_dovecot_stopped_mid_drill_is_lost(postfix, outage_dovecot):
     settings = mail_settings(
-        None, outage_dovecot, "drill",
+        None,
+        outage_dovecot,
+        "drill",
         to="drill@outage.test",
-        smtp={"host": "127.0.0.1", "port": postfix.port, "security": "plain",
-              "user": None, "password": None},
+        smtp={
+            "host": "127.0.0.1",
+            "port": postfix.port,
+            "security": "plain",
+            "user": None,
+            "password": None,
+        },
         imap=imap_settings(outage_dovecot, "drill", timeout=2),
     )
     async with opened(settings) as [probe]:

@@ -15,7 +15,9 @@ from tests.mail.support import deliver, imap_settings, mail_settings, opened
 pytestmark = pytest.mark.servers
 
 
-async def test_smtp_4xx_deferral_is_a_temporary_rejection_with_the_servers_text(clean_front, dovecot):
+async def test_smtp_4xx_deferral_is_a_temporary_rejection_with_the_servers_text(
+    clean_front, dovecot
+):
     clean_front.fail("rcpt", "450 4.2.1 <drill@example.lg.jp>: Mailbox busy, try again later")
     async with opened(mail_settings(clean_front, dovecot)) as [probe]:
         result = await deliver(probe, DrillMessage.new("4xx"), timeout=1.0)
@@ -89,7 +91,9 @@ async def test_observer_fault_reaches_every_waiting_probe(clean_front, fresh_dov
     # Two probes of one mailbox: a failed login fails both, with the same reason.
     imap = imap_settings(dovecot, "drill", password=SecretRef.inline("wrong"))
     env = ProbeEnv()
-    probes = [MailProbe(f"m{i}", mail_settings(clean_front, dovecot, imap=imap), env) for i in (1, 2)]
+    probes = [
+        MailProbe(f"m{i}", mail_settings(clean_front, dovecot, imap=imap), env) for i in (1, 2)
+    ]
     outcomes = await asyncio.gather(*(p.open() for p in probes), return_exceptions=True)
     for p in probes:
         await p.close()

@@ -11,6 +11,7 @@ from probes.mail import MailProbe
 from probes.mail_message import token_in_headers
 from tests.mail.support import (
     deliver,
+    deliver_all,
     imap_settings,
     mail_settings,
     maildir_ctime,
@@ -22,13 +23,15 @@ from tests.mail.test_mail_delivery import assert_seen_within_bound, fetch_raw
 pytestmark = pytest.mark.servers
 
 
-async def test_fifty_concurrent_probes_share_one_imap_connection_and_all_match(clean_front, dovecot):
+async def test_fifty_concurrent_probes_share_one_imap_connection_and_all_match(
+    clean_front, dovecot
+):
     logins_before = dovecot.logins("crowd")
     env = ProbeEnv()
     settings = [mail_settings(clean_front, dovecot, "crowd") for _ in range(50)]
     async with opened(*settings, env=env) as probes:
         messages = [DrillMessage.new(f"一斉送信 {i}") for i in range(50)]
-        results = await asyncio.gather(*(deliver(p, m) for p, m in zip(probes, messages)))
+        results = await deliver_all(probes, messages)
         observers = env.shared["mail.imap"]
         assert len(observers) == 1
         observer = next(iter(observers._observers.values()))
@@ -37,7 +40,7 @@ async def test_fifty_concurrent_probes_share_one_imap_connection_and_all_match(c
     # Every sighting points at the message that carries that probe's token.
     uids = [r.sighting.extra["uid"] for r in results]
     assert len(set(uids)) == 50
-    for message, result in zip(messages[:10], results[:10]):
+    for message, result in zip(messages[:10], results[:10], strict=True):
         raw = await fetch_raw(dovecot, "crowd", result.sighting.extra["uid"])
         assert token_in_headers(raw) == message.token
     assert all(r.sighting.extra["content_intact"] for r in results)
@@ -61,7 +64,7 @@ async def test_cleanup_delete_removes_confirmed_drill_mail(clean_front, dovecot)
     settings = [mail_settings(clean_front, dovecot, "clean", cleanup="delete") for _ in range(5)]
     async with opened(*settings) as probes:
         messages = [DrillMessage.new(f"片付け {i}") for i in range(5)]
-        results = await asyncio.gather(*(deliver(p, m) for p, m in zip(probes, messages)))
+        results = await deliver_all(probes, messages)
     assert [r.outcome for r in results] == ["delivered"] * 5
     left = maildir_tokens(dovecot.maildir("clean"))
     assert not {m.token for m in messages} & left
@@ -98,7 +101,7 @@ async def test_maildir_observer_shares_one_scan_for_many_probes(clean_front, dov
     async with opened(*settings, env=env) as probes:
         assert len(env.shared["mail.maildir"]) == 1
         messages = [DrillMessage.new(f"maildir {i}") for i in range(20)]
-        results = await asyncio.gather(*(deliver(p, m) for p, m in zip(probes, messages)))
+        results = await deliver_all(probes, messages)
     assert [r.outcome for r in results] == ["delivered"] * 20
     assert len({r.sighting.extra["file"] for r in results}) == 20
 

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.servers
 async def test_smtp_tls_with_the_test_ca_passes(clean_front, dovecot, mail_ca, security):
     port = clean_front.port if security == "starttls" else clean_front.smtps_port
     settings = mail_settings(
-        clean_front, dovecot, "tls",
+        clean_front,
+        dovecot,
+        "tls",
         smtp={"security": security, "port": port, "ca_file": mail_ca.ca_file},
     )
     async with opened(settings) as [probe]:
@@ -29,10 +31,14 @@ async def test_smtp_tls_with_the_test_ca_passes(clean_front, dovecot, mail_ca, s
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
-async def test_smtp_tls_with_an_unknown_ca_fails_as_unreachable(clean_front, dovecot, mail_ca, security):
+async def test_smtp_tls_with_an_unknown_ca_fails_as_unreachable(
+    clean_front, dovecot, mail_ca, security
+):
     port = clean_front.port if security == "starttls" else clean_front.smtps_port
     settings = mail_settings(
-        clean_front, dovecot, "tls",
+        clean_front,
+        dovecot,
+        "tls",
         smtp={"security": security, "port": port, "ca_file": mail_ca.other_ca_file},
     )
     accepted_before = clean_front.accepted
@@ -47,7 +53,9 @@ async def test_smtp_tls_with_an_unknown_ca_fails_as_unreachable(clean_front, dov
 
 async def test_smtp_tls_without_verification_still_records_expiry(clean_front, dovecot, mail_ca):
     settings = mail_settings(
-        clean_front, dovecot, "tls",
+        clean_front,
+        dovecot,
+        "tls",
         smtp={"security": "starttls", "ca_file": mail_ca.other_ca_file, "verify": False},
     )
     async with opened(settings) as [probe]:
@@ -69,7 +77,9 @@ async def test_imap_tls_with_the_test_ca_passes(clean_front, dovecot, mail_ca, s
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
-async def test_imap_tls_with_an_unknown_ca_is_an_observer_error(clean_front, dovecot, mail_ca, security):
+async def test_imap_tls_with_an_unknown_ca_is_an_observer_error(
+    clean_front, dovecot, mail_ca, security
+):
     port = dovecot.imaps_port if security == "tls" else dovecot.imap_port
     imap = imap_settings(
         dovecot, "tls", security=security, port=port, ca_file=mail_ca.other_ca_file

@@ -90,8 +90,12 @@ def test_queue_id_from_a_250_text():
 @pytest.mark.parametrize(
     ("exc", "kind", "code", "temporary"),
     [
-        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "busy", "a@x")]),
-         ChannelRejected, "450", True),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "busy", "a@x")]),
+            ChannelRejected,
+            "450",
+            True,
+        ),
         (aiosmtplib.SMTPDataError(554, "5.7.1 spam"), ChannelRejected, "554", False),
         (aiosmtplib.SMTPSenderRefused(421, "4.7.0 try later", "d@x"), ChannelRejected, "421", True),
         (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad"), ChannelRejected, "535", False),

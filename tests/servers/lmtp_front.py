@@ -50,7 +50,7 @@ async def lmtp_deliver(
 
     try:
         await reply()
-        for step in (f"LHLO front.test", f"MAIL FROM:<{sender}>"):
+        for step in ("LHLO front.test", f"MAIL FROM:<{sender}>"):
             code, text = await command(step)
             if code >= 400:
                 return code, text
@@ -102,8 +102,9 @@ class _Handler:
                     return fault.reply
         return None
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         reply = self._fault("mail")
         if reply:
             return reply
@@ -111,8 +112,9 @@ class _Handler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         reply = self._fault("rcpt")
         if reply:
             return reply
@@ -148,8 +150,9 @@ class LmtpFront:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _controllers: list[Controller] = field(default_factory=list)
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode()
             if self.users.get(user) == auth_data.password.decode():
@@ -170,7 +173,9 @@ class LmtpFront:
         self._controllers.append(plain)
         if self.server_context is not None:
             self.smtps_port = self.smtps_port or free_port()
-            smtps = Controller(handler, port=self.smtps_port, ssl_context=self.server_context, **common)
+            smtps = Controller(
+                handler, port=self.smtps_port, ssl_context=self.server_context, **common
+            )
             smtps.start()
             self._controllers.append(smtps)
         return self

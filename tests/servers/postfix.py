@@ -123,7 +123,10 @@ class Postfix:
         command = " ".join([POSTFIX, "-c", str(self.conf_dir), *args])
         return subprocess.run(
             ["script", "-eqc", command, "/dev/null"],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     def start(self) -> Postfix:
@@ -135,7 +138,9 @@ class Postfix:
             raise RuntimeError(f"postfix check failed: {check.stdout}{check.stderr}")
         self.proc = subprocess.Popen(
             [POSTFIX, "-c", str(self.conf_dir), "start-fg"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
         )
         try:
             wait_port(self.port, timeout=20, proc=self.proc)
