@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PromQL and alert texts read best unbroken)
 """Dashboards and alert rules as code: ``python dashboards/build.py [--check]``.
 
 Generates, next to this file:
@@ -69,7 +70,14 @@ MUNI = "municipality_code, municipality_name"
 # --------------------------------------------------------------------------- helpers
 
 
-def q(expr: str, legend: str | None = None, *, instant: bool = False, fmt: str | None = None, ref: str = "A") -> Dataquery:
+def q(
+    expr: str,
+    legend: str | None = None,
+    *,
+    instant: bool = False,
+    fmt: str | None = None,
+    ref: str = "A",
+) -> Dataquery:
     query = Dataquery().expr(expr).ref_id(ref).datasource(DS)
     if legend is not None:
         query = query.legend_format(legend)
@@ -89,7 +97,10 @@ def thresholds(steps: list[dm.Threshold]) -> ThresholdsConfig:
 def value_text(mapping: dict[str, tuple[str, str]]) -> list[dm.ValueMapping]:
     return [
         dm.ValueMap(
-            {value: dm.ValueMappingResult(text=text, color=color, index=i) for i, (value, (text, color)) in enumerate(mapping.items())}
+            {
+                value: dm.ValueMappingResult(text=text, color=color, index=i)
+                for i, (value, (text, color)) in enumerate(mapping.items())
+            }
         )
     ]
 
@@ -98,13 +109,20 @@ REACHABLE = value_text({"1": ("到達", "green"), "0": ("不通", "red")})
 
 
 def variables(board: Dashboard, *, municipality: bool = False) -> Dashboard:
-    board = board.with_variable(DatasourceVariable("datasource").label("データソース").type("prometheus"))
+    board = board.with_variable(
+        DatasourceVariable("datasource").label("データソース").type("prometheus")
+    )
     for name, label in (("scenario", "シナリオ"), ("vantage", "拠点")):
         board = board.with_variable(
             QueryVariable(name)
             .label(label)
             .datasource(DS)
-            .query({"query": f"label_values(tsunagari_drill_last_start_timestamp_seconds, {name})", "refId": name})
+            .query(
+                {
+                    "query": f"label_values(tsunagari_drill_last_start_timestamp_seconds, {name})",
+                    "refId": name,
+                }
+            )
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dm.VariableSort.ALPHABETICAL_ASC)
             .multi(True)
@@ -117,14 +135,24 @@ def variables(board: Dashboard, *, municipality: bool = False) -> Dashboard:
             QueryVariable("municipality")
             .label("団体")
             .datasource(DS)
-            .query({"query": f"label_values(tsunagari_readiness_score{{{SEL}}}, municipality_name)", "refId": "municipality"})
+            .query(
+                {
+                    "query": f"label_values(tsunagari_readiness_score{{{SEL}}}, municipality_name)",
+                    "refId": "municipality",
+                }
+            )
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dm.VariableSort.ALPHABETICAL_ASC)
         ).with_variable(
             QueryVariable("channel")
             .label("チャネル")
             .datasource(DS)
-            .query({"query": f"label_values(tsunagari_channel_reachable{{{SEL_M}}}, channel_id)", "refId": "channel"})
+            .query(
+                {
+                    "query": f"label_values(tsunagari_channel_reachable{{{SEL_M}}}, channel_id)",
+                    "refId": "channel",
+                }
+            )
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dm.VariableSort.ALPHABETICAL_ASC)
             .multi(True)
@@ -144,7 +172,14 @@ def board(title: str, uid: str, description: str) -> Dashboard:
         .timezone("Asia/Tokyo")
         .refresh("1m")
         .editable()
-        .link(DashboardLink("繋がり").type(dm.DashboardLinkType.DASHBOARDS).tags(TAGS).as_dropdown(True).include_vars(True).keep_time(True))
+        .link(
+            DashboardLink("繋がり")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(TAGS)
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
     )
 
 
@@ -161,75 +196,126 @@ def cio_overview() -> Dashboard:
     ).time("now-7d", "now")
     d = d.with_row(Row("いまの状態"))
     d = d.with_panel(
-        bargauge.Panel().datasource(DS)
+        bargauge.Panel()
+        .datasource(DS)
         .title("即応性スコア（団体別・最新の訓練）")
         .description("最新の訓練の即応性スコア（0〜100）。複数のシナリオ・拠点を選ぶと最も低い値。")
-        .with_target(q(f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})", "{{municipality_name}}", instant=True))
-        .min(0).max(100).unit("none").decimals(1)
+        .with_target(
+            q(
+                f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})",
+                "{{municipality_name}}",
+                instant=True,
+            )
+        )
+        .min(0)
+        .max(100)
+        .unit("none")
+        .decimals(1)
         .thresholds(thresholds(GRADE_STEPS))
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12).height(10)
+        .span(12)
+        .height(10)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS)
+        stat.Panel()
+        .datasource(DS)
         .title("不通のチャネル数")
         .description("最新の訓練で 1 通も受け手側に届かなかったチャネルの数")
-        .with_target(q(f"count(tsunagari_channel_reachable{{{SEL}}} == 0) or vector(0)", instant=True))
+        .with_target(
+            q(f"count(tsunagari_channel_reachable{{{SEL}}} == 0) or vector(0)", instant=True)
+        )
         .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
-        .span(4).height(10)
+        .span(4)
+        .height(10)
     )
     d = d.with_panel(
-        bargauge.Panel().datasource(DS)
+        bargauge.Panel()
+        .datasource(DS)
         .title("最後の訓練からの経過時間")
         .description("その団体を含む最新の訓練が終わってからの時間")
         .with_target(
-            q(f"time() - max by ({MUNI}) (tsunagari_municipality_last_drill_timestamp_seconds{{{SEL}}})", "{{municipality_name}}", instant=True)
+            q(
+                f"time() - max by ({MUNI}) (tsunagari_municipality_last_drill_timestamp_seconds{{{SEL}}})",
+                "{{municipality_name}}",
+                instant=True,
+            )
         )
         .unit("s")
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(8).height(10)
+        .span(8)
+        .height(10)
     )
     d = d.with_panel(
-        table.Panel().datasource(DS)
+        table.Panel()
+        .datasource(DS)
         .title("いま不通のチャネル")
         .description("最新の訓練で 1 通も届かなかったチャネル（連続回数つき）")
-        .with_target(q(f"tsunagari_channel_unreachable_streak{{{SEL}}} > 0", fmt="table", instant=True))
-        .span(12).height(8)
+        .with_target(
+            q(f"tsunagari_channel_unreachable_streak{{{SEL}}} > 0", fmt="table", instant=True)
+        )
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        table.Panel().datasource(DS)
+        table.Panel()
+        .datasource(DS)
         .title("前回の訓練から悪化した団体")
         .description("即応性スコアが前回の訓練より下がった団体（値は変化幅）")
         .with_target(q(f"tsunagari_readiness_score_change{{{SEL}}} < 0", fmt="table", instant=True))
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        table.Panel().datasource(DS)
+        table.Panel()
+        .datasource(DS)
         .title("新たに不通になったチャネル")
         .description("前回の訓練では届いていた（または初めての訓練で）、今回届かなかったチャネル")
-        .with_target(q(f"tsunagari_channel_unreachable_streak{{{SEL}}} == 1", fmt="table", instant=True))
-        .span(12).height(8)
+        .with_target(
+            q(f"tsunagari_channel_unreachable_streak{{{SEL}}} == 1", fmt="table", instant=True)
+        )
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        bargauge.Panel().datasource(DS)
+        bargauge.Panel()
+        .datasource(DS)
         .title("点呼（安否確認）の回答率")
-        .with_target(q(f"min by ({MUNI}) (tsunagari_roll_call_answered_ratio{{{SEL}}})", "{{municipality_name}}", instant=True))
-        .unit("percentunit").min(0).max(1)
-        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(0.9, "yellow"), dm.Threshold(1, "green")]))
+        .with_target(
+            q(
+                f"min by ({MUNI}) (tsunagari_roll_call_answered_ratio{{{SEL}}})",
+                "{{municipality_name}}",
+                instant=True,
+            )
+        )
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .thresholds(
+            thresholds(
+                [dm.Threshold(None, "red"), dm.Threshold(0.9, "yellow"), dm.Threshold(1, "green")]
+            )
+        )
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_row(Row("推移"))
     d = d.with_panel(
-        timeseries.Panel().datasource(DS)
+        timeseries.Panel()
+        .datasource(DS)
         .title("即応性スコアの推移（90 日）")
-        .with_target(q(f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})", "{{municipality_name}}"))
+        .with_target(
+            q(f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})", "{{municipality_name}}")
+        )
         .time_from("90d")
-        .min(0).max(100)
-        .span(16).height(10)
+        .min(0)
+        .max(100)
+        .span(16)
+        .height(10)
     )
     d = d.with_panel(
-        bargauge.Panel().datasource(DS)
+        bargauge.Panel()
+        .datasource(DS)
         .title("TLS 証明書の期限までの残り時間（最短）")
         .with_target(
             q(
@@ -239,9 +325,12 @@ def cio_overview() -> Dashboard:
             )
         )
         .unit("s")
-        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")]))
+        .thresholds(
+            thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
+        )
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(8).height(10)
+        .span(8)
+        .height(10)
     )
     return d
 
@@ -251,50 +340,100 @@ def cio_overview() -> Dashboard:
 
 def municipality_detail() -> Dashboard:
     d = variables(
-        board("繋がり 団体の詳細", "tsunagari-municipality", "One municipality, channel by channel / 団体ごと・チャネルごとの詳細"),
+        board(
+            "繋がり 団体の詳細",
+            "tsunagari-municipality",
+            "One municipality, channel by channel / 団体ごと・チャネルごとの詳細",
+        ),
         municipality=True,
     ).time("now-30d", "now")
     d = d.with_row(Row("$municipality"))
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("即応性スコア")
+        stat.Panel()
+        .datasource(DS)
+        .title("即応性スコア")
         .with_target(q(f"min(tsunagari_readiness_score{{{SEL_M}}})", instant=True))
-        .min(0).max(100).decimals(1).thresholds(thresholds(GRADE_STEPS))
-        .span(6).height(6)
+        .min(0)
+        .max(100)
+        .decimals(1)
+        .thresholds(thresholds(GRADE_STEPS))
+        .span(6)
+        .height(6)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("前回の訓練からの変化")
+        stat.Panel()
+        .datasource(DS)
+        .title("前回の訓練からの変化")
         .with_target(q(f"min(tsunagari_readiness_score_change{{{SEL_M}}})", instant=True))
-        .decimals(1).thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(0, "green")]))
-        .span(6).height(6)
+        .decimals(1)
+        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(0, "green")]))
+        .span(6)
+        .height(6)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("最後の訓練からの経過時間")
-        .with_target(q(f"time() - max(tsunagari_municipality_last_drill_timestamp_seconds{{{SEL_M}}})", instant=True))
+        stat.Panel()
+        .datasource(DS)
+        .title("最後の訓練からの経過時間")
+        .with_target(
+            q(
+                f"time() - max(tsunagari_municipality_last_drill_timestamp_seconds{{{SEL_M}}})",
+                instant=True,
+            )
+        )
         .unit("s")
-        .span(6).height(6)
+        .span(6)
+        .height(6)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("訓練間隔（レジストリ）")
-        .with_target(q('max(tsunagari_municipality_drill_interval_seconds{municipality_name=~"$municipality"})', instant=True))
+        stat.Panel()
+        .datasource(DS)
+        .title("訓練間隔（レジストリ）")
+        .with_target(
+            q(
+                'max(tsunagari_municipality_drill_interval_seconds{municipality_name=~"$municipality"})',
+                instant=True,
+            )
+        )
         .unit("s")
-        .span(6).height(6)
+        .span(6)
+        .height(6)
     )
     d = d.with_row(Row("チャネル"))
     d = d.with_panel(
-        statetimeline.Panel().datasource(DS).title("到達できたか（チャネル・拠点別）")
-        .with_target(q(f"max by (channel_id, vantage) (tsunagari_channel_reachable{{{SEL_M}}})", "{{channel_id}} @ {{vantage}}"))
+        statetimeline.Panel()
+        .datasource(DS)
+        .title("到達できたか（チャネル・拠点別）")
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_reachable{{{SEL_M}}})",
+                "{{channel_id}} @ {{vantage}}",
+            )
+        )
         .mappings(REACHABLE)
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("到達率（チャネル・拠点別、最新の訓練）")
-        .with_target(q(f"max by (channel_id, vantage) (tsunagari_channel_reachability_ratio{{{SEL_M}}})", "{{channel_id}} @ {{vantage}}"))
-        .unit("percentunit").min(0).max(1)
-        .span(12).height(8)
+        timeseries.Panel()
+        .datasource(DS)
+        .title("到達率（チャネル・拠点別、最新の訓練）")
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_reachability_ratio{{{SEL_M}}})",
+                "{{channel_id}} @ {{vantage}}",
+            )
+        )
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        heatmap.Panel().datasource(DS).title("遅延ヒートマップ: $channel")
+        heatmap.Panel()
+        .datasource(DS)
+        .title("遅延ヒートマップ: $channel")
         .description("受け手側で確認されるまでの遅延の分布（期間内の全送信）")
         .with_target(
             q(
@@ -304,18 +443,37 @@ def municipality_detail() -> Dashboard:
             )
         )
         .calculate(False)
-        .repeat("channel").repeat_direction("h").max_per_row(3)
-        .span(8).height(8)
+        .repeat("channel")
+        .repeat_direction("h")
+        .max_per_row(3)
+        .span(24)
+        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("遅延 p50・p95（最新の訓練、チャネル・拠点別）")
-        .with_target(q(f"max by (channel_id, vantage) (tsunagari_channel_latency_p50_seconds{{{SEL_M}}})", "{{channel_id}} p50 @ {{vantage}}"))
-        .with_target(q(f"max by (channel_id, vantage) (tsunagari_channel_latency_p95_seconds{{{SEL_M}}})", "{{channel_id}} p95 @ {{vantage}}", ref="B"))
+        timeseries.Panel()
+        .datasource(DS)
+        .title("遅延 p50・p95（最新の訓練、チャネル・拠点別）")
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_latency_p50_seconds{{{SEL_M}}})",
+                "{{channel_id}} p50 @ {{vantage}}",
+            )
+        )
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_latency_p95_seconds{{{SEL_M}}})",
+                "{{channel_id}} p95 @ {{vantage}}",
+                ref="B",
+            )
+        )
         .unit("s")
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        bargauge.Panel().datasource(DS).title("遅延 p95（表示期間内の全送信）")
+        bargauge.Panel()
+        .datasource(DS)
+        .title("遅延 p95（表示期間内の全送信）")
         .with_target(
             q(
                 "histogram_quantile(0.95, sum by (le, channel_id, vantage) "
@@ -326,67 +484,137 @@ def municipality_detail() -> Dashboard:
         )
         .unit("s")
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("観測の誤差の上限")
+        timeseries.Panel()
+        .datasource(DS)
+        .title("観測の誤差の上限")
         .description("受け手側の観測が申告した、着信時刻の誤差の上限")
-        .with_target(q(f"max by (channel_id, vantage) (tsunagari_observer_error_bound_seconds{{{SEL_M}}})", "{{channel_id}} @ {{vantage}}"))
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_observer_error_bound_seconds{{{SEL_M}}})",
+                "{{channel_id}} @ {{vantage}}",
+            )
+        )
         .unit("s")
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_panel(
-        bargauge.Panel().datasource(DS).title("TLS 証明書の期限までの残り時間")
-        .with_target(q(f"min by (channel_id) (tsunagari_tls_cert_expiry_timestamp_seconds{{{SEL_M}}}) - time()", "{{channel_id}}", instant=True))
+        bargauge.Panel()
+        .datasource(DS)
+        .title("TLS 証明書の期限までの残り時間")
+        .with_target(
+            q(
+                f"min by (channel_id) (tsunagari_tls_cert_expiry_timestamp_seconds{{{SEL_M}}}) - time()",
+                "{{channel_id}}",
+                instant=True,
+            )
+        )
         .unit("s")
-        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")]))
+        .thresholds(
+            thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
+        )
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12).height(8)
+        .span(12)
+        .height(8)
     )
     d = d.with_row(Row("結果の内訳"))
     d = d.with_panel(
-        piechart.Panel().datasource(DS).title("結果の内訳（最新の訓練）")
-        .with_target(q(f"sum by (outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})", "{{outcome}}", instant=True))
-        .span(8).height(8)
-    )
-    d = d.with_panel(
-        table.Panel().datasource(DS).title("チャネル別の結果（最新の訓練）")
+        piechart.Panel()
+        .datasource(DS)
+        .title("結果の内訳（最新の訓練）")
         .with_target(
-            q(f"sum by (channel_id, channel_kind, vantage, outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})", fmt="table", instant=True)
+            q(
+                f"sum by (outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
+                "{{outcome}}",
+                instant=True,
+            )
         )
-        .span(16).height(8)
+        .span(8)
+        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("結果の推移（送信数）")
-        .with_target(q(f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL_M}}}[$__rate_interval]))", "{{outcome}}"))
+        table.Panel()
+        .datasource(DS)
+        .title("チャネル別の結果（最新の訓練）")
+        .with_target(
+            q(
+                f"sum by (channel_id, channel_kind, vantage, outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
+                fmt="table",
+                instant=True,
+            )
+        )
+        .span(16)
+        .height(8)
+    )
+    d = d.with_panel(
+        timeseries.Panel()
+        .datasource(DS)
+        .title("結果の推移（送信数）")
+        .with_target(
+            q(
+                f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL_M}}}[$__rate_interval]))",
+                "{{outcome}}",
+            )
+        )
         .draw_style(common.GraphDrawStyle.BARS)
-        .span(24).height(8)
+        .span(24)
+        .height(8)
     )
     d = d.with_row(Row("代替経路と点呼"))
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("代替経路（フォールバック）で届いたか")
-        .with_target(q(f"max by (vantage) (tsunagari_fallback_reached{{{SEL_M}}})", "{{vantage}}", instant=True))
+        stat.Panel()
+        .datasource(DS)
+        .title("代替経路（フォールバック）で届いたか")
+        .with_target(
+            q(
+                f"max by (vantage) (tsunagari_fallback_reached{{{SEL_M}}})",
+                "{{vantage}}",
+                instant=True,
+            )
+        )
         .mappings(value_text({"1": ("届いた", "green"), "0": ("届かず", "red")}))
-        .span(6).height(6)
+        .span(6)
+        .height(6)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("代替経路で届くまで")
-        .with_target(q(f"max by (vantage) (tsunagari_fallback_latency_seconds{{{SEL_M}}})", "{{vantage}}", instant=True))
+        stat.Panel()
+        .datasource(DS)
+        .title("代替経路で届くまで")
+        .with_target(
+            q(
+                f"max by (vantage) (tsunagari_fallback_latency_seconds{{{SEL_M}}})",
+                "{{vantage}}",
+                instant=True,
+            )
+        )
         .unit("s")
-        .span(6).height(6)
+        .span(6)
+        .height(6)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("点呼の回答（人）")
+        stat.Panel()
+        .datasource(DS)
+        .title("点呼の回答（人）")
         .with_target(q(f"sum(tsunagari_roll_call_answered{{{SEL_M}}})", "回答", instant=True))
-        .with_target(q(f"sum(tsunagari_roll_call_expected{{{SEL_M}}})", "対象", instant=True, ref="B"))
-        .span(6).height(6)
+        .with_target(
+            q(f"sum(tsunagari_roll_call_expected{{{SEL_M}}})", "対象", instant=True, ref="B")
+        )
+        .span(6)
+        .height(6)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("点呼の回答率")
+        stat.Panel()
+        .datasource(DS)
+        .title("点呼の回答率")
         .with_target(q(f"min(tsunagari_roll_call_answered_ratio{{{SEL_M}}})", instant=True))
         .unit("percentunit")
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
-        .span(6).height(6)
+        .span(6)
+        .height(6)
     )
     return d
 
@@ -396,47 +624,100 @@ def municipality_detail() -> Dashboard:
 
 def drill_run() -> Dashboard:
     d = variables(
-        board("繋がり 訓練の実行", "tsunagari-drill-run", "One drill run from start to finish / 1 回の訓練の経過")
+        board(
+            "繋がり 訓練の実行",
+            "tsunagari-drill-run",
+            "One drill run from start to finish / 1 回の訓練の経過",
+        )
     ).time("now-1h", "now")
     d = d.annotation(
-        AnnotationQuery().name("訓練開始").datasource(DS).enable(True).icon_color("blue")
+        AnnotationQuery()
+        .name("訓練開始")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("blue")
         .expr(f"changes(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}[2m]) > 0")
     ).annotation(
-        AnnotationQuery().name("訓練終了").datasource(DS).enable(True).icon_color("green")
+        AnnotationQuery()
+        .name("訓練終了")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("green")
         .expr(f"changes(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}[2m]) > 0")
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("開始").with_target(q(f"max(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}) * 1000", instant=True))
-        .unit("dateTimeAsIso").span(6).height(5)
+        stat.Panel()
+        .datasource(DS)
+        .title("開始")
+        .with_target(
+            q(f"max(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
+        )
+        .unit("dateTimeAsIso")
+        .span(6)
+        .height(5)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("終了").with_target(q(f"max(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}) * 1000", instant=True))
-        .unit("dateTimeAsIso").span(6).height(5)
+        stat.Panel()
+        .datasource(DS)
+        .title("終了")
+        .with_target(
+            q(f"max(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
+        )
+        .unit("dateTimeAsIso")
+        .span(6)
+        .height(5)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("所要時間").with_target(q(f"max(tsunagari_drill_duration_seconds{{{SEL}}})", instant=True))
-        .unit("s").span(6).height(5)
+        stat.Panel()
+        .datasource(DS)
+        .title("所要時間")
+        .with_target(q(f"max(tsunagari_drill_duration_seconds{{{SEL}}})", instant=True))
+        .unit("s")
+        .span(6)
+        .height(5)
     )
     d = d.with_panel(
-        stat.Panel().datasource(DS).title("状態").with_target(q(f"max(tsunagari_drill_running{{{SEL}}})", instant=True))
+        stat.Panel()
+        .datasource(DS)
+        .title("状態")
+        .with_target(q(f"max(tsunagari_drill_running{{{SEL}}})", instant=True))
         .mappings(value_text({"1": ("実行中", "blue"), "0": ("終了", "green")}))
-        .span(6).height(5)
+        .span(6)
+        .height(5)
     )
     d = d.with_panel(
-        statetimeline.Panel().datasource(DS).title("実行中の訓練")
-        .with_target(q(f"max by (scenario, vantage) (tsunagari_drill_running{{{SEL}}})", "{{scenario}} @ {{vantage}}"))
+        statetimeline.Panel()
+        .datasource(DS)
+        .title("実行中の訓練")
+        .with_target(
+            q(
+                f"max by (scenario, vantage) (tsunagari_drill_running{{{SEL}}})",
+                "{{scenario}} @ {{vantage}}",
+            )
+        )
         .mappings(value_text({"1": ("実行中", "blue"), "0": ("待機", "transparent")}))
-        .span(24).height(5)
+        .span(24)
+        .height(5)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("送達の推移（結果別）")
+        timeseries.Panel()
+        .datasource(DS)
+        .title("送達の推移（結果別）")
         .description("スクレイプ間隔ごとに journal に記録された訓練メッセージの数")
-        .with_target(q(f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL}}}[$__rate_interval]))", "{{outcome}}"))
+        .with_target(
+            q(
+                f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL}}}[$__rate_interval]))",
+                "{{outcome}}",
+            )
+        )
         .draw_style(common.GraphDrawStyle.BARS)
-        .span(12).height(9)
+        .span(12)
+        .height(9)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("到達した訓練メッセージ（団体別）")
+        timeseries.Panel()
+        .datasource(DS)
+        .title("到達した訓練メッセージ（団体別）")
         .with_target(
             q(
                 f'sum by (municipality_name) (increase(tsunagari_deliveries_total{{{SEL}, outcome=~"delivered|late"}}[$__rate_interval]))',
@@ -444,12 +725,16 @@ def drill_run() -> Dashboard:
             )
         )
         .draw_style(common.GraphDrawStyle.BARS)
-        .span(12).height(9)
+        .span(12)
+        .height(9)
     )
     d = d.with_panel(
-        timeseries.Panel().datasource(DS).title("累計の訓練メッセージ（結果別）")
+        timeseries.Panel()
+        .datasource(DS)
+        .title("累計の訓練メッセージ（結果別）")
         .with_target(q(f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})", "{{outcome}}"))
-        .span(24).height(8)
+        .span(24)
+        .height(8)
     )
     return d
 
@@ -464,7 +749,9 @@ DASHBOARDS = {
 # --------------------------------------------------------------------------- alert rules
 
 
-def _alert(name: str, expr: str, for_: str, severity: str, ja: str, en: str, **extra: str) -> dict[str, Any]:
+def _alert(
+    name: str, expr: str, for_: str, severity: str, ja: str, en: str, **extra: str
+) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
@@ -563,7 +850,9 @@ _RulesDumper.add_representer(str, _str)
 
 def rules_yaml() -> str:
     header = "# Generated by dashboards/build.py — edit there, then run it.\n"
-    return header + yaml.dump(ALERT_RULES, Dumper=_RulesDumper, allow_unicode=True, sort_keys=False, width=200)
+    return header + yaml.dump(
+        ALERT_RULES, Dumper=_RulesDumper, allow_unicode=True, sort_keys=False, width=200
+    )
 
 
 def render_all() -> dict[str, str]:
@@ -575,7 +864,9 @@ def render_all() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file is out of date")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a committed file is out of date"
+    )
     args = parser.parse_args(argv)
     stale = []
     for rel, text in render_all().items():

@@ -90,7 +90,9 @@ def make_app(
     secret = password.reveal() if (username is not None and password is not None) else None
 
     @web.middleware
-    async def basic_auth(request: web.Request, handler: Callable[..., object]) -> web.StreamResponse:
+    async def basic_auth(
+        request: web.Request, handler: Callable[..., object]
+    ) -> web.StreamResponse:
         if username is not None and not _authorized(
             request.headers.get("Authorization"), username, secret or ""
         ):

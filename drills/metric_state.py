@@ -47,7 +47,20 @@ __all__ = [
 ]
 
 # Upper bounds (seconds) of the latency histogram: 0.1 s … 10 min.
-LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
 # (metric name part, percentile) — the scorecard's p50 and p95.
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p95", 95.0))
 
@@ -77,7 +90,9 @@ class ChannelDigest:
 
     @property
     def reached(self) -> int:
-        return self.outcomes.get(Outcome.DELIVERED.value, 0) + self.outcomes.get(Outcome.LATE.value, 0)
+        return self.outcomes.get(Outcome.DELIVERED.value, 0) + self.outcomes.get(
+            Outcome.LATE.value, 0
+        )
 
     @property
     def counted(self) -> int:
@@ -273,7 +288,8 @@ def roll_calls(events: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str | Non
         {"municipalities": [{…}, {…}]}          # several at once
         {"code": …, "expected": 12, "missing": ["…"]}
 
-    >>> roll_calls([{"data": {"municipality_code": "131211", "expected": 3, "answered": ["a", "b"]}}])
+    >>> data = {"municipality_code": "131211", "expected": 3, "answered": ["a", "b"]}
+    >>> roll_calls([{"data": data}])
     {'131211': (None, 3, 2)}
     """
     out: dict[str, tuple[str | None, int, int]] = {}
@@ -290,7 +306,9 @@ def roll_calls(events: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str | Non
     return out
 
 
-def fallbacks(events: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str | None, bool, float | None]]:
+def fallbacks(
+    events: Iterable[Mapping[str, Any]],
+) -> dict[str, tuple[str | None, bool, float | None]]:
     """Fallback results by municipality code: (name, reached, latency_s); the last event wins.
 
     ``reached`` comes from ``reached``/``delivered`` (bool) or ``outcome``
@@ -348,9 +366,9 @@ def digest_run(
             (roll[1], roll[2]) if roll else None,
             (fall[1], fall[2]) if fall else None,
         )
-    activity = [
-        t for d in deliveries for t in (d.delivered_at, d.accepted_at, d.sent_at) if t
-    ] + [float(e["at"]) for e in events if isinstance(e.get("at"), int | float)]
+    activity = [t for d in deliveries for t in (d.delivered_at, d.accepted_at, d.sent_at) if t] + [
+        float(e["at"]) for e in events if isinstance(e.get("at"), int | float)
+    ]
     ended_at = run.get("finished_at") or (max(activity) if activity else run["started_at"])
     status = run["status"]
     if status == RunStatus.RUNNING and not running:

@@ -83,125 +83,175 @@ class MetricSpec:
 
 _SPECS = (
     MetricSpec(
-        "tsunagari_deliveries_total", "counter", (*CHANNEL, *RUN, "outcome"),
+        "tsunagari_deliveries_total",
+        "counter",
+        (*CHANNEL, *RUN, "outcome"),
         "journal に記録された訓練メッセージの数（結果別、全訓練の累計）",
-        "Drill messages journalled, by outcome (delivered, late, accepted, lost, rejected, error), over all drills",
+        "Drill messages journalled, by outcome (delivered, late, accepted, lost, rejected, "
+        "error), over all drills",
     ),
     MetricSpec(
-        "tsunagari_delivery_latency_seconds", "histogram", (*CHANNEL, *RUN),
+        "tsunagari_delivery_latency_seconds",
+        "histogram",
+        (*CHANNEL, *RUN),
         "送信から受け手側で確認されるまでの遅延（届いたメッセージのみ、全訓練の累計）",
-        "Send-to-seen-at-the-far-end latency of confirmed messages (delivered or late), over all drills",
+        "Send-to-seen-at-the-far-end latency of confirmed messages (delivered or late), "
+        "over all drills",
     ),
     MetricSpec(
-        "tsunagari_last_drill_deliveries", "gauge", (*CHANNEL, *RUN, "outcome"),
+        "tsunagari_last_drill_deliveries",
+        "gauge",
+        (*CHANNEL, *RUN, "outcome"),
         "最新の訓練での結果別のメッセージ数",
         "Drill messages by outcome in the latest drill of the channel",
     ),
     MetricSpec(
-        "tsunagari_channel_reachable", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_channel_reachable",
+        "gauge",
+        (*CHANNEL, *RUN),
         "最新の訓練で 1 通以上が受け手側で確認されたら 1、1 通も届かなければ 0",
         "1 if at least one message was seen at the far end in the latest drill, 0 if none was "
         "(absent when the drill could not tell: harness errors or accepted-only)",
     ),
     MetricSpec(
-        "tsunagari_channel_reachability_ratio", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_channel_reachability_ratio",
+        "gauge",
+        (*CHANNEL, *RUN),
         "最新の訓練の到達率（届いた数 ÷ ハーネス障害を除く送信数）",
         "Reachability in the latest drill: (delivered + late) / (sent - error)",
     ),
     MetricSpec(
-        "tsunagari_channel_unreachable_streak", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_channel_unreachable_streak",
+        "gauge",
+        (*CHANNEL, *RUN),
         "連続して不通だった直近の訓練の回数（届けば 0）",
         "Consecutive latest drills in which the channel was unreachable (0 once it is reached)",
     ),
     MetricSpec(
-        "tsunagari_channel_latency_p50_seconds", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_channel_latency_p50_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
         "最新の訓練での遅延の中央値（スコアカードの p50 と同じ）",
         "Median latency of the latest drill (the scorecard's p50)",
     ),
     MetricSpec(
-        "tsunagari_channel_latency_p95_seconds", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_channel_latency_p95_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
         "最新の訓練での遅延の 95 パーセンタイル（スコアカードの p95 と同じ）",
         "95th percentile latency of the latest drill (the scorecard's p95)",
     ),
     MetricSpec(
-        "tsunagari_observer_error_bound_seconds", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_observer_error_bound_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
         "最新の訓練で受け手側の観測が報告した誤差の上限（最大値）",
         "Largest error bound the far-end observer reported in the latest drill",
     ),
     MetricSpec(
-        "tsunagari_tls_cert_expiry_timestamp_seconds", "gauge", (*CHANNEL, *RUN),
+        "tsunagari_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
         "最新の訓練で見た TLS 証明書の有効期限（UNIX 時刻、日単位の切り捨てから求めた下限）",
         "Expiry (notAfter) of the TLS certificate seen in the latest drill, Unix time "
         "(a lower bound when the probe reports whole days left)",
     ),
     MetricSpec(
-        "tsunagari_readiness_score", "gauge", (*MUNI, *RUN),
+        "tsunagari_readiness_score",
+        "gauge",
+        (*MUNI, *RUN),
         "最新の訓練の即応性スコア（0〜100、scorecard.json と同じ）",
         "Readiness score (0-100) of the latest drill, as in scorecard.json",
     ),
     MetricSpec(
-        "tsunagari_readiness_score_change", "gauge", (*MUNI, *RUN),
+        "tsunagari_readiness_score_change",
+        "gauge",
+        (*MUNI, *RUN),
         "即応性スコアの前回の訓練からの変化（負なら悪化）",
         "Readiness score of the latest drill minus that of the drill before it (negative: worse)",
     ),
     MetricSpec(
-        "tsunagari_municipality_last_drill_timestamp_seconds", "gauge", (*MUNI, *RUN),
+        "tsunagari_municipality_last_drill_timestamp_seconds",
+        "gauge",
+        (*MUNI, *RUN),
         "その団体を含む最新の訓練が終わった時刻（UNIX 時刻）",
         "When the latest drill that included the municipality ended, Unix time",
     ),
     MetricSpec(
-        "tsunagari_municipality_drill_interval_seconds", "gauge", MUNI,
+        "tsunagari_municipality_drill_interval_seconds",
+        "gauge",
+        MUNI,
         "レジストリの drill_interval（この間隔を超えて訓練しないとアラート）",
         "The registry's drill_interval: the longest the municipality may go undrilled",
     ),
     MetricSpec(
-        "tsunagari_roll_call_expected", "gauge", (*MUNI, *RUN),
+        "tsunagari_roll_call_expected",
+        "gauge",
+        (*MUNI, *RUN),
         "最新の点呼（安否確認）で回答を求めた人数",
         "People asked to answer in the latest roll call",
     ),
     MetricSpec(
-        "tsunagari_roll_call_answered", "gauge", (*MUNI, *RUN),
+        "tsunagari_roll_call_answered",
+        "gauge",
+        (*MUNI, *RUN),
         "最新の点呼で回答した人数",
         "People who answered the latest roll call",
     ),
     MetricSpec(
-        "tsunagari_roll_call_answered_ratio", "gauge", (*MUNI, *RUN),
+        "tsunagari_roll_call_answered_ratio",
+        "gauge",
+        (*MUNI, *RUN),
         "最新の点呼の回答率",
         "Share of people who answered the latest roll call",
     ),
     MetricSpec(
-        "tsunagari_fallback_reached", "gauge", (*MUNI, *RUN),
+        "tsunagari_fallback_reached",
+        "gauge",
+        (*MUNI, *RUN),
         "最新の代替経路（フォールバック）訓練で届いたら 1、届かなければ 0",
         "1 if the latest fallback step reached the municipality over another channel, else 0",
     ),
     MetricSpec(
-        "tsunagari_fallback_latency_seconds", "gauge", (*MUNI, *RUN),
+        "tsunagari_fallback_latency_seconds",
+        "gauge",
+        (*MUNI, *RUN),
         "最新の代替経路訓練で届くまでにかかった時間",
         "Time until the latest fallback step reached the municipality",
     ),
     MetricSpec(
-        "tsunagari_drill_last_start_timestamp_seconds", "gauge", RUN,
+        "tsunagari_drill_last_start_timestamp_seconds",
+        "gauge",
+        RUN,
         "最新の訓練の開始時刻（UNIX 時刻）",
         "When the latest drill started, Unix time",
     ),
     MetricSpec(
-        "tsunagari_drill_last_finish_timestamp_seconds", "gauge", RUN,
+        "tsunagari_drill_last_finish_timestamp_seconds",
+        "gauge",
+        RUN,
         "最後に終わった訓練の終了時刻（UNIX 時刻、状態を問わない）",
         "When the latest drill that ended (in any status) ended, Unix time",
     ),
     MetricSpec(
-        "tsunagari_drill_last_success_timestamp_seconds", "gauge", RUN,
+        "tsunagari_drill_last_success_timestamp_seconds",
+        "gauge",
+        RUN,
         "最後に最後まで実行できた訓練の終了時刻（ハーネスとしての成功。チャネルの成否は別の指標）",
         "When the latest drill that ran to the end (status finished) ended, Unix time; "
         "channel results are in the other metrics",
     ),
     MetricSpec(
-        "tsunagari_drill_duration_seconds", "gauge", RUN,
+        "tsunagari_drill_duration_seconds",
+        "gauge",
+        RUN,
         "最後に終わった訓練の所要時間",
         "Wall time of the latest drill that ended",
     ),
     MetricSpec(
-        "tsunagari_drill_running", "gauge", RUN,
+        "tsunagari_drill_running",
+        "gauge",
+        RUN,
         "訓練が実行中なら 1",
         "1 while a drill is running",
     ),
@@ -290,7 +340,9 @@ def _le(bound: float) -> str:
 
 
 def families(
-    digests: list[RunDigest], scope: Scope = Scope(), intervals: dict[str, tuple[str, float]] | None = None
+    digests: list[RunDigest],
+    scope: Scope = Scope(),
+    intervals: dict[str, tuple[str, float]] | None = None,
 ) -> list[Metric]:
     """Every metric family for *digests* (oldest run first) within *scope*.
 
@@ -322,7 +374,11 @@ def _drill_level(out: _Families, runs: list[RunDigest], run_labels: tuple[str, s
     if ended:
         last = ended[-1]
         out.add("tsunagari_drill_last_finish_timestamp_seconds", run_labels, last.ended_at)
-        out.add("tsunagari_drill_duration_seconds", run_labels, max(0.0, last.ended_at - last.started_at))
+        out.add(
+            "tsunagari_drill_duration_seconds",
+            run_labels,
+            max(0.0, last.ended_at - last.started_at),
+        )
     finished = [r for r in ended if r.status == "finished"]
     if finished:
         out.add("tsunagari_drill_last_success_timestamp_seconds", run_labels, finished[-1].ended_at)
@@ -349,8 +405,12 @@ def _municipality_level(
     _muni_gauges(out, ended, run_labels, scope)
 
 
-def _channel_gauges(out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope) -> None:
-    keys = sorted({k for r in ended for k, ch in r.channels.items() if scope.wants_municipality(ch.code)})
+def _channel_gauges(
+    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+) -> None:
+    keys = sorted(
+        {k for r in ended for k, ch in r.channels.items() if scope.wants_municipality(ch.code)}
+    )
     for key in keys:
         history = [r.channels[key] for r in ended if key in r.channels]
         last = history[-1]
@@ -374,13 +434,17 @@ def _channel_gauges(out: _Families, ended: list[RunDigest], run_labels: tuple[st
             out.add("tsunagari_tls_cert_expiry_timestamp_seconds", labels, tls.tls_not_after)
 
 
-def _muni_gauges(out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope) -> None:
+def _muni_gauges(
+    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+) -> None:
     codes = sorted({c for r in ended for c in r.municipalities if scope.wants_municipality(c)})
     for code in codes:
         pairs = [(r, r.municipalities[code]) for r in ended if code in r.municipalities]
         history = [m for _, m in pairs]
         labels = (code, history[-1].name, *run_labels)
-        out.add("tsunagari_municipality_last_drill_timestamp_seconds", labels, pairs[-1][0].ended_at)
+        out.add(
+            "tsunagari_municipality_last_drill_timestamp_seconds", labels, pairs[-1][0].ended_at
+        )
         scored = [m for m in history if m.score is not None]
         if scored:
             assert scored[-1].score is not None

@@ -32,7 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from prometheus_client import CollectorRegistry, delete_from_gateway, push_to_gateway, write_to_textfile
+from prometheus_client import (
+    CollectorRegistry,
+    delete_from_gateway,
+    push_to_gateway,
+    write_to_textfile,
+)
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from drills.errors import HarnessError
@@ -74,7 +79,9 @@ def _handler(username: str | None, password: SecretRef | None) -> Callable[..., 
         return default_handler
     secret = password.reveal() if password is not None else ""
 
-    def handler(url: str, method: str, timeout: float | None, headers: Any, data: bytes) -> Callable[[], None]:
+    def handler(
+        url: str, method: str, timeout: float | None, headers: Any, data: bytes
+    ) -> Callable[[], None]:
         return basic_auth_handler(url, method, timeout, headers, data, username, secret)
 
     return handler
@@ -91,7 +98,9 @@ def grouping_keys(view: JournalView, run_id: str) -> list[tuple[dict[str, str], 
         groups.append(
             (
                 {**base, "municipality_code": code},
-                Scope(run.scenario, run.vantage, frozenset({code}), drill_level=False, schedule=False),
+                Scope(
+                    run.scenario, run.vantage, frozenset({code}), drill_level=False, schedule=False
+                ),
             )
         )
     return groups
@@ -116,11 +125,17 @@ def push_run(
         prom = CollectorRegistry()
         JournalCollector(journal, scope=scope, prom_registry=prom, view=view)
         try:
-            push_to_gateway(gateway_url, job=job, registry=prom, grouping_key=key, timeout=timeout, handler=handler)
+            push_to_gateway(
+                gateway_url,
+                job=job,
+                registry=prom,
+                grouping_key=key,
+                timeout=timeout,
+                handler=handler,
+            )
         except (OSError, urllib.error.URLError) as exc:
-            raise PushFailed(
-                f"Pushgateway {_redact(gateway_url)} への送信に失敗 / push to Pushgateway failed: {exc}"
-            ) from exc
+            where = _redact(gateway_url)
+            raise PushFailed(f"Pushgateway {where} への送信に失敗 / push failed: {exc}") from exc
         pushed.append(key)
     return pushed
 
@@ -148,9 +163,9 @@ def stale_groups(
     its (scenario, vantage) not in *runs*, or its last push is older than
     *older_than_s* — each test only when given.
 
-    >>> g = [{"labels": {"job": "tsunagari", "scenario": "s", "vantage": "v", "municipality_code": "131016"}}]
-    >>> stale_groups(g, municipalities={"131211"})
-    [{'job': 'tsunagari', 'scenario': 's', 'vantage': 'v', 'municipality_code': '131016'}]
+    >>> labels = {"job": "tsunagari", "scenario": "s", "vantage": "v", "municipality_code": "1"}
+    >>> stale_groups([{"labels": labels}], municipalities={"131211"})
+    [{'job': 'tsunagari', 'scenario': 's', 'vantage': 'v', 'municipality_code': '1'}]
     """
     now = time.time() if now is None else now
     out = []
@@ -192,26 +207,34 @@ def prune_gateway(
         resp.raise_for_status()
         groups = resp.json().get("data") or []
     except (httpx.HTTPError, ValueError) as exc:
+        where = _redact(gateway_url)
         raise PushFailed(
-            f"Pushgateway {_redact(gateway_url)} のグループ一覧を取得できません / cannot list groups: {exc}"
+            f"Pushgateway {where} の一覧を取得できません / cannot list groups: {exc}"
         ) from exc
     munis = {m.code for m in registry.municipalities} if registry is not None else None
     runs = {(r["scenario"], r["vantage"]) for r in journal.runs()} if journal is not None else None
-    stale = stale_groups(groups, job=job, municipalities=munis, runs=runs, older_than_s=older_than_s)
+    stale = stale_groups(
+        groups, job=job, municipalities=munis, runs=runs, older_than_s=older_than_s
+    )
     handler = _handler(username, password)
     for labels in stale:
         key = {k: v for k, v in labels.items() if k != "job"}
         try:
-            delete_from_gateway(gateway_url, job=job, grouping_key=key, timeout=timeout, handler=handler)
+            delete_from_gateway(
+                gateway_url, job=job, grouping_key=key, timeout=timeout, handler=handler
+            )
         except (OSError, urllib.error.URLError) as exc:
+            where = _redact(gateway_url)
             raise PushFailed(
-                f"Pushgateway {_redact(gateway_url)} のグループを削除できません / cannot delete a group: {exc}"
+                f"Pushgateway {where} で削除できません / cannot delete a group: {exc}"
             ) from exc
     return stale
 
 
-def write_textfile(journal: Journal, run_id: str, path: str | Path, registry: Registry | None = None) -> Path:
-    """Write the state of *run_id*'s scenario and vantage point for node_exporter's textfile collector.
+def write_textfile(
+    journal: Journal, run_id: str, path: str | Path, registry: Registry | None = None
+) -> Path:
+    """Write *run_id*'s scenario and vantage point state for node_exporter's textfile collector.
 
     Atomic: written to a temporary file in the same folder, then renamed, so
     the collector never reads half a file. The name must end in ``.prom``;

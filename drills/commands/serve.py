@@ -27,20 +27,38 @@ def register(sub: Any, t: Text) -> None:
     )
     add_help(p, t)
     p.add_argument(
-        "--journal", type=Path, default=Path("tsunagari-out/journal.sqlite"), help=t("journal のファイル", "journal file")
+        "--journal",
+        type=Path,
+        default=Path("tsunagari-out/journal.sqlite"),
+        help=t("journal のファイル", "journal file"),
     )
     p.add_argument(
-        "--registry", default=None, help=t("レジストリ（SLO と訓練間隔に使う）", "registry (for SLOs and drill intervals)")
+        "--registry",
+        default=None,
+        help=t("レジストリ（SLO と訓練間隔に使う）", "registry (for SLOs and drill intervals)"),
     )
-    p.add_argument("--host", default="127.0.0.1", help=t("待ち受けるアドレス", "address to listen on"))
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=t("待ち受けるポート", "port to listen on"))
-    p.add_argument("--tls-cert", type=Path, default=None, help=t("TLS 証明書（PEM）", "TLS certificate (PEM)"))
-    p.add_argument("--tls-key", type=Path, default=None, help=t("TLS 秘密鍵（PEM）", "TLS private key (PEM)"))
-    p.add_argument("--basic-auth-user", default=None, help=t("Basic 認証のユーザー名", "basic auth user name"))
+    p.add_argument(
+        "--host", default="127.0.0.1", help=t("待ち受けるアドレス", "address to listen on")
+    )
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=t("待ち受けるポート", "port to listen on")
+    )
+    p.add_argument(
+        "--tls-cert", type=Path, default=None, help=t("TLS 証明書（PEM）", "TLS certificate (PEM)")
+    )
+    p.add_argument(
+        "--tls-key", type=Path, default=None, help=t("TLS 秘密鍵（PEM）", "TLS private key (PEM)")
+    )
+    p.add_argument(
+        "--basic-auth-user", default=None, help=t("Basic 認証のユーザー名", "basic auth user name")
+    )
     p.add_argument(
         "--basic-auth-password",
         default=None,
-        help=t("Basic 認証のパスワードの参照（env:NAME か file:PATH）", "basic auth password reference (env:NAME or file:PATH)"),
+        help=t(
+            "Basic 認証のパスワードの参照（env:NAME か file:PATH）",
+            "basic auth password reference (env:NAME or file:PATH)",
+        ),
     )
     p.set_defaults(func=run)
 
@@ -67,14 +85,22 @@ def run(args: argparse.Namespace) -> int:
             "--basic-auth-user and --basic-auth-password go together",
         )
     if (args.tls_cert is None) != (args.tls_key is None):
-        return _fail(t, "--tls-cert と --tls-key は一緒に指定してください", "--tls-cert and --tls-key go together")
+        return _fail(
+            t,
+            "--tls-cert と --tls-key は一緒に指定してください",
+            "--tls-cert and --tls-key go together",
+        )
     password = None
     if args.basic_auth_password is not None:
         try:
             password = SecretRef.parse(args.basic_auth_password)
             password.check()
         except (ValueError, SecretUnresolvable) as exc:
-            return _fail(t, f"パスワードの参照を解決できません: {exc}", f"cannot resolve the password reference: {exc}")
+            return _fail(
+                t,
+                f"パスワードの参照を解決できません: {exc}",
+                f"cannot resolve the password reference: {exc}",
+            )
     registry = None
     if args.registry:
         try:
@@ -85,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     options = ExporterOptions(
         args.host, args.port, args.tls_cert, args.tls_key, args.basic_auth_user, password
     )
-    if args.host not in ("127.0.0.1", "::1", "localhost") and (options.tls_cert is None or password is None):
+    if args.host not in ("127.0.0.1", "::1", "localhost") and (
+        options.tls_cert is None or password is None
+    ):
         print(
             t(
                 "警告: ループバック以外で待ち受けます。TLS と Basic 認証を使ってください。",

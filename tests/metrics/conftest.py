@@ -19,8 +19,13 @@ from tests.servers.prometheus import Prometheus, Pushgateway
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
 RULES = DASHBOARDS / "prometheus" / "tsunagari.rules.yml"
-ALERTS = ("TsunagariReadinessLow", "TsunagariChannelUnreachableTwice", "TsunagariDrillOverdue",
-          "TsunagariTLSCertificateExpiring", "TsunagariRollCallIncomplete")
+ALERTS = (
+    "TsunagariReadinessLow",
+    "TsunagariChannelUnreachableTwice",
+    "TsunagariDrillOverdue",
+    "TsunagariTLSCertificateExpiring",
+    "TsunagariRollCallIncomplete",
+)
 
 
 @dataclass
@@ -77,9 +82,12 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         started = journal.run(run_id)["started_at"]
         total = len(journal.deliveries())
         # Wait for the scrape that carries this run: run-level and municipality groups.
-        prom.wait_for(start_ts, lambda r, s=started: len(r) == 1 and _close(float(r[0]["value"][1]), s))
         prom.wait_for(
-            "sum(tsunagari_deliveries_total)", lambda r, n=total: bool(r) and float(r[0]["value"][1]) == n
+            start_ts, lambda r, s=started: len(r) == 1 and _close(float(r[0]["value"][1]), s)
+        )
+        prom.wait_for(
+            "sum(tsunagari_deliveries_total)",
+            lambda r, n=total: bool(r) and float(r[0]["value"][1]) == n,
         )
     # Rules are evaluated every second: wait until each alert is at least pending.
     prom_alerts = lambda: {a["labels"]["alertname"] for a in prom.alerts()}  # noqa: E731

@@ -69,7 +69,9 @@ def dashboard_expressions(path: Path) -> list[Expression]:
                 )
     for annotation in (board.get("annotations") or {}).get("list") or []:
         if annotation.get("expr"):
-            out.append(Expression(f"{path.stem}: annotation {annotation['name']}", annotation["expr"]))
+            out.append(
+                Expression(f"{path.stem}: annotation {annotation['name']}", annotation["expr"])
+            )
     return out
 
 

@@ -92,24 +92,42 @@ def _tls_delivery(run_id: str, days_left: int) -> Delivery:
     )
 
 
-async def _drill(registry: Registry, journal: Journal, second: bool, vantage: str, scenario: str) -> str:
+async def _drill(
+    registry: Registry, journal: Journal, second: bool, vantage: str, scenario: str
+) -> str:
     async with Drill(registry, journal, scenario=scenario, vantage=vantage, seed=7) as drill:
         targets = drill.targets(DRILLED)
         if second:
             await drill.take_down(next(t for t in targets if t.key == "131211/chat2"))
-        await drill.broadcast("参集してください", targets, timeout=2.0, repeat=3, interval=0.05, step="初動参集")
+        await drill.broadcast(
+            "参集してください", targets, timeout=2.0, repeat=3, interval=0.05, step="初動参集"
+        )
         assert drill.run_id is not None
         run_id = drill.run_id
         journal.record(_tls_delivery(run_id, days_left=10))
         journal.record_event(
             run_id,
             "roll_call",
-            {"municipalities": [
-                {"municipality_code": "131211", "municipality_name": "足立区", "expected": 12, "answered": 11 if second else 12},
-                {"municipality_code": "134210", "municipality_name": "小笠原村", "expected": 5, "answered": 5},
-            ]},
+            {
+                "municipalities": [
+                    {
+                        "municipality_code": "131211",
+                        "municipality_name": "足立区",
+                        "expected": 12,
+                        "answered": 11 if second else 12,
+                    },
+                    {
+                        "municipality_code": "134210",
+                        "municipality_name": "小笠原村",
+                        "expected": 5,
+                        "answered": 5,
+                    },
+                ]
+            },
         )
-        journal.record_event(run_id, "fallback", {"municipality_code": "134210", "reached": True, "latency_s": 0.35})
+        journal.record_event(
+            run_id, "fallback", {"municipality_code": "134210", "reached": True, "latency_s": 0.35}
+        )
         journal.record_event(run_id, "fallback", {"municipality_code": "133086", "outcome": "lost"})
         return run_id
 
@@ -136,7 +154,10 @@ def sample_set(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            labels = {
+                k: (repr(float(v)) if k == "le" else v) for k, v in s.labels.items()
+            }  # "1" == "1.0"
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     return out
 
 

@@ -63,7 +63,8 @@ def test_the_world_covers_every_exported_metric(world: World) -> None:
 
     exported = names_in(world.exposition)
     missing = [
-        name for name, spec in CATALOGUE.items()
+        name
+        for name, spec in CATALOGUE.items()
         if (name + "_bucket" if spec.type == "histogram" else name) not in exported
     ]
     assert not missing, f"the integration drill does not produce: {missing}"
@@ -80,7 +81,9 @@ def test_dashboard_expression_returns_data(world: World, expression: Expression)
     assert _has_data(result), f"{expression.where}: no data for\n{expr}"
     for label in expression.output_labels():
         for series in result:
-            assert label in series["metric"], f"{expression.where}: legend uses {{{{{label}}}}}, absent in {series['metric']}"
+            assert label in series["metric"], (
+                f"{expression.where}: legend uses {{{{{label}}}}}, absent in {series['metric']}"
+            )
 
 
 @pytest.mark.parametrize("variable", VARIABLES, ids=lambda v: v[0])
@@ -97,15 +100,21 @@ def test_alert_expression_returns_data(world: World, expression: Expression) -> 
     assert _has_data(result), f"{expression.where}: no data for\n{expression.expr}"
     for label in expression.output_labels():
         for series in result:
-            assert label in series["metric"], f"{expression.where}: template uses $labels.{label}, absent in {series['metric']}"
+            assert label in series["metric"], (
+                f"{expression.where}: template uses $labels.{label}, absent in {series['metric']}"
+            )
 
 
 def test_prometheus_loaded_and_evaluates_every_rule(world: World) -> None:
     prom = world.stack.prometheus
     rules = {r["name"]: r for r in prom.rules()}
     assert set(ALERTS) == set(rules)
-    assert all(r["health"] == "ok" for r in rules.values()), [r.get("lastError") for r in rules.values()]
-    active = {(a["labels"]["alertname"], a["labels"].get("municipality_code")) for a in prom.alerts()}
+    assert all(r["health"] == "ok" for r in rules.values()), [
+        r.get("lastError") for r in rules.values()
+    ]
+    active = {
+        (a["labels"]["alertname"], a["labels"].get("municipality_code")) for a in prom.alerts()
+    }
     # Each alert is active for the municipality the world was built to trip it.
     assert {
         ("TsunagariReadinessLow", "134210"),
@@ -121,10 +130,10 @@ def test_prometheus_loaded_and_evaluates_every_rule(world: World) -> None:
     assert ("TsunagariRollCallIncomplete", "134210") not in active  # 5 of 5 answered
 
 
-@pytest.mark.parametrize(
-    "expression", PANEL_EXPRESSIONS + RULE_EXPRESSIONS, ids=lambda e: e.where
-)
-def test_expression_names_only_exported_metrics_and_labels(world: World, expression: Expression) -> None:
+@pytest.mark.parametrize("expression", PANEL_EXPRESSIONS + RULE_EXPRESSIONS, ids=lambda e: e.where)
+def test_expression_names_only_exported_metrics_and_labels(
+    world: World, expression: Expression
+) -> None:
     exported = labels_of(world.exposition)
     metrics = expression.metrics()
     assert metrics, f"{expression.where}: refers to no tsunagari metric"

@@ -29,12 +29,16 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"{url} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
+            )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+    raise TimeoutError(
+        f"{url} not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -160,8 +164,12 @@ class Prometheus:
             return [{"metric": {}, "value": data["result"]}]
         return list(data["result"])
 
-    def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
-        data = self._api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=step)
+    def query_range(
+        self, expr: str, start: float, end: float, step: float = 1.0
+    ) -> list[dict[str, Any]]:
+        data = self._api(
+            "query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=step
+        )
         return list(data["result"])
 
     def series(self, match: str, start: float | None = None) -> list[dict[str, str]]:
