@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (PromQL and alert texts read best unbroken)
 """Dashboards and alert rules as code: ``python dashboards/build.py [--check]``.
 
 Generates, next to this file:
