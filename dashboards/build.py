@@ -89,6 +89,11 @@ def q(
     return query
 
 
+def panel(kind: Any, title: str, w: int, h: int) -> Any:
+    """A panel of *kind* (a builders module) with the Prometheus variable as data source."""
+    return kind.Panel().datasource(DS).title(title).span(w).height(h)
+
+
 def thresholds(steps: list[dm.Threshold]) -> ThresholdsConfig:
     return ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
 
@@ -182,6 +187,20 @@ def board(title: str, uid: str, description: str) -> Dashboard:
     )
 
 
+def tls_left(title: str, by: str, legend: str, selector: str, w: int, h: int) -> Any:
+    """Time left until the earliest TLS certificate expiry, per *by*."""
+    expr = f"min by ({by}) (tsunagari_tls_cert_expiry_timestamp_seconds{{{selector}}}) - time()"
+    return (
+        panel(bargauge, title, w, h)
+        .with_target(q(expr, legend, instant=True))
+        .unit("s")
+        .thresholds(
+            thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
+        )
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+
+
 # --------------------------------------------------------------------------- CIO overview
 
 
@@ -195,9 +214,7 @@ def cio_overview() -> Dashboard:
     ).time("now-7d", "now")
     d = d.with_row(Row("いまの状態"))
     d = d.with_panel(
-        bargauge.Panel()
-        .datasource(DS)
-        .title("即応性スコア（団体別・最新の訓練）")
+        panel(bargauge, "即応性スコア（団体別・最新の訓練）", 12, 10)
         .description("最新の訓練の即応性スコア（0〜100）。複数のシナリオ・拠点を選ぶと最も低い値。")
         .with_target(
             q(
@@ -212,25 +229,17 @@ def cio_overview() -> Dashboard:
         .decimals(1)
         .thresholds(thresholds(GRADE_STEPS))
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12)
-        .height(10)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("不通のチャネル数")
+        panel(stat, "不通のチャネル数", 4, 10)
         .description("最新の訓練で 1 通も受け手側に届かなかったチャネルの数")
         .with_target(
             q(f"count(tsunagari_channel_reachable{{{SEL}}} == 0) or vector(0)", instant=True)
         )
         .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
-        .span(4)
-        .height(10)
     )
     d = d.with_panel(
-        bargauge.Panel()
-        .datasource(DS)
-        .title("最後の訓練からの経過時間")
+        panel(bargauge, "最後の訓練からの経過時間", 8, 10)
         .description("その団体を含む最新の訓練が終わってからの時間")
         .with_target(
             q(
@@ -241,44 +250,28 @@ def cio_overview() -> Dashboard:
         )
         .unit("s")
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(8)
-        .height(10)
     )
     d = d.with_panel(
-        table.Panel()
-        .datasource(DS)
-        .title("いま不通のチャネル")
+        panel(table, "いま不通のチャネル", 12, 8)
         .description("最新の訓練で 1 通も届かなかったチャネル（連続回数つき）")
         .with_target(
             q(f"tsunagari_channel_unreachable_streak{{{SEL}}} > 0", fmt="table", instant=True)
         )
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        table.Panel()
-        .datasource(DS)
-        .title("前回の訓練から悪化した団体")
+        panel(table, "前回の訓練から悪化した団体", 12, 8)
         .description("即応性スコアが前回の訓練より下がった団体（値は変化幅）")
         .with_target(q(f"tsunagari_readiness_score_change{{{SEL}}} < 0", fmt="table", instant=True))
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        table.Panel()
-        .datasource(DS)
-        .title("新たに不通になったチャネル")
+        panel(table, "新たに不通になったチャネル", 12, 8)
         .description("前回の訓練では届いていた（または初めての訓練で）、今回届かなかったチャネル")
         .with_target(
             q(f"tsunagari_channel_unreachable_streak{{{SEL}}} == 1", fmt="table", instant=True)
         )
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        bargauge.Panel()
-        .datasource(DS)
-        .title("点呼（安否確認）の回答率")
+        panel(bargauge, "点呼（安否確認）の回答率", 12, 8)
         .with_target(
             q(
                 f"min by ({MUNI}) (tsunagari_roll_call_answered_ratio{{{SEL}}})",
@@ -295,41 +288,26 @@ def cio_overview() -> Dashboard:
             )
         )
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12)
-        .height(8)
     )
     d = d.with_row(Row("推移"))
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("即応性スコアの推移（90 日）")
+        panel(timeseries, "即応性スコアの推移（90 日）", 16, 10)
         .with_target(
             q(f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})", "{{municipality_name}}")
         )
         .time_from("90d")
         .min(0)
         .max(100)
-        .span(16)
-        .height(10)
     )
     d = d.with_panel(
-        bargauge.Panel()
-        .datasource(DS)
-        .title("TLS 証明書の期限までの残り時間（最短）")
-        .with_target(
-            q(
-                f"min by ({MUNI}, channel_id) (tsunagari_tls_cert_expiry_timestamp_seconds{{{SEL}}}) - time()",
-                "{{municipality_name}} {{channel_id}}",
-                instant=True,
-            )
+        tls_left(
+            "TLS 証明書の期限までの残り時間（最短）",
+            f"{MUNI}, channel_id",
+            "{{municipality_name}} {{channel_id}}",
+            SEL,
+            8,
+            10,
         )
-        .unit("s")
-        .thresholds(
-            thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
-        )
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .span(8)
-        .height(10)
     )
     return d
 
@@ -348,31 +326,21 @@ def municipality_detail() -> Dashboard:
     ).time("now-30d", "now")
     d = d.with_row(Row("$municipality"))
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("即応性スコア")
+        panel(stat, "即応性スコア", 6, 6)
         .with_target(q(f"min(tsunagari_readiness_score{{{SEL_M}}})", instant=True))
         .min(0)
         .max(100)
         .decimals(1)
         .thresholds(thresholds(GRADE_STEPS))
-        .span(6)
-        .height(6)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("前回の訓練からの変化")
+        panel(stat, "前回の訓練からの変化", 6, 6)
         .with_target(q(f"min(tsunagari_readiness_score_change{{{SEL_M}}})", instant=True))
         .decimals(1)
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(0, "green")]))
-        .span(6)
-        .height(6)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("最後の訓練からの経過時間")
+        panel(stat, "最後の訓練からの経過時間", 6, 6)
         .with_target(
             q(
                 f"time() - max(tsunagari_municipality_last_drill_timestamp_seconds{{{SEL_M}}})",
@@ -380,13 +348,9 @@ def municipality_detail() -> Dashboard:
             )
         )
         .unit("s")
-        .span(6)
-        .height(6)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("訓練間隔（レジストリ）")
+        panel(stat, "訓練間隔（レジストリ）", 6, 6)
         .with_target(
             q(
                 'max(tsunagari_municipality_drill_interval_seconds{municipality_name=~"$municipality"})',
@@ -394,14 +358,10 @@ def municipality_detail() -> Dashboard:
             )
         )
         .unit("s")
-        .span(6)
-        .height(6)
     )
     d = d.with_row(Row("チャネル"))
     d = d.with_panel(
-        statetimeline.Panel()
-        .datasource(DS)
-        .title("到達できたか（チャネル・拠点別）")
+        panel(statetimeline, "到達できたか（チャネル・拠点別）", 12, 8)
         .with_target(
             q(
                 f"max by (channel_id, vantage) (tsunagari_channel_reachable{{{SEL_M}}})",
@@ -410,13 +370,9 @@ def municipality_detail() -> Dashboard:
         )
         .mappings(REACHABLE)
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("到達率（チャネル・拠点別、最新の訓練）")
+        panel(timeseries, "到達率（チャネル・拠点別、最新の訓練）", 12, 8)
         .with_target(
             q(
                 f"max by (channel_id, vantage) (tsunagari_channel_reachability_ratio{{{SEL_M}}})",
@@ -426,13 +382,9 @@ def municipality_detail() -> Dashboard:
         .unit("percentunit")
         .min(0)
         .max(1)
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        heatmap.Panel()
-        .datasource(DS)
-        .title("遅延ヒートマップ: $channel")
+        panel(heatmap, "遅延ヒートマップ: $channel", 24, 8)
         .description("受け手側で確認されるまでの遅延の分布（期間内の全送信）")
         .with_target(
             q(
@@ -445,13 +397,9 @@ def municipality_detail() -> Dashboard:
         .repeat("channel")
         .repeat_direction("h")
         .max_per_row(3)
-        .span(24)
-        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("遅延 p50・p95（最新の訓練、チャネル・拠点別）")
+        panel(timeseries, "遅延 p50・p95（最新の訓練、チャネル・拠点別）", 12, 8)
         .with_target(
             q(
                 f"max by (channel_id, vantage) (tsunagari_channel_latency_p50_seconds{{{SEL_M}}})",
@@ -466,13 +414,9 @@ def municipality_detail() -> Dashboard:
             )
         )
         .unit("s")
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        bargauge.Panel()
-        .datasource(DS)
-        .title("遅延 p95（表示期間内の全送信）")
+        panel(bargauge, "遅延 p95（表示期間内の全送信）", 12, 8)
         .with_target(
             q(
                 "histogram_quantile(0.95, sum by (le, channel_id, vantage) "
@@ -483,13 +427,9 @@ def municipality_detail() -> Dashboard:
         )
         .unit("s")
         .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("観測の誤差の上限")
+        panel(timeseries, "観測の誤差の上限", 12, 8)
         .description("受け手側の観測が申告した、着信時刻の誤差の上限")
         .with_target(
             q(
@@ -498,61 +438,31 @@ def municipality_detail() -> Dashboard:
             )
         )
         .unit("s")
-        .span(12)
-        .height(8)
     )
     d = d.with_panel(
-        bargauge.Panel()
-        .datasource(DS)
-        .title("TLS 証明書の期限までの残り時間")
-        .with_target(
-            q(
-                f"min by (channel_id) (tsunagari_tls_cert_expiry_timestamp_seconds{{{SEL_M}}}) - time()",
-                "{{channel_id}}",
-                instant=True,
-            )
-        )
-        .unit("s")
-        .thresholds(
-            thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
-        )
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .span(12)
-        .height(8)
+        tls_left("TLS 証明書の期限までの残り時間", "channel_id", "{{channel_id}}", SEL_M, 12, 8)
     )
     d = d.with_row(Row("結果の内訳"))
     d = d.with_panel(
-        piechart.Panel()
-        .datasource(DS)
-        .title("結果の内訳（最新の訓練）")
-        .with_target(
+        panel(piechart, "結果の内訳（最新の訓練）", 8, 8).with_target(
             q(
                 f"sum by (outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
                 "{{outcome}}",
                 instant=True,
             )
         )
-        .span(8)
-        .height(8)
     )
     d = d.with_panel(
-        table.Panel()
-        .datasource(DS)
-        .title("チャネル別の結果（最新の訓練）")
-        .with_target(
+        panel(table, "チャネル別の結果（最新の訓練）", 16, 8).with_target(
             q(
                 f"sum by (channel_id, channel_kind, vantage, outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
                 fmt="table",
                 instant=True,
             )
         )
-        .span(16)
-        .height(8)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("結果の推移（送信数）")
+        panel(timeseries, "結果の推移（送信数）", 24, 8)
         .with_target(
             q(
                 f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL_M}}}[$__rate_interval]))",
@@ -560,14 +470,10 @@ def municipality_detail() -> Dashboard:
             )
         )
         .draw_style(common.GraphDrawStyle.BARS)
-        .span(24)
-        .height(8)
     )
     d = d.with_row(Row("代替経路と点呼"))
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("代替経路（フォールバック）で届いたか")
+        panel(stat, "代替経路（フォールバック）で届いたか", 6, 6)
         .with_target(
             q(
                 f"max by (vantage) (tsunagari_fallback_reached{{{SEL_M}}})",
@@ -576,13 +482,9 @@ def municipality_detail() -> Dashboard:
             )
         )
         .mappings(value_text({"1": ("届いた", "green"), "0": ("届かず", "red")}))
-        .span(6)
-        .height(6)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("代替経路で届くまで")
+        panel(stat, "代替経路で届くまで", 6, 6)
         .with_target(
             q(
                 f"max by (vantage) (tsunagari_fallback_latency_seconds{{{SEL_M}}})",
@@ -591,29 +493,19 @@ def municipality_detail() -> Dashboard:
             )
         )
         .unit("s")
-        .span(6)
-        .height(6)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("点呼の回答（人）")
+        panel(stat, "点呼の回答（人）", 6, 6)
         .with_target(q(f"sum(tsunagari_roll_call_answered{{{SEL_M}}})", "回答", instant=True))
         .with_target(
             q(f"sum(tsunagari_roll_call_expected{{{SEL_M}}})", "対象", instant=True, ref="B")
         )
-        .span(6)
-        .height(6)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("点呼の回答率")
+        panel(stat, "点呼の回答率", 6, 6)
         .with_target(q(f"min(tsunagari_roll_call_answered_ratio{{{SEL_M}}})", instant=True))
         .unit("percentunit")
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
-        .span(6)
-        .height(6)
     )
     return d
 
@@ -645,49 +537,31 @@ def drill_run() -> Dashboard:
         .expr(f"changes(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}[2m]) > 0")
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("開始")
+        panel(stat, "開始", 6, 5)
         .with_target(
             q(f"max(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
         )
         .unit("dateTimeAsIso")
-        .span(6)
-        .height(5)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("終了")
+        panel(stat, "終了", 6, 5)
         .with_target(
             q(f"max(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
         )
         .unit("dateTimeAsIso")
-        .span(6)
-        .height(5)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("所要時間")
+        panel(stat, "所要時間", 6, 5)
         .with_target(q(f"max(tsunagari_drill_duration_seconds{{{SEL}}})", instant=True))
         .unit("s")
-        .span(6)
-        .height(5)
     )
     d = d.with_panel(
-        stat.Panel()
-        .datasource(DS)
-        .title("状態")
+        panel(stat, "状態", 6, 5)
         .with_target(q(f"max(tsunagari_drill_running{{{SEL}}})", instant=True))
         .mappings(value_text({"1": ("実行中", "blue"), "0": ("終了", "green")}))
-        .span(6)
-        .height(5)
     )
     d = d.with_panel(
-        statetimeline.Panel()
-        .datasource(DS)
-        .title("実行中の訓練")
+        panel(statetimeline, "実行中の訓練", 24, 5)
         .with_target(
             q(
                 f"max by (scenario, vantage) (tsunagari_drill_running{{{SEL}}})",
@@ -695,13 +569,9 @@ def drill_run() -> Dashboard:
             )
         )
         .mappings(value_text({"1": ("実行中", "blue"), "0": ("待機", "transparent")}))
-        .span(24)
-        .height(5)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("送達の推移（結果別）")
+        panel(timeseries, "送達の推移（結果別）", 12, 9)
         .description("スクレイプ間隔ごとに journal に記録された訓練メッセージの数")
         .with_target(
             q(
@@ -710,13 +580,9 @@ def drill_run() -> Dashboard:
             )
         )
         .draw_style(common.GraphDrawStyle.BARS)
-        .span(12)
-        .height(9)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("到達した訓練メッセージ（団体別）")
+        panel(timeseries, "到達した訓練メッセージ（団体別）", 12, 9)
         .with_target(
             q(
                 f'sum by (municipality_name) (increase(tsunagari_deliveries_total{{{SEL}, outcome=~"delivered|late"}}[$__rate_interval]))',
@@ -724,16 +590,11 @@ def drill_run() -> Dashboard:
             )
         )
         .draw_style(common.GraphDrawStyle.BARS)
-        .span(12)
-        .height(9)
     )
     d = d.with_panel(
-        timeseries.Panel()
-        .datasource(DS)
-        .title("累計の訓練メッセージ（結果別）")
-        .with_target(q(f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})", "{{outcome}}"))
-        .span(24)
-        .height(8)
+        panel(timeseries, "累計の訓練メッセージ（結果別）", 24, 8).with_target(
+            q(f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})", "{{outcome}}")
+        )
     )
     return d
 

@@ -43,22 +43,16 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> Served:
     return Served(folder / "journal.sqlite", registry)
 
 
+def serve_command(port: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "drills.cli", "--lang", "en", "serve", "--port", str(port), *args]
+
+
 class Exporter:
     """``tsunagari serve`` in its own process."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.args = [
-            sys.executable,
-            "-m",
-            "drills.cli",
-            "--lang",
-            "en",
-            "serve",
-            "--port",
-            str(self.port),
-            *args,
-        ]
+        self.args = serve_command(self.port, *args)
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
 
@@ -263,17 +257,7 @@ def test_defaults_bind_loopback() -> None:
 def test_refuses_bad_options(drilled: Served, extra: list[str], message: str) -> None:
     args = ["--journal", str(drilled.journal_path), *extra]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "drills.cli",
-            "--lang",
-            "en",
-            "serve",
-            "--port",
-            str(free_port()),
-            *args,
-        ],
+        serve_command(free_port(), *args),
         capture_output=True,
         text=True,
         timeout=30,
