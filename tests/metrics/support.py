@@ -34,7 +34,7 @@ defaults:
 municipalities:
   - code: "131211"
     name: 足立区
-    drill_interval: 720h
+    drill_interval: 30d
     channels:
       - {id: chat, kind: webhook, sim: {latency: 40ms}}
       - {id: chat2, kind: webhook, sim: {latency: {dist: uniform, low: 20ms, high: 150ms}}}
