@@ -18,9 +18,12 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import re
+import secrets
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.mime.text import MIMEText
+from email.parser import BytesParser
 
 from probes.base import TOKEN_RE, DrillMessage
 
@@ -38,8 +41,14 @@ __all__ = [
 
 TOKEN_HEADER = "X-Tsunagari-Drill-Token"
 
-_HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
-_PARSER = BytesParser(policy=email.policy.default)
+# The compat32 email classes, not policy.default: same RFC output, a tenth of the CPU
+# (a 1,000-channel drill builds and reads back 1,000 mails in one process).
+_PARSER = BytesParser(policy=email.policy.compat32)
+
+_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+_TOKEN_HEADER_RE = re.compile(
+    rb"(?im)^" + re.escape(TOKEN_HEADER.encode()) + rb":[ \t]*(?:\r?\n[ \t]+)?(\S*)[ \t\r]*$"
+)
 
 
 def build_mail(
@@ -49,21 +58,19 @@ def build_mail(
     to: list[str],
     domain: str | None = None,
     now: float | None = None,
-) -> EmailMessage:
+) -> Message:
     """The RFC 5322 message for *message*: Message-ID, Date, token header, marked subject."""
     if not to:
         raise ValueError("a drill mail needs at least one recipient")
-    mail = EmailMessage(policy=email.policy.SMTP)
+    mail = MIMEText(message.render(), "plain", "utf-8")  # utf-8 → base64 body
     mail["From"] = sender
     mail["To"] = ", ".join(to)
-    mail["Subject"] = message.render_subject()
+    mail["Subject"] = Header(message.render_subject(), "utf-8")  # RFC 2047
     mail["Date"] = email.utils.formatdate(now, localtime=True)
-    mail["Message-ID"] = email.utils.make_msgid(
-        idstring=message.token, domain=domain or sender.rpartition("@")[2] or None
-    )
+    host = domain or sender.rpartition("@")[2] or "tsunagari.invalid"
+    mail["Message-ID"] = f"<{message.token}.{secrets.token_hex(4)}@{host}>"
     mail[TOKEN_HEADER] = message.token
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to drills
-    mail.set_content(message.render(), charset="utf-8", cte="base64")
     return mail
 
 
@@ -72,12 +79,13 @@ def token_in_headers(raw_headers: bytes) -> str | None:
 
     Only the token header counts; a token quoted in the subject or body does not.
     """
-    headers = _HEADER_PARSER.parsebytes(raw_headers)
-    value = headers.get(TOKEN_HEADER)
-    if value is None:
+    end = _HEADER_END_RE.search(raw_headers)
+    block = raw_headers[: end.start()] if end else raw_headers
+    match = _TOKEN_HEADER_RE.search(block)
+    if match is None:
         return None
-    match = TOKEN_RE.fullmatch(str(value).strip())
-    return match.group(0) if match else None
+    value = match.group(1).decode("ascii", "replace")
+    return value if TOKEN_RE.fullmatch(value) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,20 +98,28 @@ class MailContent:
     raw_subject: str  # as on the wire, e.g. ``=?utf-8?b?...?=``
 
 
+def _decode_header(value: str) -> str:
+    return str(make_header(decode_header(value)))
+
+
+def _body_text(msg: Message) -> str:
+    part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+    if part is None:
+        return ""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    return payload.decode(part.get_content_charset() or "us-ascii", "replace")
+
+
 def read_content(raw: bytes) -> MailContent:
     """Decode a whole received message (headers and body)."""
     msg = _PARSER.parsebytes(raw)
-    raw_subject = ""
-    for name, value in Message.raw_items(msg):
-        if name.lower() == "subject":
-            raw_subject = re.sub(r"\r?\n[ \t]", " ", str(value))
-            break
-    body_part = msg.get_body(preferencelist=("plain",)) if isinstance(msg, EmailMessage) else None
-    body = body_part.get_content() if body_part is not None else ""
+    raw_subject = re.sub(r"\r?\n[ \t]", " ", str(msg.get("Subject", "")))
     return MailContent(
         token=token_in_headers(raw),
-        subject=str(msg.get("Subject", "")),
-        body=str(body),
+        subject=_decode_header(raw_subject),
+        body=_body_text(msg),
         raw_subject=raw_subject,
     )
 

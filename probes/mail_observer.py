@@ -88,7 +88,7 @@ class MailObserver(ABC):
         if exp is None or exp.message is None:
             return {}
         content = read_content(raw)
-        return {"content_intact": content_intact(exp.message, content), "subject": content.subject}
+        return {"content_intact": content_intact(exp.message, content)}
 
     def record(self, token: str, sighting: Sighting) -> None:
         self.sightings.record(token, sighting)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field, replace
-from email.message import EmailMessage
+from email.message import Message
 from typing import Literal
 
 import aiosmtplib
@@ -228,7 +228,7 @@ class SmtpSession:
         )
 
     async def send(
-        self, mail: EmailMessage, *, sender: str, recipients: list[str]
+        self, mail: Message, *, sender: str, recipients: list[str]
     ) -> tuple[int, str, dict[str, str]]:
         """MAIL, RCPT, DATA. Returns (code, text, refused recipients) of the final 250."""
         assert self._client is not None, "open() first"

@@ -9,6 +9,8 @@ the scorecard before it breaks mail.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import os
 import ssl
 from typing import Any
 
@@ -16,7 +18,18 @@ __all__ = ["cert_days_left", "client_context", "is_certificate_error", "tls_reas
 
 
 def client_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
-    """A client context: system CAs plus *ca_file*; hostname checked unless ``verify`` is off."""
+    """A client context: system CAs plus *ca_file*; hostname checked unless ``verify`` is off.
+
+    Contexts are cached per (verify, ca_file): loading the system CA store costs
+    milliseconds and a few hundred kB each time, and a context serves any number
+    of connections. A changed CA file is picked up when its mtime changes.
+    """
+    mtime = os.stat(ca_file).st_mtime_ns if ca_file else 0
+    return _client_context(verify, ca_file, mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_context(verify: bool, ca_file: str | None, _mtime: int) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ca_file:
         context.load_verify_locations(cafile=ca_file)

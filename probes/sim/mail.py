@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import secrets
 import shutil
@@ -45,6 +46,18 @@ from probes.sim.base import SimKnobs, Simulator, TokenBucket
 __all__ = ["MailSimulator"]
 
 _SIM_DOMAIN = "sim.tsunagari.invalid"
+
+
+class _LoginDataNotice(logging.Filter):
+    """aiosmtpd 1.4 logs "Session.login_data is deprecated" on every successful AUTH
+    (its own internals set it); drop just that line while the simulator runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+_AIOSMTPD_LOG = logging.getLogger("mail.log")
+_LOGIN_DATA_NOTICE = _LoginDataNotice()
 
 
 @dataclass
@@ -142,6 +155,7 @@ class MailSimulator(Simulator):
         if self._started:
             return
         self._started = True
+        _AIOSMTPD_LOG.addFilter(_LOGIN_DATA_NOTICE)
         self._ensure_root()
         for ch in self.channels.values():  # channels added before start
             if not ch.knobs.outage:
@@ -168,6 +182,7 @@ class MailSimulator(Simulator):
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
         self._started = False
+        _AIOSMTPD_LOG.removeFilter(_LOGIN_DATA_NOTICE)
 
     # ------------------------------------------------------------------ channels
 

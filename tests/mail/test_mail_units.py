@@ -55,6 +55,27 @@ def test_token_comes_only_from_the_token_header():
     assert token_in_headers(f"Subject: [{TOKEN}]\r\n\r\n{TOKEN}\r\n".encode()) is None
     assert token_in_headers(f"{TOKEN_HEADER}: not-a-token\r\n\r\n".encode()) is None
     assert token_in_headers(b"x-tsunagari-drill-token:  " + TOKEN.encode() + b" \r\n\r\n") == TOKEN
+    # CRLF or LF, not the last header, folded onto a continuation line.
+    for eol in (b"\r\n", b"\n"):
+        raw = eol.join(
+            [
+                b"From: a@x.jp",
+                TOKEN_HEADER.encode() + b": " + TOKEN.encode(),
+                b"To: b@x.jp",
+                b"",
+                b"body",
+            ]
+        )
+        assert token_in_headers(raw) == TOKEN
+        folded = eol.join(
+            [TOKEN_HEADER.encode() + b":", b"  " + TOKEN.encode(), b"To: b@x.jp", b"", b""]
+        )
+        assert token_in_headers(folded) == TOKEN
+    # The header after the header block (in the body) does not count.
+    assert (
+        token_in_headers(b"From: a@x.jp\r\n\r\n" + TOKEN_HEADER.encode() + b": " + TOKEN.encode())
+        is None
+    )
 
 
 def test_build_mail_needs_a_recipient():
