@@ -65,7 +65,8 @@ def build_mail(
     mail = MIMEText(message.render(), "plain", "utf-8")  # utf-8 → base64 body
     mail["From"] = sender
     mail["To"] = ", ".join(to)
-    mail["Subject"] = Header(message.render_subject(), "utf-8")  # RFC 2047
+    # RFC 2047; email.message accepts a Header here (typeshed says str only).
+    mail["Subject"] = Header(message.render_subject(), "utf-8")  # type: ignore[assignment]
     mail["Date"] = email.utils.formatdate(now, localtime=True)
     host = domain or sender.rpartition("@")[2] or "tsunagari.invalid"
     mail["Message-ID"] = f"<{message.token}.{secrets.token_hex(4)}@{host}>"

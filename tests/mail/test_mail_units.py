@@ -35,7 +35,7 @@ def test_built_mail_has_the_headers_a_drill_needs():
     assert mail[TOKEN_HEADER] == TOKEN
     assert mail["Message-ID"].endswith("@example.lg.jp>") and TOKEN in mail["Message-ID"]
     assert mail["Date"] and mail["Auto-Submitted"] == "auto-generated"
-    assert str(mail["Subject"]).startswith("【訓練】 安否確認")
+    assert read_content(raw).subject.startswith("【訓練】 安否確認")
     assert b"=?utf-8?b?" in raw  # RFC 2047 on the wire
     assert b"Content-Transfer-Encoding: base64" in raw
     assert all(b < 0x80 for b in raw)
