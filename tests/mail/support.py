@@ -160,3 +160,17 @@ async def deliver_all(probes: list[MailProbe], messages: list[DrillMessage]) -> 
     """Deliver each message with its probe, all at once."""
     pairs = zip(probes, messages, strict=True)
     return list(await asyncio.gather(*(deliver(p, m) for p, m in pairs)))
+
+
+async def open_fault(settings: MailSettings) -> ObserverFault:
+    """Open a probe that must fail to observe; return the ObserverFault it raised."""
+    env = ProbeEnv()
+    probe = MailProbe("mail", settings, env)
+    try:
+        await probe.open()
+    except ObserverFault as exc:
+        return exc
+    finally:
+        await probe.close()
+        await env.aclose()
+    raise AssertionError("the probe opened without an observer fault")

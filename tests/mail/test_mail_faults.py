@@ -10,7 +10,7 @@ from probes.base import ChannelRejected, ChannelUnreachable, DrillMessage, Obser
 from probes.mail import MailProbe
 from probes.settings import SecretRef
 from probes.sim.base import closed_port
-from tests.mail.support import deliver, imap_settings, mail_settings, opened
+from tests.mail.support import deliver, imap_settings, mail_settings, open_fault, opened
 
 pytestmark = pytest.mark.servers
 
@@ -72,18 +72,11 @@ async def test_wrong_smtp_password_is_rejected(clean_front, dovecot):
 async def test_wrong_imap_password_is_an_observer_error_with_reason(clean_front, fresh_dovecot):
     dovecot = fresh_dovecot
     imap = imap_settings(dovecot, "drill", password=SecretRef.inline("not-the-password"))
-    env = ProbeEnv()
-    probe = MailProbe("mail", mail_settings(clean_front, dovecot, imap=imap), env)
-    try:
-        with pytest.raises(ObserverFault) as caught:
-            await probe.open()
-    finally:
-        await probe.close()
-        await env.aclose()
-    assert caught.value.code == "auth"
-    assert "ログイン失敗 / login refused for drill" in caught.value.reason
-    assert "AUTHENTICATIONFAILED" in caught.value.reason
-    assert "not-the-password" not in caught.value.reason
+    fault = await open_fault(mail_settings(clean_front, dovecot, imap=imap))
+    assert fault.code == "auth"
+    assert "ログイン失敗 / login refused for drill" in fault.reason
+    assert "AUTHENTICATIONFAILED" in fault.reason
+    assert "not-the-password" not in fault.reason
 
 
 async def test_observer_fault_reaches_every_waiting_probe(clean_front, fresh_dovecot):

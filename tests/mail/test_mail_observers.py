@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from probes.base import DrillMessage, ObserverFault, ProbeEnv
-from probes.mail import MailProbe
+from probes.base import DrillMessage, ProbeEnv
 from probes.mail_message import token_in_headers
 from tests.mail.support import (
     deliver,
@@ -16,6 +15,7 @@ from tests.mail.support import (
     mail_settings,
     maildir_ctime,
     maildir_tokens,
+    open_fault,
     opened,
 )
 from tests.mail.test_mail_delivery import assert_seen_within_bound, fetch_raw
@@ -108,12 +108,8 @@ async def test_maildir_observer_shares_one_scan_for_many_probes(clean_front, dov
 
 async def test_missing_maildir_is_an_observer_error(clean_front, dovecot, tmp_path):
     settings = mail_settings(clean_front, dovecot, imap={}, maildir=str(tmp_path / "nope"))
-    env = ProbeEnv()
-    probe = MailProbe("mail", settings, env)
-    with pytest.raises(ObserverFault, match="not a Maildir"):
-        await probe.open()
-    await probe.close()
-    await env.aclose()
+    fault = await open_fault(settings)
+    assert fault.code == "maildir" and "not a Maildir" in fault.reason
 
 
 async def test_observer_reconnects_after_the_imap_server_restarts(clean_front, outage_dovecot):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from probes.base import ChannelUnreachable, DrillMessage, ObserverFault, ProbeEnv
-from probes.mail import MailProbe
-from tests.mail.support import deliver, imap_settings, mail_settings, opened
+from probes.base import ChannelUnreachable, DrillMessage
+from tests.mail.support import deliver, imap_settings, mail_settings, open_fault, opened
 
 pytestmark = pytest.mark.servers
 
@@ -84,13 +83,6 @@ async def test_imap_tls_with_an_unknown_ca_is_an_observer_error(
     imap = imap_settings(
         dovecot, "tls", security=security, port=port, ca_file=mail_ca.other_ca_file
     )
-    env = ProbeEnv()
-    probe = MailProbe("mail", mail_settings(clean_front, dovecot, "tls", imap=imap), env)
-    try:
-        with pytest.raises(ObserverFault) as caught:
-            await probe.open()
-    finally:
-        await probe.close()
-        await env.aclose()
-    assert caught.value.code == "tls"
-    assert "certificate verification failed" in caught.value.reason
+    fault = await open_fault(mail_settings(clean_front, dovecot, "tls", imap=imap))
+    assert fault.code == "tls"
+    assert "certificate verification failed" in fault.reason

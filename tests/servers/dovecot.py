@@ -104,6 +104,22 @@ def wait_port(
     raise TimeoutError(f"port {port} did not open within {timeout}s")
 
 
+def wait_port_closed(port: int, timeout: float = 5.0) -> None:
+    """Wait until nothing listens on *port* any more (a stopped server's last listener)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and port_open(port):
+        time.sleep(0.02)
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait for a process we asked to stop; kill it if it does not within *timeout*."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 @dataclass
 class Dovecot:
     """One Dovecot instance. ``users`` maps login name to password."""
@@ -186,16 +202,9 @@ class Dovecot:
             # alone waits about a second for its children.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            wait_or_kill(self.proc, 10)
         self.proc = None
-        # The master is gone; make sure no listener lingers.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and port_open(self.imap_port):
-            time.sleep(0.02)
+        wait_port_closed(self.imap_port)
 
     def remove(self) -> None:
         """Stop, then delete the run folder (mail included)."""

@@ -14,12 +14,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from probes.sim.base import free_port
-from tests.servers.dovecot import port_open, wait_port
+from tests.servers.dovecot import port_open, wait_or_kill, wait_port, wait_port_closed
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
@@ -153,15 +152,9 @@ class Postfix:
         if self.proc is None:
             return
         self._postfix("stop", timeout=30)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        wait_or_kill(self.proc, 15)
         self.proc = None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and port_open(self.port):
-            time.sleep(0.02)
+        wait_port_closed(self.port)
         if self.run is not None:
             shutil.rmtree(self.run, ignore_errors=True)
 
