@@ -178,14 +178,18 @@ class ImapConnection:
         task = asyncio.ensure_future(coro)
         lost = asyncio.ensure_future(self.lost.wait())
         try:
-            done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {task, lost}, timeout=self.settings.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             lost.cancel()
         if task not in done:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            raise LostConnection("IMAP 接続が切れました / connection lost")
+            if lost in done:
+                raise LostConnection("IMAP 接続が切れました / connection lost")
+            raise LostConnection("IMAP 応答なし / no answer within the timeout")
         try:
             return task.result()
         except (TimeoutError, aioimaplib.CommandTimeout) as exc:

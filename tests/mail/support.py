@@ -82,7 +82,7 @@ def mail_settings(
 class Result:
     """What the runner would record for one delivery (probes/base.py outcomes)."""
 
-    outcome: str  # delivered | lost | rejected | error
+    outcome: str  # delivered | lost | rejected | error (late is the runner's SLO call)
     sent_at: float
     accepted: Accepted | None = None
     sighting: Sighting | None = None
@@ -99,12 +99,14 @@ async def deliver(probe: MailProbe, message: DrillMessage, timeout: float = 10.0
     waiting = asyncio.ensure_future(probe.observe(message))
     sent_at = Clock.monotonic()
     try:
-        accepted = await probe.send(message)
+        accepted = await asyncio.wait_for(probe.send(message), timeout)
     except (ChannelRejected, ChannelUnreachable) as exc:
         waiting.cancel()
         with contextlib.suppress(BaseException):
             await waiting
-        return Result("rejected", sent_at, error=exc)
+        # As drills.runner maps them: a refusal is rejected, an unreachable relay lost.
+        outcome = "rejected" if isinstance(exc, ChannelRejected) else "lost"
+        return Result(outcome, sent_at, error=exc)
     try:
         sighting = await asyncio.wait_for(waiting, timeout)
     except TimeoutError:

@@ -98,7 +98,7 @@ async def test_connection_refused_is_unreachable(dovecot):
     settings = mail_settings(None, dovecot, smtp={"port": closed_port()})
     async with opened(settings) as [probe]:
         result = await deliver(probe, DrillMessage.new("refused"), timeout=1.0)
-    assert result.outcome == "rejected"  # a channel fault, not a harness error
+    assert result.outcome == "lost"  # a channel fault (unreachable), not a harness error
     assert isinstance(result.error, ChannelUnreachable)
     assert result.error.code == "connect"
 
