@@ -17,7 +17,6 @@ not seen by the look that started at ``t_{k-1}`` was stored after ``t_{k-1}``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -26,7 +25,19 @@ from typing import Any, Generic, TypeVar
 from probes.base import DrillMessage, Sighting, Sightings
 from probes.mail_message import content_intact, read_content, token_in_headers
 
-__all__ = ["Expectation", "MailObserver", "SharedObservers"]
+__all__ = ["Expectation", "MailObserver", "SharedObservers", "stop_task"]
+
+
+async def stop_task(task: asyncio.Future[Any]) -> None:
+    """Cancel *task* and wait until it has finished.
+
+    Unlike ``suppress(BaseException): await task`` this never swallows the
+    caller's own cancellation, so a watcher loop cannot outlive its closer.
+    """
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio need not log it
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +141,7 @@ class SharedObservers(Generic[Obs]):
             del self._observers[key]
             task = self._starting.pop(key, None)
             if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                await stop_task(task)
             await observer.aclose()
 
     def get(self, key: Hashable) -> Obs | None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from probes.base import Clock, ObserverFault, Sighting
-from probes.mail_observer import MailObserver
+from probes.mail_observer import MailObserver, stop_task
 
 __all__ = ["MaildirObserver"]
 
@@ -76,15 +76,16 @@ class MaildirObserver(MailObserver):
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await stop_task(task)
 
     async def _run(self) -> None:
-        while True:
-            self.scan()
-            self.wake.clear()
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                self.scan()
+                await asyncio.sleep(self.interval)
+        except Exception as exc:  # a bug here must not leave probes waiting for nothing
+            self.sightings.fail(ObserverFault(f"Maildir 監視が停止 / observer stopped: {exc!r}"))
+            raise
 
     def scan(self) -> int:
         """Look once; returns how many drill messages were newly seen."""

@@ -16,15 +16,20 @@ Knobs (probes/sim/base.py)::
     rate_limit  messages/s; beyond it ``451 4.7.1`` at MAIL FROM (the probe retries)
     reject      auth → ``535 5.7.8`` on AUTH
 
-With ``tls=True`` (or a channel whose raw settings ask for ``security:
-starttls``) the relay offers STARTTLS with a certificate from a private CA
-made at start; its CA file is put in the channel's settings.
+With ``tls=True`` (or a channel whose raw settings ask for it, e.g.
+``smtp: {host: sim, security: starttls}`` — the host is replaced) the relay
+offers STARTTLS with a certificate from a private CA made on first use; its CA
+file goes into the channel's settings. Plain channels are flagged insecure,
+as a plain relay would be.
+
+Cost (2-core machine, one process, 1,000 channels × 1 message, 300 ms latency,
+through drills.runner): plain ≈ 2.4 s wall, 2 ms CPU per delivery, 66 MB RSS;
+STARTTLS ≈ 3.9 s, 3.7 ms, 380 MB.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -40,6 +45,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from probes.mail_observer import stop_task
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket
 
@@ -175,9 +181,7 @@ class MailSimulator(Simulator):
         for ch in self.channels.values():
             self._close(ch, reserve=False)
         for task in list(self._pending):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await stop_task(task)
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

@@ -198,3 +198,27 @@ def test_error_bound_is_seen_minus_the_later_of_previous_look_and_send():
     obs.forget(TOKEN)
     assert obs.bound(TOKEN, seen_at=10.30, previous_look=10.25) == pytest.approx(0.05)
     assert obs.bound(TOKEN, seen_at=10.30, previous_look=None) == float("inf")
+
+
+async def test_closing_an_observer_mid_command_really_stops_it():
+    # The watcher loop must not swallow the closer's cancellation while it is
+    # itself cancelling a stuck IMAP command (that once left a loop running forever).
+    import asyncio
+
+    from probes.imap_observer import ImapConnection, ImapSettings
+
+    conn = ImapConnection(ImapSettings(host="127.0.0.1", user="u", password="env:UNUSED"))
+
+    async def slow_to_cancel():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)
+            raise
+
+    conn.lost.set()  # the connection broke: command() cancels the command
+    task = asyncio.ensure_future(conn.command(slow_to_cancel()))
+    await asyncio.sleep(0.02)
+    task.cancel()  # ... and the observer is closed meanwhile
+    with pytest.raises(asyncio.CancelledError):
+        await task
