@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from probes.base import Clock, ProbeError
-from probes.imap_observer import ImapConnection, ImapSettings, LostConnection
+from probes.imap_connection import ImapConnection, ImapSettings, LostConnection
 from probes.mail_smtp import SmtpFacts, SmtpSession, SmtpSettings
 
 __all__ = ["CheckStep", "MailReachability", "check_mail"]

@@ -205,7 +205,7 @@ async def test_closing_an_observer_mid_command_really_stops_it():
     # itself cancelling a stuck IMAP command (that once left a loop running forever).
     import asyncio
 
-    from probes.imap_observer import ImapConnection, ImapSettings
+    from probes.imap_connection import ImapConnection, ImapSettings
 
     conn = ImapConnection(ImapSettings(host="127.0.0.1", user="u", password="env:UNUSED"))
 
