@@ -226,6 +226,7 @@ class _Track:
         self.changed = asyncio.Event()
 
 
+_VIA_JA = {"status callback": "状態通知", "polling": "ポーリング", "create": "作成応答"}
 _CALLBACK_BOUND = 0.005  # a callback is handled within a few ms of Twilio sending it
 _EARLY_LIMIT = 10_000
 
@@ -349,7 +350,7 @@ class TwilioProbe(Probe):
         self._apply(track, str(created.status or "queued"), created.error_code, accepted_at,
                     Clock.wall(), 0.0, "create")
         if sid in self._early:
-            self._apply(track, *self._early.pop(sid), 0.0, "callback")
+            self._apply(track, *self._early.pop(sid), _CALLBACK_BOUND, "status callback")
         track.touch()
         segments = _int_or(created.num_segments, planned.segments)
         return Accepted(
@@ -541,7 +542,8 @@ class TwilioProbe(Probe):
                 detail = str(Reason("受信側に着信・配信確認あり",
                                     "arrived at the receiving number; carrier receipt delivered"))
         else:
-            detail = str(Reason(f"キャリアの配信確認（{track.receipt_via}）",
+            via_ja = _VIA_JA.get(track.receipt_via, track.receipt_via)
+            detail = str(Reason(f"キャリアの配信確認（{via_ja}）",
                                 f"carrier receipt delivered (via {track.receipt_via})"))
         return Sighting(at=at, error_bound_s=bound, detail=detail, extra=extra)
 

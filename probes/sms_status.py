@@ -67,7 +67,7 @@ class Reason:
 # Twilio error codes → (ja, en, temporary). https://www.twilio.com/docs/api/errors/<code>
 _ERRORS: dict[int, tuple[str, str, bool]] = {
     20003: (
-        "認証に失敗しました（Account SID / Auth Token を確認してください）",
+        "認証に失敗しました（Account SID と Auth Token を確認してください）",
         "authentication failed (check the Account SID and Auth Token)",
         False,
     ),

@@ -18,6 +18,7 @@ current task* is kept in :data:`RETRY_AFTER` so a 429 can be honoured.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -28,11 +29,16 @@ import aiohttp
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 
-__all__ = ["RETRY_AFTER", "AioTwilioHttp", "parse_retry_after"]
+__all__ = ["RETRY_AFTER", "AioTwilioHttp", "basic_auth_header", "parse_retry_after"]
 
 _log = logging.getLogger("tsunagari.twilio.http")
 
 RETRY_AFTER: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    """An HTTP Basic ``Authorization`` value (aiohttp 3.14 deprecates ``BasicAuth``)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -93,7 +99,9 @@ class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]
         body: str | None = None
         if data:
             body = urlencode(_pairs(data))
-        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth is not None else None
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = basic_auth_header(*auth)
         client_timeout = aiohttp.ClientTimeout(total=timeout or self.timeout)
         self.requests += 1
         async with self._session().request(
@@ -102,7 +110,6 @@ class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]
             params=_pairs(params) if params else None,
             data=body,
             headers=headers,
-            auth=basic,
             timeout=client_timeout,
             allow_redirects=allow_redirects,
         ) as resp:

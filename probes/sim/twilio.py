@@ -297,11 +297,11 @@ class TwilioSimulator(Simulator):
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
+        to = None
+        if request.method == "POST":  # the form is parsed once and cached by aiohttp
+            to = str((await request.post()).get("To", "")) or None
         self.requests.append(
-            RequestRecord(
-                time.monotonic(), request.method, request.path, response.status,
-                request.get("to"),
-            )
+            RequestRecord(time.monotonic(), request.method, request.path, response.status, to)
         )
         return response
 
@@ -312,15 +312,11 @@ class TwilioSimulator(Simulator):
             # A channel taken away mid-drill: drop the connection, as a dead host would.
             request.transport.close()
             raise web.HTTPServiceUnavailable()
-        try:
-            auth = aiohttp.BasicAuth.decode(request.headers.get("Authorization", ""))
-        except ValueError:
-            auth = None
+        login, password = _basic_credentials(request.headers.get("Authorization", ""))
         if (
             account is None
-            or auth is None
-            or auth.login != account.sid
-            or not hmac.compare_digest(auth.password, account.token)
+            or login != account.sid
+            or not hmac.compare_digest(password.encode(), account.token.encode())
             or account.knobs.reject == "auth"
         ):
             return _error(
@@ -343,7 +339,6 @@ class TwilioSimulator(Simulator):
             return account
         form = await request.post()
         to, from_, body = (str(form.get(k, "")) for k in ("To", "From", "Body"))
-        request["to"] = to
         if account.bucket is not None and not account.bucket.take():
             retry = max(1, int(account.bucket.retry_after() + 0.999))
             return _error(429, 20429, "Too Many Requests", {"Retry-After": str(retry)})
@@ -587,6 +582,18 @@ class TwilioSimulator(Simulator):
                 self.callbacks.append((time.monotonic(), url, resp.status))
         except (aiohttp.ClientError, TimeoutError):
             self.callbacks.append((time.monotonic(), url, 0))  # Twilio does not retry these
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    """(login, password) from an HTTP Basic Authorization header; empty strings if none."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    try:
+        login, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    return login, password
 
 
 def _public(data: dict[str, Any]) -> dict[str, Any]:
