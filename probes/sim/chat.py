@@ -55,6 +55,8 @@ class ChatSimulator(Simulator):
         self.rooms: dict[str, _Room] = {}
         self._runner: web.AppRunner | None = None
         self._timers: set[asyncio.TimerHandle] = set()
+        self._keys: dict[str, str] = {}
+        self._stopping = False
 
     @staticmethod
     def placeholder_settings() -> dict[str, Any]:
@@ -68,7 +70,7 @@ class ChatSimulator(Simulator):
         app = web.Application()
         app.router.add_post("/hooks/{room}", self._post)
         app.router.add_get("/rooms/{room}/messages", self._read)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, backlog=2048)
         await site.start()
@@ -77,6 +79,7 @@ class ChatSimulator(Simulator):
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self._stopping = True  # parked long-polls return now
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -95,7 +98,6 @@ class ChatSimulator(Simulator):
             room.bucket = TokenBucket(knobs.rate_limit)
         self.rooms[room_id] = room
         self.knobs[channel_key] = knobs
-        self._keys = getattr(self, "_keys", {})
         self._keys[channel_key] = room_id
         base = f"http://{self.host}:{closed_port(self.host) if knobs.outage else self.port}"
         settings = {k: v for k, v in raw_settings.items() if k not in ("url", "auth", "observer")}
@@ -177,14 +179,12 @@ class ChatSimulator(Simulator):
             # The cursor counts messages in the order they became visible.
             fresh = room.messages[after:]
             remaining = deadline - time.monotonic()
-            if fresh or remaining <= 0:
+            if fresh or remaining <= 0 or self._stopping:
                 break
             event = room.changed
             try:
                 await asyncio.wait_for(event.wait(), remaining)
             except TimeoutError:
                 pass
-            if self._runner is None:
-                break
         cursor = after + len(fresh)
         return web.json_response({"messages": fresh, "cursor": cursor})

@@ -1,0 +1,110 @@
+"""``tsunagari demo``: a full drill against the bundled registry on local simulators.
+
+Writes into the output folder (default ``./tsunagari-out``): ``journal.sqlite``
+(appended run after run, so the next demo can say what got worse),
+``scorecard.json`` and whatever the registered output writers add.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from drills.console import console_for, readiness_table
+from drills.delivery import Delivery
+from drills.i18n import Text
+from drills.journal import Journal
+from drills.registry import Registry, load_registry
+from drills.runner import Drill
+from drills.scorecard import build_scorecard, write_json
+
+__all__ = ["DEMO_SCENARIO", "OUTPUT_WRITERS", "demo_registry_path", "run_demo"]
+
+DEMO_SCENARIO = "デモ訓練: 首都直下地震 初動参集"
+
+# "module:function" called as fn(journal=, run_id=, registry=, out_dir=, lang=) after the run.
+OUTPUT_WRITERS: list[str] = []
+
+
+def demo_registry_path() -> Path:
+    return Path(str(files("drills") / "data" / "demo_registry.yaml"))
+
+
+async def drill_demo(
+    registry: Registry,
+    journal: Journal,
+    *,
+    lang: str = "ja",
+    repeat: int = 5,
+    timeout: float = 8.0,
+    seed: int | None = None,
+    progress: Progress | None = None,
+) -> str:
+    """Run the demo scenario; return the run id."""
+    task = None
+    t = Text(lang)
+
+    def tick(_: Delivery) -> None:
+        if progress is not None and task is not None:
+            progress.advance(task)
+
+    async with Drill(
+        registry, journal, scenario=DEMO_SCENARIO, lang=lang, seed=seed, on_delivery=tick
+    ) as drill:
+        targets = drill.targets()
+        probes = await asyncio.gather(*(drill.probe(x) for x in targets))
+        total = sum(len(p.recipients()) for p in probes) * repeat
+        if progress is not None:
+            task = progress.add_task(t("訓練メッセージ送信・着信確認中", "sending and confirming"), total=total)
+        await drill.broadcast(
+            t("首都直下地震発生。全職員は安否を報告し、参集してください。", "Major earthquake: report your status and assemble."),
+            targets,
+            timeout=timeout,
+            repeat=repeat,
+            interval=0.3,
+            step="初動参集",
+            subject=t("初動参集", "call-up"),
+        )
+        assert drill.run_id is not None
+        return drill.run_id
+
+
+def run_demo(out_dir: Path, lang: str = "ja", seed: int | None = None, repeat: int = 5) -> int:
+    t = Text(lang)
+    console = console_for()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    registry = load_registry(demo_registry_path())
+    journal = Journal(out_dir / "journal.sqlite")
+    console.print(
+        t(
+            f"繋がり デモ訓練: {len(registry.municipalities)} 団体 × チャット・メール・SMS（ローカルのシミュレータ）",
+            f"Tsunagari demo drill: {len(registry.municipalities)} municipalities × chat, mail, SMS (local simulators)",
+        )
+    )
+    progress = None
+    if console.is_terminal:
+        progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+        )
+    try:
+        if progress is not None:
+            with progress:
+                run_id = asyncio.run(drill_demo(registry, journal, lang=lang, seed=seed, progress=progress, repeat=repeat))
+        else:
+            run_id = asyncio.run(drill_demo(registry, journal, lang=lang, seed=seed, repeat=repeat))
+        card = build_scorecard(journal, run_id, registry)
+        write_json(card, out_dir / "scorecard.json")
+        for spec in OUTPUT_WRITERS:
+            module, _, name = spec.partition(":")
+            writer: Any = getattr(importlib.import_module(module), name)
+            writer(journal=journal, run_id=run_id, registry=registry, out_dir=out_dir, lang=lang)
+    finally:
+        journal.close()
+    console.print(readiness_table(card, lang))
+    console.print(t(f"出力: {out_dir}/", f"output: {out_dir}/"))
+    return 0

@@ -1,0 +1,75 @@
+"""Errors of the drill harness.
+
+::
+
+    TsunagariError
+    ├── RegistryError        (ValueError)       the registry file is wrong; names file/line/field
+    ├── ScenarioError        (ValueError)       a scenario asks for something impossible
+    ├── DrillSafetyError     (PermissionError)  a live send without --live, a cap exceeded
+    ├── LockBusy             (BlockingIOError)  another drill holds the run lock
+    └── HarnessError         (RuntimeError)     the harness itself failed
+
+Channel faults are not here: they are ``probes.base.ChannelFault`` and end up
+as outcomes (``lost``/``rejected``), not exceptions of the harness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DrillSafetyError",
+    "HarnessError",
+    "LockBusy",
+    "Problem",
+    "RegistryError",
+    "ScenarioError",
+    "TsunagariError",
+]
+
+
+class TsunagariError(Exception):
+    """Root of the harness's own errors."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a file: where, which field, and why (ja and en)."""
+
+    file: str
+    line: int | None
+    field: str
+    why_ja: str
+    why_en: str
+
+    def render(self, lang: str = "ja") -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        why = self.why_ja if lang == "ja" else self.why_en
+        return f"{where}: {self.field}: {why}"
+
+
+class RegistryError(TsunagariError, ValueError):
+    """The registry is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem], lang: str = "en") -> None:
+        self.problems = problems
+        super().__init__("\n".join(p.render(lang) for p in problems))
+
+    def render(self, lang: str = "ja") -> str:
+        return "\n".join(p.render(lang) for p in self.problems)
+
+
+class ScenarioError(TsunagariError, ValueError):
+    """A scenario step cannot be run as written."""
+
+
+class DrillSafetyError(TsunagariError, PermissionError):
+    """Refused for drill safety (live channel without --live, cap exceeded)."""
+
+
+class LockBusy(TsunagariError, BlockingIOError):
+    """Another drill run holds the lock."""
+
+
+class HarnessError(TsunagariError, RuntimeError):
+    """The harness failed (not the channel)."""
