@@ -108,14 +108,16 @@ def _account_sid(value: Any) -> Any:
 class StatusCallbackSettings(ChannelSettings):
     """Where Twilio's status callbacks (and inbound webhooks) reach the harness."""
 
-    public_url: str
+    public_url: str | None = None  # default: the listener's own address
     listen_host: str = "127.0.0.1"
-    listen_port: int = Field(ge=1, le=65535)
+    listen_port: int = Field(default=8931, ge=1, le=65535)
     fallback_poll: Duration = 30.0  # poll anyway, in case a callback is lost
 
     @field_validator("public_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc or "_" in parts.netloc:
             raise ValueError(
@@ -123,6 +125,11 @@ class StatusCallbackSettings(ChannelSettings):
                 "public_url must be an http(s) URL whose host has no underscore"
             )
         return value.rstrip("/")
+
+    @property
+    def url(self) -> str:
+        """The URL Twilio calls: ``public_url``, or the listener's own address."""
+        return self.public_url or f"http://{self.listen_host}:{self.listen_port}"
 
 
 class LoopbackSettings(ChannelSettings):
@@ -303,7 +310,7 @@ class TwilioProbe(Probe):
         if s.status_callback is not None:
             cb = s.status_callback
             self._listener = await CallbackListener.shared(
-                self.env, cb.listen_host, cb.listen_port, cb.public_url
+                self.env, cb.listen_host, cb.listen_port, cb.url
             )
             self._listener.subscribe(sid, token, self)
             if loop_sid != sid:
@@ -322,7 +329,7 @@ class TwilioProbe(Probe):
             await self.open()
         kwargs: dict[str, Any] = {"to": to, "from_": s.from_, "body": body}
         if s.status_callback is not None:
-            kwargs["status_callback"] = callback_urls(s.status_callback.public_url)[0]
+            kwargs["status_callback"] = callback_urls(s.status_callback.url)[0]
         throttled = 0
         while True:
             try:
