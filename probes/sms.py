@@ -195,7 +195,9 @@ class TwilioSettings(ChannelSettings):
     @model_validator(mode="after")
     def _consistent(self) -> TwilioSettings:
         if self.from_ in self.to:
-            raise ValueError("from と同じ番号には送れません / 'to' cannot include the 'from' number")
+            raise ValueError(
+                "from と同じ番号には送れません / 'to' cannot include the 'from' number"
+            )
         if self.loopback is not None and self.loopback.receiver not in self.to:
             raise ValueError(
                 "loopback.receiver は to にも登録してください / "
@@ -354,12 +356,19 @@ class TwilioProbe(Probe):
         track.sid = sid
         track.polled_at = accepted_at  # the first poll is one interval after acceptance
         self._by_sid[sid] = track
-        self._apply(track, str(created.status or "queued"), created.error_code, accepted_at,
-                    Clock.wall(), 0.0, "create")
+        self._apply(
+            track,
+            str(created.status or "queued"),
+            created.error_code,
+            accepted_at,
+            Clock.wall(),
+            0.0,
+            "create",
+        )
         if sid in self._early:
             self._apply(track, *self._early.pop(sid), _CALLBACK_BOUND, "status callback")
         track.touch()
-        segments = _int_or(created.num_segments, planned.segments)
+        segments = _int(created.num_segments) or planned.segments
         return Accepted(
             at=accepted_at,
             provider_id=sid,
@@ -386,7 +395,9 @@ class TwilioProbe(Probe):
                 timeouts.append(track.inbound_at + self._grace() - now)
             changed = track.changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), max(0.0, min(timeouts)) if timeouts else None)
+                await asyncio.wait_for(
+                    changed.wait(), max(0.0, min(timeouts)) if timeouts else None
+                )
 
     def timeout_reason(self, message: DrillMessage) -> str | None:
         """Why *message* timed out, for the runner's ``lost`` record (None: nothing to add)."""
@@ -414,7 +425,7 @@ class TwilioProbe(Probe):
     def on_status(self, params: dict[str, str], at: float, wall: float) -> None:
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         status = params.get("MessageStatus") or params.get("SmsStatus") or ""
-        code = _int_or(params.get("ErrorCode"), None)
+        code = _int(params.get("ErrorCode"))
         track = self._by_sid.get(sid)
         if track is None:
             # The callback overtook the create response; keep it for send() to apply.
@@ -538,20 +549,35 @@ class TwilioProbe(Probe):
             extra["receipt_minus_inbound_s"] = round(receipt - inbound, 6)
         if track.loopback:
             if receipt is None:
-                detail = str(Reason("受信側に着信・キャリアの配信確認なし",
-                                    "arrived at the receiving number; no carrier receipt"))
+                detail = str(
+                    Reason(
+                        "受信側に着信・キャリアの配信確認なし",
+                        "arrived at the receiving number; no carrier receipt",
+                    )
+                )
             elif classify(track.status or "").phase is Phase.FAILED:
-                detail = str(Reason(
-                    f"受信側に着信（配信確認は {track.status} と誤報）",
-                    f"arrived at the receiving number (carrier receipt wrongly said {track.status})",
-                ))
+                detail = str(
+                    Reason(
+                        f"受信側に着信（配信確認は {track.status} と誤報）",
+                        "arrived at the receiving number "
+                        f"(carrier receipt wrongly said {track.status})",
+                    )
+                )
             else:
-                detail = str(Reason("受信側に着信・配信確認あり",
-                                    "arrived at the receiving number; carrier receipt delivered"))
+                detail = str(
+                    Reason(
+                        "受信側に着信・配信確認あり",
+                        "arrived at the receiving number; carrier receipt delivered",
+                    )
+                )
         else:
             via_ja = _VIA_JA.get(track.receipt_via, track.receipt_via)
-            detail = str(Reason(f"キャリアの配信確認（{via_ja}）",
-                                f"carrier receipt delivered (via {track.receipt_via})"))
+            detail = str(
+                Reason(
+                    f"キャリアの配信確認（{via_ja}）",
+                    f"carrier receipt delivered (via {track.receipt_via})",
+                )
+            )
         return Sighting(at=at, error_bound_s=bound, detail=detail, extra=extra)
 
     async def _poll(self, track: _Track) -> None:
@@ -626,7 +652,7 @@ def _reveal(value: str | SecretRef) -> str:
 
 
 def _code_of(exc: TwilioRestException | TwilioServiceException) -> int | None:
-    return _int_or(getattr(exc, "code", None), None)
+    return _int(getattr(exc, "code", None))
 
 
 def _detail_of(exc: TwilioRestException | TwilioServiceException) -> str:
@@ -634,8 +660,8 @@ def _detail_of(exc: TwilioRestException | TwilioServiceException) -> str:
     return str(text).removeprefix("Unable to create record: ")
 
 
-def _int_or(value: Any, default: int | None) -> Any:
+def _int(value: Any) -> int | None:
     try:
-        return int(value) if value not in (None, "") else default
+        return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
-        return default
+        return None

@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 # What a broadcast to one SMS channel typically says, for plans that only know a count.
-DEFAULT_PLAN_TEXT = "安否確認訓練です。このメッセージを受け取ったら所属と氏名を上長に報告してください。"
+DEFAULT_PLAN_TEXT = (
+    "安否確認訓練です。このメッセージを受け取ったら所属と氏名を上長に報告してください。"
+)
 
 
 class Caps(ChannelSettings):

@@ -162,4 +162,3 @@ class CallbackListener:
         for sink in sinks:
             sink.on_inbound(params, at, wall)
         return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
-

@@ -84,7 +84,7 @@ class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]
             (self._base.scheme, self._base.netloc, self._base.path + parts.path, parts.query, "")
         )
 
-    async def request(  # type: ignore[override]
+    async def request(
         self,
         method: str,
         url: str,

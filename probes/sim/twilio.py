@@ -97,7 +97,9 @@ def _rfc2822(ts: float) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(ts))
 
 
-def _error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = {
         "code": code,
         "message": message,
@@ -199,9 +201,7 @@ class TwilioSimulator(Simulator):
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, backlog=2048)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         self._http = aiohttp.ClientSession(connector=connector, trust_env=False)
 
@@ -353,13 +353,17 @@ class TwilioSimulator(Simulator):
             return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if from_ not in account.numbers:
             return _error(
-                400, 21606, "The 'From' phone number provided is not a valid message-capable "
-                "Twilio phone number for this destination/account."
+                400,
+                21606,
+                "The 'From' phone number provided is not a valid message-capable "
+                "Twilio phone number for this destination/account.",
             )
         if not body:
             return _error(400, 21602, "Message body is required.")
         if len(body) > 1600:
-            return _error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+            return _error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
         message = self._new_message(account, to, from_, body, "outbound-api", "queued")
         message.status_callback = str(form["StatusCallback"]) if "StatusCallback" in form else None
         self._schedule(account, message, fault)
@@ -391,7 +395,9 @@ class TwilioSimulator(Simulator):
         ):
             if key in q:
                 ref = _parse_when(q[key])
-                rows = [m for m in rows if m.data["_sent"] is not None and keep(m.data["_sent"], ref)]
+                rows = [
+                    m for m in rows if m.data["_sent"] is not None and keep(m.data["_sent"], ref)
+                ]
         rows.sort(key=lambda m: m.created_wall, reverse=True)  # newest first, like Twilio
         size = max(1, min(1000, int(q.get("PageSize", "50"))))
         page = max(0, int(q.get("Page", "0")))

@@ -119,7 +119,9 @@ def nums() -> SimpleNamespace:
 def msg() -> Callable[..., DrillMessage]:
     """``msg(to=PHONE, text=...)``: a fresh drill message for one recipient."""
 
-    def make(to: str = PHONE, text: str = "参集訓練です。受信したら所属を報告してください。") -> DrillMessage:
+    def make(
+        to: str = PHONE, text: str = "参集訓練です。受信したら所属を報告してください。"
+    ) -> DrillMessage:
         return DrillMessage.new(text, recipient=to)
 
     return make

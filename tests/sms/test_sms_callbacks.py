@@ -12,7 +12,12 @@ from probes.sim.twilio import twilio_signature
 def test_simulator_signs_exactly_like_the_twilio_library_validates() -> None:
     # The simulator's signer is written from the docs; the library must agree with it.
     url = "https://drill.example.lg.jp/t/twilio/status?x=1"
-    params = {"MessageSid": "SM1", "MessageStatus": "delivered", "Body": "【訓練】 テスト", "To": "+8190"}
+    params = {
+        "MessageSid": "SM1",
+        "MessageStatus": "delivered",
+        "Body": "【訓練】 テスト",
+        "To": "+8190",
+    }
     signature = twilio_signature("secret-token", url, params)
     assert RequestValidator("secret-token").validate(url, params, signature)
     assert not RequestValidator("other-token").validate(url, params, signature)
@@ -20,7 +25,10 @@ def test_simulator_signs_exactly_like_the_twilio_library_validates() -> None:
 
 async def _post(url: str, params: dict[str, str], signature: str | None) -> int:
     headers = {"X-Twilio-Signature": signature} if signature is not None else {}
-    async with aiohttp.ClientSession() as http, http.post(url, data=params, headers=headers) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=params, headers=headers) as resp,
+    ):
         return resp.status
 
 
@@ -53,7 +61,9 @@ async def test_valid_signature_is_accepted(listening, sim) -> None:
     assert probe._by_sid[record.accepted.provider_id].status == "read"
 
 
-@pytest.mark.parametrize("forgery", ["wrong-key", "missing", "tampered-param", "other-url", "unknown-account"])
+@pytest.mark.parametrize(
+    "forgery", ["wrong-key", "missing", "tampered-param", "other-url", "unknown-account"]
+)
 async def test_bad_signature_is_refused(listening, sim, forgery) -> None:
     probe, record, account, url = listening
     sid = record.accepted.provider_id

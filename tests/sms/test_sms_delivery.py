@@ -11,7 +11,6 @@ import pytest
 from probes.base import ChannelRejected, ChannelUnreachable
 from probes.sms_budget import CostCapExceeded, plan_cost
 
-
 # --------------------------------------------------------------------------- delivered
 
 
@@ -145,7 +144,9 @@ async def test_rate_limit_knob_throttles_but_loses_nothing(make_probe, run, msg,
     assert sum(r.accepted.throttled for r in records) >= 1
 
 
-async def test_throttling_past_max_retries_is_a_temporary_rejection(make_probe, run, msg, sim) -> None:
+async def test_throttling_past_max_retries_is_a_temporary_rejection(
+    make_probe, run, msg, sim
+) -> None:
     probe = await make_probe(max_retries=0)
     sim.inject("429")
     record = await run(probe, msg())
@@ -157,7 +158,9 @@ async def test_throttling_past_max_retries_is_a_temporary_rejection(make_probe, 
 
 
 @pytest.mark.parametrize("how", ["inject", "loss-knob"])
-async def test_stuck_at_sent_is_lost_with_no_carrier_receipt(make_probe, run, msg, sim, how) -> None:
+async def test_stuck_at_sent_is_lost_with_no_carrier_receipt(
+    make_probe, run, msg, sim, how
+) -> None:
     probe = await make_probe(latency=0.05, knobs={"loss": 1.0} if how == "loss-knob" else None)
     if how == "inject":
         sim.inject("stuck_sent")
@@ -203,7 +206,9 @@ async def test_loopback_catches_a_false_delivered_receipt(
     assert "nothing arrived" in reason and "偽の配信確認" in reason
 
 
-async def test_without_loopback_a_false_receipt_goes_unnoticed(make_probe, run, msg, nums, sim) -> None:
+async def test_without_loopback_a_false_receipt_goes_unnoticed(
+    make_probe, run, msg, nums, sim
+) -> None:
     # Why loopback exists: to a plain phone, the receipt is all we can see.
     probe = await make_probe(loopback=True)
     sim.inject("false_delivered", to=nums.PHONE)

@@ -40,7 +40,8 @@ municipalities:
         to: ["+819012345678", "+818012345678", "+817012345678"]
         api_base: {base}
         poll_interval: 50ms
-        status_callback: {{public_url: "http://127.0.0.1:{port}", listen_port: {port}, fallback_poll: 100ms}}
+        status_callback:
+          {{public_url: "http://127.0.0.1:{port}", listen_port: {port}, fallback_poll: 100ms}}
         loopback: {{receiver: "+818012345678", receipt_grace: 200ms}}
   - code: "131016"
     name: 千代田区
@@ -86,7 +87,9 @@ async def test_canary_auth_token_never_leaks(
     monkeypatch.setenv("TSG_CANARY_TOKEN", CANARY)
     path = tmp_path / "registry.yaml"
     path.write_text(
-        REGISTRY.format(sid=sid, other_sid=other_sid, base=sim.base_url, port=port, closed=closed_port()),
+        REGISTRY.format(
+            sid=sid, other_sid=other_sid, base=sim.base_url, port=port, closed=closed_port()
+        ),
         encoding="utf-8",
     )
     registry = load_registry(path)
@@ -123,7 +126,7 @@ async def test_canary_auth_token_never_leaks(
     texts["journal rows"] = "\n".join(
         repr(row)
         for table in ("runs", "deliveries", "events")
-        for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed table names
+        for row in db.execute(f"SELECT * FROM {table}")  # fixed table names
     )
     db.close()
     texts["journal files"] = "\n".join(
@@ -131,12 +134,15 @@ async def test_canary_auth_token_never_leaks(
     )
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     texts["logs"] = "\n".join(
-        formatter.format(r) + ("".join(traceback.format_exception(*r.exc_info)) if r.exc_info else "")
+        formatter.format(r)
+        + ("".join(traceback.format_exception(*r.exc_info)) if r.exc_info else "")
         for r in caplog.records
     )
     out, err = capfd.readouterr()
     texts["stdout/stderr"] = out + err
-    texts["reasons"] = "\n".join(d.reason + repr(d.extra) for d in first.deliveries + second.deliveries)
+    texts["reasons"] = "\n".join(
+        d.reason + repr(d.extra) for d in first.deliveries + second.deliveries
+    )
     texts["settings"] = "\n".join(
         repr(t.channel.settings) + t.channel.settings.model_dump_json() for t in registry.targets()
     )

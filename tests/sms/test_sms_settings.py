@@ -98,7 +98,9 @@ def test_plan_counts_every_recipient_and_segment() -> None:
         ({"max_cost": 0.5}, 0.1, "estimated 0.8 USD, cap is 0.5 USD"),
     ],
 )
-def test_plan_refuses_over_a_channel_cap(caps: dict[str, Any], price: float | None, needle: str) -> None:
+def test_plan_refuses_over_a_channel_cap(
+    caps: dict[str, Any], price: float | None, needle: str
+) -> None:
     p = probe(to=["+819012345678", "+818012345678"], caps=caps, price_per_segment=price)
     with pytest.raises(CostCapExceeded) as info:
         plan_cost([(p, ["訓" * 150, "short"])])

@@ -163,7 +163,9 @@ def test_national_format_gets_a_hint() -> None:
         parse_e164("090-1234-5678")
 
 
-@pytest.mark.parametrize("number", ["+8190123456789", "+81701234567", "+abc", "", "+81 90 1234 5678"])
+@pytest.mark.parametrize(
+    "number", ["+8190123456789", "+81701234567", "+abc", "", "+81 90 1234 5678"]
+)
 def test_invalid_numbers_are_refused(number: str) -> None:
     with pytest.raises(InvalidNumber):
         parse_e164(number)

@@ -86,7 +86,8 @@ async def test_fetch_of_an_unknown_message_is_404(client) -> None:
 
 async def test_list_pages_and_filters(client) -> None:
     sids = [
-        (await client.messages.create_async(to=TO, from_=FROM, body=f"【訓練】 {i}")).sid for i in range(5)
+        (await client.messages.create_async(to=TO, from_=FROM, body=f"【訓練】 {i}")).sid
+        for i in range(5)
     ]
     listed = await client.messages.list_async(to=TO, page_size=2)  # follows next_page_uri
     assert [m.sid for m in listed] == sids[::-1]  # newest first
@@ -131,7 +132,11 @@ def test_unknown_faults_are_refused(sim) -> None:
 async def test_sim_channel_settings_validate_for_the_probe(sim) -> None:
     from probes.sms import TwilioSettings
 
-    raw = {"to": ["+819011110001"], "status_callback": None, "loopback": {"receiver": "+819011110001"}}
+    raw = {
+        "to": ["+819011110001"],
+        "status_callback": None,
+        "loopback": {"receiver": "+819011110001"},
+    }
     settings = TwilioSettings.model_validate(sim.add_channel("131211/sms", SimKnobs(), raw))
     assert settings.api_base == sim.base_url and settings.status_callback is not None
     assert sim.accounts[settings.account_sid].numbers["+819011110001"].endswith("/twilio/inbound")
