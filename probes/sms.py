@@ -9,13 +9,18 @@ Registry example::
       from: "+815012345678"
       to: ["+819012345678", "+818012345678"]    # one delivery per recipient
       status_callback:                          # optional; without it: polling
-        public_url: https://drill.example.lg.jp/tsunagari
+        public_url: https://drill.example.lg.jp/tsunagari   # default: the listener itself
         listen_host: 127.0.0.1
         listen_port: 8931
+        fallback_poll: 30s                      # poll anyway, in case a callback is lost
       loopback:                                 # optional: true end-to-end
         receiver: "+818012345678"               # a drill number we can read, also in ``to``
       price_per_segment: 0.0845
+      currency: USD
       caps: {max_messages: 20, max_segments: 60, max_cost: 5}
+      poll_interval: 1s                         # Message polling without callbacks
+      max_in_flight: 20                         # Twilio API calls at once
+      max_retries: 5                            # 429s honoured (Retry-After) per message
 
 Delivery is confirmed by the carrier's receipt (status ``delivered``, via the
 status callback, or by polling the Message resource). A receipt can lie, so in
@@ -26,7 +31,9 @@ are reported side by side in ``Sighting.extra``. A message that stays at
 :meth:`TwilioProbe.timeout_reason` says "no carrier receipt".
 
 Before any send the runner calls :func:`probes.sms_budget.plan_cost` with the
-run's SMS; the probe also refuses a send that would cross a cap.
+run's SMS; the probe also refuses a send that would cross a cap. Recipients
+come only from ``to``; the Auth Token is read at ``open`` and lives only inside
+the twilio client and the signature validator (never logged or raised).
 """
 
 from __future__ import annotations
@@ -335,7 +342,7 @@ class TwilioProbe(Probe):
         body = message.render()
         planned = count_segments(body)
         self.budget.charge(planned.segments)  # refuses before anything leaves
-        track = self._track(message)
+        track = self._track(message, to)
         if self._client is None:
             await self.open()
         kwargs: dict[str, Any] = {"to": to, "from_": s.from_, "body": body}
@@ -388,7 +395,9 @@ class TwilioProbe(Probe):
         )
 
     async def observe(self, message: DrillMessage) -> Sighting:
-        track = self._track(message)
+        # An unregistered recipient is refused by send(); observing it just waits.
+        to = message.recipient or (self.settings.to[0] if len(self.settings.to) == 1 else "")
+        track = self._track(message, to)
         while True:
             sighting = self._settle(track)
             if sighting is not None:
@@ -467,10 +476,9 @@ class TwilioProbe(Probe):
             )
         return to
 
-    def _track(self, message: DrillMessage) -> _Track:
+    def _track(self, message: DrillMessage, to: str) -> _Track:
         track = self._tracks.get(message.token)
         if track is None:
-            to = self._recipient(message)
             loop = self.settings.loopback
             track = _Track(message.token, to, loop is not None and loop.receiver == to)
             self._tracks[message.token] = track
@@ -665,7 +673,9 @@ def _reveal(value: str | SecretRef) -> str:
 
 
 def _code_of(exc: TwilioRestException | TwilioServiceException) -> int | None:
-    return _int(getattr(exc, "code", None))
+    """Twilio's error code; None when the library only echoed the HTTP status (no JSON body)."""
+    code = _int(getattr(exc, "code", None))
+    return None if code == exc.status else code
 
 
 def _detail_of(exc: TwilioRestException | TwilioServiceException) -> str:

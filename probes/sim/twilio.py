@@ -29,9 +29,9 @@ carrier receipt); ``outage`` (port closed / connection dropped);
 ``rate_limit`` (creates per second, then 429 + Retry-After, code 20429);
 ``reject: auth`` (401, code 20003). Tests inject more with :meth:`inject`:
 ``429``, ``500``, ``20003``, ``21211``, ``21610`` (refused at create),
-``30003``, ``30005``, ``30006``, ``30007``, ``30008`` (``undelivered`` with
-that ErrorCode), ``stuck_sent`` and ``false_delivered`` (receipt says
-delivered, nothing arrives).
+``30003``, ``30005``, ``30006``, ``30007``, ``30008`` (``undelivered`` or
+``failed`` with that ErrorCode), ``stuck_sent``, ``false_delivered`` (receipt
+says delivered, nothing arrives) and ``503-html`` (an error page, not JSON).
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ _FAILURES: dict[str, tuple[str, int, str]] = {
     "30007": ("undelivered", 30007, "Message filtered"),
     "30008": ("failed", 30008, "Unknown error"),
 }
-FAULTS = frozenset({*_REFUSALS, *_FAILURES, "stuck_sent", "false_delivered"})
+FAULTS = frozenset({*_REFUSALS, *_FAILURES, "stuck_sent", "false_delivered", "503-html"})
+
+_HTML_503 = "<html><body><h1>503 Service Unavailable</h1></body></html>"
 
 Fate = Literal["deliver", "stuck", "fail", "false_delivered"]
 
@@ -343,6 +345,9 @@ class TwilioSimulator(Simulator):
             retry = max(1, int(account.bucket.retry_after() + 0.999))
             return _error(429, 20429, "Too Many Requests", {"Retry-After": str(retry)})
         fault = self._take_fault(to)
+        if fault is not None and fault.name == "503-html":
+            # What an overloaded edge in front of the API answers: not Twilio's JSON.
+            return web.Response(status=503, text=_HTML_503, content_type="text/html")
         if fault is not None and fault.name in _REFUSALS:
             status, code, text = _REFUSALS[fault.name]
             headers = {"Retry-After": f"{fault.retry_after:g}"} if status == 429 else None

@@ -102,3 +102,40 @@ async def test_forged_inbound_does_not_count_as_arrival(make_probe, run, msg, nu
     record = await run(probe, m, timeout=0.6)
     assert record.timed_out
     assert probe._tracks[m.token].inbound_at is None
+
+
+async def test_public_url_with_a_path_behind_a_proxy(sim) -> None:
+    # Twilio signs the public https URL; the listener sees plain http on loopback
+    # (a TLS-terminating proxy in between) and must validate against the public one.
+    from probes.base import ProbeEnv
+    from probes.settings import SecretRef
+    from probes.sim.base import free_port
+    from probes.sms import TwilioProbe, TwilioSettings
+
+    sid, token = sim.add_account()
+    sim.add_number(sid, "+815012345678")
+    port = free_port()
+    public = "https://drill.example.lg.jp/tsunagari"
+    settings = TwilioSettings.model_validate(
+        {
+            "account_sid": sid,
+            "auth_token": SecretRef.inline(token),
+            "from": "+815012345678",
+            "to": ["+819012345678"],
+            "api_base": sim.base_url,
+            "status_callback": {"public_url": public, "listen_port": port},
+        }
+    )
+    env = ProbeEnv()
+    probe = TwilioProbe("131211/sms", settings, env)
+    await probe.open()
+    try:
+        local = f"http://127.0.0.1:{port}/tsunagari/twilio/status"
+        params = _params(sid, "SM" + "1" * 32, "delivered")
+        signed_public = sim.sign(sid, public + "/twilio/status", params)
+        assert await _post(local, params, signed_public) == 204
+        signed_local = sim.sign(sid, local, params)  # not the URL Twilio was given
+        assert await _post(local, params, signed_local) == 403
+    finally:
+        await probe.close()
+        await env.aclose()

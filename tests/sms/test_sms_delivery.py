@@ -60,6 +60,7 @@ REFUSED_AT_CREATE = [
     ("21211", "21211", False, "invalid 'To'"),
     ("21610", "21610", False, "unsubscribed"),
     ("500", "20500", True, "internal server error"),
+    ("503-html", "503", True, "HTTP 503"),  # an error page, not Twilio's JSON
 ]
 
 
@@ -236,7 +237,8 @@ async def test_probe_refuses_the_send_over_its_cap(make_probe, run, msg, sim) ->
     assert len(sim.creates()) == 1
 
 
-async def test_only_registered_recipients(make_probe, run, msg) -> None:
+async def test_only_registered_recipients(make_probe, run, msg, sim) -> None:
     probe = await make_probe()
     record = await run(probe, msg(to="+819099999999"))
     assert isinstance(record.error, ValueError) and "not registered" in str(record.error)
+    assert sim.requests == []
