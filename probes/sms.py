@@ -304,8 +304,18 @@ class TwilioProbe(Probe):
         return base is None or (urlsplit(base).hostname or "") not in _LOOPBACK_HOSTS
 
     def cost_profile(self) -> CostProfile:
+        """This channel's caps, price and what it has already sent in this run."""
         s = self.settings
-        return CostProfile(self.channel_id, len(s.to), s.caps, s.price_per_segment, s.currency)
+        budget: RunBudget | None = getattr(self, "budget", None)
+        return CostProfile(
+            self.channel_id,
+            len(s.to),
+            s.caps,
+            s.price_per_segment,
+            s.currency,
+            spent_messages=budget.messages if budget is not None else 0,
+            spent_segments=budget.segments if budget is not None else 0,
+        )
 
     async def open(self) -> None:
         if self._client is not None:

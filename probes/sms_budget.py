@@ -58,6 +58,8 @@ class CostProfile:
     caps: Caps
     price_per_segment: float | None = None
     currency: str = "USD"
+    spent_messages: int = 0  # already sent in this run (earlier steps)
+    spent_segments: int = 0
 
 
 class Priced(Protocol):
@@ -175,7 +177,12 @@ def plan_cost(
     *plan* pairs each SMS probe with the messages the run will broadcast on it:
     the messages themselves (or their texts), or just how many (then each is
     assumed to look like *assume_text*). Every message goes to each of the
-    channel's registered recipients. Pure: nothing is sent, nothing is counted.
+    channel's registered recipients. What a probe already sent in this run (an
+    earlier step) counts against its caps too. Pure: nothing is sent, nothing
+    is counted. A runner calls it once per step, before the first send::
+
+        sms = [(p, [message] * repeat) for p in probes if hasattr(p, "cost_profile")]
+        plan_cost(sms)   # raises CostCapExceeded: refuse the step, send nothing
     """
     rows: list[ChannelCost] = []
     for probe, messages in plan:
@@ -192,17 +199,26 @@ def plan_cost(
     violations: list[Reason] = []
     for row in rows:
         p = row.profile
-        violations += _violations(
-            p.channel_id, p.caps, row.messages, row.segments, row.cost, p.currency
-        )
+        messages, segments = p.spent_messages + row.messages, p.spent_segments + row.segments
+        price = p.price_per_segment
+        cost = None if price is None else round(segments * price, 6)
+        scope = p.channel_id
+        if p.spent_messages:
+            scope += f"（送信済み {p.spent_messages} 通を含む / including {p.spent_messages} already sent）"
+        violations += _violations(scope, p.caps, messages, segments, cost, p.currency)
     if run_caps is not None:
         currencies = {r.profile.currency for r in rows} or {"USD"}
+        spent_cost = sum(
+            r.profile.spent_segments * r.profile.price_per_segment
+            for r in rows
+            if r.profile.price_per_segment is not None
+        )
         violations += _violations(
             "この実行全体 (whole run)",
             run_caps,
-            result.messages,
-            result.segments,
-            result.cost,
+            result.messages + sum(r.profile.spent_messages for r in rows),
+            result.segments + sum(r.profile.spent_segments for r in rows),
+            None if result.cost is None else round(result.cost + spent_cost, 6),
             "/".join(sorted(currencies)),
         )
     if violations:

@@ -229,6 +229,17 @@ async def test_cost_cap_refuses_before_the_first_send(make_probe, sim, nums) -> 
     assert sim.requests == []  # nothing reached the local Twilio
 
 
+async def test_plan_counts_what_earlier_steps_already_sent(make_probe, run, msg, sim, nums) -> None:
+    probe = await make_probe(caps={"max_messages": 3}, to=[nums.PHONE])
+    assert plan_cost([(probe, 3)]).messages == 3  # fits, before anything was sent
+    for _ in range(2):
+        assert (await run(probe, msg())).sighting is not None
+    with pytest.raises(CostCapExceeded, match=r"including 2 already sent.*4 messages planned"):
+        plan_cost([(probe, 2)])  # 2 sent + 2 planned > 3
+    assert plan_cost([(probe, 1)]).messages == 1
+    assert len(sim.creates()) == 2
+
+
 async def test_probe_refuses_the_send_over_its_cap(make_probe, run, msg, sim) -> None:
     probe = await make_probe(caps={"max_messages": 1})
     assert (await run(probe, msg())).sighting is not None
