@@ -646,7 +646,9 @@ class TwilioProbe(Probe):
                 await self._inbound_wanted.wait()
                 last = Clock.monotonic()
                 continue
-            await asyncio.sleep(self._poll_every())
+            # Listing is one request per interval for all awaited arrivals, so it runs at
+            # poll_interval even with the inbound webhook (which may not be configured).
+            await asyncio.sleep(self.settings.poll_interval)
             try:
                 await self._list_inbound(loop.receiver, Clock.monotonic() - last)
             except (TwilioRestException, TwilioServiceException, TwilioException) as exc:

@@ -96,7 +96,9 @@ async def test_forged_callbacks_do_not_confirm_anything(make_probe, run, msg, si
 
 
 async def test_forged_inbound_does_not_count_as_arrival(make_probe, run, msg, nums, sim) -> None:
-    probe = await make_probe(callbacks=True, loopback=True, status_callback={"fallback_poll": 30})
+    probe = await make_probe(
+        callbacks=True, loopback=True, status_callback={"fallback_poll": 30}, poll_interval=30
+    )  # polling and listing far apart: only the webhooks could confirm in time
     sim.tamper_signatures = True  # the inbound webhook is forged too
     m = msg(to=nums.RECEIVER)
     record = await run(probe, m, timeout=0.6)

@@ -253,3 +253,15 @@ async def test_only_registered_recipients(make_probe, run, msg, sim) -> None:
     record = await run(probe, msg(to="+819099999999"))
     assert isinstance(record.error, ValueError) and "not registered" in str(record.error)
     assert sim.requests == []
+
+
+async def test_loopback_without_an_inbound_webhook_falls_back_to_listing(
+    make_probe, run, msg, nums, sim
+) -> None:
+    # Callbacks on, but nobody set the receiver number's SMS URL in the console.
+    probe = await make_probe(callbacks=True, loopback=True, key="131211/sms")
+    sim.add_number(sim.account_of("131211/sms"), nums.RECEIVER, sms_url=None)
+    record = await run(probe, msg(to=nums.RECEIVER))
+    assert record.sighting is not None
+    assert record.sighting.error_bound_s > 0.005  # seen by listing, not by a webhook
+    assert not any(url.endswith("/twilio/inbound") for _, url, _ in sim.callbacks)
