@@ -20,6 +20,7 @@ drill that names the same ``listen_host:listen_port``; requests are routed by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class CallbackListener:
         self._prefix = parts.path
         self._subs: list[_Subscription] = []
         self._runner: web.AppRunner | None = None
+        # Webhooks that piled up (a burst of receipts, or the process was preempted)
+        # are worked through a few dozen per loop turn, not all in one.
+        self._gate = asyncio.Semaphore(32)
         self.accepted = 0
         self.refused = 0
         self._on_empty: Callable[[], None] | None = None
@@ -130,6 +134,10 @@ class CallbackListener:
     # ------------------------------------------------------------------ handlers
 
     async def _verified(self, request: web.Request) -> tuple[list[CallbackSink], dict[str, str]]:
+        async with self._gate:
+            return await self._verify(request)
+
+    async def _verify(self, request: web.Request) -> tuple[list[CallbackSink], dict[str, str]]:
         form = await request.post()
         params = {k: str(v) for k, v in form.items()}
         signature = request.headers.get("X-Twilio-Signature", "")
