@@ -217,7 +217,7 @@ class UnregisteredRecipient(ProbeError, ValueError):
     """Refused: the recipient is not one of the channel's registered numbers."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Track:
     """What the probe knows about one drill message on its way."""
 
