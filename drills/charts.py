@@ -16,6 +16,7 @@ import functools
 import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from drills.i18n import Text
@@ -28,17 +29,43 @@ __all__ = ["OKABE_ITO", "cjk_font", "latency_svg", "trend_svg"]
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 GRADE_COLOURS = {"A": "#0072B2", "B": "#56B4E9", "C": "#E69F00", "D": "#D55E00"}
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_CJK_FONTS = ("IPAexGothic", "IPAGothic", "Noto Sans CJK JP", "Noto Sans JP", "VL Gothic", "TakaoGothic")
+_CJK_FONTS = (
+    "IPAexGothic",
+    "IPAGothic",
+    "Noto Sans CJK JP",
+    "Noto Sans JP",
+    "VL Gothic",
+    "TakaoGothic",
+)
+_CJK_FILES = {
+    "ipaexg.ttf",
+    "ipag.ttf",
+    "notosanscjk-regular.ttc",
+    "vl-gothic-regular.ttf",
+    "takaogothic.ttf",
+}
 _MAX_LINES = 8
 
 
 @functools.cache
 def cjk_font() -> str | None:
-    """The first installed font that has Japanese glyphs, if any."""
+    """The first installed font that has Japanese glyphs, if any.
+
+    matplotlib caches its font list; a font installed after that cache was
+    built is found on disk and added.
+    """
     from matplotlib import font_manager
 
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in installed), None)
+    def known() -> str | None:
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        return next((name for name in _CJK_FONTS if name in installed), None)
+
+    if (name := known()) is None:
+        for path in font_manager.findSystemFonts():
+            if Path(path).name.lower() in _CJK_FILES:
+                font_manager.fontManager.addfont(path)
+        name = known()
+    return name
 
 
 def _text(lang: str) -> tuple[Text, bool]:
@@ -115,8 +142,14 @@ def latency_svg(card: dict[str, Any], lang: str = "ja") -> str | None:
         for i, (_kind, v) in enumerate(kinds, start=1):
             for slo in v["slo_latency_s"]:
                 label = t("SLO（遅延目標）", "latency SLO") if first else None
-                ax.plot([slo, slo], [i - 0.4, i + 0.4], color="#D55E00", linestyle="--",
-                        linewidth=1.5, label=label)
+                ax.plot(
+                    [slo, slo],
+                    [i - 0.4, i + 0.4],
+                    color="#D55E00",
+                    linestyle="--",
+                    linewidth=1.5,
+                    label=label,
+                )
                 first = False
         lo = min(v["p0_s"] for _k, v in kinds)
         hi = max(max(v["p100_s"], *v["slo_latency_s"]) for _k, v in kinds)
@@ -145,9 +178,12 @@ def trend_svg(card: dict[str, Any], lang: str = "ja") -> str | None:
     from matplotlib.figure import Figure
 
     t, cjk = _text(lang)
-    title = t("即応性の推移（同じシナリオの訓練ごと）", "Readiness over time (drills of this scenario)")
+    title = t(
+        "即応性の推移（同じシナリオの訓練ごと）", "Readiness over time (drills of this scenario)"
+    )
     names = {
-        m["code"]: m["name"] if cjk else (m.get("name_en") or m["code"]) for m in card["municipalities"]
+        m["code"]: m["name"] if cjk else (m.get("name_en") or m["code"])
+        for m in card["municipalities"]
     }
     codes = [m["code"] for m in card["municipalities"]]
     if len(codes) > _MAX_LINES:  # too many lines for one chart: those that fell the most
@@ -159,18 +195,40 @@ def trend_svg(card: dict[str, Any], lang: str = "ja") -> str | None:
         tops = [100.0] + [bound for bound, *_ in GRADES[:-1]]
         for (bound, letter, ja, en), top in zip(GRADES, tops, strict=True):
             ax.axhspan(bound, top, color=GRADE_COLOURS[letter], alpha=0.10, linewidth=0)
-            ax.annotate(f"{letter} {t(ja, en)}", xy=(1.0, (bound + top) / 2), xycoords=("axes fraction", "data"),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8, color="#333333")
+            ax.annotate(
+                f"{letter} {t(ja, en)}",
+                xy=(1.0, (bound + top) / 2),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color="#333333",
+            )
         for i, code in enumerate(codes):
             ys = [p["municipalities"].get(code) for p in points]
-            ax.plot(xs, [float("nan") if y is None else y for y in ys], marker=_MARKERS[i % len(_MARKERS)],
-                    markersize=4, linewidth=1, color=OKABE_ITO[i % (len(OKABE_ITO) - 1)],
-                    label=names.get(code, code))
-        ax.plot(xs, [p["score"] for p in points], color="#000000", linewidth=2.5, marker="o",
-                label=t("総合", "overall"))
+            ax.plot(
+                xs,
+                [float("nan") if y is None else y for y in ys],
+                marker=_MARKERS[i % len(_MARKERS)],
+                markersize=4,
+                linewidth=1,
+                color=OKABE_ITO[i % (len(OKABE_ITO) - 1)],
+                label=names.get(code, code),
+            )
+        ax.plot(
+            xs,
+            [p["score"] for p in points],
+            color="#000000",
+            linewidth=2.5,
+            marker="o",
+            label=t("総合", "overall"),
+        )
         ax.set_ylim(0, 100)
         ax.set_xlim(-0.5, len(points) - 0.5)
-        ax.set_xticks(xs, [human_time(p["started_at"]).replace(" ", "\n") for p in points], fontsize=7)
+        ax.set_xticks(
+            xs, [human_time(p["started_at"]).replace(" ", "\n") for p in points], fontsize=7
+        )
         ax.set_ylabel(t("点数", "score"))
         ax.set_title(title, loc="left")
         ax.grid(axis="y", color="#dddddd")

@@ -40,7 +40,9 @@ def _reason(ja: str, en: str) -> dict[str, str]:
     return {"ja": ja, "en": en}
 
 
-def _channel_reasons(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, str]]:
+def _channel_reasons(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> list[dict[str, str]]:
     if before is None or after is None:
         return []
     out = []
@@ -51,32 +53,59 @@ def _channel_reasons(before: dict[str, Any] | None, after: dict[str, Any] | None
         rb, ra = _pct(before["reachability"]), _pct(after["reachability"])
         out.append(_reason(f"到達率 {rb} → {ra}", f"reachability {rb} → {ra}"))
     p_b, p_a = before.get("latency_p95_s"), after.get("latency_p95_s")
-    if p_b is not None and p_a is not None and abs(p_a - p_b) >= 0.1 and (
-        abs(p_a - p_b) >= 0.2 * max(p_a, p_b)
+    if (
+        p_b is not None
+        and p_a is not None
+        and abs(p_a - p_b) >= 0.1
+        and (abs(p_a - p_b) >= 0.2 * max(p_a, p_b))
     ):
-        out.append(_reason(f"p95 遅延 {p_b:.2f} 秒 → {p_a:.2f} 秒", f"p95 latency {p_b:.2f} s → {p_a:.2f} s"))
+        out.append(
+            _reason(
+                f"p95 遅延 {p_b:.2f} 秒 → {p_a:.2f} 秒", f"p95 latency {p_b:.2f} s → {p_a:.2f} s"
+            )
+        )
     return out
 
 
-def _municipality_reasons(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, str]]:
+def _municipality_reasons(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> list[dict[str, str]]:
     if before is None or after is None:
         return []
     out = []
     if before["grade"] != after["grade"]:
-        out.append(_reason(f"評価 {before['grade']} → {after['grade']}", f"grade {before['grade']} → {after['grade']}"))
+        out.append(
+            _reason(
+                f"評価 {before['grade']} → {after['grade']}",
+                f"grade {before['grade']} → {after['grade']}",
+            )
+        )
     rb = before.get("redundancy", {}).get("count")
     ra = after.get("redundancy", {}).get("count")
     if rb is not None and ra is not None and rb != ra:
-        out.append(_reason(f"着信確認できた種別 {rb} → {ra}", f"kinds with a confirmed delivery {rb} → {ra}"))
-    for part, ja, en in (("fallback", "代替経路", "fallback"), ("roll_call", "安否確認の応答", "roll call")):
+        out.append(
+            _reason(
+                f"着信確認できた種別 {rb} → {ra}", f"kinds with a confirmed delivery {rb} → {ra}"
+            )
+        )
+    for part, ja, en in (
+        ("fallback", "代替経路", "fallback"),
+        ("roll_call", "安否確認の応答", "roll call"),
+    ):
         pb, pa = before.get("parts", {}).get(part), after.get("parts", {}).get(part)
         if pb is not None and pa is not None and _pct(pb) != _pct(pa):
             out.append(_reason(f"{ja} {_pct(pb)} → {_pct(pa)}", f"{en} {_pct(pb)} → {_pct(pa)}"))
     return out
 
 
-def _municipality_status(before: dict[str, Any] | None, after: dict[str, Any] | None, w: Weights) -> str:
-    status = change_status(before and before["score"], after and after["score"], w)
+def _score(item: dict[str, Any] | None) -> float | None:
+    return None if item is None else item["score"]
+
+
+def _municipality_status(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, w: Weights
+) -> str:
+    status = change_status(_score(before), _score(after), w)
     if status == "unchanged" and before and after and before["grade"] and after["grade"]:
         gb, ga = _GRADE_ORDER[before["grade"]], _GRADE_ORDER[after["grade"]]
         status = "worsened" if ga < gb else "improved" if ga > gb else status
@@ -84,7 +113,13 @@ def _municipality_status(before: dict[str, Any] | None, after: dict[str, Any] | 
 
 
 def _entry(
-    level: str, status: str, m: dict[str, Any], cid: str | None, before: Any, after: Any, reasons: list[dict[str, str]]
+    level: str,
+    status: str,
+    m: dict[str, Any],
+    cid: str | None,
+    before: Any,
+    after: Any,
+    reasons: list[dict[str, str]],
 ) -> dict[str, Any]:
     b = before["score"] if before else None
     a = after["score"] if after else None
@@ -133,7 +168,9 @@ def compare_cards(
         m = after or before
         assert m is not None
         status = _municipality_status(before, after, weights)
-        entry = _entry("municipality", status, m, None, before, after, _municipality_reasons(before, after))
+        entry = _entry(
+            "municipality", status, m, None, before, after, _municipality_reasons(before, after)
+        )
         entries = [entry]
         if after is not None:
             after["change"] = {k: entry[k] for k in ("status", "before", "delta", "reasons")}
@@ -142,7 +179,7 @@ def compare_cards(
         channel_entries = []
         for cid in list(now_ch) + [c for c in prev_ch if c not in now_ch]:
             cb, ca = prev_ch.get(cid), now_ch.get(cid)
-            c_status = change_status(cb and cb["score"], ca and ca["score"], weights)
+            c_status = change_status(_score(cb), _score(ca), weights)
             c_entry = _entry("channel", c_status, m, cid, cb, ca, _channel_reasons(cb, ca))
             if ca is not None:
                 ca["change"] = {k: c_entry[k] for k in ("status", "before", "delta", "reasons")}

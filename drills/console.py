@@ -28,8 +28,20 @@ __all__ = ["console_for", "readiness_table", "scorecard_renderable", "worse_tabl
 
 # Okabe–Ito-ish terminal colours; never the only carrier of meaning.
 _GRADE_STYLE = {"A": "bold blue", "B": "cyan", "C": "yellow", "D": "bold red"}
-_STATUS_STYLE = {"ok": "", "partial": "yellow", "unconfirmed": "dim", "down": "bold red", "untested": "dim"}
-_CHANGE_STYLE = {"worsened": "bold red", "missing": "red", "improved": "blue", "new": "blue", "unchanged": ""}
+_STATUS_STYLE = {
+    "ok": "",
+    "partial": "yellow",
+    "unconfirmed": "dim",
+    "down": "bold red",
+    "untested": "dim",
+}
+_CHANGE_STYLE = {
+    "worsened": "bold red",
+    "missing": "red",
+    "improved": "blue",
+    "new": "blue",
+    "unchanged": "",
+}
 
 
 def _styled(text: str, style: str) -> str:
@@ -44,7 +56,9 @@ def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
     worse = len(worse_entries(card))
     title = t("即応性スコアカード", "Readiness scorecard") + f" — {card.get('scenario') or ''}"
     if s.get("score") is not None:
-        title += t(f"  総合 {s['score']:.1f} 点 {s['grade']}", f"  overall {s['score']:.1f} {s['grade']}")
+        title += t(
+            f"  総合 {s['score']:.1f} 点 {s['grade']}", f"  overall {s['score']:.1f} {s['grade']}"
+        )
     if (card.get("comparison") or {}).get("previous_run_id"):
         title += t(f"  ▼ 前回から悪化 {worse} 件", f"  ▼ {worse} worse since last drill")
     legend = " ".join(f"{STATUS_SYMBOL[k]} {t(*STATUS_LABELS[k])}" for k in STATUS_SYMBOL)
@@ -52,7 +66,8 @@ def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
         title=title,
         caption=t(
             f"実行 {card['run_id']}・開始 {human_time(card['started_at'])}（日本時間）  {legend}",
-            f"run {card['run_id']}, started {human_time(card['started_at'])} (Asia/Tokyo)  {legend}",
+            f"run {card['run_id']}, started {human_time(card['started_at'])} (Asia/Tokyo)"
+            f"  {legend}",
         ),
     )
     table.add_column(t("団体コード", "Code"))
@@ -73,8 +88,12 @@ def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
             m["code"],
             m["name"],
             "—" if m["score"] is None else f"{m['score']:.1f}",
-            _styled(f"{letter or '—'} {grade_label(letter, lang)}", _GRADE_STYLE.get(letter or "", "")),
-            _styled(change_cell(change, t), _CHANGE_STYLE.get((change or {}).get("status", ""), "")),
+            _styled(
+                f"{letter or '—'} {grade_label(letter, lang)}", _GRADE_STYLE.get(letter or "", "")
+            ),
+            _styled(
+                change_cell(change, t), _CHANGE_STYLE.get((change or {}).get("status", ""), "")
+            ),
             *(cells.get(cid, "—") for cid in ids),
         )
     return table
@@ -89,13 +108,20 @@ def worse_table(card: dict[str, Any], lang: str = "ja") -> Table | None:
     table = Table(
         title=t(
             f"前回（{human_time(comparison['previous_started_at'])}）から悪化した項目",
-            f"What got worse since the last drill ({human_time(comparison['previous_started_at'])})",
+            "What got worse since the last drill"
+            f" ({human_time(comparison['previous_started_at'])})",
         ),
         title_style="bold red",
     )
-    for name, justify in (("", "left"), (t("団体", "Municipality"), "left"), (t("チャネル", "Channel"), "left"),
-                          (t("前回", "Before"), "right"), (t("今回", "Now"), "right"), (t("差", "Δ"), "right"),
-                          (t("理由", "Why"), "left")):
+    for name, justify in (
+        ("", "left"),
+        (t("団体", "Municipality"), "left"),
+        (t("チャネル", "Channel"), "left"),
+        (t("前回", "Before"), "right"),
+        (t("今回", "Now"), "right"),
+        (t("差", "Δ"), "right"),
+        (t("理由", "Why"), "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     entries = worse_entries(card)
     if not entries:
@@ -118,8 +144,13 @@ def _not_drilled_table(card: dict[str, Any], t: Text) -> Table | None:
     if not card.get("not_drilled"):
         return None
     table = Table(title=t("今回の訓練の対象外だった団体", "Municipalities not in this drill"))
-    for name in (t("団体コード", "Code"), t("団体名", "Municipality"), t("最終訓練", "Last drilled"),
-                 t("経過日数", "Age (days)"), t("状態", "State")):
+    for name in (
+        t("団体コード", "Code"),
+        t("団体名", "Municipality"),
+        t("最終訓練", "Last drilled"),
+        t("経過日数", "Age (days)"),
+        t("状態", "State"),
+    ):
         table.add_column(name)
     for n in card["not_drilled"]:
         table.add_row(
@@ -127,7 +158,9 @@ def _not_drilled_table(card: dict[str, Any], t: Text) -> Table | None:
             n["name"],
             human_time(n["last_drilled_at"]),
             "—" if n["age_days"] is None else f"{n['age_days']:.1f}",
-            _styled(t(*FRESHNESS_LABELS[n["status"]]), "" if n["status"] == "within_interval" else "red"),
+            _styled(
+                t(*FRESHNESS_LABELS[n["status"]]), "" if n["status"] == "within_interval" else "red"
+            ),
         )
     return table
 

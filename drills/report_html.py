@@ -62,10 +62,16 @@ def render_html(
     comparison = card.get("comparison") or {}
     prev_score = comparison.get("previous_score")
     score = card["summary"]["score"]
-    statuses = {"finished": ("完了", "finished"), "incomplete": ("中断", "incomplete"), "failed": ("失敗", "failed")}
+    statuses = {
+        "finished": ("完了", "finished"),
+        "incomplete": ("中断", "incomplete"),
+        "failed": ("失敗", "failed"),
+    }
     legend = " ".join(f"{STATUS_SYMBOL[s]} {t(*STATUS_LABELS[s])}" for s in STATUS_SYMBOL) + t(
-        "。数字は 着信確認数/送信数（ハーネス障害を除く）。未確認 = 事業者は受け付けたが着信を確認できない（届いたとは数えません）。",
-        ". Numbers are confirmed/sent (harness faults excluded). Unconfirmed = the provider accepted it but "
+        "。数字は 着信確認数/送信数（ハーネス障害を除く）。"
+        "未確認 = 事業者は受け付けたが着信を確認できない（届いたとは数えません）。",
+        ". Numbers are confirmed/sent (harness faults excluded). "
+        "Unconfirmed = the provider accepted it but "
         "arrival cannot be confirmed (never counted as delivered).",
     )
     by_id = {m["code"]: {c["id"]: c for c in m["channels"]} for m in card["municipalities"]}
@@ -80,7 +86,9 @@ def render_html(
         worse=worse_entries(card),
         better=[*comparison.get("improved", []), *comparison.get("new", [])],
         previous_score=prev_score,
-        overall_delta=_signed(None if prev_score is None or score is None else round_score(score - prev_score)),
+        overall_delta=_signed(
+            None if prev_score is None or score is None else round_score(score - prev_score)
+        ),
         run_status=t(*statuses.get(card["status"], (card["status"], card["status"]))),
         channel_ids=channel_ids(card),
         channel_of=lambda m, cid: by_id[m["code"]].get(cid),
@@ -89,7 +97,9 @@ def render_html(
         change_symbol=lambda status: CHANGE_LABELS[status][0] + " " + t(*CHANGE_LABELS[status][1:]),
         status_label=lambda status: t(*STATUS_LABELS[status]),
         freshness_label=lambda status: t(*FRESHNESS_LABELS[status]),
-        reasons=lambda e: "; ".join(r[t.lang] for r in e["reasons"]) or t(*CHANGE_LABELS[e["status"]][1:]),
+        reasons=lambda e: (
+            "; ".join(r[t.lang] for r in e["reasons"]) or t(*CHANGE_LABELS[e["status"]][1:])
+        ),
         grade_label=lambda letter: grade_label(letter, t.lang),
         human_time=human_time,
         num=_num,
@@ -100,7 +110,9 @@ def render_html(
     )
 
 
-def write_html(card: dict[str, Any], path: Path, lang: str = "ja", marker: str = DEFAULT_MARKER) -> Path:
+def write_html(
+    card: dict[str, Any], path: Path, lang: str = "ja", marker: str = DEFAULT_MARKER
+) -> Path:
     """Write the HTML scorecard atomically; return the path."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(render_html(card, lang, marker=marker), encoding="utf-8")

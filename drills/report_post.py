@@ -44,7 +44,12 @@ def report_message(card: dict[str, Any], registry: Registry, lang: str) -> Drill
 
 
 async def post_summary(
-    card: dict[str, Any], registry: Registry, target: Target, *, lang: str = "ja", live: bool = False
+    card: dict[str, Any],
+    registry: Registry,
+    target: Target,
+    *,
+    lang: str = "ja",
+    live: bool = False,
 ) -> Accepted:
     """Send the summary through *target*'s probe; return what the provider said.
 
@@ -59,7 +64,8 @@ async def post_summary(
         )
     if not live:
         raise DrillSafetyError(
-            f"{target.key}: 実チャネルへの投稿には --live が必要です / posting to a live channel needs --live"
+            f"{target.key}: 実チャネルへの投稿には --live が必要です / "
+            "posting to a live channel needs --live"
         )
     env = ProbeEnv(live=live, lang=lang)
     probe = channel.probe_class()(target.key, channel.settings, env)

@@ -66,7 +66,11 @@ def channel_cell(ch: dict[str, Any], t: Text) -> str:
     parts = [STATUS_SYMBOL[status], f"{ch['confirmed']}/{ch['counted']}"]
     if ch.get("latency_p95_s") is not None:
         parts.append(f"p95 {ch['latency_p95_s']:.2f}s")
-    for key, ja, en in (("accepted_only", "未確認", "unconfirmed"), ("lost", "不達", "lost"), ("rejected", "拒否", "rejected")):
+    for key, ja, en in (
+        ("accepted_only", "未確認", "unconfirmed"),
+        ("lost", "不達", "lost"),
+        ("rejected", "拒否", "rejected"),
+    ):
         if ch.get(key):
             parts.append(t(f"{ja}{ch[key]}", f"{en} {ch[key]}"))
     return " ".join(parts)
@@ -99,14 +103,15 @@ def _md(text: str) -> str:
 
 def _change_rows(entries: list[dict[str, Any]], t: Text) -> list[str]:
     rows = [
-        t("| | 団体 | チャネル | 前回 | 今回 | 差 | 理由 |", "| | Municipality | Channel | Before | Now | Δ | Why |"),
+        t(
+            "| | 団体 | チャネル | 前回 | 今回 | 差 | 理由 |",
+            "| | Municipality | Channel | Before | Now | Δ | Why |",
+        ),
         "|---|---|---|---:|---:|---:|---|",
     ]
     for e in entries:
         symbol = CHANGE_LABELS[e["status"]][0]
-        reasons = "; ".join(r[t.lang] for r in e["reasons"]) or t(
-            *CHANGE_LABELS[e["status"]][1:]
-        )
+        reasons = "; ".join(r[t.lang] for r in e["reasons"]) or t(*CHANGE_LABELS[e["status"]][1:])
         delta = "—" if e["delta"] is None else f"{e['delta']:+.1f}".replace("-", "−")
         rows.append(
             f"| {symbol} | {e['code']} {_md(e['name'])} | {_md(e['channel'] or '—')} | "
@@ -118,25 +123,36 @@ def _change_rows(entries: list[dict[str, Any]], t: Text) -> list[str]:
 def _header(card: dict[str, Any], t: Text) -> list[str]:
     s = card["summary"]
     comp = card.get("comparison") or {}
-    status = {"finished": ("完了", "finished"), "incomplete": ("中断", "incomplete"), "failed": ("失敗", "failed")}.get(
-        card["status"], (card["status"], card["status"])
-    )
+    status = {
+        "finished": ("完了", "finished"),
+        "incomplete": ("中断", "incomplete"),
+        "failed": ("失敗", "failed"),
+    }.get(card["status"], (card["status"], card["status"]))
     overall = t(
         f"**{_num(s['score'])} 点・{s['grade'] or '—'} {grade_label(s['grade'], 'ja')}**",
         f"**{_num(s['score'])} points, {s['grade'] or '—'} {grade_label(s['grade'], 'en')}**",
     )
     if comp.get("previous_score") is not None and s["score"] is not None:
         d = round_score(s["score"] - comp["previous_score"])
-        overall += t(f"（前回 {comp['previous_score']:.1f} 点から {d:+.1f}）", f" (previous {comp['previous_score']:.1f}, {d:+.1f})").replace("-", "−")
-    grades = "・".join(f"{g} {n}" for g, n in s["grades"].items()) if t.lang == "ja" else ", ".join(
-        f"{g} {n}" for g, n in s["grades"].items()
+        overall += t(
+            f"（前回 {comp['previous_score']:.1f} 点から {d:+.1f}）",
+            f" (previous {comp['previous_score']:.1f}, {d:+.1f})",
+        ).replace("-", "−")
+    grades = (
+        "・".join(f"{g} {n}" for g, n in s["grades"].items())
+        if t.lang == "ja"
+        else ", ".join(f"{g} {n}" for g, n in s["grades"].items())
     )
+    start, end = human_time(card["started_at"]), human_time(card["finished_at"], False)
     return [
-        t(f"# 即応性スコアカード：{card['scenario']}", f"# Readiness scorecard: {card['scenario']}"),
+        t(
+            f"# 即応性スコアカード：{card['scenario']}",
+            f"# Readiness scorecard: {card['scenario']}",
+        ),
         "",
         t(
-            f"- 実行: `{card['run_id']}`（{human_time(card['started_at'])}〜{human_time(card['finished_at'], False)} 日本時間・{status[0]}）",
-            f"- Run: `{card['run_id']}` ({human_time(card['started_at'])}–{human_time(card['finished_at'], False)} Asia/Tokyo, {status[1]})",
+            f"- 実行: `{card['run_id']}`（{start}〜{end} 日本時間・{status[0]}）",
+            f"- Run: `{card['run_id']}` ({start}–{end} Asia/Tokyo, {status[1]})",
         ),
         t(f"- 総合: {overall}", f"- Overall: {overall}"),
         t(
@@ -150,11 +166,15 @@ def _worse_section(card: dict[str, Any], t: Text) -> list[str]:
     comp = card.get("comparison") or {}
     out = ["", t("## 前回から悪化した項目", "## What got worse since the last drill"), ""]
     if not comp.get("previous_run_id"):
-        return [*out, t("（同じシナリオの前回の訓練がありません）", "(no previous drill of this scenario)")]
+        return [
+            *out,
+            t("（同じシナリオの前回の訓練がありません）", "(no previous drill of this scenario)"),
+        ]
+    previous = human_time(comp["previous_started_at"])
     out.append(
         t(
-            f"前回: `{comp['previous_run_id']}`（{human_time(comp['previous_started_at'])} 日本時間）",
-            f"Previous: `{comp['previous_run_id']}` ({human_time(comp['previous_started_at'])} Asia/Tokyo)",
+            f"前回: `{comp['previous_run_id']}`（{previous} 日本時間）",
+            f"Previous: `{comp['previous_run_id']}` ({previous} Asia/Tokyo)",
         )
     )
     out.append("")
@@ -170,13 +190,17 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
     lines = _header(card, t) + _worse_section(card, t)
     ids = [] if summary else channel_ids(card)
     lines += ["", t("## 団体別の即応性", "## Readiness by municipality"), ""]
-    head = t("| 団体コード | 団体名 | 点数 | 評価 | 前回比 |", "| Code | Municipality | Score | Grade | vs last |")
+    head = t(
+        "| 団体コード | 団体名 | 点数 | 評価 | 前回比 |",
+        "| Code | Municipality | Score | Grade | vs last |",
+    )
     lines.append(head + "".join(f" {_md(c)} |" for c in ids))
     lines.append("|---|---|---:|---|---|" + "---|" * len(ids))
     for m in card["municipalities"]:
         cells = {ch["id"]: channel_cell(ch, t) for ch in m["channels"]}
         g = f"{m['grade']} {grade_label(m['grade'], lang)}" if m["grade"] else "—"
-        row = f"| {m['code']} | {_md(m['name'])} | {_num(m['score'])} | {g} | {change_cell(m.get('change'), t)} |"
+        change = change_cell(m.get("change"), t)
+        row = f"| {m['code']} | {_md(m['name'])} | {_num(m['score'])} | {g} | {change} |"
         lines.append(row + "".join(f" {_md(cells.get(c, '—'))} |" for c in ids))
     comp = card.get("comparison") or {}
     better = [*comp.get("improved", []), *comp.get("new", [])]
@@ -187,7 +211,10 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
             "",
             t("## 今回の訓練の対象外だった団体", "## Municipalities not in this drill"),
             "",
-            t("| 団体コード | 団体名 | 最終訓練 | 経過日数 | 訓練間隔（日） | 状態 |", "| Code | Municipality | Last drilled | Age (days) | Interval (days) | State |"),
+            t(
+                "| 団体コード | 団体名 | 最終訓練 | 経過日数 | 訓練間隔（日） | 状態 |",
+                "| Code | Municipality | Last drilled | Age (days) | Interval (days) | State |",
+            ),
             "|---|---|---|---:|---:|---|",
         ]
         for n in card["not_drilled"]:
@@ -200,10 +227,12 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
     lines += [
         "",
         t(
-            f"凡例: {legend}。数字は 着信確認数/送信数（ハーネス障害を除く）。未確認 = 事業者は受け付けたが着信を確認できない。"
+            f"凡例: {legend}。数字は 着信確認数/送信数（ハーネス障害を除く）。"
+            "未確認 = 事業者は受け付けたが着信を確認できない。"
             f"採点方法は README「採点モデル」。時刻は日本時間。",
-            f"Legend: {legend}. Numbers are confirmed/sent (harness faults excluded). Unconfirmed = the provider "
-            f"accepted it but arrival cannot be confirmed. Scoring: README, \"Scoring model\". Times are Asia/Tokyo.",
+            f"Legend: {legend}. Numbers are confirmed/sent (harness faults excluded). "
+            "Unconfirmed = the provider accepted it but arrival cannot be confirmed. "
+            'Scoring: README, "Scoring model". Times are Asia/Tokyo.',
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -261,8 +290,15 @@ def to_csv(card: dict[str, Any]) -> str:
             }
             writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
         for cid in m.get("untested_channels", []):
-            writer.writerow({k: _cell(v) for k, v in {**muni, "channel_id": cid, "status": "untested"}.items()})
+            writer.writerow(
+                {k: _cell(v) for k, v in {**muni, "channel_id": cid, "status": "untested"}.items()}
+            )
     for n in card.get("not_drilled", []):
-        row = {**run, "municipality_code": n["code"], "municipality_name": n["name"], "status": "not_drilled"}
+        row = {
+            **run,
+            "municipality_code": n["code"],
+            "municipality_name": n["name"],
+            "status": "not_drilled",
+        }
         writer.writerow({k: _cell(v) for k, v in row.items()})
     return buf.getvalue()

@@ -179,11 +179,15 @@ def _score_run(
             c for (mc, c) in grouped if mc == code and c not in registered
         )
         if not ids:
-            not_drilled.append({"code": code, "name": name, "name_en": reg.names_en.get(code), **fresh})
+            not_drilled.append(
+                {"code": code, "name": name, "name_en": reg.names_en.get(code), **fresh}
+            )
             continue
         channels, scores = [], []
         for cid in ids:
-            ch, cs = _channel_dict(cid, kinds[(code, cid)], grouped[(code, cid)], (code, cid), reg, w)
+            ch, cs = _channel_dict(
+                cid, kinds[(code, cid)], grouped[(code, cid)], (code, cid), reg, w
+            )
             channels.append(ch)
             scores.append((ch["kind"], cs))
         fb, rc = fallbacks.get(code), roll_calls.get(code)

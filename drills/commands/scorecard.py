@@ -31,27 +31,75 @@ def register(sub: Any, t: Text) -> None:
 
     p = sub.add_parser(
         "scorecard",
-        help=t("即応性スコアカードを記録から作る（表・HTML・Markdown・JSON・CSV）",
-               "make the readiness scorecard from the journal (table, HTML, Markdown, JSON, CSV)"),
+        help=t(
+            "即応性スコアカードを記録から作る（表・HTML・Markdown・JSON・CSV）",
+            "make the readiness scorecard from the journal (table, HTML, Markdown, JSON, CSV)",
+        ),
         add_help=False,
     )
     add_help(p, t)
-    p.add_argument("--journal", type=Path, default=Path("tsunagari-out/journal.sqlite"),
-                   help=t("記録（SQLite）のパス", "journal (SQLite) path"))
-    p.add_argument("--registry", type=Path, default=None,
-                   help=t("レジストリ（省略時は実行時のもの）", "registry (default: the one the run used)"))
-    p.add_argument("--run", dest="run_id", default=None, help=t("実行 ID（省略時は最新）", "run id (default: latest)"))
-    p.add_argument("--since", default=None, help=t("期間の開始（日付か時刻、日本時間）", "range start (date or time, Asia/Tokyo)"))
-    p.add_argument("--until", default=None, help=t("期間の終了（日付はその日を含む）", "range end (a date includes that day)"))
-    p.add_argument("--scenario", default=None, help=t("シナリオ名で絞り込む", "only runs of this scenario"))
-    p.add_argument("--format", choices=FORMATS, default="table", help=t("出力形式", "output format"))
-    p.add_argument("--out", type=Path, default=None, help=t("出力ファイル（省略時は標準出力）", "output file (default: stdout)"))
-    p.add_argument("--as-of", default=None,
-                   help=t("鮮度を判断する時点（now か日時。省略時は実行の終了時刻）",
-                          "when freshness is judged (now or a time; default: the run's end)"))
-    p.add_argument("--post", metavar="CODE/CHANNEL", default=None,
-                   help=t("Markdown の要約を訓練報告としてこのチャットに投稿", "post the Markdown summary to this chat channel as a drill report"))
-    p.add_argument("--live", action="store_true", help=t("実チャネルへの投稿を許可", "allow posting to a live channel"))
+    p.add_argument(
+        "--journal",
+        type=Path,
+        default=Path("tsunagari-out/journal.sqlite"),
+        help=t("記録（SQLite）のパス", "journal (SQLite) path"),
+    )
+    p.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help=t("レジストリ（省略時は実行時のもの）", "registry (default: the one the run used)"),
+    )
+    p.add_argument(
+        "--run",
+        dest="run_id",
+        default=None,
+        help=t("実行 ID（省略時は最新）", "run id (default: latest)"),
+    )
+    p.add_argument(
+        "--since",
+        default=None,
+        help=t("期間の開始（日付か時刻、日本時間）", "range start (date or time, Asia/Tokyo)"),
+    )
+    p.add_argument(
+        "--until",
+        default=None,
+        help=t("期間の終了（日付はその日を含む）", "range end (a date includes that day)"),
+    )
+    p.add_argument(
+        "--scenario", default=None, help=t("シナリオ名で絞り込む", "only runs of this scenario")
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default="table", help=t("出力形式", "output format")
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=t("出力ファイル（省略時は標準出力）", "output file (default: stdout)"),
+    )
+    p.add_argument(
+        "--as-of",
+        default=None,
+        help=t(
+            "鮮度を判断する時点（now か日時。省略時は実行の終了時刻）",
+            "when freshness is judged (now or a time; default: the run's end)",
+        ),
+    )
+    p.add_argument(
+        "--post",
+        metavar="CODE/CHANNEL",
+        default=None,
+        help=t(
+            "Markdown の要約を訓練報告としてこのチャットに投稿",
+            "post the Markdown summary to this chat channel as a drill report",
+        ),
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help=t("実チャネルへの投稿を許可", "allow posting to a live channel"),
+    )
     p.set_defaults(func=run)
 
 
@@ -72,7 +120,9 @@ def parse_when(text: str, end_of_day: bool = False) -> float:
     return moment.timestamp()
 
 
-def _choose_run(journal: Any, args: argparse.Namespace) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+def _choose_run(
+    journal: Any, args: argparse.Namespace
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
     """The run to report, and the trend runs (None = the default trend)."""
     if args.run_id:
         return journal.run(args.run_id), None
@@ -85,7 +135,11 @@ def _choose_run(journal: Any, args: argparse.Namespace) -> tuple[dict[str, Any] 
         if not runs:
             return None, None
         chosen = runs[-1]
-        same = [r for r in runs if r["scenario"] == chosen["scenario"] and r["vantage"] == chosen["vantage"]]
+        same = [
+            r
+            for r in runs
+            if r["scenario"] == chosen["scenario"] and r["vantage"] == chosen["vantage"]
+        ]
         return chosen, same
     return journal.latest_run(args.scenario), None
 
@@ -102,8 +156,13 @@ def _registry(path: Path | None, run: dict[str, Any], t: Text) -> Any:
     except RegistryError as exc:
         if path is not None:
             raise
-        print(t(f"注意: 実行時のレジストリ {candidate} を読めないため、SLO は記録の値を使います",
-                f"note: the run's registry {candidate} cannot be read; using SLOs from the journal"), file=sys.stderr)
+        print(
+            t(
+                f"注意: 実行時のレジストリ {candidate} を読めないため、SLO は記録の値を使います",
+                f"note: the run's registry {candidate} cannot be read; using SLOs from the journal",
+            ),
+            file=sys.stderr,
+        )
         print(exc.render(t.lang), file=sys.stderr)
         return None
 
@@ -141,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
 
     t = Text(args.lang)
     if not args.journal.exists():
-        print(t(f"記録がありません: {args.journal}", f"no journal at {args.journal}"), file=sys.stderr)
+        print(
+            t(f"記録がありません: {args.journal}", f"no journal at {args.journal}"), file=sys.stderr
+        )
         return EXIT["usage"]
     try:
         as_of = parse_when(args.as_of) if args.as_of else None
@@ -150,13 +211,21 @@ def run(args: argparse.Namespace) -> int:
         if args.until:
             parse_when(args.until)
     except ValueError as exc:
-        print(t(f"日時を読めません: {exc}", f"cannot read the date or time: {exc}"), file=sys.stderr)
+        print(
+            t(f"日時を読めません: {exc}", f"cannot read the date or time: {exc}"), file=sys.stderr
+        )
         return EXIT["usage"]
     with Journal(args.journal) as journal:
         try:
             chosen, trend_runs = _choose_run(journal, args)
         except KeyError:
-            print(t(f"実行 {args.run_id} は記録にありません", f"run {args.run_id} is not in the journal"), file=sys.stderr)
+            print(
+                t(
+                    f"実行 {args.run_id} は記録にありません",
+                    f"run {args.run_id} is not in the journal",
+                ),
+                file=sys.stderr,
+            )
             return EXIT["usage"]
         if chosen is None:
             print(t("該当する実行がありません", "no run matches"), file=sys.stderr)
@@ -166,13 +235,17 @@ def run(args: argparse.Namespace) -> int:
         except RegistryError as exc:
             print(exc.render(args.lang), file=sys.stderr)
             return EXIT["usage"]
-        card = build_scorecard(journal, chosen["run_id"], registry, as_of=as_of, trend_runs=trend_runs)
+        card = build_scorecard(
+            journal, chosen["run_id"], registry, as_of=as_of, trend_runs=trend_runs
+        )
     marker = registry.marker if registry is not None else DEFAULT_MARKER
     text = render(card, args.format, args.lang, marker)
     if args.out is None:
         sys.stdout.write(text)
     else:
-        encoding = "utf-8-sig" if args.format == "csv" else "utf-8"  # a BOM lets Excel read Japanese
+        encoding = (
+            "utf-8-sig" if args.format == "csv" else "utf-8"
+        )  # a BOM lets Excel read Japanese
         args.out.write_text(text, encoding=encoding)
         print(t(f"出力: {args.out}", f"wrote {args.out}"), file=sys.stderr)
     if args.post:
@@ -187,12 +260,24 @@ def _post(card: dict[str, Any], registry: Any, args: argparse.Namespace, t: Text
     from probes.base import ChannelFault
 
     if registry is None:
-        print(t("投稿先を探すにはレジストリが必要です（--registry）", "posting needs a registry (--registry)"), file=sys.stderr)
+        print(
+            t(
+                "投稿先を探すにはレジストリが必要です（--registry）",
+                "posting needs a registry (--registry)",
+            ),
+            file=sys.stderr,
+        )
         return EXIT["usage"]
     try:
         target = find_target(registry, args.post)
     except KeyError:
-        print(t(f"投稿先 {args.post} はレジストリにありません", f"{args.post} is not in the registry"), file=sys.stderr)
+        print(
+            t(
+                f"投稿先 {args.post} はレジストリにありません",
+                f"{args.post} is not in the registry",
+            ),
+            file=sys.stderr,
+        )
         return EXIT["usage"]
     try:
         accepted = asyncio.run(post_summary(card, registry, target, lang=args.lang, live=args.live))
@@ -200,8 +285,20 @@ def _post(card: dict[str, Any], registry: Any, args: argparse.Namespace, t: Text
         print(t.pick(str(exc)), file=sys.stderr)
         return EXIT["usage"]
     except ChannelFault as exc:
-        print(t(f"投稿できませんでした: {t.pick(exc.reason)}", f"posting failed: {t.pick(exc.reason)}"), file=sys.stderr)
+        print(
+            t(
+                f"投稿できませんでした: {t.pick(exc.reason)}",
+                f"posting failed: {t.pick(exc.reason)}",
+            ),
+            file=sys.stderr,
+        )
         return EXIT["missed"]
-    print(t(f"訓練報告を {target.key} に投稿しました（事業者が受付）", f"posted the drill report to {target.key} (accepted)")
-          + (f" id={accepted.provider_id}" if accepted.provider_id else ""), file=sys.stderr)
+    print(
+        t(
+            f"訓練報告を {target.key} に投稿しました（事業者が受付）",
+            f"posted the drill report to {target.key} (accepted)",
+        )
+        + (f" id={accepted.provider_id}" if accepted.provider_id else ""),
+        file=sys.stderr,
+    )
     return EXIT["ok"]

@@ -10,10 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scorecard_samples import REGISTRY_YAML, fill_sample  # noqa: E402
+from scorecard_samples import REGISTRY_YAML, fill_sample
 
-from drills.journal import Journal  # noqa: E402
-from drills.registry import Registry, parse_registry  # noqa: E402
+from drills.journal import Journal
+from drills.registry import Registry, parse_registry
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = (
@@ -66,7 +67,9 @@ class Page:
         self.logs: list[dict[str, Any]] = []
         self._load = asyncio.Event()
 
-    async def send(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    async def send(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         return await self.browser.send(method, params, session_id=self.session_id, timeout=timeout)
 
     def on_event(self, method: str, params: dict[str, Any]) -> None:
@@ -87,20 +90,29 @@ class Page:
         await asyncio.wait_for(self._load.wait(), timeout)
 
     async def evaluate(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        result = await self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}
+        )
         if "exceptionDetails" in result:
             raise CDPError(f"script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
     async def screenshot(self) -> bytes:
-        data = await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        data = await self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
         return base64.b64decode(data["data"])
 
     async def print_pdf(self) -> bytes:
         # A4 in inches; margins come from the page's own @page rule.
         data = await self.send(
             "Page.printToPDF",
-            {"paperWidth": 8.27, "paperHeight": 11.69, "printBackground": True, "preferCSSPageSize": True},
+            {
+                "paperWidth": 8.27,
+                "paperHeight": 11.69,
+                "printBackground": True,
+                "preferCSSPageSize": True,
+            },
             timeout=60.0,
         )
         return base64.b64decode(data["data"])
@@ -160,24 +172,38 @@ class Chromium:
             await asyncio.wait_for(self.send("Browser.close"), 5)
         await self.ws.close()
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
             await self._reader
 
     async def _read(self) -> None:
-        async for raw in self.ws:
-            msg = json.loads(raw)
-            if "id" in msg:
-                fut = self._waiting.pop(msg["id"], None)
-                if fut is not None and not fut.done():
-                    if "error" in msg:
-                        fut.set_exception(CDPError(str(msg["error"])))
-                    else:
-                        fut.set_result(msg.get("result", {}))
-            elif "sessionId" in msg and msg["sessionId"] in self._pages:
-                self._pages[msg["sessionId"]].on_event(msg["method"], msg.get("params", {}))
+        try:
+            async for raw in self.ws:
+                self._dispatch(json.loads(raw))
+        except ConnectionClosed:
+            pass  # the browser went away (Browser.close, or a crash: pending calls fail below)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(CDPError("the browser closed the DevTools connection"))
+        self._waiting.clear()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        if "id" in msg:
+            fut = self._waiting.pop(msg["id"], None)
+            if fut is not None and not fut.done():
+                if "error" in msg:
+                    fut.set_exception(CDPError(str(msg["error"])))
+                else:
+                    fut.set_result(msg.get("result", {}))
+        elif "sessionId" in msg and msg["sessionId"] in self._pages:
+            self._pages[msg["sessionId"]].on_event(msg["method"], msg.get("params", {}))
 
     async def send(
-        self, method: str, params: dict[str, Any] | None = None, *, session_id: str | None = None, timeout: float = 30.0
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
         msg_id = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -191,7 +217,9 @@ class Chromium:
     @contextlib.asynccontextmanager
     async def page(self, width: int = 1100, height: int = 1400) -> AsyncIterator[Page]:
         target = await self.send("Target.createTarget", {"url": "about:blank"})
-        attached = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+        attached = await self.send(
+            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+        )
         page = Page(self, attached["sessionId"])
         self._pages[page.session_id] = page
         for domain in ("Page", "Network", "Log", "Runtime"):

@@ -177,8 +177,18 @@ def fill_sample(journal: Journal) -> str:
         ],
         events=[
             ("roll_call", {"municipality": "131211", "expected": 20, "responded": 18}),
-            ("fallback", {"results": [{"municipality": "134210", "primary": "chat", "fallback": "mail", "ok": True}]}),
+            (
+                "fallback",
+                {
+                    "results": [
+                        {
+                            "municipality": "134210",
+                            "primary": "chat",
+                            "fallback": "mail",
+                            "ok": True,
+                        }
+                    ]
+                },
+            ),
         ],
     )
-
-

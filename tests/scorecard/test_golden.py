@@ -48,7 +48,10 @@ def test_csv_golden(card):
 
 
 def test_markdown_opens_with_what_got_worse(card):
-    for lang, heading in (("ja", "## 前回から悪化した項目"), ("en", "## What got worse since the last drill")):
+    for lang, heading in (
+        ("ja", "## 前回から悪化した項目"),
+        ("en", "## What got worse since the last drill"),
+    ):
         sections = [line for line in to_markdown(card, lang).splitlines() if line.startswith("## ")]
         assert sections[0] == heading
 
@@ -57,7 +60,15 @@ def test_csv_parses_and_never_calls_accepted_delivered(card):
     rows = list(csv.DictReader(io.StringIO(to_csv(card))))
     assert list(rows[0]) == CSV_COLUMNS
     sms = next(r for r in rows if r["municipality_code"] == "131211" and r["channel_id"] == "sms")
-    assert (sms["status"], sms["delivered"], sms["accepted_only"], sms["slo_met"]) == ("unconfirmed", "0", "10", "false")
-    assert {r["municipality_code"] for r in rows if r["status"] == "not_drilled"} == {"132012", "133086"}
+    assert (sms["status"], sms["delivered"], sms["accepted_only"], sms["slo_met"]) == (
+        "unconfirmed",
+        "0",
+        "10",
+        "false",
+    )
+    assert {r["municipality_code"] for r in rows if r["status"] == "not_drilled"} == {
+        "132012",
+        "133086",
+    }
     # one row per municipality × channel, plus one per municipality not in the drill
     assert len(rows) == sum(len(m["channels"]) for m in card["municipalities"]) + 2

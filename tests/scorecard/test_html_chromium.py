@@ -30,7 +30,14 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
 ]
 
-ARTIFACTS = Path(os.environ.get("TSUNAGARI_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")) / "scorecard"
+ARTIFACTS = (
+    Path(
+        os.environ.get(
+            "TSUNAGARI_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
+        )
+    )
+    / "scorecard"
+)
 A4_PRINTABLE_PX = 703  # (210 mm − 2 × 12 mm margins) at 96 px per inch
 
 READ_DOM = r"""
@@ -51,14 +58,18 @@ READ_DOM = r"""
                                                cells: [...tr.querySelectorAll('td')].map(text)})),
     overall: text(document.querySelector('#overall .big')),
     charts: rows('svg.chart').map(s => ({label: s.getAttribute('aria-label'),
-                                         w: s.getBoundingClientRect().width, h: s.getBoundingClientRect().height})),
+                                         w: s.getBoundingClientRect().width,
+                                         h: s.getBoundingClientRect().height})),
     notDrilled: rows('#not-drilled tbody tr').map(tr => [tr.dataset.code, tr.dataset.freshness]),
     scripts: document.scripts.length,
   };
 })()
 """
 
-WIDEST = "Math.max(...[...document.querySelectorAll('body *')].map(e => e.getBoundingClientRect().right))"
+WIDEST = (
+    "Math.max(...[...document.querySelectorAll('body *')]"
+    ".map(e => e.getBoundingClientRect().right))"
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -76,7 +87,11 @@ def card(sample_journal, registry):
 def outside_activity(page: Page, own_url: str) -> list[str]:
     """Requests to anything but the page itself, and errors such as CSP violations."""
     found = [f"request {r['url']}" for r in page.requests if r["url"] != own_url]
-    found += [f"log {e.get('level')}: {e.get('text')}" for e in page.logs if e.get("level") in ("error", "warning")]
+    found += [
+        f"log {e.get('level')}: {e.get('text')}"
+        for e in page.logs
+        if e.get("level") in ("error", "warning")
+    ]
     return found
 
 
@@ -110,7 +125,10 @@ async def test_rendered_dom_and_no_requests(browser, card, tmp_path, lang):
     assert dom["lang"] == lang
     assert dom["headers"] == EXPECTED_HEADERS[lang]
     assert dom["sections"][0] == "worse", "the report must open with what got worse"
-    assert dom["worseHeading"] == {"ja": "前回から悪化した項目", "en": "What got worse since the last drill"}[lang]
+    assert (
+        dom["worseHeading"]
+        == {"ja": "前回から悪化した項目", "en": "What got worse since the last drill"}[lang]
+    )
     assert dom["scripts"] == 0
     # rows and scores as in the card
     assert [(r["code"], r["grade"], r["score"]) for r in dom["rows"]] == [
@@ -119,7 +137,10 @@ async def test_rendered_dom_and_no_requests(browser, card, tmp_path, lang):
     adachi = dom["rows"][0]
     assert adachi["statuses"] == ["ok", "partial", "unconfirmed"]
     sms_cell = adachi["cells"][-1]
-    assert sms_cell.startswith("? 0/10") and ("未確認10" if lang == "ja" else "unconfirmed 10") in sms_cell
+    assert (
+        sms_cell.startswith("? 0/10")
+        and ("未確認10" if lang == "ja" else "unconfirmed 10") in sms_cell
+    )
     # the worse section lists exactly the worsened entries, largest fall first
     assert [(w["code"], w["channel"] or None) for w in dom["worse"]] == [
         (e["code"], e["channel"]) for e in card["comparison"]["worsened"]
@@ -147,7 +168,9 @@ async def test_prints_on_a4(browser, card, tmp_path):
     assert widest <= client, f"content {widest}px is wider than the A4 printable width {client}px"
     assert pdf.startswith(b"%PDF")
     boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf)
-    assert boxes and all(abs(float(w) - 595) < 1 and abs(float(h) - 842) < 1 for w, h in boxes)  # A4 in pt
+    assert boxes and all(
+        abs(float(w) - 595) < 1 and abs(float(h) - 842) < 1 for w, h in boxes
+    )  # A4 in pt
     pages = int(re.findall(rb"/Count (\d+)", pdf)[0])
     assert 1 <= pages <= 3
 
@@ -165,7 +188,10 @@ async def test_the_request_check_can_fail(browser, card, tmp_path, with_csp):
     async with browser.page() as page:
         await page.goto(path.as_uri())
         deadline = asyncio.get_running_loop().time() + 5.0
-        while not (found := outside_activity(page, path.as_uri())) and asyncio.get_running_loop().time() < deadline:
+        while (
+            not (found := outside_activity(page, path.as_uri()))
+            and asyncio.get_running_loop().time() < deadline
+        ):
             await asyncio.sleep(0.05)  # events may trail the load event a little
     assert any(beacon in f or "Content Security Policy" in f for f in found), found
     if not with_csp:

@@ -16,9 +16,18 @@ def test_shapes_understood(tmp_path):
         for data in (
             {"municipality": "131211", "ok": True},
             {"municipality_code": "131211", "outcome": "lost"},
-            {"municipality": {"code": "131016", "name": "千代田区"}, "expected": 20, "responded": 18},
+            {
+                "municipality": {"code": "131016", "name": "千代田区"},
+                "expected": 20,
+                "responded": 18,
+            },
             {"target": "134210/chat", "asked": ["a", "b", "c"], "answered": ["a"]},
-            {"results": [{"municipality": "132012", "passed": True}, {"municipality": "132012", "passed": False}]},
+            {
+                "results": [
+                    {"municipality": "132012", "passed": True},
+                    {"municipality": "132012", "passed": False},
+                ]
+            },
             {"results": {"133086": True, "130001": {"expected": 4, "replied": 4}}},
             {"municipality": 131211, "delivered": True},  # a number instead of a quoted code
         ):
@@ -49,7 +58,10 @@ def test_unreadable_events_are_counted_not_guessed():
 
 def test_harness_error_outcome_is_skipped_not_counted_against():
     ratios, unreadable = read_ratios(
-        [{"data": {"municipality": "131211", "outcome": "error"}}, {"data": {"municipality": "131211", "ok": True}}]
+        [
+            {"data": {"municipality": "131211", "outcome": "error"}},
+            {"data": {"municipality": "131211", "ok": True}},
+        ]
     )
     assert ratios == {"131211": Ratio(1.0, 1.0)} and unreadable == 0
 
@@ -60,10 +72,19 @@ def test_events_reach_the_scorecard(tmp_path, registry):
             j,
             "r1",
             1_800_000_000.0,
-            [Ch("131211", "足立区", "chat", "webhook", delivered=[0.2] * 4), Ch("131211", "足立区", "mail", "mail", rejected=4)],
+            [
+                Ch("131211", "足立区", "chat", "webhook", delivered=[0.2] * 4),
+                Ch("131211", "足立区", "mail", "mail", rejected=4),
+            ],
             events=[
-                ("fallback", {"municipality": "131211", "primary": "chat", "fallback": "mail", "ok": False}),
-                ("fallback", {"municipality": "131211", "primary": "mail", "fallback": "chat", "ok": True}),
+                (
+                    "fallback",
+                    {"municipality": "131211", "primary": "chat", "fallback": "mail", "ok": False},
+                ),
+                (
+                    "fallback",
+                    {"municipality": "131211", "primary": "mail", "fallback": "chat", "ok": True},
+                ),
                 ("roll_call", {"municipality": "131211", "expected": 10, "responded": 5}),
                 ("roll_call", {"nonsense": 1}),
             ],

@@ -23,7 +23,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _readme_contract_keys() -> tuple[set[str], set[str], set[str]]:
     """The keys the README's scorecard.json example promises (top, municipality, channel)."""
     text = README.read_text(encoding="utf-8")
-    block = text.split("<!-- section:scorecard-json -->", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    block = (
+        text.split("<!-- section:scorecard-json -->", 1)[1]
+        .split("```json", 1)[1]
+        .split("```", 1)[0]
+    )
     example = json.loads(block.replace("…", ""))
     muni = example["municipalities"][0]
     return set(example), set(muni), set(muni["channels"][0])
@@ -50,14 +54,25 @@ def test_worked_example_numbers(sample_journal, registry):
     assert [c["score"] for c in adachi["channels"]] == [96.0, 68.2, 31.6]
     sms = adachi["channels"][2]
     # accepted-only: shown as unconfirmed, never delivered
-    assert (sms["status"], sms["delivered"], sms["accepted_only"], sms["reachability"]) == ("unconfirmed", 0, 10, 0.0)
+    assert (sms["status"], sms["delivered"], sms["accepted_only"], sms["reachability"]) == (
+        "unconfirmed",
+        0,
+        10,
+        0.0,
+    )
     ogasawara = card["municipalities"][2]
     # chat 0 (rejected), mail 92.0 → 0.46; redundancy 1/2; freshness 1; fallback 1/1
     # (0.23 + 0.1 + 0.1 + 0.1) / 0.9 = 0.5889 → 58.9
     assert (ogasawara["score"], ogasawara["grade"]) == (58.9, "C")
     # overall: mean of 79.6, 100.0, 58.9 = 79.5
     assert card["summary"]["score"] == 79.5
-    assert card["summary"]["channels"] == {"ok": 4, "partial": 1, "unconfirmed": 1, "down": 1, "untested": 0}
+    assert card["summary"]["channels"] == {
+        "ok": 4,
+        "partial": 1,
+        "unconfirmed": 1,
+        "down": 1,
+        "untested": 0,
+    }
 
 
 def test_what_got_worse_comes_first_with_reasons(sample_journal, registry):
@@ -67,7 +82,13 @@ def test_what_got_worse_comes_first_with_reasons(sample_journal, registry):
     assert comp["previous_run_id"] == "20261120T101500-prev00"
     worse = [(e["code"], e["channel"]) for e in comp["worsened"]]
     # the largest fall first (小笠原村 −31.4), each municipality followed by its channels
-    assert worse == [("134210", None), ("134210", "chat"), ("131211", None), ("131211", "mail"), ("131211", "chat")]
+    assert worse == [
+        ("134210", None),
+        ("134210", "chat"),
+        ("131211", None),
+        ("131211", "mail"),
+        ("131211", "chat"),
+    ]
     chat = comp["worsened"][1]
     assert (chat["before"], chat["after"], chat["delta"]) == (100.0, 0.0, -100.0)
     assert {"ja": "到達率 100% → 0%", "en": "reachability 100% → 0%"} in chat["reasons"]
@@ -80,7 +101,9 @@ def test_what_got_worse_comes_first_with_reasons(sample_journal, registry):
 
 def test_first_drill_of_a_scenario_has_nothing_to_compare(tmp_path, registry):
     with Journal(tmp_path / "j.sqlite") as j:
-        run = write_run(j, "only", RUN_START, [Ch("131211", "足立区", "chat", "webhook", delivered=[0.2])])
+        run = write_run(
+            j, "only", RUN_START, [Ch("131211", "足立区", "chat", "webhook", delivered=[0.2])]
+        )
         card = build_scorecard(j, run, registry)
     assert card["comparison"]["previous_run_id"] is None
     assert card["comparison"]["worsened"] == [] and card["municipalities"][0]["change"] is None
@@ -91,10 +114,13 @@ def test_not_drilled_municipalities_and_freshness(sample_journal, registry):
     journal, run_id = sample_journal
     card = build_scorecard(journal, run_id, registry)
     nd = {n["code"]: n for n in card["not_drilled"]}
-    # 八王子市: last drilled 2026-10-18 19:15 by another scenario; 40.0 days before 2026-11-27 19:15:08
+    # 八王子市: last drilled 2026-10-18 19:15 by another scenario,
+    # 40.0 days before the run ended (2026-11-27 19:15:08)
     assert nd["132012"]["last_drilled_at"] == "2026-10-18T19:15:00+09:00"
     assert nd["132012"]["age_days"] == 40.0 and nd["132012"]["status"] == "overdue"
-    assert nd["132012"]["value"] == pytest.approx(1 - (40 * DAY_S + 8 - 30 * DAY_S) / (30 * DAY_S), abs=1e-4)
+    assert nd["132012"]["value"] == pytest.approx(
+        1 - (40 * DAY_S + 8 - 30 * DAY_S) / (30 * DAY_S), abs=1e-4
+    )
     # 奥多摩町: never drilled
     assert nd["133086"] == {
         "code": "133086",
@@ -127,7 +153,9 @@ def test_changing_weights_changes_only_scores(sample_journal, registry):
         journal,
         run_id,
         registry,
-        weights=dataclasses.replace(WEIGHTS, reach=0.3, latency=0.7, unconfirmed=0.2, channels=0.8, roll_call=0.3),
+        weights=dataclasses.replace(
+            WEIGHTS, reach=0.3, latency=0.7, unconfirmed=0.2, channels=0.8, roll_call=0.3
+        ),
     )
     assert base["municipalities"][0]["score"] != other["municipalities"][0]["score"]
 
@@ -195,7 +223,9 @@ async def test_real_drill_then_outage_shows_as_worse(tmp_path):
                 targets = drill.targets()
                 if down:
                     await drill.take_down(next(t for t in targets if t.key == "131211/chat"))
-                await drill.broadcast("参集してください", targets, timeout=3.0, repeat=3, step="call-up")
+                await drill.broadcast(
+                    "参集してください", targets, timeout=3.0, repeat=3, step="call-up"
+                )
                 run_id = drill.run_id
         card = build_scorecard(journal, run_id, registry)
     adachi = card["municipalities"][0]

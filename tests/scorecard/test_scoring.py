@@ -27,9 +27,13 @@ from drills.scoring import (
 )
 
 
-def deliveries(delivered=0, late=0, accepted=0, lost=0, rejected=0, error=0, latency=0.3, late_latency=5.0):
+def deliveries(
+    delivered=0, late=0, accepted=0, lost=0, rejected=0, error=0, latency=0.3, late_latency=5.0
+):
     def one(outcome: Outcome, lat: float | None) -> Delivery:
-        return Delivery("r", "s", "131211", "足立区", "chat", "webhook", "TSG-X", outcome, latency_s=lat)
+        return Delivery(
+            "r", "s", "131211", "足立区", "chat", "webhook", "TSG-X", outcome, latency_s=lat
+        )
 
     return (
         [one(Outcome.DELIVERED, latency)] * delivered
@@ -79,7 +83,13 @@ def test_all_accepted_only_is_unconfirmed_never_delivered():
 
 def test_channel_with_zero_sends_is_untested_without_a_score():
     cs = score_channel([], 0.95, 3.0)
-    assert (cs.sent, cs.score, cs.status, cs.slo_met, cs.reachability) == (0, None, "untested", False, 0.0)
+    assert (cs.sent, cs.score, cs.status, cs.slo_met, cs.reachability) == (
+        0,
+        None,
+        "untested",
+        False,
+        0.0,
+    )
 
 
 def test_harness_errors_are_not_counted_against_the_channel():
@@ -132,7 +142,11 @@ def test_worked_example_municipality():
     # channels 96.0, 68.2, 31.6 → mean 65.2667 → 0.652667
     # redundancy: webhook and mail confirmed → 2/2 = 1; freshness 1; roll call 18/20 = 0.9
     # (0.5 × 0.652667 + 0.2 × 1 + 0.1 × 1 + 0.1 × 0.9) / 0.9 = 0.716333 / 0.9 = 0.795926 → 79.6
-    chans = [_ch("webhook", delivered=9, late=1), _ch("mail", delivered=6, late=1, lost=3), _ch("twilio", accepted=10)]
+    chans = [
+        _ch("webhook", delivered=9, late=1),
+        _ch("mail", delivered=6, late=1, lost=3),
+        _ch("twilio", accepted=10),
+    ]
     ms = score_municipality(chans, freshness_value=1.0, roll_call=Ratio(18, 20))
     assert ms.score == 79.6 and grade(ms.score) == "B"
     assert ms.confirmed_kinds == ("mail", "webhook")  # accepted-only twilio does not count
@@ -163,7 +177,9 @@ def test_all_accepted_only_municipality():
 def test_redundancy_counts_kinds_not_channels():
     # two webhook channels both perfect: one kind → redundancy 1/2
     # (0.5 × 1 + 0.2 × 0.5 + 0.1 × 1) / 0.8 = 0.7 / 0.8 = 0.875 → 87.5
-    ms = score_municipality([_ch("webhook", delivered=3), _ch("webhook", delivered=3)], freshness_value=1.0)
+    ms = score_municipality(
+        [_ch("webhook", delivered=3), _ch("webhook", delivered=3)], freshness_value=1.0
+    )
     assert ms.score == 87.5 and ms.parts["redundancy"] == 0.5
 
 
@@ -194,15 +210,24 @@ def test_never_drilled_municipality_has_zero_freshness():
 
 def test_stale_drill_lowers_the_score():
     chans = [_ch("webhook", delivered=5), _ch("mail", delivered=5)]
-    # everything perfect but freshness 0.5: (0.5 + 0.2 + 0.05) / 0.8 = 0.9375 → 93.75 → 93.8 (half up)
+    # all perfect but freshness 0.5: (0.5 + 0.2 + 0.05) / 0.8 = 0.9375 → 93.75 → 93.8 (half up)
     assert score_municipality(chans, freshness_value=0.5).score == 93.8
 
 
-# ----------------------------------------------------------------------------- grades, changes, weights
+# ------------------------------------------------------------------ grades, changes, weights
 
 
 def test_grade_bands_and_labels():
-    assert [grade(x) for x in (100, 90, 89.9, 75, 74.9, 50, 49.9, 0)] == ["A", "A", "B", "B", "C", "C", "D", "D"]
+    assert [grade(x) for x in (100, 90, 89.9, 75, 74.9, 50, 49.9, 0)] == [
+        "A",
+        "A",
+        "B",
+        "B",
+        "C",
+        "C",
+        "D",
+        "D",
+    ]
     assert grade_label("A", "ja") == "良好" and grade_label("D", "en") == "at risk"
     assert grade_label(None, "ja") == "—"
 
