@@ -70,11 +70,11 @@ def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
             f"  {legend}",
         ),
     )
-    table.add_column(t("団体コード", "Code"))
-    table.add_column(t("団体名", "Municipality"))
-    table.add_column(t("点数", "Score"), justify="right")
-    table.add_column(t("評価", "Grade"))
-    table.add_column(t("前回比", "vs last"))
+    table.add_column(t("団体コード", "Code"), no_wrap=True)
+    table.add_column(t("団体名", "Municipality"), no_wrap=True)
+    table.add_column(t("点数", "Score"), justify="right", no_wrap=True)
+    table.add_column(t("評価", "Grade"), no_wrap=True)
+    table.add_column(t("前回比", "vs last"), no_wrap=True)
     for cid in ids:
         table.add_column(cid)
     for m in card["municipalities"]:

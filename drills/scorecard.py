@@ -277,18 +277,21 @@ def _trend(
     w: Weights,
     runs: Sequence[dict[str, Any]] | None,
     limit: int,
+    scored: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
+    """Trend points of the last *limit* runs, this one last (*scored*: cards already made)."""
     if runs is None:
         runs = [
             r
             for r in journal.runs(scenario=run["scenario"], until=run["started_at"])
             if r["vantage"] == run["vantage"]
         ]
+    earlier = (
+        [r for r in runs if r["run_id"] != card["run_id"]][-(limit - 1) :] if limit > 1 else []
+    )
     points = []
-    for r in list(runs)[-limit:]:
-        if r["run_id"] == card["run_id"]:
-            continue
-        past = _score_run(journal, r["run_id"], reg, None, w)
+    for r in earlier:
+        past = scored.get(r["run_id"]) or _score_run(journal, r["run_id"], reg, None, w)
         points.append(_trend_point(past))
     return [*points, _trend_point(card)]
 
@@ -338,7 +341,8 @@ def build_scorecard(
     card["comparison"] = compare_cards(card, prev_card, weights)
     card["summary"]["worsened"] = len(card["comparison"]["worsened"]) if prev_card else 0
     card["summary"]["improved"] = len(card["comparison"]["improved"]) if prev_card else 0
-    card["trend"] = _trend(journal, run, card, reg, weights, trend_runs, trend_limit)
+    scored = {prev_card["run_id"]: prev_card} if prev_card else {}
+    card["trend"] = _trend(journal, run, card, reg, weights, trend_runs, trend_limit, scored)
     return card
 
 

@@ -62,6 +62,26 @@ municipalities:
       - {id: chat, kind: webhook, sim: {latency: 2s}}
 """
 
+# Channels on the local chat simulator, for real drills in the tests.
+SIM_REGISTRY = """
+defaults:
+  slo: {latency: 2s, reachability: 0.9}
+municipalities:
+  - code: "131211"
+    name: 足立区
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 20ms}}
+      - {id: backup, kind: webhook, sim: {latency: 30ms}}
+  - code: "131016"
+    name: 千代田区
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 20ms}}
+  - code: "134210"
+    name: 小笠原村
+    channels:
+      - {id: chat, kind: webhook, sim: {reject: auth}}
+"""
+
 
 @dataclass
 class Ch:

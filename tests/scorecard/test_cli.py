@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from scorecard_samples import REGISTRY_YAML, fill_sample
+from scorecard_samples import REGISTRY_YAML, SIM_REGISTRY, fill_sample
 
 from drills.cli import main
 from drills.journal import Journal
@@ -206,26 +206,11 @@ async def test_post_the_summary_to_a_chat_channel(files, tmp_path):
         await sim.stop()
 
 
-DEMO_REGISTRY = """
-defaults:
-  slo: {latency: 2s, reachability: 0.9}
-municipalities:
-  - code: "131211"
-    name: 足立区
-    channels:
-      - {id: chat, kind: webhook, sim: {latency: 20ms}}
-  - code: "134210"
-    name: 小笠原村
-    channels:
-      - {id: chat, kind: webhook, sim: {reject: auth}}
-"""
-
-
 def test_demo_writes_scorecard_html_next_to_json(tmp_path, monkeypatch, capsys):
     from drills import demo
 
     reg = tmp_path / "demo.yaml"
-    reg.write_text(DEMO_REGISTRY, encoding="utf-8")
+    reg.write_text(SIM_REGISTRY, encoding="utf-8")
     monkeypatch.setattr(demo, "demo_registry_path", lambda: reg)
     out = tmp_path / "out"
     for _ in range(2):  # the second demo run has a previous one to compare with
@@ -235,5 +220,5 @@ def test_demo_writes_scorecard_html_next_to_json(tmp_path, monkeypatch, capsys):
     html = (out / "scorecard.html").read_text(encoding="utf-8")
     assert card["run_id"] in html and '<html lang="en">' in html
     assert card["comparison"]["previous_run_id"] in html
-    assert card["municipalities"][1]["channels"][0]["status"] == "down"
+    assert card["municipalities"][2]["channels"][0]["status"] == "down"  # 小笠原村: auth refused
     assert "Readiness scorecard" in capsys.readouterr().out

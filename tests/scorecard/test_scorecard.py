@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from scorecard_samples import RUN_START, Ch, write_run
+from scorecard_samples import RUN_START, SIM_REGISTRY, Ch, write_run
 
 from drills.journal import Journal
 from drills.registry import parse_registry
@@ -198,22 +198,6 @@ def test_write_json_round_trips(sample_journal, registry, tmp_path):
     assert json.loads((tmp_path / "scorecard.json").read_text(encoding="utf-8")) == card
 
 
-SIM_REGISTRY = """
-defaults:
-  slo: {latency: 2s, reachability: 0.9}
-municipalities:
-  - code: "131211"
-    name: 足立区
-    channels:
-      - {id: chat, kind: webhook, sim: {latency: 20ms}}
-      - {id: backup, kind: webhook, sim: {latency: 30ms}}
-  - code: "131016"
-    name: 千代田区
-    channels:
-      - {id: chat, kind: webhook, sim: {latency: 20ms}}
-"""
-
-
 async def test_real_drill_then_outage_shows_as_worse(tmp_path):
     """Two real drills on the local chat simulator; in the second one a channel is down."""
     registry = parse_registry(SIM_REGISTRY, "sim.yaml")
@@ -236,3 +220,19 @@ async def test_real_drill_then_outage_shows_as_worse(tmp_path):
     assert ("131016", None) not in worse
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00", card["started_at"])
     assert len(card["trend"]) == 2
+
+
+def test_trend_keeps_the_last_runs_up_to_this_one(tmp_path, registry):
+    with Journal(tmp_path / "j.sqlite") as j:
+        ids = [
+            write_run(
+                j,
+                f"r{i:02d}",
+                RUN_START + i * DAY_S,
+                [Ch("131211", "足立区", "chat", "webhook", delivered=[0.2])],
+            )
+            for i in range(14)
+        ]
+        card = build_scorecard(j, ids[-2], registry, trend_limit=5)
+    # runs after the reported one are not in its trend
+    assert [p["run_id"] for p in card["trend"]] == ids[8:13]
