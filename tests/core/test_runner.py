@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 
 import pytest
 from aiohttp import web
@@ -45,11 +46,15 @@ async def test_outcomes_and_latency(journal):
         by.setdefault(d.channel_id, []).append(d)
     for d in by["fixed"]:
         assert d.outcome is Outcome.DELIVERED
-        assert abs(d.latency_s - 0.2) <= 0.2 * 0.1 + 0.02
+        assert d.latency_s >= 0.2  # never earlier than the far end could show it
         assert d.error_bound_s is not None and d.delivered_at > d.accepted_at >= d.sent_at
+    # the median agrees with the injected latency within 10 % + 20 ms (single samples
+    # may carry event-loop lag when the machine is loaded)
+    assert abs(statistics.median(d.latency_s for d in by["fixed"]) - 0.2) <= 0.2 * 0.1 + 0.02
     for d in by["slow"]:
         assert d.outcome is Outcome.LATE and "SLO" in d.reason
-        assert abs(d.latency_s - 1.5) <= 1.5 * 0.1 + 0.02
+        assert d.latency_s >= 1.5
+    assert abs(statistics.median(d.latency_s for d in by["slow"]) - 1.5) <= 1.5 * 0.1 + 0.02
     assert {d.outcome for d in by["down"]} == {Outcome.LOST}
     assert all(d.delivered_at is None for d in by["down"])
     assert {d.outcome for d in by["auth"]} == {Outcome.REJECTED}
