@@ -153,3 +153,19 @@ async def test_step_without_channels_is_a_scenario_error(journal):
     async with Drill(reg, journal) as drill:
         with pytest.raises(ScenarioError):
             await drill.broadcast("x", [], timeout=1)
+
+
+async def test_sms_cost_cap_refuses_the_step_before_the_first_send(journal):
+    reg = parse_registry(
+        'municipalities:\n  - code: "131211"\n    name: 足立区\n    channels:\n'
+        '      - {id: sms, kind: twilio, to: ["+819011110001", "+819011110002"], caps: {max_messages: 3}, sim: {latency: 100ms}}\n',
+        "reg.yaml",
+    )
+    async with Drill(reg, journal) as drill:
+        with pytest.raises(DrillSafetyError, match="max_messages|上限"):
+            await drill.broadcast("費用上限", timeout=2, repeat=2)  # 2 recipients x 2 = 4 > 3
+        (sim,) = drill.sims.running.values()
+        assert sim.messages == {}  # nothing reached the local Twilio
+        step = await drill.broadcast("上限内", timeout=3)  # 2 <= 3: allowed
+    assert [d.outcome for d in step.deliveries] == [Outcome.DELIVERED] * 2
+    assert len(sim.messages) == 2
