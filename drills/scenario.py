@@ -1,0 +1,521 @@
+"""The operator's API: a drill as plain, synchronous steps and requirements.
+
+In a scenario file (pytest provides ``drill``)::
+
+    def test_全職員へ参集指示(drill):
+        step = drill.broadcast("全職員は参集してください。", channels=["chat", "mail", "sms"])
+        step.expect(reached="99%", within="60s")
+
+Steps: :meth:`ScenarioDrill.broadcast`, :meth:`~ScenarioDrill.fallback`,
+:meth:`~ScenarioDrill.outage` (a ``with`` block), :meth:`~ScenarioDrill.roll_call`,
+:meth:`~ScenarioDrill.acknowledge`. Each returns a result whose ``expect(...)``
+judges every municipality; under pytest each municipality is its own subtest.
+
+Every step runs on one background event loop (:mod:`drills.background`), so a
+step addressed to 62 municipalities × 3 channels takes about as long as its
+slowest delivery. Outside pytest, :func:`open_drill` gives the same API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+import pytest
+
+from drills.background import BackgroundLoop
+from drills.delivery import Delivery
+from drills.journal import Journal, RunStatus
+from drills.registry import Registry, Target, load_registry
+from drills.requirements import (
+    HarnessFault,
+    RequirementMissed,
+    ScenarioMistake,
+    Status,
+    Verdict,
+    caller_location,
+    judge_broadcast,
+    parse_seconds,
+    parse_share,
+)
+from drills.runner import Drill, StepResult
+from drills.steps import selection
+from drills.steps.acknowledgement import AckResult, run_acknowledgement
+from drills.steps.answers import AnswerDesk, parse_simulated
+from drills.steps.fallback import FallbackResult, run_fallback
+from drills.steps.rollcall import RollCallResult, run_roll_call
+
+__all__ = ["DrillContext", "Reporter", "ScenarioDrill", "open_drill"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Reporter(Protocol):
+    """Where verdicts go (the pytest plugin reports each municipality as a subtest)."""
+
+    def report(self, verdicts: list[Verdict], where: str | None, step: str) -> None: ...
+
+
+class DrillContext:
+    """One journal run shared by a scenario's steps (under pytest: one per scenario file)."""
+
+    def __init__(
+        self,
+        loop: BackgroundLoop,
+        registry: Registry,
+        journal: Journal,
+        *,
+        scenario: str,
+        vantage: str = "default",
+        live: bool = False,
+        lang: str = "ja",
+        seed: int | None = None,
+        selection: Sequence[str] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.loop, self.registry, self.journal = loop, registry, journal
+        self.scenario, self.vantage, self.live, self.lang = scenario, vantage, live, lang
+        self.selection = tuple(selection)
+        self.rng = random.Random(seed)
+        self.taps: list[Callable[[Delivery], None]] = []
+        self.drill = Drill(
+            registry,
+            journal,
+            scenario=scenario,
+            vantage=vantage,
+            live=live,
+            lang=lang,
+            seed=seed,
+            on_delivery=self._tap,
+            meta=meta,
+        )
+        self.run_id: str = loop.call(self.drill.start)
+        self.failed = False
+
+    def _tap(self, delivery: Delivery) -> None:
+        for fn in list(self.taps):
+            fn(delivery)
+
+    def record(self, kind: str, data: dict[str, Any]) -> None:
+        """Journal a step event (``fallback``, ``roll_call``, ``acknowledgement``, …)."""
+        full = {**data, "scenario": self.scenario, "vantage": self.vantage}
+        self.loop.call(self.journal.record_event, self.run_id, kind, full)
+
+    def close(self) -> None:
+        status = RunStatus.FAILED if self.failed else RunStatus.FINISHED
+        self.loop.run(self.drill.finish(status))
+
+
+def _located(fn: Callable[P, R]) -> Callable[P, R]:
+    """Mistakes raised by a step name the scenario line that called it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ScenarioMistake as exc:
+            if exc.where is None:
+                exc.where = caller_location()
+            raise
+
+    return wrapper
+
+
+class _Outcome:
+    """A step's result as the operator sees it: the data, plus ``expect``."""
+
+    def __init__(self, drill: ScenarioDrill, result: Any) -> None:
+        self._drill, self.result = drill, result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result, name)
+
+
+class Broadcast(_Outcome):
+    result: StepResult
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return self.result.deliveries
+
+    @_located
+    def expect(self, reached: Any = None, within: Any = None) -> None:
+        """Each municipality: at least *reached* of its messages seen within *within*.
+
+        Defaults: the channels' SLO reachability; the scenario's deadline, else each channel's SLO.
+        """
+        share = (
+            parse_share(reached, "reached")
+            if reached is not None
+            else self._drill._slo_share(self.result)
+        )
+        limit = parse_seconds(within) if within is not None else self._drill.deadline
+        names = {m.code: m.name_en for m in self._drill.ctx.registry.municipalities}
+        self._drill._judge(
+            judge_broadcast(self.result.deliveries, share, limit, names), self.result.name
+        )
+
+
+class Fallback(_Outcome):
+    result: FallbackResult
+
+    @_located
+    def expect(self, within: Any = None) -> None:
+        """Each municipality reached by some channel of the chain within *within* (default: the step's)."""
+        limit = parse_seconds(within) if within is not None else None
+        self._drill._judge(self.result.verdicts(limit), self.result.step)
+
+
+class RollCall(_Outcome):
+    result: RollCallResult
+
+    @_located
+    def expect(self, within: Any = None) -> None:
+        """Every participating municipality answered within *within* (default: the roll call's)."""
+        limit = parse_seconds(within) if within is not None else None
+        self._drill._judge(self.result.verdicts(limit), self.result.step)
+
+
+class Acknowledgement(_Outcome):
+    result: AckResult
+
+    @_located
+    def expect(self, answered: Any = "100%", within: Any = None) -> None:
+        """Each municipality: at least *answered* of its staff answered within *within*."""
+        share = parse_share(answered, "answered")
+        limit = parse_seconds(within) if within is not None else None
+        self._drill._judge(self.result.verdicts(share, limit), self.result.step)
+
+
+class ScenarioDrill:
+    """The ``drill`` fixture: steps that send marked messages, and what must hold after them."""
+
+    def __init__(
+        self,
+        ctx: DrillContext,
+        *,
+        reporter: Reporter | None = None,
+        deadline: float | None = None,
+        name: str = "drill",
+    ) -> None:
+        self.ctx, self.reporter, self.deadline, self.name = ctx, reporter, deadline, name
+        self._steps = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _step_name(self, given: str | None) -> str:
+        self._steps += 1
+        if given:
+            return given
+        return self.name if self._steps == 1 else f"{self.name}#{self._steps}"
+
+    def _targets(self, channels: Any, to: Any) -> list[Target]:
+        reg = self.ctx.registry
+        try:
+            chosen = selection.targets(reg, self.ctx.selection, channels=channels, to=to)
+        except selection.NothingSelected:
+            pytest.skip(
+                f"--municipality {' '.join(self.ctx.selection)}: この手順の対象団体は選択されていません"
+                " / no selected municipality is addressed by this step"
+            )
+        self._check_live(chosen)
+        return chosen
+
+    def _check_live(self, targets: Sequence[Target]) -> None:
+        live = [t.key for t in targets if not t.channel.simulated]
+        if live and not self.ctx.live:
+            shown = ", ".join(live[:8]) + (" …" if len(live) > 8 else "")
+            raise ScenarioMistake(
+                f"実チャネル（sim: のないチャネル）への送信には --live が必要です: {shown}",
+                f"live channels (without sim:) need --live: {shown}",
+            )
+
+    def _wait(self, value: Any, what: str) -> float:
+        if value is not None:
+            return parse_seconds(value, what)
+        if self.deadline is not None:
+            return self.deadline
+        raise ScenarioMistake(
+            f'{what}= を指定するか、シナリオに @pytest.mark.deadline("60s") を付けてください',
+            f'give {what}= or mark the scenario with @pytest.mark.deadline("60s")',
+        )
+
+    def _slo_share(self, step: StepResult) -> float:
+        keys = {(d.municipality_code, d.channel_id) for d in step.deliveries}
+        shares = [
+            c.slo.reachability
+            for m in self.ctx.registry.municipalities
+            for c in m.channels
+            if (m.code, c.id) in keys
+        ]
+        return min(shares, default=1.0)
+
+    def _judge(self, verdicts: list[Verdict], step: str) -> None:
+        where = caller_location()
+        self.ctx.record(
+            "requirement",
+            {
+                "step": step,
+                "where": where,
+                "verdicts": [
+                    {"code": v.code, "status": v.status.value, "summary": v.summary_en}
+                    for v in verdicts
+                ],
+            },
+        )
+        if any(v.status is Status.HARNESS for v in verdicts):
+            self.ctx.failed = (
+                True  # the run could not be judged; a missed requirement is still a finished run
+            )
+        if self.reporter is not None:
+            self.reporter.report(verdicts, where, step)
+            return
+        bad = [v for v in verdicts if not v.met]
+        if any(v.status is Status.HARNESS for v in bad):
+            raise HarnessFault(bad, where, self.ctx.lang)
+        if bad:
+            raise RequirementMissed(bad, where, self.ctx.lang)
+
+    # ------------------------------------------------------------------ steps
+
+    @_located
+    def broadcast(
+        self,
+        text: str,
+        *,
+        channels: str | Sequence[str] | None = None,
+        to: str | Sequence[str] | None = None,
+        timeout: Any = None,
+        subject: str = "",
+        repeat: int = 1,
+        step: str | None = None,
+    ) -> Broadcast:
+        """Send *text* to every selected municipality over *channels*; confirm each at the far end.
+
+        ``channels``: channel ids or kinds (default: all); ``to``: codes, names or tags
+        (default: every selected municipality); ``timeout``: how long to look for each
+        message (default: the scenario's deadline, else twice the slowest channel SLO).
+        """
+        targets = self._targets(channels, to)
+        if timeout is not None:
+            wait = parse_seconds(timeout, "timeout")
+        elif self.deadline is not None:
+            wait = self.deadline
+        else:
+            wait = max(1.0, 2 * max(t.channel.slo.latency for t in targets))
+        name = self._step_name(step)
+        result = self.ctx.loop.run(
+            self.ctx.drill.broadcast(
+                text, targets, timeout=wait, step=name, subject=subject, repeat=repeat
+            )
+        )
+        return Broadcast(self, result)
+
+    @_located
+    def fallback(
+        self,
+        text: str,
+        *,
+        order: Sequence[str],
+        to: str | Sequence[str] | None = None,
+        within: Any = None,
+        escalate_after: Any = None,
+        subject: str = "",
+        step: str | None = None,
+    ) -> Fallback:
+        """Try the channels in *order* per municipality until one is seen at the far end.
+
+        Each channel gets ``escalate_after`` (default ``within / len(order)``); measured is
+        the time to the first successful channel.
+        """
+        names = selection.channel_names(self.ctx.registry, order) or []
+        targets = self._targets(names, to)
+        limit = self._wait(within, "within")
+        escalate = (
+            parse_seconds(escalate_after, "escalate_after")
+            if escalate_after
+            else limit / len(names)
+        )
+        plan: list[tuple[Any, list[Target]]] = []
+        for t in targets:
+            if not plan or plan[-1][0] is not t.municipality:
+                plan.append((t.municipality, []))
+            plan[-1][1].append(t)
+        name = self._step_name(step)
+        result = self.ctx.loop.run(
+            run_fallback(
+                self.ctx.drill,
+                text,
+                plan,
+                order=names,
+                within=limit,
+                escalate_after=escalate,
+                step=name,
+                subject=subject,
+            )
+        )
+        self.ctx.record("fallback", result.event())
+        return Fallback(self, result)
+
+    @contextlib.contextmanager
+    def outage(
+        self, *channels: str, to: str | Sequence[str] | None = None
+    ) -> Iterator[list[Target]]:
+        """Inside the ``with`` block, *channels* are taken away (simulated: the far end goes
+        down; live: the channel is skipped). They come back when the block ends."""
+        where = caller_location()
+        try:
+            targets = self._targets(list(channels), to)
+        except ScenarioMistake as exc:
+            exc.where = exc.where or where
+            raise
+        drill = self.ctx.drill
+        started = time.time()
+        for t in targets:
+            self.ctx.loop.run(drill.take_down(t))
+        try:
+            yield targets
+        finally:
+            for t in targets:
+                self.ctx.loop.run(drill.restore(t))
+            self.ctx.record(
+                "outage",
+                {
+                    "channels": [t.key for t in targets],
+                    "started_at": started,
+                    "ended_at": time.time(),
+                },
+            )
+
+    @_located
+    def roll_call(
+        self,
+        text: str,
+        *,
+        room: str,
+        to: str | Sequence[str] | None = None,
+        within: Any = None,
+        simulated: Any = None,
+        step: str | None = None,
+    ) -> RollCall:
+        """Post *text* to the shared *room* (``"東京都/chat"``); every other selected
+        municipality must answer there. ``simulated`` sets how simulated municipalities answer."""
+        reg = self.ctx.registry
+        room_target = selection.resolve_room(reg, room)
+        self._check_live([room_target])
+        try:
+            chosen = selection.municipalities(reg, self.ctx.selection, to)
+        except selection.NothingSelected:  # pragma: no cover - municipalities() never raises it
+            chosen = []
+        participants = [m for m in chosen if m.code != room_target.municipality.code]
+        if not participants:
+            raise ScenarioMistake(
+                "点呼に応答する団体がありません（共有ルームの団体以外を選んでください）",
+                "nobody to answer the roll call (select municipalities other than the room's)",
+            )
+        limit = self._wait(within, "within")
+        answers = parse_simulated(simulated)
+        name = self._step_name(step)
+        desk = AnswerDesk(self.ctx.rng, reg.marker)
+        result = self.ctx.loop.run(
+            run_roll_call(
+                self.ctx.drill,
+                room_target,
+                participants,
+                text,
+                within=limit,
+                simulated=answers,
+                desk=desk,
+                step=name,
+            )
+        )
+        self.ctx.record("roll_call", result.event())
+        return RollCall(self, result)
+
+    @_located
+    def acknowledge(
+        self,
+        text: str,
+        *,
+        channels: str | Sequence[str] | None = None,
+        to: str | Sequence[str] | None = None,
+        window: Any = None,
+        staff: int = 1,
+        simulated: Any = None,
+        subject: str = "",
+        step: str | None = None,
+    ) -> Acknowledgement:
+        """Ask recipients to answer; collect answers per channel for *window* seconds.
+
+        ``staff``: people reading each channel (the denominator of the response rate).
+        """
+        if not isinstance(staff, int) or isinstance(staff, bool) or staff < 1:
+            raise ScenarioMistake(
+                f"staff= は 1 以上の整数です: {staff!r}",
+                f"staff= must be an integer ≥ 1: {staff!r}",
+            )
+        targets = self._targets(channels, to)
+        limit = self._wait(window, "window")
+        answers = parse_simulated(simulated)
+        name = self._step_name(step)
+        desk = AnswerDesk(self.ctx.rng, self.ctx.registry.marker)
+        result = self.ctx.loop.run(
+            run_acknowledgement(
+                self.ctx.drill,
+                targets,
+                text,
+                window=limit,
+                staff=staff,
+                simulated=answers,
+                desk=desk,
+                taps=self.ctx.taps,
+                step=name,
+                subject=subject,
+            )
+        )
+        self.ctx.record("acknowledgement", result.event())
+        return Acknowledgement(self, result)
+
+
+@contextlib.contextmanager
+def open_drill(
+    registry: str | Registry,
+    journal: str = ":memory:",
+    *,
+    scenario: str = "",
+    vantage: str = "default",
+    live: bool = False,
+    lang: str = "ja",
+    seed: int | None = None,
+    select: Sequence[str] = (),
+    deadline: float | None = None,
+) -> Iterator[ScenarioDrill]:
+    """The operator API outside pytest (scripts, benchmarks); a miss raises RequirementMissed."""
+    reg = load_registry(registry) if isinstance(registry, str) else registry
+    selection.check_selection(reg, select)
+    loop = BackgroundLoop()
+    try:
+        jr = loop.call(Journal, journal)
+        ctx = DrillContext(
+            loop,
+            reg,
+            jr,
+            scenario=scenario,
+            vantage=vantage,
+            live=live,
+            lang=lang,
+            seed=seed,
+            selection=select,
+        )
+        try:
+            yield ScenarioDrill(ctx, deadline=deadline, name=scenario or "drill")
+        finally:
+            ctx.close()
+            loop.call(jr.close)
+    finally:
+        loop.close()
