@@ -65,7 +65,7 @@ class SubtestReporter:
         for v in verdicts:
             self.state.in_subtest = True
             try:
-                with self.subtests.test(msg=f"{v.label(self.lang)} {step}"):
+                with self.subtests.test(msg=f"{v.label(self.lang)} {step}".strip()):
                     if v.status is Status.HARNESS:
                         raise HarnessFault([v], where, self.lang)
                     if v.status is Status.MISSED:

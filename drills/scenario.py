@@ -19,17 +19,15 @@ slowest delivery. Outside pytest, :func:`open_drill` gives the same API.
 from __future__ import annotations
 
 import contextlib
-import functools
-import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
 from drills.background import BackgroundLoop
-from drills.delivery import Delivery
-from drills.journal import Journal, RunStatus
+from drills.context import DrillContext, Reporter, located
+from drills.journal import Journal
 from drills.registry import Registry, Target, load_registry
 from drills.requirements import (
     HarnessFault,
@@ -38,158 +36,26 @@ from drills.requirements import (
     Status,
     Verdict,
     caller_location,
-    judge_broadcast,
     parse_seconds,
-    parse_share,
 )
-from drills.runner import Drill, StepResult
+from drills.results import Acknowledgement, Broadcast, Fallback, RollCall
+from drills.runner import StepResult
 from drills.steps import selection
-from drills.steps.acknowledgement import AckResult, run_acknowledgement
+from drills.steps.acknowledgement import run_acknowledgement
 from drills.steps.answers import AnswerDesk, parse_simulated
-from drills.steps.fallback import FallbackResult, run_fallback
-from drills.steps.rollcall import RollCallResult, run_roll_call
+from drills.steps.fallback import run_fallback
+from drills.steps.rollcall import run_roll_call
 
-__all__ = ["DrillContext", "Reporter", "ScenarioDrill", "open_drill"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class Reporter(Protocol):
-    """Where verdicts go (the pytest plugin reports each municipality as a subtest)."""
-
-    def report(self, verdicts: list[Verdict], where: str | None, step: str) -> None: ...
-
-
-class DrillContext:
-    """One journal run shared by a scenario's steps (under pytest: one per scenario file)."""
-
-    def __init__(
-        self,
-        loop: BackgroundLoop,
-        registry: Registry,
-        journal: Journal,
-        *,
-        scenario: str,
-        vantage: str = "default",
-        live: bool = False,
-        lang: str = "ja",
-        seed: int | None = None,
-        selection: Sequence[str] = (),
-        meta: dict[str, Any] | None = None,
-    ) -> None:
-        self.loop, self.registry, self.journal = loop, registry, journal
-        self.scenario, self.vantage, self.live, self.lang = scenario, vantage, live, lang
-        self.selection = tuple(selection)
-        self.rng = random.Random(seed)
-        self.taps: list[Callable[[Delivery], None]] = []
-        self.drill = Drill(
-            registry,
-            journal,
-            scenario=scenario,
-            vantage=vantage,
-            live=live,
-            lang=lang,
-            seed=seed,
-            on_delivery=self._tap,
-            meta=meta,
-        )
-        self.run_id: str = loop.call(self.drill.start)
-        self.failed = False
-
-    def _tap(self, delivery: Delivery) -> None:
-        for fn in list(self.taps):
-            fn(delivery)
-
-    def record(self, kind: str, data: dict[str, Any]) -> None:
-        """Journal a step event (``fallback``, ``roll_call``, ``acknowledgement``, …)."""
-        full = {**data, "scenario": self.scenario, "vantage": self.vantage}
-        self.loop.call(self.journal.record_event, self.run_id, kind, full)
-
-    def close(self) -> None:
-        status = RunStatus.FAILED if self.failed else RunStatus.FINISHED
-        self.loop.run(self.drill.finish(status))
-
-
-def _located(fn: Callable[P, R]) -> Callable[P, R]:
-    """Mistakes raised by a step name the scenario line that called it."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ScenarioMistake as exc:
-            if exc.where is None:
-                exc.where = caller_location()
-            raise
-
-    return wrapper
-
-
-class _Outcome:
-    """A step's result as the operator sees it: the data, plus ``expect``."""
-
-    def __init__(self, drill: ScenarioDrill, result: Any) -> None:
-        self._drill, self.result = drill, result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.result, name)
-
-
-class Broadcast(_Outcome):
-    result: StepResult
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        return self.result.deliveries
-
-    @_located
-    def expect(self, reached: Any = None, within: Any = None) -> None:
-        """Each municipality: at least *reached* of its messages seen within *within*.
-
-        Defaults: the channels' SLO reachability; the scenario's deadline, else each channel's SLO.
-        """
-        share = (
-            parse_share(reached, "reached")
-            if reached is not None
-            else self._drill._slo_share(self.result)
-        )
-        limit = parse_seconds(within) if within is not None else self._drill.deadline
-        names = {m.code: m.name_en for m in self._drill.ctx.registry.municipalities}
-        self._drill._judge(
-            judge_broadcast(self.result.deliveries, share, limit, names), self.result.name
-        )
-
-
-class Fallback(_Outcome):
-    result: FallbackResult
-
-    @_located
-    def expect(self, within: Any = None) -> None:
-        """Each municipality reached by some channel of the chain within *within* (default: the step's)."""
-        limit = parse_seconds(within) if within is not None else None
-        self._drill._judge(self.result.verdicts(limit), self.result.step)
-
-
-class RollCall(_Outcome):
-    result: RollCallResult
-
-    @_located
-    def expect(self, within: Any = None) -> None:
-        """Every participating municipality answered within *within* (default: the roll call's)."""
-        limit = parse_seconds(within) if within is not None else None
-        self._drill._judge(self.result.verdicts(limit), self.result.step)
-
-
-class Acknowledgement(_Outcome):
-    result: AckResult
-
-    @_located
-    def expect(self, answered: Any = "100%", within: Any = None) -> None:
-        """Each municipality: at least *answered* of its staff answered within *within*."""
-        share = parse_share(answered, "answered")
-        limit = parse_seconds(within) if within is not None else None
-        self._drill._judge(self.result.verdicts(share, limit), self.result.step)
+__all__ = [
+    "Acknowledgement",
+    "Broadcast",
+    "DrillContext",
+    "Fallback",
+    "Reporter",
+    "RollCall",
+    "ScenarioDrill",
+    "open_drill",
+]
 
 
 class ScenarioDrill:
@@ -273,7 +139,8 @@ class ScenarioDrill:
                 True  # the run could not be judged; a missed requirement is still a finished run
             )
         if self.reporter is not None:
-            self.reporter.report(verdicts, where, step)
+            # The subtest is named after the municipality (and the step, if the test has several).
+            self.reporter.report(verdicts, where, "" if step == self.name else step)
             return
         bad = [v for v in verdicts if not v.met]
         if any(v.status is Status.HARNESS for v in bad):
@@ -283,7 +150,7 @@ class ScenarioDrill:
 
     # ------------------------------------------------------------------ steps
 
-    @_located
+    @located
     def broadcast(
         self,
         text: str,
@@ -316,7 +183,7 @@ class ScenarioDrill:
         )
         return Broadcast(self, result)
 
-    @_located
+    @located
     def fallback(
         self,
         text: str,
@@ -392,7 +259,7 @@ class ScenarioDrill:
                 },
             )
 
-    @_located
+    @located
     def roll_call(
         self,
         text: str,
@@ -437,7 +304,7 @@ class ScenarioDrill:
         self.ctx.record("roll_call", result.event())
         return RollCall(self, result)
 
-    @_located
+    @located
     def acknowledge(
         self,
         text: str,
