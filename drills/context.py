@@ -51,6 +51,7 @@ class DrillContext:
         self.loop, self.registry, self.journal = loop, registry, journal
         self.scenario, self.vantage, self.live, self.lang = scenario, vantage, live, lang
         self.selection = tuple(selection)
+        self.meta = dict(meta or {})
         self.rng = random.Random(seed)
         self.taps: list[Callable[[Delivery], None]] = []
         self.drill = Drill(

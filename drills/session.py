@@ -30,10 +30,13 @@ from drills.requirements import ScenarioMistake
 from drills.scenario import DrillContext
 from drills.steps.selection import check_selection
 
-__all__ = ["METRICS_EXPORTS", "DrillSession", "DrillSettings", "SettingsError"]
+__all__ = ["METRICS_EXPORTS", "DrillSession", "DrillSettings", "SettingsError", "textfile_paths"]
 
-# Exporter functions the metrics module is expected to offer: option → function name.
-METRICS_EXPORTS = {"push_gateway": "push_to_gateway", "textfile": "write_textfile"}
+# The metrics exporters: option → (module, function).
+METRICS_EXPORTS = {
+    "push_gateway": ("drills.push", "push_run"),
+    "textfile": ("drills.push", "write_textfile"),
+}
 
 
 class SettingsError(ValueError):
@@ -113,19 +116,40 @@ class DrillSettings:
 
     def check_metrics(self) -> None:
         """Metrics options need the metrics exporters; say plainly when they are not there."""
-        for option, fn in METRICS_EXPORTS.items():
+        for option, (module_name, fn) in METRICS_EXPORTS.items():
             if getattr(self, option) is None:
                 continue
             flag = "--" + option.replace("_", "-")
             try:
-                module = importlib.import_module("drills.metrics")
+                module = importlib.import_module(module_name)
             except ImportError:
                 module = None
             if module is None or not callable(getattr(module, fn, None)):
                 raise SettingsError(
-                    f"{flag}: メトリクスの出力はまだ使えません（drills.metrics.{fn} がありません）"
-                    f" / {flag} is not available yet (drills.metrics.{fn} is missing)"
+                    f"{flag}: メトリクスの出力はまだ使えません（{module_name}.{fn} がありません）"
+                    f" / {flag} is not available yet ({module_name}.{fn} is missing)"
                 )
+
+
+def textfile_paths(target: Path, runs: list[tuple[str, str, str]]) -> dict[str, Path]:
+    """Where each run's metrics go: one ``.prom`` file per scenario file and vantage.
+
+    *target* is a ``.prom`` file (one run) or node_exporter's textfile folder;
+    *runs* are ``(run_id, scenario file, vantage)``.
+
+    >>> textfile_paths(Path("/m/drill.prom"), [("r1", "/s/test_a.py", "LAN")])
+    {'r1': PosixPath('/m/drill.prom')}
+    >>> sorted(textfile_paths(Path("/m"), [("r1", "/s/test_a.py", "LAN"), ("r2", "/s/test_b.py", "LAN")]).values())
+    [PosixPath('/m/tsunagari-test_a-LAN.prom'), PosixPath('/m/tsunagari-test_b-LAN.prom')]
+    """
+    if target.suffix == ".prom" and len(runs) == 1:
+        return {runs[0][0]: target}
+    folder, prefix = (target.parent, target.stem) if target.suffix == ".prom" else (target, "tsunagari")
+    out = {}
+    for run_id, file, vantage in runs:
+        slug = re.sub(r"[^\w.-]+", "_", f"{Path(file).stem}-{vantage}")
+        out[run_id] = folder / f"{prefix}-{slug}.prom"
+    return out
 
 
 class DrillSession:
@@ -256,13 +280,19 @@ class DrillSession:
     def _export_metrics(self) -> list[str]:
         s = self.settings
         problems: list[str] = []
-        for option, fn in METRICS_EXPORTS.items():
-            target = getattr(s, option)
-            if target is None:
-                continue
+        if s.push_gateway is None and s.textfile is None:
+            return problems
+        push: Any = importlib.import_module("drills.push")
+        files = {}
+        if s.textfile is not None:
+            runs = [(c.run_id, str(c.meta.get("file", c.scenario)), c.vantage) for c in self.contexts]
+            files = textfile_paths(s.textfile, runs)
+        for ctx in self.contexts:
             try:
-                exporter: Any = getattr(importlib.import_module("drills.metrics"), fn)
-                exporter(self.journal, self.run_ids, str(target), registry=self._registry)
-            except Exception as exc:
-                problems.append(f"--{option.replace('_', '-')}: {type(exc).__name__}: {exc}")
+                if s.push_gateway is not None:
+                    push.push_run(self.journal, ctx.run_id, s.push_gateway, registry=self._registry)
+                if ctx.run_id in files:
+                    push.write_textfile(self.journal, ctx.run_id, files[ctx.run_id], registry=self._registry)
+            except Exception as exc:  # the drill happened; reporting it failed
+                problems.append(f"metrics ({ctx.scenario}): {type(exc).__name__}: {exc}")
         return problems

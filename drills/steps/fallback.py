@@ -10,8 +10,12 @@ fast (simulated), which is how an outage drill proves the fallback works.
 Journal event ``fallback`` (one per step)::
 
     {"step", "scenario", "vantage", "order": ["chat", "mail", "sms"], "within_s", "escalate_after_s",
-     "municipalities": [{"code", "name", "reached_via": "mail" | null, "time_to_first_s": 6.9 | null,
+     "municipalities": [{"code", "name", "reached": true, "latency_s": 6.9 | null,
+        "reached_via": "mail" | null, "time_to_first_s": 6.9 | null,
         "attempts": [{"channel", "kind", "outcome", "reason", "started_s", "latency_s"}]}]}
+
+``reached``/``latency_s`` (time to first success, within ``within_s``) are what the
+scorecard and the metrics read.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class FallbackResult:
                 {
                     "code": c.municipality.code,
                     "name": c.municipality.name,
+                    "reached": c.time_to_first_s is not None and c.time_to_first_s <= self.within_s,
+                    "latency_s": c.time_to_first_s,
                     "reached_via": c.reached_via,
                     "time_to_first_s": c.time_to_first_s,
                     "attempts": [asdict(a) for a in c.attempts],

@@ -15,8 +15,11 @@ delay from ``simulated``.
 Journal event ``roll_call``::
 
     {"step", "scenario", "vantage", "room": "130001/chat", "token", "sent_at", "within_s",
-     "delivered": true, "participants": [{"code", "name", "answered_s": 2.31 | null}],
+     "delivered": true,
+     "municipalities": [{"code", "name", "expected": 1, "answered": 1 | 0, "answered_s": 2.31 | null}],
      "all_answered_s": 5.12 | null, "never": ["134210"]}
+
+(``expected``/``answered`` per municipality are what the scorecard and the metrics read.)
 """
 
 from __future__ import annotations
@@ -112,8 +115,14 @@ class RollCallResult:
             "sent_at": d.sent_at if d else None,
             "within_s": self.within_s,
             "delivered": bool(d and d.outcome.reached),
-            "participants": [
-                {"code": m.code, "name": m.name, "answered_s": self.answered.get(m.code)}
+            "municipalities": [
+                {
+                    "code": m.code,
+                    "name": m.name,
+                    "expected": 1,
+                    "answered": int(m.code in self.answered),
+                    "answered_s": self.answered.get(m.code),
+                }
                 for m in self.participants
             ],
             "all_answered_s": self.all_answered_s,

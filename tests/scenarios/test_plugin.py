@@ -240,21 +240,6 @@ def test_bad_option_values_are_usage_errors(operator, args, expected):
     assert expected in result.stderr.str()
 
 
-def test_metrics_options_say_when_exporters_are_missing(operator):
-    import importlib
-
-    try:
-        metrics = importlib.import_module("drills.metrics")
-    except ImportError:
-        metrics = None
-    if metrics is not None and callable(getattr(metrics, "push_to_gateway", None)):
-        pytest.skip("drills.metrics provides the exporters")
-    operator.makepyfile(test_one=ONE_STEP)
-    result = operator.runpytest("--registry", "registry.yaml", "--push-gateway", "http://127.0.0.1:9", "--lang", "en")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--push-gateway is not available yet (drills.metrics.push_to_gateway is missing)" in result.stderr.str()
-
-
 def test_sessions_without_drills_stay_untouched(pytester):
     pytester.makeini("[pytest]\naddopts = -p no:asyncio\n")
     pytester.makepyfile(test_plain="def test_ok():\n    assert 1\n")

@@ -96,7 +96,7 @@ def test_roll_call_answers_travel_through_the_shared_room(small_registry, tmp_pa
     first, second = events(jpath, "roll_call")
     assert first["room"] == "130001/chat" and first["delivered"] is True
     assert first["never"] == ["134210"] and first["all_answered_s"] is None
-    assert {p["code"] for p in first["participants"]} == {"131211", "131016", "134210"}
+    assert {(m["code"], m["answered"]) for m in first["municipalities"]} == {("131211", 1), ("131016", 1), ("134210", 0)}
     assert second["never"] == ["131211"]
 
 
