@@ -32,22 +32,67 @@ sys.path.insert(0, str(ROOT))
 
 # 全国地方公共団体コード (first five digits) of Tokyo's 62 municipalities.
 TOKYO = [
-    ("13101", "千代田区"), ("13102", "中央区"), ("13103", "港区"), ("13104", "新宿区"),
-    ("13105", "文京区"), ("13106", "台東区"), ("13107", "墨田区"), ("13108", "江東区"),
-    ("13109", "品川区"), ("13110", "目黒区"), ("13111", "大田区"), ("13112", "世田谷区"),
-    ("13113", "渋谷区"), ("13114", "中野区"), ("13115", "杉並区"), ("13116", "豊島区"),
-    ("13117", "北区"), ("13118", "荒川区"), ("13119", "板橋区"), ("13120", "練馬区"),
-    ("13121", "足立区"), ("13122", "葛飾区"), ("13123", "江戸川区"),
-    ("13201", "八王子市"), ("13202", "立川市"), ("13203", "武蔵野市"), ("13204", "三鷹市"),
-    ("13205", "青梅市"), ("13206", "府中市"), ("13207", "昭島市"), ("13208", "調布市"),
-    ("13209", "町田市"), ("13210", "小金井市"), ("13211", "小平市"), ("13212", "日野市"),
-    ("13213", "東村山市"), ("13214", "国分寺市"), ("13215", "国立市"), ("13218", "福生市"),
-    ("13219", "狛江市"), ("13220", "東大和市"), ("13221", "清瀬市"), ("13222", "東久留米市"),
-    ("13223", "武蔵村山市"), ("13224", "多摩市"), ("13225", "稲城市"), ("13227", "羽村市"),
-    ("13228", "あきる野市"), ("13229", "西東京市"),
-    ("13303", "瑞穂町"), ("13305", "日の出町"), ("13307", "檜原村"), ("13308", "奥多摩町"),
-    ("13361", "大島町"), ("13362", "利島村"), ("13363", "新島村"), ("13364", "神津島村"),
-    ("13381", "三宅村"), ("13382", "御蔵島村"), ("13401", "八丈町"), ("13402", "青ヶ島村"),
+    ("13101", "千代田区"),
+    ("13102", "中央区"),
+    ("13103", "港区"),
+    ("13104", "新宿区"),
+    ("13105", "文京区"),
+    ("13106", "台東区"),
+    ("13107", "墨田区"),
+    ("13108", "江東区"),
+    ("13109", "品川区"),
+    ("13110", "目黒区"),
+    ("13111", "大田区"),
+    ("13112", "世田谷区"),
+    ("13113", "渋谷区"),
+    ("13114", "中野区"),
+    ("13115", "杉並区"),
+    ("13116", "豊島区"),
+    ("13117", "北区"),
+    ("13118", "荒川区"),
+    ("13119", "板橋区"),
+    ("13120", "練馬区"),
+    ("13121", "足立区"),
+    ("13122", "葛飾区"),
+    ("13123", "江戸川区"),
+    ("13201", "八王子市"),
+    ("13202", "立川市"),
+    ("13203", "武蔵野市"),
+    ("13204", "三鷹市"),
+    ("13205", "青梅市"),
+    ("13206", "府中市"),
+    ("13207", "昭島市"),
+    ("13208", "調布市"),
+    ("13209", "町田市"),
+    ("13210", "小金井市"),
+    ("13211", "小平市"),
+    ("13212", "日野市"),
+    ("13213", "東村山市"),
+    ("13214", "国分寺市"),
+    ("13215", "国立市"),
+    ("13218", "福生市"),
+    ("13219", "狛江市"),
+    ("13220", "東大和市"),
+    ("13221", "清瀬市"),
+    ("13222", "東久留米市"),
+    ("13223", "武蔵村山市"),
+    ("13224", "多摩市"),
+    ("13225", "稲城市"),
+    ("13227", "羽村市"),
+    ("13228", "あきる野市"),
+    ("13229", "西東京市"),
+    ("13303", "瑞穂町"),
+    ("13305", "日の出町"),
+    ("13307", "檜原村"),
+    ("13308", "奥多摩町"),
+    ("13361", "大島町"),
+    ("13362", "利島村"),
+    ("13363", "新島村"),
+    ("13364", "神津島村"),
+    ("13381", "三宅村"),
+    ("13382", "御蔵島村"),
+    ("13401", "八丈町"),
+    ("13402", "青ヶ島村"),
     ("13421", "小笠原村"),
 ]
 
@@ -67,8 +112,11 @@ def registry_text(latency: float) -> tuple[str, dict[str, str]]:
             return False
         return True
 
-    kinds = {"chat": "webhook", "mail": "mail" if usable("mail") else "webhook",
-             "sms": "twilio" if usable("twilio") else "webhook"}
+    kinds = {
+        "chat": "webhook",
+        "mail": "mail" if usable("mail") else "webhook",
+        "sms": "twilio" if usable("twilio") else "webhook",
+    }
     lines = ["municipalities:"]
     for i, (five, name) in enumerate(TOKYO):
         code = with_check_digit(five)
@@ -78,14 +126,17 @@ def registry_text(latency: float) -> tuple[str, dict[str, str]]:
             "chat": "",
         }
         chans = ", ".join(
-            f"{{id: {cid}, kind: {kind}{extra[cid]}, sim: {{latency: {latency}s}}}}" for cid, kind in kinds.items()
+            f"{{id: {cid}, kind: {kind}{extra[cid]}, sim: {{latency: {latency}s}}}}"
+            for cid, kind in kinds.items()
         )
         lines.append(f'  - {{code: "{code}", name: {name}, channels: [{chans}]}}')
     return "\n".join(lines) + "\n", kinds
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--latency", type=float, default=2.0)
     opts = ap.parse_args()
@@ -136,19 +187,25 @@ def main() -> None:
         "target_ratio": 1.3,
     }
     result["target_met"] = result["ratio_fanout_vs_single"] <= 1.3
-    print(f"fan-out: 62 municipalities × 3 channels ({', '.join(f'{k}={v}' for k, v in kinds.items())}), "
-          f"{opts.latency:g} s injected latency, {opts.rounds} rounds (median)")
+    print(
+        f"fan-out: 62 municipalities × 3 channels ({', '.join(f'{k}={v}' for k, v in kinds.items())}), "
+        f"{opts.latency:g} s injected latency, {opts.rounds} rounds (median)"
+    )
     print(f"  {'step':<34}{'wall s':>10}")
     print(f"  {'single (1 × 1), the baseline':<34}{single:>10.3f}")
     print(f"  {'fan-out (62 × 3)':<34}{fanout:>10.3f}")
     print(f"  {'slowest delivery inside fan-out':<34}{slowest:>10.3f}")
     print(f"  {'sum of the 186 latencies':<34}{statistics.median(sums_s):>10.1f}")
-    print(f"  ratio fan-out / single            {result['ratio_fanout_vs_single']:.3f}  (target ≤ 1.3)")
+    print(
+        f"  ratio fan-out / single            {result['ratio_fanout_vs_single']:.3f}  (target ≤ 1.3)"
+    )
     print(f"  ratio fan-out / slowest delivery  {result['ratio_fanout_vs_slowest_delivery']:.3f}")
     print(f"  first (cold) steps: single {cold['single']:.3f} s, fan-out {cold['fanout']:.3f} s")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_fanout.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "bench_fanout.json").write_text(
+        json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":

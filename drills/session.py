@@ -144,7 +144,9 @@ def textfile_paths(target: Path, runs: list[tuple[str, str, str]]) -> dict[str, 
     """
     if target.suffix == ".prom" and len(runs) == 1:
         return {runs[0][0]: target}
-    folder, prefix = (target.parent, target.stem) if target.suffix == ".prom" else (target, "tsunagari")
+    folder, prefix = (
+        (target.parent, target.stem) if target.suffix == ".prom" else (target, "tsunagari")
+    )
     out = {}
     for run_id, file, vantage in runs:
         slug = re.sub(r"[^\w.-]+", "_", f"{Path(file).stem}-{vantage}")
@@ -285,14 +287,18 @@ class DrillSession:
         push: Any = importlib.import_module("drills.push")
         files = {}
         if s.textfile is not None:
-            runs = [(c.run_id, str(c.meta.get("file", c.scenario)), c.vantage) for c in self.contexts]
+            runs = [
+                (c.run_id, str(c.meta.get("file", c.scenario)), c.vantage) for c in self.contexts
+            ]
             files = textfile_paths(s.textfile, runs)
         for ctx in self.contexts:
             try:
                 if s.push_gateway is not None:
                     push.push_run(self.journal, ctx.run_id, s.push_gateway, registry=self._registry)
                 if ctx.run_id in files:
-                    push.write_textfile(self.journal, ctx.run_id, files[ctx.run_id], registry=self._registry)
+                    push.write_textfile(
+                        self.journal, ctx.run_id, files[ctx.run_id], registry=self._registry
+                    )
             except Exception as exc:  # the drill happened; reporting it failed
                 problems.append(f"metrics ({ctx.scenario}): {type(exc).__name__}: {exc}")
         return problems

@@ -15,7 +15,7 @@ import yaml
 # Imported here, before any in-process pytester run takes its sys.modules snapshot, so
 # inner runs and this session share one copy of every harness module.
 import drills.plugin  # noqa: F401
-import probes.chat.webhook  # noqa: F401
+import probes.chat.webhook
 import probes.sim.chat  # noqa: F401
 from drills.demo import demo_registry_path
 from drills.registry import load_kind
@@ -64,7 +64,9 @@ def demo_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return path
     for m in data["municipalities"]:
         m["channels"] = [
-            c if loadable(c["kind"]) else {"id": c["id"], "kind": "webhook", "sim": c.get("sim") or {}}
+            c
+            if loadable(c["kind"])
+            else {"id": c["id"], "kind": "webhook", "sim": c.get("sim") or {}}
             for c in m["channels"]
         ]
     standin = tmp_path_factory.mktemp("demo") / "demo_registry_standin.yaml"
@@ -83,7 +85,9 @@ def small_registry(tmp_path: Path) -> Path:
 def operator(pytester: pytest.Pytester, small_registry: Path) -> pytest.Pytester:
     """A pytester folder set up like an operator's: an ini, the small registry beside it."""
     pytester.makeini(INNER_INI)
-    (pytester.path / "registry.yaml").write_text(small_registry.read_text(encoding="utf-8"), encoding="utf-8")
+    (pytester.path / "registry.yaml").write_text(
+        small_registry.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     return pytester
 
 
@@ -108,7 +112,11 @@ class Helpers:
         full_env.pop("PYTEST_ADDOPTS", None)
         return subprocess.run(
             [sys.executable, "-m", "drills.cli", *args],
-            cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     @staticmethod

@@ -36,8 +36,13 @@ def gateway(tmp_path):
 def test_outputs_and_metrics_of_a_session(operator, gateway):
     operator.makepyfile(test_steps=STEPS)
     result = operator.runpytest(
-        "--registry=registry.yaml", "--out=out", "--vantage=LGWAN", f"--push-gateway={gateway.url}",
-        "--textfile=prom", "--seed=3", "--lang=en",
+        "--registry=registry.yaml",
+        "--out=out",
+        "--vantage=LGWAN",
+        f"--push-gateway={gateway.url}",
+        "--textfile=prom",
+        "--seed=3",
+        "--lang=en",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # 小笠原村 cannot answer the roll call
     out = operator.path / "out"
@@ -49,7 +54,10 @@ def test_outputs_and_metrics_of_a_session(operator, gateway):
     assert card["summary"]["unreadable_events"] == 0  # the scorecard reads our step events
     assert by["134210"]["roll_call"] == {"responded": 0.0, "expected": 1.0}
     assert by["131211"]["roll_call"] == {"responded": 1.0, "expected": 1.0}
-    assert by["134210"]["fallback"] == {"passed": 1.0, "total": 1.0}  # chat refused, mail reached it
+    assert by["134210"]["fallback"] == {
+        "passed": 1.0,
+        "total": 1.0,
+    }  # chat refused, mail reached it
     assert (out / "runs" / run_id / "metrics.prom").exists()  # the registered output writers ran
     view = json.loads((out / "vantages.json").read_text(encoding="utf-8"))
     assert view["scenarios"][0]["vantages"] == ["LGWAN"]
@@ -59,7 +67,10 @@ def test_outputs_and_metrics_of_a_session(operator, gateway):
     answered = [ln for ln in text.splitlines() if ln.startswith("tsunagari_roll_call_answered{")]
     assert any('municipality_code="134210"' in ln and ln.endswith(" 0.0") for ln in answered)
     assert any('municipality_code="131211"' in ln and ln.endswith(" 1.0") for ln in answered)
-    assert any(ln.startswith("tsunagari_fallback_reached{") and 'municipality_code="134210"' in ln for ln in text.splitlines())
+    assert any(
+        ln.startswith("tsunagari_fallback_reached{") and 'municipality_code="134210"' in ln
+        for ln in text.splitlines()
+    )
     groups = gateway.groups()
     labels = [g["labels"] for g in groups]
     assert {"job": "tsunagari", "scenario": "点呼と代替", "vantage": "LGWAN"} in [
@@ -70,7 +81,9 @@ def test_outputs_and_metrics_of_a_session(operator, gateway):
 
 def test_an_unreachable_gateway_is_a_harness_problem(operator):
     operator.makepyfile(test_steps=STEPS)
-    result = operator.runpytest("--registry=registry.yaml", "--push-gateway=http://127.0.0.1:9", "-k", "代替")
+    result = operator.runpytest(
+        "--registry=registry.yaml", "--push-gateway=http://127.0.0.1:9", "-k", "代替"
+    )
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # the drill passed; reporting it failed
     result.stdout.fnmatch_lines(["tsunagari: metrics (点呼と代替): *"])
 
@@ -78,7 +91,11 @@ def test_an_unreachable_gateway_is_a_harness_problem(operator):
 def test_missing_exporters_are_named(monkeypatch):
     import drills.session
 
-    monkeypatch.setitem(drills.session.METRICS_EXPORTS, "push_gateway", ("drills.push", "no_such_function"))
+    monkeypatch.setitem(
+        drills.session.METRICS_EXPORTS, "push_gateway", ("drills.push", "no_such_function")
+    )
     settings = DrillSettings(push_gateway="http://127.0.0.1:9091")
-    with pytest.raises(SettingsError, match=r"--push-gateway is not available yet \(drills.push.no_such_function"):
+    with pytest.raises(
+        SettingsError, match=r"--push-gateway is not available yet \(drills.push.no_such_function"
+    ):
         settings.check_metrics()

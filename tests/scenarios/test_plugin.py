@@ -43,8 +43,12 @@ def test_requirements_reported_per_municipality(operator, helpers):
     operator.makepyfile(test_sanchi=SCENARIO)
     reprec = operator.inline_run("--registry", "registry.yaml", "--lang", "ja", "--seed", "1")
     passed, _skipped, failed = reprec.listoutcomes()
-    assert [r.nodeid.split("::")[-1] for r in passed if not hasattr(r, "context")] == ["test_23区のチャット"]
-    assert helpers.failed_subtests(reprec) == {"test_全団体の全チャネル": ["千代田区 (131016)", "小笠原村 (134210)"]}
+    assert [r.nodeid.split("::")[-1] for r in passed if not hasattr(r, "context")] == [
+        "test_23区のチャット"
+    ]
+    assert helpers.failed_subtests(reprec) == {
+        "test_全団体の全チャネル": ["千代田区 (131016)", "小笠原村 (134210)"]
+    }
     subs = {r.context.msg: r.longreprtext for r in failed if hasattr(r, "context")}
     assert "test_sanchi.py:19: 千代田区 (131016): 要件未達" in subs["千代田区 (131016)"]
     assert "mail [webhook] 不達" in subs["千代田区 (131016)"]
@@ -74,7 +78,9 @@ def test_english_messages(operator):
 
 def test_journal_run_per_scenario_file_with_metadata(operator):
     operator.makepyfile(test_sanchi=SCENARIO)
-    operator.inline_run("--registry", "registry.yaml", "--journal", "j.sqlite", "--vantage", "LGWAN")
+    operator.inline_run(
+        "--registry", "registry.yaml", "--journal", "j.sqlite", "--vantage", "LGWAN"
+    )
     db = sqlite3.connect(operator.path / "j.sqlite")
     runs = db.execute("SELECT scenario, vantage, status, meta FROM runs").fetchall()
     assert len(runs) == 1
@@ -86,7 +92,7 @@ def test_journal_run_per_scenario_file_with_metadata(operator):
     assert steps == {"23区のチャット", "全団体の全チャネル"}
 
 
-MISTAKES = '''\
+MISTAKES = """\
 def test_misspelt_channel(drill):
     drill.broadcast("x", channels=["chat", "mial"])
 
@@ -101,16 +107,32 @@ def test_step_with_no_channels(drill):
 
 def test_no_channel_for_the_addressed(drill):
     drill.broadcast("x", channels="mail", to="東京都")
-'''
+"""
 
 
 @pytest.mark.parametrize(
     ("test", "line", "expected"),
     [
-        ("test_misspelt_channel", 2, "unknown channel 'mial' (channel ids in this registry: chat, mail; kinds: webhook) (did you mean 'mail'?)"),
-        ("test_unknown_municipality", 6, "unknown municipality '足立': no code, name or tag in the registry"),
-        ("test_step_with_no_channels", 10, "channels= is empty: a step with no channels cannot run"),
-        ("test_no_channel_for_the_addressed", 14, "this step has no channels to address (channels=mail, 1 municipalities)"),
+        (
+            "test_misspelt_channel",
+            2,
+            "unknown channel 'mial' (channel ids in this registry: chat, mail; kinds: webhook) (did you mean 'mail'?)",
+        ),
+        (
+            "test_unknown_municipality",
+            6,
+            "unknown municipality '足立': no code, name or tag in the registry",
+        ),
+        (
+            "test_step_with_no_channels",
+            10,
+            "channels= is empty: a step with no channels cannot run",
+        ),
+        (
+            "test_no_channel_for_the_addressed",
+            14,
+            "this step has no channels to address (channels=mail, 1 municipalities)",
+        ),
     ],
 )
 def test_operator_mistakes_name_file_and_line(operator, test, line, expected):
@@ -129,17 +151,25 @@ def test_mistake_in_japanese(operator):
     assert "test_mistakes.py:2: 未知のチャネル 'mial'" in out and "（もしかして 'mail'？）" in out
 
 
-ONE_STEP = '''\
+ONE_STEP = """\
 def test_step(drill):
     drill.broadcast("x", channels="chat").expect()
-'''
+"""
 
 
 @pytest.mark.parametrize(
     ("args", "registry_text", "expected"),
     [
-        ([], None, "test_one.py:1: no registry given: use --registry FILE or the ini setting tsunagari_registry"),
-        (["--registry", "nope.yaml"], None, "nope.yaml: (file): cannot read registry: No such file or directory"),
+        (
+            [],
+            None,
+            "test_one.py:1: no registry given: use --registry FILE or the ini setting tsunagari_registry",
+        ),
+        (
+            ["--registry", "nope.yaml"],
+            None,
+            "nope.yaml: (file): cannot read registry: No such file or directory",
+        ),
         (
             ["--registry", "typo.yaml"],
             'municipalities:\n  - code: "131211"\n    name: 足立区\n    channels:\n      - {id: chat, kind: webhok, sim: {}}\n',
@@ -156,7 +186,13 @@ def test_step(drill):
             "--municipality '足立' matches no municipality in the registry",
         ),
     ],
-    ids=["missing-registry", "registry-not-found", "misspelt-kind", "forgot-live", "unknown-selection"],
+    ids=[
+        "missing-registry",
+        "registry-not-found",
+        "misspelt-kind",
+        "forgot-live",
+        "unknown-selection",
+    ],
 )
 def test_setup_mistakes(operator, args, registry_text, expected):
     if registry_text is not None:
@@ -172,9 +208,11 @@ def test_setup_mistakes(operator, args, registry_text, expected):
 
 def test_markers_are_registered_and_strict(operator):
     result = operator.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.scenario(name)*", "@pytest.mark.deadline(duration)*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.scenario(name)*", "@pytest.mark.deadline(duration)*"]
+    )
     operator.makepyfile(
-        test_typo='import pytest\n\n@pytest.mark.severty(3)\ndef test_x(drill):\n    pass\n'
+        test_typo="import pytest\n\n@pytest.mark.severty(3)\ndef test_x(drill):\n    pass\n"
     )
     result = operator.runpytest("--registry", "registry.yaml")
     assert result.ret == pytest.ExitCode.INTERRUPTED
@@ -209,18 +247,30 @@ def test_ini_settings_and_command_line_wins(operator):
         encoding="utf-8",
     )
     (sub / "test_one.py").write_text(ONE_STEP, encoding="utf-8")
-    result = operator.runpytest(str(sub / "test_one.py"), "--rootdir", str(sub), "-c", str(sub / "pytest.ini"))
-    result.stdout.fnmatch_lines(["tsunagari: registry=*registry.yaml live=False vantage=テレワーク lang=en"])
+    result = operator.runpytest(
+        str(sub / "test_one.py"), "--rootdir", str(sub), "-c", str(sub / "pytest.ini")
+    )
+    result.stdout.fnmatch_lines(
+        ["tsunagari: registry=*registry.yaml live=False vantage=テレワーク lang=en"]
+    )
     assert result.ret == 0
     db = sqlite3.connect(sub / "out" / "j.sqlite")
     assert db.execute("SELECT DISTINCT vantage FROM deliveries").fetchall() == [("テレワーク",)]
     codes = {c for (c,) in db.execute("SELECT municipality_code FROM deliveries")}
     assert codes == {"131211", "131016"}  # the 23ku tag from the ini
     result = operator.runpytest(
-        str(sub / "test_one.py"), "-c", str(sub / "pytest.ini"), "--municipality", "islands", "--vantage", "LGWAN"
+        str(sub / "test_one.py"),
+        "-c",
+        str(sub / "pytest.ini"),
+        "--municipality",
+        "islands",
+        "--vantage",
+        "LGWAN",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # 小笠原村: chat refused
-    last = db.execute("SELECT DISTINCT vantage, municipality_code FROM deliveries ORDER BY id DESC LIMIT 1").fetchall()
+    last = db.execute(
+        "SELECT DISTINCT vantage, municipality_code FROM deliveries ORDER BY id DESC LIMIT 1"
+    ).fetchall()
     assert last == [("LGWAN", "134210")]
 
 

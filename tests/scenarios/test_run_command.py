@@ -22,20 +22,20 @@ def test_23区(drill):
     drill.broadcast("参集してください", channels="chat", to="23ku").expect(reached="100%", within="2s")
 '''
 
-MISSING = '''\
+MISSING = """\
 def test_全団体(drill):
     drill.broadcast("参集してください", channels="chat").expect(reached="100%", within="2s")
-'''
+"""
 
-MISTAKE = '''\
+MISTAKE = """\
 def test_団体名の誤り(drill):
     drill.broadcast("参集してください", to="足立")
-'''
+"""
 
-SLOW = '''\
+SLOW = """\
 def test_ゆっくり(drill):
     drill.broadcast("参集してください", channels="chat").expect(reached="100%", within="10s")
-'''
+"""
 
 
 @pytest.fixture
@@ -48,7 +48,15 @@ def workdir(tmp_path, small_registry):
 def run(helpers, workdir, scenario, *extra, name="test_drill.py"):
     (workdir / "s" / name).write_text(scenario, encoding="utf-8")
     return helpers.tsunagari(
-        "--lang", "en", "run", f"s/{name}", "--registry", "registry.yaml", "--journal", "j.sqlite", *extra,
+        "--lang",
+        "en",
+        "run",
+        f"s/{name}",
+        "--registry",
+        "registry.yaml",
+        "--journal",
+        "j.sqlite",
+        *extra,
         cwd=workdir,
     )
 
@@ -61,7 +69,11 @@ def test_success_is_silent(helpers, workdir):
     done = run(helpers, workdir, PASSING)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == "" and done.stderr == ""
-    runs = sqlite3.connect(workdir / "j.sqlite").execute("SELECT scenario, status FROM runs").fetchall()
+    runs = (
+        sqlite3.connect(workdir / "j.sqlite")
+        .execute("SELECT scenario, status FROM runs")
+        .fetchall()
+    )
     assert runs == [("成功する訓練", "finished")]
 
 
@@ -84,7 +96,12 @@ def test_missed_requirement_exits_1(helpers, workdir):
     missed = [r for r in records if r["event"] == "requirement_missed"]
     assert [r["municipality"] for r in missed] == ["134210"]
     assert missed[0]["rows"] == [
-        {"channel": "chat", "kind": "webhook", "outcome": "rejected", "reason": "HTTP 401: invalid_auth"}
+        {
+            "channel": "chat",
+            "kind": "webhook",
+            "outcome": "rejected",
+            "reason": "HTTP 401: invalid_auth",
+        }
     ]
     assert missed[0]["where"] == "s/test_drill.py:2" and missed[0]["level"] == "error"
     assert records[-1]["event"] == "run_finished" and records[-1]["exit"] == 1
@@ -130,7 +147,11 @@ def test_harness_failure_exits_3(helpers, workdir, far_end):
     assert done.returncode == 3, done.stdout + done.stderr
     records = helpers.log_records(done.stderr)
     harness = [r for r in records if r["event"] == "harness_failure"]
-    assert harness and harness[0]["status"] == "harness" and "observer" in harness[0]["rows"][0]["reason"]
+    assert (
+        harness
+        and harness[0]["status"] == "harness"
+        and "observer" in harness[0]["rows"][0]["reason"]
+    )
     assert "cannot judge (harness fault)" in done.stdout
     assert far_end.posts["locked"]  # the message did go out; only seeing it failed
 
@@ -144,22 +165,47 @@ def test_a_held_lock_exits_4(helpers, workdir):
     assert "another drill run is in progress" in busy["message"] and fin["exit"] == 4
     assert done.stdout == ""
     if (workdir / "j.sqlite").exists():
-        assert sqlite3.connect(workdir / "j.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+        assert sqlite3.connect(workdir / "j.sqlite").execute(
+            "SELECT COUNT(*) FROM runs"
+        ).fetchone() == (0,)
 
 
 def test_two_runs_started_together_do_not_both_drill(workdir, small_registry):
     (workdir / "slow.yaml").write_text(
-        small_registry.read_text(encoding="utf-8").replace("latency: 100ms", "latency: 3s"), encoding="utf-8"
+        small_registry.read_text(encoding="utf-8").replace("latency: 100ms", "latency: 3s"),
+        encoding="utf-8",
     )
     (workdir / "s" / "test_slow.py").write_text(SLOW, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))}
-    argv = [sys.executable, "-m", "drills.cli", "--lang", "en", "run", "s/test_slow.py",
-            "--registry", "slow.yaml", "--journal", "j.sqlite", "-k", "ゆっくり"]
-    procs = [subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "drills.cli",
+        "--lang",
+        "en",
+        "run",
+        "s/test_slow.py",
+        "--registry",
+        "slow.yaml",
+        "--journal",
+        "j.sqlite",
+        "-k",
+        "ゆっくり",
+    ]
+    procs = [
+        subprocess.Popen(
+            argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
-    assert codes == [1, 4], outs  # one drilled (小笠原村 refuses: 1), the other was refused by the lock
+    assert codes == [1, 4], (
+        outs
+    )  # one drilled (小笠原村 refuses: 1), the other was refused by the lock
     locked = next(err for p, (_out, err) in zip(procs, outs, strict=True) if p.returncode == 4)
     assert '"event": "lock_busy"' in locked
     runs = sqlite3.connect(workdir / "j.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()
@@ -168,21 +214,38 @@ def test_two_runs_started_together_do_not_both_drill(workdir, small_registry):
 
 def test_cron_prints_a_crontab_line_and_a_timer(helpers, workdir):
     done = helpers.tsunagari(
-        "--lang", "en", "cron", "--schedule", "*/30 8-18 * * 1-5", "--name", "drill-chuo",
-        "--", "--registry", "registry.yaml", "--out", "out/%Y", "s/",
+        "--lang",
+        "en",
+        "cron",
+        "--schedule",
+        "*/30 8-18 * * 1-5",
+        "--name",
+        "drill-chuo",
+        "--",
+        "--registry",
+        "registry.yaml",
+        "--out",
+        "out/%Y",
+        "s/",
         cwd=workdir,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     cron = next(ln for ln in lines if ln.startswith("*/30 8-18 * * 1-5 "))
     assert f"cd {workdir.resolve()} && " in cron
-    assert cron.endswith("--lang en run --registry registry.yaml --out out/\\%Y s/")  # % escaped for cron
+    assert cron.endswith(
+        "--lang en run --registry registry.yaml --out out/\\%Y s/"
+    )  # % escaped for cron
     assert "# /etc/systemd/system/drill-chuo.service" in lines and "Type=oneshot" in lines
     exec_start = next(ln for ln in lines if ln.startswith("ExecStart="))
-    assert exec_start.endswith("run --registry registry.yaml --out out/%%Y s/")  # % escaped for systemd
+    assert exec_start.endswith(
+        "run --registry registry.yaml --out out/%%Y s/"
+    )  # % escaped for systemd
     assert os.path.isabs(exec_start.removeprefix("ExecStart=").split()[0])
     calendar = next(ln for ln in lines if ln.startswith("OnCalendar="))
-    assert calendar == "OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 08,09,10,11,12,13,14,15,16,17,18:00/30:00"
+    assert (
+        calendar == "OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 08,09,10,11,12,13,14,15,16,17,18:00/30:00"
+    )
     assert "WantedBy=timers.target" in lines
     bad = helpers.tsunagari("--lang", "en", "cron", "--schedule", "every day", cwd=workdir)
     assert bad.returncode == 2 and "a cron expression has 5 fields" in bad.stderr

@@ -73,9 +73,23 @@ def shipped_runs(demo_registry, tmp_path_factory):
     procs = {}
     for path in SHIPPED:
         argv = [
-            sys.executable, "-m", "drills.cli", "--lang", "ja", "run", str(path),
-            "--registry", str(demo_registry), "--journal", str(out / f"{path.stem}.sqlite"),
-            "--out", str(out / path.stem), "--seed", "7", "--lock", str(out / f"{path.stem}.lock"),
+            sys.executable,
+            "-m",
+            "drills.cli",
+            "--lang",
+            "ja",
+            "run",
+            str(path),
+            "--registry",
+            str(demo_registry),
+            "--journal",
+            str(out / f"{path.stem}.sqlite"),
+            "--out",
+            str(out / path.stem),
+            "--seed",
+            "7",
+            "--lock",
+            str(out / f"{path.stem}.lock"),
         ]
         procs[path.stem] = subprocess.Popen(
             argv, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -99,7 +113,9 @@ def test_shipped_scenario_against_the_demo_registry(shipped_runs, name):
     with Journal(out / f"{name}.sqlite") as journal:
         (run,) = journal.runs()
         assert run["status"] == "finished" and run["scenario"]
-    assert json.loads((out / name / "summary.json").read_text(encoding="utf-8"))["runs"] == [run["run_id"]]
+    assert json.loads((out / name / "summary.json").read_text(encoding="utf-8"))["runs"] == [
+        run["run_id"]
+    ]
     if code:
         assert "要件未達" in stdout  # the operator's language
 
@@ -109,14 +125,20 @@ def test_shipped_steps_leave_their_events(shipped_runs):
     with Journal(out / "test_roll_call.sqlite") as j:
         (run,) = j.runs()
         (call,) = [e["data"] for e in j.events(run["run_id"], "roll_call")]
-    assert call["never"] == ["134210"] and call["room"] == "130001/chat" and call["all_answered_s"] is None
+    assert (
+        call["never"] == ["134210"]
+        and call["room"] == "130001/chat"
+        and call["all_answered_s"] is None
+    )
     with Journal(out / "test_anpi.sqlite") as j:
         (run,) = j.runs()
         (ack,) = [e["data"] for e in j.events(run["run_id"], "acknowledgement")]
     overall = ack["overall"]
     assert ack["staff"] == 20 and overall["expected"] == 20 * len(ack["channels"])
     assert overall["t25_s"] is not None and overall["t25_s"] <= overall["t50_s"]
-    assert overall["curve"][-1][1] == pytest.approx(overall["answered"] / overall["expected"], abs=1e-4)
+    assert overall["curve"][-1][1] == pytest.approx(
+        overall["answered"] / overall["expected"], abs=1e-4
+    )
     with Journal(out / "test_chat_outage.sqlite") as j:
         (run,) = j.runs()
         (fb,) = [e["data"] for e in j.events(run["run_id"], "fallback")]

@@ -27,14 +27,34 @@ from probes.replies import ReplyBook, format_reply, parse_replies
 
 @pytest.mark.parametrize(
     "module",
-    [drills.requirements, drills.schedule, drills.steps.acknowledgement, drills.steps.selection, drills.reporting, probes.replies],
+    [
+        drills.requirements,
+        drills.schedule,
+        drills.steps.acknowledgement,
+        drills.steps.selection,
+        drills.reporting,
+        probes.replies,
+    ],
 )
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 
 
-def delivery(code: str, channel: str, outcome: Outcome, latency: float | None = None, reason: str = "") -> Delivery:
-    return Delivery("r", "s", code, f"団体{code}", channel, "webhook", "TSG-0000000000AA", outcome, reason, latency_s=latency)
+def delivery(
+    code: str, channel: str, outcome: Outcome, latency: float | None = None, reason: str = ""
+) -> Delivery:
+    return Delivery(
+        "r",
+        "s",
+        code,
+        f"団体{code}",
+        channel,
+        "webhook",
+        "TSG-0000000000AA",
+        outcome,
+        reason,
+        latency_s=latency,
+    )
 
 
 def test_judge_broadcast_per_municipality():
@@ -49,7 +69,9 @@ def test_judge_broadcast_per_municipality():
     by = {v.code: v for v in judge_broadcast(ds, 0.5, 6.0)}
     assert by["131211"].status is Status.MET  # late but within 6 s
     assert by["131016"].status is Status.MET  # 1/2 ≥ 50%
-    assert by["134210"].status is Status.HARNESS  # the harness could not look: no verdict on the channel
+    assert (
+        by["134210"].status is Status.HARNESS
+    )  # the harness could not look: no verdict on the channel
     strict = {v.code: v for v in judge_broadcast(ds, 1.0, 1.0)}
     assert strict["131211"].status is Status.MISSED
     (row,) = strict["131211"].rows
@@ -82,13 +104,20 @@ def test_replies_round_trip_and_book():
     # the instruction in a roll call shows the format but is not an answer
     assert parse_replies("「RE[トークン] 団体コード」 RE[token] x RE[TSG-…] 131211") == []
     # JSON-escaped transport (the simulator's read-back) still parses
-    assert parse_replies('{"text": "\\u3010RE[TSG-7K3Q9XW2M4PD] staff-001 \\u7121\\u4e8b"}') == [(token, "staff-001")]
+    assert parse_replies('{"text": "\\u3010RE[TSG-7K3Q9XW2M4PD] staff-001 \\u7121\\u4e8b"}') == [
+        (token, "staff-001")
+    ]
     with pytest.raises(ValueError):
         format_reply(token, "足立区")
     book = ReplyBook()
     assert book.feed(text, at=10.0) == 1
-    assert book.feed(text + "\n" + format_reply(token, "131016"), at=11.0) == 1  # first answer per responder
-    assert [(r.responder, r.at) for r in book.replies(token)] == [("131211", 10.0), ("131016", 11.0)]
+    assert (
+        book.feed(text + "\n" + format_reply(token, "131016"), at=11.0) == 1
+    )  # first answer per responder
+    assert [(r.responder, r.at) for r in book.replies(token)] == [
+        ("131211", 10.0),
+        ("131016", 11.0),
+    ]
     assert book.replies("TSG-0000000000AA") == []
 
 
@@ -115,11 +144,15 @@ def test_on_calendar(expr, expected):
     assert on_calendar(expr) == expected
     if shutil.which("systemd-analyze"):
         for spec in expected:
-            done = subprocess.run(["systemd-analyze", "calendar", spec], capture_output=True, text=True)
+            done = subprocess.run(
+                ["systemd-analyze", "calendar", spec], capture_output=True, text=True
+            )
             assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("expr", ["* * * *", "61 * * * *", "*/0 * * * *", "0 9 * * 1-9", "@reboot", "5-1 * * * *"])
+@pytest.mark.parametrize(
+    "expr", ["* * * *", "61 * * * *", "*/0 * * * *", "0 9 * * 1-9", "@reboot", "5-1 * * * *"]
+)
 def test_bad_schedules(expr):
     with pytest.raises(ScheduleError):
         on_calendar(expr)
@@ -131,17 +164,26 @@ def test_lock_is_exclusive_across_processes_and_reentrant_within(tmp_path):
         with RunLock(path):  # the same process (tsunagari run + its plugin) may nest
             pass
         holder = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(f"""
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""
                 from drills.lock import RunLock
                 from drills.errors import LockBusy
                 try:
                     RunLock({str(path)!r}).acquire()
                 except LockBusy as exc:
                     print("busy", exc)
-                """)],
-            capture_output=True, text=True, timeout=30,
+                """),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
-        assert holder.stdout.startswith("busy ") and "another drill run is in progress" in holder.stdout
+        assert (
+            holder.stdout.startswith("busy ")
+            and "another drill run is in progress" in holder.stdout
+        )
         assert str(__import__("os").getpid()) in holder.stdout  # names the holder
     RunLock(path).acquire().release()  # free again after the block
 
@@ -170,11 +212,30 @@ def test_pytest_args_for_cron():
     from drills.commands.run import pytest_args
 
     args = argparse.Namespace(
-        paths=["scenarios"], lang="ja", registry="r.yaml", journal=None, out="o", push_gateway=None,
-        textfile=None, vantage="LGWAN", lock=None, seed=None, municipality=["23ku"], live=None,
-        keyword=None, verbose=0, pytest_args=[],
+        paths=["scenarios"],
+        lang="ja",
+        registry="r.yaml",
+        journal=None,
+        out="o",
+        push_gateway=None,
+        textfile=None,
+        vantage="LGWAN",
+        lock=None,
+        seed=None,
+        municipality=["23ku"],
+        live=None,
+        keyword=None,
+        verbose=0,
+        pytest_args=[],
     )
     argv = pytest_args(args, tty=False)
     assert argv[0] == "scenarios" and "--strict-markers" in argv
-    assert {"--registry=r.yaml", "--out=o", "--vantage=LGWAN", "--municipality=23ku", "--color=no", "-q"} <= set(argv)
+    assert {
+        "--registry=r.yaml",
+        "--out=o",
+        "--vantage=LGWAN",
+        "--municipality=23ku",
+        "--color=no",
+        "-q",
+    } <= set(argv)
     assert "--live" not in argv and "--color=no" not in pytest_args(args, tty=True)
