@@ -169,25 +169,12 @@ def drill(request: pytest.FixtureRequest, _tsunagari_context: DrillContext) -> S
     ``.acknowledge``; each result's ``expect(...)`` reports every municipality as a subtest."""
     state = ItemState()
     request.node.stash[STATE] = state
-    try:
-        subtests = request.getfixturevalue("subtests")
-    except pytest.FixtureLookupError:  # pytest < 9: verdicts only in the test's own report
-        subtests = None
-    lang = _tsunagari_context.lang
-    reporter = SubtestReporter(subtests, lang, state) if subtests is not None else _StateOnly(state)
+    subtests = request.getfixturevalue("subtests")  # built into pytest >= 9
+    reporter = SubtestReporter(subtests, _tsunagari_context.lang, state)
     name = request.node.name.removeprefix("test_")
     return ScenarioDrill(
         _tsunagari_context, reporter=reporter, deadline=read_deadline(request.node), name=name
     )
-
-
-class _StateOnly:
-    def __init__(self, state: ItemState) -> None:
-        self.state = state
-
-    def report(self, verdicts: list[Any], where: str | None, step: str) -> None:
-        self.state.verdicts += verdicts
-        self.state.where = self.state.where or where
 
 
 @pytest.hookimpl(wrapper=True)

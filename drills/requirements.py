@@ -149,26 +149,23 @@ class Verdict:
         return "\n".join(lines)
 
 
-class RequirementMissed(AssertionError):
+class _VerdictsError(Exception):
+    """Raised with the verdicts that were not met, rendered with *where* (the scenario line)."""
+
+    def __init__(
+        self, verdicts: Sequence[Verdict], where: str | None = None, lang: str = "ja"
+    ) -> None:
+        self.verdicts = list(verdicts)
+        self.where, self.lang = where, lang
+        super().__init__(render_details(self.verdicts, lang, where))
+
+
+class RequirementMissed(_VerdictsError, AssertionError):
     """One or more municipalities missed a requirement (exit code 1)."""
 
-    def __init__(
-        self, verdicts: Sequence[Verdict], where: str | None = None, lang: str = "ja"
-    ) -> None:
-        self.verdicts = list(verdicts)
-        self.where, self.lang = where, lang
-        super().__init__(render_details(self.verdicts, lang, where))
 
-
-class HarnessFault(HarnessError):
+class HarnessFault(_VerdictsError, HarnessError):
     """The harness could not look for some municipality; nothing could be judged (exit code 3)."""
-
-    def __init__(
-        self, verdicts: Sequence[Verdict], where: str | None = None, lang: str = "ja"
-    ) -> None:
-        self.verdicts = list(verdicts)
-        self.where, self.lang = where, lang
-        super().__init__(render_details(self.verdicts, lang, where))
 
 
 def render_details(verdicts: Sequence[Verdict], lang: str, where: str | None = None) -> str:

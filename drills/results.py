@@ -58,24 +58,24 @@ class Broadcast(_Outcome):
         )
 
 
-class Fallback(_Outcome):
+class _Timed(_Outcome):
+    @located
+    def expect(self, within: Any = None) -> None:
+        """Every municipality made it within *within* (default: the step's own limit)."""
+        limit = parse_seconds(within) if within is not None else None
+        self._drill._judge(self.result.verdicts(limit), self.result.step)
+
+
+class Fallback(_Timed):
+    """``expect(within=)``: each municipality reached by some channel of the chain in time."""
+
     result: FallbackResult
 
-    @located
-    def expect(self, within: Any = None) -> None:
-        """Each municipality reached by some channel of the chain within *within* (default: the step's)."""
-        limit = parse_seconds(within) if within is not None else None
-        self._drill._judge(self.result.verdicts(limit), self.result.step)
 
+class RollCall(_Timed):
+    """``expect(within=)``: every participating municipality answered in time."""
 
-class RollCall(_Outcome):
     result: RollCallResult
-
-    @located
-    def expect(self, within: Any = None) -> None:
-        """Every participating municipality answered within *within* (default: the roll call's)."""
-        limit = parse_seconds(within) if within is not None else None
-        self._drill._judge(self.result.verdicts(limit), self.result.step)
 
 
 class Acknowledgement(_Outcome):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -85,12 +85,17 @@ class ScenarioDrill:
         try:
             chosen = selection.targets(reg, self.ctx.selection, channels=channels, to=to)
         except selection.NothingSelected:
-            pytest.skip(
-                f"--municipality {' '.join(self.ctx.selection)}: この手順の対象団体は選択されていません"
-                " / no selected municipality is addressed by this step"
+            self._skip(
+                "この手順の対象団体は選択されていません",
+                "no selected municipality is addressed by this step",
             )
         self._check_live(chosen)
         return chosen
+
+    def _skip(self, ja: str, en: str) -> NoReturn:
+        """The run's --municipality selection leaves this step nobody: skip the test."""
+        why = ja if self.ctx.lang == "ja" else en
+        pytest.skip(f"--municipality {' '.join(self.ctx.selection)}: {why}")
 
     def _check_live(self, targets: Sequence[Target]) -> None:
         live = [t.key for t in targets if not t.channel.simulated]
@@ -275,11 +280,13 @@ class ScenarioDrill:
         reg = self.ctx.registry
         room_target = selection.resolve_room(reg, room)
         self._check_live([room_target])
-        try:
-            chosen = selection.municipalities(reg, self.ctx.selection, to)
-        except selection.NothingSelected:  # pragma: no cover - municipalities() never raises it
-            chosen = []
+        chosen = selection.municipalities(reg, self.ctx.selection, to)
         participants = [m for m in chosen if m.code != room_target.municipality.code]
+        if not participants and self.ctx.selection:
+            self._skip(
+                "点呼に応答する団体は選択されていません",
+                "no selected municipality takes part in this roll call",
+            )
         if not participants:
             raise ScenarioMistake(
                 "点呼に応答する団体がありません（共有ルームの団体以外を選んでください）",

@@ -297,3 +297,36 @@ def test_sessions_without_drills_stay_untouched(pytester):
     assert result.ret == 0
     assert "tsunagari:" not in result.stdout.str()
     assert not (pytester.path / "tsunagari-out").exists()
+
+
+def test_steps_outside_the_selection_are_skipped(operator):
+    operator.makepyfile(
+        test_sel="""\
+def test_islands(drill):
+    drill.broadcast("x", to="islands").expect()
+
+
+def test_roll_call(drill):
+    drill.roll_call("x", room="東京都/chat", within="2s", simulated={"delay": "100ms"}).expect()
+
+
+def test_23ku(drill):
+    drill.broadcast("x", channels="chat", to="23ku").expect()
+"""
+    )
+    result = operator.runpytest(
+        "--registry=registry.yaml",
+        "--municipality=metro",
+        "--municipality=23ku",
+        "-rs",
+        "--lang=en",
+    )
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED*--municipality metro 23ku: *no selected municipality is addressed by this step"]
+    )
+    result = operator.runpytest(
+        "--registry=registry.yaml", "--municipality=metro", "-rs", "--lang=en", "-k", "roll_call"
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED*no selected municipality takes part in this roll call"])
