@@ -122,7 +122,7 @@ def registry_text(latency: float) -> tuple[str, dict[str, str]]:
         code = with_check_digit(five)
         extra = {
             "mail": f", to: drill{i}@example.lg.jp" if kinds["mail"] == "mail" else "",
-            "sms": f', to: ["+8190{i:08d}"]' if kinds["sms"] == "twilio" else "",
+            "sms": f', to: ["+81901112{i:04d}"]' if kinds["sms"] == "twilio" else "",
             "chat": "",
         }
         chans = ", ".join(
