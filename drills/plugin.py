@@ -39,6 +39,7 @@ from drills.session import DrillSession, DrillSettings, SettingsError
 SESSION = pytest.StashKey[DrillSession]()
 STATE = pytest.StashKey[ItemState]()
 LOCKED = pytest.StashKey[str]()
+GIVEN = pytest.StashKey[bool]()  # any tsunagari option or ini setting given (report header)
 
 # (option, dest, ini name, ini type, help)
 _OPTIONS: list[tuple[str, str, str, str, str]] = [
@@ -122,11 +123,11 @@ def pytest_configure(config: pytest.Config) -> None:
         ) from None
     config.stash[SESSION] = DrillSession(settings)
     config.stash[LOCKED] = ""
-    setattr(config, "_tsunagari_given", given)  # noqa: B010 - read by the report header
+    config.stash[GIVEN] = given
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    if not getattr(config, "_tsunagari_given", False):
+    if not config.stash.get(GIVEN, False):
         return None
     s = config.stash[SESSION].settings
     return [
