@@ -28,6 +28,8 @@ SUBCOMMAND_MODULES = [
     "drills.commands.registry",
     "drills.commands.serve",
     "drills.commands.scorecard",
+    "drills.commands.run",
+    "drills.commands.cron",
 ]
 
 
