@@ -51,6 +51,7 @@ from probes.base import (
     Sightings,
     find_tokens,
 )
+from probes.replies import ReplyBook
 from probes.settings import Duration
 
 __all__ = [
@@ -149,6 +150,7 @@ class ChatProbe(Probe):
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
         self.sightings = Sightings()
+        self.replies = ReplyBook()  # answers (RE[token] who) the observer read
         self.opened_wall = time.time()  # when the drill began watching (wall clock)
         self._parked = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -241,7 +243,8 @@ class ChatProbe(Probe):
         )
 
     def record_text(self, text: str, *, at: float, bound: float, **extra: Any) -> int:
-        """Record every drill token in *text* as seen at *at*; how many were found."""
+        """Record every drill token (and answer) in *text* as seen at *at*; how many tokens."""
+        self.replies.feed(text, at)
         tokens = find_tokens(text)
         for token in tokens:
             self.sightings.record(token, Sighting(at=at, error_bound_s=bound, extra=dict(extra)))
