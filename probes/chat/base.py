@@ -47,6 +47,7 @@ from probes.base import (
     ObserverFault,
     Probe,
     ProbeEnv,
+    ProbeError,
     Sighting,
     Sightings,
     find_tokens,
@@ -60,6 +61,8 @@ __all__ = [
     "ChatSettings",
     "Throttle",
     "Verdict",
+    "as_observer_fault",
+    "both",
     "rate_limited",
     "retry_after_seconds",
 ]
@@ -102,11 +105,39 @@ def retry_after_seconds(headers: Any, default: float = 1.0) -> float:
         return default
 
 
+def both(ja: str, en: str, detail: str = "") -> str:
+    """A reason as probes phrase it: Japanese first, English after, the service's detail in both.
+
+    Reports show one half (``drills.i18n.Text.pick`` splits at the first " / ").
+
+    >>> both("認証が拒否されました", "credentials refused", "HTTP 401: invalid_auth")
+    'HTTP 401: invalid_auth（認証が拒否されました） / HTTP 401: invalid_auth (credentials refused)'
+    """
+    if not detail:
+        return f"{ja} / {en}"
+    detail = detail.replace(" / ", " - ")
+    return f"{detail}（{ja}） / {detail} ({en})"
+
+
+def as_observer_fault(fault: ProbeError) -> ObserverFault:
+    """The same refusal met by the observer: the drill could not look (``error``, not ``lost``).
+
+    >>> as_observer_fault(ChannelRejected(both("拒否", "refused", "401"), code="401")).reason
+    '観測側: 401（拒否） / observer: 401 (refused)'
+    """
+    ja, sep, en = fault.reason.partition(" / ")
+    reason = f"観測側: {ja} / observer: {en}" if sep else f"観測側 / observer: {ja}"
+    return ObserverFault(reason, code=fault.code)
+
+
 def rate_limited(kind: str, throttle: Throttle, attempts: int) -> ChannelRejected:
     """The refusal when the provider keeps saying "slow down" past our retries."""
     return ChannelRejected(
-        f"{kind}: レート制限が続いたため送信できません / still rate limited after "
-        f"{attempts} attempts ({throttle.code})",
+        both(
+            "レート制限が続いたため送信できません",
+            f"still rate limited after {attempts} attempts",
+            f"{kind}: {throttle.code}",
+        ),
         code=throttle.code,
         temporary=True,
     )
@@ -183,8 +214,11 @@ class ChatProbe(Probe):
                 return resp.status, await resp.text(), resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChannelUnreachable(
-                f"{self.service} に接続できません / cannot reach {self.service}: "
-                f"{exc.__class__.__name__}"
+                both(
+                    f"{self.service} に接続できません",
+                    f"cannot reach {self.service}",
+                    exc.__class__.__name__,
+                )
             ) from exc
 
     # ------------------------------------------------------------------ sending
@@ -239,7 +273,7 @@ class ChatProbe(Probe):
             return None
         return (
             "着信を確認できず、観測側もサービスに接続できません / not seen, and the observer "
-            f"could not reach the service either ({self._observer_trouble})"
+            "could not reach the service either"
         )
 
     def record_text(self, text: str, *, at: float, bound: float, **extra: Any) -> int:

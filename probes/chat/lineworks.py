@@ -61,6 +61,8 @@ from probes.chat.base import (
     ChatSettings,
     Throttle,
     Verdict,
+    as_observer_fault,
+    both,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -145,16 +147,16 @@ def lineworks_verdict(status: int, text: str, headers: Any = None) -> Verdict:
         reset = (headers or {}).get("rateLimit-reset")
         return Throttle(retry_after_seconds({"Retry-After": reset}, 1.0), code="TOO_MANY_REQUESTS")
     if status in (502, 503, 504):
-        return ChannelUnreachable(f"LINE WORKS が応答しません / LINE WORKS unavailable ({code})")
+        return ChannelUnreachable(both("LINE WORKS が応答しません", "LINE WORKS unavailable", code))
     if status == 401:
-        reason = "アクセストークンが拒否されました / access token refused"
+        ja, en = "アクセストークンが拒否されました", "access token refused"
     elif status == 403:
-        reason = "ボットにこのトークルームへの送信権限がありません / the bot may not post here"
+        ja, en = "ボットにこのトークルームへの送信権限がありません", "the bot may not post here"
     elif status == 404:
-        reason = "ボットまたはトークルームが見つかりません / bot or message room not found"
+        ja, en = "ボットまたはトークルームが見つかりません", "bot or message room not found"
     else:
-        reason = "LINE WORKS が拒否しました / LINE WORKS refused the message"
-    return ChannelRejected(f"LINE WORKS: {reason} ({code})", code=code, temporary=status >= 500)
+        ja, en = "LINE WORKS が拒否しました", "LINE WORKS refused the message"
+    return ChannelRejected(both(ja, en, code), code=code, temporary=status >= 500)
 
 
 def monitoring_window(opened_wall: float, now_wall: float) -> dict[str, str]:
@@ -205,8 +207,10 @@ class LineWorksProbe(ChatProbe):
                 key = self._keys[app.client_id] = load_private_key(app.private_key.reveal())
             assertion = service_account_jwt(app.client_id, app.service_account, key, time.time())
         except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            reason = "秘密鍵を読み込めません / the private key cannot be used"
-            fault = self._auth_fault(role, f"{reason} ({exc.__class__.__name__})", "private_key")
+            reason = both(
+                "秘密鍵を読み込めません", "the private key cannot be used", exc.__class__.__name__
+            )
+            fault = self._auth_fault(role, reason, "private_key")
             raise fault from None
         form = {
             "assertion": assertion,
@@ -222,15 +226,18 @@ class LineWorksProbe(ChatProbe):
             body = {}
         if status != 200 or not isinstance(body, dict) or "access_token" not in body:
             code = str(body.get("error") or f"HTTP {status}") if isinstance(body, dict) else "?"
-            reason = "認証サーバーが拒否しました / the auth server refused the service account"
-            raise self._auth_fault(role, f"{reason} ({code})", code)
+            reason = both(
+                "認証サーバーがサービスアカウントを拒否しました",
+                "the auth server refused the service account",
+                code,
+            )
+            raise self._auth_fault(role, reason, code)
         return self._tokens.put(role, str(body["access_token"]), body.get("expires_in"))
 
     @staticmethod
     def _auth_fault(role: str, reason: str, code: str) -> ChannelRejected | ObserverFault:
-        if role == "observer":
-            return ObserverFault(f"LINE WORKS 観測: {reason}", code=code)
-        return ChannelRejected(f"LINE WORKS: {reason}", code=code)
+        refusal = ChannelRejected(reason, code=code)
+        return as_observer_fault(refusal) if role == "observer" else refusal
 
     # ------------------------------------------------------------------ send
 
@@ -279,7 +286,7 @@ class LineWorksProbe(ChatProbe):
             if status == 401 and not fresh:
                 self._tokens.drop("observer")  # expired early: renew and look again
                 return 0.0
-            raise ObserverFault(f"LINE WORKS 観測: {verdict.reason}", code=verdict.code)
+            raise as_observer_fault(verdict)
         self.record_text(text, at=seen_at, bound=self.poll_bound(seen_at))
         self._parked.set()
         return None

@@ -46,7 +46,14 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
+from probes.chat.base import (
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    Verdict,
+    both,
+    retry_after_seconds,
+)
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -123,23 +130,19 @@ def send_verdict(status: int, body: Any, headers: Any = None) -> Verdict:
         seconds = ms / 1000.0 if isinstance(ms, int | float) and ms >= 0 else default
         return Throttle(seconds, code="M_LIMIT_EXCEEDED")
     code = errcode or f"HTTP {status}"
+    detail = f"{code}: {error}" if error else code
     if status in (401,) or errcode in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
-        return ChannelRejected(
-            f"送信用アカウントのトークンが拒否されました / sender token refused ({code})", code=code
-        )
+        reason = both("送信用アカウントのトークンが拒否されました", "sender token refused", code)
+        return ChannelRejected(reason, code=code)
     if status == 403 or errcode == "M_FORBIDDEN":
-        return ChannelRejected(
-            f"送信用アカウントがルームに投稿できません / sender may not post in the room "
-            f"({code}: {error})",
-            code=code,
-        )
+        ja, en = "送信用アカウントがルームに投稿できません", "the sender may not post in the room"
+        return ChannelRejected(both(ja, en, detail), code=code)
     if status in (502, 503, 504):
-        return ChannelUnreachable(f"ホームサーバーが応答しません / homeserver unavailable ({code})")
-    return ChannelRejected(
-        f"ホームサーバーが拒否しました / homeserver refused ({code}: {error})",
-        code=code,
-        temporary=status >= 500,
-    )
+        return ChannelUnreachable(
+            both("ホームサーバーが応答しません", "homeserver unavailable", code)
+        )
+    reason = both("ホームサーバーが拒否しました", "the homeserver refused", detail)
+    return ChannelRejected(reason, code=code, temporary=status >= 500)
 
 
 def message_texts(events: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -256,7 +259,11 @@ class MatrixProbe(ChatProbe):
             )
         except httpx.TransportError as exc:
             raise ChannelUnreachable(
-                f"ホームサーバーに接続できません / homeserver unreachable: {exc.__class__.__name__}"
+                both(
+                    "ホームサーバーに接続できません",
+                    "cannot reach the homeserver",
+                    exc.__class__.__name__,
+                )
             ) from exc
         try:
             body = resp.json()
@@ -297,10 +304,9 @@ class MatrixProbe(ChatProbe):
             self._room_id = body["room_id"]
             return
         errcode, _ = _errcode(body)
-        self._refusal = ChannelRejected(
-            f"ルームの別名を解決できません / cannot resolve room alias ({errcode or status})",
-            code=errcode or str(status),
-        )
+        code = errcode or f"HTTP {status}"
+        reason = both("ルームの別名を解決できません", "cannot resolve the room alias", code)
+        self._refusal = ChannelRejected(reason, code=code)
 
     async def _is_encrypted(self, ident: MatrixIdentity) -> bool:
         if self._room_id is None:
@@ -346,10 +352,9 @@ class MatrixProbe(ChatProbe):
 
     def _observer_refused(self, status: int, body: Any) -> ObserverFault:
         errcode, _ = _errcode(body)
-        return ObserverFault(
-            f"観測用アカウントが同期できません / observer cannot sync ({errcode or status})",
-            code=errcode or str(status),
-        )
+        code = errcode or f"HTTP {status}"
+        reason = both("観測用アカウントが同期できません", "observer cannot sync", code)
+        return ObserverFault(reason, code=code)
 
     async def _ensure_filter(self) -> str:
         if self._filter_id is not None:

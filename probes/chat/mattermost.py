@@ -44,7 +44,14 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
+from probes.chat.base import (
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    Verdict,
+    both,
+    retry_after_seconds,
+)
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -94,18 +101,17 @@ def mattermost_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     error_id, message = _app_error(text)
     code = error_id or f"HTTP {status}"
     if status in (502, 503, 504):
-        return ChannelUnreachable(f"Mattermost が応答しません / Mattermost unavailable ({code})")
+        return ChannelUnreachable(both("Mattermost が応答しません", "Mattermost unavailable", code))
     if status == 401:
-        reason = "トークンが無効か期限切れです / token invalid or expired"
+        ja, en = "トークンが無効か期限切れです", "token invalid or expired"
     elif status == 403:
-        reason = "チャンネルへの投稿権限がありません / no permission to post in the channel"
+        ja, en = "チャンネルへの投稿権限がありません", "no permission to post in the channel"
     elif status == 404 or "channel" in error_id:
-        reason = "チャンネルが見つかりません / channel not found"
+        ja, en = "チャンネルが見つかりません", "channel not found"
     else:
-        reason = "Mattermost が拒否しました / Mattermost refused the post"
-    return ChannelRejected(
-        f"Mattermost: {reason} ({code}: {message})", code=code, temporary=status >= 500
-    )
+        ja, en = "Mattermost が拒否しました", "Mattermost refused the post"
+    detail = f"{code}: {message}" if message else code
+    return ChannelRejected(both(ja, en, detail), code=code, temporary=status >= 500)
 
 
 def posted_message(frame: Any, channel_id: str) -> dict[str, Any] | None:
@@ -189,10 +195,8 @@ class MattermostProbe(ChatProbe):
 
     def _refused(self, status: int, text: str) -> ObserverFault:
         code = _app_error(text)[0] or f"HTTP {status}"
-        return ObserverFault(
-            f"観測用アカウントでチャンネルを読めません / observer cannot read the channel ({code})",
-            code=code,
-        )
+        ja, en = "観測用アカウントでチャンネルを読めません", "observer cannot read the channel"
+        return ObserverFault(both(ja, en, code), code=code)
 
     async def _read_posts(self, since_ms: int, bound: float) -> float | None:
         path = f"/channels/{self.settings.channel_id}/posts"

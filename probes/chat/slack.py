@@ -40,10 +40,16 @@ from probes.base import (
     ChannelUnreachable,
     Clock,
     DrillMessage,
-    ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, retry_after_seconds
+from probes.chat.base import (
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    as_observer_fault,
+    both,
+    retry_after_seconds,
+)
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -51,22 +57,20 @@ __all__ = ["SlackProbe", "SlackSettings", "history_oldest", "slack_verdict"]
 
 BASE_URL = "https://slack.com/api/"
 
-_AUTH_ERRORS = frozenset(
-    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
-)
 _REASONS = {
-    "invalid_auth": "トークンが無効です / token refused (invalid_auth)",
-    "not_authed": "トークンがありません / no token sent (not_authed)",
-    "account_inactive": "アカウントが無効化されています / account deactivated (account_inactive)",
-    "token_revoked": "トークンが失効しています / token revoked (token_revoked)",
-    "token_expired": "トークンの期限切れです / token expired (token_expired)",
-    "channel_not_found": "チャンネルが見つかりません / channel not found (channel_not_found)",
-    "not_in_channel": "ボットがチャンネルに参加していません（招待してください） / "
-    "the bot is not in the channel — invite it (not_in_channel)",
-    "is_archived": "チャンネルがアーカイブされています / channel archived (is_archived)",
-    "missing_scope": "権限（スコープ）が不足しています / missing scope (missing_scope)",
-    "restricted_action": "ワークスペースの設定で投稿が制限されています / posting restricted "
-    "(restricted_action)",
+    "invalid_auth": ("トークンが無効です", "token refused"),
+    "not_authed": ("トークンがありません", "no token sent"),
+    "account_inactive": ("アカウントが無効化されています", "account deactivated"),
+    "token_revoked": ("トークンが失効しています", "token revoked"),
+    "token_expired": ("トークンの期限切れです", "token expired"),
+    "channel_not_found": ("チャンネルが見つかりません", "channel not found"),
+    "not_in_channel": (
+        "ボットがチャンネルに参加していません（招待してください）",
+        "the bot is not in the channel — invite it",
+    ),
+    "is_archived": ("チャンネルがアーカイブされています", "channel archived"),
+    "missing_scope": ("権限（スコープ）が不足しています", "missing scope"),
+    "restricted_action": ("ワークスペースの設定で投稿が制限されています", "posting restricted"),
 }
 _TEMPORARY = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
@@ -93,11 +97,10 @@ def slack_verdict(status: int, error: str | None, headers: Any = None) -> Thrott
     if status == 429 or code in ("ratelimited", "rate_limited"):
         return Throttle(retry_after_seconds(headers, 1.0), code="ratelimited")
     if status in (502, 503, 504) or code == "service_unavailable":
-        return ChannelUnreachable(f"Slack が応答しません / Slack unavailable ({code})")
-    reason = _REASONS.get(code, f"Slack が拒否しました / Slack refused ({code})")
-    return ChannelRejected(
-        f"Slack: {reason}", code=code, temporary=code in _TEMPORARY or status >= 500
-    )
+        return ChannelUnreachable(both("Slack が応答しません", "Slack unavailable", code))
+    ja, en = _REASONS.get(code, ("Slack が拒否しました", "Slack refused"))
+    temporary = code in _TEMPORARY or status >= 500
+    return ChannelRejected(both(ja, en, code), code=code, temporary=temporary)
 
 
 def history_oldest(opened_wall: float, newest_seen: Decimal | None, lookback: float) -> str:
@@ -161,7 +164,7 @@ class SlackProbe(ChatProbe):
             resp = await asyncio.wait_for(call(**kw), self.settings.request_timeout)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise ChannelUnreachable(
-                f"Slack に接続できません / Slack unreachable: {exc.__class__.__name__}"
+                both("Slack に接続できません", "cannot reach Slack", exc.__class__.__name__)
             ) from exc
         return dict(resp.data) if isinstance(resp.data, dict) else {}
 
@@ -212,11 +215,7 @@ class SlackProbe(ChatProbe):
                     return verdict.seconds
                 if isinstance(verdict, ChannelUnreachable):
                     raise verdict from exc
-                raise ObserverFault(
-                    f"観測用トークンで履歴を読めません / observer cannot read history: "
-                    f"{verdict.reason}",
-                    code=verdict.code,
-                ) from exc
+                raise as_observer_fault(verdict) from exc
             seen_at = Clock.monotonic()
             bound = self.poll_bound(seen_at)
             for msg in data.get("messages") or []:

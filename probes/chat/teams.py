@@ -51,7 +51,6 @@ from probes.base import (
     ChannelUnreachable,
     Clock,
     DrillMessage,
-    ObserverFault,
     ProbeEnv,
 )
 from probes.chat.base import (
@@ -60,6 +59,8 @@ from probes.chat.base import (
     ChatSettings,
     Throttle,
     Verdict,
+    as_observer_fault,
+    both,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -166,17 +167,15 @@ def workflow_verdict(status: int, text: str, headers: Any = None) -> Verdict:
         return Throttle(retry_after_seconds(headers, 1.0), code="429")
     code = _error_code(text) or f"HTTP {status}"
     if status in (502, 503, 504):
-        return ChannelUnreachable(f"Workflows が応答しません / Workflows unavailable ({code})")
+        return ChannelUnreachable(both("Workflows が応答しません", "Workflows unavailable", code))
     if status in (401, 403):
-        reason = (
-            "Workflows の URL の署名が無効か、呼び出しが許可されていません / "
-            "the workflow URL's signature is invalid or the caller is not allowed"
-        )
+        ja = "Workflows の URL の署名が無効か、呼び出しが許可されていません"
+        en = "the workflow URL's signature is invalid or the caller is not allowed"
     elif status == 404:
-        reason = "ワークフローが見つからないか無効です / the workflow is missing or turned off"
+        ja, en = "ワークフローが見つからないか無効です", "the workflow is missing or turned off"
     else:
-        reason = "Workflows が拒否しました / Workflows refused the message"
-    return ChannelRejected(f"Teams: {reason} ({code})", code=code, temporary=status >= 500)
+        ja, en = "Workflows が拒否しました", "Workflows refused the message"
+    return ChannelRejected(both(ja, en, code), code=code, temporary=status >= 500)
 
 
 def graph_verdict(status: int, text: str, headers: Any = None) -> Verdict:
@@ -192,16 +191,16 @@ def graph_verdict(status: int, text: str, headers: Any = None) -> Verdict:
         return Throttle(retry_after_seconds(headers, 1.0), code="TooManyRequests")
     code = _error_code(text) or f"HTTP {status}"
     if status in (502, 503, 504):
-        return ChannelUnreachable(f"Microsoft Graph が応答しません / Graph unavailable ({code})")
+        return ChannelUnreachable(both("Microsoft Graph が応答しません", "Graph unavailable", code))
     if status == 401:
-        reason = "Graph のトークンが拒否されました / Graph refused the access token"
+        ja, en = "Graph のトークンが拒否されました", "Graph refused the access token"
     elif status == 403:
-        reason = "Graph の権限が不足しています / Graph permission missing"
+        ja, en = "Graph の権限が不足しています", "Graph permission missing"
     elif status == 404:
-        reason = "チームまたはチャネルが見つかりません / team or channel not found"
+        ja, en = "チームまたはチャネルが見つかりません", "team or channel not found"
     else:
-        reason = "Graph が拒否しました / Graph refused the request"
-    return ChannelRejected(f"Teams: {reason} ({code})", code=code, temporary=status >= 500)
+        ja, en = "Graph が拒否しました", "Graph refused the request"
+    return ChannelRejected(both(ja, en, code), code=code, temporary=status >= 500)
 
 
 def token_refusal(status: int, text: str) -> tuple[str, str]:
@@ -211,7 +210,7 @@ def token_refusal(status: int, text: str) -> tuple[str, str]:
     except ValueError:
         body = {}
     code = str(body.get("error") or f"HTTP {status}") if isinstance(body, dict) else f"{status}"
-    reason = f"Entra ID が認証情報を拒否しました / Entra ID refused the credentials ({code})"
+    reason = both("Entra ID が認証情報を拒否しました", "Entra ID refused the credentials", code)
     return code, reason
 
 
@@ -263,8 +262,8 @@ class TeamsProbe(ChatProbe):
         if status != 200:
             code, reason = token_refusal(status, text)
             if role == "observer":
-                raise ObserverFault(f"Teams 観測: {reason}", code=code)
-            raise ChannelRejected(f"Teams: {reason}", code=code)
+                raise as_observer_fault(ChannelRejected(reason, code=code))
+            raise ChannelRejected(reason, code=code)
         body = json.loads(text)
         if isinstance(body.get("refresh_token"), str) and role == "sender":
             self._refresh = body["refresh_token"]
@@ -328,7 +327,7 @@ class TeamsProbe(ChatProbe):
             if isinstance(verdict, ChannelUnreachable):
                 raise verdict
             if verdict is not None:
-                raise ObserverFault(f"Teams 観測: {verdict.reason}", code=verdict.code)
+                raise as_observer_fault(verdict)
             body = json.loads(text)
             bound = self.poll_bound(seen_at)
             for item in body.get("value") or []:

@@ -38,7 +38,14 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
 )
-from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
+from probes.chat.base import (
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    Verdict,
+    both,
+    retry_after_seconds,
+)
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -85,8 +92,8 @@ def error_text(text: str) -> str:
 def webhook_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     """What a webhook's HTTP answer means: None (accepted), a Throttle, or the fault.
 
-    >>> webhook_verdict(401, '{"ok": false, "error": "invalid_auth"}').reason
-    'Webhook の認証が拒否されました / the webhook refused our credentials (HTTP 401: invalid_auth)'
+    >>> webhook_verdict(401, '{"ok": false, "error": "invalid_auth"}').reason.split(" / ")[0]
+    'HTTP 401: invalid_auth（Webhook の認証が拒否されました）'
     """
     if 200 <= status < 300:
         return None
@@ -94,14 +101,16 @@ def webhook_verdict(status: int, text: str, headers: Any = None) -> Verdict:
         return Throttle(retry_after_seconds(headers), code="429")
     detail = f"HTTP {status}: {error_text(text)}"
     if status in (502, 503, 504):
-        return ChannelUnreachable(f"Webhook が応答しません / the webhook is unavailable ({detail})")
+        return ChannelUnreachable(
+            both("Webhook が応答しません", "the webhook is unavailable", detail)
+        )
     if status in (401, 403):
-        reason = "Webhook の認証が拒否されました / the webhook refused our credentials"
+        ja, en = "Webhook の認証が拒否されました", "the webhook refused our credentials"
     elif status in (404, 410):
-        reason = "Webhook の URL が見つかりません / the webhook URL does not exist"
+        ja, en = "Webhook の URL が見つかりません", "the webhook URL does not exist"
     else:
-        reason = "Webhook が拒否しました / the webhook refused the message"
-    return ChannelRejected(f"{reason} ({detail})", code=str(status), temporary=status >= 500)
+        ja, en = "Webhook が拒否しました", "the webhook refused the message"
+    return ChannelRejected(both(ja, en, detail), code=str(status), temporary=status >= 500)
 
 
 class WebhookProbe(ChatProbe):
@@ -162,10 +171,8 @@ class WebhookProbe(ChatProbe):
             timeout=LONGPOLL_WAIT_S + self.settings.request_timeout,
         )
         if status in (401, 403):
-            raise ObserverFault(
-                f"観測用アカウントのログインが拒否されました / observer login refused "
-                f"(HTTP {status})"
-            )
+            ja, en = "観測用アカウントのログインが拒否されました", "observer login refused"
+            raise ObserverFault(both(ja, en, f"HTTP {status}"), code=str(status))
         if status >= 400:
             raise ChannelUnreachable(f"observer read failed: HTTP {status}")
         seen_at = Clock.monotonic()

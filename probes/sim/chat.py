@@ -62,9 +62,27 @@ class SimRoom:
     knobs: SimKnobs
     credentials: dict[str, str]
     visible: list[SimMessage] = field(default_factory=list)
-    posted: list[SimMessage] = field(default_factory=list)
+    accepted: list[SimMessage] = field(default_factory=list)
     bucket: TokenBucket | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def posted(self) -> int:
+        """How many messages the service accepted (visible or not yet, or lost)."""
+        return len(self.accepted)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """What readers see, as the webhook read-back shows it: id, text, ts (wall)."""
+        return [{"id": m.id, "text": m.text, "ts": m.visible_at} for m in self.visible]
+
+    @property
+    def post_token(self) -> str:
+        return self.credentials["post"]
+
+    @property
+    def read_token(self) -> str:
+        return self.credentials["read"]
 
     def wake(self) -> None:
         self.changed.set()
@@ -196,7 +214,7 @@ class ChatSimBase(Simulator):
         """Accept a message; it becomes visible after the injected latency unless lost."""
         msg = SimMessage(self._next_id, text, time.time(), sender, extra=extra)
         self._next_id += 1
-        room.posted.append(msg)
+        room.accepted.append(msg)
         if self.rng.random() >= room.knobs.loss:
             delay = room.knobs.latency.sample(self.rng)
             timer: asyncio.TimerHandle | None = None

@@ -100,7 +100,8 @@ def test_missed_requirement_exits_1(helpers, workdir):
             "channel": "chat",
             "kind": "webhook",
             "outcome": "rejected",
-            "reason": "HTTP 401: invalid_auth",
+            "reason": "HTTP 401: invalid_auth（Webhook の認証が拒否されました） / "
+            "HTTP 401: invalid_auth (the webhook refused our credentials)",
         }
     ]
     assert missed[0]["where"] == "s/test_drill.py:2" and missed[0]["level"] == "error"
