@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 API = "/_matrix/client/v3"
+# Errors of a reused connection the server had closed (not of the server being down).
+STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 # Timeline events per /sync batch before the server marks the timeline "limited".
 TIMELINE_LIMIT = 500
 
@@ -253,23 +255,34 @@ class MatrixProbe(ChatProbe):
     async def _request(
         self, method: str, url: str, ident: MatrixIdentity, timeout: float, **kw: Any
     ) -> tuple[int, Any, httpx.Headers]:
-        try:
-            resp = await self._http.request(
-                method, url, headers=self._auth(ident), timeout=timeout, **kw
-            )
-        except httpx.TransportError as exc:
-            raise ChannelUnreachable(
-                both(
-                    "ホームサーバーに接続できません",
-                    "cannot reach the homeserver",
-                    exc.__class__.__name__,
+        for attempt in (1, 2):
+            try:
+                resp = await self._http.request(
+                    method, url, headers=self._auth(ident), timeout=timeout, **kw
                 )
-            ) from exc
+                break
+            except STALE_CONNECTION as exc:
+                # A kept-alive connection the server had already closed. Every request here
+                # is idempotent (sends carry their transaction id), so once more, anew.
+                if attempt == 2:
+                    raise self._unreachable(exc) from exc
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from exc
         try:
             body = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         return resp.status_code, body, resp.headers
+
+    @staticmethod
+    def _unreachable(exc: Exception) -> ChannelUnreachable:
+        return ChannelUnreachable(
+            both(
+                "ホームサーバーに接続できません",
+                "cannot reach the homeserver",
+                exc.__class__.__name__,
+            )
+        )
 
     # ------------------------------------------------------------------ open
 

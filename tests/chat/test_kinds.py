@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from probes.base import ChannelRejected, DrillMessage, ProbeEnv
+from probes.chat.matrix import MatrixProbe
 from probes.chat.mattermost import MattermostProbe
 from probes.chat.slack import SlackProbe
 from probes.chat.teams import GraphSender, TeamsProbe
@@ -114,3 +115,39 @@ async def test_an_unreachable_observer_explains_the_loss(sims) -> None:
         assert reason is not None and "observer could not reach" in reason
     finally:
         await probe.close()
+
+
+async def test_webhook_form_posts(sims) -> None:
+    end = await sims(WebhookProbe)
+    probe = rebuild(await end.channel(latency=0.05), format="form", field="text")
+    await probe.open()
+    try:
+        accepted, sighting, _ = await deliver(probe)
+        assert accepted.detail == "HTTP 200" and sighting.at >= accepted.at
+    finally:
+        await probe.close()
+
+
+async def test_matrix_resends_once_over_a_connection_the_server_dropped(env: ProbeEnv) -> None:
+    end = SimFarEnd(env, MatrixProbe)
+    sim = end.sim
+    handler = sim._send
+    dropped: list[str] = []
+
+    async def drop_first(request):
+        if not dropped:
+            dropped.append(request.match_info["txn"])
+            sim.drop(request)  # as a server closing a kept-alive connection would
+        return await handler(request)
+
+    sim._send = drop_first  # before start(): the routes take the method then
+    await end.start()
+    probe = await end.channel()
+    await probe.open()
+    try:
+        accepted, _, _ = await deliver(probe)
+    finally:
+        await probe.close()
+        await end.close()
+    assert dropped and accepted.provider_id
+    assert sim.room_for(probe.channel_id).posted == 1  # the resend carried the same txn id
