@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drills.delivery import Delivery, Outcome, classify
 from drills.errors import DrillSafetyError, ScenarioError
@@ -37,6 +37,9 @@ from probes.base import (
     new_token,
 )
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from drills.surge.runner import SurgeResult
 
 __all__ = ["Drill", "StepResult"]
 
@@ -273,6 +276,29 @@ class Drill:
         result.finished_mono = time.monotonic()
         self.steps.append(result)
         return result
+
+    async def surge(
+        self,
+        target: Target,
+        rates: Sequence[float],
+        *,
+        step_s: float = 10.0,
+        rest_s: float | None = None,
+        users: int | None = None,
+        **options: Any,
+    ) -> SurgeResult:
+        """Surge step: Locust puts *rates* (messages/s, one step each) on *target* while
+        the probes keep measuring delivery; see :func:`drills.surge.runner.run_surge`
+        for ``options`` (``topology``, ``probes_per_step``, ``timeout``, ``slo``, ``stop``).
+
+            result = await drill.surge(target, [10, 50, 100], step_s=20)
+            assert result.breaking_point is None
+        """
+        from drills.surge.plan import SurgePlan
+        from drills.surge.runner import run_surge
+
+        plan = SurgePlan.of(rates, step_s, step_s if rest_s is None else rest_s, users)
+        return await run_surge(self, target, plan, **options)
 
     async def _deliver(
         self,

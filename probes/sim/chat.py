@@ -11,8 +11,11 @@ API (all on 127.0.0.1, one aiohttp server for every simulated chat channel)::
          the cursor counts messages in the order they became visible)
 
 A posted message becomes visible to readers after the channel's injected
-latency, unless the loss knob drops it. It is the far end of the generic
-``webhook`` kind, and a template for chat-shaped simulators.
+latency, unless the loss knob drops it. With a ``capacity`` knob the far end
+delivers at most that many messages per second, first in, first out: past it,
+accepted messages queue and the visible latency grows with the queue.
+It is the far end of the generic ``webhook`` kind, and a template for
+chat-shaped simulators.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class _Room:
     bucket: TokenBucket | None = None
     next_id: int = 1
     posted: int = 0
+    busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
 
 
 class ChatSimulator(Simulator):
@@ -153,7 +157,7 @@ class ChatSimulator(Simulator):
         room.next_id += 1
         room.posted += 1
         if self.rng.random() >= room.knobs.loss:
-            delay = room.knobs.latency.sample(self.rng)
+            delay = room.knobs.latency.sample(self.rng) + self._queue_wait(room)
             loop = asyncio.get_running_loop()
             timer: asyncio.TimerHandle | None = None
 
@@ -167,6 +171,16 @@ class ChatSimulator(Simulator):
             timer = loop.call_later(delay, appear)
             self._timers.add(timer)
         return web.json_response({"ok": True, "id": msg_id})
+
+    @staticmethod
+    def _queue_wait(room: _Room) -> float:
+        """Seconds this message waits behind the queue of a capacity-limited far end."""
+        capacity = room.knobs.capacity
+        if not capacity:
+            return 0.0
+        now = time.monotonic()
+        room.busy_until = max(now, room.busy_until) + 1.0 / capacity
+        return room.busy_until - now
 
     async def _read(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request)

@@ -1,0 +1,300 @@
+"""A surge step: Locust loads one channel while the drill's own probes keep measuring it.
+
+    async with Drill(registry, journal, scenario="災害当日の輻輳") as drill:
+        target = drill.targets(["131211"], kinds=["webhook"])[0]
+        plan = SurgePlan.ramp(start=10, peak=200, steps=5, step_s=20, rest_s=10)
+        result = await run_surge(drill, target, plan)
+        print(result.breaking_point)          # the first step whose probes missed the SLO
+
+What happens, in order:
+
+1. the guard (:func:`~drills.surge.plan.check_surge_allowed`) — refused here,
+   before any process starts or any message leaves;
+2. the channel's probe is opened (its observer parked) and its endpoint
+   resolved — for a ``sim:`` channel, the simulator's bound address and token;
+3. Locust starts in its own processes (:mod:`drills.surge.process`); when its
+   users are up it begins the ramp clock and reports each step;
+4. at each step, after a short settling time, the probes send marked drill
+   messages over the same channel (``Drill.broadcast``) and confirm them at
+   the far end — the delivered-latency curve, step by step;
+5. at the end (or on ``stop``: Ctrl-C / SIGTERM in the CLI) the load is idled,
+   every Locust process reports, the stats and the curve are journalled as a
+   ``surge`` event, and a :class:`SurgeResult` is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drills.errors import HarnessError
+from drills.surge.config import SurgeConfig
+from drills.surge.curve import CurvePoint, SurgeCurve
+from drills.surge.endpoint import endpoint_for
+from drills.surge.plan import RampStep, SurgePlan, check_surge_allowed
+from drills.surge.process import LocustRun, Topology
+from drills.surge.stats import LoadStats, by_step
+
+if TYPE_CHECKING:
+    from drills.registry import Target
+    from drills.runner import Drill
+
+__all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "run_surge"]
+
+PROBE_TEXT = (
+    "サージ訓練: 負荷下の着信確認です（返信不要） / "
+    "surge drill: delivery check under load (no reply needed)"
+)
+LOAD_TEXT = (
+    "サージ訓練の負荷メッセージです（返信不要） / surge drill load message (no reply needed)"
+)
+_START_GRACE_S = 30.0  # Locust start-up (imports, spawning users) beyond waiting for workers
+_END_GRACE_S = 20.0  # after the plan's duration, before the hard stop
+_POLL_S = 0.02
+
+OnProgress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SurgeResult:
+    """What one surge measured (also journalled as the ``surge`` event, :attr:`event`)."""
+
+    run_id: str
+    target_key: str
+    plan: SurgePlan
+    topology: Topology
+    curve: SurgeCurve
+    totals: LoadStats
+    workers: list[dict[str, Any]]
+    stop_reason: str  # completed | stopped | cap
+    event: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def breaking_point(self) -> CurvePoint | None:
+        return self.curve.breaking_point
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason != "completed"
+
+
+async def run_surge(
+    drill: Drill,
+    target: Target,
+    plan: SurgePlan,
+    *,
+    topology: Topology | None = None,
+    probes_per_step: int = 3,
+    timeout: float | None = None,
+    slo: float | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: OnProgress | None = None,
+    load_text: str = LOAD_TEXT,
+    probe_text: str = PROBE_TEXT,
+) -> SurgeResult:
+    """Surge *target* along *plan* while probing it; see the module docstring.
+
+    ``timeout`` bounds each probe (default: three times the latency SLO, at
+    least 10 s); ``slo`` overrides the channel's latency SLO (seconds).
+    Raises :class:`~drills.errors.DrillSafetyError` before starting anything
+    if the surge is not allowed, :class:`~drills.errors.HarnessError` if
+    Locust fails.
+    """
+    topology = topology or Topology()
+    check_surge_allowed(target, plan, live=drill.live)
+    drill.check_safe([target])
+    run_id = drill.run_id or drill.start()
+    slo_latency = slo if slo is not None else target.channel.slo.latency
+    probe_timeout = timeout if timeout is not None else max(3.0 * slo_latency, 10.0)
+    probe = await drill.probe(target)  # observer parked before the load begins
+    endpoint = endpoint_for(target.channel.kind, probe.settings)
+    seq = sum(1 for _ in drill.journal.events(run_id, "surge")) + 1
+    workdir = Path(tempfile.mkdtemp(prefix="tsunagari-surge-"))
+    config = SurgeConfig(
+        load=endpoint.load,
+        endpoint=endpoint.params,
+        marker=drill.registry.marker,
+        text=load_text,
+        plan=plan.to_dict(),
+        progress=str(workdir / "progress.jsonl"),
+    )
+    locust = LocustRun(config, endpoint.host, topology, workdir, endpoint.secrets)
+    probing: list[asyncio.Task[Any]] = []
+    step_names = {s.index: f"surge {seq}.{s.index} ({s.label('en')})" for s in plan.steps}
+
+    async def probe_step(step: RampStep) -> None:
+        settle = min(1.0, step.duration_s * 0.25)
+        await asyncio.sleep(settle)
+        interval = (step.duration_s - settle) / max(probes_per_step, 1)
+        await drill.broadcast(
+            probe_text,
+            [target],
+            timeout=probe_timeout,
+            slo=slo_latency,
+            repeat=probes_per_step,
+            interval=interval,
+            step=step_names[step.index],
+        )
+
+    try:
+        await locust.start()
+        follow = await _follow(
+            locust, plan, topology, stop, on_progress, probe_step, probing, probes_per_step
+        )
+        code = await locust.wait()
+        follow.absorb(locust.poll(), on_progress)
+        entries = locust.stats()
+        if not entries and code != 0:
+            raise HarnessError(
+                f"Locust が異常終了しました（終了コード {code}） / "
+                f"Locust failed (exit code {code})\n" + locust.log_tail()
+            )
+        if follow.stop_reason != "completed":
+            await _settle(probing, grace=2.0)
+        else:
+            await asyncio.gather(*probing, return_exceptions=True)
+    except BaseException:
+        for task in probing:
+            task.cancel()
+        await locust.kill()
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    deliveries = drill.journal.deliveries(run_id)
+    per_step = {
+        index: [
+            d
+            for d in deliveries
+            if d.step == name
+            and d.channel_id == target.channel.id
+            and d.municipality_code == target.municipality.code
+        ]
+        for index, name in step_names.items()
+    }
+    load = by_step(entries)
+    curve = SurgeCurve.build(
+        plan.steps, load, per_step, slo_latency, target.channel.slo.reachability
+    )
+    totals = LoadStats.merge(load.values())
+    result = SurgeResult(
+        run_id, target.key, plan, topology, curve, totals, follow.tallies, follow.stop_reason
+    )
+    result.event = _event(result, target, drill.live, seq, follow)
+    drill.journal.record_event(run_id, "surge", result.event)
+    return result
+
+
+@dataclass
+class _Follow:
+    """What the harness learnt from the progress file while Locust ran."""
+
+    started_wall: float | None = None
+    steps_seen: list[int] = field(default_factory=list)
+    tallies: list[dict[str, Any]] = field(default_factory=list)
+    finished: str | None = None
+    stop_reason: str = "completed"
+
+    def absorb(self, events: list[dict[str, Any]], on_progress: OnProgress | None) -> list[int]:
+        new_steps = []
+        for ev in events:
+            kind = ev.get("event")
+            if kind == "clock":
+                self.started_wall = float(ev["wall"])
+            elif kind == "step":
+                self.steps_seen.append(int(ev["index"]))
+                new_steps.append(int(ev["index"]))
+            elif kind == "tally":
+                self.tallies.append({k: v for k, v in ev.items() if k != "event"})
+            elif kind == "finished":
+                self.finished = str(ev["reason"])
+                if self.finished != "completed" and self.stop_reason == "completed":
+                    self.stop_reason = self.finished
+            if on_progress is not None:
+                on_progress(ev)
+        return new_steps
+
+
+async def _follow(
+    locust: LocustRun,
+    plan: SurgePlan,
+    topology: Topology,
+    stop: asyncio.Event | None,
+    on_progress: OnProgress | None,
+    probe_step: Callable[[RampStep], Any],
+    probing: list[asyncio.Task[Any]],
+    probes_per_step: int,
+) -> _Follow:
+    follow = _Follow()
+    start_deadline = (
+        time.monotonic() + _START_GRACE_S + (topology.worker_wait_s if topology.master else 0)
+    )
+    end_deadline: float | None = None
+    while not locust.exited:
+        for index in follow.absorb(locust.poll(), on_progress):
+            if probes_per_step > 0:
+                probing.append(asyncio.create_task(probe_step(plan.step(index))))
+        now = time.monotonic()
+        if follow.started_wall is not None and end_deadline is None:
+            end_deadline = now + plan.duration_s + _END_GRACE_S
+        if not locust.terminated:
+            if stop is not None and stop.is_set():
+                follow.stop_reason = "stopped"
+                await locust.terminate()
+            elif end_deadline is not None and now > end_deadline:
+                follow.stop_reason = "cap"  # the hard duration cap: the clock overran
+                await locust.terminate()
+            elif follow.started_wall is None and now > start_deadline:
+                await locust.kill()
+                raise HarnessError(
+                    "Locust が起動しませんでした / Locust did not start\n" + locust.log_tail()
+                )
+        if stop is not None and not locust.terminated:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _POLL_S)
+        else:
+            await asyncio.sleep(_POLL_S)
+    return follow
+
+
+async def _settle(tasks: list[asyncio.Task[Any]], grace: float) -> None:
+    """After a stop: let probes in flight finish for *grace* seconds, cancel the rest."""
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=grace)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _event(
+    result: SurgeResult, target: Target, live: bool, seq: int, follow: _Follow
+) -> dict[str, Any]:
+    """The journal's ``surge`` event (its shape is documented in the README, section surge)."""
+    plan = result.plan
+    steps_run = len(follow.steps_seen)
+    load_s = sum(s.duration_s for s in plan.steps[:steps_run] if not s.at_rest)
+    return {
+        "seq": seq,
+        "target": target.key,
+        "municipality_code": target.municipality.code,
+        "municipality_name": target.municipality.name,
+        "channel_id": target.channel.id,
+        "kind": target.channel.kind,
+        "live": live,
+        "topology": result.topology.to_dict(),
+        "plan": {**plan.to_dict(), "peak_rate": plan.peak_rate, "duration_s": plan.duration_s},
+        "started_at": follow.started_wall,
+        "stop_reason": result.stop_reason,
+        "steps_run": steps_run,
+        "totals": result.totals.summary(load_s if load_s > 0 else None),
+        "workers": result.workers,
+        **result.curve.to_dict(),
+    }
