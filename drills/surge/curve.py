@@ -99,14 +99,20 @@ class CurvePoint:
     load: LoadStats
     probes: ProbeSummary
     holds: bool | None
+    ran_s: float  # how long the step really ran (less than planned if the surge was stopped)
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.load.rate(self.ran_s)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.step.index,
             "rate": self.step.rate,
             "duration_s": self.step.duration_s,
+            "ran_s": round(self.ran_s, 3),
             "at_rest": self.step.at_rest,
-            "load": self.load.summary(self.step.duration_s),
+            "load": self.load.summary(self.ran_s),
             "probes": self.probes.to_dict(),
             "slo_met": self.holds,
         }
@@ -128,16 +134,20 @@ class SurgeCurve:
         probes: Mapping[int, Sequence[Delivery]],
         slo_latency_s: float,
         slo_reachability: float,
+        ran: Mapping[int, float | None] | None = None,
     ) -> SurgeCurve:
+        """Points of *steps*; *ran* gives each step's real duration (default: as planned)."""
         points = []
         for step in steps:
             summary = ProbeSummary.of(probes.get(step.index, ()), slo_latency_s)
+            ran_s = (ran or {}).get(step.index, step.duration_s)
             points.append(
                 CurvePoint(
                     step,
                     load.get(step.index, LoadStats()),
                     summary,
                     summary.holds(slo_reachability),
+                    step.duration_s if ran_s is None else ran_s,
                 )
             )
         return cls(tuple(points), slo_latency_s, slo_reachability)
@@ -169,7 +179,7 @@ class SurgeCurve:
                 "index": bp.step.index,
                 "rate": bp.step.rate,
                 "at_rest": bp.step.at_rest,
-                "achieved_rps": round(bp.load.rate(bp.step.duration_s), 2),
+                "achieved_rps": round(bp.achieved_rate, 2),
                 "latency_p95_s": _r(bp.probes.latency(95)),
             },
             "held_up_to_rate": self.held_up_to,

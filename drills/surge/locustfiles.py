@@ -24,6 +24,7 @@ idled, every worker reports its final stats and its own tally, then Locust quits
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import random
 import smtplib
@@ -92,6 +93,8 @@ class _State:
         }
 
     def drained(self) -> None:
+        """Wait until no request of this process is in flight (users already idled)."""
+        gevent.sleep(0)  # let users woken by the step change see it before counting
         deadline = time.monotonic() + _DRAIN_S
         while self.inflight > 0 and time.monotonic() < deadline:
             gevent.sleep(0.01)
@@ -108,12 +111,22 @@ def _message_text() -> str:
 # --------------------------------------------------------------------------- pacing
 
 
+_SLOTS = itertools.count()
+_GOLDEN = 0.6180339887498949
+
+
 class _Paced:
-    """One message per task call, paced to the current step's per-user rate."""
+    """One message per task call, paced to the current step's per-user rate.
+
+    Users start a step at evenly spread phases of their interval (a
+    low-discrepancy sequence over the process's users), so the offered rate
+    holds from the first second of a step, not just on average.
+    """
 
     wait_time = constant(0)
     _pace: _Step | None = None
     _due = 0.0
+    _phase: float | None = None
 
     def _turn(self) -> _Step | None:
         """Wait for this user's next slot; None when idle or when the step changed meanwhile."""
@@ -124,11 +137,13 @@ class _Paced:
         now = time.monotonic()
         interval = 1.0 / step.per_user
         if self._pace is not step:
+            if self._phase is None:
+                self._phase = (next(_SLOTS) * _GOLDEN) % 1.0
             self._pace = step
-            self._due = now + random.random() * interval  # spread users over the interval
+            self._due = now + self._phase * interval
         delay = self._due - now
-        if delay > 0 and step.changed.wait(delay):
-            return None
+        if delay > 0 and (step.changed.wait(delay) or STATE.step is not step):
+            return None  # the step changed while this user waited (even if its timer fired first)
         # No catch-up bursts: a user that fell behind restarts from now.
         self._due = max(self._due + interval, time.monotonic() - interval)
         return step
@@ -342,6 +357,7 @@ def _finish(environment: Any, reason: str) -> None:
     cfg = STATE.config
     runner = environment.runner
     _set_step(environment, -1, 0.0)
+    idled_at = time.time()
     if isinstance(runner, MasterRunner):
         expected = runner.worker_count
         runner.send_message(_FLUSH_MSG, {})
@@ -354,7 +370,7 @@ def _finish(environment: Any, reason: str) -> None:
         tallies = [STATE.tally("local")]
     for tally in tallies:
         append_progress(cfg.progress, tally)
-    append_progress(cfg.progress, {"event": "finished", "reason": reason, "wall": time.time()})
+    append_progress(cfg.progress, {"event": "finished", "reason": reason, "wall": idled_at})
 
 
 def _on_step(environment: Any, msg: Any, **_: Any) -> None:

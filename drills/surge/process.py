@@ -25,20 +25,29 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drills.errors import ScenarioError
+from drills.errors import HarnessError, ScenarioError
 from drills.surge.config import ENV_VAR, SurgeConfig, read_progress
 from drills.surge.endpoint import scrub
+from drills.surge.plan import RampStep, SurgePlan
 from probes.sim.base import free_port
 
-__all__ = ["LOCUSTFILE", "LocustRun", "Topology", "worker_command"]
+__all__ = ["LOCUSTFILE", "LocustRun", "Progress", "Topology", "worker_command"]
 
 LOCUSTFILE = str(Path(__file__).with_name("locustfiles.py"))
 _BACKSTOP_S = 60.0  # Locust's own --run-time, beyond the plan: a last resort if the clock dies
 _TERM_GRACE_S = 15.0  # after SIGTERM, how long the master may take to drain and write stats
+_START_GRACE_S = 30.0  # Locust start-up (imports, spawning users) beyond waiting for workers
+_END_GRACE_S = 20.0  # after the plan's duration, before the hard stop
+_POLL_S = 0.02
+
+OnProgress = Callable[[dict[str, Any]], None]
+OnStep = Callable[[RampStep], None]
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,52 @@ class Topology:
                 bind_host=self.bind_host,
             )
         return out
+
+
+@dataclass
+class Progress:
+    """What the harness learnt from the progress file while Locust ran."""
+
+    started_wall: float | None = None
+    steps_seen: list[int] = field(default_factory=list)
+    step_walls: dict[int, float] = field(default_factory=dict)  # step index → wall time it began
+    tallies: list[dict[str, Any]] = field(default_factory=list)
+    finished: str | None = None
+    finished_wall: float | None = None
+    stop_reason: str = "completed"  # completed | stopped | cap
+
+    def ran_s(self, index: int) -> float | None:
+        """How long step *index* really ran (shorter than planned when stopped); None if never."""
+        began = self.step_walls.get(index)
+        if began is None:
+            return None
+        later = [w for i, w in self.step_walls.items() if i > index]
+        ended = min(later) if later else self.finished_wall
+        return None if ended is None else max(0.0, ended - began)
+
+    def absorb(
+        self, events: list[dict[str, Any]], on_progress: OnProgress | None = None
+    ) -> list[int]:
+        """Take in new events; return the indexes of steps that just began."""
+        new_steps = []
+        for ev in events:
+            kind = ev.get("event")
+            if kind == "clock":
+                self.started_wall = float(ev["wall"])
+            elif kind == "step":
+                self.steps_seen.append(int(ev["index"]))
+                self.step_walls[int(ev["index"])] = float(ev["wall"])
+                new_steps.append(int(ev["index"]))
+            elif kind == "tally":
+                self.tallies.append({k: v for k, v in ev.items() if k != "event"})
+            elif kind == "finished":
+                self.finished = str(ev["reason"])
+                self.finished_wall = float(ev["wall"])
+                if self.finished != "completed" and self.stop_reason == "completed":
+                    self.stop_reason = self.finished
+            if on_progress is not None:
+                on_progress(ev)
+        return new_steps
 
 
 def _locust(*args: str) -> list[str]:
@@ -199,6 +254,72 @@ class LocustRun:
                 stderr=sink,
                 start_new_session=True,
             )
+
+    async def drive(
+        self,
+        plan: SurgePlan,
+        *,
+        stop: asyncio.Event | None = None,
+        on_progress: OnProgress | None = None,
+        on_step: OnStep | None = None,
+    ) -> Progress:
+        """Start Locust, follow its ramp clock to the end, wait for every process to exit.
+
+        *on_step* is called as each step begins. Setting *stop* (or overrunning
+        the plan by more than a grace period — the hard duration cap) stops
+        the load cleanly; the statistics are then those measured until then.
+        Raises :class:`HarnessError` if Locust does not start or fails.
+        """
+        try:
+            await self.start()
+            progress = await self._follow(plan, stop, on_progress, on_step)
+            code = await self.wait()
+            progress.absorb(self.poll(), on_progress)
+        except BaseException:
+            await self.kill()
+            raise
+        if not self.stats() and code != 0:
+            raise HarnessError(
+                f"Locust が異常終了しました（終了コード {code}） / "
+                f"Locust failed (exit code {code})\n" + self.log_tail()
+            )
+        return progress
+
+    async def _follow(
+        self,
+        plan: SurgePlan,
+        stop: asyncio.Event | None,
+        on_progress: OnProgress | None,
+        on_step: OnStep | None,
+    ) -> Progress:
+        progress = Progress()
+        wait_workers = self.topology.worker_wait_s if self.topology.master else 0.0
+        start_deadline = time.monotonic() + _START_GRACE_S + wait_workers
+        end_deadline: float | None = None
+        while not self.exited:
+            for index in progress.absorb(self.poll(), on_progress):
+                if on_step is not None:
+                    on_step(plan.step(index))
+            now = time.monotonic()
+            if progress.started_wall is not None and end_deadline is None:
+                end_deadline = now + plan.duration_s + _END_GRACE_S
+            if not self.terminated:
+                if stop is not None and stop.is_set():
+                    progress.stop_reason = "stopped"
+                    await self.terminate()
+                elif end_deadline is not None and now > end_deadline:
+                    progress.stop_reason = "cap"  # the clock overran: the hard duration cap
+                    await self.terminate()
+                elif progress.started_wall is None and now > start_deadline:
+                    raise HarnessError(
+                        "Locust が起動しませんでした / Locust did not start\n" + self.log_tail()
+                    )
+            if stop is not None and not self.terminated:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _POLL_S)
+            else:
+                await asyncio.sleep(_POLL_S)
+        return progress
 
     def poll(self) -> list[dict[str, Any]]:
         """Progress events appended since the last poll."""

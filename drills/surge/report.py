@@ -24,7 +24,7 @@ def _ms(value: float | None) -> str:
 
 
 def _rate(step: dict[str, Any], t: Text) -> str:
-    return t("平常時", "at rest") if step["at_rest"] else f"{step['rate']:g}"
+    return t("平常時", "rest") if step["at_rest"] else f"{step['rate']:g}"
 
 
 def curve_table(event: dict[str, Any], lang: str = "ja") -> Table:
@@ -35,18 +35,20 @@ def curve_table(event: dict[str, Any], lang: str = "ja") -> Table:
         title=t("サージ", "Surge")
         + f" — {event['municipality_name']} {event['channel_id']} ({event['kind']})",
         caption=t(
+            f"負荷・実測は 通/秒、応答は負荷の応答時間、着信は計測メッセージの到達遅延。"
             f"SLO: {slo['latency_s']:g} 秒以内に {slo['reachability']:.0%} 以上  ✔ 達成 ✘ 未達",
-            f"SLO: {slo['reachability']:.0%} within {slo['latency_s']:g} s  ✔ met ✘ missed",
+            f"Offered/achieved in msg/s; Resp = load response time; Deliv = probe delivery "
+            f"latency. SLO: {slo['reachability']:.0%} within {slo['latency_s']:g} s ✔ met ✘ missed",
         ),
     )
     for header, justify in (
         (t("段", "Step"), "right"),
-        (t("負荷 通/秒", "Offered msg/s"), "right"),
-        (t("実測 通/秒", "Achieved msg/s"), "right"),
-        (t("失敗", "Failures"), "right"),
-        (t("応答 p95", "Response p95"), "right"),
-        (t("着信 p50", "Delivered p50"), "right"),
-        (t("着信 p95", "Delivered p95"), "right"),
+        (t("負荷", "Offered"), "right"),
+        (t("実測", "Achieved"), "right"),
+        (t("失敗", "Fail"), "right"),
+        (t("応答p95", "Resp p95"), "right"),
+        (t("着信p50", "Deliv p50"), "right"),
+        (t("着信p95", "Deliv p95"), "right"),
         (t("確認", "Probes"), "right"),
         ("SLO", "center"),
     ):
@@ -73,10 +75,15 @@ def verdict(event: dict[str, Any], lang: str = "ja") -> str:
     t = Text(lang)
     bp = event["breaking_point"]
     slo_s = event["slo"]["latency_s"]
-    if bp is None:
+    held = event.get("held_up_to_rate")
+    if bp is None and held is None:
         line = t(
-            f"破綻点なし: {event['plan']['peak_rate']:g} 通/秒 まで SLO を満たしました",
-            f"no breaking point: the SLO held up to {event['plan']['peak_rate']:g} msg/s",
+            "判定できません: 計測メッセージが数えられませんでした", "no verdict: no probe counted"
+        )
+    elif bp is None:
+        line = t(
+            f"破綻点なし: {held:g} 通/秒 まで SLO を満たしました",
+            f"no breaking point: the SLO held up to {held:g} msg/s",
         )
     elif bp["at_rest"]:
         line = t(

@@ -25,21 +25,17 @@ What happens, in order:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drills.errors import HarnessError
 from drills.surge.config import SurgeConfig
 from drills.surge.curve import CurvePoint, SurgeCurve
 from drills.surge.endpoint import endpoint_for
 from drills.surge.plan import RampStep, SurgePlan, check_surge_allowed
-from drills.surge.process import LocustRun, Topology
+from drills.surge.process import LocustRun, OnProgress, Progress, Topology
 from drills.surge.stats import LoadStats, by_step
 
 if TYPE_CHECKING:
@@ -55,11 +51,6 @@ PROBE_TEXT = (
 LOAD_TEXT = (
     "サージ訓練の負荷メッセージです（返信不要） / surge drill load message (no reply needed)"
 )
-_START_GRACE_S = 30.0  # Locust start-up (imports, spawning users) beyond waiting for workers
-_END_GRACE_S = 20.0  # after the plan's duration, before the hard stop
-_POLL_S = 0.02
-
-OnProgress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -143,27 +134,26 @@ async def run_surge(
             step=step_names[step.index],
         )
 
+    def on_step(step: RampStep) -> None:
+        probing.append(asyncio.create_task(probe_step(step)))
+
     try:
-        await locust.start()
-        follow = await _follow(
-            locust, plan, topology, stop, on_progress, probe_step, probing, probes_per_step
+        follow = await locust.drive(
+            plan,
+            stop=stop,
+            on_progress=on_progress,
+            on_step=on_step if probes_per_step > 0 else None,
         )
-        code = await locust.wait()
-        follow.absorb(locust.poll(), on_progress)
         entries = locust.stats()
-        if not entries and code != 0:
-            raise HarnessError(
-                f"Locust が異常終了しました（終了コード {code}） / "
-                f"Locust failed (exit code {code})\n" + locust.log_tail()
-            )
         if follow.stop_reason != "completed":
             await _settle(probing, grace=2.0)
-        else:
-            await asyncio.gather(*probing, return_exceptions=True)
+        failed = [r for r in await asyncio.gather(*probing, return_exceptions=True) if _fault(r)]
+        if failed:
+            raise failed[0]
     except BaseException:
         for task in probing:
             task.cancel()
-        await locust.kill()
+        await asyncio.gather(*probing, return_exceptions=True)
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -180,8 +170,9 @@ async def run_surge(
         for index, name in step_names.items()
     }
     load = by_step(entries)
+    ran = {s.index: follow.ran_s(s.index) or 0.0 for s in plan.steps}
     curve = SurgeCurve.build(
-        plan.steps, load, per_step, slo_latency, target.channel.slo.reachability
+        plan.steps, load, per_step, slo_latency, target.channel.slo.reachability, ran
     )
     totals = LoadStats.merge(load.values())
     result = SurgeResult(
@@ -192,78 +183,6 @@ async def run_surge(
     return result
 
 
-@dataclass
-class _Follow:
-    """What the harness learnt from the progress file while Locust ran."""
-
-    started_wall: float | None = None
-    steps_seen: list[int] = field(default_factory=list)
-    tallies: list[dict[str, Any]] = field(default_factory=list)
-    finished: str | None = None
-    stop_reason: str = "completed"
-
-    def absorb(self, events: list[dict[str, Any]], on_progress: OnProgress | None) -> list[int]:
-        new_steps = []
-        for ev in events:
-            kind = ev.get("event")
-            if kind == "clock":
-                self.started_wall = float(ev["wall"])
-            elif kind == "step":
-                self.steps_seen.append(int(ev["index"]))
-                new_steps.append(int(ev["index"]))
-            elif kind == "tally":
-                self.tallies.append({k: v for k, v in ev.items() if k != "event"})
-            elif kind == "finished":
-                self.finished = str(ev["reason"])
-                if self.finished != "completed" and self.stop_reason == "completed":
-                    self.stop_reason = self.finished
-            if on_progress is not None:
-                on_progress(ev)
-        return new_steps
-
-
-async def _follow(
-    locust: LocustRun,
-    plan: SurgePlan,
-    topology: Topology,
-    stop: asyncio.Event | None,
-    on_progress: OnProgress | None,
-    probe_step: Callable[[RampStep], Any],
-    probing: list[asyncio.Task[Any]],
-    probes_per_step: int,
-) -> _Follow:
-    follow = _Follow()
-    start_deadline = (
-        time.monotonic() + _START_GRACE_S + (topology.worker_wait_s if topology.master else 0)
-    )
-    end_deadline: float | None = None
-    while not locust.exited:
-        for index in follow.absorb(locust.poll(), on_progress):
-            if probes_per_step > 0:
-                probing.append(asyncio.create_task(probe_step(plan.step(index))))
-        now = time.monotonic()
-        if follow.started_wall is not None and end_deadline is None:
-            end_deadline = now + plan.duration_s + _END_GRACE_S
-        if not locust.terminated:
-            if stop is not None and stop.is_set():
-                follow.stop_reason = "stopped"
-                await locust.terminate()
-            elif end_deadline is not None and now > end_deadline:
-                follow.stop_reason = "cap"  # the hard duration cap: the clock overran
-                await locust.terminate()
-            elif follow.started_wall is None and now > start_deadline:
-                await locust.kill()
-                raise HarnessError(
-                    "Locust が起動しませんでした / Locust did not start\n" + locust.log_tail()
-                )
-        if stop is not None and not locust.terminated:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _POLL_S)
-        else:
-            await asyncio.sleep(_POLL_S)
-    return follow
-
-
 async def _settle(tasks: list[asyncio.Task[Any]], grace: float) -> None:
     """After a stop: let probes in flight finish for *grace* seconds, cancel the rest."""
     pending = [t for t in tasks if not t.done()]
@@ -271,16 +190,20 @@ async def _settle(tasks: list[asyncio.Task[Any]], grace: float) -> None:
         await asyncio.wait(pending, timeout=grace)
     for task in pending:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _fault(outcome: object) -> bool:
+    """A probe step that raised (not merely cancelled after a stop): a harness fault."""
+    return isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError)
 
 
 def _event(
-    result: SurgeResult, target: Target, live: bool, seq: int, follow: _Follow
+    result: SurgeResult, target: Target, live: bool, seq: int, follow: Progress
 ) -> dict[str, Any]:
     """The journal's ``surge`` event (its shape is documented in the README, section surge)."""
     plan = result.plan
     steps_run = len(follow.steps_seen)
-    load_s = sum(s.duration_s for s in plan.steps[:steps_run] if not s.at_rest)
+    load_s = sum(p.ran_s for p in result.curve.points if not p.step.at_rest)
     return {
         "seq": seq,
         "target": target.key,

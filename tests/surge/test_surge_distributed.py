@@ -1,0 +1,54 @@
+"""Locust's distributed mode: a master on 127.0.0.1 and two workers started on this machine.
+
+The master's aggregated statistics (what the surge reports) must equal the sum
+of what each worker counted itself, step by step — and what the simulated far
+end received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from drills.journal import Journal
+from drills.registry import load_registry
+from drills.runner import Drill
+from drills.surge.plan import SurgePlan
+from drills.surge.process import Topology
+from drills.surge.runner import run_surge
+from tests.surge.conftest import CHAT_FAST
+
+
+async def test_master_totals_equal_what_the_two_workers_counted(
+    write_registry: Callable[[str], Path], journal: Journal
+) -> None:
+    registry = load_registry(write_registry(CHAT_FAST))
+    plan = SurgePlan.of([20, 60], step_s=2.0, rest_s=1.0, users=12)
+    async with Drill(registry, journal, seed=3) as drill:
+        target = drill.targets()[0]
+        result = await run_surge(
+            drill, target, plan, topology=Topology(master=True, local_workers=2), probes_per_step=2
+        )
+        far_end_posts = drill.sims.simulator_of(target).room_for(target.key).posted  # type: ignore[attr-defined]
+        probes = [d for d in journal.deliveries(drill.run_id) if d.step.startswith("surge 1.")]
+
+    assert result.stop_reason == "completed"
+    workers = result.workers
+    assert len(workers) == 2 and all(w["requests"] > 0 for w in workers)
+    assert len({w["worker"] for w in workers}) == 2
+    totals = result.totals
+    assert sum(w["requests"] for w in workers) == totals.requests
+    assert sum(w["failures"] for w in workers) == totals.failures == 0
+    for point in result.curve.points:
+        counted = sum(w["by_step"].get(point.step.name, [0, 0])[0] for w in workers)
+        assert counted == point.load.requests
+    # Both load steps were carried at (about) the offered rate.
+    assert 30 <= result.curve.points[1].load.requests <= 50
+    assert 100 <= result.curve.points[2].load.requests <= 140
+    accepted_probes = sum(1 for d in probes if d.accepted_at is not None)
+    assert far_end_posts == totals.requests + accepted_probes
+    assert all(p.holds for p in result.curve.points)
+    data = journal.events(result.run_id, "surge")[0]["data"]
+    assert data["topology"]["mode"] == "distributed" and data["topology"]["workers"] == 2
+    assert data["topology"]["bind_host"] == "127.0.0.1"
+    assert data["totals"]["requests"] == totals.requests
