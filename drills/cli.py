@@ -30,10 +30,23 @@ SUBCOMMAND_MODULES = [
 ]
 
 
+class _Formatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):  # type: ignore[no-untyped-def]
+        if prefix is None:
+            prefix = _Parser.t("使い方: ", "usage: ")
+        return super().add_usage(usage, actions, groups, prefix)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with translated error prefix; usage errors exit 2."""
+    """argparse with translated headings and error prefix; usage errors exit 2."""
 
     t = Text("en")
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+        self._optionals.title = self.t("オプション", "options")
+        self._positionals.title = self.t("引数", "positional arguments")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)

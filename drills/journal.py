@@ -138,7 +138,9 @@ class Journal:
         host = socket.gethostname()
         dead = [
             row["run_id"]
-            for row in self.db.execute("SELECT run_id, pid, host FROM runs WHERE status = ?", (RunStatus.RUNNING,))
+            for row in self.db.execute(
+                "SELECT run_id, pid, host FROM runs WHERE status = ?", (RunStatus.RUNNING,)
+            )
             if row["host"] == host and not _pid_alive(row["pid"])
         ]
         for run_id in dead:

@@ -159,7 +159,7 @@ class _MunicipalityModel(_Strict):
     def _code(cls, value: Any) -> str:
         text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
         if not isinstance(text, str) or len(text) != 6 or not text.isdigit():
-            raise ValueError("must be the 6-digit 全国地方公共団体コード, quoted, e.g. \"131211\"")
+            raise ValueError('must be the 6-digit 全国地方公共団体コード, quoted, e.g. "131211"')
         if not check_digit_ok(text):
             raise ValueError(f"check digit of {text} is wrong")
         return text
@@ -197,7 +197,11 @@ class Registry:
         kind_set, chan_set = set(kinds), set(channels)
         chosen: list[Municipality] = []
         for sel in wanted:
-            hits = [m for m in self.municipalities if sel in (m.code, m.name, m.name_en) or sel in m.tags]
+            hits = [
+                m
+                for m in self.municipalities
+                if sel in (m.code, m.name, m.name_en) or sel in m.tags
+            ]
             if not hits:
                 raise KeyError(sel)
             chosen.extend(m for m in hits if m not in chosen)
@@ -264,7 +268,13 @@ def _secret_problems(
                 value.check()
             except SecretUnresolvable as exc:
                 out.append(
-                    Problem(file, lines.line(here), dotted(here), f"秘密情報 {value} を解決できません（{exc}）", f"cannot resolve secret {value} ({exc})")
+                    Problem(
+                        file,
+                        lines.line(here),
+                        dotted(here),
+                        f"秘密情報 {value} を解決できません（{exc}）",
+                        f"cannot resolve secret {value} ({exc})",
+                    )
                 )
         elif isinstance(value, BaseModel):
             out.extend(_secret_problems(value, here, file, lines))
@@ -272,27 +282,60 @@ def _secret_problems(
 
 
 def _load_channel(
-    raw: Any, path: tuple[str | int, ...], muni_slo: SLO, file: str, lines: LineMap, check_secrets: bool
+    raw: Any,
+    path: tuple[str | int, ...],
+    muni_slo: SLO,
+    file: str,
+    lines: LineMap,
+    check_secrets: bool,
 ) -> tuple[Channel | None, list[Problem]]:
     if not isinstance(raw, dict):
-        return None, [Problem(file, lines.line(path), dotted(path), "チャネルはマッピングで書いてください", "a channel must be a mapping")]
+        return None, [
+            Problem(
+                file,
+                lines.line(path),
+                dotted(path),
+                "チャネルはマッピングで書いてください",
+                "a channel must be a mapping",
+            )
+        ]
     problems: list[Problem] = []
     for key in ("id", "kind"):
         if not isinstance(raw.get(key), str) or not raw.get(key):
-            problems.append(Problem(file, lines.line(path), dotted((*path, key)), "必須の項目がありません", "field required"))
+            problems.append(
+                Problem(
+                    file,
+                    lines.line(path),
+                    dotted((*path, key)),
+                    "必須の項目がありません",
+                    "field required",
+                )
+            )
     if problems:
         return None, problems
     kind = raw["kind"]
     if kind not in known_kinds():
         known = ", ".join(sorted(known_kinds()))
         return None, [
-            Problem(file, lines.line((*path, "kind")), dotted((*path, "kind")), f"未知のチャネル種別 {kind!r}（使える種別: {known}）", f"unknown channel kind {kind!r} (known: {known})")
+            Problem(
+                file,
+                lines.line((*path, "kind")),
+                dotted((*path, "kind")),
+                f"未知のチャネル種別 {kind!r}（使える種別: {known}）",
+                f"unknown channel kind {kind!r} (known: {known})",
+            )
         ]
     try:
         probe_cls = load_kind(kind)
     except Exception as exc:  # a broken plugin must not take the whole registry down
         return None, [
-            Problem(file, lines.line((*path, "kind")), dotted((*path, "kind")), f"種別 {kind!r} を読み込めません: {exc}", f"channel kind {kind!r} failed to load: {exc}")
+            Problem(
+                file,
+                lines.line((*path, "kind")),
+                dotted((*path, "kind")),
+                f"種別 {kind!r} を読み込めません: {exc}",
+                f"channel kind {kind!r} failed to load: {exc}",
+            )
         ]
     sim = slo = surge = None
     try:
@@ -302,12 +345,24 @@ def _load_channel(
     except ValidationError as exc:
         problems += _problems_from(exc, (*path, "sim"), file, lines)
     try:
-        slo = SLO.model_validate({**muni_slo.model_dump(), **raw["slo"]}) if raw.get("slo") else muni_slo
+        slo = (
+            SLO.model_validate({**muni_slo.model_dump(), **raw["slo"]})
+            if raw.get("slo")
+            else muni_slo
+        )
     except (ValidationError, TypeError) as exc:
         if isinstance(exc, ValidationError):
             problems += _problems_from(exc, (*path, "slo"), file, lines)
         else:
-            problems.append(Problem(file, lines.line((*path, "slo")), dotted((*path, "slo")), "マッピングが必要です", "must be a mapping"))
+            problems.append(
+                Problem(
+                    file,
+                    lines.line((*path, "slo")),
+                    dotted((*path, "slo")),
+                    "マッピングが必要です",
+                    "must be a mapping",
+                )
+            )
     try:
         surge = SurgeAllowance.model_validate(raw["surge"]) if raw.get("surge") else None
     except ValidationError as exc:
@@ -318,7 +373,15 @@ def _load_channel(
     if is_sim:
         sim_cls = probe_cls.simulator()
         if sim_cls is None:
-            problems.append(Problem(file, lines.line((*path, "sim")), dotted((*path, "sim")), f"種別 {kind!r} にはシミュレータがありません", f"kind {kind!r} has no simulator"))
+            problems.append(
+                Problem(
+                    file,
+                    lines.line((*path, "sim")),
+                    dotted((*path, "sim")),
+                    f"種別 {kind!r} にはシミュレータがありません",
+                    f"kind {kind!r} has no simulator",
+                )
+            )
         else:
             to_validate = {**sim_cls.placeholder_settings(), **settings_raw}
     settings = None
@@ -363,9 +426,23 @@ def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = Tr
             m = _MunicipalityModel.model_validate(raw_m)
         except ValidationError as exc:
             problems += _problems_from(exc, mpath, file, lines)
+            # Still check its channels: every problem is reported in one pass.
+            raw_channels = raw_m.get("channels") if isinstance(raw_m, dict) else None
+            for ci, raw_c in enumerate(raw_channels if isinstance(raw_channels, list) else []):
+                problems += _load_channel(
+                    raw_c, (*mpath, "channels", ci), top.defaults.slo, file, lines, check_secrets
+                )[1]
             continue
         if m.code in codes:
-            problems.append(Problem(file, lines.line((*mpath, "code")), dotted((*mpath, "code")), f"団体コード {m.code} が重複しています（{codes[m.code]} 行目）", f"duplicate municipality code {m.code} (line {codes[m.code]})"))
+            problems.append(
+                Problem(
+                    file,
+                    lines.line((*mpath, "code")),
+                    dotted((*mpath, "code")),
+                    f"団体コード {m.code} が重複しています（{codes[m.code]} 行目）",
+                    f"duplicate municipality code {m.code} (line {codes[m.code]})",
+                )
+            )
         codes.setdefault(m.code, lines.line((*mpath, "code")) or 0)
         muni_slo = m.slo or top.defaults.slo
         channels: list[Channel] = []
@@ -377,12 +454,22 @@ def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = Tr
             cid = raw_c.get("id") if isinstance(raw_c, dict) else None
             if isinstance(cid, str):
                 if cid in ids:
-                    problems.append(Problem(file, lines.line((*cpath, "id")), dotted((*cpath, "id")), f"チャネル ID {cid!r} が重複しています（{ids[cid]} 行目）", f"duplicate channel id {cid!r} (line {ids[cid]})"))
+                    problems.append(
+                        Problem(
+                            file,
+                            lines.line((*cpath, "id")),
+                            dotted((*cpath, "id")),
+                            f"チャネル ID {cid!r} が重複しています（{ids[cid]} 行目）",
+                            f"duplicate channel id {cid!r} (line {ids[cid]})",
+                        )
+                    )
                 ids.setdefault(cid, lines.line((*cpath, "id")) or 0)
             if channel is not None:
                 channels.append(channel)
         municipalities.append(
-            Municipality(m.code, m.name, m.name_en, tuple(m.tags), tuple(channels), m.drill_interval)
+            Municipality(
+                m.code, m.name, m.name_en, tuple(m.tags), tuple(channels), m.drill_interval
+            )
         )
     if problems:
         raise RegistryError(problems)
@@ -396,6 +483,14 @@ def load_registry(path: str | FsPath, check_secrets: bool = True) -> Registry:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(
-            [Problem(str(p), None, "(file)", f"レジストリを読めません: {exc.strerror}", f"cannot read registry: {exc.strerror}")]
+            [
+                Problem(
+                    str(p),
+                    None,
+                    "(file)",
+                    f"レジストリを読めません: {exc.strerror}",
+                    f"cannot read registry: {exc.strerror}",
+                )
+            ]
         ) from None
     return parse_registry(text, str(p), check_secrets)

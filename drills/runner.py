@@ -200,7 +200,8 @@ class Drill:
         live = [t.key for t in targets if not t.channel.simulated]
         if live:
             raise DrillSafetyError(
-                "live channels need --live (実チャネルへの送信には --live が必要です): " + ", ".join(live)
+                "live channels need --live (実チャネルへの送信には --live が必要です): "
+                + ", ".join(live)
             )
 
     async def take_down(self, target: Target) -> None:
@@ -269,7 +270,16 @@ class Drill:
                 for i in range(repeat):
                     jobs.append(
                         self._deliver(
-                            target, probe, recipient, text, subject, timeout, slo, step, i * interval, result
+                            target,
+                            probe,
+                            recipient,
+                            text,
+                            subject,
+                            timeout,
+                            slo,
+                            step,
+                            i * interval,
+                            result,
                         )
                     )
         await asyncio.gather(*jobs)
@@ -316,7 +326,9 @@ class Drill:
         if delay > 0:
             await asyncio.sleep(delay)
         async with self._limit:
-            delivery = await self._attempt(target, probe, recipient, text, subject, timeout, slo, step)
+            delivery = await self._attempt(
+                target, probe, recipient, text, subject, timeout, slo, step
+            )
         self.journal.record(delivery)
         result.deliveries.append(delivery)
         if self.on_delivery is not None:

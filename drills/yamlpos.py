@@ -74,14 +74,21 @@ def load_with_lines(text: str, file: str) -> tuple[Any, LineMap, list[Problem]]:
     """Parse *text*; return (data, line map, problems). Syntax errors raise ``Problem`` lists."""
     lines = LineMap()
     problems: list[Problem] = []
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = loader_cls(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         why = str(getattr(exc, "problem", None) or exc)
-        problems.append(Problem(file, line, "(yaml)", f"YAML の構文エラー: {why}", f"YAML syntax error: {why}"))
+        problems.append(
+            Problem(file, line, "(yaml)", f"YAML の構文エラー: {why}", f"YAML syntax error: {why}")
+        )
         return None, lines, problems
     if node is not None:
         _walk(node, (), lines, problems, file)

@@ -41,10 +41,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from probes.sim.base import Simulator
 
 __all__ = [
@@ -294,12 +295,14 @@ class ProbeEnv:
     shared: dict[str, Any] = field(default_factory=dict)
 
     def http(self) -> aiohttp.ClientSession:
+        import aiohttp  # not at import time: cron pays for every import
+
         session = self.shared.get("aiohttp")
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
             session = aiohttp.ClientSession(connector=connector, trust_env=False)
             self.shared["aiohttp"] = session
-        return session  # type: ignore[no-any-return]
+        return session
 
     async def aclose(self) -> None:
         for key, value in list(self.shared.items()):

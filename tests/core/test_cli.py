@@ -1,0 +1,66 @@
+"""The command line: help in both languages for every subcommand, meaningful exit codes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from drills.cli import build_parser, main
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+def subcommands(lang: str) -> list[str]:
+    parser = build_parser(lang)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_help_of_every_subcommand(lang, capsys):
+    names = subcommands(lang)
+    assert {"demo", "registry"} <= set(names)
+    for argv in ([], *([n] for n in names)):
+        with pytest.raises(SystemExit) as info:
+            main(["--lang", lang, *argv, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.strip()
+        if lang == "ja":
+            assert JAPANESE.search(out), argv
+            assert "使い方" in out
+        else:
+            assert not JAPANESE.search(out.replace("【訓練】", "")), (argv, out)
+            assert "usage:" in out
+
+
+def test_language_follows_locale(monkeypatch, capsys):
+    monkeypatch.delenv("TSUNAGARI_LANG", raising=False)
+    monkeypatch.setenv("LC_ALL", "ja_JP.UTF-8")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "使い方" in capsys.readouterr().out
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_registry_check_exit_codes(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text('municipalities:\n  - code: "131016"\n    name: 千代田区\n    channels:\n      - {id: c, kind: webhook, sim: {}}\n')
+    assert main(["--lang", "en", "registry", "check", str(good)]) == 0
+    assert "1 municipalities, 1 channels (1 simulated)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("webhook", "webhok"))
+    assert main(["--lang", "ja", "registry", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:5: municipalities[0].channels[0].kind: 未知のチャネル種別 'webhok'" in err
+    assert "Traceback" not in err
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--lang", "en", "no-such-command"])
+    assert info.value.code == 2
