@@ -335,10 +335,10 @@ def _run_worker(args: argparse.Namespace, registry: Any, target: Any, t: Text) -
     """A Locust worker for a master elsewhere: the endpoint comes from *this* machine's registry."""
     import subprocess
 
-    from drills.surge.config import ENV_VAR, SurgeConfig
+    from drills.surge.config import SurgeConfig
     from drills.surge.endpoint import endpoint_for
     from drills.surge.plan import SurgePlan, SurgeRefused, allowance_problems
-    from drills.surge.process import worker_command
+    from drills.surge.process import locust_env, worker_command
     from drills.surge.runner import LOAD_TEXT
 
     if target.channel.simulated:
@@ -367,10 +367,9 @@ def _run_worker(args: argparse.Namespace, registry: Any, target: Any, t: Text) -
             os.devnull,
         )
         config.write(workdir / "config.json")
-        env = {**os.environ, ENV_VAR: str(workdir / "config.json")}
         cmd = worker_command(args.master_host, args.master_port, config.user_class)
         with contextlib.suppress(KeyboardInterrupt):
-            return subprocess.call(cmd, env=env)
+            return subprocess.call(cmd, env=locust_env(workdir / "config.json"), cwd=workdir)
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -37,7 +37,7 @@ from drills.surge.endpoint import scrub
 from drills.surge.plan import RampStep, SurgePlan
 from probes.sim.base import free_port
 
-__all__ = ["LOCUSTFILE", "LocustRun", "Progress", "Topology", "worker_command"]
+__all__ = ["LOCUSTFILE", "LocustRun", "Progress", "Topology", "locust_env", "worker_command"]
 
 LOCUSTFILE = str(Path(__file__).with_name("locustfiles.py"))
 _BACKSTOP_S = 60.0  # Locust's own --run-time, beyond the plan: a last resort if the clock dies
@@ -157,6 +157,12 @@ def worker_command(
     return [*cmd, user_class]
 
 
+def locust_env(config_path: Path) -> dict[str, str]:
+    """The environment of a surge's Locust process: ours minus LOCUST_* settings, plus the config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    return {**env, ENV_VAR: str(config_path), "PYTHONUNBUFFERED": "1"}
+
+
 class LocustRun:
     """The Locust processes of one surge, started in *workdir* (private, removed by the caller)."""
 
@@ -229,7 +235,7 @@ class LocustRun:
 
     async def start(self) -> None:
         self.config.write(self.config_path)
-        env = {**os.environ, ENV_VAR: str(self.config_path), "PYTHONUNBUFFERED": "1"}
+        env = locust_env(self.config_path)
         self.master = await self._spawn(self.master_command(), env, "master.out")
         if self.topology.master:
             connect = (
@@ -245,10 +251,12 @@ class LocustRun:
     async def _spawn(
         self, cmd: list[str], env: dict[str, str], out: str
     ) -> asyncio.subprocess.Process:
+        # cwd: the private run folder, so no stray locust.conf / pyproject.toml is picked up.
         with open(self.workdir / out, "wb") as sink:
             return await asyncio.create_subprocess_exec(
                 *cmd,
                 env=env,
+                cwd=self.workdir,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=sink,
                 stderr=sink,

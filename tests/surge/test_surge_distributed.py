@@ -7,16 +7,23 @@ end received.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from drills.cli import main
 from drills.journal import Journal
 from drills.registry import load_registry
 from drills.runner import Drill
 from drills.surge.plan import SurgePlan
 from drills.surge.process import Topology
 from drills.surge.runner import run_surge
+from probes.sim.base import free_port
 from tests.surge.conftest import CHAT_FAST
+from tests.surge.sinks import HttpCounter
 
 
 async def test_master_totals_equal_what_the_two_workers_counted(
@@ -52,3 +59,53 @@ async def test_master_totals_equal_what_the_two_workers_counted(
     assert data["topology"]["mode"] == "distributed" and data["topology"]["workers"] == 2
     assert data["topology"]["bind_host"] == "127.0.0.1"
     assert data["totals"]["requests"] == totals.requests
+
+
+async def test_a_worker_started_with_the_cli_joins_a_master(
+    http_counter: HttpCounter, write_registry: Callable[[str], Path], journal: Journal
+) -> None:
+    """``tsunagari surge --worker`` (as on another machine) builds its endpoint from its own registry."""
+    path = write_registry(
+        f"""
+municipalities:
+  - code: "131211"
+    name: 足立区
+    channels:
+      - {{id: live, kind: webhook, url: "{http_counter.url}", surge: {{rate: 50, duration: 1m}}}}
+"""
+    )
+    registry = load_registry(path)
+    port = free_port()
+    worker_cmd = [sys.executable, "-m", "drills.cli", "--lang", "en", "surge", str(path),
+                  "--channel", "131211/live", "--live", "--worker", "--master-port", str(port)]  # fmt: skip
+    worker = await asyncio.create_subprocess_exec(
+        *worker_cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with Drill(registry, journal, live=True) as drill:
+            topology = Topology(master=True, expect_workers=1, port=port, worker_wait_s=30)
+            plan = SurgePlan.of([30], step_s=2.0, users=6)
+            result = await run_surge(
+                drill, drill.targets()[0], plan, topology=topology, probes_per_step=1
+            )
+        assert await asyncio.wait_for(worker.wait(), 30) == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert result.stop_reason == "completed"
+    assert len(result.workers) == 1 and result.workers[0]["requests"] == result.totals.requests > 40
+    assert http_counter.requests == result.totals.requests + 1  # + the one probe
+
+
+def test_the_worker_cli_refuses_simulated_and_unallowed_channels(
+    write_registry: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_registry(
+        CHAT_FAST + '      - {id: live, kind: webhook, url: "http://127.0.0.1:9/hooks/x"}\n'
+    )
+    common = ["--lang", "en", "surge", str(path), "--worker", "--live"]
+    assert main([*common, "--channel", "131016/chat"]) == 2
+    assert "simulated channel" in capsys.readouterr().err
+    assert main([*common, "--channel", "131016/live"]) == 2
+    assert "no surge allowance" in capsys.readouterr().err
