@@ -26,6 +26,7 @@ EXIT = {"ok": 0, "missed": 1, "usage": 2, "harness": 3, "locked": 4}
 SUBCOMMAND_MODULES = [
     "drills.commands.demo",
     "drills.commands.registry",
+    "drills.commands.serve",
     "drills.commands.surge",
 ]
 

@@ -28,7 +28,9 @@ __all__ = ["DEMO_SCENARIO", "OUTPUT_WRITERS", "demo_registry_path", "run_demo"]
 DEMO_SCENARIO = "デモ訓練: 首都直下地震 初動参集"
 
 # "module:function" called as fn(journal=, run_id=, registry=, out_dir=, lang=) after the run.
-OUTPUT_WRITERS: list[str] = []
+OUTPUT_WRITERS: list[str] = [
+    "drills.push:write_metrics_file",
+]
 
 
 def demo_registry_path() -> Path:

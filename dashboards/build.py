@@ -1,0 +1,748 @@
+"""Dashboards and alert rules as code: ``python dashboards/build.py [--check]``.
+
+Generates, next to this file:
+
+- ``grafana/*.json`` — three Grafana dashboards (CIO overview, municipality
+  detail, drill run), built with Grafana Labs' grafana-foundation-sdk; the
+  Prometheus data source is the ``datasource`` variable;
+- ``prometheus/tsunagari.rules.yml`` — the alert rules.
+
+``--check`` writes nothing and exits 1 if a committed file differs from what
+this script generates (the test suite runs it). Every metric and label used
+here is one ``drills.metrics`` exports; the integration test proves it by
+evaluating every expression against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    heatmap,
+    piechart,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders.dashboard import (
+    AnnotationQuery,
+    Dashboard,
+    DashboardLink,
+    DatasourceVariable,
+    QueryVariable,
+    Row,
+    ThresholdsConfig,
+)
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+HERE = Path(__file__).resolve().parent
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TAGS = ["tsunagari"]
+
+READINESS_THRESHOLD = 75  # below grade B (README, scoring): 要改善
+TLS_WARNING_DAYS = 21
+
+# Grade bands of drills.scoring.GRADES as Grafana thresholds.
+GRADE_STEPS = [
+    dm.Threshold(None, "red"),
+    dm.Threshold(50, "orange"),
+    dm.Threshold(75, "yellow"),
+    dm.Threshold(90, "green"),
+]
+
+SEL = 'scenario=~"$scenario", vantage=~"$vantage"'
+SEL_M = SEL + ', municipality_name=~"$municipality"'
+MUNI = "municipality_code, municipality_name"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def q(
+    expr: str,
+    legend: str | None = None,
+    *,
+    instant: bool = False,
+    fmt: str | None = None,
+    ref: str = "A",
+) -> Dataquery:
+    query = Dataquery().expr(expr).ref_id(ref).datasource(DS)
+    if legend is not None:
+        query = query.legend_format(legend)
+    if instant:
+        query = query.instant()
+    else:
+        query = query.range()
+    if fmt is not None:
+        query = query.format(PromQueryFormat(fmt))
+    return query
+
+
+def panel(kind: Any, title: str, w: int, h: int) -> Any:
+    """A panel of *kind* (a builders module) with the Prometheus variable as data source."""
+    return kind.Panel().datasource(DS).title(title).span(w).height(h)
+
+
+def thresholds(steps: list[dm.Threshold]) -> ThresholdsConfig:
+    return ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def value_text(mapping: dict[str, tuple[str, str]]) -> list[dm.ValueMapping]:
+    return [
+        dm.ValueMap(
+            {
+                value: dm.ValueMappingResult(text=text, color=color, index=i)
+                for i, (value, (text, color)) in enumerate(mapping.items())
+            }
+        )
+    ]
+
+
+REACHABLE = value_text({"1": ("到達", "green"), "0": ("不通", "red")})
+
+
+def variables(board: Dashboard, *, municipality: bool = False) -> Dashboard:
+    board = board.with_variable(
+        DatasourceVariable("datasource").label("データソース").type("prometheus")
+    )
+    for name, label in (("scenario", "シナリオ"), ("vantage", "拠点")):
+        board = board.with_variable(
+            QueryVariable(name)
+            .label(label)
+            .datasource(DS)
+            .query(
+                {
+                    "query": f"label_values(tsunagari_drill_last_start_timestamp_seconds, {name})",
+                    "refId": name,
+                }
+            )
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dm.VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+        )
+    if municipality:
+        board = board.with_variable(
+            QueryVariable("municipality")
+            .label("団体")
+            .datasource(DS)
+            .query(
+                {
+                    "query": f"label_values(tsunagari_readiness_score{{{SEL}}}, municipality_name)",
+                    "refId": "municipality",
+                }
+            )
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        ).with_variable(
+            QueryVariable("channel")
+            .label("チャネル")
+            .datasource(DS)
+            .query(
+                {
+                    "query": f"label_values(tsunagari_channel_reachable{{{SEL_M}}}, channel_id)",
+                    "refId": "channel",
+                }
+            )
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dm.VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+        )
+    return board
+
+
+def board(title: str, uid: str, description: str) -> Dashboard:
+    return (
+        Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .timezone("Asia/Tokyo")
+        .refresh("1m")
+        .editable()
+        .link(
+            DashboardLink("繋がり")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(TAGS)
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+    )
+
+
+def tls_left(title: str, by: str, legend: str, selector: str, w: int, h: int) -> Any:
+    """Time left until the earliest TLS certificate expiry, per *by*."""
+    expr = f"min by ({by}) (tsunagari_tls_cert_expiry_timestamp_seconds{{{selector}}}) - time()"
+    return (
+        panel(bargauge, title, w, h)
+        .with_target(q(expr, legend, instant=True))
+        .unit("s")
+        .thresholds(
+            thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
+        )
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+
+
+# --------------------------------------------------------------------------- CIO overview
+
+
+def cio_overview() -> Dashboard:
+    d = variables(
+        board(
+            "繋がり 即応性 総覧（都・区市町村）",
+            "tsunagari-cio-overview",
+            "Readiness of every municipality at a glance / 全団体の即応性を一目で",
+        )
+    ).time("now-7d", "now")
+    d = d.with_row(Row("いまの状態"))
+    d = d.with_panel(
+        panel(bargauge, "即応性スコア（団体別・最新の訓練）", 12, 10)
+        .description("最新の訓練の即応性スコア（0〜100）。複数のシナリオ・拠点を選ぶと最も低い値。")
+        .with_target(
+            q(
+                f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})",
+                "{{municipality_name}}",
+                instant=True,
+            )
+        )
+        .min(0)
+        .max(100)
+        .unit("none")
+        .decimals(1)
+        .thresholds(thresholds(GRADE_STEPS))
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_panel(
+        panel(stat, "不通のチャネル数", 4, 10)
+        .description("最新の訓練で 1 通も受け手側に届かなかったチャネルの数")
+        .with_target(
+            q(f"count(tsunagari_channel_reachable{{{SEL}}} == 0) or vector(0)", instant=True)
+        )
+        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
+    )
+    d = d.with_panel(
+        panel(bargauge, "最後の訓練からの経過時間", 8, 10)
+        .description("その団体を含む最新の訓練が終わってからの時間")
+        .with_target(
+            q(
+                f"time() - max by ({MUNI}) (tsunagari_municipality_last_drill_timestamp_seconds{{{SEL}}})",
+                "{{municipality_name}}",
+                instant=True,
+            )
+        )
+        .unit("s")
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_panel(
+        panel(table, "いま不通のチャネル", 12, 8)
+        .description("最新の訓練で 1 通も届かなかったチャネル（連続回数つき）")
+        .with_target(
+            q(f"tsunagari_channel_unreachable_streak{{{SEL}}} > 0", fmt="table", instant=True)
+        )
+    )
+    d = d.with_panel(
+        panel(table, "前回の訓練から悪化した団体", 12, 8)
+        .description("即応性スコアが前回の訓練より下がった団体（値は変化幅）")
+        .with_target(q(f"tsunagari_readiness_score_change{{{SEL}}} < 0", fmt="table", instant=True))
+    )
+    d = d.with_panel(
+        panel(table, "新たに不通になったチャネル", 12, 8)
+        .description("前回の訓練では届いていた（または初めての訓練で）、今回届かなかったチャネル")
+        .with_target(
+            q(f"tsunagari_channel_unreachable_streak{{{SEL}}} == 1", fmt="table", instant=True)
+        )
+    )
+    d = d.with_panel(
+        panel(bargauge, "点呼（安否確認）の回答率", 12, 8)
+        .with_target(
+            q(
+                f"min by ({MUNI}) (tsunagari_roll_call_answered_ratio{{{SEL}}})",
+                "{{municipality_name}}",
+                instant=True,
+            )
+        )
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .thresholds(
+            thresholds(
+                [dm.Threshold(None, "red"), dm.Threshold(0.9, "yellow"), dm.Threshold(1, "green")]
+            )
+        )
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_row(Row("推移"))
+    d = d.with_panel(
+        panel(timeseries, "即応性スコアの推移（90 日）", 16, 10)
+        .with_target(
+            q(f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})", "{{municipality_name}}")
+        )
+        .time_from("90d")
+        .min(0)
+        .max(100)
+    )
+    d = d.with_panel(
+        tls_left(
+            "TLS 証明書の期限までの残り時間（最短）",
+            f"{MUNI}, channel_id",
+            "{{municipality_name}} {{channel_id}}",
+            SEL,
+            8,
+            10,
+        )
+    )
+    return d
+
+
+# --------------------------------------------------------------------------- municipality detail
+
+
+def municipality_detail() -> Dashboard:
+    d = variables(
+        board(
+            "繋がり 団体の詳細",
+            "tsunagari-municipality",
+            "One municipality, channel by channel / 団体ごと・チャネルごとの詳細",
+        ),
+        municipality=True,
+    ).time("now-30d", "now")
+    d = d.with_row(Row("$municipality"))
+    d = d.with_panel(
+        panel(stat, "即応性スコア", 6, 6)
+        .with_target(q(f"min(tsunagari_readiness_score{{{SEL_M}}})", instant=True))
+        .min(0)
+        .max(100)
+        .decimals(1)
+        .thresholds(thresholds(GRADE_STEPS))
+    )
+    d = d.with_panel(
+        panel(stat, "前回の訓練からの変化", 6, 6)
+        .with_target(q(f"min(tsunagari_readiness_score_change{{{SEL_M}}})", instant=True))
+        .decimals(1)
+        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(0, "green")]))
+    )
+    d = d.with_panel(
+        panel(stat, "最後の訓練からの経過時間", 6, 6)
+        .with_target(
+            q(
+                f"time() - max(tsunagari_municipality_last_drill_timestamp_seconds{{{SEL_M}}})",
+                instant=True,
+            )
+        )
+        .unit("s")
+    )
+    d = d.with_panel(
+        panel(stat, "訓練間隔（レジストリ）", 6, 6)
+        .with_target(
+            q(
+                'max(tsunagari_municipality_drill_interval_seconds{municipality_name=~"$municipality"})',
+                instant=True,
+            )
+        )
+        .unit("s")
+    )
+    d = d.with_row(Row("チャネル"))
+    d = d.with_panel(
+        panel(statetimeline, "到達できたか（チャネル・拠点別）", 12, 8)
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_reachable{{{SEL_M}}})",
+                "{{channel_id}} @ {{vantage}}",
+            )
+        )
+        .mappings(REACHABLE)
+        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
+    )
+    d = d.with_panel(
+        panel(timeseries, "到達率（チャネル・拠点別、最新の訓練）", 12, 8)
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_reachability_ratio{{{SEL_M}}})",
+                "{{channel_id}} @ {{vantage}}",
+            )
+        )
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+    )
+    d = d.with_panel(
+        panel(heatmap, "遅延ヒートマップ: $channel", 24, 8)
+        .description("受け手側で確認されるまでの遅延の分布（期間内の全送信）")
+        .with_target(
+            q(
+                f'sum by (le) (increase(tsunagari_delivery_latency_seconds_bucket{{{SEL_M}, channel_id=~"$channel"}}[$__rate_interval]))',
+                "{{le}}",
+                fmt="heatmap",
+            )
+        )
+        .calculate(False)
+        .repeat("channel")
+        .repeat_direction("h")
+        .max_per_row(3)
+    )
+    d = d.with_panel(
+        panel(timeseries, "遅延 p50・p95（最新の訓練、チャネル・拠点別）", 12, 8)
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_latency_p50_seconds{{{SEL_M}}})",
+                "{{channel_id}} p50 @ {{vantage}}",
+            )
+        )
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_channel_latency_p95_seconds{{{SEL_M}}})",
+                "{{channel_id}} p95 @ {{vantage}}",
+                ref="B",
+            )
+        )
+        .unit("s")
+    )
+    d = d.with_panel(
+        panel(bargauge, "遅延 p95（表示期間内の全送信）", 12, 8)
+        .with_target(
+            q(
+                "histogram_quantile(0.95, sum by (le, channel_id, vantage) "
+                f"(increase(tsunagari_delivery_latency_seconds_bucket{{{SEL_M}}}[$__range])))",
+                "{{channel_id}} @ {{vantage}}",
+                instant=True,
+            )
+        )
+        .unit("s")
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_panel(
+        panel(timeseries, "観測の誤差の上限", 12, 8)
+        .description("受け手側の観測が申告した、着信時刻の誤差の上限")
+        .with_target(
+            q(
+                f"max by (channel_id, vantage) (tsunagari_observer_error_bound_seconds{{{SEL_M}}})",
+                "{{channel_id}} @ {{vantage}}",
+            )
+        )
+        .unit("s")
+    )
+    d = d.with_panel(
+        tls_left("TLS 証明書の期限までの残り時間", "channel_id", "{{channel_id}}", SEL_M, 12, 8)
+    )
+    d = d.with_row(Row("結果の内訳"))
+    d = d.with_panel(
+        panel(piechart, "結果の内訳（最新の訓練）", 8, 8).with_target(
+            q(
+                f"sum by (outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
+                "{{outcome}}",
+                instant=True,
+            )
+        )
+    )
+    d = d.with_panel(
+        panel(table, "チャネル別の結果（最新の訓練）", 16, 8).with_target(
+            q(
+                f"sum by (channel_id, channel_kind, vantage, outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
+                fmt="table",
+                instant=True,
+            )
+        )
+    )
+    d = d.with_panel(
+        panel(timeseries, "結果の推移（送信数）", 24, 8)
+        .with_target(
+            q(
+                f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL_M}}}[$__rate_interval]))",
+                "{{outcome}}",
+            )
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+    )
+    d = d.with_row(Row("代替経路と点呼"))
+    d = d.with_panel(
+        panel(stat, "代替経路（フォールバック）で届いたか", 6, 6)
+        .with_target(
+            q(
+                f"max by (vantage) (tsunagari_fallback_reached{{{SEL_M}}})",
+                "{{vantage}}",
+                instant=True,
+            )
+        )
+        .mappings(value_text({"1": ("届いた", "green"), "0": ("届かず", "red")}))
+    )
+    d = d.with_panel(
+        panel(stat, "代替経路で届くまで", 6, 6)
+        .with_target(
+            q(
+                f"max by (vantage) (tsunagari_fallback_latency_seconds{{{SEL_M}}})",
+                "{{vantage}}",
+                instant=True,
+            )
+        )
+        .unit("s")
+    )
+    d = d.with_panel(
+        panel(stat, "点呼の回答（人）", 6, 6)
+        .with_target(q(f"sum(tsunagari_roll_call_answered{{{SEL_M}}})", "回答", instant=True))
+        .with_target(
+            q(f"sum(tsunagari_roll_call_expected{{{SEL_M}}})", "対象", instant=True, ref="B")
+        )
+    )
+    d = d.with_panel(
+        panel(stat, "点呼の回答率", 6, 6)
+        .with_target(q(f"min(tsunagari_roll_call_answered_ratio{{{SEL_M}}})", instant=True))
+        .unit("percentunit")
+        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
+    )
+    return d
+
+
+# --------------------------------------------------------------------------- drill run
+
+
+def drill_run() -> Dashboard:
+    d = variables(
+        board(
+            "繋がり 訓練の実行",
+            "tsunagari-drill-run",
+            "One drill run from start to finish / 1 回の訓練の経過",
+        )
+    ).time("now-1h", "now")
+    d = d.annotation(
+        AnnotationQuery()
+        .name("訓練開始")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("blue")
+        .expr(f"changes(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}[2m]) > 0")
+    ).annotation(
+        AnnotationQuery()
+        .name("訓練終了")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("green")
+        .expr(f"changes(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}[2m]) > 0")
+    )
+    d = d.with_panel(
+        panel(stat, "開始", 6, 5)
+        .with_target(
+            q(f"max(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
+        )
+        .unit("dateTimeAsIso")
+    )
+    d = d.with_panel(
+        panel(stat, "終了", 6, 5)
+        .with_target(
+            q(f"max(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
+        )
+        .unit("dateTimeAsIso")
+    )
+    d = d.with_panel(
+        panel(stat, "所要時間", 6, 5)
+        .with_target(q(f"max(tsunagari_drill_duration_seconds{{{SEL}}})", instant=True))
+        .unit("s")
+    )
+    d = d.with_panel(
+        panel(stat, "状態", 6, 5)
+        .with_target(q(f"max(tsunagari_drill_running{{{SEL}}})", instant=True))
+        .mappings(value_text({"1": ("実行中", "blue"), "0": ("終了", "green")}))
+    )
+    d = d.with_panel(
+        panel(statetimeline, "実行中の訓練", 24, 5)
+        .with_target(
+            q(
+                f"max by (scenario, vantage) (tsunagari_drill_running{{{SEL}}})",
+                "{{scenario}} @ {{vantage}}",
+            )
+        )
+        .mappings(value_text({"1": ("実行中", "blue"), "0": ("待機", "transparent")}))
+    )
+    d = d.with_panel(
+        panel(timeseries, "送達の推移（結果別）", 12, 9)
+        .description("スクレイプ間隔ごとに journal に記録された訓練メッセージの数")
+        .with_target(
+            q(
+                f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL}}}[$__rate_interval]))",
+                "{{outcome}}",
+            )
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+    )
+    d = d.with_panel(
+        panel(timeseries, "到達した訓練メッセージ（団体別）", 12, 9)
+        .with_target(
+            q(
+                f'sum by (municipality_name) (increase(tsunagari_deliveries_total{{{SEL}, outcome=~"delivered|late"}}[$__rate_interval]))',
+                "{{municipality_name}}",
+            )
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+    )
+    d = d.with_panel(
+        panel(timeseries, "累計の訓練メッセージ（結果別）", 24, 8).with_target(
+            q(f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})", "{{outcome}}")
+        )
+    )
+    return d
+
+
+DASHBOARDS = {
+    "grafana/cio-overview.json": cio_overview,
+    "grafana/municipality-detail.json": municipality_detail,
+    "grafana/drill-run.json": drill_run,
+}
+
+
+# --------------------------------------------------------------------------- alert rules
+
+
+def _alert(
+    name: str, expr: str, for_: str, severity: str, ja: str, en: str, **extra: str
+) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity, "team": "tsunagari"},
+        "annotations": {"summary": f"{ja} / {en}", **extra},
+    }
+
+
+MUNI_RULE_LABELS = "municipality_code, municipality_name"
+
+ALERT_RULES: dict[str, Any] = {
+    "groups": [
+        {
+            "name": "tsunagari",
+            "rules": [
+                _alert(
+                    "TsunagariReadinessLow",
+                    f"tsunagari_readiness_score < {READINESS_THRESHOLD}",
+                    "5m",
+                    "warning",
+                    f"{{{{ $labels.municipality_name }}}} の即応性スコアが {{{{ $value }}}}（{READINESS_THRESHOLD} 未満）",
+                    f"readiness of {{{{ $labels.municipality_code }}}} is {{{{ $value }}}} (below {READINESS_THRESHOLD})",
+                    scenario="{{ $labels.scenario }} @ {{ $labels.vantage }}",
+                ),
+                _alert(
+                    "TsunagariChannelUnreachableTwice",
+                    "tsunagari_channel_unreachable_streak >= 2",
+                    "5m",
+                    "critical",
+                    "{{ $labels.municipality_name }} の {{ $labels.channel_id }} が {{ $value }} 回続けて不通",
+                    "channel {{ $labels.channel_id }} of {{ $labels.municipality_code }} unreachable in {{ $value }} consecutive drills",
+                ),
+                _alert(
+                    "TsunagariDrillOverdue",
+                    (
+                        f"(time() - max by ({MUNI_RULE_LABELS}) (tsunagari_municipality_last_drill_timestamp_seconds))\n"
+                        f"  > on (municipality_code) group_left\n"
+                        f"max by (municipality_code) (tsunagari_municipality_drill_interval_seconds)\n"
+                        f"or on (municipality_code)\n"
+                        f"(max by ({MUNI_RULE_LABELS}) (tsunagari_municipality_drill_interval_seconds)\n"
+                        f"  unless on (municipality_code)\n"
+                        f"max by (municipality_code) (tsunagari_municipality_last_drill_timestamp_seconds))"
+                    ),
+                    "0m",
+                    "warning",
+                    "{{ $labels.municipality_name }} が訓練間隔を超えて訓練されていません",
+                    "{{ $labels.municipality_code }} has not been drilled within its drill_interval",
+                ),
+                _alert(
+                    "TsunagariTLSCertificateExpiring",
+                    (
+                        "min by (municipality_code, municipality_name, channel_id, channel_kind) "
+                        f"(tsunagari_tls_cert_expiry_timestamp_seconds) - time() < {TLS_WARNING_DAYS} * 86400"
+                    ),
+                    "5m",
+                    "warning",
+                    "{{ $labels.municipality_name }} の {{ $labels.channel_id }} の TLS 証明書が {{ $value | humanizeDuration }} 後に期限切れ",
+                    "TLS certificate of {{ $labels.channel_id }} ({{ $labels.municipality_code }}) expires in {{ $value | humanizeDuration }}",
+                ),
+                _alert(
+                    "TsunagariRollCallIncomplete",
+                    "tsunagari_roll_call_answered < tsunagari_roll_call_expected",
+                    "5m",
+                    "warning",
+                    "{{ $labels.municipality_name }} の点呼で未回答者がいます（回答 {{ $value }} 人）",
+                    "roll call of {{ $labels.municipality_code }} incomplete ({{ $value }} answered)",
+                ),
+            ],
+        }
+    ]
+}
+
+RULES_FILE = "prometheus/tsunagari.rules.yml"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def dashboard_json(d: Dashboard) -> str:
+    raw = json.loads(JSONEncoder().encode(d.build()))
+    return json.dumps(raw, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+class _RulesDumper(yaml.SafeDumper):
+    """Multi-line expressions as ``|`` blocks, so the rules file reads like PromQL."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_RulesDumper.add_representer(str, _str)
+
+
+def rules_yaml() -> str:
+    header = "# Generated by dashboards/build.py — edit there, then run it.\n"
+    return header + yaml.dump(
+        ALERT_RULES, Dumper=_RulesDumper, allow_unicode=True, sort_keys=False, width=200
+    )
+
+
+def render_all() -> dict[str, str]:
+    """Every generated file: relative path → content."""
+    out = {path: dashboard_json(make()) for path, make in DASHBOARDS.items()}
+    out[RULES_FILE] = rules_yaml()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a committed file is out of date"
+    )
+    args = parser.parse_args(argv)
+    stale = []
+    for rel, text in render_all().items():
+        path = HERE / rel
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(rel)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(HERE.parent)}")
+    if stale:
+        print("out of date (run python dashboards/build.py): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

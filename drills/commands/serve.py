@@ -1,0 +1,141 @@
+"""``tsunagari serve`` — a Prometheus exporter of the journal's state."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from drills.i18n import Text
+
+
+def register(sub: Any, t: Text) -> None:
+    from drills.cli import add_help
+    from drills.exporter import DEFAULT_PORT
+
+    p = sub.add_parser(
+        "serve",
+        help=t(
+            "journal の最新の状態を Prometheus に公開する（既定は 127.0.0.1 のみ）",
+            "serve the journal's latest state to Prometheus (127.0.0.1 only by default)",
+        ),
+        add_help=False,
+    )
+    add_help(p, t)
+    p.add_argument(
+        "--journal",
+        type=Path,
+        default=Path("tsunagari-out/journal.sqlite"),
+        help=t("journal のファイル", "journal file"),
+    )
+    p.add_argument(
+        "--registry",
+        default=None,
+        help=t("レジストリ（SLO と訓練間隔に使う）", "registry (for SLOs and drill intervals)"),
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help=t("待ち受けるアドレス", "address to listen on")
+    )
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=t("待ち受けるポート", "port to listen on")
+    )
+    p.add_argument(
+        "--tls-cert", type=Path, default=None, help=t("TLS 証明書（PEM）", "TLS certificate (PEM)")
+    )
+    p.add_argument(
+        "--tls-key", type=Path, default=None, help=t("TLS 秘密鍵（PEM）", "TLS private key (PEM)")
+    )
+    p.add_argument(
+        "--basic-auth-user", default=None, help=t("Basic 認証のユーザー名", "basic auth user name")
+    )
+    p.add_argument(
+        "--basic-auth-password",
+        default=None,
+        help=t(
+            "Basic 認証のパスワードの参照（env:NAME か file:PATH）",
+            "basic auth password reference (env:NAME or file:PATH)",
+        ),
+    )
+    p.set_defaults(func=run)
+
+
+def _fail(t: Text, ja: str, en: str) -> int:
+    print(t(f"エラー: {ja}", f"error: {en}"), file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from drills.errors import RegistryError
+    from drills.exporter import ExporterOptions, serve
+    from drills.journal import Journal
+    from drills.registry import load_registry
+    from probes.settings import SecretRef, SecretUnresolvable
+
+    t = Text(args.lang)
+    if not args.journal.is_file():
+        return _fail(t, f"journal がありません: {args.journal}", f"no journal at {args.journal}")
+    if (args.basic_auth_user is None) != (args.basic_auth_password is None):
+        return _fail(
+            t,
+            "--basic-auth-user と --basic-auth-password は一緒に指定してください",
+            "--basic-auth-user and --basic-auth-password go together",
+        )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return _fail(
+            t,
+            "--tls-cert と --tls-key は一緒に指定してください",
+            "--tls-cert and --tls-key go together",
+        )
+    password = None
+    if args.basic_auth_password is not None:
+        try:
+            password = SecretRef.parse(args.basic_auth_password)
+            password.check()
+        except (ValueError, SecretUnresolvable) as exc:
+            return _fail(
+                t,
+                f"パスワードの参照を解決できません: {exc}",
+                f"cannot resolve the password reference: {exc}",
+            )
+    registry = None
+    if args.registry:
+        try:
+            registry = load_registry(args.registry, check_secrets=False)
+        except RegistryError as exc:
+            print(exc.render(args.lang), file=sys.stderr)
+            return 2
+    options = ExporterOptions(
+        args.host, args.port, args.tls_cert, args.tls_key, args.basic_auth_user, password
+    )
+    if args.host not in ("127.0.0.1", "::1", "localhost") and (
+        options.tls_cert is None or password is None
+    ):
+        print(
+            t(
+                "警告: ループバック以外で待ち受けます。TLS と Basic 認証を使ってください。",
+                "warning: listening beyond loopback; use TLS and basic auth.",
+            ),
+            file=sys.stderr,
+        )
+
+    def started(url: str) -> None:
+        print(t(f"公開中: {url}", f"serving {url}"), flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        with Journal(args.journal) as journal:
+            await serve(journal, registry, options, started=started, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        return _fail(t, f"待ち受けできません: {exc}", f"cannot listen: {exc}")
+    return 0

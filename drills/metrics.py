@@ -1,0 +1,504 @@
+"""Prometheus metrics, exported from the journal (never from process memory).
+
+One :class:`JournalCollector` reads the journal on every collection and yields
+the metric families listed in :data:`CATALOGUE`; the same collector feeds all
+three ways out (``tsunagari serve``, the Pushgateway, a node_exporter
+textfile), so the three always agree, and restarting the harness or
+Prometheus loses nothing: the journal is the state.
+
+    >>> from prometheus_client import CollectorRegistry, generate_latest
+    >>> from drills.journal import Journal
+    >>> prom = CollectorRegistry()
+    >>> collector = JournalCollector(Journal(":memory:"), prom_registry=prom)
+    >>> generate_latest(prom)
+    b''
+
+Two kinds of numbers (README, "Metrics"):
+
+- *counters* (``tsunagari_deliveries_total``, the latency histogram) add up
+  every delivery ever journalled for a scenario and vantage point; they only
+  grow, so ``increase()`` over any window is the deliveries in that window;
+- *gauges* describe the latest drill that said something about a
+  municipality or channel (readiness, reachable, streaks, TLS expiry, …).
+
+No global registry is used anywhere: pass your own ``CollectorRegistry`` as
+``prom_registry=`` (``registry=`` is the drill :class:`~drills.registry.Registry`
+throughout this project).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from drills.journal import Journal
+from drills.metric_state import (
+    LATENCY_BUCKETS,
+    ChannelDigest,
+    JournalView,
+    RunDigest,
+    latest_by,
+    streak,
+)
+from drills.registry import Registry
+
+__all__ = [
+    "CATALOGUE",
+    "LATENCY_BUCKETS",
+    "JournalCollector",
+    "MetricSpec",
+    "Scope",
+    "catalogue_markdown",
+    "exposition",
+    "families",
+]
+
+MUNI = ("municipality_code", "municipality_name")
+CHANNEL = (*MUNI, "channel_id", "channel_kind")
+RUN = ("scenario", "vantage")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its name, type, labels and meaning (ja / en)."""
+
+    name: str
+    type: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    ja: str
+    en: str
+
+    @property
+    def help(self) -> str:
+        return f"{self.en} / {self.ja}"
+
+
+_SPECS = (
+    MetricSpec(
+        "tsunagari_deliveries_total",
+        "counter",
+        (*CHANNEL, *RUN, "outcome"),
+        "journal に記録された訓練メッセージの数（結果別、全訓練の累計）",
+        "Drill messages journalled, by outcome (delivered, late, accepted, lost, rejected, "
+        "error), over all drills",
+    ),
+    MetricSpec(
+        "tsunagari_delivery_latency_seconds",
+        "histogram",
+        (*CHANNEL, *RUN),
+        "送信から受け手側で確認されるまでの遅延（届いたメッセージのみ、全訓練の累計）",
+        "Send-to-seen-at-the-far-end latency of confirmed messages (delivered or late), "
+        "over all drills",
+    ),
+    MetricSpec(
+        "tsunagari_last_drill_deliveries",
+        "gauge",
+        (*CHANNEL, *RUN, "outcome"),
+        "最新の訓練での結果別のメッセージ数",
+        "Drill messages by outcome in the latest drill of the channel",
+    ),
+    MetricSpec(
+        "tsunagari_channel_reachable",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で 1 通以上が受け手側で確認されたら 1、1 通も届かなければ 0",
+        "1 if at least one message was seen at the far end in the latest drill, 0 if none was "
+        "(absent when the drill could not tell: harness errors or accepted-only)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_reachability_ratio",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練の到達率（届いた数 ÷ ハーネス障害を除く送信数）",
+        "Reachability in the latest drill: (delivered + late) / (sent - error)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_unreachable_streak",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "連続して不通だった直近の訓練の回数（届けば 0）",
+        "Consecutive latest drills in which the channel was unreachable (0 once it is reached)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_latency_p50_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練での遅延の中央値（スコアカードの p50 と同じ）",
+        "Median latency of the latest drill (the scorecard's p50)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_latency_p95_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練での遅延の 95 パーセンタイル（スコアカードの p95 と同じ）",
+        "95th percentile latency of the latest drill (the scorecard's p95)",
+    ),
+    MetricSpec(
+        "tsunagari_observer_error_bound_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で受け手側の観測が報告した誤差の上限（最大値）",
+        "Largest error bound the far-end observer reported in the latest drill",
+    ),
+    MetricSpec(
+        "tsunagari_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で見た TLS 証明書の有効期限（UNIX 時刻、日単位の切り捨てから求めた下限）",
+        "Expiry (notAfter) of the TLS certificate seen in the latest drill, Unix time "
+        "(a lower bound when the probe reports whole days left)",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_score",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の訓練の即応性スコア（0〜100、scorecard.json と同じ）",
+        "Readiness score (0-100) of the latest drill, as in scorecard.json",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_score_change",
+        "gauge",
+        (*MUNI, *RUN),
+        "即応性スコアの前回の訓練からの変化（負なら悪化）",
+        "Readiness score of the latest drill minus that of the drill before it (negative: worse)",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_last_drill_timestamp_seconds",
+        "gauge",
+        (*MUNI, *RUN),
+        "その団体を含む最新の訓練が終わった時刻（UNIX 時刻）",
+        "When the latest drill that included the municipality ended, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_drill_interval_seconds",
+        "gauge",
+        MUNI,
+        "レジストリの drill_interval（この間隔を超えて訓練しないとアラート）",
+        "The registry's drill_interval: the longest the municipality may go undrilled",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_expected",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼（安否確認）で回答を求めた人数",
+        "People asked to answer in the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_answered",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼で回答した人数",
+        "People who answered the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_answered_ratio",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼の回答率",
+        "Share of people who answered the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_fallback_reached",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の代替経路（フォールバック）訓練で届いたら 1、届かなければ 0",
+        "1 if the latest fallback step reached the municipality over another channel, else 0",
+    ),
+    MetricSpec(
+        "tsunagari_fallback_latency_seconds",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の代替経路訓練で届くまでにかかった時間",
+        "Time until the latest fallback step reached the municipality",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_start_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最新の訓練の開始時刻（UNIX 時刻）",
+        "When the latest drill started, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_finish_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最後に終わった訓練の終了時刻（UNIX 時刻、状態を問わない）",
+        "When the latest drill that ended (in any status) ended, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_success_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最後に最後まで実行できた訓練の終了時刻（ハーネスとしての成功。チャネルの成否は別の指標）",
+        "When the latest drill that ran to the end (status finished) ended, Unix time; "
+        "channel results are in the other metrics",
+    ),
+    MetricSpec(
+        "tsunagari_drill_duration_seconds",
+        "gauge",
+        RUN,
+        "最後に終わった訓練の所要時間",
+        "Wall time of the latest drill that ended",
+    ),
+    MetricSpec(
+        "tsunagari_drill_running",
+        "gauge",
+        RUN,
+        "訓練が実行中なら 1",
+        "1 while a drill is running",
+    ),
+)
+
+CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+
+
+def catalogue_markdown() -> str:
+    """The README table of every metric (kept in sync by a test)."""
+    lines = [
+        "| metric | type | labels | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in _SPECS:
+        labels = ", ".join(s.labels)
+        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.ja}<br>{s.en} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which part of the journal's state to export.
+
+    ``None`` means everything. The Pushgateway gets one run-level group
+    (``drill_level`` + ``schedule``) and one group per municipality.
+    """
+
+    scenario: str | None = None
+    vantage: str | None = None
+    municipalities: frozenset[str] | None = None
+    drill_level: bool = True
+    municipality_level: bool = True
+    schedule: bool = True
+
+    def wants_run(self, run: RunDigest) -> bool:
+        return (self.scenario is None or run.scenario == self.scenario) and (
+            self.vantage is None or run.vantage == self.vantage
+        )
+
+    def wants_municipality(self, code: str) -> bool:
+        return self.municipalities is None or code in self.municipalities
+
+
+class _Families:
+    """Metric families under construction, created from :data:`CATALOGUE`."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Metric] = {}
+
+    def _family(self, name: str) -> Metric:
+        fam = self.by_name.get(name)
+        if fam is None:
+            spec = CATALOGUE[name]
+            labels = list(spec.labels)
+            if spec.type == "counter":
+                fam = CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=labels)
+            elif spec.type == "histogram":
+                fam = HistogramMetricFamily(name, spec.help, labels=labels)
+            else:
+                fam = GaugeMetricFamily(name, spec.help, labels=labels)
+            self.by_name[name] = fam
+        return fam
+
+    def add(self, name: str, labels: Iterable[str], value: float) -> None:
+        fam = self._family(name)
+        assert isinstance(fam, GaugeMetricFamily | CounterMetricFamily)
+        fam.add_metric(list(labels), value)
+
+    def histogram(self, name: str, labels: Iterable[str], ch: ChannelDigest) -> None:
+        fam = self._family(name)
+        assert isinstance(fam, HistogramMetricFamily)
+        cumulative, buckets = 0, []
+        for le, count in zip(LATENCY_BUCKETS, ch.buckets, strict=False):
+            cumulative += count
+            buckets.append((_le(le), float(cumulative)))
+        buckets.append(("+Inf", float(ch.latency_count)))
+        fam.add_metric(list(labels), buckets, ch.latency_sum)
+
+    def ordered(self) -> list[Metric]:
+        return [self.by_name[s.name] for s in _SPECS if s.name in self.by_name]
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def families(
+    digests: list[RunDigest],
+    scope: Scope = Scope(),
+    intervals: dict[str, tuple[str, float]] | None = None,
+) -> list[Metric]:
+    """Every metric family for *digests* (oldest run first) within *scope*.
+
+    *intervals* maps municipality code to (name, drill interval in seconds).
+    Pure: the same digests always give the same families.
+    """
+    out = _Families()
+    groups: dict[tuple[str, str], list[RunDigest]] = {}
+    for run in digests:
+        if scope.wants_run(run):
+            groups.setdefault((run.scenario, run.vantage), []).append(run)
+    for (scenario, vantage), runs in sorted(groups.items()):
+        if scope.drill_level:
+            _drill_level(out, runs, (scenario, vantage))
+        if scope.municipality_level:
+            _municipality_level(out, runs, (scenario, vantage), scope)
+    if scope.schedule and intervals:
+        for code, (name, seconds) in sorted(intervals.items()):
+            if scope.wants_municipality(code):
+                out.add("tsunagari_municipality_drill_interval_seconds", (code, name), seconds)
+    return out.ordered()
+
+
+def _drill_level(out: _Families, runs: list[RunDigest], run_labels: tuple[str, str]) -> None:
+    latest = runs[-1]
+    out.add("tsunagari_drill_last_start_timestamp_seconds", run_labels, latest.started_at)
+    out.add("tsunagari_drill_running", run_labels, 1.0 if latest.running else 0.0)
+    ended = [r for r in runs if not r.running]
+    if ended:
+        last = ended[-1]
+        out.add("tsunagari_drill_last_finish_timestamp_seconds", run_labels, last.ended_at)
+        out.add(
+            "tsunagari_drill_duration_seconds",
+            run_labels,
+            max(0.0, last.ended_at - last.started_at),
+        )
+    finished = [r for r in ended if r.status == "finished"]
+    if finished:
+        out.add("tsunagari_drill_last_success_timestamp_seconds", run_labels, finished[-1].ended_at)
+
+
+def _municipality_level(
+    out: _Families, runs: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+) -> None:
+    # Counters: every run, running or not.
+    totals: dict[tuple[str, str], ChannelDigest] = {}
+    for run in runs:
+        for key, ch in run.channels.items():
+            if scope.wants_municipality(ch.code):
+                totals[key] = totals[key].merged(ch) if key in totals else ch
+    for key in sorted(totals):
+        ch = totals[key]
+        labels = (*ch.labels, *run_labels)
+        for outcome, count in sorted(ch.outcomes.items()):
+            out.add("tsunagari_deliveries_total", (*labels, outcome), float(count))
+        out.histogram("tsunagari_delivery_latency_seconds", labels, ch)
+    # Gauges: the latest ended run that tells something.
+    ended = [r for r in runs if not r.running]
+    _channel_gauges(out, ended, run_labels, scope)
+    _muni_gauges(out, ended, run_labels, scope)
+
+
+def _channel_gauges(
+    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+) -> None:
+    keys = sorted(
+        {k for r in ended for k, ch in r.channels.items() if scope.wants_municipality(ch.code)}
+    )
+    for key in keys:
+        history = [r.channels[key] for r in ended if key in r.channels]
+        last = history[-1]
+        labels = (*last.labels, *run_labels)
+        for outcome, count in sorted(last.outcomes.items()):
+            out.add("tsunagari_last_drill_deliveries", (*labels, outcome), float(count))
+        told = latest_by(history, lambda c: c.reachable is not None)
+        if told is not None:
+            out.add("tsunagari_channel_reachable", labels, 1.0 if told.reachable else 0.0)
+            out.add("tsunagari_channel_reachability_ratio", labels, told.reachability)
+            out.add("tsunagari_channel_unreachable_streak", labels, float(streak(history)))
+        timed = latest_by(history, lambda c: bool(c.quantiles))
+        if timed is not None:
+            for name, value in sorted(timed.quantiles.items()):
+                out.add(f"tsunagari_channel_latency_{name}_seconds", labels, value)
+        bounded = latest_by(history, lambda c: c.error_bound is not None)
+        if bounded is not None and bounded.error_bound is not None:
+            out.add("tsunagari_observer_error_bound_seconds", labels, bounded.error_bound)
+        tls = latest_by(history, lambda c: c.tls_not_after is not None)
+        if tls is not None and tls.tls_not_after is not None:
+            out.add("tsunagari_tls_cert_expiry_timestamp_seconds", labels, tls.tls_not_after)
+
+
+def _muni_gauges(
+    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+) -> None:
+    codes = sorted({c for r in ended for c in r.municipalities if scope.wants_municipality(c)})
+    for code in codes:
+        pairs = [(r, r.municipalities[code]) for r in ended if code in r.municipalities]
+        history = [m for _, m in pairs]
+        labels = (code, history[-1].name, *run_labels)
+        out.add(
+            "tsunagari_municipality_last_drill_timestamp_seconds", labels, pairs[-1][0].ended_at
+        )
+        scored = [m for m in history if m.score is not None]
+        if scored:
+            assert scored[-1].score is not None
+            out.add("tsunagari_readiness_score", labels, scored[-1].score)
+            if len(scored) >= 2 and scored[-2].score is not None:
+                change = round(scored[-1].score - scored[-2].score, 1)
+                out.add("tsunagari_readiness_score_change", labels, change)
+        rc = latest_by(history, lambda m: m.roll_call is not None)
+        if rc is not None and rc.roll_call is not None:
+            expected, answered = rc.roll_call
+            out.add("tsunagari_roll_call_expected", labels, float(expected))
+            out.add("tsunagari_roll_call_answered", labels, float(answered))
+            if expected > 0:
+                out.add("tsunagari_roll_call_answered_ratio", labels, answered / expected)
+        fb = latest_by(history, lambda m: m.fallback is not None)
+        if fb is not None and fb.fallback is not None:
+            reached, latency = fb.fallback
+            out.add("tsunagari_fallback_reached", labels, 1.0 if reached else 0.0)
+            if reached and latency is not None:
+                out.add("tsunagari_fallback_latency_seconds", labels, latency)
+
+
+class JournalCollector:
+    """A prometheus_client collector that reads the journal on every collection.
+
+    ``registry`` (a drill :class:`Registry`) supplies SLOs for the readiness
+    score and each municipality's ``drill_interval``; without it, the registry
+    file recorded with each run is used when it can still be read.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        registry: Registry | None = None,
+        scope: Scope = Scope(),
+        prom_registry: CollectorRegistry | None = None,
+        view: JournalView | None = None,
+    ) -> None:
+        self.view = view or JournalView(journal, registry)
+        self.scope = scope
+        if prom_registry is not None:
+            prom_registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        # Registering must not read the journal; names are fixed by CATALOGUE.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self.view.digests(), self.scope, self.view.intervals())
+
+
+def exposition(journal: Journal, registry: Registry | None = None, scope: Scope = Scope()) -> bytes:
+    """The journal's metrics in the Prometheus text format (0.0.4)."""
+    prom = CollectorRegistry()
+    JournalCollector(journal, registry=registry, scope=scope, prom_registry=prom)
+    return generate_latest(prom)

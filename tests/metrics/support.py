@@ -1,0 +1,172 @@
+"""A small drill world for the metrics tests: webhook sim channels, two drills.
+
+Municipalities (all channels ``kind: webhook`` against the local simulator):
+
+- 131211 足立区 — two healthy chats; in the second drill ``chat2`` is taken down
+  (so its readiness gets worse and ``chat2`` is newly unreachable);
+- 133086 奥多摩町 — a healthy chat and ``backup`` whose far end is down in both
+  drills (unreachable twice in a row);
+- 134210 小笠原村 — ``chat`` refuses our credentials, ``chat2`` is fine;
+  ``drill_interval: 1s`` so it is overdue a moment after each drill;
+- 131016 千代田区 — registered, never drilled.
+
+Roll call and fallback results are journalled as events, as the scenarios
+helper does; a TLS certificate's days-left is journalled on a mail-kind
+delivery, as the mail probe records it (``extra["tls_days_left"]``) — the mail
+kind itself is tested by its own suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from drills.delivery import Delivery, Outcome
+from drills.journal import Journal
+from drills.registry import Registry, load_registry
+from drills.runner import Drill
+from probes.base import new_token
+
+REGISTRY_YAML = """\
+defaults:
+  slo: {latency: 2s, reachability: 0.9}
+municipalities:
+  - code: "131211"
+    name: 足立区
+    drill_interval: 30d
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 40ms}}
+      - {id: chat2, kind: webhook, sim: {latency: {dist: uniform, low: 20ms, high: 150ms}}}
+  - code: "133086"
+    name: 奥多摩町
+    drill_interval: 720h
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 120ms}}
+      - {id: backup, kind: webhook, sim: {outage: true}}
+  - code: "134210"
+    name: 小笠原村
+    drill_interval: 1s
+    channels:
+      - {id: chat, kind: webhook, sim: {reject: auth}}
+      - {id: chat2, kind: webhook, sim: {latency: 60ms}}
+  - code: "131016"
+    name: 千代田区
+    drill_interval: 24h
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 30ms}}
+"""
+
+SCENARIO = "統合テスト: 首都直下地震 初動"
+VANTAGE = "tokyo-hq"
+DRILLED = ("131211", "133086", "134210")
+
+
+def write_registry(folder: Path) -> Registry:
+    path = folder / "registry.yaml"
+    path.write_text(REGISTRY_YAML, encoding="utf-8")
+    return load_registry(path)
+
+
+def _tls_delivery(run_id: str, days_left: int) -> Delivery:
+    now = time.time()
+    return Delivery(
+        run_id=run_id,
+        step="初動参集",
+        municipality_code="134210",
+        municipality_name="小笠原村",
+        channel_id="mail",
+        kind="mail",
+        token=new_token(),
+        outcome=Outcome.DELIVERED,
+        sent_at=now - 0.4,
+        accepted_at=now - 0.3,
+        delivered_at=now,
+        latency_s=0.4,
+        accept_latency_s=0.1,
+        error_bound_s=0.1,
+        slo_latency_s=2.0,
+        vantage=VANTAGE,
+        scenario=SCENARIO,
+        extra={"tls_days_left": days_left},
+    )
+
+
+async def _drill(
+    registry: Registry, journal: Journal, second: bool, vantage: str, scenario: str
+) -> str:
+    async with Drill(registry, journal, scenario=scenario, vantage=vantage, seed=7) as drill:
+        targets = drill.targets(DRILLED)
+        if second:
+            await drill.take_down(next(t for t in targets if t.key == "131211/chat2"))
+        await drill.broadcast(
+            "参集してください", targets, timeout=2.0, repeat=3, interval=0.05, step="初動参集"
+        )
+        assert drill.run_id is not None
+        run_id = drill.run_id
+        journal.record(_tls_delivery(run_id, days_left=10))
+        journal.record_event(
+            run_id,
+            "roll_call",
+            {
+                "municipalities": [
+                    {
+                        "municipality_code": "131211",
+                        "municipality_name": "足立区",
+                        "expected": 12,
+                        "answered": 11 if second else 12,
+                    },
+                    {
+                        "municipality_code": "134210",
+                        "municipality_name": "小笠原村",
+                        "expected": 5,
+                        "answered": 5,
+                    },
+                ]
+            },
+        )
+        journal.record_event(
+            run_id, "fallback", {"municipality_code": "134210", "reached": True, "latency_s": 0.35}
+        )
+        journal.record_event(run_id, "fallback", {"municipality_code": "133086", "outcome": "lost"})
+        return run_id
+
+
+def run_drills(
+    registry: Registry,
+    journal: Journal,
+    count: int = 2,
+    vantage: str = VANTAGE,
+    scenario: str = SCENARIO,
+) -> list[str]:
+    """Run the world's drills (the second and later with 足立区/chat2 down)."""
+    return [asyncio.run(_drill(registry, journal, i > 0, vantage, scenario)) for i in range(count)]
+
+
+def one_drill(registry: Registry, journal: Journal, second: bool = False) -> str:
+    return asyncio.run(_drill(registry, journal, second, VANTAGE, SCENARIO))
+
+
+def sample_set(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Parse exposition text into {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = {
+                k: (repr(float(v)) if k == "le" else v) for k, v in s.labels.items()
+            }  # "1" == "1.0"
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
+    return out
+
+
+def names_in(text: str) -> set[str]:
+    return {name for name, _ in sample_set(text)}
+
+
+def labels_of(text: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for name, labels in sample_set(text):
+        out.setdefault(name, set()).update(k for k, _ in labels)
+    return out

@@ -1,0 +1,15 @@
+"""The usage examples in the metrics modules' docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from drills import metric_state, metrics, push
+
+
+@pytest.mark.parametrize("module", [metrics, metric_state, push], ids=lambda m: m.__name__)
+def test_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
