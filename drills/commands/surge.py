@@ -30,6 +30,40 @@ DEFAULT_JOURNAL = Path("tsunagari-out") / "journal.sqlite"
 DEFAULT_SCENARIO = "サージ訓練"
 
 
+# (group, flags, 日本語, English, argparse keywords) — the options, in help order.
+_OPTIONS: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    ("", "registry", "レジストリの YAML ファイル", "registry YAML file", {"nargs": "?"}),
+    ("", "--channel", "対象チャネル: 団体コード/チャネルID（例 131211/chat）", "target: CODE/CHANNEL (e.g. 131211/chat)", {}),
+    ("ramp", "--rates", "各段の負荷（通/秒、カンマ区切り）例 10,50,100", "offered rate per step (msg/s, comma-separated), e.g. 10,50,100", {}),
+    ("ramp", "--ramp", "開始:最大:段数 例 10:200:5", "START:PEAK:STEPS, e.g. 10:200:5", {}),
+    ("ramp", "--step", "各段の長さ（既定 10s）", "duration of each step (default 10s)", {"default": "10s"}),
+    ("ramp", "--rest", "最初の平常時の長さ（既定は --step と同じ、0 で省略）", "at-rest baseline before the ramp (default: as --step; 0 skips it)", {}),
+    ("ramp", "--users", "負荷ユーザー数（既定は最大負荷から算出）", "load users (default: from the peak rate)", {"type": int}),
+    ("measure", "--probes", "各段の計測メッセージ数（既定 3）", "probe messages per step (default 3)", {"type": int, "default": 3}),
+    ("measure", "--timeout", "計測メッセージの待ち時間", "how long each probe may take", {}),
+    ("measure", "--slo", "遅延 SLO の上書き（例 30s）", "override the latency SLO (e.g. 30s)", {}),
+    ("where", "--processes", "このマシンの Locust プロセス数", "Locust processes on this machine", {"type": int, "default": 1}),
+    ("where", "--master", "分散実行のマスターになる", "be the master of a distributed run", {"action": "store_true"}),
+    ("where", "--local-workers", "マスターと同じマシンで起動するワーカー数", "workers to start on this machine (with --master)", {"type": int, "default": 0}),
+    ("where", "--expect-workers", "待つワーカーの総数（既定 --local-workers）", "workers to wait for in all (default: --local-workers)", {"type": int}),
+    ("where", "--bind", "マスターの待ち受けアドレス（既定 127.0.0.1）", "master bind address (default 127.0.0.1)", {"default": "127.0.0.1"}),
+    ("where", "--port", "マスターのポート", "master port", {"type": int}),
+    ("where", "--worker", "ワーカーとしてマスターに接続する", "run as a worker of a master", {"action": "store_true"}),
+    ("where", "--master-host", "接続先マスター（--worker）", "master to connect to (with --worker)", {"default": "127.0.0.1"}),
+    ("where", "--master-port", "マスターのポート（--worker）", "master port (with --worker)", {"type": int, "default": 5557}),
+    ("", "--live", "実チャネルへの負荷を許可（レジストリのサージ許可も必要）", "allow load on live channels (also needs the registry's surge allowance)", {"action": "store_true"}),
+    ("", "--journal", "ジャーナル（SQLite）", "journal (SQLite)", {"type": Path, "default": DEFAULT_JOURNAL}),
+    ("", "--scenario", "シナリオ名", "scenario name", {"default": DEFAULT_SCENARIO}),
+    ("", "--seed", "シミュレータの乱数の種", "simulator random seed", {"type": int}),
+    ("", "--json", "結果を JSON で出力", "print the result as JSON", {"action": "store_true"}),
+]  # fmt: skip
+_GROUPS = {
+    "ramp": ("負荷の段階", "ramp"),
+    "measure": ("計測", "measuring"),
+    "where": ("実行場所", "where the load runs"),
+}
+
+
 def register(sub: Any, t: Text) -> None:
     from drills.cli import add_help
 
@@ -42,138 +76,9 @@ def register(sub: Any, t: Text) -> None:
         add_help=False,
     )
     add_help(p, t)
-    p.add_argument(
-        "registry", nargs="?", help=t("レジストリの YAML ファイル", "registry YAML file")
-    )
-    p.add_argument(
-        "--channel",
-        help=t(
-            "対象チャネル: 団体コード/チャネルID（例 131211/chat）",
-            "target: CODE/CHANNEL (e.g. 131211/chat)",
-        ),
-    )
-    ramp = p.add_argument_group(t("負荷の段階", "ramp"))
-    ramp.add_argument(
-        "--rates",
-        help=t(
-            "各段の負荷（通/秒、カンマ区切り）例 10,50,100",
-            "offered rate per step (msg/s, comma-separated), e.g. 10,50,100",
-        ),
-    )
-    ramp.add_argument(
-        "--ramp", help=t("開始:最大:段数 例 10:200:5", "START:PEAK:STEPS, e.g. 10:200:5")
-    )
-    ramp.add_argument(
-        "--step",
-        default="10s",
-        help=t("各段の長さ（既定 10s）", "duration of each step (default 10s)"),
-    )
-    ramp.add_argument(
-        "--rest",
-        default=None,
-        help=t(
-            "最初の平常時の長さ（既定は --step と同じ、0 で省略）",
-            "at-rest baseline before the ramp (default: as --step; 0 skips it)",
-        ),
-    )
-    ramp.add_argument(
-        "--users",
-        type=int,
-        default=None,
-        help=t(
-            "負荷ユーザー数（既定は最大負荷から算出）", "load users (default: from the peak rate)"
-        ),
-    )
-    probe = p.add_argument_group(t("計測", "measuring"))
-    probe.add_argument(
-        "--probes", type=int, default=3, help=t("各段の計測メッセージ数", "probe messages per step")
-    )
-    probe.add_argument(
-        "--timeout",
-        default=None,
-        help=t("計測メッセージの待ち時間", "how long each probe may take"),
-    )
-    probe.add_argument(
-        "--slo",
-        default=None,
-        help=t("遅延 SLO の上書き（例 30s）", "override the latency SLO (e.g. 30s)"),
-    )
-    where = p.add_argument_group(t("実行場所", "where the load runs"))
-    where.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        help=t("このマシンの Locust プロセス数", "Locust processes on this machine"),
-    )
-    where.add_argument(
-        "--master",
-        action="store_true",
-        help=t("分散実行のマスターになる", "be the master of a distributed run"),
-    )
-    where.add_argument(
-        "--local-workers",
-        type=int,
-        default=0,
-        help=t(
-            "マスターと同じマシンで起動するワーカー数",
-            "workers to start on this machine (with --master)",
-        ),
-    )
-    where.add_argument(
-        "--expect-workers",
-        type=int,
-        default=None,
-        help=t(
-            "待つワーカーの総数（既定 --local-workers）",
-            "workers to wait for in all (default: --local-workers)",
-        ),
-    )
-    where.add_argument(
-        "--bind",
-        default="127.0.0.1",
-        help=t(
-            "マスターの待ち受けアドレス（既定 127.0.0.1）",
-            "master bind address (default 127.0.0.1)",
-        ),
-    )
-    where.add_argument("--port", type=int, default=None, help=t("マスターのポート", "master port"))
-    where.add_argument(
-        "--worker",
-        action="store_true",
-        help=t("ワーカーとしてマスターに接続する", "run as a worker of a master"),
-    )
-    where.add_argument(
-        "--master-host",
-        default="127.0.0.1",
-        help=t("接続先マスター（--worker）", "master to connect to (with --worker)"),
-    )
-    where.add_argument(
-        "--master-port",
-        type=int,
-        default=5557,
-        help=t("マスターのポート（--worker）", "master port (with --worker)"),
-    )
-    p.add_argument(
-        "--live",
-        action="store_true",
-        help=t(
-            "実チャネルへの負荷を許可（レジストリのサージ許可も必要）",
-            "allow load on live channels (also needs the registry's surge allowance)",
-        ),
-    )
-    p.add_argument(
-        "--journal",
-        type=Path,
-        default=DEFAULT_JOURNAL,
-        help=t("ジャーナル（SQLite）", "journal (SQLite)"),
-    )
-    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help=t("シナリオ名", "scenario name"))
-    p.add_argument(
-        "--seed", type=int, default=None, help=t("シミュレータの乱数の種", "simulator random seed")
-    )
-    p.add_argument(
-        "--json", action="store_true", help=t("結果を JSON で出力", "print the result as JSON")
-    )
+    groups = {key: p.add_argument_group(t(*names)) for key, names in _GROUPS.items()}
+    for group, flag, ja, en, kw in _OPTIONS:
+        (groups[group] if group else p).add_argument(flag, help=t(ja, en), **kw)
     p.set_defaults(func=run)
 
 

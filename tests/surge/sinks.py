@@ -51,7 +51,30 @@ class SmtpSink:
             await self._server.wait_closed()
 
 
-class TwilioSink:
+class _AiohttpSink:
+    """An aiohttp server on a free loopback port; subclasses add their routes."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class TwilioSink(_AiohttpSink):
     """The Messages resource of the Twilio REST API, as far as creating a message goes.
 
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json, form fields To, From,
@@ -63,30 +86,19 @@ class TwilioSink:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.sid = "AC" + secrets.token_hex(16)
         self.token = secrets.token_hex(16)
-        self.port = 0
         self.bodies: list[str] = []
         self.recipients: list[str] = []
         self.refused = 0
-        self._runner: web.AppRunner | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _create(self, request: web.Request) -> web.Response:
         expected = "Basic " + base64.b64encode(f"{self.sid}:{self.token}".encode()).decode()
@@ -126,29 +138,19 @@ class TwilioSink:
         )
 
 
-class HttpCounter:
+class HttpCounter(_AiohttpSink):
     """Answers 200 to anything and counts the requests (a live channel's stand-in)."""
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.requests = 0
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/live"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._any)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _any(self, request: web.Request) -> web.Response:
         self.requests += 1

@@ -21,6 +21,10 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "drills.cli", "--lang", "en", "surge", *args]
 
 
+def _args(rates: str, step: str, rest: str) -> list[str]:
+    return ["--channel", "131016/chat", "--rates", rates, "--step", step, "--rest", rest]
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
 
@@ -30,17 +34,7 @@ def test_headless_run_prints_json_and_exits_0_when_the_slo_holds(
 ) -> None:
     reg = write_registry(CHAT_FAST)
     db = tmp_path / "journal.sqlite"
-    args = [
-        str(reg),
-        "--channel",
-        "131016/chat",
-        "--rates",
-        "10,20",
-        "--step",
-        "1s",
-        "--rest",
-        "0.5s",
-    ]
+    args = [str(reg), *_args("10,20", "1s", "0.5s")]
     done = subprocess.run(
         _cli(*args, "--journal", str(db), "--json", "--probes", "2"),
         capture_output=True,
@@ -65,17 +59,7 @@ def test_a_signal_stops_the_surge_cleanly_and_keeps_the_stats(
 ) -> None:
     reg = write_registry(CHAT_FAST)
     db = tmp_path / "journal.sqlite"
-    args = [
-        str(reg),
-        "--channel",
-        "131016/chat",
-        "--rates",
-        "20,40",
-        "--step",
-        "60s",
-        "--rest",
-        "1s",
-    ]
+    args = [str(reg), *_args("20,40", "60s", "1s")]
     proc = subprocess.Popen(
         _cli(*args, "--journal", str(db), "--probes", "30"),
         stdout=subprocess.PIPE,

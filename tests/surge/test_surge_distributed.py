@@ -109,3 +109,20 @@ def test_the_worker_cli_refuses_simulated_and_unallowed_channels(
     assert "simulated channel" in capsys.readouterr().err
     assert main([*common, "--channel", "131016/live"]) == 2
     assert "no surge allowance" in capsys.readouterr().err
+
+
+async def test_processes_fork_local_workers_and_aggregate_exactly(
+    write_registry: Callable[[str], Path], journal: Journal
+) -> None:
+    registry = load_registry(write_registry(CHAT_FAST))
+    async with Drill(registry, journal) as drill:
+        target = drill.targets()[0]
+        plan = SurgePlan.of([40], step_s=2.0, users=8)
+        result = await run_surge(
+            drill, target, plan, topology=Topology(processes=2), probes_per_step=1
+        )
+        far_end_posts = drill.sims.simulator_of(target).room_for(target.key).posted  # type: ignore[attr-defined]
+    assert result.event["topology"] == {"mode": "processes", "processes": 2}
+    assert len(result.workers) == 2 and all(w["requests"] > 0 for w in result.workers)
+    assert sum(w["requests"] for w in result.workers) == result.totals.requests > 60
+    assert far_end_posts == result.totals.requests + 1
