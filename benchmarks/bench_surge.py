@@ -13,10 +13,12 @@ process, a bare asyncio protocol that answers every POST with 200):
 
 Both are one Locust process with the same number of users; messages per
 second are taken the same way for both (Locust's per-second counts, first and
-last partial seconds dropped; :func:`drills.surge.stats.steady_rate`).
+last partial seconds dropped; :func:`drills.surge.stats.steady_rate`). Also
+reported, less sensitive to a noisy machine: CPU per message of the whole
+side (the surge's harness process included), and what the sink received.
 Target (issue 9): surge / baseline ≥ 0.8.
 
-    python benchmarks/bench_surge.py [--seconds 10] [--users 50] [--rounds 2]
+    python benchmarks/bench_surge.py [--seconds 10] [--users 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from drills.surge.stats import LoadStats  # noqa: E402
-from probes.sim.base import free_port  # noqa: E402
 
 _RESPONSE = (
     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -73,13 +75,16 @@ class _Sink(asyncio.Protocol):
             self.transport.write(_RESPONSE)  # type: ignore[attr-defined]
 
 
-def serve_sink(port: int, ready: Any, stop: Any, counted: Any) -> None:
+def serve_sink(port: Any, ready: Any, stop: Any, counted: Any) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(_Sink, "127.0.0.1", port, backlog=4096)
+        # Port 0: the kernel picks a free port, so nothing else can be listening on it.
+        server = await loop.create_server(_Sink, "127.0.0.1", 0, backlog=4096)
+        port.value = server.sockets[0].getsockname()[1]
         ready.set()
         while not stop.is_set():
-            await asyncio.sleep(0.1)
+            counted.value = _Sink.count  # published for per-run differences
+            await asyncio.sleep(0.05)
         server.close()
         counted.value = _Sink.count
 
@@ -139,37 +144,63 @@ def run_surge(port: int, users: int, seconds: int, work: Path) -> dict[str, Any]
     }
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _counted(counted: Any, run: Any, side: tuple[Any, ...]) -> dict[str, Any]:
+    """Run one side; add what the sink received meanwhile and the CPU its processes used.
+
+    CPU is that of every waited-for descendant: for the surge, the ``tsunagari``
+    harness *and* its Locust process; for the baseline, the Locust process.
+    """
+    before, cpu = counted.value, _children_cpu()
+    out: dict[str, Any] = run(*side)
+    out["cpu_us_per_msg"] = round((_children_cpu() - cpu) / max(out["requests"], 1) * 1e6, 1)
+    time.sleep(0.3)
+    out["sink_received"] = counted.value - before
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--users", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    port = free_port()
     ctx = mp.get_context("spawn")
-    ready, stop, counted = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
-    sink = ctx.Process(target=serve_sink, args=(port, ready, stop, counted), daemon=True)
+    ready, stop, counted, bound = ctx.Event(), ctx.Event(), ctx.Value("q", 0), ctx.Value("i", 0)
+    sink = ctx.Process(target=serve_sink, args=(bound, ready, stop, counted), daemon=True)
     sink.start()
-    ready.wait(10)
+    if not ready.wait(20):
+        sink.kill()
+        raise SystemExit("the loopback sink did not start")
+    port = int(bound.value)
     rounds: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):
             with tempfile.TemporaryDirectory(prefix="bench-surge-") as tmp:
                 work = Path(tmp)
-                base = run_baseline(port, args.users, args.seconds, work)
-                surge = run_surge(port, args.users, args.seconds, work)
+                side = (port, args.users, args.seconds, work)
+                base = _counted(counted, run_baseline, side)
+                surge = _counted(counted, run_surge, side)
             rounds.append({"round": r + 1, "baseline": base, "surge": surge})
             print(
-                f"round {r + 1}: baseline {base['msg_per_s']:.0f} msg/s, "
-                f"surge {surge['msg_per_s']:.0f} msg/s (failures {base['failures']}/{surge['failures']})"
+                f"round {r + 1}: baseline {base['msg_per_s']:.0f} msg/s "
+                f"(sink {base['sink_received']} / Locust {base['requests']}), "
+                f"surge {surge['msg_per_s']:.0f} msg/s "
+                f"(sink {surge['sink_received']} / Locust {surge['requests']} + 3 probes); "
+                f"CPU µs/msg {base['cpu_us_per_msg']} vs {surge['cpu_us_per_msg']}"
             )
     finally:
         stop.set()
         sink.join(10)
+    base_cpu = statistics.median(x["baseline"]["cpu_us_per_msg"] for x in rounds)
+    surge_cpu = statistics.median(x["surge"]["cpu_us_per_msg"] for x in rounds)
     base_rate = statistics.median(x["baseline"]["msg_per_s"] for x in rounds)
     surge_rate = statistics.median(x["surge"]["msg_per_s"] for x in rounds)
-    sent = sum(x["baseline"]["requests"] + x["surge"]["requests"] for x in rounds)
     result = {
         "benchmark": "bench_surge",
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -180,16 +211,17 @@ def main() -> None:
         "surge_msg_per_s": surge_rate,
         "ratio": round(surge_rate / base_rate, 3) if base_rate else None,
         "target_ratio": 0.8,
-        "sink_counted": counted.value,
-        "locust_counted": sent,
+        "baseline_cpu_us_per_msg": base_cpu,
+        "surge_cpu_us_per_msg": surge_cpu,
+        "cpu_efficiency_ratio": round(base_cpu / surge_cpu, 3) if surge_cpu else None,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     print()
-    print(f"{'':10} {'msg/s (median)':>16}")
-    print(f"{'baseline':10} {base_rate:>16.0f}")
-    print(f"{'surge':10} {surge_rate:>16.0f}")
+    print(f"{'':10} {'msg/s (median)':>16} {'CPU µs/msg (median)':>21}")
+    print(f"{'baseline':10} {base_rate:>16.0f} {base_cpu:>21.1f}")
+    print(f"{'surge':10} {surge_rate:>16.0f} {surge_cpu:>21.1f}")
     print(f"ratio surge/baseline = {result['ratio']} (target >= 0.8)")
-    print(f"sink counted {counted.value} requests; Locust counted {sent} (+ probes)")
+    print(f"CPU efficiency baseline/surge = {result['cpu_efficiency_ratio']}")
     dest = ROOT / "benchmarks" / "results"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "bench_surge.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -6,7 +6,11 @@ per task, no pacing, no per-step names, a constant marked body.
 
 from locust import FastHttpUser, constant, task
 
-BODY = {"text": "【訓練】 サージ訓練の負荷メッセージです（返信不要）\n[TSG-0000000000AB]"}
+# The same marked message the surge sends (drills.surge.runner.LOAD_TEXT), token fixed.
+BODY = {
+    "text": "【訓練】 サージ訓練の負荷メッセージです（返信不要） / "
+    "surge drill load message (no reply needed)\n[TSG-0000000000AB]"
+}
 HEADERS = {"Authorization": "Bearer bench-token"}
 
 
