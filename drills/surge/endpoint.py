@@ -47,9 +47,13 @@ def _reveal(value: Any) -> str | None:
 
 def _base_and_path(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ScenarioError(f"http(s) の URL ではありません / not an http(s) URL ({parts.scheme}:)")
+    if parts.username is not None or parts.password is not None:
+        # The base URL goes on Locust's command line: it must not carry credentials.
         raise ScenarioError(
-            f"URL ではありません / not an http(s) URL: {parts.scheme}://{parts.netloc}"
+            "URL に認証情報を含むチャネルにはサージできません / "
+            "cannot surge a channel whose URL embeds credentials"
         )
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return f"{parts.scheme}://{parts.netloc}", path

@@ -215,6 +215,8 @@ def test_webhook_endpoint_reveals_the_token_only_into_params() -> None:
     }
     assert "s3cret" not in repr(ep)
     assert scrub("Authorization: Bearer s3cret", ep.secrets) == "Authorization: Bearer ***"
+    with pytest.raises(ScenarioError, match="embeds credentials"):
+        endpoint_for("webhook", WebhookSettings(url="https://u:pw@chat.example.lg.jp/hooks/abc"))
 
 
 def test_mail_and_twilio_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
