@@ -27,6 +27,9 @@ SUBCOMMAND_MODULES = [
     "drills.commands.demo",
     "drills.commands.registry",
     "drills.commands.serve",
+    "drills.commands.scorecard",
+    "drills.commands.run",
+    "drills.commands.cron",
     "drills.commands.surge",
 ]
 

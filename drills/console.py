@@ -1,69 +1,175 @@
-"""Terminal output: progress while a drill runs, the readiness table at the end.
+"""Terminal output: the readiness table, and what got worse, with rich.
 
-Colour and progress bars only on a TTY; plain text otherwise (cron, CI).
+Colour only on a TTY (rich decides; ``NO_COLOR`` honoured); the same symbols
+and words carry the meaning without colour (cron mail, CI logs).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
+from drills.comparison import CHANGE_LABELS
 from drills.i18n import Text
+from drills.report_text import (
+    FRESHNESS_LABELS,
+    STATUS_SYMBOL,
+    change_cell,
+    channel_cell,
+    channel_ids,
+    human_time,
+    worse_entries,
+)
+from drills.scoring import STATUS_LABELS, grade_label
 
-__all__ = ["readiness_table"]
+__all__ = ["console_for", "readiness_table", "scorecard_renderable", "worse_table"]
 
-_OUTCOME_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "bold red"}
+# Okabe–Ito-ish terminal colours; never the only carrier of meaning.
+_GRADE_STYLE = {"A": "bold blue", "B": "cyan", "C": "yellow", "D": "bold red"}
+_STATUS_STYLE = {
+    "ok": "",
+    "partial": "yellow",
+    "unconfirmed": "dim",
+    "down": "bold red",
+    "untested": "dim",
+}
+_CHANGE_STYLE = {
+    "worsened": "bold red",
+    "missing": "red",
+    "improved": "blue",
+    "new": "blue",
+    "unchanged": "",
+}
 
 
-def _channel_cell(ch: dict[str, Any], t: Text) -> str:
-    reached = ch["delivered"] + ch["late"]
-    counted = ch["sent"] - ch["error"]
-    mark = "✔" if ch["slo_met"] else ("△" if reached else "✘")
-    p50 = f" p50 {ch['latency_p50_s']:.2f}s" if ch.get("latency_p50_s") is not None else ""
-    extra = ""
-    if ch.get("accepted_only"):
-        extra = t(f" 未確認{ch['accepted_only']}", f" unconfirmed {ch['accepted_only']}")
-    if ch["rejected"]:
-        extra += t(f" 拒否{ch['rejected']}", f" rejected {ch['rejected']}")
-    if ch["lost"]:
-        extra += t(f" 不達{ch['lost']}", f" lost {ch['lost']}")
-    return f"{mark} {reached}/{counted}{p50}{extra}"
+def _styled(text: str, style: str) -> str:
+    return f"[{style}]{text}[/]" if style and text else text
 
 
 def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
     """A rich table: one row per municipality, one column per channel id."""
     t = Text(lang)
-    channel_ids: list[str] = []
-    for m in card["municipalities"]:
-        for ch in m["channels"]:
-            if ch["id"] not in channel_ids:
-                channel_ids.append(ch["id"])
+    ids = channel_ids(card)
+    s = card.get("summary", {})
+    worse = len(worse_entries(card))
+    title = t("即応性スコアカード", "Readiness scorecard") + f" — {card.get('scenario') or ''}"
+    if s.get("score") is not None:
+        title += t(
+            f"  総合 {s['score']:.1f} 点 {s['grade']}", f"  overall {s['score']:.1f} {s['grade']}"
+        )
+    if (card.get("comparison") or {}).get("previous_run_id"):
+        title += t(f"  ▼ 前回から悪化 {worse} 件", f"  ▼ {worse} worse since last drill")
+    legend = " ".join(f"{STATUS_SYMBOL[k]} {t(*STATUS_LABELS[k])}" for k in STATUS_SYMBOL)
     table = Table(
-        title=t("即応性スコアカード", "Readiness scorecard") + f" — {card.get('scenario') or ''}",
+        title=title,
         caption=t(
-            f"実行 {card['run_id']}・開始 {card['started_at']}（日本時間）  ✔ SLO達成 △ 一部到達 ✘ 不達",
-            f"run {card['run_id']}, started {card['started_at']} (Asia/Tokyo)  ✔ SLO met △ partly ✘ none",
+            f"実行 {card['run_id']}・開始 {human_time(card['started_at'])}（日本時間）  {legend}",
+            f"run {card['run_id']}, started {human_time(card['started_at'])} (Asia/Tokyo)"
+            f"  {legend}",
         ),
     )
-    table.add_column(t("団体コード", "Code"))
-    table.add_column(t("団体名", "Municipality"))
-    table.add_column(t("点数", "Score"), justify="right")
-    table.add_column(t("評価", "Grade"), justify="center")
-    for cid in channel_ids:
+    table.add_column(t("団体コード", "Code"), no_wrap=True)
+    table.add_column(t("団体名", "Municipality"), no_wrap=True)
+    table.add_column(t("点数", "Score"), justify="right", no_wrap=True)
+    table.add_column(t("評価", "Grade"), no_wrap=True)
+    table.add_column(t("前回比", "vs last"), no_wrap=True)
+    for cid in ids:
         table.add_column(cid)
     for m in card["municipalities"]:
-        cells = {ch["id"]: _channel_cell(ch, t) for ch in m["channels"]}
-        style = _OUTCOME_STYLE.get(m["grade"], "")
+        cells = {
+            ch["id"]: _styled(channel_cell(ch, t), _STATUS_STYLE.get(ch.get("status", ""), ""))
+            for ch in m["channels"]
+        }
+        letter = m.get("grade")
+        change = m.get("change")
         table.add_row(
             m["code"],
             m["name"],
-            f"{m['score']:.1f}",
-            f"[{style}]{m['grade']}[/]" if style else m["grade"],
-            *(cells.get(cid, "—") for cid in channel_ids),
+            "—" if m["score"] is None else f"{m['score']:.1f}",
+            _styled(
+                f"{letter or '—'} {grade_label(letter, lang)}", _GRADE_STYLE.get(letter or "", "")
+            ),
+            _styled(
+                change_cell(change, t), _CHANGE_STYLE.get((change or {}).get("status", ""), "")
+            ),
+            *(cells.get(cid, "—") for cid in ids),
         )
     return table
+
+
+def worse_table(card: dict[str, Any], lang: str = "ja") -> Table | None:
+    """What got worse since the previous drill (None when there is no previous drill)."""
+    t = Text(lang)
+    comparison = card.get("comparison") or {}
+    if not comparison.get("previous_run_id"):
+        return None
+    table = Table(
+        title=t(
+            f"前回（{human_time(comparison['previous_started_at'])}）から悪化した項目",
+            "What got worse since the last drill"
+            f" ({human_time(comparison['previous_started_at'])})",
+        ),
+        title_style="bold red",
+    )
+    for name, justify in (
+        ("", "left"),
+        (t("団体", "Municipality"), "left"),
+        (t("チャネル", "Channel"), "left"),
+        (t("前回", "Before"), "right"),
+        (t("今回", "Now"), "right"),
+        (t("差", "Δ"), "right"),
+        (t("理由", "Why"), "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    entries = worse_entries(card)
+    if not entries:
+        table.add_row("", t("悪化した項目はありません", "nothing got worse"), "", "", "", "", "")
+    for e in entries:
+        symbol, ja, en = CHANGE_LABELS[e["status"]]
+        table.add_row(
+            _styled(f"{symbol} {t(ja, en)}", _CHANGE_STYLE[e["status"]]),
+            f"{e['code']} {e['name']}",
+            e["channel"] or "—",
+            "—" if e["before"] is None else f"{e['before']:.1f}",
+            "—" if e["after"] is None else f"{e['after']:.1f}",
+            "—" if e["delta"] is None else f"{e['delta']:+.1f}",
+            "; ".join(r[t.lang] for r in e["reasons"]),
+        )
+    return table
+
+
+def _not_drilled_table(card: dict[str, Any], t: Text) -> Table | None:
+    if not card.get("not_drilled"):
+        return None
+    table = Table(title=t("今回の訓練の対象外だった団体", "Municipalities not in this drill"))
+    for name in (
+        t("団体コード", "Code"),
+        t("団体名", "Municipality"),
+        t("最終訓練", "Last drilled"),
+        t("経過日数", "Age (days)"),
+        t("状態", "State"),
+    ):
+        table.add_column(name)
+    for n in card["not_drilled"]:
+        table.add_row(
+            n["code"],
+            n["name"],
+            human_time(n["last_drilled_at"]),
+            "—" if n["age_days"] is None else f"{n['age_days']:.1f}",
+            _styled(
+                t(*FRESHNESS_LABELS[n["status"]]), "" if n["status"] == "within_interval" else "red"
+            ),
+        )
+    return table
+
+
+def scorecard_renderable(card: dict[str, Any], lang: str = "ja") -> RenderableType:
+    """The whole terminal report: what got worse first, then the table, then the rest."""
+    t = Text(lang)
+    parts = [worse_table(card, lang), readiness_table(card, lang), _not_drilled_table(card, t)]
+    return Group(*(p for p in parts if p is not None))
 
 
 def console_for(stream: Any = None) -> Console:

@@ -30,6 +30,7 @@ DEMO_SCENARIO = "デモ訓練: 首都直下地震 初動参集"
 # "module:function" called as fn(journal=, run_id=, registry=, out_dir=, lang=) after the run.
 OUTPUT_WRITERS: list[str] = [
     "drills.push:write_metrics_file",
+    "drills.report_html:write_scorecard_html",
 ]
 
 

@@ -445,7 +445,12 @@ class JournalView:
         scores: dict[str, float] = {}
         if deliveries and not running:
             card = build_scorecard(self.journal, run_id, registry)
-            scores = {m["code"]: float(m["score"]) for m in card["municipalities"]}
+            # a municipality with nothing measurable (only harness errors) has no score
+            scores = {
+                m["code"]: float(m["score"])
+                for m in card["municipalities"]
+                if m["score"] is not None
+            }
         names = {m.code: m.name for m in registry.municipalities} if registry else None
         return digest_run(run, deliveries, events, scores, running, names)
 

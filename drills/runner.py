@@ -264,6 +264,7 @@ class Drill:
         result = StepResult(step, started_mono=time.monotonic())
         active = [t for t in chosen if t.key not in self._skipped]
         probes = await asyncio.gather(*(self.probe(t) for t in active))
+        self._check_costs(probes, text, subject, repeat)
         jobs = []
         for target, probe in zip(active, probes, strict=True):
             for recipient in probe.recipients():
@@ -309,6 +310,21 @@ class Drill:
 
         plan = SurgePlan.of(rates, step_s, step_s if rest_s is None else rest_s, users)
         return await run_surge(self, target, plan, **options)
+
+    def _check_costs(self, probes: Sequence[Probe], text: str, subject: str, repeat: int) -> None:
+        """Refuse the whole step, before the first send, if a paid channel's cap would be crossed."""
+        priced = [p for p in probes if hasattr(p, "cost_profile")]
+        if not priced:
+            return
+        from probes.sms_budget import CostCapExceeded, plan_cost
+
+        sample = DrillMessage(token=new_token(), text=text, marker=self.registry.marker, subject=subject)
+        try:
+            plan_cost([(p, [sample] * repeat) for p in priced])  # type: ignore[misc]
+        except CostCapExceeded as exc:
+            raise DrillSafetyError(
+                f"送信上限を超えるため訓練を中止しました（何も送信していません） / refused before sending: {exc.reason}"
+            ) from exc
 
     async def _deliver(
         self,

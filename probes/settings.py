@@ -103,10 +103,10 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from ``"60s"``, ``"2m"``, ``"500ms"``, ``"1.5h"`` or a plain number.
+    """Seconds from ``"60s"``, ``"2m"``, ``"500ms"``, ``"1.5h"``, ``"30d"`` or a plain number.
 
-    >>> parse_duration("2m"), parse_duration("500ms"), parse_duration(3)
-    (120.0, 0.5, 3.0)
+    >>> parse_duration("2m"), parse_duration("500ms"), parse_duration(3), parse_duration("30d")
+    (120.0, 0.5, 3.0, 2592000.0)
     """
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or a string like '60s'")
@@ -119,7 +119,7 @@ def parse_duration(value: Any) -> float:
         if match:
             return float(match.group(1)) * _UNITS[match.group(2) or "s"]
     raise ValueError(
-        f"malformed duration {value!r}: use a number with a unit, e.g. 500ms, 60s, 2m, 1h"
+        f"malformed duration {value!r}: use a number with a unit, e.g. 500ms, 60s, 2m, 1h, 30d"
     )
 
 

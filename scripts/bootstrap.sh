@@ -15,7 +15,8 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 VENV=${TSUNAGARI_VENV:-$ROOT/.venv}
 SYNAPSE_VENV=${TSUNAGARI_SYNAPSE_VENV:-$HOME/.cache/tsunagari/synapse-venv}
-APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium)
+# fonts-ipaexfont-gothic: Japanese glyphs for the scorecard charts (matplotlib) and Chromium screenshots.
+APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 

@@ -43,6 +43,7 @@ from probes.base import (
     Sightings,
     find_tokens,
 )
+from probes.replies import ReplyBook
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -85,6 +86,7 @@ class WebhookProbe(Probe):
     def __init__(self, channel_id: str, settings: ChannelSettings, env: Any) -> None:
         super().__init__(channel_id, settings, env)
         self.sightings = Sightings()
+        self.replies = ReplyBook()  # answers (RE[token] who) seen by the observer
         self._reader: asyncio.Task[None] | None = None
         self._parked = asyncio.Event()
 
@@ -120,9 +122,13 @@ class WebhookProbe(Probe):
         while True:
             try:
                 if s.format == "json":
-                    resp_cm = http.post(s.url, json={s.field: body}, headers=headers, timeout=timeout)
+                    resp_cm = http.post(
+                        s.url, json={s.field: body}, headers=headers, timeout=timeout
+                    )
                 else:
-                    resp_cm = http.post(s.url, data={s.field: body}, headers=headers, timeout=timeout)
+                    resp_cm = http.post(
+                        s.url, data={s.field: body}, headers=headers, timeout=timeout
+                    )
                 async with resp_cm as resp:
                     text = await resp.text()
                     status = resp.status
@@ -177,6 +183,7 @@ class WebhookProbe(Probe):
                 for token in find_tokens(text):
                     bound = 0.005 if obs.mode == "longpoll" else obs.interval
                     self.sightings.record(token, Sighting(at=seen_at, error_bound_s=bound))
+                self.replies.feed(text, seen_at)
                 if first:
                     first = False
                     self._parked.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 
 import pytest
 from aiohttp import web
@@ -45,11 +46,15 @@ async def test_outcomes_and_latency(journal):
         by.setdefault(d.channel_id, []).append(d)
     for d in by["fixed"]:
         assert d.outcome is Outcome.DELIVERED
-        assert abs(d.latency_s - 0.2) <= 0.2 * 0.1 + 0.02
+        assert d.latency_s >= 0.2  # never earlier than the far end could show it
         assert d.error_bound_s is not None and d.delivered_at > d.accepted_at >= d.sent_at
+    # the median agrees with the injected latency within 10 % + 20 ms (single samples
+    # may carry event-loop lag when the machine is loaded)
+    assert abs(statistics.median(d.latency_s for d in by["fixed"]) - 0.2) <= 0.2 * 0.1 + 0.02
     for d in by["slow"]:
         assert d.outcome is Outcome.LATE and "SLO" in d.reason
-        assert abs(d.latency_s - 1.5) <= 1.5 * 0.1 + 0.02
+        assert d.latency_s >= 1.5
+    assert abs(statistics.median(d.latency_s for d in by["slow"]) - 1.5) <= 1.5 * 0.1 + 0.02
     assert {d.outcome for d in by["down"]} == {Outcome.LOST}
     assert all(d.delivered_at is None for d in by["down"])
     assert {d.outcome for d in by["auth"]} == {Outcome.REJECTED}
@@ -148,3 +153,19 @@ async def test_step_without_channels_is_a_scenario_error(journal):
     async with Drill(reg, journal) as drill:
         with pytest.raises(ScenarioError):
             await drill.broadcast("x", [], timeout=1)
+
+
+async def test_sms_cost_cap_refuses_the_step_before_the_first_send(journal):
+    reg = parse_registry(
+        'municipalities:\n  - code: "131211"\n    name: 足立区\n    channels:\n'
+        '      - {id: sms, kind: twilio, to: ["+819011110001", "+819011110002"], caps: {max_messages: 3}, sim: {latency: 100ms}}\n',
+        "reg.yaml",
+    )
+    async with Drill(reg, journal) as drill:
+        with pytest.raises(DrillSafetyError, match="max_messages|上限"):
+            await drill.broadcast("費用上限", timeout=2, repeat=2)  # 2 recipients x 2 = 4 > 3
+        (sim,) = drill.sims.running.values()
+        assert sim.messages == {}  # nothing reached the local Twilio
+        step = await drill.broadcast("上限内", timeout=3)  # 2 <= 3: allowed
+    assert [d.outcome for d in step.deliveries] == [Outcome.DELIVERED] * 2
+    assert len(sim.messages) == 2

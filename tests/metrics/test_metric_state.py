@@ -169,8 +169,10 @@ def test_readiness_is_the_scorecards_and_its_change(journal: Journal) -> None:
     journal.finish_run(r2)
     found = samples(journal)
     card = build_scorecard(journal, r2)
-    assert value(found, "tsunagari_readiness_score") == card["municipalities"][0]["score"] == 50.0
-    assert value(found, "tsunagari_readiness_score_change") == -50.0
+    # README "Scoring model": r1 = 100 (two kinds confirmed); r2: channels (100 + 0)/2 = 0.5,
+    # redundancy 1 kind of 2, freshness 1 → (0.25 + 0.1 + 0.1) / 0.8 = 56.25 → 56.3
+    assert value(found, "tsunagari_readiness_score") == card["municipalities"][0]["score"] == 56.3
+    assert value(found, "tsunagari_readiness_score_change") == pytest.approx(-43.7)
 
 
 def test_streak_skips_drills_that_could_not_tell() -> None:
@@ -353,4 +355,5 @@ def test_registry_comes_from_the_run_when_not_given(tmp_path, journal: Journal) 
     os.remove(registry.path)  # a registry that no longer loads is simply not used
     found = samples(journal)
     assert value(found, "tsunagari_municipality_drill_interval_seconds") is None
-    assert value(found, "tsunagari_readiness_score") == 100.0
+    # one perfect channel, so redundancy 1 of 2: (0.5 + 0.1 + 0.1) / 0.8 = 87.5
+    assert value(found, "tsunagari_readiness_score") == 87.5

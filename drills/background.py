@@ -1,0 +1,87 @@
+"""An asyncio event loop in a background thread, driven by synchronous callers.
+
+Scenario files are plain synchronous pytest functions; the runner is asyncio.
+One :class:`BackgroundLoop` per drill session runs every step, keeps probes,
+observers and simulators alive between steps, and returns each step's result
+to the calling thread::
+
+    loop = BackgroundLoop()
+    result = loop.run(drill.broadcast("参集してください"))   # blocks until done
+    journal = loop.call(Journal, "journal.sqlite")           # runs in the loop thread
+    loop.close()
+
+Everything that touches SQLite runs in the loop thread (sqlite3 connections
+belong to the thread that made them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["BackgroundLoop"]
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """A private event loop running forever in a daemon thread until :meth:`close`."""
+
+    def __init__(self, name: str = "tsunagari-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        self.closed = False
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run *coro* in the loop; block until it finishes; return or raise its result."""
+        if self.closed:
+            coro.close()
+            raise RuntimeError("the drill's event loop is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except (KeyboardInterrupt, concurrent.futures.CancelledError):
+            future.cancel()
+            raise
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the synchronous *fn* in the loop thread (e.g. anything using the journal)."""
+
+        async def inner() -> T:
+            return fn(*args, **kwargs)
+
+        return self.run(inner())
+
+    def close(self) -> None:
+        """Cancel what is left, stop the loop, join the thread. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+
+        async def drain() -> None:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+            await self.loop.shutdown_default_executor()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()

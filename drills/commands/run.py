@@ -1,0 +1,284 @@
+"""``tsunagari run [PATHS…]`` — run scenario files unattended (cron, systemd timers).
+
+Wraps pytest with the drill plugin. Quiet on success (nothing on stdout or
+stderr) unless ``-v``; on failure the pytest report goes to stdout and one
+JSON record per problem to stderr. No colour or progress output when stdout
+is not a terminal. Exit codes: 0 all requirements met, 1 a requirement
+missed, 2 usage / registry / scenario error, 3 harness failure, 4 another run
+holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from drills.i18n import Text
+
+_EVENTS = {
+    "missed": "requirement_missed",
+    "mistake": "scenario_error",
+    "harness": "harness_failure",
+}
+
+
+def register(sub: Any, t: Text) -> None:
+    from drills.cli import add_help
+
+    p = sub.add_parser(
+        "run",
+        help=t(
+            "シナリオを実行する（cron・タイマー向け）", "run scenario files (for cron and timers)"
+        ),
+        description=t(
+            "シナリオ（pytest 形式）を訓練として実行します。成功時は何も出力しません。",
+            "Runs scenario files (pytest style) as drills. Prints nothing on success.",
+        ),
+        epilog=t(
+            "終了コード: 0 全要件達成 / 1 要件未達 / 2 使い方・レジストリ・シナリオの誤り / 3 ハーネス障害 / 4 別の実行がロック中",
+            "exit codes: 0 all requirements met / 1 a requirement missed / 2 usage, registry or "
+            "scenario error / 3 harness failure / 4 another run holds the lock",
+        ),
+        add_help=False,
+    )
+    add_help(p, t)
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar=t("パス", "PATH"),
+        help=t(
+            "シナリオのファイルかフォルダ（既定: ./scenarios）",
+            "scenario files or folders (default: ./scenarios)",
+        ),
+    )
+    p.add_argument("--registry", help=t("レジストリ", "registry file"))
+    p.add_argument(
+        "--municipality",
+        action="append",
+        metavar="SEL",
+        help=t(
+            "対象の団体（コード・名前・タグ、複数可）",
+            "municipality code, name or tag (repeatable)",
+        ),
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        default=None,
+        help=t("実チャネルへも送信する", "also contact live channels"),
+    )
+    p.add_argument("--journal", help=t("記録ファイル（SQLite）", "journal file (SQLite)"))
+    p.add_argument("--out", help=t("出力フォルダ", "output folder"))
+    p.add_argument(
+        "--push-gateway",
+        metavar="URL",
+        help=t("メトリクスを送る Pushgateway", "Pushgateway to push metrics to"),
+    )
+    p.add_argument(
+        "--textfile", help=t("メトリクスのテキストファイル", "metrics textfile for node_exporter")
+    )
+    p.add_argument(
+        "--vantage", help=t("実行場所の名前（庁内LAN など）", "vantage point name (e.g. LGWAN)")
+    )
+    p.add_argument("--lock", help=t("実行ロックのファイル", "run lock file"))
+    p.add_argument("--seed", help=t("シミュレータの乱数の種", "simulator random seed"))
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help=t("実行するテストを絞る（pytest -k）", "select tests (pytest -k)"),
+    )
+    p.add_argument(
+        "--pytest",
+        dest="pytest_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help=t("pytest にそのまま渡す引数", "extra argument passed to pytest"),
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help=t("詳しく表示", "verbose output")
+    )
+    p.set_defaults(func=run)
+
+
+def pytest_args(args: argparse.Namespace, tty: bool) -> list[str]:
+    """The pytest command line for *args* (pure; tested)."""
+    out = [
+        *args.paths,
+        "--strict-markers",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:asyncio",  # scenarios are synchronous; the drill runs its own event loop
+        # drills/ is imported before pytest starts: its (harmless) rewrite warning is noise
+        "-W",
+        "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
+        f"--lang={args.lang}",
+    ]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        out += ["-p", "drills.plugin"]
+    for flag in (
+        "registry",
+        "journal",
+        "out",
+        "push_gateway",
+        "textfile",
+        "vantage",
+        "lock",
+        "seed",
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"--{flag.replace('_', '-')}={value}")
+    for sel in args.municipality or ():
+        out.append(f"--municipality={sel}")
+    if args.live:
+        out.append("--live")
+    if args.keyword:
+        out += ["-k", args.keyword]
+    if not tty:
+        out += ["--color=no", "-p", "no:terminalprogress", "-o", "console_output_style=classic"]
+    out.append("-" + "v" * args.verbose if args.verbose else "-q")
+    return out + list(args.pytest_args)
+
+
+class Collector:
+    """Watches the pytest session: failures by category, counts, the lock."""
+
+    def __init__(self) -> None:
+        self.categories: set[str] = set()
+        self.failures: list[dict[str, Any]] = []
+        self.collection_failed = False
+        self.passed = 0
+        self.failed = 0
+        self.locked = ""
+        self.run_ids: list[str] = []
+        self.problems: list[str] = []
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.collection_failed = True
+            self.failures.append(
+                {
+                    "event": "scenario_error",
+                    "where": report.nodeid or None,
+                    "message": str(report.longrepr).strip().splitlines()[-1:],
+                }
+            )
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        is_sub = hasattr(report, "context")
+        if not report.failed:
+            self.passed += report.when == "call" and not is_sub
+            return
+        self.failed += not is_sub
+        props = dict(report.user_properties).get("tsunagari")
+        if props is None:
+            props = {
+                "category": "missed" if report.when == "call" else "harness",
+                "message": (report.longreprtext or "").strip().splitlines()[-1:],
+            }
+        self.categories.add(props["category"])
+        if "municipalities" in props:  # a test's summary of its failed subtests: those are logged
+            return
+        self.failures.append(
+            {
+                "event": _EVENTS.get(props["category"], "harness_failure"),
+                "test": report.nodeid,
+                "subtest": report.context.msg if is_sub else None,
+                **{k: v for k, v in props.items() if k != "category"},
+            }
+        )
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        from drills.plugin import LOCKED, SESSION
+
+        self.locked = config.stash.get(LOCKED, "")
+        session = config.stash.get(SESSION, None)
+        if session is not None:
+            self.run_ids = session.run_ids
+            self.problems = session.problems
+
+
+def run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from drills.reporting import exit_code
+    from drills.runlog import RunLog
+
+    t = Text(args.lang)
+    log = RunLog(sys.stderr, verbose=bool(args.verbose))
+    if not args.paths:
+        if not Path("scenarios").is_dir():
+            log.error(
+                "usage_error",
+                message=t(
+                    "シナリオのパスを指定してください（./scenarios がありません）",
+                    "give the scenario paths (there is no ./scenarios)",
+                ),
+            )
+            return 2
+        args.paths = ["scenarios"]
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        log.error(
+            "usage_error",
+            message=t(f"見つかりません: {', '.join(missing)}", f"not found: {', '.join(missing)}"),
+        )
+        return 2
+    tty = sys.stdout.isatty()
+    argv = pytest_args(args, tty)
+    collector = Collector()
+    started = time.monotonic()
+    log.info("run_started", paths=args.paths, vantage=args.vantage, registry=args.registry)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if args.verbose:
+            status = int(pytest.main(argv, plugins=[collector]))
+        else:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = int(pytest.main(argv, plugins=[collector]))
+    except Exception as exc:  # the harness itself broke
+        log.error("harness_failure", message=f"{type(exc).__name__}: {exc}")
+        return 3
+    code = exit_code(
+        status, collector.categories, collector.collection_failed, bool(collector.locked)
+    )
+    if collector.locked:
+        log.error("lock_busy", message=collector.locked)
+    elif code != 0 and not args.verbose:
+        sys.stdout.write(out.getvalue())
+        sys.stdout.flush()
+    if not collector.locked and code in (2, 3) and not collector.failures:
+        # pytest itself refused (bad option, no scenarios) or broke: say what it said
+        said = [
+            ln
+            for ln in (err.getvalue() + out.getvalue()).splitlines()
+            if ln.startswith(("ERROR", "INTERNALERROR"))
+        ]
+        log.error(
+            "usage_error" if code == 2 else "harness_failure",
+            pytest_exit=status,
+            message="\n".join(said) or out.getvalue().strip().splitlines()[-1:],
+        )
+    for failure in collector.failures:
+        log.error(failure.pop("event"), **failure)
+    for problem in collector.problems:
+        log.error("harness_failure", message=problem)
+    log.emit(
+        "info" if code == 0 else "error",
+        "run_finished",
+        exit=code,
+        passed=collector.passed,
+        failed=collector.failed,
+        runs=collector.run_ids,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+    return code

@@ -1,0 +1,97 @@
+"""The journal run a scenario's steps share, and how their verdicts are reported.
+
+Under pytest there is one :class:`DrillContext` per scenario file (one journal
+run); every test's ``drill`` fixture is a :class:`drills.scenario.ScenarioDrill`
+over it.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from drills.background import BackgroundLoop
+from drills.delivery import Delivery
+from drills.journal import Journal, RunStatus
+from drills.registry import Registry
+from drills.requirements import ScenarioMistake, Verdict, caller_location
+from drills.runner import Drill
+
+__all__ = ["DrillContext", "Reporter", "located"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Reporter(Protocol):
+    """Where verdicts go (the pytest plugin reports each municipality as a subtest)."""
+
+    def report(self, verdicts: list[Verdict], where: str | None, step: str) -> None: ...
+
+
+class DrillContext:
+    """One journal run shared by a scenario's steps (under pytest: one per scenario file)."""
+
+    def __init__(
+        self,
+        loop: BackgroundLoop,
+        registry: Registry,
+        journal: Journal,
+        *,
+        scenario: str,
+        vantage: str = "default",
+        live: bool = False,
+        lang: str = "ja",
+        seed: int | None = None,
+        selection: Sequence[str] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.loop, self.registry, self.journal = loop, registry, journal
+        self.scenario, self.vantage, self.live, self.lang = scenario, vantage, live, lang
+        self.selection = tuple(selection)
+        self.meta = dict(meta or {})
+        self.rng = random.Random(seed)
+        self.taps: list[Callable[[Delivery], None]] = []
+        self.drill = Drill(
+            registry,
+            journal,
+            scenario=scenario,
+            vantage=vantage,
+            live=live,
+            lang=lang,
+            seed=seed,
+            on_delivery=self._tap,
+            meta=meta,
+        )
+        self.run_id: str = loop.call(self.drill.start)
+        self.failed = False
+
+    def _tap(self, delivery: Delivery) -> None:
+        for fn in list(self.taps):
+            fn(delivery)
+
+    def record(self, kind: str, data: dict[str, Any]) -> None:
+        """Journal a step event (``fallback``, ``roll_call``, ``acknowledgement``, …)."""
+        full = {**data, "scenario": self.scenario, "vantage": self.vantage}
+        self.loop.call(self.journal.record_event, self.run_id, kind, full)
+
+    def close(self) -> None:
+        status = RunStatus.FAILED if self.failed else RunStatus.FINISHED
+        self.loop.run(self.drill.finish(status))
+
+
+def located(fn: Callable[P, R]) -> Callable[P, R]:
+    """Mistakes raised by a step name the scenario line that called it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ScenarioMistake as exc:
+            if exc.where is None:
+                exc.where = caller_location()
+            raise
+
+    return wrapper

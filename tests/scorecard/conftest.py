@@ -1,0 +1,29 @@
+"""Fixtures for the scorecard tests (the sample journal: see scorecard_samples.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scorecard_samples import REGISTRY_YAML, fill_sample
+
+from drills.journal import Journal
+from drills.registry import Registry, parse_registry
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return parse_registry(REGISTRY_YAML, "test-registry.yaml", check_secrets=False)
+
+
+@pytest.fixture
+def sample_journal(tmp_path: Path) -> Iterator[tuple[Journal, str]]:
+    journal = Journal(tmp_path / "journal.sqlite")
+    run_id = fill_sample(journal)
+    yield journal, run_id
+    journal.close()

@@ -1,0 +1,214 @@
+"""Journals written by hand, with fixed times, for the scorecard tests.
+
+The "sample" journal is the README's worked example (section "Scoring model"):
+two drills of the same scenario a week apart, plus an older drill of another
+scenario, so there is something that got worse, something better, a
+municipality overdue and one never drilled.
+
+The registry gives SLOs, names and drill intervals. Its channels are
+``kind: webhook`` simulators because only that kind exists on every branch;
+the deliveries carry the kinds a real drill records (webhook, mail, twilio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from drills.delivery import Delivery, Outcome
+from drills.journal import Journal
+from drills.scorecard import TOKYO
+
+SCENARIO = "首都直下地震 初動参集"
+PREV_START = datetime(2026, 11, 20, 19, 15, tzinfo=TOKYO).timestamp()
+RUN_START = datetime(2026, 11, 27, 19, 15, tzinfo=TOKYO).timestamp()
+OLD_START = datetime(2026, 10, 18, 19, 15, tzinfo=TOKYO).timestamp()
+
+REGISTRY_YAML = """
+defaults:
+  slo: {latency: 3s, reachability: 0.95}
+municipalities:
+  - code: "131211"
+    name: 足立区
+    name_en: Adachi City
+    drill_interval: 30d
+    channels:
+      - {id: chat, kind: webhook, label: 庁内チャット, sim: {latency: 250ms}}
+      - {id: mail, kind: webhook, label: 職員メール, sim: {latency: 400ms}}
+      - {id: sms, kind: webhook, label: 緊急SMS, sim: {latency: 800ms}}
+  - code: "131016"
+    name: 千代田区
+    name_en: Chiyoda City
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 200ms}}
+      - {id: mail, kind: webhook, sim: {latency: 300ms}}
+  - code: "134210"
+    name: 小笠原村
+    name_en: Ogasawara Village
+    channels:
+      - {id: chat, kind: webhook, sim: {reject: auth}}
+      - {id: mail, kind: webhook, slo: {latency: 10s, reachability: 0.8}, sim: {latency: 1s}}
+  - code: "132012"
+    name: 八王子市
+    name_en: Hachioji City
+    drill_interval: 30d
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 300ms}}
+  - code: "133086"
+    name: 奥多摩町
+    name_en: Okutama Town
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 2s}}
+"""
+
+# Channels on the local chat simulator, for real drills in the tests.
+SIM_REGISTRY = """
+defaults:
+  slo: {latency: 2s, reachability: 0.9}
+municipalities:
+  - code: "131211"
+    name: 足立区
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 20ms}}
+      - {id: backup, kind: webhook, sim: {latency: 30ms}}
+  - code: "131016"
+    name: 千代田区
+    channels:
+      - {id: chat, kind: webhook, sim: {latency: 20ms}}
+  - code: "134210"
+    name: 小笠原村
+    channels:
+      - {id: chat, kind: webhook, sim: {reject: auth}}
+"""
+
+
+@dataclass
+class Ch:
+    """What one channel did in a hand-written run."""
+
+    code: str
+    name: str
+    cid: str
+    kind: str
+    delivered: list[float] = field(default_factory=list)  # latencies
+    late: list[float] = field(default_factory=list)
+    accepted: int = 0
+    lost: int = 0
+    rejected: int = 0
+    error: int = 0
+    slo: float = 3.0
+
+
+def write_run(
+    journal: Journal,
+    run_id: str,
+    started: float,
+    channels: list[Ch],
+    scenario: str = SCENARIO,
+    events: list[tuple[str, dict[str, Any]]] = (),
+    duration: float = 8.0,
+) -> str:
+    """Record a run with these channels' deliveries; start and end at fixed times."""
+    journal.begin_run(scenario=scenario, run_id=run_id)
+    n = 0
+    for ch in channels:
+        outcomes: list[tuple[Outcome, float | None, str]] = (
+            [(Outcome.DELIVERED, x, "") for x in ch.delivered]
+            + [(Outcome.LATE, x, "SLO超過 / over SLO") for x in ch.late]
+            + [(Outcome.ACCEPTED, None, "受付のみ / accepted only")] * ch.accepted
+            + [(Outcome.LOST, None, "不達 / lost")] * ch.lost
+            + [(Outcome.REJECTED, None, "認証エラー / invalid_auth")] * ch.rejected
+            + [(Outcome.ERROR, None, "ハーネスの障害 / harness fault")] * ch.error
+        )
+        for outcome, latency, reason in outcomes:
+            n += 1
+            sent = started + 1.0 + n * 0.01
+            journal.record(
+                Delivery(
+                    run_id=run_id,
+                    step="初動参集",
+                    municipality_code=ch.code,
+                    municipality_name=ch.name,
+                    channel_id=ch.cid,
+                    kind=ch.kind,
+                    token=f"TSG-{n:012d}",
+                    outcome=outcome,
+                    reason=reason,
+                    sent_at=sent,
+                    accepted_at=sent + 0.05 if outcome is not Outcome.REJECTED else None,
+                    delivered_at=None if latency is None else sent + latency,
+                    latency_s=latency,
+                    slo_latency_s=ch.slo,
+                    scenario=scenario,
+                )
+            )
+    for kind, data in events:
+        journal.record_event(run_id, kind, data)
+    journal.finish_run(run_id)
+    journal.db.execute(
+        "UPDATE runs SET started_at = ?, finished_at = ? WHERE run_id = ?",
+        (started, started + duration, run_id),
+    )
+    journal.db.execute("UPDATE events SET at = ? WHERE run_id = ?", (started + 5.0, run_id))
+    return run_id
+
+
+def lat(start: float, n: int, step: float = 0.01) -> list[float]:
+    return [round(start + i * step, 4) for i in range(n)]
+
+
+def fill_sample(journal: Journal) -> str:
+    """The worked example; returns the run id of the latest drill."""
+    write_run(
+        journal,
+        "20261018T101500-old000",
+        OLD_START,
+        [Ch("132012", "八王子市", "chat", "webhook", delivered=lat(0.3, 5))],
+        scenario="多摩地域 通信訓練",
+    )
+    write_run(
+        journal,
+        "20261120T101500-prev00",
+        PREV_START,
+        [
+            Ch("131211", "足立区", "chat", "webhook", delivered=lat(0.25, 10)),
+            Ch("131211", "足立区", "mail", "mail", delivered=lat(0.4, 10)),
+            Ch("131211", "足立区", "sms", "twilio", accepted=10),
+            Ch("131016", "千代田区", "chat", "webhook", delivered=lat(0.2, 6), lost=4),
+            Ch("131016", "千代田区", "mail", "mail", delivered=lat(0.3, 10)),
+            Ch("134210", "小笠原村", "chat", "webhook", delivered=lat(0.5, 10)),
+            Ch("134210", "小笠原村", "mail", "mail", delivered=lat(1.2, 6), lost=4, slo=10.0),
+        ],
+        events=[("roll_call", {"municipality": "131211", "expected": 20, "responded": 20})],
+    )
+    return write_run(
+        journal,
+        "20261127T101500-3fa2c1",
+        RUN_START,
+        [
+            Ch("131211", "足立区", "chat", "webhook", delivered=lat(0.25, 9), late=[3.5]),
+            Ch("131211", "足立区", "mail", "mail", delivered=lat(0.4, 6), late=[4.0], lost=3),
+            Ch("131211", "足立区", "sms", "twilio", accepted=10),
+            Ch("131016", "千代田区", "chat", "webhook", delivered=lat(0.2, 10)),
+            Ch("131016", "千代田区", "mail", "mail", delivered=lat(0.3, 9), error=1),
+            Ch("134210", "小笠原村", "chat", "webhook", rejected=10),
+            Ch("134210", "小笠原村", "mail", "mail", delivered=lat(1.2, 8), lost=2, slo=10.0),
+        ],
+        events=[
+            ("roll_call", {"municipality": "131211", "expected": 20, "responded": 18}),
+            (
+                "fallback",
+                {
+                    "results": [
+                        {
+                            "municipality": "134210",
+                            "primary": "chat",
+                            "fallback": "mail",
+                            "ok": True,
+                        }
+                    ]
+                },
+            ),
+        ],
+    )

@@ -1,0 +1,198 @@
+"""The HTML scorecard in a real headless Chromium (Debian ``chromium``), over CDP.
+
+The test reads the rendered DOM (table rows, scores, the "worse since last
+time" section), checks ``lang`` and the table headers, records every network
+request (anything but the file itself fails), checks that the page fits A4
+when printed, and saves a PNG screenshot and the A4 PDF under
+``test-artifacts/scorecard/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from scorecard_cdp import Chromium, Page
+
+from drills.report_html import render_html
+from drills.scorecard import build_scorecard
+from probes.sim.base import closed_port
+
+pytestmark = [
+    pytest.mark.servers,
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+ARTIFACTS = (
+    Path(
+        os.environ.get(
+            "TSUNAGARI_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
+        )
+    )
+    / "scorecard"
+)
+A4_PRINTABLE_PX = 703  # (210 mm − 2 × 12 mm margins) at 96 px per inch
+
+READ_DOM = r"""
+(() => {
+  const text = e => e ? e.textContent.trim().replace(/\s+/g, ' ') : null;
+  const rows = sel => [...document.querySelectorAll(sel)];
+  return {
+    lang: document.documentElement.lang,
+    title: document.title,
+    sections: rows('main > section').map(s => s.id),
+    headers: rows('#readiness thead th').map(text),
+    rows: rows('#readiness tbody tr').map(tr => ({
+      code: tr.dataset.code, grade: tr.dataset.grade, score: text(tr.querySelector('.score')),
+      cells: [...tr.querySelectorAll('td')].map(text),
+      statuses: [...tr.querySelectorAll('td.ch')].map(td => td.dataset.status)})),
+    worseHeading: text(document.querySelector('#worse h2')),
+    worse: rows('#worse tbody tr').map(tr => ({code: tr.dataset.code, channel: tr.dataset.channel,
+                                               cells: [...tr.querySelectorAll('td')].map(text)})),
+    overall: text(document.querySelector('#overall .big')),
+    charts: rows('svg.chart').map(s => ({label: s.getAttribute('aria-label'),
+                                         w: s.getBoundingClientRect().width,
+                                         h: s.getBoundingClientRect().height})),
+    notDrilled: rows('#not-drilled tbody tr').map(tr => [tr.dataset.code, tr.dataset.freshness]),
+    scripts: document.scripts.length,
+  };
+})()
+"""
+
+WIDEST = (
+    "Math.max(...[...document.querySelectorAll('body *')]"
+    ".map(e => e.getBoundingClientRect().right))"
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(tmp_path_factory):
+    # No skip when chromium is missing: the README's test command installs it.
+    async with Chromium.launch(tmp_path_factory.mktemp("chromium")) as b:
+        yield b
+
+
+@pytest.fixture
+def card(sample_journal, registry):
+    journal, run_id = sample_journal
+    return build_scorecard(journal, run_id, registry)
+
+
+def outside_activity(page: Page, own_url: str) -> list[str]:
+    """Requests to anything but the page itself, and errors such as CSP violations."""
+    found = [f"request {r['url']}" for r in page.requests if r["url"] != own_url]
+    found += [
+        f"log {e.get('level')}: {e.get('text')}"
+        for e in page.logs
+        if e.get("level") in ("error", "warning")
+    ]
+    return found
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+EXPECTED_HEADERS = {
+    "ja": ["団体コード", "団体名", "点数", "評価", "前回比", "chat", "mail", "sms"],
+    "en": ["Code", "Municipality", "Score", "Grade", "vs last", "chat", "mail", "sms"],
+}
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+async def test_rendered_dom_and_no_requests(browser, card, tmp_path, lang):
+    path = tmp_path / f"scorecard.{lang}.html"
+    path.write_text(render_html(card, lang), encoding="utf-8")
+    url = path.as_uri()
+    async with browser.page() as page:
+        await page.goto(url)
+        dom = await page.evaluate(READ_DOM)
+        shot = await page.screenshot()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"scorecard.{lang}.png").write_bytes(shot)
+        shutil.copy(path, ARTIFACTS / path.name)
+
+        assert outside_activity(page, url) == []
+        assert [r["url"] for r in page.requests] == [url]
+
+    assert dom["lang"] == lang
+    assert dom["headers"] == EXPECTED_HEADERS[lang]
+    assert dom["sections"][0] == "worse", "the report must open with what got worse"
+    assert (
+        dom["worseHeading"]
+        == {"ja": "前回から悪化した項目", "en": "What got worse since the last drill"}[lang]
+    )
+    assert dom["scripts"] == 0
+    # rows and scores as in the card
+    assert [(r["code"], r["grade"], r["score"]) for r in dom["rows"]] == [
+        (m["code"], m["grade"], f"{m['score']:.1f}") for m in card["municipalities"]
+    ]
+    adachi = dom["rows"][0]
+    assert adachi["statuses"] == ["ok", "partial", "unconfirmed"]
+    sms_cell = adachi["cells"][-1]
+    assert (
+        sms_cell.startswith("? 0/10")
+        and ("未確認10" if lang == "ja" else "unconfirmed 10") in sms_cell
+    )
+    # the worse section lists exactly the worsened entries, largest fall first
+    assert [(w["code"], w["channel"] or None) for w in dom["worse"]] == [
+        (e["code"], e["channel"]) for e in card["comparison"]["worsened"]
+    ]
+    assert dom["worse"][1]["cells"][5] == "−100.0"
+    assert dom["overall"] == "79.5"
+    assert dom["notDrilled"] == [["132012", "overdue"], ["133086", "never"]]
+    assert len(dom["charts"]) == 2 and all(c["w"] > 300 and c["h"] > 100 for c in dom["charts"])
+    width, height = png_size(shot)
+    assert width >= 1000 and height > 1000
+
+
+async def test_prints_on_a4(browser, card, tmp_path):
+    path = tmp_path / "scorecard.print.html"
+    path.write_text(render_html(card, "ja"), encoding="utf-8")
+    async with browser.page(width=A4_PRINTABLE_PX, height=1000) as page:
+        await page.send("Emulation.setEmulatedMedia", {"media": "print"})
+        await page.goto(path.as_uri())
+        widest = await page.evaluate(WIDEST)
+        client = await page.evaluate("document.documentElement.clientWidth")
+        pdf = await page.print_pdf()
+        assert outside_activity(page, path.as_uri()) == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "scorecard.ja.pdf").write_bytes(pdf)
+    assert widest <= client, f"content {widest}px is wider than the A4 printable width {client}px"
+    assert pdf.startswith(b"%PDF")
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf)
+    assert boxes and all(
+        abs(float(w) - 595) < 1 and abs(float(h) - 842) < 1 for w, h in boxes
+    )  # A4 in pt
+    pages = int(re.findall(rb"/Count (\d+)", pdf)[0])
+    assert 1 <= pages <= 3
+
+
+@pytest.mark.parametrize("with_csp", [True, False])
+async def test_the_request_check_can_fail(browser, card, tmp_path, with_csp):
+    """Control: a page that reaches out is caught, blocked by CSP or not."""
+    html = render_html(card, "en", charts=False)
+    if not with_csp:
+        html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    beacon = f"http://127.0.0.1:{closed_port()}/beacon.png"
+    html = html.replace("</main>", f'<img src="{beacon}" alt=""></main>')
+    path = tmp_path / f"leaky-{with_csp}.html"
+    path.write_text(html, encoding="utf-8")
+    async with browser.page() as page:
+        await page.goto(path.as_uri())
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while (
+            not (found := outside_activity(page, path.as_uri()))
+            and asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.05)  # events may trail the load event a little
+    assert any(beacon in f or "Content Security Policy" in f for f in found), found
+    if not with_csp:
+        assert f"request {beacon}" in found
