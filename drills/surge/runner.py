@@ -25,6 +25,7 @@ What happens, in order:
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -34,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 from drills.surge.config import SurgeConfig
 from drills.surge.curve import CurvePoint, SurgeCurve
 from drills.surge.endpoint import endpoint_for
-from drills.surge.plan import RampStep, SurgePlan, check_surge_allowed
+from drills.surge.plan import RampStep, SurgePlan, SurgeRefused, check_surge_allowed
 from drills.surge.process import LocustRun, OnProgress, Progress, Topology
 from drills.surge.stats import LoadStats, by_step
 
 if TYPE_CHECKING:
     from drills.registry import Target
     from drills.runner import Drill
+    from probes.base import Probe
 
 __all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "run_surge"]
 
@@ -105,6 +107,7 @@ async def run_surge(
     slo_latency = slo if slo is not None else target.channel.slo.latency
     probe_timeout = timeout if timeout is not None else max(3.0 * slo_latency, 10.0)
     probe = await drill.probe(target)  # observer parked before the load begins
+    _check_paid(target, probe, plan, probes_per_step)
     endpoint = endpoint_for(target.channel.kind, probe.settings)
     seq = sum(1 for _ in drill.journal.events(run_id, "surge")) + 1
     workdir = Path(tempfile.mkdtemp(prefix="tsunagari-surge-"))
@@ -181,6 +184,25 @@ async def run_surge(
     result.event = _event(result, target, drill.live, seq, follow)
     drill.journal.record_event(run_id, "surge", result.event)
     return result
+
+
+def _check_paid(target: Target, probe: Probe, plan: SurgePlan, probes_per_step: int) -> None:
+    """A live SMS surge costs money per message: load and probes must fit the channel's caps.
+
+    Each load message goes to *one* registered number (round robin); each probe
+    message to every number. Refused (:class:`SurgeRefused`) before Locust starts.
+    """
+    if target.channel.simulated or not hasattr(probe, "cost_profile"):
+        return
+    from probes.sms_budget import CostCapExceeded, plan_cost
+
+    recipients = max(1, len(probe.recipients()))
+    load = sum(s.rate * s.duration_s for s in plan.steps)
+    per_recipient = math.ceil(load / recipients) + probes_per_step * len(plan.steps)
+    try:
+        plan_cost([(probe, per_recipient)])
+    except CostCapExceeded as exc:
+        raise SurgeRefused([(v.ja, v.en) for v in exc.violations]) from exc
 
 
 async def _settle(tasks: list[asyncio.Task[Any]], grace: float) -> None:

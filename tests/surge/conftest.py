@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drills.journal import Journal
-from tests.surge.sinks import HttpCounter, SmtpSink, TwilioSink
+from tests.surge.sinks import HttpCounter, SmtpSink
 
 CHAT_RATE_LIMITED = """
 defaults:
@@ -53,14 +53,6 @@ def journal(tmp_path: Path) -> Journal:
 @pytest.fixture
 async def smtp_sink() -> AsyncIterator[SmtpSink]:
     sink = SmtpSink()
-    await sink.start()
-    yield sink
-    await sink.stop()
-
-
-@pytest.fixture
-async def twilio_sink() -> AsyncIterator[TwilioSink]:
-    sink = TwilioSink()
     await sink.start()
     yield sink
     await sink.stop()

@@ -108,3 +108,37 @@ def test_cli_refuses_with_exit_2_and_touches_nothing(
     err = capsys.readouterr().err
     assert "サージを拒否しました" in err and "--live" in err
     assert not journal.exists()
+
+
+async def test_a_live_sms_surge_must_fit_the_channels_cost_caps(
+    write_registry: Callable[[str], Path],
+    journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SURGE_TWILIO_TOKEN", "not-used")
+    started: list[object] = []
+
+    async def no_start(self: LocustRun) -> None:
+        started.append(self)
+
+    monkeypatch.setattr(LocustRun, "start", no_start)
+    text = f"""
+municipalities:
+  - code: "131211"
+    name: 足立区
+    channels:
+      - id: sms
+        kind: twilio
+        account_sid: "AC{"0" * 32}"
+        auth_token: env:SURGE_TWILIO_TOKEN
+        from: "+815012345678"
+        to: ["+819011110001", "+819011110002"]
+        api_base: "http://127.0.0.1:{closed_port()}"
+        surge: {{rate: 100, duration: 5m}}
+"""
+    registry = load_registry(write_registry(text))  # default caps: 100 messages per run
+    async with Drill(registry, journal, live=True) as drill:
+        with pytest.raises(SurgeRefused) as info:
+            # 10 msg/s for 30 s = 300 SMS over two numbers (150 each) + probes: over the cap.
+            await run_surge(drill, drill.targets()[0], SurgePlan.of([10], 30.0))
+    assert "cap is 100" in str(info.value) and started == []
