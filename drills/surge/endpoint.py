@@ -26,7 +26,6 @@ from probes.settings import SecretRef
 __all__ = ["ENDPOINTS", "Endpoint", "endpoint_for", "scrub"]
 
 TWILIO_API = "https://api.twilio.com"
-_SMTP_PORTS = {"starttls": 587, "tls": 465, "plain": 25}
 
 
 @dataclass(frozen=True)
@@ -72,19 +71,18 @@ def _webhook(settings: Any) -> Endpoint:
 
 
 def _mail(settings: Any) -> Endpoint:
-    smtp = settings.smtp
-    security = getattr(smtp, "security", "starttls")
-    password = _reveal(getattr(smtp, "password", None))
+    smtp = settings.smtp  # probes.mail_smtp.SmtpSettings
+    password = _reveal(smtp.password)
     params = {
         "host": smtp.host,
-        "port": smtp.port or _SMTP_PORTS.get(security, 25),
-        "security": security,
-        "user": getattr(smtp, "user", None),
+        "port": smtp.effective_port,
+        "security": smtp.security,
+        "user": smtp.user,
         "password": password,
-        "verify": getattr(smtp, "verify", True),
-        "ca_file": getattr(smtp, "ca_file", None),
-        "helo": getattr(smtp, "helo", None),
-        "timeout": getattr(smtp, "timeout", 30.0),
+        "verify": smtp.verify,
+        "ca_file": smtp.ca_file,
+        "helo": smtp.helo,
+        "timeout": smtp.timeout,
         "sender": settings.sender,
         "to": list(settings.to),
     }
@@ -94,7 +92,7 @@ def _mail(settings: Any) -> Endpoint:
 def _twilio(settings: Any) -> Endpoint:
     sid = _reveal(settings.account_sid) or ""
     token = _reveal(settings.auth_token) or ""
-    host, _ = _base_and_path(getattr(settings, "api_base", None) or TWILIO_API)
+    host, _ = _base_and_path(settings.api_base or TWILIO_API)
     params = {
         # https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
         "path": f"/2010-04-01/Accounts/{sid}/Messages.json",

@@ -32,8 +32,6 @@ import smtplib
 import ssl
 import time
 from collections import Counter
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,6 +43,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from drills.surge.config import ENV_VAR, SurgeConfig, append_progress
 from drills.surge.plan import SurgePlan
 from probes.base import _TOKEN_ALPHABET, DrillMessage
+from probes.mail_message import build_mail
 
 _STEP_MSG, _FLUSH_MSG, _TALLY_MSG = "tsunagari_step", "tsunagari_flush", "tsunagari_tally"
 _DRAIN_S = 5.0  # how long in-flight requests and worker tallies may take at the end
@@ -276,37 +275,27 @@ class SmtpSurge(_Paced, User):
             smtp.login(ep["user"], ep.get("password") or "")
         return smtp
 
-    def _mail(self) -> tuple[EmailMessage, list[str]]:
-        ep = self._ep
-        to = list(ep["to"])
-        message = _message()
-        mail = EmailMessage()
-        mail["From"] = ep["sender"]
-        mail["To"] = ", ".join(to)
-        mail["Subject"] = message.render_subject()
-        mail["Date"] = formatdate(localtime=True)
-        mail["Message-ID"] = make_msgid(domain=ep["sender"].rpartition("@")[2] or None)
-        mail["X-Tsunagari-Token"] = message.token
-        mail.set_content(message.render())
-        return mail, to
-
     @task
     def send(self) -> None:
         step = self._turn()
         if step is None:
             return
-        mail, to = self._mail()
-        payload = mail.as_bytes()
+        ep = self._ep
+        to = list(ep["to"])
+        # The same drill mail the mail probe sends: marked subject, token header, UTF-8.
+        payload = build_mail(_message(), sender=ep["sender"], to=to).as_bytes()
         started = time.perf_counter()
         error: BaseException | None = None
         STATE.inflight += 1
         try:
             if self._smtp is None:
                 self._smtp = self._connect()
-            self._smtp.sendmail(self._ep["sender"], to, payload)
-        except (smtplib.SMTPException, OSError) as exc:
+            self._smtp.sendmail(ep["sender"], to, payload)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
             error = exc
-            self._drop()
+            self._drop()  # reconnect for the next message
+        except smtplib.SMTPException as exc:
+            error = exc  # refused (4xx/5xx): smtplib reset the session, keep it
         finally:
             STATE.inflight -= 1
         self.environment.events.request.fire(

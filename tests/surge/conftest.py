@@ -1,4 +1,4 @@
-"""Fixtures for the surge tests: registries on disk, a journal, loopback sinks."""
+"""Fixtures for the surge tests: registries on disk, a journal, a loopback HTTP counter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drills.journal import Journal
-from tests.surge.sinks import HttpCounter, SmtpSink
+from tests.surge.sinks import HttpCounter
 
 CHAT_RATE_LIMITED = """
 defaults:
@@ -48,14 +48,6 @@ def journal(tmp_path: Path) -> Journal:
     j = Journal(tmp_path / "journal.sqlite")
     yield j
     j.close()
-
-
-@pytest.fixture
-async def smtp_sink() -> AsyncIterator[SmtpSink]:
-    sink = SmtpSink()
-    await sink.start()
-    yield sink
-    await sink.stop()
 
 
 @pytest.fixture

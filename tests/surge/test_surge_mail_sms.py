@@ -4,57 +4,67 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 from drills.journal import Journal
 from drills.registry import load_registry
 from drills.runner import Drill
-from drills.surge.config import SurgeConfig
-from drills.surge.endpoint import Endpoint, endpoint_for
 from drills.surge.plan import SurgePlan
-from drills.surge.process import LocustRun, Progress, Topology
 from drills.surge.runner import LOAD_TEXT, run_surge
-from drills.surge.stats import LoadStats, by_step
 from probes.base import DEFAULT_MARKER, find_tokens
+from probes.mail_message import token_in_headers
+from probes.sim.mail import MailSimulator
 from probes.sim.twilio import TwilioSimulator
-from tests.surge.sinks import SmtpSink
+
+MAIL_REGISTRY = """
+defaults:
+  slo: {latency: 2s, reachability: 0.99}
+municipalities:
+  - code: "131211"
+    name: 足立区
+    channels:
+      - id: mail
+        kind: mail
+        to: [drill@adachi.example.lg.jp]
+        sim: {latency: 100ms, rate_limit: 30}
+"""
 
 
-async def _load(
-    endpoint: Endpoint, plan: SurgePlan, workdir: Path
-) -> tuple[Progress, dict[int, LoadStats]]:
-    config = SurgeConfig(
-        endpoint.load,
-        endpoint.params,
-        DEFAULT_MARKER,
-        LOAD_TEXT,
-        plan.to_dict(),
-        str(workdir / "progress.jsonl"),
-    )
-    run = LocustRun(config, endpoint.host, Topology(), workdir, endpoint.secrets)
-    progress = await run.drive(plan)
-    return progress, by_step(run.stats())
-
-
-async def test_smtp_surge_delivers_marked_mail_counted_exactly(
-    smtp_sink: SmtpSink, tmp_path: Path
+async def test_mail_surge_against_the_mail_simulator(
+    write_registry: Callable[[str], Path], journal: Journal
 ) -> None:
-    smtp = SimpleNamespace(
-        host="127.0.0.1", port=smtp_sink.port, security="plain", user=None, password=None
-    )
-    settings = SimpleNamespace(
-        smtp=smtp, sender="drill@adachi.example.lg.jp", to=["watch@adachi.example.lg.jp"]
-    )
-    plan = SurgePlan.of([20, 40], step_s=1.5, users=8)
-    progress, steps = await _load(endpoint_for("mail", settings), plan, tmp_path)  # type: ignore[arg-type]
+    registry = load_registry(write_registry(MAIL_REGISTRY))
+    mails: list[bytes] = []
+    async with Drill(registry, journal, seed=9) as drill:
+        target = drill.targets()[0]
+        await drill.sims.settings_for(target)
+        sim = drill.sims.simulator_of(target)
+        assert isinstance(sim, MailSimulator)
+        deliver = sim.deliver_later
 
-    assert progress.stop_reason == "completed" and progress.steps_seen == [0, 1]
-    total = LoadStats.merge(steps.values())
-    assert total.failures == 0 and total.requests == len(smtp_sink.subjects)
-    assert 25 <= steps[0].requests <= 35 and 50 <= steps[1].requests <= 70
-    assert all(s.startswith(DEFAULT_MARKER) for s in smtp_sink.subjects)
-    assert len(set(smtp_sink.tokens)) == total.requests  # one fresh drill token per mail
-    assert progress.tallies[0]["requests"] == total.requests
+        def keep(ch: Any, data: bytes, delay: float) -> None:  # what the relay accepted
+            mails.append(data)
+            deliver(ch, data, delay)
+
+        sim.deliver_later = keep  # type: ignore[method-assign]
+        plan = SurgePlan.of([10, 60], step_s=2.0, rest_s=1.0, users=12)
+        result = await run_surge(drill, target, plan, probes_per_step=1, timeout=6.0)
+        relay = sim.channel(target.key)
+
+    rest, calm, busy = result.curve.points
+    probes_accepted = sum(p.probes.sent - p.probes.counts["rejected"] for p in result.curve.points)
+    # The relay accepted exactly the load Locust counted as sent, plus the probes; the
+    # 30/s limit answers 451 at MAIL FROM, counted as failures, only at 60/s.
+    assert relay.accepted == result.totals.requests - result.totals.failures + probes_accepted
+    assert calm.load.failures == 0 and 15 <= calm.load.requests <= 25
+    assert busy.load.failures > 0 and relay.throttled >= busy.load.failures
+    assert rest.holds and calm.holds
+    assert rest.probes.counts["delivered"] == 1 and calm.probes.counts["delivered"] == 1
+    # Every accepted mail is a drill mail with its own token (load and probes alike),
+    # and every one reached the Maildir (loss 0).
+    tokens = {token_in_headers(m) for m in mails}
+    assert None not in tokens and len(tokens) == len(mails) == relay.accepted == relay.stored
+    assert result.event["kind"] == "mail"
 
 
 SMS_REGISTRY = """

@@ -6,7 +6,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -28,7 +27,9 @@ from drills.surge.process import LocustRun, Topology
 from drills.surge.report import progress_line, verdict
 from drills.surge.stats import LoadStats, by_step, histogram_percentile, steady_rate
 from probes.chat.webhook import WebhookSettings
+from probes.mail import MailSettings
 from probes.settings import SecretRef
+from probes.sms import TwilioSettings
 
 REGISTRY = """
 municipalities:
@@ -221,29 +222,40 @@ def test_webhook_endpoint_reveals_the_token_only_into_params() -> None:
 
 def test_mail_and_twilio_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SURGE_TEST_SMTP_PW", "pw-123")
-    smtp = SimpleNamespace(
-        host="127.0.0.1", port=None, security="starttls", user="drill",
-        password=SecretRef.parse("env:SURGE_TEST_SMTP_PW"), verify=True, ca_file=None,
-        helo=None, timeout=5.0,
-    )  # fmt: skip
+    monkeypatch.setenv("SURGE_TEST_TWILIO", "tok-456")
     mail = endpoint_for(
-        "mail", SimpleNamespace(smtp=smtp, sender="drill@x.lg.jp", to=["a@x.lg.jp"])
-    )  # type: ignore[arg-type]
-    assert (
-        mail.load == "smtp" and mail.params["port"] == 587 and mail.params["password"] == "pw-123"
+        "mail",
+        MailSettings.model_validate(
+            {
+                "smtp": {
+                    "host": "smtp.example.lg.jp",
+                    "user": "drill",
+                    "password": "env:SURGE_TEST_SMTP_PW",
+                },
+                "from": "drill@example.lg.jp",
+                "to": ["staff@example.lg.jp"],
+            }
+        ),
     )
-    assert mail.secrets == ("pw-123",)
-    sms = SimpleNamespace(
-        account_sid="AC" + "0" * 32, auth_token=SecretRef.inline("tok"), from_="+815012345678",
-        to=["+819012345678"], api_base="http://127.0.0.1:8931",
-    )  # fmt: skip
-    tw = endpoint_for("twilio", sms)  # type: ignore[arg-type]
-    assert tw.host == "http://127.0.0.1:8931"
-    assert tw.params["path"] == f"/2010-04-01/Accounts/AC{'0' * 32}/Messages.json"
-    live = endpoint_for("twilio", SimpleNamespace(**{**vars(sms), "api_base": None}))  # type: ignore[arg-type]
+    assert (mail.load, mail.host) == ("smtp", "")
+    assert mail.params["port"] == 587 and mail.params["security"] == "starttls"
+    assert mail.params["password"] == "pw-123" and mail.secrets == ("pw-123",)
+    raw = {
+        "account_sid": "AC" + "0" * 32,
+        "auth_token": "env:SURGE_TEST_TWILIO",
+        "from": "+815012345678",
+        "to": ["+819012345678"],
+    }
+    live = endpoint_for("twilio", TwilioSettings.model_validate(raw))
     assert live.host == "https://api.twilio.com"
+    assert live.params["path"] == f"/2010-04-01/Accounts/AC{'0' * 32}/Messages.json"
+    assert live.params["token"] == "tok-456" and "tok-456" in live.secrets
+    local = endpoint_for(
+        "twilio", TwilioSettings.model_validate({**raw, "api_base": "http://127.0.0.1:8931"})
+    )
+    assert local.host == "http://127.0.0.1:8931"
     with pytest.raises(ScenarioError, match="no surge load for kind 'matrix'"):
-        endpoint_for("matrix", settings=sms)  # type: ignore[arg-type]
+        endpoint_for("matrix", TwilioSettings.model_validate(raw))
 
 
 def test_config_file_is_private_and_progress_tolerates_partial_lines(tmp_path: Path) -> None:
