@@ -91,11 +91,14 @@ async def run_surge(
     on_progress: OnProgress | None = None,
     load_text: str = LOAD_TEXT,
     probe_text: str = PROBE_TEXT,
+    step: str | None = None,
 ) -> SurgeResult:
     """Surge *target* along *plan* while probing it; see the module docstring.
 
     ``timeout`` bounds each probe (default: three times the latency SLO, at
-    least 10 s); ``slo`` overrides the channel's latency SLO (seconds).
+    least 10 s); ``slo`` overrides the channel's latency SLO (seconds);
+    ``step`` names the probe steps in the journal (``<step>.<index> (<rate>)``,
+    default ``surge <n>``).
     Raises :class:`~drills.errors.DrillSafetyError` before starting anything
     if the surge is not allowed, :class:`~drills.errors.HarnessError` if
     Locust fails.
@@ -121,7 +124,8 @@ async def run_surge(
     )
     locust = LocustRun(config, endpoint.host, topology, workdir, endpoint.secrets)
     probing: list[asyncio.Task[Any]] = []
-    step_names = {s.index: f"surge {seq}.{s.index} ({s.label('en')})" for s in plan.steps}
+    prefix = step or f"surge {seq}"
+    step_names = {s.index: f"{prefix}.{s.index} ({s.label('en')})" for s in plan.steps}
 
     async def probe_step(step: RampStep) -> None:
         settle = min(1.0, step.duration_s * 0.25)
@@ -181,7 +185,7 @@ async def run_surge(
     result = SurgeResult(
         run_id, target.key, plan, topology, curve, totals, follow.tallies, follow.stop_reason
     )
-    result.event = _event(result, target, drill.live, seq, follow)
+    result.event = _event(result, target, drill, seq, prefix, follow)
     drill.journal.record_event(run_id, "surge", result.event)
     return result
 
@@ -220,7 +224,7 @@ def _fault(outcome: object) -> bool:
 
 
 def _event(
-    result: SurgeResult, target: Target, live: bool, seq: int, follow: Progress
+    result: SurgeResult, target: Target, drill: Drill, seq: int, step: str, follow: Progress
 ) -> dict[str, Any]:
     """The journal's ``surge`` event (its shape is documented in the README, section surge)."""
     plan = result.plan
@@ -228,12 +232,15 @@ def _event(
     load_s = sum(p.ran_s for p in result.curve.points if not p.step.at_rest)
     return {
         "seq": seq,
+        "step": step,
+        "scenario": drill.scenario,
+        "vantage": drill.vantage,
         "target": target.key,
         "municipality_code": target.municipality.code,
         "municipality_name": target.municipality.name,
         "channel_id": target.channel.id,
         "kind": target.channel.kind,
-        "live": live,
+        "live": drill.live,
         "topology": result.topology.to_dict(),
         "plan": {**plan.to_dict(), "peak_rate": plan.peak_rate, "duration_s": plan.duration_s},
         "started_at": follow.started_wall,
