@@ -320,7 +320,7 @@ class Drill:
 
         sample = DrillMessage(token=new_token(), text=text, marker=self.registry.marker, subject=subject)
         try:
-            plan_cost([(p, [sample] * repeat) for p in priced])  # type: ignore[misc]
+            plan_cost([(p, [sample] * repeat) for p in priced])
         except CostCapExceeded as exc:
             raise DrillSafetyError(
                 f"送信上限を超えるため訓練を中止しました（何も送信していません） / refused before sending: {exc.reason}"

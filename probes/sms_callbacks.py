@@ -86,6 +86,7 @@ class CallbackListener:
         self.accepted = 0
         self.refused = 0
         self._on_empty: Callable[[], None] | None = None
+        self._starting: asyncio.Future[None] | None = None
 
     @classmethod
     async def shared(cls, env: ProbeEnv, host: str, port: int, public_url: str) -> CallbackListener:
@@ -93,16 +94,23 @@ class CallbackListener:
         key = f"twilio-callbacks:{host}:{port}"
         listener = env.shared.get(key)
         if listener is None:
+            # Registered before it starts: probes opening concurrently share this one.
             listener = cls(host, port, public_url)
-            await listener.start()
             env.shared[key] = listener
             listener._on_empty = lambda: env.shared.pop(key, None)
+            listener._starting = asyncio.ensure_future(listener.start())
         elif listener.public_url != public_url.rstrip("/"):
             raise ValueError(
                 f"{host}:{port} はすでに {listener.public_url} 用です / "
                 f"{host}:{port} already serves {listener.public_url}, not {public_url}"
             )
-        assert isinstance(listener, CallbackListener)
+        assert isinstance(listener, CallbackListener) and listener._starting is not None
+        try:
+            await asyncio.shield(listener._starting)
+        except Exception:
+            if env.shared.get(key) is listener:
+                env.shared.pop(key, None)
+            raise
         return listener
 
     async def start(self) -> None:

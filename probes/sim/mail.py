@@ -250,7 +250,10 @@ class MailSimulator(Simulator):
     # ------------------------------------------------------------------ serving
 
     def _bind(self, port: int) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections:
+        # without it, aiosmtpd's multi-line EHLO reply meets Nagle + delayed ACK (+40 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, port))
         sock.setblocking(False)

@@ -166,6 +166,7 @@ class TwilioSimulator(Simulator):
         self.port = 0
         self.accounts: dict[str, _Account] = {}
         self.messages: dict[str, SimMessage] = {}
+        self._callback_port: int | None = None
         self.requests: list[RequestRecord] = []
         self.callbacks: list[tuple[float, str, int]] = []  # (monotonic, url, HTTP status)
         self.tamper_signatures = False  # sign webhooks with a wrong key
@@ -236,7 +237,11 @@ class TwilioSimulator(Simulator):
         self.add_number(sid, str(settings["from"]))
         public_url: str | None = None
         if "status_callback" in settings:
-            port = free_port(self.host)
+            # One callback listener serves every simulated channel (routed by AccountSid):
+            # one port chosen per simulator keeps the window for a port clash small.
+            if self._callback_port is None:
+                self._callback_port = free_port(self.host)
+            port = self._callback_port
             public_url = f"http://{self.host}:{port}"
             settings["status_callback"] = {
                 **(settings["status_callback"] or {}),
