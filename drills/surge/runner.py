@@ -36,15 +36,16 @@ from drills.surge.config import SurgeConfig
 from drills.surge.curve import CurvePoint, SurgeCurve
 from drills.surge.endpoint import endpoint_for
 from drills.surge.plan import RampStep, SurgePlan, SurgeRefused, check_surge_allowed
-from drills.surge.process import LocustRun, OnProgress, Progress, Topology
+from drills.surge.process import LocustRun, OnProgress, Topology
 from drills.surge.stats import LoadStats, by_step
 
 if TYPE_CHECKING:
+    from drills.journal import Journal
     from drills.registry import Target
     from drills.runner import Drill
     from probes.base import Probe
 
-__all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "run_surge"]
+__all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "record_surge", "run_surge"]
 
 PROBE_TEXT = (
     "サージ訓練: 負荷下の着信確認です（返信不要） / "
@@ -185,8 +186,18 @@ async def run_surge(
     result = SurgeResult(
         run_id, target.key, plan, topology, curve, totals, follow.tallies, follow.stop_reason
     )
-    result.event = _event(result, target, drill, seq, prefix, follow)
-    drill.journal.record_event(run_id, "surge", result.event)
+    record_surge(
+        drill.journal,
+        result,
+        target,
+        seq=seq,
+        step=prefix,
+        scenario=drill.scenario,
+        vantage=drill.vantage,
+        live=drill.live,
+        started_at=follow.started_wall,
+        steps_run=len(follow.steps_seen),
+    )
     return result
 
 
@@ -223,30 +234,45 @@ def _fault(outcome: object) -> bool:
     return isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError)
 
 
-def _event(
-    result: SurgeResult, target: Target, drill: Drill, seq: int, step: str, follow: Progress
+def record_surge(
+    journal: Journal,
+    result: SurgeResult,
+    target: Target,
+    *,
+    seq: int,
+    step: str,
+    scenario: str,
+    vantage: str,
+    live: bool,
+    started_at: float | None,
+    steps_run: int,
 ) -> dict[str, Any]:
-    """The journal's ``surge`` event (its shape is documented in the README, section surge)."""
+    """Journal *result* as the run's ``surge`` event (also kept as ``result.event``); return it.
+
+    The event's shape is documented in the README (section surge); the metrics
+    and the scorecard read it back (:mod:`drills.surge.summary`).
+    """
     plan = result.plan
-    steps_run = len(follow.steps_seen)
     load_s = sum(p.ran_s for p in result.curve.points if not p.step.at_rest)
-    return {
+    result.event = {
         "seq": seq,
         "step": step,
-        "scenario": drill.scenario,
-        "vantage": drill.vantage,
+        "scenario": scenario,
+        "vantage": vantage,
         "target": target.key,
         "municipality_code": target.municipality.code,
         "municipality_name": target.municipality.name,
         "channel_id": target.channel.id,
         "kind": target.channel.kind,
-        "live": drill.live,
+        "live": live,
         "topology": result.topology.to_dict(),
         "plan": {**plan.to_dict(), "peak_rate": plan.peak_rate, "duration_s": plan.duration_s},
-        "started_at": follow.started_wall,
+        "started_at": started_at,
         "stop_reason": result.stop_reason,
         "steps_run": steps_run,
         "totals": result.totals.summary(load_s if load_s > 0 else None),
         "workers": result.workers,
         **result.curve.to_dict(),
     }
+    journal.record_event(result.run_id, "surge", result.event)
+    return result.event
