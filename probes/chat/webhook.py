@@ -18,17 +18,15 @@ Registry example::
 The observer reads the response body as text and matches drill tokens in it,
 so any read-back endpoint that echoes messages works in ``poll`` mode.
 ``longpoll`` speaks the simulator's cursor protocol (``after``/``wait``).
+Without an observer the tool gives no way to see arrival: the probe says so
+(``confirms()`` is False) and its deliveries are *accepted only*.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from typing import Any, Literal
-
-import aiohttp
-from pydantic import Field
 
 from probes.base import (
     Accepted,
@@ -38,16 +36,22 @@ from probes.base import (
     Clock,
     DrillMessage,
     ObserverFault,
-    Probe,
-    Sighting,
-    Sightings,
-    find_tokens,
+    ProbeEnv,
 )
-from probes.replies import ReplyBook
+from probes.chat.base import ChatProbe, ChatSettings, Throttle, Verdict, retry_after_seconds
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
-__all__ = ["WebhookProbe", "WebhookSettings", "retry_after_seconds"]
+__all__ = [
+    "WebhookProbe",
+    "WebhookSettings",
+    "error_text",
+    "retry_after_seconds",
+    "webhook_verdict",
+]
+
+# The simulator's long-poll answers within this many seconds when nothing new arrives.
+LONGPOLL_WAIT_S = 25
 
 
 class WebhookObserver(ChannelSettings):
@@ -57,38 +61,60 @@ class WebhookObserver(ChannelSettings):
     interval: Duration = 0.5
 
 
-class WebhookSettings(ChannelSettings):
+class WebhookSettings(ChatSettings):
     url: str
     format: Literal["json", "form"] = "json"
     field: str = "text"
     auth: SecretRef | None = None
     observer: WebhookObserver | None = None
-    max_retries: int = Field(default=5, ge=0, le=20)
-    request_timeout: Duration = 10.0
 
 
-def retry_after_seconds(headers: Any, default: float = 1.0) -> float:
-    """Seconds to wait from a Retry-After header (seconds form), else *default*."""
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
-        return default
+def error_text(text: str) -> str:
+    """The ``error`` field of a JSON error body, else the start of the body.
+
+    >>> error_text('{"ok": false, "error": "invalid_auth"}'), error_text("Bad Gateway")
+    ('invalid_auth', 'Bad Gateway')
+    """
+    with contextlib.suppress(ValueError, AttributeError):
+        data = json.loads(text)
+        if isinstance(data, dict) and "error" in data:
+            return str(data["error"])
+    return text[:200]
 
 
-class WebhookProbe(Probe):
+def webhook_verdict(status: int, text: str, headers: Any = None) -> Verdict:
+    """What a webhook's HTTP answer means: None (accepted), a Throttle, or the fault.
+
+    >>> webhook_verdict(401, '{"ok": false, "error": "invalid_auth"}').reason
+    'Webhook の認証が拒否されました / the webhook refused our credentials (HTTP 401: invalid_auth)'
+    """
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return Throttle(retry_after_seconds(headers), code="429")
+    detail = f"HTTP {status}: {error_text(text)}"
+    if status in (502, 503, 504):
+        return ChannelUnreachable(f"Webhook が応答しません / the webhook is unavailable ({detail})")
+    if status in (401, 403):
+        reason = "Webhook の認証が拒否されました / the webhook refused our credentials"
+    elif status in (404, 410):
+        reason = "Webhook の URL が見つかりません / the webhook URL does not exist"
+    else:
+        reason = "Webhook が拒否しました / the webhook refused the message"
+    return ChannelRejected(f"{reason} ({detail})", code=str(status), temporary=status >= 500)
+
+
+class WebhookProbe(ChatProbe):
     """Posts to an incoming webhook; confirms by reading the room back."""
 
     kind = "webhook"
+    service = "Webhook"
     Settings = WebhookSettings
     settings: WebhookSettings
 
-    def __init__(self, channel_id: str, settings: ChannelSettings, env: Any) -> None:
+    def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
-        self.sightings = Sightings()
-        self.replies = ReplyBook()  # answers (RE[token] who) seen by the observer
-        self._reader: asyncio.Task[None] | None = None
-        self._parked = asyncio.Event()
+        self._cursor = 0  # longpoll: messages already read, in the order they became visible
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -96,116 +122,57 @@ class WebhookProbe(Probe):
 
         return ChatSimulator
 
-    def confirms(self) -> bool:
-        return self.settings.observer is not None
+    def look_interval(self) -> float:
+        obs = self.settings.observer
+        return obs.interval if obs is not None and obs.mode == "poll" else 0.0
 
-    def _headers(self, ref: SecretRef | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {ref.reveal()}"} if ref is not None else {}
-
-    async def open(self) -> None:
-        if self.settings.observer is not None and self._reader is None:
-            self._reader = asyncio.create_task(self._read_loop(self.settings.observer))
-            # Park the first read before anything is sent; a failed login surfaces here.
-            await asyncio.wait(
-                [self._reader, asyncio.ensure_future(self._parked.wait())],
-                return_when=asyncio.FIRST_COMPLETED,
-                timeout=self.settings.request_timeout,
-            )
-
-    async def send(self, message: DrillMessage) -> Accepted:
+    async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
-        body = message.render()
-        headers = self._headers(s.auth)
-        throttled = 0
-        http = self.env.http()
-        timeout = aiohttp.ClientTimeout(total=s.request_timeout)
-        while True:
-            try:
-                if s.format == "json":
-                    resp_cm = http.post(
-                        s.url, json={s.field: body}, headers=headers, timeout=timeout
-                    )
-                else:
-                    resp_cm = http.post(
-                        s.url, data={s.field: body}, headers=headers, timeout=timeout
-                    )
-                async with resp_cm as resp:
-                    text = await resp.text()
-                    status = resp.status
-                    resp_headers = resp.headers
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                raise ChannelUnreachable(f"webhook unreachable: {exc.__class__.__name__}") from exc
-            if status == 429 and throttled < s.max_retries:
-                throttled += 1
-                await asyncio.sleep(retry_after_seconds(resp_headers))
-                continue
-            if 200 <= status < 300:
-                return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}", throttled=throttled)
-            raise ChannelRejected(
-                f"HTTP {status}: {_error_text(text)}",
-                code=str(status),
-                temporary=status == 429 or status >= 500,
+        body = {s.field: message.render()}
+        as_json = s.format == "json"
+        token = s.auth.reveal() if s.auth is not None else None
+        status, text, headers = await self.fetch(
+            "POST",
+            s.url,
+            token=token,
+            json=body if as_json else None,
+            data=None if as_json else body,
+        )
+        verdict = webhook_verdict(status, text, headers)
+        if verdict is None:
+            return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
+        if isinstance(verdict, Throttle):
+            return verdict
+        raise verdict
+
+    async def _look(self) -> float | None:
+        obs = self.settings.observer
+        assert obs is not None
+        longpoll = obs.mode == "longpoll"
+        params: dict[str, str] = {}
+        if longpoll:
+            wait = LONGPOLL_WAIT_S if self._parked.is_set() else 0
+            params = {"after": str(self._cursor), "wait": str(wait)}
+        token = obs.auth.reveal() if obs.auth is not None else None
+        status, text, _ = await self.fetch(
+            "GET",
+            obs.url,
+            token=token,
+            params=params,
+            timeout=LONGPOLL_WAIT_S + self.settings.request_timeout,
+        )
+        if status in (401, 403):
+            raise ObserverFault(
+                f"観測用アカウントのログインが拒否されました / observer login refused "
+                f"(HTTP {status})"
             )
-
-    async def observe(self, message: DrillMessage) -> Sighting:
-        return await self.sightings.wait(message.token)
-
-    async def _read_loop(self, obs: WebhookObserver) -> None:
-        http = self.env.http()
-        cursor = 0
-        first = True
-        try:
-            while True:
-                params: dict[str, str] = {}
-                if obs.mode == "longpoll":
-                    params = {"after": str(cursor), "wait": "25" if not first else "0"}
-                timeout = aiohttp.ClientTimeout(total=60)
-                try:
-                    async with http.get(
-                        obs.url, params=params, headers=self._headers(obs.auth), timeout=timeout
-                    ) as resp:
-                        if resp.status in (401, 403):
-                            raise ObserverFault(f"observer login refused (HTTP {resp.status})")
-                        if resp.status >= 400:
-                            raise aiohttp.ClientResponseError(
-                                resp.request_info, (), status=resp.status
-                            )
-                        text = await resp.text()
-                except (aiohttp.ClientError, TimeoutError):
-                    # The far end is down: nothing can be seen; try again shortly.
-                    self._parked.set()
-                    await asyncio.sleep(max(obs.interval, 0.2))
-                    continue
-                seen_at = Clock.monotonic()
-                if obs.mode == "longpoll":
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        cursor = int(json.loads(text)["cursor"])
-                for token in find_tokens(text):
-                    bound = 0.005 if obs.mode == "longpoll" else obs.interval
-                    self.sightings.record(token, Sighting(at=seen_at, error_bound_s=bound))
-                self.replies.feed(text, seen_at)
-                if first:
-                    first = False
-                    self._parked.set()
-                    if obs.mode == "longpoll":
-                        continue
-                if obs.mode == "poll":
-                    await asyncio.sleep(obs.interval)
-        except ObserverFault as exc:
-            self.sightings.fail(exc)
-            self._parked.set()
-
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-            self._reader = None
-
-
-def _error_text(text: str) -> str:
-    with contextlib.suppress(ValueError, AttributeError):
-        data = json.loads(text)
-        if isinstance(data, dict) and "error" in data:
-            return str(data["error"])
-    return text[:200]
+        if status >= 400:
+            raise ChannelUnreachable(f"observer read failed: HTTP {status}")
+        seen_at = Clock.monotonic()
+        if longpoll:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self._cursor = int(json.loads(text)["cursor"])
+        bound = 0.005 if longpoll and self._parked.is_set() else self.poll_bound(seen_at)
+        self.record_text(text, at=seen_at, bound=bound)
+        self._parked.set()
+        return None

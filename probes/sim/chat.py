@@ -1,6 +1,14 @@
-"""A simulated chat service: a post endpoint and a read-back endpoint.
+"""Simulated chat services: shared room machinery, and the generic webhook far end.
 
-API (all on 127.0.0.1, one aiohttp server for every simulated chat channel)::
+Every chat simulator (Slack, Teams, Mattermost, LINE WORKS, Matrix, webhook)
+is one aiohttp server on 127.0.0.1 serving every simulated channel of its kind.
+They share :class:`SimRoom` — a room whose posted messages become visible to
+readers after the channel's injected latency (unless the loss knob drops them)
+— and :class:`ChatSimBase`, which owns the server, the channel → room map,
+rate limiting, and outages (a channel that starts down gets a closed port; a
+channel taken down mid-drill has its connections dropped, as a dead host would).
+
+The webhook far end (``ChatSimulator``) API::
 
     POST /hooks/{room}            {"text": "..."}   Authorization: Bearer <token>
          200 {"ok": true, "id": N}   401 {"ok": false, "error": "invalid_auth"}
@@ -10,195 +18,296 @@ API (all on 127.0.0.1, one aiohttp server for every simulated chat channel)::
          (long-poll: waits up to ``wait`` seconds for a message after CURSOR;
          the cursor counts messages in the order they became visible)
 
-A posted message becomes visible to readers after the channel's injected
-latency, unless the loss knob drops it. With a ``capacity`` knob the far end
-delivers at most that many messages per second, first in, first out: past it,
-accepted messages queue and the visible latency grows with the queue.
-It is the far end of the generic ``webhook`` kind, and a template for
-chat-shaped simulators.
+With a ``capacity`` knob (surge drills) the far end delivers at most that many
+messages per second, first in, first out; past it the visible latency grows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
+from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket, closed_port
 
-__all__ = ["ChatSimulator"]
+__all__ = ["SIM_POLL_INTERVAL", "ChatSimBase", "ChatSimulator", "SimMessage", "SimRoom"]
+
+# Poll interval handed to observers of simulated poll-only services (the real services
+# allow one look every few seconds; on loopback a short interval keeps the error bound small).
+SIM_POLL_INTERVAL = 0.02
 
 
 @dataclass
-class _Room:
+class SimMessage:
+    """One posted message; ``visible_at`` is set when readers can see it."""
+
+    id: int
+    text: str
+    posted_at: float  # wall clock
+    sender: str = ""
+    visible_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SimRoom:
+    """A simulated room/channel: credentials, knobs, and messages as readers see them."""
+
+    room_id: str
     knobs: SimKnobs
-    post_token: str
-    read_token: str
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    credentials: dict[str, str]
+    visible: list[SimMessage] = field(default_factory=list)
+    accepted: list[SimMessage] = field(default_factory=list)
     bucket: TokenBucket | None = None
-    next_id: int = 1
-    posted: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
 
+    @property
+    def posted(self) -> int:
+        """How many messages the far end accepted."""
+        return len(self.accepted)
 
-class ChatSimulator(Simulator):
-    """Far end of simulated chat channels (generic webhook kind)."""
+    def queue_wait(self) -> float:
+        """Seconds a new message waits behind the queue of a capacity-limited far end.
 
-    kind = "webhook"
+        With a ``capacity`` knob the far end delivers at most that many messages
+        per second, first in, first out: past it, accepted messages queue and the
+        visible latency grows with the queue.
+        """
+        capacity = self.knobs.capacity
+        if not capacity:
+            return 0.0
+        now = time.monotonic()
+        self.busy_until = max(now, self.busy_until) + 1.0 / capacity
+        return self.busy_until - now
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def wait_visible(self, after: int, timeout: float, alive: Callable[[], bool]) -> int:
+        """Wait up to *timeout* s until more than *after* messages are visible; the count."""
+        deadline = time.monotonic() + timeout
+        while len(self.visible) <= after and alive() and not self.knobs.outage:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            event = self.changed
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                break
+        return len(self.visible)
+
+
+class ChatSimBase(Simulator):
+    """One aiohttp server on loopback for every simulated channel of a chat kind."""
+
+    # Credential names each room gets (random hex values, handed to the probe as inline secrets).
+    credential_names: tuple[str, ...] = ("post", "read")
 
     def __init__(self, seed: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(seed)
         self.host = host
         self.port = 0
-        self.rooms: dict[str, _Room] = {}
+        self.rooms: dict[str, SimRoom] = {}
+        self._keys: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self._timers: set[asyncio.TimerHandle] = set()
-        self._keys: dict[str, str] = {}
-        self._stopping = False
+        self._next_id = 1
 
-    @staticmethod
-    def placeholder_settings() -> dict[str, Any]:
-        return {"url": "http://127.0.0.1:9/hooks/placeholder"}
+    # ------------------------------------------------------------------ lifecycle
+
+    @abstractmethod
+    def routes(self, app: web.Application) -> None:
+        """Add the service's endpoints to *app*."""
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post("/hooks/{room}", self._post)
-        app.router.add_get("/rooms/{room}/messages", self._read)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self.routes(app)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, backlog=2048)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
-        self._stopping = True  # parked long-polls return now
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        runner, self._runner = self._runner, None
         for room in self.rooms.values():
-            room.changed.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+            room.wake()
+        if runner is not None:
+            await runner.cleanup()
 
-    def add_channel(
-        self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
-    ) -> dict[str, Any]:
-        room_id = f"r{len(self.rooms) + 1}"
-        room = _Room(knobs, secrets.token_hex(8), secrets.token_hex(8))
+    # ------------------------------------------------------------------ channels
+
+    def new_room(self, channel_key: str, knobs: SimKnobs, room_id: str | None = None) -> SimRoom:
+        """Register a channel's room with fresh credentials."""
+        room_id = room_id or f"r{len(self.rooms) + 1}"
+        creds = {name: secrets.token_hex(12) for name in self.credential_names}
+        room = SimRoom(room_id, knobs, creds)
         if knobs.rate_limit:
             room.bucket = TokenBucket(knobs.rate_limit)
         self.rooms[room_id] = room
         self.knobs[channel_key] = knobs
         self._keys[channel_key] = room_id
-        base = f"http://{self.host}:{closed_port(self.host) if knobs.outage else self.port}"
+        return room
+
+    def url_for(self, knobs: SimKnobs) -> str:
+        """Base URL a channel's probe should use: a closed port when the channel starts down."""
+        port = closed_port(self.host) if knobs.outage else self.port
+        return f"http://{self.host}:{port}"
+
+    @staticmethod
+    def secret(value: str) -> SecretRef:
+        return SecretRef.inline(value)
+
+    def room_for(self, channel_key: str) -> SimRoom:
+        return self.rooms[self._keys[channel_key]]
+
+    def set_outage(self, channel_key: str, down: bool) -> None:
+        super().set_outage(channel_key, down)
+        room = self.room_for(channel_key)
+        room.knobs = self.knobs[channel_key]
+        room.wake()  # parked long-polls notice and get their connection dropped
+
+    # ------------------------------------------------------------------ behaviour
+
+    @staticmethod
+    def drop(request: web.Request) -> NoReturn:
+        """A channel taken away mid-drill: drop the connection, as a dead host would."""
+        if request.transport is not None:
+            request.transport.close()
+        raise web.HTTPServiceUnavailable()
+
+    def check_outage(self, request: web.Request, room: SimRoom) -> None:
+        if room.knobs.outage or not self.running:
+            self.drop(request)
+
+    @staticmethod
+    def retry_after(room: SimRoom) -> float | None:
+        """Seconds the caller must wait (the rate limit knob), or None to go ahead."""
+        if room.bucket is None or room.bucket.take():
+            return None
+        return max(0.001, room.bucket.retry_after())
+
+    @staticmethod
+    def retry_after_header(seconds: float) -> str:
+        return str(max(1, math.ceil(seconds)))
+
+    def post(self, room: SimRoom, text: str, sender: str = "", **extra: Any) -> SimMessage:
+        """Accept a message; it becomes visible after the injected latency unless lost."""
+        msg = SimMessage(self._next_id, text, time.time(), sender, extra=extra)
+        self._next_id += 1
+        room.accepted.append(msg)
+        if self.rng.random() >= room.knobs.loss:
+            delay = room.knobs.latency.sample(self.rng) + room.queue_wait()
+            timer: asyncio.TimerHandle | None = None
+
+            def appear() -> None:
+                msg.visible_at = time.time()
+                room.visible.append(msg)
+                room.wake()
+                if timer is not None:
+                    self._timers.discard(timer)
+
+            timer = asyncio.get_running_loop().call_later(delay, appear)
+            self._timers.add(timer)
+        return msg
+
+    async def wait_visible(self, room: SimRoom, after: int, timeout: float) -> int:
+        return await room.wait_visible(after, timeout, lambda: self.running)
+
+    @staticmethod
+    def bearer(request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        return auth[7:] if auth.startswith("Bearer ") else ""
+
+
+class ChatSimulator(ChatSimBase):
+    """Far end of simulated chat channels (generic webhook kind)."""
+
+    kind = "webhook"
+
+    @staticmethod
+    def placeholder_settings() -> dict[str, Any]:
+        return {"url": "http://127.0.0.1:9/hooks/placeholder"}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/hooks/{room}", self._post)
+        app.router.add_get("/rooms/{room}/messages", self._read)
+
+    def add_channel(
+        self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        room = self.new_room(channel_key, knobs)
+        base = self.url_for(knobs)
         settings = {k: v for k, v in raw_settings.items() if k not in ("url", "auth", "observer")}
-        settings["url"] = f"{base}/hooks/{room_id}"
-        settings["auth"] = SecretRef.inline(room.post_token)
+        settings["url"] = f"{base}/hooks/{room.room_id}"
+        settings["auth"] = self.secret(room.credentials["post"])
         settings["observer"] = {
-            "url": f"{base}/rooms/{room_id}/messages",
-            "auth": SecretRef.inline(room.read_token),
+            "url": f"{base}/rooms/{room.room_id}/messages",
+            "auth": self.secret(room.credentials["read"]),
             "mode": "longpoll",
         }
         return settings
 
-    def set_outage(self, channel_key: str, down: bool) -> None:
-        super().set_outage(channel_key, down)
-        room = self.rooms[self._keys[channel_key]]
-        room.knobs = self.knobs[channel_key]
-
-    def room_for(self, channel_key: str) -> _Room:
-        return self.rooms[self._keys[channel_key]]
-
-    # ------------------------------------------------------------------ handlers
-
-    def _room(self, request: web.Request) -> _Room:
+    def _room(self, request: web.Request) -> SimRoom:
         room = self.rooms.get(request.match_info["room"])
         if room is None:
             raise web.HTTPNotFound(
                 text='{"ok": false, "error": "channel_not_found"}', content_type="application/json"
             )
-        if room.knobs.outage and request.transport is not None:
-            # A channel taken away mid-drill: drop the connection, as a dead host would.
-            request.transport.close()
-            raise web.HTTPServiceUnavailable()
+        self.check_outage(request, room)
         return room
-
-    @staticmethod
-    def _authorised(request: web.Request, token: str) -> bool:
-        return request.headers.get("Authorization", "") == f"Bearer {token}"
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request)
-        if room.knobs.reject == "auth" or not self._authorised(request, room.post_token):
+        if room.knobs.reject == "auth" or self.bearer(request) != room.credentials["post"]:
             return web.json_response({"ok": False, "error": "invalid_auth"}, status=401)
-        if room.bucket is not None and not room.bucket.take():
-            retry = max(1, int(room.bucket.retry_after() + 0.999))
+        wait = self.retry_after(room)
+        if wait is not None:
             return web.json_response(
-                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(retry)}
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": self.retry_after_header(wait)},
             )
         if request.content_type == "application/x-www-form-urlencoded":
             text = str((await request.post()).get("text", ""))
         else:
             text = str((await request.json()).get("text", ""))
-        msg_id = room.next_id
-        room.next_id += 1
-        room.posted += 1
-        if self.rng.random() >= room.knobs.loss:
-            delay = room.knobs.latency.sample(self.rng) + self._queue_wait(room)
-            loop = asyncio.get_running_loop()
-            timer: asyncio.TimerHandle | None = None
-
-            def appear() -> None:
-                room.messages.append({"id": msg_id, "text": text, "ts": time.time()})
-                room.changed.set()
-                room.changed = asyncio.Event()
-                if timer is not None:
-                    self._timers.discard(timer)
-
-            timer = loop.call_later(delay, appear)
-            self._timers.add(timer)
-        return web.json_response({"ok": True, "id": msg_id})
-
-    @staticmethod
-    def _queue_wait(room: _Room) -> float:
-        """Seconds this message waits behind the queue of a capacity-limited far end."""
-        capacity = room.knobs.capacity
-        if not capacity:
-            return 0.0
-        now = time.monotonic()
-        room.busy_until = max(now, room.busy_until) + 1.0 / capacity
-        return room.busy_until - now
+        msg = self.post(room, text)
+        return web.json_response({"ok": True, "id": msg.id})
 
     async def _read(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request)
-        if not self._authorised(request, room.read_token):
+        if self.bearer(request) != room.credentials["read"]:
             return web.json_response({"ok": False, "error": "invalid_auth"}, status=401)
         after = int(request.query.get("after", "0"))
         wait = min(float(request.query.get("wait", "0")), 60.0)
-        deadline = time.monotonic() + wait
-        while True:
-            # The cursor counts messages in the order they became visible.
-            fresh = room.messages[after:]
-            remaining = deadline - time.monotonic()
-            if fresh or remaining <= 0 or self._stopping:
-                break
-            event = room.changed
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                pass
-        cursor = after + len(fresh)
+        cursor = await self.wait_visible(room, after, wait)
+        self.check_outage(request, room)
+        fresh = [
+            {"id": m.id, "text": m.text, "ts": m.visible_at} for m in room.visible[after:cursor]
+        ]
         return web.json_response({"messages": fresh, "cursor": cursor})

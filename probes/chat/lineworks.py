@@ -1,0 +1,285 @@
+"""LINE WORKS channel (API 2.0): a bot posts to a message room; monitoring reads it.
+
+Registry example::
+
+    - id: chat-lw
+      kind: lineworks
+      app:                                    # Developer Console app, service account (JWT)
+        client_id: 0a1b2c…
+        client_secret: env:SHIBUYA_LW_SECRET
+        service_account: abcde.serviceaccount@example.lg.jp
+        private_key: file:/etc/tsunagari/lineworks-private.key
+      bot_id: 2000001
+      channel_id: 753449a5-7716-39e4-3de9-770a97f1a5f5
+      observer: {interval: 10s}               # optional; the app needs monitoring.read
+
+- Access token: a service-account JWT (RS256, ``iss`` = client id, ``sub`` =
+  service account, ``iat``/``exp``) exchanged at the token endpoint with
+  ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``
+  (https://developers.worksmobile.com/en/docs/auth-jwt).
+- Sending: ``POST /bots/{botId}/channels/{channelId}/messages`` with
+  ``{"content": {"type": "text", "text": …}}`` → 201
+  (https://developers.worksmobile.com/en/docs/bot-channel-message-send).
+- Confirming: the bot API gives a bot no way to read a room back. The only
+  documented read of message content is the administrator's monitoring
+  download, ``GET /monitoring/message-contents/download`` (scope
+  ``monitoring.read``, a 302 to a CSV file;
+  https://developers.worksmobile.com/en/docs/content-log-download). It is
+  limited to 10 requests a minute and rejects concurrent requests
+  (https://developers.worksmobile.com/en/docs/rate-limits), so the observer
+  polls it every ``interval`` (≥ 6 s on the real service) and that interval is
+  its error bound. Without ``observer`` the probe is *accepted only* and says so.
+- Errors: 429 ``TOO_MANY_REQUESTS`` (``{"code", "description"}``) with a
+  ``rateLimit-reset`` header; an expired access token is renewed once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from pydantic import Field
+
+from probes.base import (
+    Accepted,
+    ChannelRejected,
+    ChannelSettings,
+    ChannelUnreachable,
+    Clock,
+    DrillMessage,
+    ObserverFault,
+    ProbeEnv,
+)
+from probes.chat.base import (
+    AccessTokens,
+    ChatProbe,
+    ChatSettings,
+    Throttle,
+    Verdict,
+    retry_after_seconds,
+)
+from probes.settings import Duration, SecretRef
+from probes.sim.base import Simulator
+
+__all__ = [
+    "LineWorksProbe",
+    "LineWorksSettings",
+    "lineworks_verdict",
+    "load_private_key",
+    "monitoring_window",
+    "service_account_jwt",
+]
+
+API_URL = "https://www.worksapis.com/v1.0"
+AUTH_URL = "https://auth.worksmobile.com/oauth2/v2.0/token"
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JST = timezone(timedelta(hours=9))
+
+
+class WorksApp(ChannelSettings):
+    """A Developer Console app with a service account (JWT authentication)."""
+
+    client_id: str
+    client_secret: SecretRef
+    service_account: str
+    private_key: SecretRef
+
+
+class LineWorksObserver(ChannelSettings):
+    """Reads message content through monitoring (the app, or another one, needs monitoring.read)."""
+
+    app: WorksApp | None = None  # None: the sending app's credentials
+    interval: Duration = 10.0
+
+
+class LineWorksSettings(ChatSettings):
+    app: WorksApp
+    bot_id: int | str
+    channel_id: str = Field(min_length=1)
+    observer: LineWorksObserver | None = None
+    api_url: str = Field(default=API_URL, pattern=r"^https?://")
+    auth_url: str = Field(default=AUTH_URL, pattern=r"^https?://")
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def load_private_key(pem: str) -> Any:
+    """The service account's RSA key from PEM (ValueError if it is not one).
+
+    The key comes from the operator's own configuration, so the costly RSA
+    consistency check (tens of milliseconds on the event loop) is skipped.
+    """
+    return serialization.load_pem_private_key(
+        pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
+    )
+
+
+def service_account_jwt(client_id: str, service_account: str, key: Any, now: float) -> str:
+    """The signed assertion for the token request (valid for an hour)."""
+    claims = {"iss": client_id, "sub": service_account, "iat": int(now), "exp": int(now) + 3600}
+    return jwt.encode(claims, key, algorithm="RS256")
+
+
+def lineworks_verdict(status: int, text: str, headers: Any = None) -> Verdict:
+    """What a LINE WORKS API 2.0 answer to a bot message means.
+
+    >>> lineworks_verdict(429, '{"code": "TOO_MANY_REQUESTS"}', {"rateLimit-reset": "12"})
+    Throttle(seconds=12.0, code='TOO_MANY_REQUESTS')
+    >>> lineworks_verdict(201, "") is None
+    True
+    """
+    if 200 <= status < 300:
+        return None
+    try:
+        body = json.loads(text) if text else {}
+    except ValueError:
+        body = {}
+    code = str(body.get("code") or f"HTTP {status}") if isinstance(body, dict) else f"{status}"
+    if status == 429:
+        reset = (headers or {}).get("rateLimit-reset")
+        return Throttle(retry_after_seconds({"Retry-After": reset}, 1.0), code="TOO_MANY_REQUESTS")
+    if status in (502, 503, 504):
+        return ChannelUnreachable(f"LINE WORKS が応答しません / LINE WORKS unavailable ({code})")
+    if status == 401:
+        reason = "アクセストークンが拒否されました / access token refused"
+    elif status == 403:
+        reason = "ボットにこのトークルームへの送信権限がありません / the bot may not post here"
+    elif status == 404:
+        reason = "ボットまたはトークルームが見つかりません / bot or message room not found"
+    else:
+        reason = "LINE WORKS が拒否しました / LINE WORKS refused the message"
+    return ChannelRejected(f"LINE WORKS: {reason} ({code})", code=code, temporary=status >= 500)
+
+
+def monitoring_window(opened_wall: float, now_wall: float) -> dict[str, str]:
+    """startTime/endTime for the monitoring download (JST, ``YYYY-MM-DDThh:mm:ss+09:00``).
+
+    >>> monitoring_window(1700000000.0, 1700000030.0)["startTime"]
+    '2023-11-15T07:13:19+09:00'
+    """
+
+    def fmt(wall: float) -> str:
+        return datetime.fromtimestamp(wall, JST).strftime("%Y-%m-%dT%H:%M:%S+09:00")
+
+    return {"startTime": fmt(opened_wall - 1.0), "endTime": fmt(now_wall + 60.0)}
+
+
+# --------------------------------------------------------------------------- probe
+
+
+class LineWorksProbe(ChatProbe):
+    """A bot posts to a message room; the monitoring download confirms (if allowed)."""
+
+    kind = "lineworks"
+    service = "LINE WORKS"
+    Settings = LineWorksSettings
+    settings: LineWorksSettings
+
+    def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
+        super().__init__(channel_id, settings, env)
+        self._tokens = AccessTokens()
+        self._keys: dict[str, Any] = {}  # client id → loaded private key
+
+    @classmethod
+    def simulator(cls) -> type[Simulator]:
+        from probes.sim.lineworks import LineWorksSimulator
+
+        return LineWorksSimulator
+
+    def look_interval(self) -> float:
+        return self.settings.observer.interval if self.settings.observer else 0.0
+
+    async def _token(self, role: str, app: WorksApp, scope: str) -> str:
+        cached = self._tokens.get(role)
+        if cached is not None:
+            return cached
+        try:
+            key = self._keys.get(app.client_id)
+            if key is None:
+                key = self._keys[app.client_id] = load_private_key(app.private_key.reveal())
+            assertion = service_account_jwt(app.client_id, app.service_account, key, time.time())
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            reason = "秘密鍵を読み込めません / the private key cannot be used"
+            fault = self._auth_fault(role, f"{reason} ({exc.__class__.__name__})", "private_key")
+            raise fault from None
+        form = {
+            "assertion": assertion,
+            "grant_type": JWT_GRANT,
+            "client_id": app.client_id,
+            "client_secret": app.client_secret.reveal(),
+            "scope": scope,
+        }
+        status, text, _ = await self.fetch("POST", self.settings.auth_url, data=form)
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = {}
+        if status != 200 or not isinstance(body, dict) or "access_token" not in body:
+            code = str(body.get("error") or f"HTTP {status}") if isinstance(body, dict) else "?"
+            reason = "認証サーバーが拒否しました / the auth server refused the service account"
+            raise self._auth_fault(role, f"{reason} ({code})", code)
+        return self._tokens.put(role, str(body["access_token"]), body.get("expires_in"))
+
+    @staticmethod
+    def _auth_fault(role: str, reason: str, code: str) -> ChannelRejected | ObserverFault:
+        if role == "observer":
+            return ObserverFault(f"LINE WORKS 観測: {reason}", code=code)
+        return ChannelRejected(f"LINE WORKS: {reason}", code=code)
+
+    # ------------------------------------------------------------------ send
+
+    async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
+        s = self.settings
+        token = await self._token("sender", s.app, "bot")
+        url = f"{s.api_url}/bots/{quote(str(s.bot_id))}/channels/{quote(s.channel_id)}/messages"
+        body = {"content": {"type": "text", "text": message.render()}}
+        status, text, headers = await self.fetch("POST", url, token=token, json=body)
+        if status == 401:
+            self._tokens.drop("sender")  # expired early: renew once, then judge
+            token = await self._token("sender", s.app, "bot")
+            status, text, headers = await self.fetch("POST", url, token=token, json=body)
+        verdict = lineworks_verdict(status, text, headers)
+        if verdict is None:
+            return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
+        if isinstance(verdict, Throttle):
+            return verdict
+        raise verdict
+
+    # ------------------------------------------------------------------ observe
+
+    async def _look(self) -> float | None:
+        s = self.settings
+        assert s.observer is not None
+        fresh = self._tokens.get("observer") is None
+        token = await self._token("observer", s.observer.app or s.app, "monitoring.read")
+        params = {
+            **monitoring_window(self.opened_wall, time.time()),
+            "botMessageFilterType": "only",
+        }
+        url = f"{s.api_url}/monitoring/message-contents/download"
+        status, text, headers = await self.fetch(
+            "GET", url, token=token, params=params, allow_redirects=False
+        )
+        if status in (301, 302, 303, 307) and headers.get("Location"):
+            # The file lives behind the redirect; it is fetched with the same token.
+            status, text, headers = await self.fetch("GET", headers["Location"], token=token)
+        seen_at = Clock.monotonic()
+        verdict = lineworks_verdict(status, text, headers)
+        if isinstance(verdict, Throttle):
+            return max(verdict.seconds, self.look_interval())
+        if isinstance(verdict, ChannelUnreachable):
+            raise verdict
+        if verdict is not None:
+            if status == 401 and not fresh:
+                self._tokens.drop("observer")  # expired early: renew and look again
+                return 0.0
+            raise ObserverFault(f"LINE WORKS 観測: {verdict.reason}", code=verdict.code)
+        self.record_text(text, at=seen_at, bound=self.poll_bound(seen_at))
+        self._parked.set()
+        return None
