@@ -89,6 +89,17 @@ class StepResult:
         return out
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What one broadcast step sends, and how it is judged."""
+
+    name: str
+    text: str
+    subject: str
+    timeout: float
+    slo: float | None
+
+
 class SimulatorPool:
     """One running simulator per channel kind, started on first use."""
 
@@ -265,24 +276,13 @@ class Drill:
         active = [t for t in chosen if t.key not in self._skipped]
         probes = await asyncio.gather(*(self.probe(t) for t in active))
         self._check_costs(probes, text, subject, repeat)
-        jobs = []
-        for target, probe in zip(active, probes, strict=True):
-            for recipient in probe.recipients():
-                for i in range(repeat):
-                    jobs.append(
-                        self._deliver(
-                            target,
-                            probe,
-                            recipient,
-                            text,
-                            subject,
-                            timeout,
-                            slo,
-                            step,
-                            i * interval,
-                            result,
-                        )
-                    )
+        spec = _Step(step, text, subject, timeout, slo)
+        jobs = [
+            self._deliver(spec, target, probe, recipient, i * interval, result)
+            for target, probe in zip(active, probes, strict=True)
+            for recipient in probe.recipients()
+            for i in range(repeat)
+        ]
         await asyncio.gather(*jobs)
         result.finished_mono = time.monotonic()
         self.steps.append(result)
@@ -318,7 +318,9 @@ class Drill:
             return
         from probes.sms_budget import CostCapExceeded, plan_cost
 
-        sample = DrillMessage(token=new_token(), text=text, marker=self.registry.marker, subject=subject)
+        sample = DrillMessage(
+            token=new_token(), text=text, marker=self.registry.marker, subject=subject
+        )
         try:
             plan_cost([(p, [sample] * repeat) for p in priced])
         except CostCapExceeded as exc:
@@ -328,23 +330,17 @@ class Drill:
 
     async def _deliver(
         self,
+        spec: _Step,
         target: Target,
         probe: Probe,
         recipient: str | None,
-        text: str,
-        subject: str,
-        timeout: float,
-        slo: float | None,
-        step: str,
         delay: float,
         result: StepResult,
     ) -> Delivery:
         if delay > 0:
             await asyncio.sleep(delay)
         async with self._limit:
-            delivery = await self._attempt(
-                target, probe, recipient, text, subject, timeout, slo, step
-            )
+            delivery = await self._attempt(spec, target, probe, recipient)
         self.journal.record(delivery)
         result.deliveries.append(delivery)
         if self.on_delivery is not None:
@@ -352,23 +348,16 @@ class Drill:
         return delivery
 
     async def _attempt(
-        self,
-        target: Target,
-        probe: Probe,
-        recipient: str | None,
-        text: str,
-        subject: str,
-        timeout: float,
-        slo: float | None,
-        step: str,
+        self, spec: _Step, target: Target, probe: Probe, recipient: str | None
     ) -> Delivery:
         assert self.run_id is not None
+        step, timeout, slo = spec.name, spec.timeout, spec.slo
         slo_s = slo if slo is not None else target.channel.slo.latency
         message = DrillMessage(
             token=new_token(),
-            text=text,
+            text=spec.text,
             marker=self.registry.marker,
-            subject=subject,
+            subject=spec.subject,
             recipient=recipient,
             meta={"run_id": self.run_id, "step": step, "municipality": target.municipality.code},
         )
