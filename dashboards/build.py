@@ -507,6 +507,66 @@ def municipality_detail() -> Dashboard:
         .unit("percentunit")
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
     )
+    return surge_rows(d)
+
+
+def surge_query(metric: str, legend: str = "", agg: str = "max", **kw: Any) -> Dataquery:
+    """``tsunagari_surge_<metric>`` of the municipality, per channel and vantage point."""
+    return q(
+        f"{agg} by (channel_id, vantage) (tsunagari_surge_{metric}{{{SEL_M}}})",
+        "{{channel_id}} " + (legend + " " if legend else "") + "@ {{vantage}}",
+        **kw,
+    )
+
+
+def surge_rows(d: Dashboard) -> Dashboard:
+    """The latest surge of each channel: where the SLO broke, and the load it carried."""
+    d = d.with_row(Row("負荷試験（サージ）"))
+    d = d.with_panel(
+        panel(bargauge, "SLO を保てた負荷と破綻点（通/秒、最新のサージ）", 12, 8)
+        .description(
+            "最新のサージで SLO を満たした最大の負荷と、初めて SLO を割った負荷（破綻点）。"
+            "破綻点がなければ最後まで SLO を満たした。"
+        )
+        .with_target(surge_query("held_up_to_messages_per_second", "保てた負荷", instant=True))
+        .with_target(
+            surge_query("breaking_point_messages_per_second", "破綻点", instant=True, ref="B")
+        )
+        .unit("none")
+        .min(0)
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_panel(
+        panel(stat, "負荷下で SLO を保てたか（最新のサージ）", 6, 8)
+        .with_target(surge_query("slo_held", agg="min", instant=True))
+        .mappings(value_text({"1": ("保てた", "green"), "0": ("破綻", "red")}))
+    )
+    d = d.with_panel(
+        panel(stat, "サージの負荷の失敗率", 6, 8)
+        .description("最新のサージで失敗した（拒否・429・エラー）負荷メッセージの割合")
+        .with_target(surge_query("failure_ratio", instant=True))
+        .unit("percentunit")
+        .thresholds(
+            thresholds(
+                [
+                    dm.Threshold(None, "green"),
+                    dm.Threshold(0.01, "yellow"),
+                    dm.Threshold(0.1, "red"),
+                ]
+            )
+        )
+    )
+    d = d.with_panel(
+        panel(timeseries, "サージでかけた負荷と実測（通/秒、最大の段）", 12, 8)
+        .with_target(surge_query("offered_peak_messages_per_second", "負荷"))
+        .with_target(surge_query("achieved_messages_per_second", "実測", ref="B"))
+    )
+    d = d.with_panel(
+        panel(timeseries, "サージの負荷メッセージの応答時間 p50・p95", 12, 8)
+        .with_target(surge_query("load_latency_p50_seconds", "p50"))
+        .with_target(surge_query("load_latency_p95_seconds", "p95", ref="B"))
+        .unit("s")
+    )
     return d
 
 

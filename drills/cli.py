@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = [
     "drills.commands.scorecard",
     "drills.commands.run",
     "drills.commands.cron",
+    "drills.commands.surge",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Terminal output: the readiness table, and what got worse, with rich.
+"""Terminal output: the readiness table, what got worse, and the run's surges, with rich.
 
 Colour only on a TTY (rich decides; ``NO_COLOR`` honoured); the same symbols
 and words carry the meaning without colour (cron mail, CI logs).
@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text as RichText
 
 from drills.comparison import CHANGE_LABELS
 from drills.i18n import Text
@@ -23,8 +24,15 @@ from drills.report_text import (
     worse_entries,
 )
 from drills.scoring import STATUS_LABELS, grade_label
+from drills.surge.report import curve_table, verdict
 
-__all__ = ["console_for", "readiness_table", "scorecard_renderable", "worse_table"]
+__all__ = [
+    "console_for",
+    "readiness_table",
+    "scorecard_renderable",
+    "surge_renderables",
+    "worse_table",
+]
 
 # Okabe–Ito-ish terminal colours; never the only carrier of meaning.
 _GRADE_STYLE = {"A": "bold blue", "B": "cyan", "C": "yellow", "D": "bold red"}
@@ -165,10 +173,26 @@ def _not_drilled_table(card: dict[str, Any], t: Text) -> Table | None:
     return table
 
 
+def surge_renderables(card: dict[str, Any], lang: str = "ja") -> list[RenderableType]:
+    """Each surge of the run: its ramp table, then its verdict (breaking point or held up to)."""
+    out: list[RenderableType] = []
+    for surge in card.get("surge") or []:
+        out.append(curve_table(surge, lang))
+        out.append(
+            RichText(verdict(surge, lang), style="bold red" if surge["held"] is False else "")
+        )
+    return out
+
+
 def scorecard_renderable(card: dict[str, Any], lang: str = "ja") -> RenderableType:
     """The whole terminal report: what got worse first, then the table, then the rest."""
     t = Text(lang)
-    parts = [worse_table(card, lang), readiness_table(card, lang), _not_drilled_table(card, t)]
+    parts = [
+        worse_table(card, lang),
+        readiness_table(card, lang),
+        *surge_renderables(card, lang),
+        _not_drilled_table(card, t),
+    ]
     return Group(*(p for p in parts if p is not None))
 
 

@@ -11,6 +11,8 @@ only part that reads the journal.
 
 Roll-call and fallback results come from ``journal.events(run_id, kind)``;
 their shape is read defensively (see :func:`roll_calls`, :func:`fallbacks`).
+Surges are the run's ``surge`` events, read by :mod:`drills.surge.summary`
+(the last surge of each channel in a run).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from drills.journal import Journal, RunStatus, _pid_alive
 from drills.registry import Registry, load_registry
 from drills.scorecard import build_scorecard
 from drills.scoring import percentile
+from drills.surge.summary import SurgeSummary, read_surges
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -155,6 +158,7 @@ class RunDigest:
     running: bool
     channels: Mapping[tuple[str, str], ChannelDigest]
     municipalities: Mapping[str, MuniDigest]
+    surges: Mapping[tuple[str, str], SurgeSummary] = field(default_factory=dict)  # the run's last
 
 
 # --------------------------------------------------------------------------- pure digests
@@ -353,10 +357,17 @@ def digest_run(
     channels = {key: digest_channel(items) for key, items in by_channel.items()}
     rc = roll_calls(e for e in events if e.get("kind") == "roll_call")
     fb = fallbacks(e for e in events if e.get("kind") == "fallback")
-    codes = {code for code, _ in by_channel} | set(rc) | set(fb)
+    surges = {s.key: s for s in read_surges(e for e in events if e.get("kind") == "surge")[0]}
+    surged = {code: s.name for (code, _), s in surges.items()}
+    codes = {code for code, _ in by_channel} | set(rc) | set(fb) | set(surged)
     munis = {}
     for code in codes:
-        name = muni_names.get(code) or (rc.get(code) or fb.get(code) or (None,))[0] or code
+        name = (
+            muni_names.get(code)
+            or (rc.get(code) or fb.get(code) or (None,))[0]
+            or surged.get(code)
+            or code
+        )
         roll = rc.get(code)
         fall = fb.get(code)
         munis[code] = MuniDigest(
@@ -383,6 +394,7 @@ def digest_run(
         running,
         channels,
         munis,
+        surges,
     )
 
 
@@ -438,7 +450,11 @@ class JournalView:
     def _digest(self, run: Mapping[str, Any], running: bool) -> RunDigest:
         run_id = run["run_id"]
         deliveries = self.journal.deliveries(run_id)
-        events = [e for e in self.journal.events(run_id) if e["kind"] in ("roll_call", "fallback")]
+        events = [
+            e
+            for e in self.journal.events(run_id)
+            if e["kind"] in ("roll_call", "fallback", "surge")
+        ]
         registry = self.registry_for(run)
         if registry is not None:
             self._last_registry = registry

@@ -19,7 +19,8 @@ Two kinds of numbers (README, "Metrics"):
   every delivery ever journalled for a scenario and vantage point; they only
   grow, so ``increase()`` over any window is the deliveries in that window;
 - *gauges* describe the latest drill that said something about a
-  municipality or channel (readiness, reachable, streaks, TLS expiry, …).
+  municipality or channel (readiness, reachable, streaks, TLS expiry, …);
+  the ``tsunagari_surge_*`` gauges, the latest surge of a channel.
 
 No global registry is used anywhere: pass your own ``CollectorRegistry`` as
 ``prom_registry=`` (``registry=`` is the drill :class:`~drills.registry.Registry`
@@ -49,6 +50,7 @@ from drills.metric_state import (
     streak,
 )
 from drills.registry import Registry
+from drills.surge.summary import SURGE_GAUGES
 
 __all__ = [
     "CATALOGUE",
@@ -218,6 +220,10 @@ _SPECS = (
         (*MUNI, *RUN),
         "最新の代替経路訓練で届くまでにかかった時間",
         "Time until the latest fallback step reached the municipality",
+    ),
+    *(
+        MetricSpec(f"tsunagari_surge_{name}", "gauge", (*CHANNEL, *RUN), ja, en)
+        for name, ja, en in SURGE_GAUGES
     ),
     MetricSpec(
         "tsunagari_drill_last_start_timestamp_seconds",
@@ -402,6 +408,7 @@ def _municipality_level(
     # Gauges: the latest ended run that tells something.
     ended = [r for r in runs if not r.running]
     _channel_gauges(out, ended, run_labels, scope)
+    _surge_gauges(out, ended, run_labels, scope)
     _muni_gauges(out, ended, run_labels, scope)
 
 
@@ -432,6 +439,18 @@ def _channel_gauges(
         tls = latest_by(history, lambda c: c.tls_not_after is not None)
         if tls is not None and tls.tls_not_after is not None:
             out.add("tsunagari_tls_cert_expiry_timestamp_seconds", labels, tls.tls_not_after)
+
+
+def _surge_gauges(
+    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+) -> None:
+    """The latest surge of each channel (a surge is journalled whole, when it ends)."""
+    latest = {k: s for r in ended for k, s in r.surges.items() if scope.wants_municipality(k[0])}
+    for key in sorted(latest):
+        surge = latest[key]
+        labels = (surge.code, surge.name, surge.channel_id, surge.kind, *run_labels)
+        for name, value in surge.gauges().items():
+            out.add(f"tsunagari_surge_{name}", labels, value)
 
 
 def _muni_gauges(

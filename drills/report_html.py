@@ -5,7 +5,8 @@ Content-Security-Policy forbids the page to fetch anything, so it opens the
 same from a mail attachment, a file share or a USB stick, with no request
 leaving the machine. Japanese or English (``lang``), a colour-blind-safe
 palette (Okabe–Ito, and never colour alone: every status also has a symbol
-and a word), and print CSS for A4 portrait. It opens with what got worse.
+and a word), and print CSS for A4 portrait. It opens with what got worse; a
+run with surges also shows each surge's ramp table and breaking point.
 
     html = render_html(build_scorecard(journal, run_id, registry), lang="ja")
 """
@@ -29,10 +30,12 @@ from drills.report_text import (
     channel_cell,
     channel_ids,
     human_time,
+    surge_heading,
     worse_entries,
 )
 from drills.scorecard import build_scorecard
 from drills.scoring import STATUS_LABELS, grade_label, round_score
+from drills.surge.report import curve_columns, curve_legend, curve_rows, verdict
 from probes.base import DEFAULT_MARKER
 
 __all__ = ["render_html", "write_html", "write_scorecard_html"]
@@ -105,6 +108,12 @@ def render_html(
         num=_num,
         signed=_signed,
         legend=legend,
+        surges=card.get("surge") or [],
+        surge_heading=lambda s: surge_heading(s, t),
+        surge_verdict=lambda s: verdict(s, t.lang),
+        surge_columns=curve_columns(t.lang),
+        surge_rows=lambda s: zip(s["steps"], curve_rows(s, t.lang, words=True), strict=True),
+        surge_legend=lambda s: curve_legend(s, t.lang),
         latency_chart=latency_svg(card, t.lang) if charts else None,
         trend_chart=trend_svg(card, t.lang) if charts else None,
     )

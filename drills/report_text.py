@@ -19,6 +19,7 @@ from typing import Any
 from drills.comparison import CHANGE_LABELS
 from drills.i18n import Text
 from drills.scoring import STATUS_LABELS, grade_label, round_score
+from drills.surge.report import curve_columns, curve_legend, curve_rows, verdict
 
 __all__ = [
     "CSV_COLUMNS",
@@ -28,6 +29,7 @@ __all__ = [
     "channel_cell",
     "channel_ids",
     "human_time",
+    "surge_heading",
     "to_csv",
     "to_markdown",
     "worse_entries",
@@ -184,6 +186,31 @@ def _worse_section(card: dict[str, Any], t: Text) -> list[str]:
     return [*out, *_change_rows(entries, t)]
 
 
+def surge_heading(surge: dict[str, Any], t: Text) -> str:
+    """``足立区 chat（庁内チャット、webhook）— surge 1``: which channel, which surge."""
+    what = ", ".join(x for x in (surge.get("label"), surge["kind"]) if x)
+    what = t(f"（{what.replace(', ', '、')}）", f" ({what})") if what else ""
+    return f"{surge['municipality_name']} {surge['channel_id']}{what} — {surge['step']}"
+
+
+def _surge_section(card: dict[str, Any], t: Text, summary: bool) -> list[str]:
+    """Each surge's verdict and, unless *summary*, its ramp table."""
+    surges = card.get("surge") or []
+    if not surges:
+        return []
+    out = ["", t("## 負荷試験（サージ）", "## Surge (load test)"), ""]
+    if summary:
+        return out + [f"- {_md(surge_heading(s, t))}: {_md(verdict(s, t.lang))}" for s in surges]
+    columns = curve_columns(t.lang)
+    for s in surges:
+        out += [f"### {_md(surge_heading(s, t))}", "", f"**{_md(verdict(s, t.lang))}**", ""]
+        out.append("| " + " | ".join(h for h, _ in columns) + " |")
+        out.append("|" + "|".join("---:" if j == "right" else ":---:" for _, j in columns) + "|")
+        out += ["| " + " | ".join(map(_md, row)) + " |" for row in curve_rows(s, t.lang, True)]
+        out += ["", curve_legend(s, t.lang), ""]
+    return out[:-1]
+
+
 def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -> str:
     """The scorecard as Markdown; *summary* leaves out channel columns and appendices."""
     t = Text(lang)
@@ -202,6 +229,7 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
         change = change_cell(m.get("change"), t)
         row = f"| {m['code']} | {_md(m['name'])} | {_num(m['score'])} | {g} | {change} |"
         lines.append(row + "".join(f" {_md(cells.get(c, '—'))} |" for c in ids))
+    lines += _surge_section(card, t, summary)
     comp = card.get("comparison") or {}
     better = [*comp.get("improved", []), *comp.get("new", [])]
     if better and not summary:

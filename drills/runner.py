@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drills.delivery import Delivery, Outcome, classify
 from drills.errors import DrillSafetyError, ScenarioError
@@ -37,6 +37,9 @@ from probes.base import (
     new_token,
 )
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from drills.surge.runner import SurgeResult
 
 __all__ = ["Drill", "StepResult"]
 
@@ -84,6 +87,17 @@ class StepResult:
         for d in self.deliveries:
             out[d.outcome] += 1
         return out
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one broadcast step sends, and how it is judged."""
+
+    name: str
+    text: str
+    subject: str
+    timeout: float
+    slo: float | None
 
 
 class SimulatorPool:
@@ -262,28 +276,40 @@ class Drill:
         active = [t for t in chosen if t.key not in self._skipped]
         probes = await asyncio.gather(*(self.probe(t) for t in active))
         self._check_costs(probes, text, subject, repeat)
-        jobs = []
-        for target, probe in zip(active, probes, strict=True):
-            for recipient in probe.recipients():
-                for i in range(repeat):
-                    jobs.append(
-                        self._deliver(
-                            target,
-                            probe,
-                            recipient,
-                            text,
-                            subject,
-                            timeout,
-                            slo,
-                            step,
-                            i * interval,
-                            result,
-                        )
-                    )
+        spec = _Step(step, text, subject, timeout, slo)
+        jobs = [
+            self._deliver(spec, target, probe, recipient, i * interval, result)
+            for target, probe in zip(active, probes, strict=True)
+            for recipient in probe.recipients()
+            for i in range(repeat)
+        ]
         await asyncio.gather(*jobs)
         result.finished_mono = time.monotonic()
         self.steps.append(result)
         return result
+
+    async def surge(
+        self,
+        target: Target,
+        rates: Sequence[float],
+        *,
+        step_s: float = 10.0,
+        rest_s: float | None = None,
+        users: int | None = None,
+        **options: Any,
+    ) -> SurgeResult:
+        """Surge step: Locust puts *rates* (messages/s, one step each) on *target* while
+        the probes keep measuring delivery; see :func:`drills.surge.runner.run_surge`
+        for ``options`` (``topology``, ``probes_per_step``, ``timeout``, ``slo``, ``stop``).
+
+            result = await drill.surge(target, [10, 50, 100], step_s=20)
+            assert result.breaking_point is None
+        """
+        from drills.surge.plan import SurgePlan
+        from drills.surge.runner import run_surge
+
+        plan = SurgePlan.of(rates, step_s, step_s if rest_s is None else rest_s, users)
+        return await run_surge(self, target, plan, **options)
 
     def _check_costs(self, probes: Sequence[Probe], text: str, subject: str, repeat: int) -> None:
         """Refuse the whole step, before the first send, if a paid channel's cap would be crossed."""
@@ -292,7 +318,9 @@ class Drill:
             return
         from probes.sms_budget import CostCapExceeded, plan_cost
 
-        sample = DrillMessage(token=new_token(), text=text, marker=self.registry.marker, subject=subject)
+        sample = DrillMessage(
+            token=new_token(), text=text, marker=self.registry.marker, subject=subject
+        )
         try:
             plan_cost([(p, [sample] * repeat) for p in priced])
         except CostCapExceeded as exc:
@@ -302,23 +330,17 @@ class Drill:
 
     async def _deliver(
         self,
+        spec: _Step,
         target: Target,
         probe: Probe,
         recipient: str | None,
-        text: str,
-        subject: str,
-        timeout: float,
-        slo: float | None,
-        step: str,
         delay: float,
         result: StepResult,
     ) -> Delivery:
         if delay > 0:
             await asyncio.sleep(delay)
         async with self._limit:
-            delivery = await self._attempt(
-                target, probe, recipient, text, subject, timeout, slo, step
-            )
+            delivery = await self._attempt(spec, target, probe, recipient)
         self.journal.record(delivery)
         result.deliveries.append(delivery)
         if self.on_delivery is not None:
@@ -326,23 +348,16 @@ class Drill:
         return delivery
 
     async def _attempt(
-        self,
-        target: Target,
-        probe: Probe,
-        recipient: str | None,
-        text: str,
-        subject: str,
-        timeout: float,
-        slo: float | None,
-        step: str,
+        self, spec: _Step, target: Target, probe: Probe, recipient: str | None
     ) -> Delivery:
         assert self.run_id is not None
+        step, timeout, slo = spec.name, spec.timeout, spec.slo
         slo_s = slo if slo is not None else target.channel.slo.latency
         message = DrillMessage(
             token=new_token(),
-            text=text,
+            text=spec.text,
             marker=self.registry.marker,
-            subject=subject,
+            subject=spec.subject,
             recipient=recipient,
             meta={"run_id": self.run_id, "step": step, "municipality": target.municipality.code},
         )

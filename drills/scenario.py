@@ -8,8 +8,9 @@ In a scenario file (pytest provides ``drill``)::
 
 Steps: :meth:`ScenarioDrill.broadcast`, :meth:`~ScenarioDrill.fallback`,
 :meth:`~ScenarioDrill.outage` (a ``with`` block), :meth:`~ScenarioDrill.roll_call`,
-:meth:`~ScenarioDrill.acknowledge`. Each returns a result whose ``expect(...)``
-judges every municipality; under pytest each municipality is its own subtest.
+:meth:`~ScenarioDrill.acknowledge`, :meth:`~ScenarioDrill.surge`. Each returns a result
+whose ``expect(...)`` judges every municipality; under pytest each municipality
+is its own subtest.
 
 Every step runs on one background event loop (:mod:`drills.background`), so a
 step addressed to 62 municipalities × 3 channels takes about as long as its
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -45,6 +46,9 @@ from drills.steps.acknowledgement import run_acknowledgement
 from drills.steps.answers import AnswerDesk, parse_simulated
 from drills.steps.fallback import run_fallback
 from drills.steps.rollcall import run_roll_call
+
+if TYPE_CHECKING:
+    from drills.surge.step import Surge
 
 __all__ = [
     "Acknowledgement",
@@ -354,6 +358,32 @@ class ScenarioDrill:
         )
         self.ctx.record("acknowledgement", result.event())
         return Acknowledgement(self, result)
+
+    @located
+    def surge(
+        self,
+        rates: Sequence[float],
+        *,
+        channels: str | Sequence[str],
+        to: str | Sequence[str] | None = None,
+        each: Any = "10s",
+        rest: Any = None,
+        users: int | None = None,
+        probes: int = 3,
+        timeout: Any = None,
+        processes: int = 1,
+        step: str | None = None,
+    ) -> Surge:
+        """Everybody at once: Locust loads each of *channels* at *rates* msg/s, ``each`` per
+        step after ``rest`` at rest, while ``probes`` drill messages per step measure delivery.
+        ``expect(holds_up_to="50/s")``: no breaking point up to that load. See drills.surge.step.
+        """
+        from drills.surge.step import surge_step
+
+        return surge_step(
+            self, rates, channels=channels, to=to, each=each, rest=rest, users=users,
+            probes=probes, timeout=timeout, processes=processes, name=self._step_name(step),
+        )  # fmt: skip
 
 
 @contextlib.contextmanager

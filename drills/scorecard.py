@@ -11,7 +11,8 @@ Markdown, CSV and ``scorecard.json``. The contract (README, "scorecard.json")::
 
 extended (README, "Scoring model") with ``as_of``, ``model``, ``summary``,
 ``comparison`` (what got worse since the previous drill of the same scenario),
-``trend``, ``latency_by_kind`` and ``not_drilled``, and per municipality and
+``trend``, ``latency_by_kind``, ``not_drilled`` and ``surge`` (the run's surges:
+each one's ramp table and breaking point), and per municipality and
 channel with ``status``, ``parts``, ``freshness``, ``change`` and more.
 Times are ISO 8601 in Asia/Tokyo. Keys may be added; none is removed.
 """
@@ -44,6 +45,7 @@ from drills.scoring import (
     score_channel,
     score_municipality,
 )
+from drills.surge.summary import read_surges
 
 __all__ = ["TOKYO", "build_scorecard", "iso_tokyo", "write_json"]
 
@@ -333,6 +335,12 @@ def build_scorecard(
         "grades": [{"min": b, "grade": g, "ja": ja, "en": en} for b, g, ja, en in GRADES],
     }
     card["latency_by_kind"] = _latency_by_kind(grouped, card)
+    surges, unreadable = read_surges(journal.events(run_id, "surge"))
+    card["surge"] = [
+        {**s.to_dict(), "started_at": iso_tokyo(s.started_at), "label": reg.labels.get(s.key)}
+        for s in surges
+    ]
+    card["summary"]["unreadable_events"] += unreadable
     previous = journal.previous_run(run_id)
     prev_card = None
     if previous is not None:

@@ -9,6 +9,8 @@ each channel brings its own knobs::
       loss: 0.05          # accepted, then never shows up at the far end
       outage: false       # connection refused (the channel's port is closed)
       rate_limit: 5       # messages per second before 429 / 4xx "slow down"
+      capacity: 20        # messages per second the far end can deliver; beyond it they
+                          # queue (first in, first out) and the visible latency grows
       reject: auth        # the provider refuses our credentials
 
 The contract for a kind's simulator::
@@ -86,6 +88,7 @@ class SimKnobs(BaseModel):
     loss: float = Field(default=0.0, ge=0.0, le=1.0)
     outage: bool = False
     rate_limit: float | None = Field(default=None, gt=0)
+    capacity: float | None = Field(default=None, gt=0)
     reject: Literal["auth"] | None = None
 
 

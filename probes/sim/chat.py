@@ -17,6 +17,9 @@ The webhook far end (``ChatSimulator``) API::
          200 {"messages": [{"id": N, "text": "...", "ts": WALL}], "cursor": N}
          (long-poll: waits up to ``wait`` seconds for a message after CURSOR;
          the cursor counts messages in the order they became visible)
+
+With a ``capacity`` knob (surge drills) the far end delivers at most that many
+messages per second, first in, first out; past it the visible latency grows.
 """
 
 from __future__ import annotations
@@ -65,6 +68,26 @@ class SimRoom:
     accepted: list[SimMessage] = field(default_factory=list)
     bucket: TokenBucket | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
+
+    @property
+    def posted(self) -> int:
+        """How many messages the far end accepted."""
+        return len(self.accepted)
+
+    def queue_wait(self) -> float:
+        """Seconds a new message waits behind the queue of a capacity-limited far end.
+
+        With a ``capacity`` knob the far end delivers at most that many messages
+        per second, first in, first out: past it, accepted messages queue and the
+        visible latency grows with the queue.
+        """
+        capacity = self.knobs.capacity
+        if not capacity:
+            return 0.0
+        now = time.monotonic()
+        self.busy_until = max(now, self.busy_until) + 1.0 / capacity
+        return self.busy_until - now
 
     @property
     def posted(self) -> int:
@@ -216,7 +239,7 @@ class ChatSimBase(Simulator):
         self._next_id += 1
         room.accepted.append(msg)
         if self.rng.random() >= room.knobs.loss:
-            delay = room.knobs.latency.sample(self.rng)
+            delay = room.knobs.latency.sample(self.rng) + room.queue_wait()
             timer: asyncio.TimerHandle | None = None
 
             def appear() -> None:

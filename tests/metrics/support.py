@@ -11,7 +11,8 @@ Municipalities (all channels ``kind: webhook`` against the local simulator):
 - 131016 千代田区 — registered, never drilled.
 
 Roll call and fallback results are journalled as events, as the scenarios
-helper does; a TLS certificate's days-left is journalled on a mail-kind
+helper does; a surge of 小笠原村/chat2 is journalled by the surge's own writer
+(held in the first drill, broken at 20 msg/s in the second); a TLS certificate's days-left is journalled on a mail-kind
 delivery, as the mail probe records it (``extra["tls_days_left"]``) — the mail
 kind itself is tested by its own suite.
 """
@@ -27,6 +28,7 @@ from drills.journal import Journal
 from drills.registry import Registry, load_registry
 from drills.runner import Drill
 from probes.base import new_token
+from tests.surge.samples import record_sample_surge
 
 REGISTRY_YAML = """\
 defaults:
@@ -129,6 +131,20 @@ async def _drill(
             run_id, "fallback", {"municipality_code": "134210", "reached": True, "latency_s": 0.35}
         )
         journal.record_event(run_id, "fallback", {"municipality_code": "133086", "outcome": "lost"})
+        # A surge of 小笠原村/chat2: it holds in the first drill and breaks at 20 msg/s in the
+        # second. Only the event is journalled (record_surge, as a real surge does): the
+        # probes' deliveries would change the scores the alert tests are built on.
+        record_sample_surge(
+            journal,
+            run_id,
+            next(t for t in targets if t.key == "134210/chat2"),
+            rates=[5, 20],
+            breaks_at=20 if second else None,
+            started_at=time.time(),
+            scenario=scenario,
+            vantage=vantage,
+            journal_probes=False,
+        )
         return run_id
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the scorecard tests (the sample journal: see scorecard_samples.py)."""
+"""Fixtures for the scorecard tests (the sample and surge journals: see scorecard_samples.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scorecard_samples import REGISTRY_YAML, fill_sample
+from scorecard_samples import REGISTRY_YAML, fill_sample, fill_surge_sample
 
 from drills.journal import Journal
 from drills.registry import Registry, parse_registry
@@ -25,5 +25,14 @@ def registry() -> Registry:
 def sample_journal(tmp_path: Path) -> Iterator[tuple[Journal, str]]:
     journal = Journal(tmp_path / "journal.sqlite")
     run_id = fill_sample(journal)
+    yield journal, run_id
+    journal.close()
+
+
+@pytest.fixture
+def surge_journal(tmp_path: Path, registry: Registry) -> Iterator[tuple[Journal, str]]:
+    """One surge drill: 足立区/chat breaks at 80 msg/s, 千代田区/chat holds (scorecard_samples)."""
+    journal = Journal(tmp_path / "surge-journal.sqlite")
+    run_id = fill_surge_sample(journal, registry)
     yield journal, run_id
     journal.close()

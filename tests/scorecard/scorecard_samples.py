@@ -5,6 +5,9 @@ two drills of the same scenario a week apart, plus an older drill of another
 scenario, so there is something that got worse, something better, a
 municipality overdue and one never drilled.
 
+The "surge" journal (:func:`fill_surge_sample`) is one surge drill of two
+channels, one breaking and one holding.
+
 The registry gives SLOs, names and drill intervals. Its channels are
 ``kind: webhook`` simulators because only that kind exists on every branch;
 the deliveries carry the kinds a real drill records (webhook, mail, twilio).
@@ -18,7 +21,9 @@ from typing import Any
 
 from drills.delivery import Delivery, Outcome
 from drills.journal import Journal
+from drills.registry import Registry
 from drills.scorecard import TOKYO
+from tests.surge.samples import record_sample_surge
 
 SCENARIO = "首都直下地震 初動参集"
 PREV_START = datetime(2026, 11, 20, 19, 15, tzinfo=TOKYO).timestamp()
@@ -212,3 +217,35 @@ def fill_sample(journal: Journal) -> str:
             ),
         ],
     )
+
+
+SURGE_SCENARIO = "災害当日の輻輳"
+SURGE_START = datetime(2026, 12, 1, 19, 0, tzinfo=TOKYO).timestamp()
+
+
+def fill_surge_sample(journal: Journal, registry: Registry) -> str:
+    """A surge drill: 足立区/chat breaks at 80 msg/s, 千代田区/chat holds up to 80 msg/s.
+
+    Recorded by the surge's own journal writer with fixed numbers and times
+    (``tests/surge/samples.py``); the probes' deliveries are journalled too, as
+    in a real surge. Returns the run id.
+    """
+    run_id = journal.begin_run(scenario=SURGE_SCENARIO, run_id="20261201T100000-surge1")
+    targets = {t.key: t for t in registry.targets()}
+    for seq, (key, breaks_at) in enumerate((("131211/chat", 80.0), ("131016/chat", None)), 1):
+        record_sample_surge(
+            journal,
+            run_id,
+            targets[key],
+            rates=[10, 40, 80],
+            breaks_at=breaks_at,
+            started_at=SURGE_START + 60.0 * (seq - 1),
+            seq=seq,
+            scenario=SURGE_SCENARIO,
+        )
+    journal.finish_run(run_id)
+    journal.db.execute(
+        "UPDATE runs SET started_at = ?, finished_at = ? WHERE run_id = ?",
+        (SURGE_START - 1.0, SURGE_START + 120.0, run_id),
+    )
+    return run_id

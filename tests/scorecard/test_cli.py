@@ -168,7 +168,7 @@ async def test_post_the_summary_to_a_chat_channel(files, tmp_path):
         room = sim.room_for("131211/chat")
         reg = tmp_path / "post.yaml"
         reg.write_text(POST_REGISTRY.format(url=settings["url"]), encoding="utf-8")
-        env = {**os.environ, "TSG_SCORECARD_TEST_HOOK": room.post_token}
+        env = {**os.environ, "TSG_SCORECARD_TEST_HOOK": room.credentials["post"]}
         base = (
             "--lang",
             "ja",
@@ -193,15 +193,15 @@ async def test_post_the_summary_to_a_chat_channel(files, tmp_path):
         code, _, err = await _cli(*base, "--post", "131211/chat", "--live", env=env)
         assert code == 0, err
         deadline = asyncio.get_running_loop().time() + 10
-        while not room.messages and asyncio.get_running_loop().time() < deadline:
+        while not room.visible and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         assert room.posted == 1
-        text = room.messages[0]["text"]
+        text = room.visible[0].text
         assert text.startswith("【訓練】 訓練結果報告（訓練です。実際の災害情報ではありません）")
         assert TOKEN_RE.search(text), "a drill report carries a drill token like any drill message"
         assert "## 前回から悪化した項目" in text and run_id in text
         assert "| 131211 | 足立区 | " in text  # the summary table (SLOs here are the defaults)
-        assert room.post_token not in text + err  # the secret is never echoed
+        assert room.credentials["post"] not in text + err  # the secret is never echoed
     finally:
         await sim.stop()
 

@@ -10,6 +10,7 @@ when printed, and saves a PNG screenshot and the A4 PDF under
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from scorecard_cdp import Chromium, Page
 
 from drills.report_html import render_html
 from drills.scorecard import build_scorecard
+from drills.surge.report import curve_columns, curve_rows, verdict
 from probes.sim.base import closed_port
 
 pytestmark = [
@@ -153,8 +155,11 @@ async def test_rendered_dom_and_no_requests(browser, card, tmp_path, lang):
     assert width >= 1000 and height > 1000
 
 
-async def test_prints_on_a4(browser, card, tmp_path):
-    path = tmp_path / "scorecard.print.html"
+@pytest.mark.parametrize("name", ["scorecard", "scorecard-surge"])
+async def test_prints_on_a4(browser, card, surge_journal, registry, tmp_path, name):
+    if name == "scorecard-surge":  # a run with surges: two ramp tables more
+        card = build_scorecard(*surge_journal, registry)
+    path = tmp_path / f"{name}.print.html"
     path.write_text(render_html(card, "ja"), encoding="utf-8")
     async with browser.page(width=A4_PRINTABLE_PX, height=1000) as page:
         await page.send("Emulation.setEmulatedMedia", {"media": "print"})
@@ -164,7 +169,7 @@ async def test_prints_on_a4(browser, card, tmp_path):
         pdf = await page.print_pdf()
         assert outside_activity(page, path.as_uri()) == []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "scorecard.ja.pdf").write_bytes(pdf)
+    (ARTIFACTS / f"{name}.ja.pdf").write_bytes(pdf)
     assert widest <= client, f"content {widest}px is wider than the A4 printable width {client}px"
     assert pdf.startswith(b"%PDF")
     boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf)
@@ -173,6 +178,51 @@ async def test_prints_on_a4(browser, card, tmp_path):
     )  # A4 in pt
     pages = int(re.findall(rb"/Count (\d+)", pdf)[0])
     assert 1 <= pages <= 3
+
+
+READ_SURGE = r"""
+(() => {
+  const text = e => e ? e.textContent.trim().replace(/\s+/g, ' ') : null;
+  return [...document.querySelectorAll('#surge .surge')].map(d => ({
+    code: d.dataset.code, channel: d.dataset.channel, held: d.dataset.held,
+    heading: text(d.querySelector('h3')), verdict: text(d.querySelector('.verdict')),
+    headers: [...d.querySelectorAll('thead th')].map(text),
+    rows: [...d.querySelectorAll('tbody tr')].map(tr => ({
+      met: tr.dataset.sloMet, cells: [...tr.querySelectorAll('td')].map(text),
+      background: getComputedStyle(tr.lastElementChild).backgroundColor}))}));
+})()
+"""
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+async def test_surge_section_renders_each_ramp(browser, surge_journal, registry, tmp_path, lang):
+    journal, run_id = surge_journal
+    card = build_scorecard(journal, run_id, registry)
+    path = tmp_path / f"scorecard-surge.{lang}.html"
+    path.write_text(render_html(card, lang), encoding="utf-8")
+    async with browser.page() as page:
+        await page.goto(path.as_uri())
+        dom = await page.evaluate(READ_DOM)
+        surges = await page.evaluate(READ_SURGE)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"scorecard-surge.{lang}.png").write_bytes(await page.screenshot())
+        assert outside_activity(page, path.as_uri()) == []
+    assert dom["sections"][:3] == ["worse", "readiness", "surge"]
+    assert [(s["code"], s["channel"], s["held"]) for s in surges] == [
+        ("131211", "chat", "false"),
+        ("131016", "chat", "true"),
+    ]
+    for shown, entry in zip(surges, card["surge"], strict=True):
+        assert shown["headers"] == [h for h, _ in curve_columns(lang)]
+        assert [r["cells"] for r in shown["rows"]] == curve_rows(entry, lang, words=True)
+        assert [r["met"] for r in shown["rows"]] == [
+            json.dumps(s["slo_met"]) for s in entry["steps"]
+        ]
+        assert shown["verdict"] == verdict(entry, lang)
+    broke = surges[0]["rows"]
+    # the missed step is marked by colour *and* by symbol and word
+    assert broke[-1]["background"] != broke[0]["background"]
+    assert broke[-1]["cells"][-1] == {"ja": "✘ 未達", "en": "✘ missed"}[lang]
 
 
 @pytest.mark.parametrize("with_csp", [True, False])
