@@ -70,11 +70,6 @@ class SimRoom:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
 
-    @property
-    def posted(self) -> int:
-        """How many messages the far end accepted."""
-        return len(self.accepted)
-
     def queue_wait(self) -> float:
         """Seconds a new message waits behind the queue of a capacity-limited far end.
 
