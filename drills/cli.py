@@ -78,7 +78,10 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
         "--lang", choices=LANGS, default=lang, help=t("表示言語 (ja|en)", "language (ja|en)")
     )
     sub = parser.add_subparsers(
-        dest="command", metavar=t("コマンド", "COMMAND"), title=t("コマンド", "commands"), parser_class=_Parser
+        dest="command",
+        metavar=t("コマンド", "COMMAND"),
+        title=t("コマンド", "commands"),
+        parser_class=_Parser,
     )
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub, t)
@@ -88,7 +91,9 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
 def add_help(parser: argparse.ArgumentParser, t: Text) -> None:
     """Translated -h/--help for a subcommand parser (created with add_help=False)."""
     parser.add_argument("-h", "--help", action="help", help=t("このヘルプを表示", "show this help"))
-    parser.add_argument("--lang", choices=LANGS, default=argparse.SUPPRESS, help=t("表示言語", "language"))
+    parser.add_argument(
+        "--lang", choices=LANGS, default=argparse.SUPPRESS, help=t("表示言語", "language")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

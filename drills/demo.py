@@ -63,9 +63,14 @@ async def drill_demo(
         probes = await asyncio.gather(*(drill.probe(x) for x in targets))
         total = sum(len(p.recipients()) for p in probes) * repeat
         if progress is not None:
-            task = progress.add_task(t("訓練メッセージ送信・着信確認中", "sending and confirming"), total=total)
+            task = progress.add_task(
+                t("訓練メッセージ送信・着信確認中", "sending and confirming"), total=total
+            )
         await drill.broadcast(
-            t("首都直下地震発生。全職員は安否を報告し、参集してください。", "Major earthquake: report your status and assemble."),
+            t(
+                "首都直下地震発生。全職員は安否を報告し、参集してください。",
+                "Major earthquake: report your status and assemble.",
+            ),
             targets,
             timeout=timeout,
             repeat=repeat,
@@ -92,12 +97,21 @@ def run_demo(out_dir: Path, lang: str = "ja", seed: int | None = None, repeat: i
     progress = None
     if console.is_terminal:
         progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         )
     try:
         if progress is not None:
             with progress:
-                run_id = asyncio.run(drill_demo(registry, journal, lang=lang, seed=seed, progress=progress, repeat=repeat))
+                run_id = asyncio.run(
+                    drill_demo(
+                        registry, journal, lang=lang, seed=seed, progress=progress, repeat=repeat
+                    )
+                )
         else:
             run_id = asyncio.run(drill_demo(registry, journal, lang=lang, seed=seed, repeat=repeat))
         card = build_scorecard(journal, run_id, registry)

@@ -110,9 +110,7 @@ class ChannelRejected(ChannelFault):
     ``temporary`` marks refusals that may succeed later (SMTP 4xx, HTTP 503).
     """
 
-    def __init__(
-        self, reason: str, *, code: str | None = None, temporary: bool = False
-    ) -> None:
+    def __init__(self, reason: str, *, code: str | None = None, temporary: bool = False) -> None:
         super().__init__(reason, code=code)
         self.temporary = temporary
 

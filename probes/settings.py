@@ -66,7 +66,9 @@ class SecretRef:
         try:
             return Path(self.target).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise SecretUnresolvable(f"cannot read secret file {self.target}: {exc.strerror}") from None
+            raise SecretUnresolvable(
+                f"cannot read secret file {self.target}: {exc.strerror}"
+            ) from None
 
     def check(self) -> None:
         """Raise :class:`SecretUnresolvable` if the reference cannot be resolved now."""

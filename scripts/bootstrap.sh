@@ -4,6 +4,7 @@
 #   scripts/bootstrap.sh demo [ARGS…]   Python env only, then `tsunagari demo ARGS…`
 #   scripts/bootstrap.sh test [ARGS…]   everything the tests need (Debian packages,
 #                                       the project env, Synapse's own env), then pytest
+#   scripts/bootstrap.sh check [ARGS…]  everything, then format check, lint, types and tests
 #   scripts/bootstrap.sh setup          everything, run nothing
 #
 # Idempotent: a second run only checks. Servers (Dovecot, Postfix, Synapse,
@@ -77,13 +78,23 @@ case "$cmd" in
     export TSUNAGARI_SYNAPSE_VENV=$SYNAPSE_VENV
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
+  check)
+    apt_deps
+    py_env
+    synapse_env
+    export TSUNAGARI_SYNAPSE_VENV=$SYNAPSE_VENV
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/mypy" drills probes
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
   setup)
     apt_deps
     py_env
     synapse_env
     ;;
   *)
-    echo "usage: $0 demo|test|setup [ARGS…]" >&2
+    echo "usage: $0 demo|test|check|setup [ARGS…]" >&2
     exit 2
     ;;
 esac

@@ -21,9 +21,18 @@ def register(sub: Any, t: Text) -> None:
         add_help=False,
     )
     add_help(p, t)
-    p.add_argument("--out", default="tsunagari-out", type=Path, help=t("出力フォルダ", "output folder"))
-    p.add_argument("--seed", type=int, default=None, help=t("乱数の種（再現用）", "random seed (for reproducible runs)"))
-    p.add_argument("--repeat", type=int, default=5, help=t("チャネルあたりの送信数", "messages per channel"))
+    p.add_argument(
+        "--out", default="tsunagari-out", type=Path, help=t("出力フォルダ", "output folder")
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=t("乱数の種（再現用）", "random seed (for reproducible runs)"),
+    )
+    p.add_argument(
+        "--repeat", type=int, default=5, help=t("チャネルあたりの送信数", "messages per channel")
+    )
     p.set_defaults(func=run)
 
 

@@ -49,7 +49,9 @@ def test_language_follows_locale(monkeypatch, capsys):
 
 def test_registry_check_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.yaml"
-    good.write_text('municipalities:\n  - code: "131016"\n    name: 千代田区\n    channels:\n      - {id: c, kind: webhook, sim: {}}\n')
+    good.write_text(
+        'municipalities:\n  - code: "131016"\n    name: 千代田区\n    channels:\n      - {id: c, kind: webhook, sim: {}}\n'
+    )
     assert main(["--lang", "en", "registry", "check", str(good)]) == 0
     assert "1 municipalities, 1 channels (1 simulated)" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"

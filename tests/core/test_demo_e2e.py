@@ -17,8 +17,18 @@ from drills.journal import Journal
 from drills.registry import load_registry
 
 CONTRACT_CHANNEL_KEYS = {
-    "id", "kind", "sent", "delivered", "late", "lost", "rejected", "error",
-    "reachability", "latency_p50_s", "latency_p95_s", "slo_met",
+    "id",
+    "kind",
+    "sent",
+    "delivered",
+    "late",
+    "lost",
+    "rejected",
+    "error",
+    "reachability",
+    "latency_p50_s",
+    "latency_p95_s",
+    "slo_met",
 }
 
 
@@ -28,8 +38,22 @@ def demo_run(tmp_path_factory):
     env = {**os.environ, "LANG": "ja_JP.UTF-8", "COLUMNS": "160"}
     env.pop("TSUNAGARI_LANG", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "drills.cli", "demo", "--out", str(out), "--seed", "1", "--repeat", "4"],
-        capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            "-m",
+            "drills.cli",
+            "demo",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--repeat",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     return proc, out
 
@@ -95,6 +119,9 @@ def test_latencies_agree_with_injected_and_outages_never_deliver(demo_run):
         latencies = [d.latency_s for d in items if d.outcome.reached]
         assert len(latencies) == len(items), (key, outcomes)
         assert all(lat >= injected for lat in latencies), (key, latencies)
-        assert abs(statistics.median(latencies) - injected) <= 0.1 * injected + 0.02, (key, latencies)
+        assert abs(statistics.median(latencies) - injected) <= 0.1 * injected + 0.02, (
+            key,
+            latencies,
+        )
         checked += 1
     assert checked >= 12

@@ -52,7 +52,10 @@ def test_requirements_reported_per_municipality(operator, helpers):
     subs = {r.context.msg: r.longreprtext for r in failed if hasattr(r, "context")}
     assert "test_sanchi.py:19: 千代田区 (131016): 要件未達" in subs["千代田区 (131016)"]
     assert "mail [webhook] 不達" in subs["千代田区 (131016)"]
-    assert "chat [webhook] 拒否 — HTTP 401: invalid_auth（Webhook の認証が拒否されました）" in subs["小笠原村 (134210)"]
+    assert (
+        "chat [webhook] 拒否 — HTTP 401: invalid_auth（Webhook の認証が拒否されました）"
+        in subs["小笠原村 (134210)"]
+    )
     summary = failure_text(reprec, "test_全団体の全チャネル")
     assert "要件を満たさない団体: 2" in summary and "千代田区" in summary and "小笠原村" in summary
     assert "Traceback" not in summary and "def " not in summary

@@ -91,7 +91,10 @@ def test_missed_requirement_exits_1(helpers, workdir):
     assert done.returncode == 1
     no_colour(done)
     assert "Ogasawara Village (134210): requirement missed" in done.stdout
-    assert "chat [webhook] rejected — HTTP 401: invalid_auth (the webhook refused our credentials)" in done.stdout
+    assert (
+        "chat [webhook] rejected — HTTP 401: invalid_auth (the webhook refused our credentials)"
+        in done.stdout
+    )
     records = helpers.log_records(done.stderr)
     missed = [r for r in records if r["event"] == "requirement_missed"]
     assert [r["municipality"] for r in missed] == ["134210"]
