@@ -6,6 +6,7 @@ and words carry the meaning without colour (cron mail, CI logs).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -197,5 +198,12 @@ def scorecard_renderable(card: dict[str, Any], lang: str = "ja") -> RenderableTy
 
 
 def console_for(stream: Any = None) -> Console:
-    """A console that only uses colour on a TTY and honours NO_COLOR."""
-    return Console(file=stream, highlight=False, soft_wrap=False)
+    """A console that only uses colour on a TTY and honours NO_COLOR.
+
+    Piped output (cron mail, CI logs) is not squeezed into 80 columns: without
+    a terminal or ``COLUMNS`` the table gets 140, so every cell stays on one line.
+    """
+    console = Console(file=stream, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(file=stream, highlight=False, soft_wrap=False, width=140)
+    return console
