@@ -9,16 +9,28 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+# Imported here, before any in-process pytester run takes its sys.modules snapshot, so
+# inner runs and this session share one copy of every harness module. numpy (through
+# matplotlib, for the scorecard charts) must be among them: an extension module
+# dropped from sys.modules by the snapshot cannot be loaded a second time.
+import httpcore  # noqa: F401
+import httpx  # noqa: F401
+import matplotlib.figure  # noqa: F401
+import numpy  # noqa: F401
 import pytest
 import yaml
 
-# Imported here, before any in-process pytester run takes its sys.modules snapshot, so
-# inner runs and this session share one copy of every harness module.
-import drills.plugin  # noqa: F401
+import drills.plugin
 import probes.chat.webhook
 import probes.sim.chat  # noqa: F401
 from drills.demo import demo_registry_path
-from drills.registry import load_kind
+from drills.registry import known_kinds, load_kind
+
+for _kind in known_kinds():  # every channel kind (and its client library) in this copy
+    load_kind(_kind)
+import drills.charts  # noqa: E402
+import drills.push  # noqa: E402
+import drills.report_html  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
