@@ -240,6 +240,11 @@ _JA = {
 }
 
 
+def _at(file: str, lines: LineMap, path: tuple[str | int, ...], ja: str, en: str) -> Problem:
+    """A problem at *path*: its line from the line map, its dotted field name."""
+    return Problem(file, lines.line(path), dotted(path), ja, en)
+
+
 def _problems_from(
     exc: ValidationError, prefix: tuple[str | int, ...], file: str, lines: LineMap
 ) -> list[Problem]:
@@ -253,7 +258,7 @@ def _problems_from(
             ja = msg
         elif ja != msg:
             ja = f"{ja}（{msg}）"
-        out.append(Problem(file, lines.line(path), dotted(path), ja, msg))
+        out.append(_at(file, lines, path, ja, msg))
     return out
 
 
@@ -268,10 +273,10 @@ def _secret_problems(
                 value.check()
             except SecretUnresolvable as exc:
                 out.append(
-                    Problem(
+                    _at(
                         file,
-                        lines.line(here),
-                        dotted(here),
+                        lines,
+                        here,
                         f"秘密情報 {value} を解決できません（{exc}）",
                         f"cannot resolve secret {value} ({exc})",
                     )
@@ -291,10 +296,10 @@ def _load_channel(
 ) -> tuple[Channel | None, list[Problem]]:
     if not isinstance(raw, dict):
         return None, [
-            Problem(
+            _at(
                 file,
-                lines.line(path),
-                dotted(path),
+                lines,
+                path,
                 "チャネルはマッピングで書いてください",
                 "a channel must be a mapping",
             )
@@ -317,10 +322,10 @@ def _load_channel(
     if kind not in known_kinds():
         known = ", ".join(sorted(known_kinds()))
         return None, [
-            Problem(
+            _at(
                 file,
-                lines.line((*path, "kind")),
-                dotted((*path, "kind")),
+                lines,
+                (*path, "kind"),
                 f"未知のチャネル種別 {kind!r}（使える種別: {known}）",
                 f"unknown channel kind {kind!r} (known: {known})",
             )
@@ -329,10 +334,10 @@ def _load_channel(
         probe_cls = load_kind(kind)
     except Exception as exc:  # a broken plugin must not take the whole registry down
         return None, [
-            Problem(
+            _at(
                 file,
-                lines.line((*path, "kind")),
-                dotted((*path, "kind")),
+                lines,
+                (*path, "kind"),
                 f"種別 {kind!r} を読み込めません: {exc}",
                 f"channel kind {kind!r} failed to load: {exc}",
             )
@@ -355,10 +360,10 @@ def _load_channel(
             problems += _problems_from(exc, (*path, "slo"), file, lines)
         else:
             problems.append(
-                Problem(
+                _at(
                     file,
-                    lines.line((*path, "slo")),
-                    dotted((*path, "slo")),
+                    lines,
+                    (*path, "slo"),
                     "マッピングが必要です",
                     "must be a mapping",
                 )
@@ -374,10 +379,10 @@ def _load_channel(
         sim_cls = probe_cls.simulator()
         if sim_cls is None:
             problems.append(
-                Problem(
+                _at(
                     file,
-                    lines.line((*path, "sim")),
-                    dotted((*path, "sim")),
+                    lines,
+                    (*path, "sim"),
                     f"種別 {kind!r} にはシミュレータがありません",
                     f"kind {kind!r} has no simulator",
                 )
@@ -435,10 +440,10 @@ def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = Tr
             continue
         if m.code in codes:
             problems.append(
-                Problem(
+                _at(
                     file,
-                    lines.line((*mpath, "code")),
-                    dotted((*mpath, "code")),
+                    lines,
+                    (*mpath, "code"),
                     f"団体コード {m.code} が重複しています（{codes[m.code]} 行目）",
                     f"duplicate municipality code {m.code} (line {codes[m.code]})",
                 )
@@ -455,10 +460,10 @@ def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = Tr
             if isinstance(cid, str):
                 if cid in ids:
                     problems.append(
-                        Problem(
+                        _at(
                             file,
-                            lines.line((*cpath, "id")),
-                            dotted((*cpath, "id")),
+                            lines,
+                            (*cpath, "id"),
                             f"チャネル ID {cid!r} が重複しています（{ids[cid]} 行目）",
                             f"duplicate channel id {cid!r} (line {ids[cid]})",
                         )
