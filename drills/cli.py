@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from drills.i18n import LANGS, Text, detect_lang
 
@@ -86,6 +87,19 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub, t)
     return parser
+
+
+DEFAULT_JOURNAL = Path("tsunagari-out/journal.sqlite")
+
+
+def add_journal_option(parser: argparse.ArgumentParser, t: Text) -> None:
+    """``--journal PATH`` (default: the demo's output folder), shared by the reading commands."""
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        default=DEFAULT_JOURNAL,
+        help=t("記録（SQLite）のパス", "journal (SQLite) path"),
+    )
 
 
 def add_help(parser: argparse.ArgumentParser, t: Text) -> None:

@@ -27,7 +27,7 @@ FORMATS = ("table", "html", "md", "json", "csv")
 
 
 def register(sub: Any, t: Text) -> None:
-    from drills.cli import add_help
+    from drills.cli import add_help, add_journal_option
 
     p = sub.add_parser(
         "scorecard",
@@ -38,12 +38,7 @@ def register(sub: Any, t: Text) -> None:
         add_help=False,
     )
     add_help(p, t)
-    p.add_argument(
-        "--journal",
-        type=Path,
-        default=Path("tsunagari-out/journal.sqlite"),
-        help=t("記録（SQLite）のパス", "journal (SQLite) path"),
-    )
+    add_journal_option(p, t)
     p.add_argument(
         "--registry",
         type=Path,

@@ -14,7 +14,7 @@ from drills.i18n import Text
 
 
 def register(sub: Any, t: Text) -> None:
-    from drills.cli import add_help
+    from drills.cli import add_help, add_journal_option
     from drills.exporter import DEFAULT_PORT
 
     p = sub.add_parser(
@@ -26,12 +26,7 @@ def register(sub: Any, t: Text) -> None:
         add_help=False,
     )
     add_help(p, t)
-    p.add_argument(
-        "--journal",
-        type=Path,
-        default=Path("tsunagari-out/journal.sqlite"),
-        help=t("journal のファイル", "journal file"),
-    )
+    add_journal_option(p, t)
     p.add_argument(
         "--registry",
         default=None,

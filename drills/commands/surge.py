@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from drills.cli import DEFAULT_JOURNAL
 from drills.i18n import Text
 
-DEFAULT_JOURNAL = Path("tsunagari-out") / "journal.sqlite"
 DEFAULT_SCENARIO = "サージ訓練"
 
 
