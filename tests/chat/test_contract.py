@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 
 import pytest
 
@@ -48,13 +49,21 @@ async def test_delivered_with_injected_latency(far_end: FarEnd) -> None:
     assert probe.confirms()
     await probe.open()
     try:
+        latencies = []
         for _ in range(3):
             accepted, sighting, sent = await deliver(probe)
-            latency = sighting.at - sent
-            assert abs(latency - delay) <= 0.1 * delay + 0.02, (far_end.kind, latency)
+            latencies.append(sighting.at - sent)
+            assert latencies[-1] >= delay - 0.005, (
+                far_end.kind,
+                latencies,
+            )  # never before the far end shows it
             assert accepted.at <= sighting.at
             assert accepted.throttled == 0
             assert 0 <= sighting.error_bound_s <= 0.1 * delay + 0.02
+        # Agreement within 10 % + 20 ms on the median: a single sample from a real server
+        # on a loaded 2-core machine can carry a scheduling hiccup.
+        median = statistics.median(latencies)
+        assert abs(median - delay) <= 0.1 * delay + 0.02, (far_end.kind, latencies)
     finally:
         await probe.close()
 
