@@ -2,16 +2,38 @@
 
 Outcomes (DESIGN.md, "The probe contract")::
 
-    delivered  seen at the far end within the step's latency SLO
-    late       seen at the far end, after the SLO but before the timeout
-    accepted   the provider took it, but this channel cannot confirm arrival
-               (accepted-only kinds); shown as unconfirmed, never as delivered
-    lost       not seen before the timeout, or the provider could not be reached
-    rejected   the provider refused it (auth, 4xx/5xx, invalid recipient)
-    error      the harness failed; never a channel fault, never a delivery
+    delivered     arrived at the far end within the step's latency SLO
+    late          arrived at the far end, after the SLO but before the step ended
+    accepted      the provider took it, but nothing could confirm arrival for this
+                  recipient (accepted-only kinds, a recipient no observer covers);
+                  shown as unconfirmed, never as delivered, never as lost
+    lost          not seen before the step ended, or the provider could not be reached
+    rejected      the provider refused it (auth, 4xx/5xx, invalid recipient, rate
+                  limited until the step ended, a TLS mode the server does not offer)
+    error         the harness or its observer failed (it could not look); never a
+                  channel fault, never a delivery
+    drill_outage  sent into an outage the drill itself made (``drill.outage``) and
+                  not seen: the drill's doing, shown, never scored against the channel
+
+*Evidence* says how an arrival (or acceptance) is known, apart from the outcome::
+
+    seen      our observer saw it where a person reads it (mailbox, chat read-back,
+              the SMS loopback number)
+    receipt   the provider or carrier reports delivery (Twilio "delivered")
+    accepted  the provider took it; nothing more is known
+
+``delivered``/``late`` carry ``seen`` or ``receipt``; ``accepted`` carries
+``accepted`` (or ``receipt`` where a carrier receipt came for an unobserved
+recipient). Failures carry no evidence.
 
 Latency is ``delivered_mono - sent_mono`` on the monotonic clock; wall-clock
-times are kept for humans.
+times are kept for humans. ``error_bound_s`` is how much later than the true
+arrival the harness may have noticed it (the observer's own bound per sighting
+plus the event loop's lag at send and at sighting).
+
+At the SLO's edge: the outcome follows the measured latency; when the SLO lies
+within ``[latency - error_bound_s, latency]`` the record is flagged
+``extra["slo_edge"] = True`` (the true latency may be on the other side).
 """
 
 from __future__ import annotations
@@ -20,7 +42,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Delivery", "Outcome", "classify"]
+__all__ = ["Delivery", "Evidence", "Outcome", "classify"]
 
 
 class Outcome(enum.StrEnum):
@@ -30,16 +52,33 @@ class Outcome(enum.StrEnum):
     LOST = "lost"
     REJECTED = "rejected"
     ERROR = "error"
+    DRILL_OUTAGE = "drill_outage"
 
     @property
     def reached(self) -> bool:
-        """Did the message reach the far end (confirmed)?"""
+        """Did the message reach the far end (confirmed, by sight or receipt)?"""
         return self in (Outcome.DELIVERED, Outcome.LATE)
 
     @property
     def counts_against_channel(self) -> bool:
         """Outcomes that are the channel's fault (``error`` is the harness's)."""
         return self in (Outcome.LOST, Outcome.REJECTED)
+
+    @property
+    def counted(self) -> bool:
+        """Does this outcome say something about the channel (scored, in reachability)?
+
+        Harness/observer faults and the drill's own outages do not.
+        """
+        return self not in (Outcome.ERROR, Outcome.DRILL_OUTAGE)
+
+
+class Evidence(enum.StrEnum):
+    """How an arrival is known: seen by our observer, a provider's receipt, or acceptance only."""
+
+    SEEN = "seen"
+    RECEIPT = "receipt"
+    ACCEPTED = "accepted"
 
 
 def classify(latency_s: float | None, slo_s: float, timed_out: bool = False) -> Outcome:
@@ -78,8 +117,21 @@ class Delivery:
     vantage: str = "default"
     scenario: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None
+
+    def __post_init__(self) -> None:
+        # Records written before evidence existed: a confirmed arrival was seen, an
+        # accepted-only one was accepted.
+        if self.evidence is None:
+            if self.outcome.reached:
+                object.__setattr__(self, "evidence", Evidence.SEEN)
+            elif self.outcome is Outcome.ACCEPTED:
+                object.__setattr__(self, "evidence", Evidence.ACCEPTED)
+        elif not isinstance(self.evidence, Evidence):
+            object.__setattr__(self, "evidence", Evidence(self.evidence))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome.value
+        data["evidence"] = self.evidence.value if self.evidence is not None else None
         return data

@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     throttled         INTEGER NOT NULL DEFAULT 0,
     vantage           TEXT NOT NULL DEFAULT 'default',
     scenario          TEXT NOT NULL DEFAULT '',
-    extra             TEXT NOT NULL DEFAULT '{}'
+    extra             TEXT NOT NULL DEFAULT '{}',
+    evidence          TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries(run_id);
 CREATE INDEX IF NOT EXISTS runs_scenario ON runs(scenario, started_at);
@@ -87,7 +88,7 @@ CREATE INDEX IF NOT EXISTS events_run ON events(run_id, kind);
 _DELIVERY_COLUMNS = (
     "run_id step municipality_code municipality_name channel_id kind recipient token outcome "
     "reason sent_at accepted_at delivered_at latency_s accept_latency_s error_bound_s "
-    "slo_latency_s throttled vantage scenario extra"
+    "slo_latency_s throttled vantage scenario extra evidence"
 ).split()
 
 
@@ -121,6 +122,9 @@ class Journal:
         # NORMAL + WAL: a committed row survives the process being killed.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(deliveries)")}
+        if "evidence" not in columns:  # a journal from before evidence levels
+            self.db.execute("ALTER TABLE deliveries ADD COLUMN evidence TEXT")
 
     def close(self) -> None:
         self.db.close()

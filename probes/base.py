@@ -23,9 +23,22 @@ Exceptions (a channel fault and a harness fault mean different things)::
 
     ProbeError
     ├── ChannelFault              the channel failed — counts against the channel
-    │   ├── ChannelRejected       the provider refused (auth, 4xx/5xx, bad number)
+    │   ├── ChannelRejected       the provider refused (auth, 4xx/5xx, bad number,
+    │   │                         a TLS mode the server does not offer)
     │   └── ChannelUnreachable    connection refused, timeout, TLS failure
-    └── ObserverFault             the harness could not look (observer login failed)
+    └── ObserverFault             the harness could not look (observer login failed,
+        │                         not a member of the room, read API unreachable)
+        └── ObserverIsSender      the observer credential is the sender's own: a
+                                  sender always sees its own message, so nothing
+                                  would be confirmed (raised by ``open``)
+
+What the harness asks a probe besides the four calls (all optional, with
+defaults here): :meth:`Probe.observes` (is this recipient covered by an
+observer? if not, its deliveries are unconfirmed, never lost),
+:meth:`Probe.observer_trouble` (why the observer cannot look right now: a
+message not seen meanwhile is ``error``, not ``lost``) and
+:meth:`Probe.throttling` (how often the provider said "slow down" to one
+message, for a send that ran out of time while being throttled).
 
 Anything else raised by a probe is a harness fault: recorded as ``error``.
 """
@@ -58,11 +71,13 @@ __all__ = [
     "Clock",
     "DrillMessage",
     "ObserverFault",
+    "ObserverIsSender",
     "Probe",
     "ProbeEnv",
     "ProbeError",
     "Sighting",
     "Sightings",
+    "Throttling",
     "find_tokens",
     "new_token",
 ]
@@ -125,6 +140,24 @@ class ObserverFault(ProbeError):
     The drill could not *see*; that is not the same as the message not arriving,
     so it is recorded as ``error``, not ``lost``.
     """
+
+
+class ObserverIsSender(ObserverFault):
+    """The observer credential is the sender's own identity: arrival cannot be confirmed.
+
+    >>> ObserverIsSender.of("131211/chat", "@drill-bot:example.lg.jp").reason.split(" / ")[1]
+    'observer is the sender itself (@drill-bot:example.lg.jp) on 131211/chat: a sender always sees its own message — give the observer a separate staff-like account'
+    """
+
+    @classmethod
+    def of(cls, channel: str, identity: str) -> ObserverIsSender:
+        return cls(
+            f"{channel} の観測アカウントが送信者と同じです（{identity}）: 送信者には自分の投稿が"
+            "必ず見えるため着信を確認できません。職員相当の別アカウントを観測側に設定してください / "
+            f"observer is the sender itself ({identity}) on {channel}: a sender always sees its "
+            "own message — give the observer a separate staff-like account",
+            code="observer_is_sender",
+        )
 
 
 # --------------------------------------------------------------------------- message
@@ -206,13 +239,26 @@ class Sighting:
     """The message was seen at the far end.
 
     ``at`` is monotonic; ``error_bound_s`` is how late (at most) the observer may
-    have seen it relative to its true arrival — observers know and report it.
+    have seen it relative to its true arrival — measured per sighting by the
+    observer (time since its previous look, or since the server's own timestamp),
+    so a loaded event loop shows up in the bound. ``evidence`` is ``"seen"``
+    (our observer saw it where a person reads it) or ``"receipt"`` (the provider
+    or carrier reported delivery).
     """
 
     at: float
     error_bound_s: float = 0.0
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    evidence: str = "seen"
+
+
+@dataclass(frozen=True, slots=True)
+class Throttling:
+    """How often the provider said "slow down" to one message, and its last word."""
+
+    count: int
+    code: str
 
 
 class Sightings:
@@ -328,10 +374,36 @@ class Probe(ABC):
         self.channel_id = channel_id
         self.settings = settings
         self.env = env
+        self._throttles: dict[str, Throttling] = {}
 
     def confirms(self) -> bool:
         """Can this probe see arrival at the far end? False means accepted-only."""
         return True
+
+    def observes(self, recipient: str | None) -> bool:
+        """Does an observer cover *recipient*? If not, its deliveries are unconfirmed.
+
+        A mail channel with several ``to`` addresses and one observed mailbox
+        confirms only the observed one; the rest are ``accepted``, never ``lost``.
+        """
+        return self.confirms()
+
+    def observer_trouble(self) -> str | None:
+        """Why the observer cannot look right now (None: it can).
+
+        A message not seen while the observer could not look is ``error``
+        ("the drill could not look"), not ``lost``.
+        """
+        return None
+
+    def note_throttle(self, token: str, code: str) -> None:
+        """Count one "slow down" for *token* (probes call this as it happens)."""
+        before = self._throttles.get(token)
+        self._throttles[token] = Throttling((before.count if before else 0) + 1, code)
+
+    def throttling(self, token: str) -> Throttling | None:
+        """ "Slow down" answers to *token* so far (for a send that ran out of time)."""
+        return self._throttles.get(token)
 
     def recipients(self) -> list[str | None]:
         """Who a broadcast addresses on this channel (one delivery each)."""

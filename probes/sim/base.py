@@ -15,11 +15,12 @@ each channel brings its own knobs::
 
 The contract for a kind's simulator::
 
-    sim = SimClass(seed=1)
+    sim = SimClass(seed=1)                # each channel gets its own stream: sim.rng_for(key)
     await sim.start()
     settings = sim.add_channel("131211/chat-main", knobs, raw_settings)  # -> dict
     ...                                   # probe built from ``settings`` talks to it
     sim.set_outage("131211/chat-main", True)   # outage steps take a channel away
+    sim.ledger                            # ground truth per token (probes.sim.ledger)
     await sim.stop()
 """
 
@@ -35,6 +36,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes.settings import Duration
+from probes.sim.ledger import Ledger
 
 __all__ = ["LatencySpec", "SimKnobs", "Simulator", "TokenBucket", "closed_port", "free_port"]
 
@@ -132,8 +134,29 @@ class Simulator(ABC):
     kind: ClassVar[str]
 
     def __init__(self, seed: int | None = None) -> None:
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.rng = self.stream("simulator")
         self.knobs: dict[str, SimKnobs] = {}
+        self.ledger = Ledger(getattr(self, "kind", type(self).__name__))
+        self._streams: dict[str, random.Random] = {}
+
+    def stream(self, name: str) -> random.Random:
+        """An independent random stream for *name*, derived from the seed (or unseeded).
+
+        Two simulators, or two channels of one, never share a stream: with one
+        ``--seed`` every kind at loss 0.2 must not drop the very same positions.
+        """
+        if self.seed is None:
+            return random.Random()
+        kind = getattr(self, "kind", type(self).__name__)
+        return random.Random(f"tsunagari:{self.seed}:{kind}:{name}")
+
+    def rng_for(self, channel_key: str) -> random.Random:
+        """The channel's own random stream (latency samples, loss draws)."""
+        rng = self._streams.get(channel_key)
+        if rng is None:
+            rng = self._streams[channel_key] = self.stream("channel:" + channel_key)
+        return rng
 
     @staticmethod
     @abstractmethod
@@ -157,3 +180,4 @@ class Simulator(ABC):
     def set_outage(self, channel_key: str, down: bool) -> None:
         """Take a channel away (or give it back) while the drill runs."""
         self.knobs[channel_key] = self.knobs[channel_key].model_copy(update={"outage": down})
+        self.ledger.down(channel_key, down)
