@@ -453,9 +453,14 @@ def municipality_detail() -> Dashboard:
         )
     )
     d = d.with_panel(
-        panel(table, "チャネル別の結果（最新の訓練）", 16, 8).with_target(
+        panel(table, "チャネル別の結果と証拠（最新の訓練）", 16, 8)
+        .description(
+            "証拠: seen = 受け手側で着信確認、receipt = 事業者・携帯会社の受信報告のみ（着信は未確認）、"
+            "accepted = 受付のみ、none = 届かなかったもの。drill_outage = 訓練自身が起こした停止中の送信（採点しない）"
+        )
+        .with_target(
             q(
-                f"sum by (channel_id, channel_kind, vantage, outcome) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
+                f"sum by (channel_id, channel_kind, vantage, outcome, evidence) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
                 fmt="table",
                 instant=True,
             )

@@ -85,7 +85,7 @@ def _municipality_reasons(
     if rb is not None and ra is not None and rb != ra:
         out.append(
             _reason(
-                f"着信確認できた種別 {rb} → {ra}", f"kinds with a confirmed delivery {rb} → {ra}"
+                f"到達を確認できた種別 {rb} → {ra}", f"kinds with a confirmed delivery {rb} → {ra}"
             )
         )
     for part, ja, en in (

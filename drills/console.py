@@ -21,6 +21,7 @@ from drills.report_text import (
     change_cell,
     channel_cell,
     channel_ids,
+    evidence_note,
     human_time,
     worse_entries,
 )
@@ -74,9 +75,10 @@ def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
     table = Table(
         title=title,
         caption=t(
-            f"実行 {card['run_id']}・開始 {human_time(card['started_at'])}（日本時間）  {legend}",
+            f"実行 {card['run_id']}・開始 {human_time(card['started_at'])}（日本時間）  {legend}"
+            f"\n{evidence_note(card, t)}",
             f"run {card['run_id']}, started {human_time(card['started_at'])} (Asia/Tokyo)"
-            f"  {legend}",
+            f"  {legend}\n{evidence_note(card, t)}",
         ),
     )
     table.add_column(t("団体コード", "Code"), no_wrap=True)

@@ -52,7 +52,6 @@ class DrillContext:
         self.scenario, self.vantage, self.live, self.lang = scenario, vantage, live, lang
         self.selection = tuple(selection)
         self.meta = dict(meta or {})
-        self.rng = random.Random(seed)
         self.taps: list[Callable[[Delivery], None]] = []
         self.drill = Drill(
             registry,
@@ -65,8 +64,19 @@ class DrillContext:
             on_delivery=self._tap,
             meta=meta,
         )
-        self.run_id: str = loop.call(self.drill.start)
+        # Independent streams from the seed (never random.Random(seed) itself).
+        self.rng = self.drill.stream("context")
+        self.run_id: str = loop.call(self.drill.start)  # in the journal from the first record
         self.failed = False
+
+    @property
+    def begun(self) -> bool:
+        """Is the run in the journal (a refused or empty run never is)?"""
+        return self.drill.begun
+
+    def stream(self, name: str) -> random.Random:
+        """An independent random stream for *name* (e.g. one step's simulated answers)."""
+        return self.drill.stream(name)
 
     def _tap(self, delivery: Delivery) -> None:
         for fn in list(self.taps):
@@ -75,7 +85,11 @@ class DrillContext:
     def record(self, kind: str, data: dict[str, Any]) -> None:
         """Journal a step event (``fallback``, ``roll_call``, ``acknowledgement``, …)."""
         full = {**data, "scenario": self.scenario, "vantage": self.vantage}
-        self.loop.call(self.journal.record_event, self.run_id, kind, full)
+        self.loop.call(self._record_event, kind, full)
+
+    def _record_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.drill.begin()
+        self.journal.record_event(self.run_id, kind, data)
 
     def close(self) -> None:
         status = RunStatus.FAILED if self.failed else RunStatus.FINISHED

@@ -1,7 +1,7 @@
 """What the metrics are made of: a digest of each journalled run.
 
-A :class:`RunDigest` holds what one run says about each channel (outcome
-counts, latency buckets and quantiles, observer error bound, TLS expiry) and
+A :class:`RunDigest` holds what one run says about each channel (counts by
+outcome and evidence, latency buckets and quantiles, observer error bound, TLS expiry) and
 each municipality (readiness score, roll call, fallback). Digests of runs that
 have ended never change, so :class:`JournalView` keeps them and re-reads only
 runs that are new, still running, or changed status.
@@ -25,16 +25,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from drills.delivery import Delivery, Outcome
+from drills.delivery import Delivery, Evidence, Outcome
 from drills.errors import RegistryError
 from drills.journal import Journal, RunStatus, _pid_alive
 from drills.registry import Registry, load_registry
 from drills.scorecard import build_scorecard
-from drills.scoring import percentile
+from drills.scoring import percentile, reachability
 from drills.surge.summary import SurgeSummary, read_surges
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "NO_EVIDENCE",
     "QUANTILES",
     "ChannelDigest",
     "JournalView",
@@ -70,6 +71,16 @@ QUANTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p95", 95.0))
 _DAY = 86_400.0
 T = TypeVar("T")
 
+# The ``evidence`` label of a delivery that has none (lost, rejected, error, drill_outage).
+NO_EVIDENCE = "none"
+
+
+def _evidence_of(outcome: str) -> str:
+    """The evidence a record of *outcome* had before evidence was journalled."""
+    if Outcome(outcome).reached:
+        return Evidence.SEEN.value
+    return Evidence.ACCEPTED.value if outcome == Outcome.ACCEPTED.value else NO_EVIDENCE
+
 
 @dataclass(frozen=True)
 class ChannelDigest:
@@ -86,6 +97,7 @@ class ChannelDigest:
     quantiles: Mapping[str, float] = field(default_factory=dict)
     error_bound: float | None = None
     tls_not_after: float | None = None
+    evidence: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (outcome, evidence)
 
     @property
     def labels(self) -> tuple[str, str, str, str]:
@@ -99,14 +111,16 @@ class ChannelDigest:
 
     @property
     def counted(self) -> int:
-        return sum(self.outcomes.values()) - self.outcomes.get(Outcome.ERROR.value, 0)
+        """Messages that say something about the channel: not ``error``, not ``drill_outage``."""
+        return sum(n for o, n in self.outcomes.items() if Outcome(o).counted)
 
     @property
     def reachable(self) -> bool | None:
         """True if a message was seen at the far end; False if none was; None if unknown.
 
-        Unknown: only harness errors (never a channel fault) or only
-        accepted-only deliveries (the kind cannot confirm arrival).
+        Unknown: only harness errors (never a channel fault), only messages sent
+        into the drill's own outage (the drill's doing), or only accepted-only
+        deliveries (the kind cannot confirm arrival).
         """
         if self.reached:
             return True
@@ -115,12 +129,26 @@ class ChannelDigest:
 
     @property
     def reachability(self) -> float:
-        return self.reached / self.counted if self.counted else 0.0
+        """The scorecard's reachability (:func:`drills.scoring.reachability`)."""
+        return reachability(self.outcomes)
+
+    @property
+    def outcome_evidence(self) -> dict[tuple[str, str], int]:
+        """Counts by (outcome, evidence); ``none`` for outcomes without evidence.
+
+        >>> ChannelDigest("1", "n", "c", "k", {"delivered": 2, "lost": 1}, ()).outcome_evidence
+        {('delivered', 'seen'): 2, ('lost', 'none'): 1}
+        """
+        if self.evidence:
+            return dict(self.evidence)
+        return {(o, _evidence_of(o)): n for o, n in self.outcomes.items()}
 
     def merged(self, later: ChannelDigest) -> ChannelDigest:
         """Counters of both; names and latest-drill facts from *later*."""
         outcomes = Counter(self.outcomes)
         outcomes.update(later.outcomes)
+        evidence = Counter(self.outcome_evidence)
+        evidence.update(later.outcome_evidence)
         return ChannelDigest(
             later.code,
             later.name,
@@ -133,6 +161,7 @@ class ChannelDigest:
             later.quantiles,
             later.error_bound,
             later.tls_not_after,
+            dict(evidence),
         )
 
 
@@ -175,10 +204,12 @@ def latest_by(items: Sequence[T], wanted: Callable[[T], bool]) -> T | None:
 def streak(history: Sequence[ChannelDigest]) -> int:
     """Consecutive latest drills (oldest first in *history*) in which the channel was unreachable.
 
-    Drills that could not tell (harness errors only) neither count nor break the streak.
+    Drills that could not tell (harness errors or the drill's own outage only)
+    neither count nor break the streak.
 
     >>> def ch(**o): return ChannelDigest("1", "n", "c", "k", o, ())
-    >>> streak([ch(lost=1), ch(delivered=1), ch(lost=2), ch(error=1), ch(rejected=1)])
+    >>> streak([ch(lost=1), ch(delivered=1), ch(lost=2), ch(error=1), ch(drill_outage=3),
+    ...         ch(rejected=1, drill_outage=2)])
     2
     """
     count = 0
@@ -221,6 +252,10 @@ def digest_channel(deliveries: Sequence[Delivery]) -> ChannelDigest:
     """Digest the deliveries of one channel in one run (at least one)."""
     last = deliveries[-1]
     outcomes = Counter(d.outcome.value for d in deliveries)
+    evidence = Counter(
+        (d.outcome.value, d.evidence.value if d.evidence is not None else NO_EVIDENCE)
+        for d in deliveries
+    )
     buckets = [0] * len(LATENCY_BUCKETS)
     latencies = [d.latency_s for d in deliveries if d.outcome.reached and d.latency_s is not None]
     for value in latencies:
@@ -242,6 +277,7 @@ def digest_channel(deliveries: Sequence[Delivery]) -> ChannelDigest:
         {k: v for k, v in quantiles.items() if v is not None},
         max(bounds) if bounds else None,
         min(expiries) if expiries else None,
+        dict(evidence),
     )
 
 

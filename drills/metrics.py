@@ -18,6 +18,9 @@ Two kinds of numbers (README, "Metrics"):
 - *counters* (``tsunagari_deliveries_total``, the latency histogram) add up
   every delivery ever journalled for a scenario and vantage point; they only
   grow, so ``increase()`` over any window is the deliveries in that window;
+- every delivery counter carries ``outcome`` and ``evidence`` (``seen``,
+  ``receipt``, ``accepted``; ``none`` for lost, rejected, error and
+  drill_outage) — both bounded label values;
 - *gauges* describe the latest drill that said something about a
   municipality or channel (readiness, reachable, streaks, TLS expiry, …);
   the ``tsunagari_surge_*`` gauges, the latest surge of a channel.
@@ -87,10 +90,13 @@ _SPECS = (
     MetricSpec(
         "tsunagari_deliveries_total",
         "counter",
-        (*CHANNEL, *RUN, "outcome"),
-        "journal に記録された訓練メッセージの数（結果別、全訓練の累計）",
+        (*CHANNEL, *RUN, "outcome", "evidence"),
+        "journal に記録された訓練メッセージの数（結果別・証拠別、全訓練の累計）。"
+        "証拠: seen（受け手側で着信確認）、receipt（事業者・携帯会社の受信報告のみ）、"
+        "accepted（受付のみ）、none（不達・拒否・ハーネス障害・訓練による停止）",
         "Drill messages journalled, by outcome (delivered, late, accepted, lost, rejected, "
-        "error), over all drills",
+        "error, drill_outage) and evidence (seen, receipt, accepted; none for the others), "
+        "over all drills",
     ),
     MetricSpec(
         "tsunagari_delivery_latency_seconds",
@@ -103,31 +109,34 @@ _SPECS = (
     MetricSpec(
         "tsunagari_last_drill_deliveries",
         "gauge",
-        (*CHANNEL, *RUN, "outcome"),
-        "最新の訓練での結果別のメッセージ数",
-        "Drill messages by outcome in the latest drill of the channel",
+        (*CHANNEL, *RUN, "outcome", "evidence"),
+        "最新の訓練での結果別・証拠別のメッセージ数",
+        "Drill messages by outcome and evidence in the latest drill of the channel",
     ),
     MetricSpec(
         "tsunagari_channel_reachable",
         "gauge",
         (*CHANNEL, *RUN),
-        "最新の訓練で 1 通以上が受け手側で確認されたら 1、1 通も届かなければ 0",
-        "1 if at least one message was seen at the far end in the latest drill, 0 if none was "
-        "(absent when the drill could not tell: harness errors or accepted-only)",
+        "最新の訓練で 1 通以上の到達を確認したら（着信確認または受信報告）1、1 通も届かなければ 0",
+        "1 if at least one message reached the far end (seen or carrier receipt) in the latest "
+        "drill, 0 if none did (absent when the drill could not tell: harness errors, drill "
+        "outages or accepted-only)",
     ),
     MetricSpec(
         "tsunagari_channel_reachability_ratio",
         "gauge",
         (*CHANNEL, *RUN),
-        "最新の訓練の到達率（届いた数 ÷ ハーネス障害を除く送信数）",
-        "Reachability in the latest drill: (delivered + late) / (sent - error)",
+        "最新の訓練の到達率（届いた数 ÷ ハーネス障害と訓練による停止を除く送信数、スコアカードと同じ）",
+        "Reachability in the latest drill, as in the scorecard: "
+        "(delivered + late) / (sent - error - drill_outage)",
     ),
     MetricSpec(
         "tsunagari_channel_unreachable_streak",
         "gauge",
         (*CHANNEL, *RUN),
-        "連続して不通だった直近の訓練の回数（届けば 0）",
-        "Consecutive latest drills in which the channel was unreachable (0 once it is reached)",
+        "連続して不通だった直近の訓練の回数（届けば 0、訓練による停止だけの訓練は数えない）",
+        "Consecutive latest drills in which the channel was unreachable (0 once it is reached; "
+        "drills with only harness errors or drill outages are skipped)",
     ),
     MetricSpec(
         "tsunagari_channel_latency_p50_seconds",
@@ -402,8 +411,8 @@ def _municipality_level(
     for key in sorted(totals):
         ch = totals[key]
         labels = (*ch.labels, *run_labels)
-        for outcome, count in sorted(ch.outcomes.items()):
-            out.add("tsunagari_deliveries_total", (*labels, outcome), float(count))
+        for (outcome, evidence), count in sorted(ch.outcome_evidence.items()):
+            out.add("tsunagari_deliveries_total", (*labels, outcome, evidence), float(count))
         out.histogram("tsunagari_delivery_latency_seconds", labels, ch)
     # Gauges: the latest ended run that tells something.
     ended = [r for r in runs if not r.running]
@@ -422,8 +431,8 @@ def _channel_gauges(
         history = [r.channels[key] for r in ended if key in r.channels]
         last = history[-1]
         labels = (*last.labels, *run_labels)
-        for outcome, count in sorted(last.outcomes.items()):
-            out.add("tsunagari_last_drill_deliveries", (*labels, outcome), float(count))
+        for (outcome, evidence), count in sorted(last.outcome_evidence.items()):
+            out.add("tsunagari_last_drill_deliveries", (*labels, outcome, evidence), float(count))
         told = latest_by(history, lambda c: c.reachable is not None)
         if told is not None:
             out.add("tsunagari_channel_reachable", labels, 1.0 if told.reachable else 0.0)

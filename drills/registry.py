@@ -388,7 +388,7 @@ def _load_channel(
                 )
             )
         else:
-            to_validate = {**sim_cls.placeholder_settings(), **settings_raw}
+            to_validate = sim_cls.settings_to_validate(settings_raw)
     settings = None
     try:
         settings = probe_cls.Settings.model_validate(to_validate)

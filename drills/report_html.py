@@ -29,12 +29,13 @@ from drills.report_text import (
     change_cell,
     channel_cell,
     channel_ids,
+    evidence_note,
     human_time,
     surge_heading,
     worse_entries,
 )
 from drills.scorecard import build_scorecard
-from drills.scoring import STATUS_LABELS, grade_label, round_score
+from drills.scoring import STATUS_LABELS, WEIGHTS, grade_label, round_score
 from drills.surge.report import curve_columns, curve_legend, curve_rows, verdict
 from probes.base import DEFAULT_MARKER
 
@@ -70,12 +71,10 @@ def render_html(
         "incomplete": ("中断", "incomplete"),
         "failed": ("失敗", "failed"),
     }
-    legend = " ".join(f"{STATUS_SYMBOL[s]} {t(*STATUS_LABELS[s])}" for s in STATUS_SYMBOL) + t(
-        "。数字は 着信確認数/送信数（ハーネス障害を除く）。"
-        "未確認 = 事業者は受け付けたが着信を確認できない（届いたとは数えません）。",
-        ". Numbers are confirmed/sent (harness faults excluded). "
-        "Unconfirmed = the provider accepted it but "
-        "arrival cannot be confirmed (never counted as delivered).",
+    legend = (
+        " ".join(f"{STATUS_SYMBOL[s]} {t(*STATUS_LABELS[s])}" for s in STATUS_SYMBOL)
+        + t("。", ". ")
+        + evidence_note(card, t)
     )
     by_id = {m["code"]: {c["id"]: c for c in m["channels"]} for m in card["municipalities"]}
     template = _ENV.get_template("scorecard.html.j2")
@@ -84,7 +83,7 @@ def render_html(
         lang=t.lang,
         t=t,
         marker=marker,
-        w=card["model"]["weights"],
+        w={**WEIGHTS.as_dict(), **card["model"]["weights"]},
         comparison={"previous_run_id": None, **comparison},
         worse=worse_entries(card),
         better=[*comparison.get("improved", []), *comparison.get("new", [])],

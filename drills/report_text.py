@@ -2,11 +2,18 @@
 
 Both render the same card dict as every other output; the Markdown opens with
 what got worse since the previous drill. Accepted-only messages are shown as
-unconfirmed (``?``), never as delivered.
+unconfirmed (``?``), never as delivered; an arrival known only from a carrier
+receipt is marked ``受信報告`` / ``receipt``, never shown as seen; messages
+sent into the drill's own outage are ``訓練による停止`` / ``drill outage``,
+outside the count and never lost.
 
     >>> channel_cell({"status": "unconfirmed", "confirmed": 0, "counted": 4, "accepted_only": 4,
     ...               "latency_p95_s": None, "lost": 0, "rejected": 0}, Text("en"))
     '? 0/4 unconfirmed 4'
+    >>> channel_cell({"status": "ok", "confirmed": 9, "counted": 9, "accepted_only": 0,
+    ...               "latency_p95_s": 1.5, "lost": 0, "rejected": 0, "drill_outage": 2,
+    ...               "evidence": {"seen": 6, "receipt": 3, "accepted": 0}}, Text("ja"))
+    '✔ 9/9 p95 1.50s 受信報告3 訓練による停止2'
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from drills.comparison import CHANGE_LABELS
 from drills.i18n import Text
-from drills.scoring import STATUS_LABELS, grade_label, round_score
+from drills.scoring import STATUS_LABELS, WEIGHTS, grade_label, round_score
 from drills.surge.report import curve_columns, curve_legend, curve_rows, verdict
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "change_cell",
     "channel_cell",
     "channel_ids",
+    "evidence_note",
     "human_time",
     "surge_heading",
     "to_csv",
@@ -63,19 +71,51 @@ def channel_ids(card: dict[str, Any]) -> list[str]:
 
 
 def channel_cell(ch: dict[str, Any], t: Text) -> str:
-    """``✔ 5/5 p95 0.25s`` — confirmed / counted, p95, then what went wrong."""
+    """``✔ 5/5 p95 0.25s`` — reached / counted, p95, then how it is known and what went wrong.
+
+    Reached counts seen arrivals and carrier receipts; the receipts are named
+    (受信報告 / receipt). Drill outages are outside the count and named last.
+    """
     status = ch.get("status", "untested")
     parts = [STATUS_SYMBOL[status], f"{ch['confirmed']}/{ch['counted']}"]
     if ch.get("latency_p95_s") is not None:
         parts.append(f"p95 {ch['latency_p95_s']:.2f}s")
+    evidence = ch.get("evidence")
+    shown = dict(ch)
+    if evidence is not None:
+        shown["receipt"] = evidence.get("receipt", 0)
+        # accepted-only by evidence: an accepted message with a receipt is counted as a receipt
+        shown["accepted_only"] = evidence.get("accepted", 0)
     for key, ja, en in (
+        ("receipt", "受信報告", "receipt"),
         ("accepted_only", "未確認", "unconfirmed"),
         ("lost", "不達", "lost"),
         ("rejected", "拒否", "rejected"),
+        ("drill_outage", "訓練による停止", "drill outage"),
     ):
-        if ch.get(key):
-            parts.append(t(f"{ja}{ch[key]}", f"{en} {ch[key]}"))
+        if shown.get(key):
+            parts.append(t(f"{ja}{shown[key]}", f"{en} {shown[key]}"))
     return " ".join(parts)
+
+
+def evidence_note(card: dict[str, Any], t: Text) -> str:
+    """What the numbers of a channel cell mean, with the evidence weights the card used."""
+    w = {**WEIGHTS.as_dict(), **(card.get("model") or {}).get("weights", {})}
+    receipt, unconfirmed = f"{w['receipt']:g}", f"{w['unconfirmed']:g}"
+    return t(
+        "数字は 到達数/送信数（ハーネス障害と訓練による停止を除く）。"
+        "到達 = 受け手側で着信を確認したもの（着信確認）と、事業者・携帯会社の受信報告のみのもの。"
+        f"受信報告 = 配信されたと報告があったが着信は確認していない（採点では {receipt} 通分）。"
+        f"未確認 = 事業者は受け付けたが着信を確認できない（{unconfirmed} 通分、届いたとは数えません）。"
+        "訓練による停止 = 訓練自身が起こした停止の間に送ったもの（表示のみ、採点しない）。",
+        "Numbers are reached/sent (harness faults and drill outages excluded). "
+        "Reached = seen at the far end, or only reported delivered by the provider or carrier. "
+        "Receipt = reported delivered, not seen "
+        f"(scored as {receipt} of a seen one). "
+        "Unconfirmed = the provider accepted it but arrival cannot be confirmed "
+        f"({unconfirmed} of one; never counted as delivered). "
+        "Drill outage = sent during an outage the drill itself made (shown, never scored).",
+    )
 
 
 def change_cell(change: dict[str, Any] | None, t: Text) -> str:
@@ -252,14 +292,12 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
                 f"{_num(n['age_days'])} | {_num(n['drill_interval_days'])} | {state} |"
             )
     legend = " ".join(f"{STATUS_SYMBOL[s]} {t(*STATUS_LABELS[s])}" for s in STATUS_SYMBOL)
+    note = "" if summary else evidence_note(card, t)  # the summary has no channel cells
     lines += [
         "",
         t(
-            f"凡例: {legend}。数字は 着信確認数/送信数（ハーネス障害を除く）。"
-            "未確認 = 事業者は受け付けたが着信を確認できない。"
-            f"採点方法は README「採点モデル」。時刻は日本時間。",
-            f"Legend: {legend}. Numbers are confirmed/sent (harness faults excluded). "
-            "Unconfirmed = the provider accepted it but arrival cannot be confirmed. "
+            f"凡例: {legend}。{note}採点方法は README「採点モデル」。時刻は日本時間。",
+            f"Legend: {legend}. {note}{' ' if note else ''}"
             'Scoring: README, "Scoring model". Times are Asia/Tokyo.',
         ),
     ]
@@ -269,7 +307,8 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
 CSV_COLUMNS = (
     "run_id scenario started_at as_of previous_run_id municipality_code municipality_name "
     "municipality_score municipality_grade municipality_change municipality_delta channel_id kind "
-    "status sent counted delivered late accepted_only lost rejected error reachability "
+    "status sent counted delivered late accepted_only lost rejected error drill_outage "
+    "evidence_seen evidence_receipt evidence_accepted reachability "
     "latency_p50_s latency_p95_s latency_max_s slo_latency_s slo_reachability slo_met "
     "channel_score channel_change channel_delta"
 ).split()
@@ -312,6 +351,7 @@ def to_csv(card: dict[str, Any]) -> str:
                 **muni,
                 "channel_id": ch["id"],
                 **{k: ch.get(k) for k in CSV_COLUMNS if k in ch and k not in ("score",)},
+                **{f"evidence_{k}": v for k, v in (ch.get("evidence") or {}).items()},
                 "channel_score": ch["score"],
                 "channel_change": cc.get("status"),
                 "channel_delta": cc.get("delta"),

@@ -164,7 +164,12 @@ def parent_failure(state: ItemState, lang: str) -> Classified:
     return Classified(
         category,
         render_summary(bad, lang, state.where),
-        {"where": state.where, "municipalities": [v.code for v in bad]},
+        {
+            "where": state.where,
+            # could not be judged (observer/harness fault) is never among those that missed
+            "municipalities": [v.code for v in bad if v.status is Status.MISSED],
+            "unjudged": [v.code for v in bad if v.status is Status.HARNESS],
+        },
     )
 
 

@@ -50,6 +50,8 @@ OUTCOME_LABELS: dict[str, tuple[str, str]] = {
     "lost": ("不達", "lost"),
     "rejected": ("拒否", "rejected"),
     "error": ("ハーネス障害", "harness error"),
+    "drill_outage": ("訓練による停止", "drill's own outage"),
+    "unable": ("参加不能", "cannot take part"),
     "skipped": ("停止中で省略", "skipped (taken away)"),
     "unanswered": ("応答なし", "no answer"),
 }
@@ -176,13 +178,16 @@ def render_details(verdicts: Sequence[Verdict], lang: str, where: str | None = N
 def render_summary(verdicts: Sequence[Verdict], lang: str, where: str | None = None) -> str:
     """Every failing municipality, one line each (details are in its own subtest)."""
     t = Text(lang)
-    bad = [v for v in verdicts if not v.met]
+    missed = [v for v in verdicts if v.status is Status.MISSED]
+    unjudged = [v for v in verdicts if v.status is Status.HARNESS]
     head = t(
-        f"要件を満たさない団体: {len(bad)}",
-        f"municipalities not meeting the requirement: {len(bad)}",
+        f"要件を満たさない団体: {len(missed)}",
+        f"municipalities not meeting the requirement: {len(missed)}",
     )
+    if unjudged:  # could not be judged (observer/harness fault): never counted as missed
+        head += t(f"（判定不能: {len(unjudged)}）", f" (could not be judged: {len(unjudged)})")
     lines = [f"{where}: {head}" if where else head]
-    for v in bad:
+    for v in missed + unjudged:
         channels = ", ".join(dict.fromkeys(r.channel for r in v.rows))
         lines.append(
             f"    {v.label(lang)}: {t(v.summary_ja, v.summary_en)}"
@@ -264,7 +269,8 @@ def judge_broadcast(
     """Per municipality: is the share of deliveries seen (within *within*) ≥ *reached*?
 
     ``within=None`` means "within each channel's SLO" (outcome ``delivered``).
-    Any harness ``error`` makes the municipality's verdict ``harness``.
+    Any harness ``error`` makes the municipality's verdict ``harness``. Messages sent
+    into the drill's own outage (``drill_outage``) are shown but not counted.
     """
     groups: dict[str, list[Delivery]] = {}
     for d in deliveries:
@@ -272,11 +278,12 @@ def judge_broadcast(
     when_ja = f"{within:g} 秒以内" if within is not None else "SLO 以内"
     when_en = f"within {within:g} s" if within is not None else "within the SLO"
     out = []
-    for code, items in groups.items():
+    for code, every in groups.items():
+        items = [d for d in every if d.outcome is not Outcome.DRILL_OUTAGE]
         ok = sum(_ok(d, within) for d in items)
         errors = [d for d in items if d.outcome is Outcome.ERROR]
-        share = ok / len(items)
-        rows = tuple(_row(d, within) for d in items if not _ok(d, within))
+        share = ok / len(items) if items else 1.0  # all sent into the drill's own outage
+        rows = tuple(_row(d, within) for d in every if not _ok(d, within))
         if errors:
             status = Status.HARNESS
         else:
@@ -285,7 +292,7 @@ def judge_broadcast(
         out.append(
             Verdict(
                 code,
-                items[0].municipality_name,
+                every[0].municipality_name,
                 (names_en or {}).get(code),
                 status,
                 f"{when_ja}の到達 {ok}/{len(items)}（{percent(share)}、要件 {need} 以上）",

@@ -8,22 +8,55 @@ Every delivery is journalled the moment it completes. A step's wall time is
 about its slowest delivery, not the sum: deliveries run concurrently, bounded
 by ``concurrency``. Channels with a ``sim:`` block run against local
 simulators; any other channel is *live* and needs ``live=True`` — without it the
-whole step is refused before a single message leaves.
+whole step is refused before a single message leaves. The journal run is begun
+lazily, with the first record: a drill refused before anything was sent leaves
+no (empty) run behind.
+
+What a delivery record says (the outcomes and evidence in :mod:`drills.delivery`):
+
+- A recipient no observer covers (``probe.observes(recipient)`` is False) is
+  ``accepted``, evidence ``accepted`` — never ``lost``.
+- A sighting's evidence (``seen``/``receipt``) is the record's evidence.
+- Not seen within the timeout while ``probe.observer_trouble()`` names a reason:
+  ``error`` ("the drill could not look"), not ``lost``.
+- A send that ran out of time while the provider kept saying "slow down"
+  (``probe.throttling(token)``): ``rejected``, with the count and the last code.
+- Not seen, and sent into an outage the drill itself made (:meth:`Drill.take_down`
+  … :meth:`Drill.restore`, overlapping ``[sent, watched until]``):
+  ``drill_outage``. A message that arrived anyway stays ``delivered``/``late``.
+
+*Error bound and loop lag.* ``error_bound_s`` = the observer's own bound for
+the sighting + the event loop's lag at send + its lag at sighting. The lag is
+measured by a :class:`drills.loop_lag.LagMonitor` on the drill's loop: a 10 ms
+timer notes how late it ran; the lag at an instant is the lateness of the first
+tick at or after it (the runner waits for that tick before it writes the
+record). ``extra["loop_lag_s"]`` keeps the lag part. When the SLO lies within
+``[latency - error_bound_s, latency]`` the record is flagged
+``extra["slo_edge"] = True`` (the outcome follows the measured latency).
+
+*Ground truth.* Every record carries the monotonic send instant
+``extra["sent_mono"]`` and, when not confirmed, the instant the runner stopped
+watching ``extra["watched_until_mono"]``, so :func:`drills.truth.compare` can
+hold it against the simulators' ledgers exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from drills.delivery import Delivery, Outcome, classify
+from drills.delivery import Delivery, Evidence, Outcome, classify
 from drills.errors import DrillSafetyError, ScenarioError
-from drills.journal import Journal, RunStatus
+from drills.journal import Journal, RunStatus, new_run_id
+from drills.loop_lag import LagMonitor
 from drills.registry import Registry, Target
+from drills.simulators import SimulatorPool
+from drills.truth import in_outage
 from probes.base import (
     Accepted,
     ChannelRejected,
@@ -36,12 +69,12 @@ from probes.base import (
     Sighting,
     new_token,
 )
-from probes.sim.base import Simulator
+from probes.sim.ledger import Outage
 
 if TYPE_CHECKING:
     from drills.surge.runner import SurgeResult
 
-__all__ = ["Drill", "StepResult"]
+__all__ = ["Drill", "SimulatorPool", "StepResult"]
 
 OnDelivery = Callable[[Delivery], None]
 
@@ -60,8 +93,9 @@ class StepResult:
         return self.finished_mono - self.started_mono
 
     def counted(self) -> list[Delivery]:
-        """Deliveries that say something about the channels (harness errors excluded)."""
-        return [d for d in self.deliveries if d.outcome is not Outcome.ERROR]
+        """Deliveries that say something about the channels (harness errors and the
+        drill's own outages excluded: :attr:`Outcome.counted`)."""
+        return [d for d in self.deliveries if d.outcome.counted]
 
     def reachability(self, within_s: float | None = None) -> float:
         """Share of counted deliveries confirmed at the far end (within *within_s*)."""
@@ -76,9 +110,10 @@ class StepResult:
         return len(ok) / len(counted)
 
     def missed(self, within_s: float | None = None) -> list[Delivery]:
+        """Counted deliveries not confirmed (within *within_s*)."""
         return [
             d
-            for d in self.deliveries
+            for d in self.counted()
             if not d.outcome.reached or (within_s is not None and (d.latency_s or 0.0) > within_s)
         ]
 
@@ -98,47 +133,6 @@ class _Step:
     subject: str
     timeout: float
     slo: float | None
-
-
-class SimulatorPool:
-    """One running simulator per channel kind, started on first use."""
-
-    def __init__(self, seed: int | None = None) -> None:
-        self.seed = seed
-        self.running: dict[str, Simulator] = {}
-        self.settings: dict[str, dict[str, Any]] = {}
-        self._by_target: dict[str, Simulator] = {}
-        self._lock = asyncio.Lock()
-
-    async def settings_for(self, target: Target) -> dict[str, Any]:
-        if target.key in self.settings:
-            return self.settings[target.key]
-        channel = target.channel
-        sim_cls = channel.probe_class().simulator()
-        if sim_cls is None or channel.sim is None:
-            raise ScenarioError(f"channel {target.key} has no simulator")
-        name = sim_cls.__module__ + "." + sim_cls.__qualname__
-        async with self._lock:  # concurrent first uses must share one simulator
-            sim = self.running.get(name)
-            if sim is None:
-                sim = sim_cls(seed=self.seed)
-                await sim.start()
-                self.running[name] = sim
-        if target.key in self.settings:
-            return self.settings[target.key]
-        settings = sim.add_channel(target.key, channel.sim, dict(channel.raw_settings))
-        self.settings[target.key] = settings
-        self._by_target[target.key] = sim
-        return settings
-
-    def simulator_of(self, target: Target) -> Simulator:
-        return self._by_target[target.key]
-
-    async def stop(self) -> None:
-        for sim in self.running.values():
-            with contextlib.suppress(Exception):
-                await sim.stop()
-        self.running.clear()
 
 
 class Drill:
@@ -167,13 +161,18 @@ class Drill:
         self.on_delivery = on_delivery
         self.meta = meta or {}
         self.env = ProbeEnv(live=live, lang=lang, vantage=vantage)
+        self.seed = seed
         self.sims = SimulatorPool(seed)
         self._limit = asyncio.Semaphore(concurrency)
         self._probes: dict[str, Probe] = {}
         self._open_failures: dict[str, BaseException] = {}
         self._skipped: set[str] = set()
         self.run_id: str | None = None
+        self.begun = False  # is the run in the journal yet (it is begun by the first record)
         self.steps: list[StepResult] = []
+        self.drill_outages: list[Outage] = []  # what the drill itself took down (monotonic)
+        self._down_since: dict[str, float] = {}
+        self.lag = LagMonitor()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,19 +184,43 @@ class Drill:
         await self.finish(RunStatus.FINISHED if exc_type is None else RunStatus.FAILED)
 
     def start(self) -> str:
-        meta = {"registry": self.registry.path, "live": self.live, **self.meta}
-        self.run_id = self.journal.begin_run(self.scenario, self.vantage, meta)
+        """Name the run; the journal gets it with the first record (:meth:`begin`)."""
+        if self.run_id is None:
+            self.run_id = new_run_id()
         return self.run_id
 
+    def begin(self) -> str:
+        """Put the run into the journal (once); every writer calls this before writing."""
+        run_id = self.start()
+        if not self.begun:
+            meta = {"registry": self.registry.path, "live": self.live, **self.meta}
+            self.journal.begin_run(self.scenario, self.vantage, meta, run_id=run_id)
+            self.begun = True
+        return run_id
+
     async def finish(self, status: str = RunStatus.FINISHED) -> None:
+        self.lag.stop()
         for probe in self._probes.values():
             with contextlib.suppress(Exception):
                 await probe.close()
         self._probes.clear()
         await self.env.aclose()
         await self.sims.stop()
-        if self.run_id is not None:
+        now = time.monotonic()
+        for key in list(self._down_since):
+            self.drill_outages.append(Outage(key, self._down_since.pop(key), now))
+        if self.run_id is not None and self.begun:
             self.journal.finish_run(self.run_id, status)
+
+    def stream(self, name: str) -> random.Random:
+        """An independent random stream for *name* (simulated answers, …) from the seed.
+
+        Like :meth:`probes.sim.base.Simulator.stream`: no two users of one ``--seed``
+        share a stream, so simulated answers never mirror a simulator's loss draws.
+        """
+        if self.seed is None:
+            return random.Random()
+        return random.Random(f"tsunagari:{self.seed}:drill:{name}")
 
     # ------------------------------------------------------------------ targets
 
@@ -216,17 +239,36 @@ class Drill:
             )
 
     async def take_down(self, target: Target) -> None:
-        """Outage: a simulated channel's far end goes down; a live channel is skipped."""
+        """Outage: a simulated channel's far end goes down; a live channel is skipped.
+
+        The interval is kept in :attr:`drill_outages`: a message sent into it and
+        not seen is ``drill_outage``, never the channel's ``lost``.
+        """
         if target.channel.simulated:
             await self.sims.settings_for(target)
             self.sims.simulator_of(target).set_outage(target.key, True)
         else:
             self._skipped.add(target.key)
+        self._down_since.setdefault(target.key, time.monotonic())
 
     async def restore(self, target: Target) -> None:
         if target.channel.simulated:
             self.sims.simulator_of(target).set_outage(target.key, False)
         self._skipped.discard(target.key)
+        start = self._down_since.pop(target.key, None)
+        if start is not None:
+            self.drill_outages.append(Outage(target.key, start, time.monotonic()))
+
+    def taken_away(self, target: Target) -> bool:
+        """Is *target* a live channel an outage step took away (it is skipped)?"""
+        return target.key in self._skipped
+
+    def outages(self) -> list[Outage]:
+        """The drill's own outages so far, closed and still open (for :mod:`drills.truth`)."""
+        return self.drill_outages + [Outage(k, s) for k, s in self._down_since.items()]
+
+    def _in_drill_outage(self, key: str, start: float, end: float) -> bool:
+        return in_outage(self.outages(), key, start, end)
 
     async def probe(self, target: Target) -> Probe:
         """The (opened) probe of *target*, built on first use."""
@@ -260,14 +302,16 @@ class Drill:
         interval: float = 0.0,
         step: str = "broadcast",
         subject: str = "",
+        watch: OnDelivery | None = None,
     ) -> StepResult:
         """Send *text* to every recipient of every target; confirm each at the far end.
 
         ``slo`` (seconds) overrides each channel's latency SLO for this step.
         ``repeat`` sends that many messages per recipient, ``interval`` apart.
+        ``watch`` is called with each delivery of this step as it completes.
         """
-        if self.run_id is None:
-            self.start()
+        self.start()
+        self.lag.start()
         chosen = list(self.registry.targets() if targets is None else targets)
         if not chosen:
             raise ScenarioError("a step needs at least one channel (対象チャネルがありません)")
@@ -278,7 +322,7 @@ class Drill:
         self._check_costs(probes, text, subject, repeat)
         spec = _Step(step, text, subject, timeout, slo)
         jobs = [
-            self._deliver(spec, target, probe, recipient, i * interval, result)
+            self._deliver(spec, target, probe, recipient, i * interval, result, watch)
             for target, probe in zip(active, probes, strict=True)
             for recipient in probe.recipients()
             for i in range(repeat)
@@ -336,13 +380,17 @@ class Drill:
         recipient: str | None,
         delay: float,
         result: StepResult,
+        watch: OnDelivery | None = None,
     ) -> Delivery:
         if delay > 0:
             await asyncio.sleep(delay)
         async with self._limit:
             delivery = await self._attempt(spec, target, probe, recipient)
+        self.begin()
         self.journal.record(delivery)
         result.deliveries.append(delivery)
+        if watch is not None:
+            watch(delivery)
         if self.on_delivery is not None:
             self.on_delivery(delivery)
         return delivery
@@ -350,7 +398,7 @@ class Drill:
     async def _attempt(
         self, spec: _Step, target: Target, probe: Probe, recipient: str | None
     ) -> Delivery:
-        assert self.run_id is not None
+        run_id = self.start()
         step, timeout, slo = spec.name, spec.timeout, spec.slo
         slo_s = slo if slo is not None else target.channel.slo.latency
         message = DrillMessage(
@@ -359,10 +407,10 @@ class Drill:
             marker=self.registry.marker,
             subject=spec.subject,
             recipient=recipient,
-            meta={"run_id": self.run_id, "step": step, "municipality": target.municipality.code},
+            meta={"run_id": run_id, "step": step, "municipality": target.municipality.code},
         )
         base: dict[str, Any] = {
-            "run_id": self.run_id,
+            "run_id": run_id,
             "step": step,
             "municipality_code": target.municipality.code,
             "municipality_name": target.municipality.name,
@@ -376,12 +424,27 @@ class Drill:
         }
         failed = self._open_failures.get(target.key)
         sent_wall = Clock.wall()
+        sent_mono = Clock.monotonic()
+        extra: dict[str, Any] = {"sent_mono": sent_mono}
+        base["sent_at"] = sent_wall
+
+        def unseen(outcome: Outcome, reason: str) -> Delivery:
+            """A record of a message not confirmed: the drill's own outage wins over lost."""
+            until = Clock.monotonic()
+            extra["watched_until_mono"] = until
+            if outcome is Outcome.LOST and self._in_drill_outage(target.key, sent_mono, until):
+                outcome = Outcome.DRILL_OUTAGE
+                reason = (
+                    "訓練で停止させたチャネルへの送信（チャネルの障害ではありません） / sent into "
+                    f"an outage the drill itself made (not the channel's fault): {reason}"
+                )
+            return Delivery(**base, outcome=outcome, reason=reason, extra=extra)
+
         if failed is not None:
             outcome, reason = _fault_outcome(failed)
-            return Delivery(**base, outcome=outcome, reason=f"{reason} (open)", sent_at=sent_wall)
-        sent_mono = Clock.monotonic()
+            return unseen(outcome, f"{reason} (open)")
         observing: asyncio.Future[Sighting] | None = None
-        if probe.confirms():
+        if probe.confirms() and probe.observes(recipient):
             observing = asyncio.ensure_future(probe.observe(message))
         accepted: Accepted | None = None
         try:
@@ -391,16 +454,23 @@ class Drill:
                 observing.cancel()
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            throttled = probe.throttling(message.token) if isinstance(exc, TimeoutError) else None
+            if throttled is not None and throttled.count > 0:
+                base["throttled"] = throttled.count
+                return unseen(
+                    Outcome.REJECTED,
+                    f"レート制限で {throttled.count} 回拒否され、{timeout:g} 秒以内に受け付けられず"
+                    f"（{throttled.code}） / rate limited {throttled.count} times "
+                    f"({throttled.code}) until the step's {timeout:g} s timeout",
+                )
             outcome, reason = _fault_outcome(exc, sending=True)
-            return Delivery(**base, outcome=outcome, reason=reason, sent_at=sent_wall)
+            return unseen(outcome, reason)
         accept_latency = accepted.at - sent_mono
         base.update(
-            sent_at=sent_wall,
             accepted_at=sent_wall + accept_latency,
             accept_latency_s=accept_latency,
             throttled=accepted.throttled,
         )
-        extra: dict[str, Any] = {}
         if accepted.provider_id:
             extra["provider_id"] = accepted.provider_id
         if accepted.segments is not None:
@@ -408,38 +478,73 @@ class Drill:
         if accepted.detail:
             extra["accepted_detail"] = accepted.detail
         if observing is None:
+            unconfirmed = (
+                "観測対象外の宛先・着信未確認 / no observer covers this recipient, arrival not confirmed"
+                if probe.confirms()
+                else "受付のみ・着信未確認 / accepted only, arrival not confirmable"
+            )
             return Delivery(
                 **base,
                 outcome=Outcome.ACCEPTED,
-                reason="受付のみ・着信未確認 / accepted only, arrival not confirmable",
+                reason=unconfirmed,
                 extra=extra,
+                evidence=Evidence.ACCEPTED,
             )
         remaining = timeout - (Clock.monotonic() - sent_mono)
         try:
             sighting = await asyncio.wait_for(observing, max(remaining, 0.0))
         except TimeoutError:
+            trouble = probe.observer_trouble()
+            if trouble is not None:
+                return unseen(
+                    Outcome.ERROR,
+                    f"訓練側が着信を確認できませんでした / the drill could not look: {trouble}",
+                )
             why = getattr(probe, "timeout_reason", None)
-            reason = (why(message) if callable(why) else None) or (
-                f"{timeout:g} 秒以内に着信を確認できず / not seen within {timeout:g} s"
+            told = why(message) if callable(why) else None
+            return unseen(
+                Outcome.LOST,
+                str(
+                    told or f"{timeout:g} 秒以内に着信を確認できず / not seen within {timeout:g} s"
+                ),
             )
-            return Delivery(**base, outcome=Outcome.LOST, reason=reason, extra=extra)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             outcome, reason = _fault_outcome(exc)
-            return Delivery(**base, outcome=outcome, reason=reason, extra=extra)
+            return unseen(outcome, reason)
+        return await self._sighted(base, extra, sighting, sent_mono, sent_wall, slo_s)
+
+    async def _sighted(
+        self,
+        base: dict[str, Any],
+        extra: dict[str, Any],
+        sighting: Sighting,
+        sent_mono: float,
+        sent_wall: float,
+        slo_s: float,
+    ) -> Delivery:
+        """The record of a confirmed arrival: latency, evidence, bound with loop lag, SLO edge."""
         latency = sighting.at - sent_mono
+        await self.lag.settle(sighting.at)
+        lag = self.lag.lag_at(sent_mono) + self.lag.lag_at(sighting.at)
+        bound = sighting.error_bound_s + lag
         extra.update(sighting.extra)
+        extra["loop_lag_s"] = round(lag, 6)
         if sighting.detail:
             extra["seen_detail"] = sighting.detail
+        if latency - bound <= slo_s <= latency:  # the true latency may be on either side
+            extra["slo_edge"] = True
+        evidence = Evidence(sighting.evidence)
         return Delivery(
             **base,
             outcome=classify(latency, slo_s),
             reason="" if latency <= slo_s else f"SLO {slo_s:g} 秒超過 / over the {slo_s:g} s SLO",
             delivered_at=sent_wall + latency,
             latency_s=latency,
-            error_bound_s=sighting.error_bound_s,
+            error_bound_s=bound,
             extra=extra,
+            evidence=evidence,
         )
 
 

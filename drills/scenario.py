@@ -207,7 +207,8 @@ class ScenarioDrill:
         """Try the channels in *order* per municipality until one is seen at the far end.
 
         Each channel gets ``escalate_after`` (default ``within / len(order)``); measured is
-        the time to the first successful channel.
+        the time to the first successful channel. Every channel tried is watched until
+        ``within`` ends: an arrival after the chain moved on is recorded (``late``), not lost.
         """
         names = selection.channel_names(self.ctx.registry, order) or []
         targets = self._targets(names, to)
@@ -299,7 +300,7 @@ class ScenarioDrill:
         limit = self._wait(within, "within")
         answers = parse_simulated(simulated)
         name = self._step_name(step)
-        desk = AnswerDesk(self.ctx.rng, reg.marker)
+        desk = AnswerDesk(self.ctx.stream(f"answers:{name}"), reg.marker)
         result = self.ctx.loop.run(
             run_roll_call(
                 self.ctx.drill,
@@ -341,7 +342,7 @@ class ScenarioDrill:
         limit = self._wait(window, "window")
         answers = parse_simulated(simulated)
         name = self._step_name(step)
-        desk = AnswerDesk(self.ctx.rng, self.ctx.registry.marker)
+        desk = AnswerDesk(self.ctx.stream(f"answers:{name}"), self.ctx.registry.marker)
         result = self.ctx.loop.run(
             run_acknowledgement(
                 self.ctx.drill,

@@ -13,7 +13,8 @@ defensively; these are understood (and may be mixed)::
                                                             items, checks
     {"results": {"131211": true, "131016": {"expected": 3, "responded": 2}}}
 
-A harness ``error`` outcome is skipped (never the municipality's fault);
+A harness ``error`` outcome and a ``drill_outage`` (the drill's own outage) are
+skipped (never the municipality's fault);
 anything else that cannot be read is counted as unreadable, never guessed.
 
 >>> ratios, unreadable = read_ratios([{"data": {"municipality": "131211", "ok": True}},
@@ -40,7 +41,7 @@ _FLAG_KEYS = ("ok", "passed", "success", "succeeded", "reached", "delivered", "p
 _OUTCOME_KEYS = ("outcome", "result", "status")
 _GOOD_WORDS = {"delivered", "late", "ok", "passed", "pass", "success", "succeeded", "reached"}
 _BAD_WORDS = {"lost", "rejected", "failed", "fail", "missed", "timeout", "down", "accepted"}
-_SKIP_WORDS = {"error"}
+_SKIP_WORDS = {"error", "drill_outage"}
 
 
 def _code(data: Mapping[str, Any], hint: str | None) -> str | None:

@@ -9,6 +9,13 @@ Markdown, CSV and ``scorecard.json``. The contract (README, "scorecard.json")::
                       "rejected", "error", "accepted_only", "reachability",
                       "latency_p50_s", "latency_p95_s", "slo_met", "score"}]}]}
 
+``reachability`` = (delivered + late) / counted, where counted leaves out
+``error`` (the harness's) and ``drill_outage`` (sent into an outage the drill
+itself made) — :func:`drills.scoring.reachability`. Each channel also has
+``drill_outage`` (shown, never scored) and ``evidence``: how its delivered,
+late and accepted messages are known — ``{"seen", "receipt", "accepted"}``
+(a carrier receipt is never counted as seen).
+
 extended (README, "Scoring model") with ``as_of``, ``model``, ``summary``,
 ``comparison`` (what got worse since the previous drill of the same scenario),
 ``trend``, ``latency_by_kind``, ``not_drilled`` and ``surge`` (the run's surges:
@@ -146,6 +153,8 @@ def _channel_dict(
         "slo_latency_s": slo_lat,
         "slo_reachability": slo_reach,
         "parts": {k: round(v, 4) for k, v in cs.parts.items()},
+        "drill_outage": cs.counts["drill_outage"],
+        "evidence": dict(cs.evidence),
     }
     return out, cs
 
@@ -241,6 +250,11 @@ def _score_run(
                 for s in ("ok", "partial", "unconfirmed", "down", "untested")
             },
             "unreadable_events": bad_fb + bad_rc,
+            "drill_outage": sum(c["drill_outage"] for c in all_channels),
+            "evidence": {
+                e: sum(c["evidence"][e] for c in all_channels)
+                for e in ("seen", "receipt", "accepted")
+            },
         },
         "not_drilled": not_drilled,
         "_deliveries": grouped,  # removed before the card leaves this module

@@ -1,32 +1,49 @@
 """Readiness scoring: from deliveries to a 0–100 score and a grade.
 
 Every tunable number is in :data:`WEIGHTS`; nothing else changes with them.
-The model, in one paragraph (README, "Scoring model", has a worked example):
+The model, in one paragraph (README, "Scoring model", has a worked example and
+"Outcomes and evidence" the table of what each outcome and evidence level does):
 
-*Channel.* Over its counted messages ``n = sent − error`` (harness faults are
-never the channel's), ``reach = (delivered + late + unconfirmed·accepted) / n``
-and ``ontime = delivered / n``; the channel scores
+*Channel.* Over its counted messages ``n = sent − error − drill_outage`` (a
+harness fault and an outage the drill itself made are never the channel's:
+:attr:`Outcome.counted`), ``reachability = (delivered + late) / n``. Each
+delivered, late or accepted message earns a credit by its evidence: ``seen``
+(our observer saw it) 1, ``receipt`` (only the carrier or provider reports
+delivery) ``receipt`` (0.8), ``accepted`` (the provider took it, nothing more)
+``unconfirmed`` (0.5). ``reach = Σ credit / n`` and
+``ontime = Σ credit of delivered / n``, except that an accepted-only message
+earns nothing towards latency; the channel scores
 ``100 × (reach_w × min(1, reach / SLO_reachability) + latency_w × ontime)``,
-rounded half up to 0.1. Accepted-only messages earn ``unconfirmed`` (0.5) of a
-confirmed one towards reach and nothing towards latency. A channel with no
-counted message is *untested* and has no score.
+rounded half up to 0.1. A channel with no counted message is *untested* and
+has no score.
 
 *Municipality.* The weighted mean of the parts it has: the mean of its channel
 scores (channels), redundancy = distinct channel kinds with at least one
-confirmed delivery, up to ``redundancy_target`` (2), freshness = 1 while the
-last drill is younger than the drill interval, falling linearly to 0 at twice
-the interval, and — only where the scenario ran them — fallback and roll-call
-success ratios. Parts that are absent are left out and the weights rescaled.
-A municipality with no tested channel has no score.
+confirmed delivery (seen or receipt), up to ``redundancy_target`` (2),
+freshness = 1 while the last drill is younger than the drill interval, falling
+linearly to 0 at twice the interval, and — only where the scenario ran them —
+fallback and roll-call success ratios. Parts that are absent are left out and
+the weights rescaled. A municipality with no tested channel has no score.
 
 *Grade.* A ≥ 90 良好, B ≥ 75 概ね良好, C ≥ 50 要改善, D below 危険.
 
-    >>> from drills.delivery import Delivery, Outcome
+    >>> from drills.delivery import Delivery, Evidence, Outcome
     >>> d = [Delivery("r", "s", "131211", "足立区", "chat", "webhook", "TSG-0", Outcome.DELIVERED,
     ...      latency_s=0.3)] * 9 + [Delivery("r", "s", "131211", "足立区", "chat", "webhook",
     ...      "TSG-1", Outcome.LOST)]
     >>> score_channel(d, slo_reachability=0.9, slo_latency=3.0).score
     96.0
+
+Ten SMS confirmed by the carrier's receipt alone, and two sent into the
+drill's own outage (not counted): reach = on time = 0.8 × 10 / 10, so
+``100 × (0.6 × min(1, 0.8 / 0.9) + 0.4 × 0.8)`` = 85.3:
+
+    >>> sms = [Delivery("r", "s", "131211", "足立区", "sms", "twilio", "TSG-2", Outcome.DELIVERED,
+    ...        latency_s=2.0, evidence=Evidence.RECEIPT)] * 10 + [Delivery("r", "s", "131211",
+    ...        "足立区", "sms", "twilio", "TSG-3", Outcome.DRILL_OUTAGE)] * 2
+    >>> cs = score_channel(sms, slo_reachability=0.9, slo_latency=3.0)
+    >>> cs.score, cs.counted, cs.reachability, cs.counts["drill_outage"], cs.evidence["receipt"]
+    (85.3, 10, 1.0, 2, 10)
 """
 
 from __future__ import annotations
@@ -37,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from drills.delivery import Delivery, Outcome
+from drills.delivery import Delivery, Evidence, Outcome
 
 __all__ = [
     "GRADES",
@@ -52,6 +69,7 @@ __all__ = [
     "grade",
     "grade_label",
     "percentile",
+    "reachability",
     "round_score",
     "score_channel",
     "score_municipality",
@@ -64,9 +82,11 @@ DAY_S = 86_400.0
 class Weights:
     """Every tunable number of the scoring model, in one place."""
 
-    # channel: reach against its SLO, on-time share, credit for accepted-only
+    # channel: reach against its SLO, on-time share; credit of a message by its evidence
+    # (seen: 1) — only a carrier/provider receipt, accepted only (unconfirmed)
     reach: float = 0.6
     latency: float = 0.4
+    receipt: float = 0.8
     unconfirmed: float = 0.5
     # municipality: weights of its parts (absent parts are left out, weights rescaled)
     channels: float = 0.5
@@ -81,6 +101,20 @@ class Weights:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+    def credit(self, evidence: Evidence | None) -> float:
+        """How much of a seen arrival a message with this *evidence* counts for.
+
+        >>> WEIGHTS.credit(Evidence.SEEN), WEIGHTS.credit(Evidence.RECEIPT), WEIGHTS.credit(None)
+        (1.0, 0.8, 0.0)
+        """
+        if evidence is Evidence.SEEN:
+            return 1.0
+        if evidence is Evidence.RECEIPT:
+            return self.receipt
+        if evidence is Evidence.ACCEPTED:
+            return self.unconfirmed
+        return 0.0
 
 
 WEIGHTS = Weights()
@@ -163,11 +197,11 @@ class Ratio:
 
 @dataclass(frozen=True)
 class ChannelScore:
-    """One channel in one run: counts, reach, latency and its score."""
+    """One channel in one run: counts by outcome and by evidence, reach, latency and its score."""
 
     sent: int
-    counts: dict[str, int]
-    reachability: float  # confirmed only: (delivered + late) / counted
+    counts: dict[str, int]  # by outcome, every Outcome (drill_outage and error included)
+    reachability: float  # (delivered + late) / counted
     latency_p50_s: float | None
     latency_p95_s: float | None
     slo_met: bool
@@ -175,14 +209,31 @@ class ChannelScore:
     latency_max_s: float | None = None
     status: str = "untested"
     parts: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, int] = field(default_factory=lambda: {e.value: 0 for e in Evidence})
 
     @property
     def counted(self) -> int:
-        return self.sent - self.counts["error"]
+        """Messages that say something about the channel (not error, not drill_outage)."""
+        return sum(n for o, n in self.counts.items() if Outcome(o).counted)
 
     @property
     def confirmed(self) -> int:
+        """Delivered or late, whether seen or only by receipt."""
         return self.counts["delivered"] + self.counts["late"]
+
+
+def reachability(counts: Mapping[str, int]) -> float:
+    """The one reachability formula: ``(delivered + late) / counted`` (0.0 when none counted).
+
+    *counts* maps outcome values to numbers (missing ones are 0); ``error`` and
+    ``drill_outage`` are not counted. Scorecard, metrics and vantage view all use it.
+
+    >>> reachability({"delivered": 6, "late": 1, "lost": 1, "error": 3, "drill_outage": 2})
+    0.875
+    """
+    counted = sum(n for o, n in counts.items() if Outcome(o).counted)
+    reached = counts.get(Outcome.DELIVERED.value, 0) + counts.get(Outcome.LATE.value, 0)
+    return reached / counted if counted else 0.0
 
 
 def score_channel(
@@ -194,19 +245,33 @@ def score_channel(
     """Score one channel's deliveries against its SLO (see the module docstring)."""
     items = list(deliveries)
     counts = {o.value: 0 for o in Outcome}
+    evidence = {e.value: 0 for e in Evidence}
+    credit = ontime_credit = 0.0
     for d in items:
         counts[d.outcome.value] += 1
-    counted = len(items) - counts["error"]
+        if not d.outcome.counted or d.outcome.counts_against_channel:
+            continue
+        if d.evidence is not None:
+            evidence[d.evidence.value] += 1
+        # an accepted message without recorded evidence is still accepted
+        value = weights.credit(d.evidence or Evidence.ACCEPTED)
+        credit += value
+        if d.outcome is Outcome.DELIVERED:
+            ontime_credit += value
+    counted = sum(n for o, n in counts.items() if Outcome(o).counted)
     reached = counts["delivered"] + counts["late"]
     latencies = [d.latency_s for d in items if d.outcome.reached and d.latency_s is not None]
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     top = max(latencies) if latencies else None
     if counted == 0:
-        return ChannelScore(len(items), counts, 0.0, p50, p95, False, None, top, "untested")
-    reach = reached / counted
-    soft_reach = (reached + weights.unconfirmed * counts["accepted"]) / counted
-    ontime = counts["delivered"] / counted
-    parts = {"reach": min(1.0, soft_reach / slo_reachability), "latency": ontime}
+        return ChannelScore(
+            len(items), counts, 0.0, p50, p95, False, None, top, "untested", {}, evidence
+        )
+    reach = reachability(counts)
+    parts = {
+        "reach": min(1.0, credit / counted / slo_reachability),
+        "latency": ontime_credit / counted,
+    }
     score = 100.0 * (weights.reach * parts["reach"] + weights.latency * parts["latency"])
     slo_met = reached > 0 and reach >= slo_reachability and (p95 is None or p95 <= slo_latency)
     if reached == 0:
@@ -214,7 +279,17 @@ def score_channel(
     else:
         status = "ok" if slo_met else "partial"
     return ChannelScore(
-        len(items), counts, reach, p50, p95, slo_met, round_score(score), top, status, parts
+        len(items),
+        counts,
+        reach,
+        p50,
+        p95,
+        slo_met,
+        round_score(score),
+        top,
+        status,
+        parts,
+        evidence,
     )
 
 

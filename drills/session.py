@@ -227,7 +227,7 @@ class DrillSession:
 
     @property
     def run_ids(self) -> list[str]:
-        return [c.run_id for c in self.contexts]
+        return [c.run_id for c in self.contexts if c.begun]  # a refused run is not in the journal
 
     def finish(self) -> list[str]:
         """Write outputs and export metrics; close the journal, loop and lock. Problems → list."""
@@ -288,10 +288,14 @@ class DrillSession:
         files = {}
         if s.textfile is not None:
             runs = [
-                (c.run_id, str(c.meta.get("file", c.scenario)), c.vantage) for c in self.contexts
+                (c.run_id, str(c.meta.get("file", c.scenario)), c.vantage)
+                for c in self.contexts
+                if c.begun
             ]
             files = textfile_paths(s.textfile, runs)
         for ctx in self.contexts:
+            if not ctx.begun:  # refused before anything was sent: nothing to export
+                continue
             try:
                 if s.push_gateway is not None:
                     push.push_run(self.journal, ctx.run_id, s.push_gateway, registry=self._registry)

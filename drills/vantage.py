@@ -11,20 +11,27 @@ each machine's journal — and lines them up per municipality × channel::
         "runs": {"LGWAN": "20261127T…", "テレワーク": "20261127T…"},
         "municipalities": [{"code": "131211", "name": "足立区",
            "channels": [{"id": "chat", "kind": "webhook",
-              "by_vantage": {"LGWAN": {"sent": 1, "reached": 1, "reachability": 1.0,
+              "by_vantage": {"LGWAN": {"sent": 1, "counted": 1, "reached": 1,
+                                       "drill_outage": 0, "reachability": 1.0,
                                        "latency_p50_s": 0.25}, "テレワーク": {…}}}]}],
         "steps": {"LGWAN": {"roll_call": [{"step", "all_answered_s", "never"}],
                             "acknowledgement": [{"step", "t50_s", "answered", "expected"}],
                             "fallback": [{"step", "reached", "municipalities"}]}}}]}
+
+``reachability`` is the scorecard's (:func:`drills.scoring.reachability`):
+(delivered + late) / counted, leaving out harness errors and messages sent
+into the drill's own outage.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from drills.delivery import Outcome
 from drills.journal import Journal
-from drills.scoring import percentile
+from drills.scoring import percentile, reachability
 
 __all__ = ["vantage_view"]
 
@@ -93,9 +100,10 @@ def vantage_view(journals: Sequence[Journal], scenario: str | None = None) -> di
                     order.append(key)
                 names[d.municipality_code] = d.municipality_name
                 slot = cells[key]["by_vantage"].setdefault(
-                    vantage, {"sent": 0, "reached": 0, "_lat": []}
+                    vantage, {"sent": 0, "reached": 0, "_lat": [], "_outcomes": Counter()}
                 )
                 slot["sent"] += 1
+                slot["_outcomes"][d.outcome.value] += 1
                 if d.outcome.reached:
                     slot["reached"] += 1
                     slot["_lat"].append(d.latency_s or 0.0)
@@ -104,9 +112,10 @@ def vantage_view(journals: Sequence[Journal], scenario: str | None = None) -> di
             cell = cells[(code, cid)]
             for slot in cell["by_vantage"].values():
                 lat = slot.pop("_lat")
-                slot["reachability"] = (
-                    round(slot["reached"] / slot["sent"], 4) if slot["sent"] else 0.0
-                )
+                outcomes = slot.pop("_outcomes")
+                slot["counted"] = sum(n for o, n in outcomes.items() if Outcome(o).counted)
+                slot["drill_outage"] = outcomes[Outcome.DRILL_OUTAGE.value]
+                slot["reachability"] = round(reachability(outcomes), 4)
                 p50 = percentile(lat, 50)
                 slot["latency_p50_s"] = None if p50 is None else round(p50, 4)
             munis.setdefault(code, {"code": code, "name": names[code], "channels": []})[

@@ -86,7 +86,8 @@ DEFAULT_MARKER = "【訓練】"
 
 # Crockford-style base32 without I, L, O, U: unambiguous when read aloud or retyped.
 _TOKEN_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-TOKEN_RE = re.compile(r"TSG-[0-9A-HJKMNP-TV-Z]{12}")
+# Exact: no letter or digit right before or after (a 13-character string is no token).
+TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])TSG-[0-9A-HJKMNP-TV-Z]{12}(?![0-9A-Za-z])")
 
 
 def new_token() -> str:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import secrets
 from typing import Any, Literal
 
 import aioimaplib
@@ -24,6 +27,9 @@ from probes.settings import Duration, SecretRef, SecretUnresolvable
 __all__ = ["ImapConnection", "ImapSettings", "LostConnection", "response_text"]
 
 _DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
+# Connection keys hold a keyed digest of the password, never the password: the
+# key lives only in this process, so the digest cannot be looked up elsewhere.
+_KEY_SALT = secrets.token_bytes(16)
 
 
 class ImapSettings(ChannelSettings):
@@ -48,7 +54,34 @@ class ImapSettings(ChannelSettings):
         return self.port or _DEFAULT_PORTS[self.security]
 
     def key(self) -> tuple[str, int, str, str]:
+        """The mailbox as people name it (for logs: no secret in it)."""
         return (self.host, self.effective_port, self.user, self.mailbox)
+
+    def connection_key(self) -> tuple[Any, ...]:
+        """Everything that decides what a connection with these settings sees.
+
+        Two channels may share one IMAP connection only if they agree on all of
+        it — password, security, CA, verification, timing — or a wrong setting
+        on one would be hidden by (or blamed on) the other.
+        """
+        try:
+            secret: Any = hmac.new(
+                _KEY_SALT, self.password.reveal().encode(), hashlib.sha256
+            ).hexdigest()
+        except SecretUnresolvable:
+            secret = ("unresolvable", id(self.password))  # opening will say why
+        return (
+            *self.key(),
+            secret,
+            self.security,
+            self.ca_file,
+            self.verify,
+            self.strategy,
+            self.poll_interval,
+            self.fast_interval,
+            self.window,
+            self.timeout,
+        )
 
 
 class LostConnection(Exception):

@@ -15,7 +15,13 @@ Strategies (``imap.strategy``):
 
 Every sighting carries ``error_bound_s`` from the look brackets (see
 :mod:`probes.mail_observer`): IDLE alone cannot prove anything tighter than
-"since the previous look", and says so.
+"since the previous look", and says so. (Dovecot's 500 ms notify delay only
+says the push came *at least* that late; it bounds nothing from above.)
+
+Each look fetches the first 64 KiB of every new message (``BODY.PEEK[]<0.N>``,
+once per message), so the token is found in the header, or in the subject or
+body when a sanitising gateway stripped the header, and the content check
+needs no second fetch.
 """
 
 from __future__ import annotations
@@ -27,14 +33,15 @@ from typing import Any
 
 from probes.base import Clock, ObserverFault, Sighting
 from probes.imap_connection import ImapConnection, ImapSettings, LostConnection, response_text
-from probes.mail_message import TOKEN_HEADER, parse_fetch_headers, parse_select
+from probes.mail_message import parse_fetch_headers, parse_select
 from probes.mail_observer import MailObserver, stop_task
 
 __all__ = ["ImapObserver", "ImapSettings"]
 
 log = logging.getLogger(__name__)
 
-_HEADER_ITEM = f"(UID BODY.PEEK[HEADER.FIELDS ({TOKEN_HEADER.upper()})])"
+FETCH_LIMIT = 64 * 1024
+_FETCH_ITEM = f"(UID BODY.PEEK[]<0.{FETCH_LIMIT}>)"
 
 
 class ImapObserver(MailObserver):
@@ -55,6 +62,7 @@ class ImapObserver(MailObserver):
         self._last_look: float | None = None
         self._mode = "poll"
         self._busy = asyncio.Lock()  # held while a look (and its clean-up) runs
+        self.trouble = "IMAP 未接続 / not connected yet"
 
     # -------------------------------------------------------------- lifecycle
 
@@ -64,7 +72,8 @@ class ImapObserver(MailObserver):
                 self._run(), name=f"imap-observer {self.settings.key()}"
             )
         # Wait for the first login (or a fault); an unreachable server is not a fault:
-        # the observer keeps trying and the messages will count as lost if never seen.
+        # the observer keeps trying, and meanwhile ``trouble`` says why it cannot look
+        # (a message not seen then is the drill's blind spot, not a lost message).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), self.settings.timeout)
         if self._fault is not None:
@@ -98,15 +107,20 @@ class ImapObserver(MailObserver):
                 await self._watch(conn)
             except ObserverFault as exc:
                 await conn.close()
+                self.trouble = exc.reason
                 self._fault = exc
                 self.sightings.fail(exc)
                 self._ready.set()
                 return
             except LostConnection as exc:
+                self.trouble = (
+                    f"IMAP メールボックスを見られません / cannot look at the mailbox: {exc}"
+                )
                 log.info("imap observer %s: %s", self.settings.key(), exc)
             except Exception as exc:  # a bug here must not leave probes waiting for nothing
                 await conn.close()
                 self._fault = ObserverFault(f"IMAP 監視が停止 / IMAP observer stopped: {exc!r}")
+                self.trouble = self._fault.reason
                 self.sightings.fail(self._fault)
                 self._ready.set()
                 raise
@@ -115,6 +129,9 @@ class ImapObserver(MailObserver):
             backoff = min(backoff * 2, 2.0)
 
     async def _connect(self, conn: ImapConnection) -> None:
+        # Taken before SELECT: a message stored after SELECT answered has a UID at or
+        # past its UIDNEXT, and was stored after this moment (the bracket stays true).
+        started = Clock.monotonic()
         selected = await conn.open(readonly=not self.cleanup)
         assert selected is not None
         self.logins += 1
@@ -123,7 +140,7 @@ class ImapObserver(MailObserver):
         if self._next_uid is None or validity != self._uidvalidity:
             # Messages already in the mailbox cannot carry tokens of this drill.
             self._next_uid = codes.get("UIDNEXT", 1)
-            self._last_look = Clock.monotonic()
+            self._last_look = started
         self._uidvalidity = validity
         self._ready.set()
 
@@ -195,46 +212,37 @@ class ImapObserver(MailObserver):
         assert client is not None and self._next_uid is not None
         started = Clock.monotonic()
         await conn.command(client.noop())
-        response = await conn.command(client.uid("fetch", f"{self._next_uid}:*", _HEADER_ITEM))
+        response = await conn.command(client.uid("fetch", f"{self._next_uid}:*", _FETCH_ITEM))
         seen_at = Clock.monotonic()
         if response.result != "OK":
             raise LostConnection(f"IMAP FETCH failed: {response_text(response)}")
         self.looks += 1
+        self.trouble = None  # a complete look: everything stored before `started` was seen
         previous, self._last_look = self._last_look, started
         found: list[tuple[int, str]] = []
         for item in parse_fetch_headers(response.lines):
             if item.uid < self._next_uid:
                 continue  # "n:*" returns the last message when n is past the end
             self._next_uid = item.uid + 1
-            token = self.recognise(item.headers)
-            if token is not None:
+            tokens, matched_by = self.recognise(item.headers)
+            for token in tokens:
                 found.append((item.uid, token))
-        if not found:
-            return
-        contents = await self._contents(conn, [uid for uid, tok in found if tok in self.expected])
-        for uid, token in found:
-            extra: dict[str, Any] = {
-                "uid": uid,
-                "observer": f"imap-{self._mode}",
-                "imap_insecure": conn.insecure,
-            }
-            if conn.tls_days_left is not None:
-                extra["imap_tls_days_left"] = conn.tls_days_left
-            if uid in contents:
-                extra.update(self.content_extra(token, contents[uid]))
-            bound = self.bound(token, seen_at, previous)
-            self.record(token, Sighting(at=seen_at, error_bound_s=bound, extra=extra))
+                extra: dict[str, Any] = {
+                    "uid": item.uid,
+                    "observer": f"imap-{self._mode}",
+                    "matched_by": matched_by,
+                    "imap_insecure": conn.insecure,
+                }
+                if conn.tls_days_left is not None:
+                    extra["imap_tls_days_left"] = conn.tls_days_left
+                if len(item.headers) < FETCH_LIMIT:
+                    extra.update(self.content_extra(token, item.headers))
+                bound = self.bound(token, seen_at, previous)
+                self.record(token, Sighting(at=seen_at, error_bound_s=bound, extra=extra))
         if self.cleanup:
-            await self._delete(conn, [uid for uid, _ in found])
-
-    async def _contents(self, conn: ImapConnection, uids: list[int]) -> dict[int, bytes]:
-        if not uids:
-            return {}
-        assert conn.client is not None
-        response = await conn.command(
-            conn.client.uid("fetch", ",".join(map(str, uids)), "(UID BODY.PEEK[])")
-        )
-        return {item.uid: item.headers for item in parse_fetch_headers(response.lines)}
+            mine = sorted({uid for uid, token in found if self.ours(token)})
+            if mine:
+                await self._delete(conn, mine)
 
     async def _delete(self, conn: ImapConnection, uids: list[int]) -> None:
         client = conn.client

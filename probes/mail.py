@@ -11,12 +11,24 @@ Registry example::
       imap: {host: imap.example.lg.jp, user: drill-watch,
              password: env:ADACHI_IMAP_PW, mailbox: INBOX, strategy: auto}
       # or, on the mail host itself:   maildir: /var/mail/drill/Maildir
+      observed: [bousai-drill@example.lg.jp]     # which `to` land in that mailbox
       cleanup: delete                            # remove confirmed drill mails
 
-Without ``imap`` or ``maildir`` the channel is *accepted only*. Sightings carry
-``extra`` for the scorecard: ``insecure`` (plain SMTP), ``tls_days_left``
-(the relay's certificate), ``content_intact`` (subject and body read back as
-sent), and the IMAP side's own TLS facts.
+Without ``imap`` or ``maildir`` the channel is *accepted only*. With one
+observed mailbox and several ``to`` addresses, only the addresses delivered
+into that mailbox are confirmed (``observed``; by default the only ``to``
+address, or those whose name is the IMAP user's or a folder of the Maildir
+path); mail to the others is *accepted*, unconfirmed — never ``lost``.
+
+Sightings carry ``extra`` for the scorecard: ``insecure`` (plain SMTP),
+``tls_days_left`` (the relay's certificate), ``content_intact`` (subject and
+body read back as sent), ``matched_by`` (token header, or subject/body when a
+sanitising gateway stripped it), and the IMAP side's own TLS facts.
+
+Every temporary refusal (``451 4.7.1`` "slow down") is counted per message with
+:meth:`Probe.note_throttle` as it happens, so a send that runs out of time while
+throttled says so. The acceptance time is the relay's 250 after DATA; the
+session is closed (QUIT) in the background, not on the send's clock.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import replace
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -41,7 +54,7 @@ from probes.base import (
 from probes.imap_observer import ImapObserver, ImapSettings
 from probes.mail_message import build_mail
 from probes.mail_observer import MailObserver, SharedObservers
-from probes.mail_smtp import SmtpFacts, SmtpSession, SmtpSettings, queue_id
+from probes.mail_smtp import SmtpFacts, SmtpSession, SmtpSettings, queue_id, refusal_code
 from probes.maildir import MaildirObserver
 from probes.settings import Duration
 from probes.sim.base import Simulator
@@ -63,6 +76,7 @@ class MailSettings(ChannelSettings):
     imap: ImapSettings | None = None
     maildir: str | None = None
     maildir_interval: Duration = Field(default=0.05, gt=0)
+    observed: list[str] | None = None
     cleanup: Literal["none", "delete"] = "none"
 
     @field_validator("to", mode="before")
@@ -80,11 +94,47 @@ class MailSettings(ChannelSettings):
                 raise ValueError(f"not a mail address: {address!r}")
         return value
 
+    @field_validator("observed", mode="before")
+    @classmethod
+    def _observed_one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_observer(self) -> MailSettings:
         if self.imap is not None and self.maildir is not None:
             raise ValueError("give either imap or maildir, not both")
+        if self.observed is not None:
+            if self.imap is None and self.maildir is None:
+                raise ValueError("observed: needs imap or maildir (the mailbox that is observed)")
+            to = {a.lower() for a in self.to}
+            stray = [a for a in self.observed if a.lower() not in to]
+            if stray:
+                raise ValueError(f"observed: not among the to addresses: {', '.join(stray)}")
+        elif (self.imap is not None or self.maildir is not None) and not self.observed_addresses:
+            raise ValueError(
+                "to に複数の宛先があり、どれが観測するメールボックスに届くか分かりません。"
+                "observed: で指定してください / several to addresses and none is recognisably "
+                "the observed mailbox's: name it with observed: [address]"
+            )
         return self
+
+    @property
+    def observed_addresses(self) -> frozenset[str]:
+        """The ``to`` addresses (lower case) delivered into the observed mailbox."""
+        if self.imap is None and self.maildir is None:
+            return frozenset()
+        if self.observed is not None:
+            return frozenset(a.lower() for a in self.observed)
+        if len(self.to) == 1:
+            return frozenset({self.to[0].lower()})
+        names: set[str] = set()
+        if self.imap is not None:
+            names.add(self.imap.user.lower())
+        if self.maildir is not None:
+            names.update(part.lower() for part in PurePath(self.maildir).parts)
+        return frozenset(
+            a.lower() for a in self.to if a.lower() in names or a.lower().partition("@")[0] in names
+        )
 
 
 class MailProbe(Probe):
@@ -99,6 +149,7 @@ class MailProbe(Probe):
         self.observer: MailObserver | None = None
         self._observer_key: tuple[str, Any] | None = None
         self._sent: dict[str, asyncio.Future[SmtpFacts | None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -112,6 +163,17 @@ class MailProbe(Probe):
     def recipients(self) -> list[str | None]:
         return list(self.settings.to)
 
+    def observes(self, recipient: str | None) -> bool:
+        """Only ``to`` addresses delivered into the observed mailbox are confirmed."""
+        observed = self.settings.observed_addresses
+        if recipient is None:
+            return bool(observed)
+        return recipient.lower() in observed
+
+    def observer_trouble(self) -> str | None:
+        """Why the IMAP/Maildir observer cannot look at its mailbox right now."""
+        return self.observer.trouble if self.observer is not None else None
+
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
@@ -122,18 +184,23 @@ class MailProbe(Probe):
             registry: SharedObservers[Any] = self.env.shared.setdefault(
                 _IMAP_KEY, SharedObservers()
             )
-            key: Any = imap.key()
+            # Keyed on everything that decides what the connection sees (password,
+            # security, CA, timing, clean-up): a channel never lends its settings to another.
+            key: Any = (*imap.connection_key(), cleanup)
             self.observer = await registry.acquire(key, lambda: ImapObserver(imap, cleanup=cleanup))
             self._observer_key = (_IMAP_KEY, key)
         elif s.maildir is not None:
             path, interval = s.maildir, s.maildir_interval
             registry = self.env.shared.setdefault(_MAILDIR_KEY, SharedObservers())
+            key = (path, interval, cleanup)
             self.observer = await registry.acquire(
-                path, lambda: MaildirObserver(path, interval=interval, cleanup=cleanup)
+                key, lambda: MaildirObserver(path, interval=interval, cleanup=cleanup)
             )
-            self._observer_key = (_MAILDIR_KEY, path)
+            self._observer_key = (_MAILDIR_KEY, key)
 
     async def close(self) -> None:
+        while self._closing:
+            await asyncio.wait(set(self._closing))
         if self._observer_key is not None:
             name, key = self._observer_key
             registry = self.env.shared.get(name)
@@ -149,26 +216,35 @@ class MailProbe(Probe):
         recipients = [message.recipient] if message.recipient else list(s.to)
         mail = build_mail(message, sender=s.sender, to=recipients)
         throttled = 0
-        facts_future = self._facts_future(message.token) if self.confirms() else None
+        watched = self.confirms() and self.observes(message.recipient)
+        facts_future = self._facts_future(message.token) if watched else None
         try:
             while True:
+                session = SmtpSession(s.smtp)
                 try:
-                    async with SmtpSession(s.smtp) as session:
-                        code, text, refused = await session.send(
-                            mail, sender=s.sender, recipients=recipients
-                        )
-                        facts = session.facts
+                    await session.open()
+                    code, text, refused = await session.send(
+                        mail, sender=s.sender, recipients=recipients
+                    )
+                    accepted_at = Clock.monotonic()  # the 250 after DATA, not after QUIT
+                    facts = session.facts
+                    self._close_later(session)
                     break
                 except ChannelRejected as exc:
+                    self._close_later(session)
+                    if exc.temporary:
+                        self.note_throttle(message.token, refusal_code(exc))
                     if not exc.temporary or throttled >= s.smtp.retries:
                         raise
                     throttled += 1
                     await asyncio.sleep(s.smtp.retry_delay * 2 ** (throttled - 1))
+                except BaseException:
+                    self._close_later(session)  # a cancelled send must not wait for QUIT
+                    raise
         except BaseException:
             if facts_future is not None and not facts_future.done():
                 facts_future.set_result(None)
             raise
-        accepted_at = Clock.monotonic()
         if facts_future is not None and not facts_future.done():
             facts_future.set_result(facts)
         detail = f"{code} {' '.join(text.split())[:160]} · {facts.summary()}"
@@ -180,6 +256,12 @@ class MailProbe(Probe):
             detail=detail,
             throttled=throttled,
         )
+
+    def _close_later(self, session: SmtpSession) -> None:
+        """QUIT after the message was accepted, off the send's clock (awaited by close())."""
+        task = asyncio.ensure_future(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _facts_future(self, token: str) -> asyncio.Future[SmtpFacts | None]:
         fut = self._sent.get(token)

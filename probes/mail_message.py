@@ -1,9 +1,15 @@
 """Building and reading drill mails: pure functions, no I/O.
 
-A drill mail carries its token twice: in the ``X-Tsunagari-Drill-Token``
-header (what observers match on — never the subject text) and in the body
-(``DrillMessage.render()``, for the person reading it). The subject starts
-with the drill marker. Japanese text is UTF-8: the subject RFC 2047-encoded,
+A drill mail carries its token three times: in the ``X-Tsunagari-Drill-Token``
+header, in the subject and in the body (``DrillMessage.render()``, for the
+person reading it). The subject starts with the drill marker.
+
+Observers match with :func:`tokens_in_mail`: the token header when it is there;
+otherwise — a sanitising (無害化) gateway on the way, as LGWAN-connected mail
+commonly passes, drops ``X-`` headers and turns bodies into plain text — the
+exact token (``probes.base.TOKEN_RE``, not part of a longer word) in the
+decoded subject, then in the decoded text body. Replies, forwards and delivery
+reports quote tokens too; they never count. Japanese text is UTF-8: the subject RFC 2047-encoded,
 the body base64, so no relay on the way has to be 8-bit clean.
 
     >>> from probes.base import DrillMessage
@@ -37,6 +43,7 @@ __all__ = [
     "parse_select",
     "read_content",
     "token_in_headers",
+    "tokens_in_mail",
 ]
 
 TOKEN_HEADER = "X-Tsunagari-Drill-Token"
@@ -76,9 +83,10 @@ def build_mail(
 
 
 def token_in_headers(raw_headers: bytes) -> str | None:
-    """The drill token from a message's header block (or whole message), if any.
+    """The drill token from a message's token header (header block or whole message), if any.
 
-    Only the token header counts; a token quoted in the subject or body does not.
+    Only the token header counts here; :func:`tokens_in_mail` also reads the
+    subject and body when the header was stripped on the way.
     """
     end = _HEADER_END_RE.search(raw_headers)
     block = raw_headers[: end.start()] if end else raw_headers
@@ -87,6 +95,77 @@ def token_in_headers(raw_headers: bytes) -> str | None:
         return None
     value = match.group(1).decode("ascii", "replace")
     return value if TOKEN_RE.fullmatch(value) else None
+
+
+# TOKEN_RE, and not inside a longer run of letters and digits: "TSG-0123456789ABC"
+# is no token (find_tokens alone would take its first twelve characters).
+_EXACT_TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])" + TOKEN_RE.pattern + r"(?![0-9A-Za-z])")
+# A reply or forward quotes the token of the message it answers: not an arrival of it.
+# Gateways and lists put tags in front ("[無害化] Re: …"); look past them.
+_QUOTING_SUBJECT_RE = re.compile(
+    r"^\s*(?:[\[【(（][^\]】)）]*[\]】)）]\s*)*(?:re|fwd?|fw|aw|sv|antw|返信|転送)\s*[:：]", re.I
+)
+
+
+def exact_tokens(text: str) -> list[str]:
+    """Every drill token in *text* standing on its own, first occurrence order, no repeats.
+
+    >>> exact_tokens("【訓練】 件名 [TSG-0123456789AB] TSG-0123456789ABCD")
+    ['TSG-0123456789AB']
+    """
+    return list(dict.fromkeys(_EXACT_TOKEN_RE.findall(text)))
+
+
+def _subject_text(msg: Message) -> str:
+    """The decoded subject, also when sent as raw 8-bit UTF-8 (RFC 6532) or mis-encoded."""
+    value = msg.get("Subject", "")
+    if not isinstance(value, Header):
+        value = re.sub(r"\r?\n[ \t]", " ", str(value))
+    try:
+        chunks = decode_header(value)
+    except ValueError:
+        return str(value)
+    out: list[str] = []
+    for data, charset in chunks:
+        if isinstance(data, str):
+            out.append(data)
+            continue
+        name = charset if charset and charset != "unknown-8bit" else "utf-8"
+        try:
+            out.append(data.decode(name, "replace"))
+        except LookupError:
+            out.append(data.decode("utf-8", "replace"))
+    return "".join(out)
+
+
+def tokens_in_mail(raw: bytes) -> tuple[list[str], str]:
+    """The drill token(s) of a received message and where they were found.
+
+    ``(["TSG-…"], "header")`` from the token header; failing that, the exact
+    tokens of the decoded subject (``"subject"``), then of the decoded text
+    body (``"body"``); ``([], "")`` when none. Delivery reports
+    (``multipart/report``) and replies or forwards (``Re:``, ``Fwd:``, 返信, 転送)
+    quote the tokens of other mail: they are never matched by subject or body.
+
+    >>> tokens_in_mail(b"Subject: [TSG-0123456789AB]\\n\\nbody")
+    (['TSG-0123456789AB'], 'subject')
+    >>> tokens_in_mail(b"Subject: Re: [TSG-0123456789AB]\\n\\nTSG-0123456789AB")
+    ([], '')
+    """
+    header = token_in_headers(raw)
+    if header is not None:
+        return [header], "header"
+    msg = _PARSER.parsebytes(raw)
+    if msg.get_content_type() == "multipart/report":
+        return [], ""
+    subject = _subject_text(msg)
+    if _QUOTING_SUBJECT_RE.match(subject):
+        return [], ""
+    found = exact_tokens(subject)
+    if found:
+        return found, "subject"
+    found = exact_tokens(_body_text(msg))
+    return (found, "body") if found else ([], "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +182,31 @@ def _decode_header(value: str) -> str:
     return str(make_header(decode_header(value)))
 
 
+def _text_part(msg: Message) -> Message | None:
+    """The first text/plain part, not looking inside attached messages (message/*)."""
+    if msg.get_content_type() == "text/plain":
+        return msg
+    if msg.get_content_maintype() != "multipart" or not msg.is_multipart():
+        return None
+    for part in msg.get_payload():
+        if isinstance(part, Message):
+            found = _text_part(part)
+            if found is not None:
+                return found
+    return None
+
+
 def _body_text(msg: Message) -> str:
-    part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+    part = _text_part(msg)
     if part is None:
         return ""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    return payload.decode(part.get_content_charset() or "us-ascii", "replace")
+    try:
+        return payload.decode(part.get_content_charset() or "us-ascii", "replace")
+    except LookupError:  # an unknown charset name: the token is ASCII anyway
+        return payload.decode("ascii", "replace")
 
 
 def read_content(raw: bytes) -> MailContent:

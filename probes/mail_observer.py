@@ -5,13 +5,23 @@ IMAP connection, or one Maildir scan, however many messages are in flight).
 Probes announce what they are waiting for with :meth:`MailObserver.expect`
 (just before sending) and wait on :meth:`MailObserver.wait`.
 
-Matching is by the ``X-Tsunagari-Drill-Token`` header only
-(:func:`probes.mail_message.token_in_headers`), for IMAP and Maildir alike.
+Matching (:func:`probes.mail_message.tokens_in_mail`), for IMAP and Maildir
+alike: the ``X-Tsunagari-Drill-Token`` header, or — when a sanitising gateway
+stripped it — the exact token in the subject, then in the text body. The
+sighting's ``extra["matched_by"]`` says which.
 
 Error bound: a message first seen by the look that started at ``t_k`` and was
 not seen by the look that started at ``t_{k-1}`` was stored after ``t_{k-1}``
 (and after its own send began). So it was seen at most
-``seen - max(t_{k-1}, expected_since)`` late; that is the bound reported.
+``seen - max(t_{k-1}, expected_since)`` late; that is the bound reported. The
+bound is measured per sighting, so a slow server or a loaded event loop
+widens it instead of hiding in the latency.
+
+Trouble: while an observer cannot look at its mailbox (server unreachable,
+connection lost, Maildir unreadable) ``trouble`` holds the reason; it clears
+only after a complete look, so "not seen" is never claimed for a time nobody
+looked. Clean-up removes only messages this observer's probes were waiting
+for: another observer of the same mailbox may be waiting for the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from probes.base import DrillMessage, Sighting, Sightings
-from probes.mail_message import content_intact, read_content, token_in_headers
+from probes.mail_message import content_intact, read_content, tokens_in_mail
 
 __all__ = ["Expectation", "MailObserver", "SharedObservers", "stop_task"]
 
@@ -56,6 +66,7 @@ class MailObserver(ABC):
         self.expected: dict[str, Expectation] = {}
         self.wake = asyncio.Event()  # set when a new expectation arrives
         self.users = 0
+        self.trouble: str | None = None  # why it cannot look right now (None: it can)
 
     # ------------------------------------------------------------ probe side
 
@@ -80,9 +91,13 @@ class MailObserver(ABC):
 
     # ------------------------------------------------------------ watcher side
 
-    def recognise(self, headers: bytes) -> str | None:
-        """The drill token of a message, from its headers only."""
-        return token_in_headers(headers)
+    def recognise(self, raw: bytes) -> tuple[list[str], str]:
+        """The drill token(s) of a message and where they were found (header, subject, body)."""
+        return tokens_in_mail(raw)
+
+    def ours(self, token: str) -> bool:
+        """Is a probe of this observer waiting for *token* (so clean-up may remove it)?"""
+        return token in self.expected
 
     def bound(self, token: str, seen_at: float, previous_look: float | None) -> float:
         """How late (at most) *token* was seen; see the module docstring."""

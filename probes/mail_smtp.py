@@ -39,7 +39,9 @@ __all__ = [
     "SmtpSession",
     "SmtpSettings",
     "queue_id",
+    "refusal_code",
     "smtp_fault",
+    "starttls_not_offered",
 ]
 
 Security = Literal["starttls", "tls", "plain"]
@@ -102,6 +104,36 @@ def queue_id(message: str) -> str | None:
     """The relay's queue id from its 250 text, e.g. Postfix ``2.0.0 Ok: queued as 4Xb…``."""
     match = _QUEUED_RE.search(message)
     return match.group(1) if match else None
+
+
+_ENHANCED_RE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def refusal_code(fault: ChannelRejected) -> str:
+    """The reply code of a refusal with its enhanced status when given, e.g. ``451 4.7.1``.
+
+    >>> refusal_code(_code_fault(451, "4.7.1 Rate limit exceeded", "MAIL FROM"))
+    '451 4.7.1'
+    """
+    code = fault.code or "?"
+    text = fault.reason.partition("): ")[2]
+    found = _ENHANCED_RE.match(text.strip())
+    return f"{code} {found.group(1)}" if found else code
+
+
+def starttls_not_offered(host: str, port: int) -> ChannelRejected:
+    """The channel asks for STARTTLS and the relay does not offer it: a configuration error.
+
+    Not a lost message and not an outage: no retry will change it. The fix is in
+    the registry (``security``) or on the relay.
+    """
+    return ChannelRejected(
+        f"設定誤り: SMTP サーバー {host}:{port} は STARTTLS を提供していません"
+        "（security: starttls）。security の設定かサーバーを確認してください / "
+        f"configuration error: the server {host}:{port} does not offer STARTTLS "
+        "(security: starttls) — check the channel's security setting or the relay",
+        code="starttls-not-offered",
+    )
 
 
 def _code_fault(code: int, text: str, what: str) -> ChannelRejected:
@@ -195,7 +227,8 @@ class SmtpSession:
             if s.security == "starttls":
                 self.stage = "starttls"
                 if not client.supports_extension("starttls"):
-                    raise aiosmtplib.SMTPException("STARTTLS not offered")
+                    await self.close()
+                    raise starttls_not_offered(s.host, s.effective_port)
                 await client.starttls(tls_context=context)
                 self.stage = "ehlo"
                 await client.ehlo()

@@ -18,17 +18,51 @@ Registry example::
       price_per_segment: 0.0845
       currency: USD
       caps: {max_messages: 20, max_segments: 60, max_cost: 5}
-      poll_interval: 1s                         # Message polling without callbacks
+      poll_interval: 1s                         # Message polling without callbacks;
+                                                # null: no polling (see "What counts")
       max_in_flight: 20                         # Twilio API calls at once
       max_retries: 5                            # 429s honoured (Retry-After) per message
 
-Delivery is confirmed by the carrier's receipt (status ``delivered``, via the
-status callback, or by polling the Message resource). A receipt can lie, so in
-loopback mode the message to the receiver number also has to *arrive* there
-(the inbound webhook, or listing the Messages sent to that number); both times
-are reported side by side in ``Sighting.extra``. A message that stays at
-``sent`` gets no receipt: the runner's timeout makes it lost, and
-:meth:`TwilioProbe.timeout_reason` says "no carrier receipt".
+What counts, per recipient (``Sighting.evidence``, then the runner's outcome):
+
+- **seen** — the loopback ``receiver``: the message arrived at a number we can
+  read (the inbound webhook, or listing the Messages sent to it). A carrier
+  receipt without that arrival is a false receipt: not seen, ``lost``.
+- **receipt** — every other number: the carrier's ``delivered`` (status
+  callback, or polling the Message resource). A person's phone cannot be read,
+  so this is the most that can be known; it is never shown as seen.
+- **accepted** — a number nothing can confirm: no status callback and
+  ``poll_interval: null`` (no polling). :meth:`TwilioProbe.observes` is False
+  for it, so the runner records it unconfirmed, never lost.
+- ``undelivered`` / ``failed`` from the carrier → ``rejected`` (with its
+  ErrorCode): the carrier refused it.
+- Still ``queued``/``sending``/``sent`` when the step ends → ``lost``, with
+  :meth:`TwilioProbe.timeout_reason` ("no carrier receipt (still 'sent')").
+  Twilio keeps a message at ``sent`` forever when no receipt comes, so ``lost``
+  here means "the confirmation this channel is configured to wait for did not
+  come", not proof that the handset has nothing; a carrier known to send no
+  receipts should be registered without callback and polling (accepted) or
+  with a loopback number (seen).
+- Twilio unreachable for the observer (polling or listing failed), or status
+  callbacks refused by signature: :meth:`TwilioProbe.observer_trouble` says so,
+  and a message not confirmed meanwhile is ``error`` (the drill could not look).
+  Twilio's API is the send side too, but a message it took before it went away
+  is on its way all the same: not being able to look at it is still ``error``;
+  a send into the outage is the channel's (unreachable → ``lost``).
+
+Error bounds (``Sighting.error_bound_s``: how much later than the truth the
+sighting may be). A poll or a listing is stamped when its answer arrives; the
+truth is after the last request that did *not* show it (or the create request
+itself), so ``bound = answer − that request's start`` — provable, whatever the
+load. A webhook is stamped when its handler starts; its bound is the transit
+allowance plus the event loop's measured lag plus the age of the burst of
+webhooks it queued in (:mod:`probes.sms_callbacks`), capped by the poll-style
+bound — measured, not proven. Twilio's own delay before it POSTs (its queue,
+the carrier's receipt delay) cannot be seen and is not in the bound.
+
+Every "slow down" (HTTP 429 / 20429) to a create is counted with
+:meth:`~probes.base.Probe.note_throttle` as it comes, so a send cut short by the
+step's timeout still reports how often it was throttled.
 
 Before any send the runner calls :func:`probes.sms_budget.plan_cost` with the
 run's SMS; the probe also refuses a send that would cross a cap. Recipients
@@ -177,7 +211,7 @@ class TwilioSettings(ChannelSettings):
     price_per_segment: float | None = Field(default=None, ge=0)
     currency: str = "USD"
     caps: Caps = Caps()
-    poll_interval: Duration = 1.0
+    poll_interval: Duration | None = 1.0  # None: no Message polling (receipts by callback only)
     max_retries: int = Field(default=5, ge=0, le=20)
     max_backoff: Duration = 30.0
     request_timeout: Duration = 10.0
@@ -231,6 +265,8 @@ class _Track:
     receipt_wall: float | None = None
     receipt_bound: float = 0.0
     receipt_via: str = ""
+    created_at: float = field(default_factory=Clock.monotonic)  # before any create
+    unseen_at: float | None = None  # the latest moment it was known not delivered
     inbound_at: float | None = None
     inbound_wall: float | None = None
     inbound_bound: float = 0.0
@@ -243,8 +279,8 @@ class _Track:
 
 
 _VIA_JA = {"status callback": "状態通知", "polling": "ポーリング", "create": "作成応答"}
-_CALLBACK_BOUND = 0.005  # a callback is handled within a few ms of Twilio sending it
 _EARLY_LIMIT = 10_000
+_LIST_EVERY = 1.0  # listing the loopback number when ``poll_interval`` is null
 
 
 def _build_client(sid: str, token: str, http: AioTwilioHttp) -> Any:
@@ -279,7 +315,7 @@ class TwilioProbe(Probe):
         self._http: AioTwilioHttp | None = None
         self._tracks: dict[str, _Track] = {}
         self._by_sid: dict[str, _Track] = {}
-        self._early: OrderedDict[str, tuple[str, int | None, float, float]] = OrderedDict()
+        self._early: OrderedDict[str, tuple[str, int | None, float, float, float]] = OrderedDict()
         self._arrived: OrderedDict[str, tuple[float, float, float]] = OrderedDict()
         self._inbound_sids: set[str] = set()
         self._inbound_task: asyncio.Task[None] | None = None
@@ -287,6 +323,9 @@ class TwilioProbe(Probe):
         self._listener: CallbackListener | None = None
         self._opened_wall = Clock.wall()
         self.throttled_polls = 0
+        self._api_trouble: str | None = None  # the last poll/listing could not reach Twilio
+        self._last_look_ok: float | None = None  # monotonic, the last successful poll/listing
+        self._account_sid: str = ""
 
     # ------------------------------------------------------------------ contract
 
@@ -327,6 +366,7 @@ class TwilioProbe(Probe):
         token = s.auth_token.reveal()
         self._client = await asyncio.to_thread(_build_client, sid, token, self._http)
         self._loop_client = self._client
+        self._account_sid = sid
         loop_sid, loop_token = sid, token
         if s.loopback is not None and s.loopback.auth_token is not None:
             assert s.loopback.account_sid is not None
@@ -362,10 +402,14 @@ class TwilioProbe(Probe):
         while True:
             try:
                 async with self._api:
+                    attempt_at = Clock.monotonic()
                     created = await self._client.messages.create_async(**kwargs)
                 break
             except (TwilioRestException, TwilioServiceException) as exc:
                 code, status = _code_of(exc), int(exc.status)
+                if is_throttle(code, status):
+                    # Counted as it comes: the step's timeout may cancel the backoff below.
+                    self.note_throttle(message.token, str(code or status))
                 if is_throttle(code, status) and throttled < s.max_retries:
                     await asyncio.sleep(self._backoff(throttled))
                     throttled += 1
@@ -382,6 +426,8 @@ class TwilioProbe(Probe):
         sid = str(created.sid)
         track.sid = sid
         track.polled_at = accepted_at  # the first poll is one interval after acceptance
+        # Nothing happens to a message before its create reached Twilio.
+        track.unseen_at = max(track.unseen_at or attempt_at, attempt_at)
         self._by_sid[sid] = track
         self._apply(
             track,
@@ -393,7 +439,7 @@ class TwilioProbe(Probe):
             "create",
         )
         if sid in self._early:
-            self._apply(track, *self._early.pop(sid), _CALLBACK_BOUND, "status callback")
+            self._apply(track, *self._early.pop(sid), "status callback")
         track.touch()
         segments = _int(created.num_segments) or planned.segments
         return Accepted(
@@ -414,8 +460,9 @@ class TwilioProbe(Probe):
                 return sighting
             now = Clock.monotonic()
             timeouts: list[float] = []
-            if track.sid is not None:
-                due = (track.polled_at or now) + self._poll_every()
+            every = self._poll_every()
+            if track.sid is not None and every is not None:
+                due = (track.polled_at or now) + every
                 if due <= now:
                     await self._poll(track)
                     continue
@@ -427,6 +474,39 @@ class TwilioProbe(Probe):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, min(timeouts)) if timeouts else None):
                     await changed.wait()
+
+    def observes(self, recipient: str | None) -> bool:
+        """Can arrival at *recipient* be confirmed at all (see "What counts")?
+
+        The loopback receiver always (by its inbound messages); any other number
+        only by a carrier receipt, which needs a status callback or polling.
+        """
+        loop = self.settings.loopback
+        if loop is not None and recipient == loop.receiver:
+            return True
+        s = self.settings
+        return s.status_callback is not None or s.poll_interval is not None
+
+    def observer_trouble(self) -> str | None:
+        """Why the observer cannot look right now (None: it can).
+
+        Polling or listing could not reach Twilio on its last try, or the status
+        callback listener is refusing this account's callbacks (bad signature)
+        and no poll has succeeded since.
+        """
+        if self._api_trouble is not None:
+            return self._api_trouble
+        if self._listener is not None:
+            trouble = self._listener.trouble(self._account_sid)
+            refused = self._listener.refused_at.get(self._account_sid)
+            polled_since = (
+                self._last_look_ok is not None
+                and refused is not None
+                and self._last_look_ok > refused
+            )
+            if trouble is not None and not polled_since:
+                return trouble
+        return None
 
     def timeout_reason(self, message: DrillMessage) -> str | None:
         """Why *message* timed out, for the runner's ``lost`` record (None: nothing to add)."""
@@ -451,27 +531,27 @@ class TwilioProbe(Probe):
 
     # ------------------------------------------------------------------ callbacks (CallbackSink)
 
-    def on_status(self, params: dict[str, str], at: float, wall: float) -> None:
+    def on_status(self, params: dict[str, str], at: float, wall: float, bound: float) -> None:
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         status = params.get("MessageStatus") or params.get("SmsStatus") or ""
         code = _int(params.get("ErrorCode"))
         track = self._by_sid.get(sid)
         if track is None:
             # The callback overtook the create response; keep it for send() to apply.
-            self._early[sid] = (status, code, at, wall)
+            self._early[sid] = (status, code, at, wall, bound)
             while len(self._early) > _EARLY_LIMIT:
                 self._early.popitem(last=False)
             return
-        self._apply(track, status, code, at, wall, _CALLBACK_BOUND, "status callback")
+        self._apply(track, status, code, at, wall, bound, "status callback")
         track.touch()
 
-    def on_inbound(self, params: dict[str, str], at: float, wall: float) -> None:
+    def on_inbound(self, params: dict[str, str], at: float, wall: float, bound: float) -> None:
         loop = self.settings.loopback
         if loop is None or params.get("To") != loop.receiver:
             return
         self._inbound_sids.add(params.get("MessageSid", ""))
         for token in find_tokens(params.get("Body", "")):
-            self._arrival(token, at, wall, _CALLBACK_BOUND)
+            self._arrival(token, at, wall, bound)
 
     # ------------------------------------------------------------------ internals
 
@@ -516,6 +596,9 @@ class TwilioProbe(Probe):
         track.status = status
         track.error_code = error_code
         if classify(status).phase is Phase.DELIVERED and track.receipt_at is None:
+            if track.unseen_at is not None:
+                # Never claim more than "somewhere since it was last known undelivered".
+                bound = min(bound, max(0.0, at - track.unseen_at))
             track.receipt_at, track.receipt_wall = at, wall
             track.receipt_bound, track.receipt_via = bound, via
 
@@ -527,13 +610,15 @@ class TwilioProbe(Probe):
                 self._arrived.popitem(last=False)
             return
         if track.inbound_at is None:
+            # It cannot have arrived before its track existed (made before the create).
+            bound = min(bound, max(0.0, at - track.created_at))
             track.inbound_at, track.inbound_wall, track.inbound_bound = at, wall, bound
             track.touch()
 
     def _grace(self) -> float:
         return self.settings.loopback.receipt_grace if self.settings.loopback else 0.0
 
-    def _poll_every(self) -> float:
+    def _poll_every(self) -> float | None:
         cb = self.settings.status_callback
         return cb.fallback_poll if cb is not None else self.settings.poll_interval
 
@@ -549,11 +634,11 @@ class TwilioProbe(Probe):
             if track.inbound_at is not None:
                 done = verdict.phase in (Phase.DELIVERED, Phase.FAILED)
                 if done or Clock.monotonic() >= track.inbound_at + self._grace():
-                    return self._sighting(track, track.inbound_at, track.inbound_bound)
+                    return self._sighting(track, track.inbound_at, track.inbound_bound, "seen")
                 return None
         elif verdict.phase is Phase.DELIVERED:
             assert track.receipt_at is not None
-            return self._sighting(track, track.receipt_at, track.receipt_bound)
+            return self._sighting(track, track.receipt_at, track.receipt_bound, "receipt")
         if verdict.phase is Phase.FAILED:
             assert verdict.reason is not None
             code = verdict.code
@@ -564,7 +649,7 @@ class TwilioProbe(Probe):
             )
         return None
 
-    def _sighting(self, track: _Track, at: float, bound: float) -> Sighting:
+    def _sighting(self, track: _Track, at: float, bound: float, evidence: str) -> Sighting:
         receipt = track.receipt_wall
         inbound = track.inbound_wall
         extra: dict[str, Any] = {
@@ -606,14 +691,14 @@ class TwilioProbe(Probe):
                     f"carrier receipt delivered (via {track.receipt_via})",
                 )
             )
-        return Sighting(at=at, error_bound_s=bound, detail=detail, extra=extra)
+        return Sighting(at=at, error_bound_s=bound, detail=detail, extra=extra, evidence=evidence)
 
     async def _poll(self, track: _Track) -> None:
         """Fetch the Message resource once and apply what it says."""
         assert track.sid is not None
-        before = track.polled_at
         try:
             async with self._api:
+                asked = Clock.monotonic()
                 msg = await self._client.messages(track.sid).fetch_async()
         except (TwilioRestException, TwilioServiceException) as exc:
             track.polled_at = Clock.monotonic()
@@ -626,39 +711,57 @@ class TwilioProbe(Probe):
                     f"Message を参照できません / cannot fetch the Message: "
                     f"{error_reason(code, http_status=status)}"
                 ) from exc
+            self._api_trouble = _unreachable("poll", f"HTTP {status}")
             return
-        except (aiohttp.ClientError, TimeoutError, TwilioException):
+        except (aiohttp.ClientError, TimeoutError, TwilioException) as exc:
             track.polled_at = Clock.monotonic()  # the far end is down: nothing to see, retry
+            self._api_trouble = _unreachable("poll", exc.__class__.__name__)
             return
         now = Clock.monotonic()
-        track.polled_at = now
-        bound = now - before if before is not None else self._poll_every()
+        track.polled_at = self._last_look_ok = now
+        self._api_trouble = None
+        # The answer was made between `asked` and `now`; a delivery it shows happened
+        # after the last look that did not show it (track.unseen_at).
+        lower = track.unseen_at if track.unseen_at is not None else track.created_at
+        bound = max(0.0, now - lower)
         self._apply(track, str(msg.status), msg.error_code, now, Clock.wall(), bound, "polling")
+        if classify(str(msg.status)).phase is not Phase.DELIVERED:
+            track.unseen_at = max(lower, asked)
 
     async def _inbound_loop(self) -> None:
         """List the Messages sent to the loopback receiver while any arrival is awaited."""
         loop = self.settings.loopback
         assert loop is not None
-        last = Clock.monotonic()
+        # A message a listing shows arrived after the start of the last listing that
+        # succeeded (or after its track was made, see _arrival): never after the end.
+        last_ok = Clock.monotonic()
+        every = self.settings.poll_interval or _LIST_EVERY
         while True:
             if not any(t.loopback and t.inbound_at is None for t in self._tracks.values()):
                 self._inbound_wanted.clear()
                 await self._inbound_wanted.wait()
-                last = Clock.monotonic()
                 continue
             # Listing is one request per interval for all awaited arrivals, so it runs at
             # poll_interval even with the inbound webhook (which may not be configured).
-            await asyncio.sleep(self.settings.poll_interval)
+            await asyncio.sleep(every)
+            asked = Clock.monotonic()
             try:
-                await self._list_inbound(loop.receiver, Clock.monotonic() - last)
+                await self._list_inbound(loop.receiver, last_ok)
             except (TwilioRestException, TwilioServiceException, TwilioException) as exc:
-                if not is_throttle(getattr(exc, "code", None), getattr(exc, "status", None)):
+                code, status = getattr(exc, "code", None), getattr(exc, "status", None)
+                if not is_throttle(code, status):
                     _log.debug("listing inbound messages failed: %s", exc.__class__.__name__)
+                    self._api_trouble = _unreachable("list", f"HTTP {status}")
+                continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 _log.debug("listing inbound messages failed: %s", exc.__class__.__name__)
-            last = Clock.monotonic()
+                self._api_trouble = _unreachable("list", exc.__class__.__name__)
+                continue
+            last_ok = asked
+            self._last_look_ok = Clock.monotonic()
+            self._api_trouble = None
 
-    async def _list_inbound(self, receiver: str, bound: float) -> None:
+    async def _list_inbound(self, receiver: str, last_ok: float) -> None:
         since = datetime.fromtimestamp(self._opened_wall - 60, tz=UTC)
         async with self._api:
             page = await self._loop_client.messages.page_async(
@@ -673,11 +776,17 @@ class TwilioProbe(Probe):
                 fresh = True
                 self._inbound_sids.add(msg.sid)
                 for token in find_tokens(msg.body or ""):
-                    self._arrival(token, now, wall, bound)
+                    self._arrival(token, now, wall, max(0.0, now - last_ok))
             if not fresh:
                 return
             async with self._api:
                 page = await page.next_page_async()
+
+
+def _unreachable(how: str, what: str) -> str:
+    ja = {"poll": "配信状態を取得", "list": "受信番号の着信を一覧"}[how]
+    en = {"poll": "fetch message status", "list": "list the loopback number's messages"}[how]
+    return f"Twilio に接続できず{ja}できません（{what}） / cannot reach Twilio to {en} ({what})"
 
 
 def _reveal(value: str | SecretRef) -> str:

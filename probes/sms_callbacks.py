@@ -16,12 +16,27 @@ twilio library's ``RequestValidator`` against the account's Auth Token), else
 it is refused with 403 and counted. One listener serves every SMS channel of a
 drill that names the same ``listen_host:listen_port``; requests are routed by
 ``AccountSid``.
+
+Each webhook is stamped when its handler starts and handed on with an error
+bound: how much later than Twilio's POST it may have been handled. On
+loopback the wire takes well under a millisecond (:data:`TRANSIT_S` allows
+5 ms); what makes it later is queueing on our side, measured two ways and
+both added: a :class:`LoopLag` monitor (the event loop's lateness, worst of the
+last :data:`LAG_WINDOW_S`) and the age of the current *burst* — webhooks
+handled back to back (less than :data:`BURST_GAP_S` apart) queued behind each
+other, so the last of a burst of receipts may have waited as long as the burst
+has lasted. This is a measurement, not a proof: what happens before Twilio
+POSTs (its own webhook queue, the carrier's receipt delay) cannot be seen from
+here at all, which is one reason a carrier receipt ranks below a sighting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,12 +47,27 @@ from twilio.request_validator import RequestValidator
 
 from probes.base import Clock, ProbeEnv
 
-__all__ = ["INBOUND_PATH", "STATUS_PATH", "CallbackListener", "CallbackSink", "callback_urls"]
+__all__ = [
+    "BURST_GAP_S",
+    "INBOUND_PATH",
+    "LAG_WINDOW_S",
+    "STATUS_PATH",
+    "TRANSIT_S",
+    "Burst",
+    "CallbackListener",
+    "CallbackSink",
+    "LoopLag",
+    "callback_urls",
+]
 
 STATUS_PATH = "/twilio/status"
 INBOUND_PATH = "/twilio/inbound"
 
 _log = logging.getLogger("tsunagari.twilio.callbacks")
+
+TRANSIT_S = 0.005  # a webhook's way from Twilio's POST to our handler, loop lag aside
+LAG_WINDOW_S = 1.0  # the loop lateness looked back over for each webhook
+BURST_GAP_S = 0.010  # webhooks closer than this (end to next start) form one burst
 
 # An empty TwiML reply: Twilio sends nothing back to the sender of an inbound message.
 _EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -50,11 +80,96 @@ def callback_urls(public_url: str) -> tuple[str, str]:
 
 
 class CallbackSink(Protocol):
-    """A probe that wants the callbacks of one Twilio account."""
+    """A probe that wants the callbacks of one Twilio account.
 
-    def on_status(self, params: dict[str, str], at: float, wall: float) -> None: ...
+    *at* (monotonic) and *wall* are when the handler started; *bound* is how much
+    later than Twilio's POST that may be (transit plus measured loop lag).
+    """
 
-    def on_inbound(self, params: dict[str, str], at: float, wall: float) -> None: ...
+    def on_status(self, params: dict[str, str], at: float, wall: float, bound: float) -> None: ...
+
+    def on_inbound(self, params: dict[str, str], at: float, wall: float, bound: float) -> None: ...
+
+
+class Burst:
+    """How long webhooks have been handled back to back (each queued behind the last).
+
+    >>> burst = Burst(gap=0.25)
+    >>> burst.enter(10.0), burst.enter(10.5)
+    (0.0, 0.5)
+    >>> burst.leave(11.0); burst.leave(11.0); burst.enter(11.25)  # within the gap
+    1.25
+    >>> burst.leave(11.5); burst.enter(12.0)  # a pause: a new burst
+    0.0
+    """
+
+    def __init__(self, gap: float = BURST_GAP_S) -> None:
+        self.gap = gap
+        self._since = float("-inf")
+        self._active = 0
+        self._last_done = float("-inf")
+
+    def enter(self, at: float) -> float:
+        """A webhook's handling starts at *at*; how long has its burst lasted?"""
+        if self._active == 0 and at - self._last_done > self.gap:
+            self._since = at
+        self._active += 1
+        return at - self._since
+
+    def leave(self, at: float) -> None:
+        self._active = max(0, self._active - 1)
+        self._last_done = at
+
+
+class LoopLag:
+    """How late this event loop runs: a timer every *period* notes its own lateness.
+
+    ``worst(at)`` is the largest lateness noted in the *window* before *at*, or
+    the time the timer is overdue right now, whichever is larger — a webhook
+    that waited behind a busy loop was handled at most about that much later.
+
+        >>> lag = LoopLag(period=0.01)
+        >>> lag.worst(lag.last_tick) >= 0.0
+        True
+    """
+
+    def __init__(self, period: float = 0.01, window: float = LAG_WINDOW_S) -> None:
+        self.period = period
+        self.window = window
+        self.last_tick = time.monotonic()
+        self._late: deque[tuple[float, float]] = deque()  # (at, lateness), lateness > 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self.last_tick = time.monotonic()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            due = time.monotonic() + self.period
+            await asyncio.sleep(self.period)
+            self.note(time.monotonic(), due)
+
+    def note(self, now: float, due: float) -> None:
+        """The timer due at *due* ran at *now*."""
+        self.last_tick = now
+        if now - due > 0.0005:
+            self._late.append((now, now - due))
+        while self._late and self._late[0][0] < now - self.window:
+            self._late.popleft()
+
+    def worst(self, at: float) -> float:
+        overdue = max(0.0, at - self.last_tick - self.period)
+        seen = max((late for when, late in self._late if when >= at - self.window), default=0.0)
+        return max(overdue, seen)
 
 
 @dataclass
@@ -85,6 +200,11 @@ class CallbackListener:
         self._gate = asyncio.Semaphore(32)
         self.accepted = 0
         self.refused = 0
+        self.lag = LoopLag()
+        self.burst = Burst()
+        # Per claimed AccountSid: when a webhook was last refused / last believed.
+        self.refused_at: dict[str, float] = {}
+        self.accepted_at: dict[str, float] = {}
         self._on_empty: Callable[[], None] | None = None
         self._starting: asyncio.Future[None] | None = None
 
@@ -121,6 +241,7 @@ class CallbackListener:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
         await site.start()
+        self.lag.start()
 
     def subscribe(self, account_sid: str, auth_token: str, sink: CallbackSink) -> None:
         """Route *account_sid*'s callbacks to *sink*, validated with *auth_token*."""
@@ -135,9 +256,30 @@ class CallbackListener:
         if self._on_empty is not None:
             self._on_empty()
             self._on_empty = None
+        await self.lag.stop()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    def bound(self, at: float, burst_age: float = 0.0) -> float:
+        """How much later than Twilio's POST a webhook handled at *at* may have been."""
+        return TRANSIT_S + self.lag.worst(at) + burst_age
+
+    def trouble(self, account_sid: str) -> str | None:
+        """Why this listener cannot bring *account_sid*'s webhooks right now (None: it can)."""
+        if not self.running:
+            return "状態通知の受信サーバーが停止しています / the status callback listener is not running"
+        refused = self.refused_at.get(account_sid)
+        if refused is not None and refused > self.accepted_at.get(account_sid, float("-inf")):
+            return (
+                "Twilio からの状態通知を署名不一致で拒否しています / "
+                "status callbacks are refused (X-Twilio-Signature does not match)"
+            )
+        return None
 
     # ------------------------------------------------------------------ handlers
 
@@ -158,23 +300,35 @@ class CallbackListener:
         ]
         if not sinks:
             self.refused += 1
+            self.refused_at[account] = time.monotonic()
             _log.warning(
                 "refused a Twilio webhook to %s: bad or missing X-Twilio-Signature", request.path
             )
             raise web.HTTPForbidden(text="invalid signature")
         self.accepted += 1
+        self.accepted_at[account] = time.monotonic()
         return sinks, params
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         at, wall = Clock.monotonic(), Clock.wall()
-        sinks, params = await self._verified(request)
-        for sink in sinks:
-            sink.on_status(params, at, wall)
+        age = self.burst.enter(at)
+        try:
+            sinks, params = await self._verified(request)
+            bound = self.bound(at, age)
+            for sink in sinks:
+                sink.on_status(params, at, wall, bound)
+        finally:
+            self.burst.leave(Clock.monotonic())
         return web.Response(status=204)
 
     async def _inbound(self, request: web.Request) -> web.StreamResponse:
         at, wall = Clock.monotonic(), Clock.wall()
-        sinks, params = await self._verified(request)
-        for sink in sinks:
-            sink.on_inbound(params, at, wall)
+        age = self.burst.enter(at)
+        try:
+            sinks, params = await self._verified(request)
+            bound = self.bound(at, age)
+            for sink in sinks:
+                sink.on_inbound(params, at, wall, bound)
+        finally:
+            self.burst.leave(Clock.monotonic())
         return web.Response(text=_EMPTY_TWIML, content_type="text/xml")

@@ -4,7 +4,9 @@ The message goes out like a broadcast; then, for ``window`` seconds from the
 send, answers (``RE[<token>] <staff id>``) are collected per channel. ``staff``
 is how many people read each channel (the denominator). Reported: the
 response-rate curve (share of all expected answers over time) and the times
-to 25 / 50 / 75 % answered, overall and per channel.
+to 25 / 50 / 75 % answered, overall and per channel. Answer times are on the
+monotonic clock (the observer's sighting of the answer minus the message's
+send, ``Delivery.extra["sent_mono"]``), like latencies — never wall-clock differences.
 
 On simulated channels, ``staff`` simulated people (``staff-001`` …) answer as
 soon as they see the message, each with chance ``simulated.rate`` after a
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +34,8 @@ from drills.delivery import Delivery, Outcome
 from drills.registry import Target
 from drills.requirements import Row, Status, Verdict, percent
 from drills.runner import Drill
-from drills.steps.answers import AnswerDesk, SimulatedAnswers, reply_book
-from probes.replies import ReplyBook
+from drills.steps.answers import AnswerDesk, SimulatedAnswers, reply_book, sent_mono
+from probes.replies import Reply, ReplyBook
 
 __all__ = ["AckResult", "ChannelAnswers", "response_curve", "run_acknowledgement", "time_to_share"]
 
@@ -238,7 +240,7 @@ async def run_acknowledgement(
             desk.crowd(target, probe, d.token, ids, simulated, note="無事です")
 
     taps.append(on_delivery)
-    started = time.time()
+    started = time.monotonic()
     try:
         sent = await drill.broadcast(
             text + INSTRUCTION, targets, timeout=window, step=step, subject=subject
@@ -255,13 +257,22 @@ async def run_acknowledgement(
         )
         while True:
             complete = _collect(result, by_key)
-            if complete or time.time() >= started + window:
+            if complete or time.monotonic() >= started + window:
                 break
-            await asyncio.sleep(min(0.1, max(0.0, started + window - time.time())))
+            await asyncio.sleep(min(0.1, max(0.0, started + window - time.monotonic())))
     finally:
         taps.remove(on_delivery)
         await desk.close()
     return result
+
+
+def answer_times(replies: Iterable[Reply], sent: float, window: float) -> list[float]:
+    """Seconds from the send (monotonic *sent*) to each answer within *window*, sorted.
+
+    >>> answer_times([Reply("TSG-7K3Q9XW2M4PD", "staff-001", at=11.25, wall=9e9)], 10.0, 5.0)
+    [1.25]
+    """
+    return sorted(round(r.at - sent, 4) for r in replies if 0 <= r.at - sent <= window)
 
 
 def _collect(result: AckResult, books: dict[str, tuple[Target, Any, ReplyBook]]) -> bool:
@@ -272,10 +283,6 @@ def _collect(result: AckResult, books: dict[str, tuple[Target, Any, ReplyBook]])
         if d is None or not d.outcome.reached:
             continue
         book = books[c.target.key][2]
-        c.times_s = sorted(
-            round(r.wall - d.sent_at, 4)
-            for r in book.replies(d.token)
-            if 0 <= r.wall - d.sent_at <= result.window_s
-        )
+        c.times_s = answer_times(book.replies(d.token), sent_mono(d), result.window_s)
         complete &= len(c.times_s) >= c.expected
     return complete

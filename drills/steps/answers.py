@@ -18,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drills.delivery import Delivery
 from drills.registry import Target
 from drills.requirements import ScenarioMistake
 from probes.base import DrillMessage, Probe, ProbeError
 from probes.replies import ReplyBook, format_reply
 from probes.sim.base import LatencySpec
 
-__all__ = ["AnswerDesk", "SimulatedAnswers", "parse_simulated", "reply_book"]
+__all__ = ["AnswerDesk", "SimulatedAnswers", "parse_simulated", "reply_book", "sent_mono"]
 
 
 class SimulatedAnswers(BaseModel):
@@ -54,6 +56,14 @@ def parse_simulated(value: Any) -> SimulatedAnswers:
             '（例: {"delay": "3s", "rate": 0.9}）',
             f'simulated= has a wrong {where}: {first["msg"]} (e.g. {{"delay": "3s", "rate": 0.9}})',
         ) from None
+
+
+def sent_mono(d: Delivery) -> float:
+    """The send instant on the monotonic clock (converted from wall time for old records)."""
+    given = d.extra.get("sent_mono")
+    if given is not None:
+        return float(given)
+    return time.monotonic() - (time.time() - d.sent_at)
 
 
 def reply_book(probe: Probe, target: Target) -> ReplyBook:

@@ -2,32 +2,47 @@
 
 Every municipality runs its own chain, all at once. A channel gets
 ``escalate_after`` seconds (the last one: whatever is left of ``within``) to be
-seen at the far end; a refusal or an unreachable provider escalates at once.
-What is measured is the *time to first successful channel*, from the start of
-the chain. A channel taken away by an outage step is skipped (live) or fails
-fast (simulated), which is how an outage drill proves the fallback works.
+seen at the far end before the chain moves on; a refusal, an unreachable
+provider or the drill's own outage escalates at once. What is measured is the
+*time to first successful channel*, from the start of the chain.
+
+Escalation is the chain's decision, not the channel's outcome: every channel
+the chain tried is watched until the step ends (``within`` from the chain's
+start), and its delivery is recorded as what really happened — an arrival
+after the chain moved on is ``late`` (its SLO for this step is its turn,
+``escalate_after``, or the channel's own SLO if shorter), with its latency,
+never ``lost``. "Reached via" is the channel that arrived first (it may be an
+earlier channel arriving after the chain escalated).
+
+A channel taken away by an outage step is skipped (live) or fails fast
+(simulated: ``drill_outage``), which is how an outage drill proves the fallback works.
 
 Journal event ``fallback`` (one per step)::
 
     {"step", "scenario", "vantage", "order": ["chat", "mail", "sms"], "within_s", "escalate_after_s",
      "municipalities": [{"code", "name", "reached": true, "latency_s": 6.9 | null,
         "reached_via": "mail" | null, "time_to_first_s": 6.9 | null,
-        "attempts": [{"channel", "kind", "outcome", "reason", "started_s", "latency_s"}]}]}
+        "attempts": [{"channel", "kind", "outcome", "reason", "started_s", "latency_s",
+                      "escalated_s": 2.67 | null}]}]}
 
 ``reached``/``latency_s`` (time to first success, within ``within_s``) are what the
-scorecard and the metrics read.
+scorecard and the metrics read. ``escalated_s`` is when (from the chain's start) the
+chain moved on from that channel, if it did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from drills.delivery import Delivery
 from drills.registry import Municipality, Target
 from drills.requirements import Row, Status, Verdict
-from drills.runner import Drill
+from drills.runner import Drill, StepResult
 
 __all__ = ["Attempt", "Chain", "FallbackResult", "run_fallback"]
 
@@ -40,6 +55,7 @@ class Attempt:
     reason: str
     started_s: float
     latency_s: float | None
+    escalated_s: float | None = None  # when the chain moved on (from its start), if it did
 
 
 @dataclass
@@ -132,6 +148,52 @@ class FallbackResult:
         }
 
 
+def _summary(
+    target: Target, deliveries: list[Delivery], offset: float, escalated: float | None
+) -> Attempt:
+    ch = target.channel
+    if not deliveries:
+        return Attempt(
+            ch.id,
+            ch.kind,
+            "skipped",
+            "停止中のため省略 / taken away by the outage step",
+            round(offset, 4),
+            None,
+            escalated,
+        )
+    reached = all(d.outcome.reached for d in deliveries)
+    worst = next((d for d in deliveries if not d.outcome.reached), None)
+    if worst is None:  # every recipient reached: the slowest one says how the channel did
+        worst = max(deliveries, key=lambda d: d.latency_s or 0.0)
+    latency = max((d.latency_s or 0.0) for d in deliveries) if reached else None
+    return Attempt(
+        ch.id, ch.kind, worst.outcome.value, worst.reason, round(offset, 4), latency, escalated
+    )
+
+
+@dataclass
+class _Try:
+    """One channel the chain tried: its broadcast (watched until the step ends)."""
+
+    target: Target
+    offset: float
+    expected: int
+    task: asyncio.Task[StepResult] | None = None
+    seen: list[Delivery] = field(default_factory=list)
+    escalated_s: float | None = None
+
+    @property
+    def reached_all(self) -> bool:
+        return len(self.seen) >= self.expected > 0 and all(d.outcome.reached for d in self.seen)
+
+    @property
+    def failed(self) -> bool:
+        return any(not d.outcome.reached for d in self.seen) or (
+            self.task is not None and self.task.done()
+        )
+
+
 async def _chain(
     drill: Drill,
     text: str,
@@ -144,38 +206,58 @@ async def _chain(
 ) -> Chain:
     chain = Chain(muni)
     start = time.monotonic()
+    progress = asyncio.Event()
+    tried: list[_Try] = []
+
+    def watch_for(attempt: _Try) -> Callable[[Delivery], None]:
+        def watch(d: Delivery) -> None:
+            attempt.seen.append(d)
+            progress.set()
+
+        return watch
+
     for i, target in enumerate(targets):
         offset = time.monotonic() - start
         remaining = within - offset
         if remaining <= 0:
             break
-        wait = remaining if i == len(targets) - 1 else min(escalate_after, remaining)
-        result = await drill.broadcast(
-            text, [target], timeout=wait, step=f"{step}:{target.channel.id}", subject=subject
-        )
-        ch = target.channel
-        if not result.deliveries:
-            chain.attempts.append(
-                Attempt(
-                    ch.id,
-                    ch.kind,
-                    "skipped",
-                    "停止中のため省略 / taken away by the outage step",
-                    offset,
-                    None,
-                )
+        turn = remaining if i == len(targets) - 1 else min(escalate_after, remaining)
+        expected = 0 if drill.taken_away(target) else len((await drill.probe(target)).recipients())
+        attempt = _Try(target, offset, expected)
+        attempt.task = asyncio.ensure_future(
+            drill.broadcast(
+                text,
+                [target],
+                timeout=remaining,  # watched until the step ends, whatever the chain decides
+                slo=min(turn, target.channel.slo.latency),
+                step=f"{step}:{target.channel.id}",
+                subject=subject,
+                watch=watch_for(attempt),
             )
-            continue
-        reached = all(d.outcome.reached for d in result.deliveries)
-        worst = next((d for d in result.deliveries if not d.outcome.reached), result.deliveries[0])
-        latency = max((d.latency_s or 0.0) for d in result.deliveries) if reached else None
-        chain.attempts.append(
-            Attempt(ch.id, ch.kind, worst.outcome.value, worst.reason, round(offset, 4), latency)
         )
-        if reached and latency is not None:
-            chain.reached_via = ch.id
-            chain.time_to_first_s = round(offset + latency, 4)
-            break
+        attempt.task.add_done_callback(lambda _: progress.set())
+        tried.append(attempt)
+        deadline = start + offset + turn
+        while not any(a.reached_all for a in tried) and not attempt.failed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.wait(), left)
+        if any(a.reached_all for a in tried):
+            break  # some channel reached everybody: nothing more to try
+        if i < len(targets) - 1:
+            attempt.escalated_s = round(time.monotonic() - start, 4)
+    for attempt in tried:
+        assert attempt.task is not None
+        result = await attempt.task
+        summary = _summary(attempt.target, result.deliveries, attempt.offset, attempt.escalated_s)
+        chain.attempts.append(summary)
+        if summary.latency_s is not None:
+            first = round(attempt.offset + summary.latency_s, 4)
+            if chain.time_to_first_s is None or first < chain.time_to_first_s:
+                chain.reached_via, chain.time_to_first_s = attempt.target.channel.id, first
     return chain
 
 

@@ -163,6 +163,11 @@ class Simulator(ABC):
     def placeholder_settings() -> dict[str, Any]:
         """Settings that make a ``sim:`` channel's raw settings validate."""
 
+    @classmethod
+    def settings_to_validate(cls, raw_settings: dict[str, Any]) -> dict[str, Any]:
+        """What the registry validates for a ``sim:`` channel: the placeholders, then its own keys."""
+        return {**cls.placeholder_settings(), **raw_settings}
+
     @abstractmethod
     async def start(self) -> None:
         """Listen on loopback."""

@@ -16,6 +16,10 @@ One :class:`Entry` per (token, recipient)::
                   e.g. a rate limit; ``refusal_codes`` says which codes
     detail        the simulator's note (e.g. "loss", the carrier status)
 
+An *answer* (``RE[<token>] <who>``, roll calls and acknowledgements) carries the
+question's token too; it is booked apart, under the recipient
+``"answer:<who>"``, so the question's entry says only what happened to the question.
+
 A message the far end never heard of (the channel was down: connection
 refused or dropped) has no entry; the channel's down intervals are in
 :meth:`Ledger.outages`.
@@ -24,7 +28,7 @@ refused or dropped) has no entry; the channel's down intervals are in
     >>> e = ledger.received("131211/chat", "TSG-0000000000AB", at=10.0)
     >>> ledger.visible(e, at=10.3)
     >>> ledger.entry("TSG-0000000000AB").fate, ledger.entry("TSG-0000000000AB").visible_at
-    ('visible', 10.3)
+    (<Fate.VISIBLE: 'visible'>, 10.3)
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from probes.base import find_tokens
+from probes.replies import parse_replies
 
 __all__ = ["Entry", "Fate", "Ledger", "Outage"]
 
@@ -108,10 +113,13 @@ class Ledger:
     def received_text(
         self, channel: str, text: str, recipient: str | None = None, *, at: float | None = None
     ) -> list[Entry]:
-        """:meth:`received` for every drill token in *text* (answers carry the token too)."""
-        return [
-            self.received(channel, t, recipient, at=at) for t in dict.fromkeys(find_tokens(text))
-        ]
+        """:meth:`received` for every drill message in *text* (an answer is booked as one).
+
+        >>> ledger = Ledger("webhook")
+        >>> [e.recipient for e in ledger.received_text("c", "RE[TSG-0000000000AB] 131211 ok\\n[TSG-0000000000AB]")]
+        ['answer:131211']
+        """
+        return [self.received(channel, t, r, at=at) for t, r in _messages(text, recipient)]
 
     def visible(self, entry: Entry, *, at: float | None = None) -> None:
         """A reader can now see *entry* (first time counts)."""
@@ -156,8 +164,8 @@ class Ledger:
         final: bool = True,
     ) -> list[Entry]:
         return [
-            self.refused(channel, t, recipient, code=code, final=final)
-            for t in dict.fromkeys(find_tokens(text))
+            self.refused(channel, t, r, code=code, final=final)
+            for t, r in _messages(text, recipient)
         ]
 
     def note(self, entry: Entry, detail: str) -> None:
@@ -202,3 +210,11 @@ class Ledger:
         return any(
             o.start <= end and (o.end is None or o.end >= start) for o in self.outages(channel)
         )
+
+
+def _messages(text: str, recipient: str | None) -> list[tuple[str, str | None]]:
+    """(token, recipient) of each drill message in *text*: answers under ``answer:<who>``."""
+    answers = parse_replies(text)
+    if answers:
+        return list(dict.fromkeys((token, f"answer:{who}") for token, who in answers))
+    return [(t, recipient) for t in dict.fromkeys(find_tokens(text))]

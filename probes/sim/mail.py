@@ -8,13 +8,27 @@ delivery agent does); the probes watch it with the Maildir observer, which
 reads the arrival time from the file's ctime. Everything runs in the drill's
 event loop: no threads, no subprocesses.
 
+Ground truth (``sim.ledger``, probes/sim/ledger.py), per token and recipient
+address: *received* when the relay answers 250 after DATA, *visible* when the
+file is renamed into ``new/`` of the observed Maildir (the time is taken just
+before the rename: nobody can see it earlier), *dropped* on loss, *refused*
+(``final=False``, ``451 4.7.1``) for each rate-limit refusal and *refused*
+(``final=True``) for ``535`` on AUTH. Channels that start down are recorded
+down from ``add_channel`` on. Latency and loss draw from the channel's own
+random stream (``rng_for``), so two channels never share their losses.
+
+The observed Maildir is the mailbox of the channel's ``observed`` addresses
+(default: the first ``to``); mail for its other ``to`` addresses goes to
+mailboxes nobody watches — in the ledger it becomes visible all the same, at
+the moment it would have been stored.
+
 Knobs (probes/sim/base.py)::
 
     latency     the message appears in the Maildir this long after 250
     loss        250, then never appears
     outage      the channel's port is closed (connection refused)
-    rate_limit  messages/s; beyond it ``451 4.7.1`` at MAIL FROM (the probe retries)
-    reject      auth → ``535 5.7.8`` on AUTH
+    rate_limit  messages/s; beyond it ``451 4.7.1`` after DATA (the probe retries)
+    reject      auth → ``535 5.7.8`` after DATA (the credentials are refused)
 
 With ``tls=True`` (or a channel whose raw settings ask for it, e.g.
 ``smtp: {host: sim, security: starttls}`` — the host is replaced) the relay
@@ -45,9 +59,11 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from probes.mail_message import tokens_in_mail
 from probes.mail_observer import stop_task
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket
+from probes.sim.ledger import Entry
 
 __all__ = ["MailSimulator"]
 
@@ -77,6 +93,7 @@ class _Channel:
     bucket: TokenBucket | None = None
     sock: socket.socket | None = None  # bound; listening unless the channel is down
     server: asyncio.AbstractServer | None = None
+    observed: frozenset[str] = frozenset()  # addresses whose mail lands in the Maildir
     accepted: int = 0
     stored: int = 0
     throttled: int = 0
@@ -96,7 +113,6 @@ class _Relay:
         ch = self.channel
         ok = (
             isinstance(data, LoginPassword)
-            and ch.knobs.reject != "auth"
             and data.login.decode() == ch.user
             and secrets.compare_digest(data.password.decode(), ch.password)
         )
@@ -107,22 +123,40 @@ class _Relay:
     ) -> str:
         if not session.authenticated:
             return "530 5.7.0 Authentication required"
-        ch = self.channel
-        if ch.bucket is not None and not ch.bucket.take():
-            ch.throttled += 1
-            return "451 4.7.1 Rate limit exceeded, try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         ch = self.channel
-        ch.accepted += 1
+        sim = self.sim
         queue_id = f"S{ch.port}x{next(self.ids)}"
         data = envelope.original_content or b""
-        if self.sim.rng.random() >= ch.knobs.loss:
-            delay = ch.knobs.latency.sample(self.sim.rng)
-            self.sim.deliver_later(ch, data, delay)
+        tokens, _how = tokens_in_mail(data)
+        rcpts = list(envelope.rcpt_tos)  # as the probe gave them: the ledger's recipient keys
+        # Refusals are decided at the end of DATA (as a policy service at END-OF-MESSAGE
+        # may), when the relay knows which drill token it refuses: the ledger names it.
+        if ch.knobs.reject == "auth":
+            for token in tokens:
+                for rcpt in rcpts:
+                    sim.ledger.refused(ch.key, token, rcpt, code="535 5.7.8")
+            return "535 5.7.8 Authentication credentials invalid"
+        if ch.bucket is not None and not ch.bucket.take():
+            ch.throttled += 1
+            for token in tokens:
+                for rcpt in rcpts:
+                    sim.ledger.refused(ch.key, token, rcpt, code="451 4.7.1", final=False)
+            return "451 4.7.1 Rate limit exceeded, try again later"
+        ch.accepted += 1
+        entries = [sim.ledger.received(ch.key, token, rcpt) for token in tokens for rcpt in rcpts]
+        rng = sim.rng_for(ch.key)
+        if rng.random() >= ch.knobs.loss:
+            delay = ch.knobs.latency.sample(rng)
+            observed = any(rcpt.lower() in ch.observed for rcpt in rcpts)
+            sim.deliver_later(ch, data, delay, entries, write=observed)
+        else:
+            for entry in entries:
+                sim.ledger.dropped(entry)
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
@@ -151,6 +185,18 @@ class MailSimulator(Simulator):
             "from": f"drill@{_SIM_DOMAIN}",
             "to": [f"drill@{_SIM_DOMAIN}"],
         }
+
+    @classmethod
+    def settings_to_validate(cls, raw_settings: dict[str, Any]) -> dict[str, Any]:
+        """As :meth:`add_channel` will hand them out: an observed Maildir, ``observed``
+        defaulting to the first ``to`` (so ``observed:`` may be given on a ``sim:`` channel)."""
+        merged = {**cls.placeholder_settings(), **raw_settings}
+        if "maildir" not in raw_settings and "imap" not in raw_settings:
+            merged["maildir"] = "/nonexistent/tsunagari-sim/Maildir"
+            if "observed" not in raw_settings:
+                to = merged.get("to")
+                merged["observed"] = to if isinstance(to, str) else list(to or [])[:1]
+        return merged
 
     @property
     def maildir(self) -> Path:
@@ -211,7 +257,9 @@ class MailSimulator(Simulator):
         ch.port = ch.sock.getsockname()[1]
         self.channels[channel_key] = ch
         self.knobs[channel_key] = knobs
-        if not knobs.outage:
+        if knobs.outage:
+            self.ledger.down(channel_key, True)
+        else:
             self._listen(ch)
         smtp: dict[str, Any] = {
             "host": self.host,
@@ -227,11 +275,16 @@ class MailSimulator(Simulator):
             smtp["retries"] = 6
             smtp["retry_delay"] = round(max(0.05, 1.0 / knobs.rate_limit), 3)
         to = raw_settings.get("to") or [f"{ch.user}@{_SIM_DOMAIN}"]
+        to = [to] if isinstance(to, str) else list(to)
+        observed = raw_settings.get("observed") or to[:1]
+        observed = [observed] if isinstance(observed, str) else list(observed)
+        ch.observed = frozenset(a.lower() for a in observed)
         return {
             "smtp": smtp,
             "from": raw_settings.get("from") or f"drill@{_SIM_DOMAIN}",
             "to": to,
             "maildir": str(self._ensure_root() / "Maildir"),
+            "observed": observed,
             "cleanup": "delete",
         }
 
@@ -305,7 +358,19 @@ class MailSimulator(Simulator):
         if reserve:
             ch.sock = self._bind(ch.port)
 
-    def deliver_later(self, ch: _Channel, data: bytes, delay: float) -> None:
+    def deliver_later(
+        self,
+        ch: _Channel,
+        data: bytes,
+        delay: float,
+        entries: list[Entry] | None = None,
+        *,
+        write: bool = True,
+    ) -> None:
+        """Store *data* after *delay*; *entries* become visible then (ledger).
+
+        ``write=False``: the mail goes to mailboxes nobody observes (no file).
+        """
         loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle | None = None
 
@@ -316,8 +381,13 @@ class MailSimulator(Simulator):
                 return
             name = f"{time.time():.6f}.M{next(self._names)}P{os.getpid()}.mailsim"
             tmp = self.maildir / "tmp" / name
-            tmp.write_bytes(data)
-            os.rename(tmp, self.maildir / "new" / name)
+            if write:
+                tmp.write_bytes(data)
+            at = time.monotonic()  # before the rename: nobody can see it earlier
+            if write:
+                os.rename(tmp, self.maildir / "new" / name)
+            for entry in entries or ():
+                self.ledger.visible(entry, at=at)
             ch.stored += 1
 
         timer = loop.call_later(delay, store)

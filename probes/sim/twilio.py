@@ -25,13 +25,36 @@ Message appears in the receiver's account and, if the number has an SMS URL,
 the inbound webhook is POSTed (https://www.twilio.com/docs/messaging/guides/webhook-request).
 
 Knobs: ``latency``; ``loss`` (the message stays at ``sent`` forever: no
-carrier receipt); ``outage`` (port closed / connection dropped);
+carrier receipt); ``outage`` (the connection is dropped, as a dead host would);
 ``rate_limit`` (creates per second, then 429 + Retry-After, code 20429);
 ``reject: auth`` (401, code 20003). Tests inject more with :meth:`inject`:
 ``429``, ``500``, ``20003``, ``21211``, ``21610`` (refused at create),
 ``30003``, ``30005``, ``30006``, ``30007``, ``30008`` (``undelivered`` or
 ``failed`` with that ErrorCode), ``stuck_sent``, ``false_delivered`` (receipt
-says delivered, nothing arrives) and ``503-html`` (an error page, not JSON).
+says delivered, nothing arrives) and ``503-html`` (an error page, not JSON);
+:attr:`TwilioSimulator.read_delay` makes fetch and list answers leave late
+(made at once, sent after the delay), as a slow API or network would.
+
+Ground truth (:attr:`TwilioSimulator.ledger`, one entry per token and ``To``
+number, on the channel's key — or the Account SID for accounts made with
+:meth:`TwilioSimulator.add_account`)::
+
+    received   the API answered 201 to the create
+    visible    the handset has it: for a receiver number, the moment the inbound
+               message can be read (listed, webhook sent); for any other number,
+               the moment the carrier reports ``delivered`` (the sim's handset got
+               it then). A ``false_delivered`` receipt is *not* visible (dropped).
+    dropped    ``loss`` / ``stuck_sent`` (no receipt, never arrives), ``undelivered``
+               / ``failed`` (also counted as a refusal with its ErrorCode: the
+               carrier refused it), ``false_delivered``
+    refused    ``final=False``: 429 / 20429, 5xx (may be taken on a retry);
+               ``final=True``: 20003 auth, 21211 invalid To, 21610, 21606 …
+    down       a channel's outage (from ``add_channel`` and ``set_outage``)
+
+Latency and loss are drawn from the channel's own stream
+(:meth:`~probes.sim.base.Simulator.rng_for`), so two channels never lose the
+same positions because they share a seed, and one channel's draws do not
+depend on what other channels send.
 """
 
 from __future__ import annotations
@@ -52,7 +75,8 @@ import aiohttp
 from aiohttp import web
 
 from probes.settings import SecretRef
-from probes.sim.base import SimKnobs, Simulator, TokenBucket, closed_port, free_port
+from probes.sim.base import SimKnobs, Simulator, TokenBucket, free_port
+from probes.sim.ledger import Entry
 from probes.sms_status import count_segments
 
 __all__ = ["FAULTS", "SimMessage", "TwilioSimulator", "twilio_signature"]
@@ -100,7 +124,7 @@ def _rfc2822(ts: float) -> str:
 
 
 def _error(
-    status: int, code: int, message: str, headers: dict[str, str] | None = None
+    status: int, code: int, message: str, *, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = {
         "code": code,
@@ -138,6 +162,7 @@ class SimMessage:
     created_mono: float = 0.0
     delivered_mono: float | None = None  # when the receipt said delivered
     arrived_mono: float | None = None  # when it arrived at a receiver number
+    entries: list[Entry] = field(default_factory=list)  # its ground truth (one per token)
 
     @property
     def sid(self) -> str:
@@ -170,8 +195,10 @@ class TwilioSimulator(Simulator):
         self.requests: list[RequestRecord] = []
         self.callbacks: list[tuple[float, str, int]] = []  # (monotonic, url, HTTP status)
         self.tamper_signatures = False  # sign webhooks with a wrong key
+        self.read_delay = 0.0  # fetch/list answers leave this long after they were made
         self._faults: list[_Fault] = []
         self._channels: dict[str, str] = {}  # channel key → account SID
+        self._keys: dict[str, str] = {}  # account SID → channel key
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self._timers: set[asyncio.TimerHandle] = set()
@@ -229,6 +256,9 @@ class TwilioSimulator(Simulator):
     ) -> dict[str, Any]:
         sid, token = self.add_account(knobs=knobs)
         self._channels[channel_key] = sid
+        self._keys[sid] = channel_key
+        if knobs.outage:
+            self.ledger.down(channel_key, True)
         self.knobs[channel_key] = knobs
         placeholder = self.placeholder_settings()
         settings = {k: v for k, v in raw_settings.items() if k not in ("account_sid", "auth_token")}
@@ -253,10 +283,12 @@ class TwilioSimulator(Simulator):
         if isinstance(loopback, dict) and loopback.get("receiver"):
             inbound_url = f"{public_url}/twilio/inbound" if public_url else None
             self.add_number(sid, str(loopback["receiver"]), sms_url=inbound_url)
-        port = closed_port(self.host) if knobs.outage else self.port
+        # A channel that starts down talks to the live port too: its requests are
+        # dropped while it is down, and set_outage(False) gives it back (a closed
+        # port could never be reopened for it).
         settings["account_sid"] = sid
         settings["auth_token"] = SecretRef.inline(token)
-        settings["api_base"] = f"http://{self.host}:{port}"
+        settings["api_base"] = self.base_url
         return settings
 
     def set_outage(self, channel_key: str, down: bool) -> None:
@@ -293,6 +325,10 @@ class TwilioSimulator(Simulator):
     def account_of(self, channel_key: str) -> str:
         return self._channels[channel_key]
 
+    def channel_of(self, account_sid: str) -> str:
+        """The ledger's channel key of *account_sid* (its SID when it is no channel's)."""
+        return self._keys.get(account_sid, account_sid)
+
     def sign(self, account_sid: str, url: str, params: dict[str, str]) -> str:
         return twilio_signature(self.accounts[account_sid].token, url, params)
 
@@ -327,7 +363,7 @@ class TwilioSimulator(Simulator):
             or account.knobs.reject == "auth"
         ):
             return _error(
-                401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'}
+                401, 20003, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'}
             )
         return account
 
@@ -343,39 +379,58 @@ class TwilioSimulator(Simulator):
     async def _create(self, request: web.Request) -> web.StreamResponse:
         account = self._account(request)
         if isinstance(account, web.Response):
+            form = await request.post()
+            channel = self.channel_of(request.match_info["account"])
+            self._refused(channel, form, 20003, final=True)
             return account
         form = await request.post()
+        response = self._create_checked(account, form)
+        return response
+
+    def _refused(self, channel: str, form: Any, code: int | str, *, final: bool) -> None:
+        body, to = str(form.get("Body", "")), str(form.get("To", "")) or None
+        self.ledger.refused_text(channel, body, to, code=str(code), final=final)
+
+    def _create_checked(self, account: _Account, form: Any) -> web.Response:
         to, from_, body = (str(form.get(k, "")) for k in ("To", "From", "Body"))
+        channel = self.channel_of(account.sid)
+
+        def refuse(status: int, code: int, text: str, **kw: Any) -> web.Response:
+            self._refused(channel, form, code, final=status != 429 and status < 500)
+            return _error(status, code, text, **kw)
+
         if account.bucket is not None and not account.bucket.take():
             retry = max(1, int(account.bucket.retry_after() + 0.999))
-            return _error(429, 20429, "Too Many Requests", {"Retry-After": str(retry)})
+            return refuse(429, 20429, "Too Many Requests", headers={"Retry-After": str(retry)})
         fault = self._take_fault(to)
         if fault is not None and fault.name == "503-html":
             # What an overloaded edge in front of the API answers: not Twilio's JSON.
+            self._refused(channel, form, 503, final=False)
             return web.Response(status=503, text=_HTML_503, content_type="text/html")
         if fault is not None and fault.name in _REFUSALS:
             status, code, text = _REFUSALS[fault.name]
             headers = {"Retry-After": f"{fault.retry_after:g}"} if status == 429 else None
-            return _error(status, code, text, headers)
+            return refuse(status, code, text, headers=headers)
         if not to:
-            return _error(400, 21604, "A 'To' phone number is required.")
+            return refuse(400, 21604, "A 'To' phone number is required.")
         if not _E164.match(to):
-            return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+            return refuse(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if from_ not in account.numbers:
-            return _error(
+            return refuse(
                 400,
                 21606,
                 "The 'From' phone number provided is not a valid message-capable "
                 "Twilio phone number for this destination/account.",
             )
         if not body:
-            return _error(400, 21602, "Message body is required.")
+            return refuse(400, 21602, "Message body is required.")
         if len(body) > 1600:
-            return _error(
+            return refuse(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
             )
         message = self._new_message(account, to, from_, body, "outbound-api", "queued")
         message.status_callback = str(form["StatusCallback"]) if "StatusCallback" in form else None
+        message.entries = self.ledger.received_text(channel, body, to, at=message.created_mono)
         self._schedule(account, message, fault)
         return web.json_response(_public(message.data), status=201)
 
@@ -386,7 +441,13 @@ class TwilioSimulator(Simulator):
         message = self.messages.get(request.match_info["sid"])
         if message is None or message.data["account_sid"] != account.sid:
             return _error(404, 20404, f"The requested resource {request.path} was not found")
-        return web.json_response(_public(message.data))
+        return await self._slowly(web.json_response(_public(message.data)))
+
+    async def _slowly(self, response: web.Response) -> web.Response:
+        """A read answer made now, sent after :attr:`read_delay` (a slow API or network)."""
+        if self.read_delay > 0:
+            await asyncio.sleep(self.read_delay)
+        return response
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
         account = self._account(request)
@@ -422,7 +483,7 @@ class TwilioSimulator(Simulator):
             return f"{base}?{urlencode(params)}"
 
         more = (page + 1) * size < len(rows)
-        return web.json_response(
+        response = web.json_response(
             {
                 "messages": [_public(m.data) for m in chunk],
                 "end": page * size + len(chunk) - 1 if chunk else 0,
@@ -435,6 +496,7 @@ class TwilioSimulator(Simulator):
                 "uri": request.path_qs,
             }
         )
+        return await self._slowly(response)
 
     # ------------------------------------------------------------------ the message lifecycle
 
@@ -474,7 +536,11 @@ class TwilioSimulator(Simulator):
         return message
 
     def _schedule(self, account: _Account, message: SimMessage, fault: _Fault | None) -> None:
-        latency = account.knobs.latency.sample(self.rng)
+        # The channel's own stream: both draws are made for every message, so a
+        # channel's n-th message meets the same fate whatever the faults injected.
+        rng = self.rng_for(self.channel_of(account.sid))
+        latency = account.knobs.latency.sample(rng)
+        lost = rng.random() < account.knobs.loss
         fate: Fate = "deliver"
         failure: tuple[str, int, str] | None = None
         if fault is not None and fault.name in _FAILURES:
@@ -483,24 +549,42 @@ class TwilioSimulator(Simulator):
             fate = "stuck"
         elif fault is not None and fault.name == "false_delivered":
             fate = "false_delivered"
-        elif self.rng.random() < account.knobs.loss:
+        elif lost:
             fate = "stuck"
         self._later(latency * _SENDING_AT, lambda: self._advance(account, message, "sending"))
         self._later(latency * _SENT_AT, lambda: self._advance(account, message, "sent"))
         if fate == "stuck":
+            why = "loss" if fault is None else "stuck_sent"
+            self._drop(message, f"{why}: stays at 'sent', no receipt")
             return
         if fate == "fail":
             assert failure is not None
             status, code, text = failure
-            self._later(latency, lambda: self._advance(account, message, status, code, text))
+
+            def fail() -> None:
+                # The carrier refused it after Twilio took it: refused, and never visible.
+                for entry in message.entries:
+                    self.ledger.refused(
+                        entry.channel, entry.token, entry.recipient, code=str(code), final=True
+                    )
+                self._drop(message, f"{status} ({code})")
+                self._advance(account, message, status, code, text)
+
+            self._later(latency, fail)
             return
 
         def deliver() -> None:
             if fate == "deliver":
                 self._arrive(message)
+            else:
+                self._drop(message, "false_delivered: the receipt says delivered, nothing arrived")
             self._advance(account, message, "delivered")
 
         self._later(latency, deliver)
+
+    def _drop(self, message: SimMessage, detail: str) -> None:
+        for entry in message.entries:
+            self.ledger.dropped(entry, detail)
 
     def _later(self, delay: float, action: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -553,13 +637,21 @@ class TwilioSimulator(Simulator):
             self._post(account, message.status_callback, params)
 
     def _arrive(self, outbound: SimMessage) -> None:
-        """Deliver *outbound* to a receiver number the simulator knows, if it is one."""
+        """The handset has *outbound*; a receiver number the simulator knows lists it."""
+        now = time.monotonic()
+        for entry in outbound.entries:
+            self.ledger.visible(entry, at=now)
         to = outbound.data["to"]
-        for account in self.accounts.values():
+        # The sender's own account first: simulated channels that list the same receiver
+        # number each get the number in their own account, and each must see its arrivals.
+        sender = self.accounts.get(outbound.data["account_sid"])
+        others = [a for a in self.accounts.values() if a is not sender]
+        for account in [sender, *others] if sender is not None else others:
             if to in account.numbers:
                 inbound = self._new_message(
                     account, to, outbound.data["from"], outbound.data["body"], "inbound", "received"
                 )
+                inbound.created_mono = now  # one instant: visible, listable, webhook sent
                 outbound.arrived_mono = inbound.created_mono
                 sms_url = account.numbers[to]
                 if sms_url:

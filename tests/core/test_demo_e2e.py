@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 from collections import defaultdict
@@ -118,10 +117,17 @@ def test_latencies_agree_with_injected_and_outages_never_deliver(demo_run):
         injected = sim.latency.value
         latencies = [d.latency_s for d in items if d.outcome.reached]
         assert len(latencies) == len(items), (key, outcomes)
+        # never earlier than the far end could show it; how much later is judged per
+        # record against the simulators' ledgers (the ground-truth test below), not
+        # against a guessed margin around the injected value (a loaded machine adds lag)
         assert all(lat >= injected for lat in latencies), (key, latencies)
-        assert abs(statistics.median(latencies) - injected) <= 0.1 * injected + 0.02, (
-            key,
-            latencies,
-        )
         checked += 1
     assert checked >= 12
+
+
+def test_demo_checks_every_record_against_the_ground_truth(demo_run):
+    proc, out = demo_run
+    line = next(ln for ln in proc.stdout.splitlines() if "ground truth" in ln)
+    with Journal(out / "journal.sqlite") as j:
+        total = len(j.deliveries(j.latest_run()["run_id"]))
+    assert f"{total} 件一致 / 0 件不一致" in line, proc.stdout

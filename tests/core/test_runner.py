@@ -79,8 +79,12 @@ async def test_outage_step_takes_channel_away_and_back(journal):
         await drill.restore(target)
         after = await drill.broadcast("3", [target], timeout=2)
     assert before.deliveries[0].outcome is Outcome.DELIVERED
-    assert during.deliveries[0].outcome is Outcome.LOST
+    # the drill's own outage is the drill's, never the channel's lost
+    assert during.deliveries[0].outcome is Outcome.DRILL_OUTAGE
+    assert "outage the drill itself made" in during.deliveries[0].reason
+    assert during.counted() == [] and during.missed() == []
     assert after.deliveries[0].outcome is Outcome.DELIVERED
+    assert [o.channel for o in drill.drill_outages] == [target.key]
 
 
 @pytest.fixture
@@ -111,6 +115,8 @@ async def test_live_channel_refused_without_live_flag_before_any_send(journal, s
             await drill.broadcast("x", timeout=1)
     assert hits == []
     assert journal.deliveries(drill.run_id) == []
+    # no empty "finished" run is left for the scorecard to show as the latest drill
+    assert journal.runs() == [] and not drill.begun
 
 
 async def test_accepted_only_channel_is_never_delivered(journal, sink):

@@ -18,6 +18,7 @@ from probes.base import (
     ObserverFault,
     ProbeEnv,
     Sighting,
+    Throttling,
 )
 from probes.mail import MailProbe, MailSettings
 from probes.mail_message import token_in_headers
@@ -82,11 +83,14 @@ def mail_settings(
 class Result:
     """What the runner would record for one delivery (probes/base.py outcomes)."""
 
-    outcome: str  # delivered | lost | rejected | error (late is the runner's SLO call)
+    # delivered | accepted | lost | rejected | error (late is the runner's SLO call)
+    outcome: str
     sent_at: float
     accepted: Accepted | None = None
     sighting: Sighting | None = None
     error: BaseException | None = None
+    reason: str = ""
+    throttling: Throttling | None = None
 
     @property
     def latency(self) -> float:
@@ -95,25 +99,67 @@ class Result:
 
 
 async def deliver(probe: MailProbe, message: DrillMessage, timeout: float = 10.0) -> Result:
-    """Send and observe as the contract in probes/base.py describes; classify the outcome."""
-    waiting = asyncio.ensure_future(probe.observe(message))
+    """Send and observe as the contract in probes/base.py describes; classify the outcome.
+
+    Like drills.runner: a recipient no observer covers is ``accepted`` (unconfirmed);
+    not seen while the observer could not look is ``error``; a send that timed out
+    carries the probe's throttling record.
+    """
     sent_at = Clock.monotonic()
+    waiting = (
+        asyncio.ensure_future(probe.observe(message)) if probe.observes(message.recipient) else None
+    )
+
+    async def stop_waiting() -> None:
+        if waiting is not None:
+            waiting.cancel()
+            with contextlib.suppress(BaseException):
+                await waiting
+
     try:
         accepted = await asyncio.wait_for(probe.send(message), timeout)
     except (ChannelRejected, ChannelUnreachable) as exc:
-        waiting.cancel()
-        with contextlib.suppress(BaseException):
-            await waiting
+        await stop_waiting()
         # As drills.runner maps them: a refusal is rejected, an unreachable relay lost.
         outcome = "rejected" if isinstance(exc, ChannelRejected) else "lost"
-        return Result(outcome, sent_at, error=exc)
+        return Result(outcome, sent_at, error=exc, reason=exc.reason)
+    except TimeoutError as exc:
+        await stop_waiting()
+        throttling = probe.throttling(message.token)
+        if throttling is not None and throttling.count > 0:  # rate limited until the timeout
+            reason = f"rate limited {throttling.count} times ({throttling.code})"
+            return Result("rejected", sent_at, error=exc, reason=reason, throttling=throttling)
+        return Result("lost", sent_at, error=exc, reason="send timed out")
+    if waiting is None:
+        return Result("accepted", sent_at, accepted=accepted, reason="not observed")
+    remaining = timeout - (Clock.monotonic() - sent_at)
     try:
-        sighting = await asyncio.wait_for(waiting, timeout)
+        sighting = await asyncio.wait_for(waiting, max(remaining, 0.0))
     except TimeoutError:
-        return Result("lost", sent_at, accepted=accepted)
+        trouble = probe.observer_trouble()
+        if trouble is not None:
+            return Result("error", sent_at, accepted=accepted, reason=trouble)
+        return Result("lost", sent_at, accepted=accepted, reason="not seen")
     except ObserverFault as exc:
-        return Result("error", sent_at, accepted=accepted, error=exc)
+        return Result("error", sent_at, accepted=accepted, error=exc, reason=exc.reason)
     return Result("delivered", sent_at, accepted=accepted, sighting=sighting)
+
+
+def assert_against_store(result: Result, stored: float | None) -> None:
+    """Real-server ground truth: the measured arrival (sent + latency) against the store time.
+
+    Never earlier than the file's time (2 ms for the wall → monotonic conversion),
+    and no later than it by more than the sighting's own error bound + 20 ms.
+    """
+    assert stored is not None, "no stored file for this token"
+    sighting = result.sighting
+    assert sighting is not None
+    measured = result.sent_at + result.latency
+    assert measured >= stored - 0.002, (measured, stored)
+    assert measured - stored <= sighting.error_bound_s + 0.020, (
+        measured - stored,
+        sighting.error_bound_s,
+    )
 
 
 @contextlib.asynccontextmanager

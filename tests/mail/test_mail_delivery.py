@@ -7,7 +7,15 @@ import pytest
 
 from probes.base import ChannelRejected, DrillMessage
 from probes.mail_message import read_content
-from tests.mail.support import USERS, deliver, imap_settings, mail_settings, maildir_ctime, opened
+from tests.mail.support import (
+    USERS,
+    assert_against_store,
+    deliver,
+    imap_settings,
+    mail_settings,
+    maildir_ctime,
+    opened,
+)
 from tests.servers.lmtp_front import LmtpFront
 
 pytestmark = pytest.mark.servers
@@ -15,10 +23,7 @@ pytestmark = pytest.mark.servers
 
 def assert_seen_within_bound(result, stored: float | None) -> None:
     """Seen after the message was stored, and no later than the bound the observer reported."""
-    assert stored is not None
-    sighting = result.sighting
-    assert stored <= sighting.at + 0.01
-    assert sighting.at - stored <= sighting.error_bound_s + 0.01
+    assert_against_store(result, stored)
 
 
 async def test_delivered_with_plausible_latency(clean_front, dovecot):
@@ -93,7 +98,7 @@ async def test_delivered_through_real_postfix_with_starttls(postfix, dovecot, ma
     assert_seen_within_bound(result, maildir_ctime(dovecot.maildir("drill"), message.token))
 
 
-async def test_dovecot_stopped_mid_drill_is_lost(postfix, outage_dovecot):
+async def test_dovecot_stopped_mid_drill_is_an_observer_error_not_lost(postfix, outage_dovecot):
     settings = mail_settings(
         None,
         outage_dovecot,
@@ -113,8 +118,10 @@ async def test_dovecot_stopped_mid_drill_is_lost(postfix, outage_dovecot):
         assert first.outcome == "delivered", first
         outage_dovecot.stop()
         second = await deliver(probe, DrillMessage.new("停止後"), timeout=3.0)
-    # Postfix took it (250 queued) but could not hand it to the mailbox: lost, not rejected.
-    assert second.outcome == "lost", second
+    # Postfix took it (250 queued) but could not hand it to the mailbox, and the observer
+    # could not look either: the drill cannot tell, so it is an error with the reason.
+    assert second.outcome == "error", second
+    assert "IMAP" in second.reason and "cannot look" in second.reason
     assert second.accepted.detail.startswith("250 ")
     assert second.accepted.provider_id in postfix.deferred()
 

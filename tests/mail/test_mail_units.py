@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ssl
+from email.mime.text import MIMEText
 
 import aiosmtplib
 import pytest
 from pydantic import ValidationError
 
-from probes.base import ChannelRejected, ChannelUnreachable, DrillMessage
-from probes.mail import MailSettings
+from probes.base import ChannelRejected, ChannelUnreachable, DrillMessage, ProbeEnv
+from probes.mail import MailProbe, MailSettings
 from probes.mail_message import (
     TOKEN_HEADER,
     build_mail,
@@ -18,9 +19,16 @@ from probes.mail_message import (
     parse_select,
     read_content,
     token_in_headers,
+    tokens_in_mail,
 )
 from probes.mail_observer import MailObserver
-from probes.mail_smtp import SmtpFacts, queue_id, smtp_fault
+from probes.mail_smtp import (
+    SmtpFacts,
+    queue_id,
+    refusal_code,
+    smtp_fault,
+    starttls_not_offered,
+)
 
 TOKEN = "TSG-0123456789AB"
 
@@ -135,9 +143,79 @@ def test_smtp_fault_mapping(exc, kind, code, temporary):
         assert fault.temporary is temporary
 
 
-def test_starttls_not_offered_is_a_tls_failure():
-    fault = smtp_fault(aiosmtplib.SMTPException("STARTTLS not offered"), "starttls")
-    assert isinstance(fault, ChannelUnreachable) and fault.code == "tls"
+def test_starttls_not_offered_is_a_configuration_rejection_not_an_outage():
+    fault = starttls_not_offered("smtp.example.lg.jp", 587)
+    assert isinstance(fault, ChannelRejected) and not fault.temporary
+    assert fault.code == "starttls-not-offered"
+    ja, en = fault.reason.split(" / ")
+    assert ja.startswith("設定誤り") and "STARTTLS" in ja
+    assert en.startswith("configuration error: the server smtp.example.lg.jp:587 does not offer")
+
+
+def test_refusal_code_keeps_the_enhanced_status():
+    fault = smtp_fault(aiosmtplib.SMTPSenderRefused(451, "4.7.1 Rate limit", "d@x"), "mail")
+    assert refusal_code(fault) == "451 4.7.1"
+    assert refusal_code(smtp_fault(aiosmtplib.SMTPDataError(450, "busy"), "data")) == "450"
+
+
+def _sanitised(raw: bytes, **kw) -> bytes:
+    from tests.servers.sanitiser import sanitise
+
+    return sanitise(raw, **kw)
+
+
+def test_token_is_found_in_the_subject_when_the_header_was_stripped():
+    raw = build_mail(message(), sender="d@x.jp", to=["a@x.jp"]).as_bytes()
+    assert tokens_in_mail(raw) == ([TOKEN], "header")
+    clean = _sanitised(raw)
+    assert TOKEN_HEADER.lower().encode() not in clean.lower() and b"X-" not in clean
+    assert tokens_in_mail(clean) == ([TOKEN], "subject")
+
+
+def test_token_is_found_in_the_text_body_when_subject_and_header_lost_it():
+    raw = build_mail(message(), sender="d@x.jp", to=["a@x.jp"]).as_bytes()
+    clean = _sanitised(raw, generic_subject=True)
+    assert b"iso-2022-jp" in clean.lower()  # re-encoded as such gateways do
+    assert tokens_in_mail(clean) == ([TOKEN], "body")
+
+
+def test_html_multipart_turned_to_text_still_matches_the_body_token():
+    from email.mime.multipart import MIMEMultipart
+
+    mail = MIMEMultipart("alternative")
+    mail["Subject"] = "お知らせ"
+    mail.attach(MIMEText(f"<p>【訓練】 参集</p><p>[{TOKEN}]</p>", "html", "utf-8"))
+    assert tokens_in_mail(mail.as_bytes()) == ([], "")  # no text part: nothing to read
+    assert tokens_in_mail(_sanitised(mail.as_bytes())) == ([TOKEN], "body")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Longer than a token, or a token glued to other letters: never a loose match.
+        f"Subject: [{TOKEN}C]\r\n\r\n{TOKEN}X\r\n",
+        f"Subject: x{TOKEN}\r\n\r\nTSG-0123456789a\r\n",
+        f"Subject: [{TOKEN.lower()}]\r\n\r\n",
+        # Replies and forwards quote the token of the message they answer.
+        f"Subject: Re: 【訓練】 [{TOKEN}]\r\n\r\n{TOKEN}\r\n",
+        f"Subject: Fwd: [{TOKEN}]\r\n\r\n",
+        f"Subject: 転送: [{TOKEN}]\r\n\r\n",
+        # A delivery report quotes the original message.
+        "Subject: Undelivered Mail\r\nContent-Type: multipart/report; boundary=b\r\n\r\n"
+        f"--b\r\nContent-Type: text/plain\r\n\r\n[{TOKEN}]\r\n--b--\r\n",
+    ],
+)
+def test_subject_and_body_matching_is_exact(raw):
+    assert tokens_in_mail(raw.encode()) == ([], "")
+
+
+def test_an_attached_message_is_not_the_body():
+    raw = (
+        "Subject: report\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        f"Subject: x\r\n\r\n[{TOKEN}]\r\n--b--\r\n"
+    )
+    assert tokens_in_mail(raw.encode()) == ([], "")
 
 
 def test_non_smtp_exceptions_are_not_mapped():
@@ -187,6 +265,58 @@ def test_settings_refuse_bad_shapes(change):
 class _Bare(MailObserver):
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...
+
+
+def test_observed_addresses_cover_only_the_observed_mailbox():
+    several = {**RAW, "to": ["watch@example.lg.jp", "staff@example.lg.jp"]}
+    s = MailSettings.model_validate(several)  # the IMAP user is "watch"
+    probe = MailProbe("131211/mail", s, ProbeEnv())
+    assert probe.observes("watch@example.lg.jp") and probe.observes("WATCH@example.lg.jp")
+    assert not probe.observes("staff@example.lg.jp")
+    assert probe.observes(None)  # one mail to every address: the observed one sees it
+    explicit = MailSettings.model_validate({**several, "observed": "staff@example.lg.jp"})
+    assert explicit.observed_addresses == {"staff@example.lg.jp"}
+    one = MailProbe("m", MailSettings.model_validate(RAW), ProbeEnv())
+    assert one.observes("staff@example.lg.jp")  # the only address is the observed mailbox's
+    maildir = {k: v for k, v in several.items() if k != "imap"}
+    by_path = MailSettings.model_validate({**maildir, "maildir": "/var/mail/staff/Maildir"})
+    assert by_path.observed_addresses == {"staff@example.lg.jp"}
+    unobserved = MailSettings.model_validate({k: v for k, v in several.items() if k != "imap"})
+    assert not MailProbe("m", unobserved, ProbeEnv()).observes("staff@example.lg.jp")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # Several addresses and none recognisably the observed mailbox's: say which.
+        {"to": ["a@example.lg.jp", "b@example.lg.jp"]},
+        {"observed": ["other@example.lg.jp"]},  # not a `to` address
+    ],
+)
+def test_observed_must_be_knowable(change):
+    with pytest.raises(ValidationError, match="observed"):
+        MailSettings.model_validate({**RAW, **change})
+
+
+def test_imap_connections_are_keyed_on_every_setting_that_matters(monkeypatch):
+    from probes.imap_connection import ImapSettings
+
+    monkeypatch.setenv("TSG_K1", "right")
+    monkeypatch.setenv("TSG_K2", "wrong")
+    monkeypatch.setenv("TSG_K3", "right")
+    base = {"host": "127.0.0.1", "user": "drill", "password": "env:TSG_K1"}
+    key = ImapSettings.model_validate(base).connection_key()
+    # The same mailbox with the same password (another reference to it) shares.
+    assert ImapSettings.model_validate({**base, "password": "env:TSG_K3"}).connection_key() == key
+    for change in (
+        {"password": "env:TSG_K2"},
+        {"security": "starttls", "port": 993},
+        {"verify": False},
+        {"ca_file": "/etc/ssl/other.pem"},
+        {"strategy": "idle"},
+    ):
+        assert ImapSettings.model_validate({**base, **change}).connection_key() != key, change
+    assert "right" not in repr(key)  # a keyed digest, never the password
 
 
 def test_error_bound_is_seen_minus_the_later_of_previous_look_and_send():

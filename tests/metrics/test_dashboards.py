@@ -114,3 +114,10 @@ def test_provisioning_files() -> None:
     )
     assert ds["datasources"][0]["type"] == "prometheus"
     assert ds["datasources"][0]["url"].startswith("http://127.0.0.1:")
+
+
+def test_detail_board_shows_outcome_and_evidence_apart() -> None:
+    # a carrier receipt and a sighting are both "delivered": only the evidence label tells
+    board = json.loads((DASHBOARDS / "grafana/municipality-detail.json").read_text("utf-8"))
+    exprs = [t["expr"] for p in _panels(board) for t in p["targets"]]
+    assert any("outcome, evidence)" in e and "tsunagari_last_drill_deliveries" in e for e in exprs)

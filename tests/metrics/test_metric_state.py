@@ -9,7 +9,7 @@ import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from drills.delivery import Delivery, Outcome
+from drills.delivery import Delivery, Evidence, Outcome
 from drills.journal import Journal
 from drills.metric_state import (
     LATENCY_BUCKETS,
@@ -38,6 +38,7 @@ def deliver(
     name: str = "足立区",
     channel: str = "chat",
     kind: str = "webhook",
+    evidence: Evidence | None = None,
     **extra: object,
 ) -> Delivery:
     now = time.time()
@@ -59,6 +60,7 @@ def deliver(
         vantage=V,
         scenario=S,
         extra=dict(extra),
+        evidence=evidence,
     )
     journal.record(d)
     return d
@@ -200,6 +202,57 @@ def test_harness_errors_never_make_a_channel_unreachable(journal: Journal) -> No
     assert value(found, "tsunagari_last_drill_deliveries", outcome="error") == 1
 
 
+def test_drill_outage_is_never_unreachable_nor_in_the_streak_or_reachability(
+    journal: Journal,
+) -> None:
+    r1 = journal.begin_run(S, V)
+    deliver(journal, r1, Outcome.LOST)
+    journal.finish_run(r1)
+    r2 = journal.begin_run(S, V)  # only sent into the drill's own outage: tells nothing
+    for _ in range(3):
+        deliver(journal, r2, Outcome.DRILL_OUTAGE)
+    journal.finish_run(r2)
+    found = samples(journal)
+    assert value(found, "tsunagari_channel_reachable") == 0  # still r1's
+    assert value(found, "tsunagari_channel_unreachable_streak") == 1  # r2 skipped, not 2
+    assert value(found, "tsunagari_last_drill_deliveries", outcome="drill_outage") == 3
+    assert value(found, "tsunagari_deliveries_total", outcome="drill_outage", evidence="none") == 3
+    r3 = journal.begin_run(S, V)
+    deliver(journal, r3, Outcome.DELIVERED, 0.2)
+    for _ in range(3):
+        deliver(journal, r3, Outcome.DRILL_OUTAGE)
+    journal.finish_run(r3)
+    found = samples(journal)
+    # 1 delivered / 1 counted, not 1 / 4; reached, so the streak ends
+    assert value(found, "tsunagari_channel_reachability_ratio") == 1.0
+    assert value(found, "tsunagari_channel_reachable") == 1
+    assert value(found, "tsunagari_channel_unreachable_streak") == 0
+    assert value(found, "tsunagari_deliveries_total", outcome="drill_outage") == 6
+
+
+def test_evidence_is_a_label_of_the_delivery_counters(journal: Journal) -> None:
+    r1 = journal.begin_run(S, V)
+    for outcome, evidence, n in (
+        (Outcome.DELIVERED, Evidence.SEEN, 2),
+        (Outcome.DELIVERED, Evidence.RECEIPT, 3),
+        (Outcome.ACCEPTED, Evidence.ACCEPTED, 1),
+        (Outcome.LOST, None, 1),
+    ):
+        for _ in range(n):
+            deliver(journal, r1, outcome, 0.5 if outcome.reached else None, evidence=evidence)
+    journal.finish_run(r1)
+    found = samples(journal)
+    for name in ("tsunagari_deliveries_total", "tsunagari_last_drill_deliveries"):
+        assert value(found, name, outcome="delivered", evidence="seen") == 2
+        assert value(found, name, outcome="delivered", evidence="receipt") == 3
+        assert value(found, name, outcome="accepted", evidence="accepted") == 1
+        assert value(found, name, outcome="lost", evidence="none") == 1
+    # a receipt is a confirmed arrival for reachability (5 / 7), as in the scorecard
+    assert value(found, "tsunagari_channel_reachability_ratio") == pytest.approx(5 / 7)
+    card = build_scorecard(journal, r1)
+    assert card["municipalities"][0]["channels"][0]["reachability"] == round(5 / 7, 4)
+
+
 def test_tls_expiry_from_days_left_or_exact() -> None:
     base = Delivery(
         "r", "s", "1", "n", "mail", "mail", new_token(), Outcome.DELIVERED, sent_at=1_000.0
@@ -301,12 +354,17 @@ def test_no_unbounded_labels_and_no_secrets_in_the_output(journal: Journal) -> N
         "scenario",
         "vantage",
         "outcome",
+        "evidence",
         "le",
     }
     for spec in CATALOGUE.values():
         assert set(spec.labels) <= allowed
     for _, labels in sample_set(text):
         assert {k for k, _ in labels} <= allowed
+    # the outcome and evidence labels take only their enum values (and "none")
+    values = {k: {v for _, lab in sample_set(text) for kk, v in lab if kk == k} for k in allowed}
+    assert values["outcome"] == {o.value for o in Outcome}
+    assert values["evidence"] <= {e.value for e in Evidence} | {"none"}
 
 
 def test_collectors_use_only_the_registry_they_are_given(journal: Journal) -> None:

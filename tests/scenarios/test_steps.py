@@ -28,7 +28,7 @@ def test_fallback_escalates_past_a_refused_and_a_taken_away_channel(small_regist
         step.expect(within="4s")
         chains = {c.municipality.code: c for c in step.chains}
         assert chains["131211"].reached_via == "mail"  # chat taken away: fails fast, then mail
-        assert chains["131211"].attempts[0].outcome == "lost"
+        assert chains["131211"].attempts[0].outcome == "drill_outage"  # the drill's, not lost
         assert chains["131016"].reached_via == "chat"
         assert chains["134210"].reached_via == "mail"  # chat refused (401)
         assert chains["134210"].attempts[0].outcome == "rejected"
@@ -106,7 +106,9 @@ def test_roll_call_answers_travel_through_the_shared_room(small_registry, tmp_pa
             call.expect()
         # during an outage of 足立区's chat, 足立区 cannot answer either
         with drill.outage("chat", to="足立区"):
-            call = drill.roll_call("点呼です", room="東京都/chat", to="23ku", within="2s")
+            call = drill.roll_call(
+                "点呼です", room="東京都/chat", to="23ku", within="2s", simulated={"delay": "200ms"}
+            )
         assert set(call.answered) == {"131016"} and [m.code for m in call.never] == ["131211"]
         # the answers were posted into the shared room and read back by its observer
         room = resolve_room(drill.ctx.registry, "東京都/chat")

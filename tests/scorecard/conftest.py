@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scorecard_samples import REGISTRY_YAML, fill_sample, fill_surge_sample
+from scorecard_samples import REGISTRY_YAML, fill_evidence_sample, fill_sample, fill_surge_sample
 
 from drills.journal import Journal
 from drills.registry import Registry, parse_registry
@@ -25,6 +25,15 @@ def registry() -> Registry:
 def sample_journal(tmp_path: Path) -> Iterator[tuple[Journal, str]]:
     journal = Journal(tmp_path / "journal.sqlite")
     run_id = fill_sample(journal)
+    yield journal, run_id
+    journal.close()
+
+
+@pytest.fixture
+def evidence_journal(tmp_path: Path) -> Iterator[tuple[Journal, str]]:
+    """One drill with carrier receipts and the drill's own outage (scorecard_samples)."""
+    journal = Journal(tmp_path / "evidence-journal.sqlite")
+    run_id = fill_evidence_sample(journal)
     yield journal, run_id
     journal.close()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from drills.delivery import Delivery, Outcome
+from drills.delivery import Delivery, Evidence, Outcome
 from drills.journal import Journal
 from drills.registry import Registry
 from drills.scorecard import TOKYO
@@ -103,6 +103,8 @@ class Ch:
     rejected: int = 0
     error: int = 0
     slo: float = 3.0
+    receipt: list[float] = field(default_factory=list)  # delivered, known by carrier receipt only
+    drill_outage: int = 0  # sent into the drill's own outage
 
 
 def write_run(
@@ -120,11 +122,13 @@ def write_run(
     for ch in channels:
         outcomes: list[tuple[Outcome, float | None, str]] = (
             [(Outcome.DELIVERED, x, "") for x in ch.delivered]
+            + [(Outcome.DELIVERED, x, "受信報告 / carrier receipt") for x in ch.receipt]
             + [(Outcome.LATE, x, "SLO超過 / over SLO") for x in ch.late]
             + [(Outcome.ACCEPTED, None, "受付のみ / accepted only")] * ch.accepted
             + [(Outcome.LOST, None, "不達 / lost")] * ch.lost
             + [(Outcome.REJECTED, None, "認証エラー / invalid_auth")] * ch.rejected
             + [(Outcome.ERROR, None, "ハーネスの障害 / harness fault")] * ch.error
+            + [(Outcome.DRILL_OUTAGE, None, "訓練による停止 / drill outage")] * ch.drill_outage
         )
         for outcome, latency, reason in outcomes:
             n += 1
@@ -146,6 +150,7 @@ def write_run(
                     latency_s=latency,
                     slo_latency_s=ch.slo,
                     scenario=scenario,
+                    evidence=Evidence.RECEIPT if reason.startswith("受信報告") else None,
                 )
             )
     for kind, data in events:
@@ -161,6 +166,32 @@ def write_run(
 
 def lat(start: float, n: int, step: float = 0.01) -> list[float]:
     return [round(start + i * step, 4) for i in range(n)]
+
+
+EVIDENCE_START = datetime(2026, 12, 4, 19, 15, tzinfo=TOKYO).timestamp()
+
+
+def fill_evidence_sample(journal: Journal) -> str:
+    """One drill under a simulated chat outage, with SMS known by carrier receipt.
+
+    - 足立区 chat: 8 seen, 2 sent into the drill's own outage → 8/8, 100
+    - 足立区 sms: 9 by carrier receipt, 1 lost → reach credit 0.8 × 9 / 10 = 0.72,
+      100 × (0.6 × 0.72 / 0.95 + 0.4 × 0.72) = 45.47 + 28.8 = 74.3
+    - 千代田区 chat: only drill outage → untested, no score, never lost
+    - 千代田区 mail: 10 seen → 100
+    """
+    return write_run(
+        journal,
+        "20261204T101500-ev0001",
+        EVIDENCE_START,
+        [
+            Ch("131211", "足立区", "chat", "webhook", delivered=lat(0.25, 8), drill_outage=2),
+            Ch("131211", "足立区", "sms", "twilio", receipt=lat(2.0, 9), lost=1),
+            Ch("131016", "千代田区", "chat", "webhook", drill_outage=3),
+            Ch("131016", "千代田区", "mail", "mail", delivered=lat(0.3, 10)),
+        ],
+        scenario="首都直下地震 代替経路",
+    )
 
 
 def fill_sample(journal: Journal) -> str:

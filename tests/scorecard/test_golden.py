@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from drills.console import console_for, scorecard_renderable
+from drills.report_html import render_html
 from drills.report_text import CSV_COLUMNS, to_csv, to_markdown
 from drills.scorecard import build_scorecard
 
@@ -72,3 +74,60 @@ def test_csv_parses_and_never_calls_accepted_delivered(card):
     }
     # one row per municipality × channel, plus one per municipality not in the drill
     assert len(rows) == sum(len(m["channels"]) for m in card["municipalities"]) + 2
+
+
+@pytest.fixture
+def evidence_card(evidence_journal, registry):
+    journal, run_id = evidence_journal
+    return build_scorecard(journal, run_id, registry)
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_evidence_markdown_golden(evidence_card, lang):
+    check_golden(f"evidence.{lang}.md", to_markdown(evidence_card, lang))
+
+
+def test_evidence_csv_golden(evidence_card):
+    check_golden("evidence.csv", to_csv(evidence_card))
+
+
+def test_receipts_and_drill_outages_are_shown_apart(evidence_card):
+    ja, en = to_markdown(evidence_card, "ja"), to_markdown(evidence_card, "en")
+    row = {line.split(" | ")[1]: line for line in ja.splitlines() if line.startswith("| 13")}
+    # a receipt is named as such; the drill's outage is shown, outside the count, never lost
+    assert "✔ 8/8 p95 0.32s 訓練による停止2" in row["足立区"]
+    assert "9/10 p95 2.08s 受信報告9 不達1" in row["足立区"]
+    assert "— 0/0 訓練による停止3" in row["千代田区"]
+    assert "不達" not in row["千代田区"]
+    assert "receipt 9 lost 1" in en and "drill outage 3" in en
+    rows = {
+        (r["municipality_code"], r["channel_id"]): r
+        for r in csv.DictReader(io.StringIO(to_csv(evidence_card)))
+    }
+    sms, outage = rows[("131211", "sms")], rows[("131016", "chat")]
+    assert (sms["evidence_seen"], sms["evidence_receipt"], sms["channel_score"]) == (
+        "0",
+        "9",
+        "74.3",
+    )
+    assert (outage["drill_outage"], outage["lost"], outage["status"]) == ("3", "0", "untested")
+    assert outage["channel_score"] == ""
+
+
+def test_receipts_and_drill_outages_in_json_html_and_terminal(evidence_card):
+    adachi = evidence_card["municipalities"][0]
+    sms = next(c for c in adachi["channels"] if c["id"] == "sms")
+    assert sms["evidence"] == {"seen": 0, "receipt": 9, "accepted": 0}
+    assert (sms["confirmed"], sms["drill_outage"], sms["score"]) == (9, 0, 74.3)
+    assert evidence_card["summary"]["drill_outage"] == 5
+    assert evidence_card["summary"]["evidence"] == {"seen": 18, "receipt": 9, "accepted": 0}
+    assert evidence_card["model"]["weights"]["receipt"] == 0.8
+    for lang, receipt, outage, model in (
+        ("ja", "受信報告9", "訓練による停止3", "受信報告のみ 0.8"),
+        ("en", "receipt 9", "drill outage 3", "a provider or carrier receipt only 0.8"),
+    ):
+        html = render_html(evidence_card, lang, charts=False)
+        assert receipt in html and outage in html and model in html
+        buf = io.StringIO()
+        console_for(buf).print(scorecard_renderable(evidence_card, lang))
+        assert receipt in buf.getvalue() and outage in buf.getvalue()

@@ -13,6 +13,7 @@ from scorecard_samples import RUN_START, SIM_REGISTRY, Ch, write_run
 
 from drills.journal import Journal
 from drills.registry import parse_registry
+from drills.report_text import to_markdown
 from drills.runner import Drill
 from drills.scorecard import build_scorecard, write_json
 from drills.scoring import DAY_S, WEIGHTS
@@ -198,28 +199,55 @@ def test_write_json_round_trips(sample_journal, registry, tmp_path):
     assert json.loads((tmp_path / "scorecard.json").read_text(encoding="utf-8")) == card
 
 
-async def test_real_drill_then_outage_shows_as_worse(tmp_path):
-    """Two real drills on the local chat simulator; in the second one a channel is down."""
-    registry = parse_registry(SIM_REGISTRY, "sim.yaml")
+async def _two_real_drills(tmp_path, second_registry=None, take_down=None):
+    """Two real drills on the local chat simulator; the card of the second one."""
+    first = parse_registry(SIM_REGISTRY, "sim.yaml")
     with Journal(tmp_path / "j.sqlite") as journal:
-        for down in (False, True):
+        for second, registry in ((False, first), (True, second_registry or first)):
             async with Drill(registry, journal, scenario="outage drill", seed=1) as drill:
                 targets = drill.targets()
-                if down:
-                    await drill.take_down(next(t for t in targets if t.key == "131211/chat"))
+                if take_down and second:
+                    await drill.take_down(next(t for t in targets if t.key == take_down))
                 await drill.broadcast(
                     "参集してください", targets, timeout=3.0, repeat=3, step="call-up"
                 )
                 run_id = drill.run_id
-        card = build_scorecard(journal, run_id, registry)
+        return build_scorecard(journal, run_id, second_registry or first)
+
+
+async def test_real_drill_then_outage_shows_as_worse(tmp_path):
+    """In the second drill a channel's provider refuses every message: the channel's fault."""
+    refusing = SIM_REGISTRY.replace(
+        "- {id: chat, kind: webhook, sim: {latency: 20ms}}\n      - {id: backup",
+        "- {id: chat, kind: webhook, sim: {reject: auth}}\n      - {id: backup",
+    )
+    assert refusing != SIM_REGISTRY
+    card = await _two_real_drills(tmp_path, parse_registry(refusing, "sim.yaml"))
     adachi = card["municipalities"][0]
     chat = next(c for c in adachi["channels"] if c["id"] == "chat")
-    assert (chat["status"], chat["lost"], chat["score"]) == ("down", 3, 0.0)
+    assert (chat["status"], chat["rejected"], chat["score"]) == ("down", 3, 0.0)
     worse = {(e["code"], e["channel"]) for e in card["comparison"]["worsened"]}
     assert ("131211", "chat") in worse and ("131211", None) in worse
     assert ("131016", None) not in worse
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00", card["started_at"])
     assert len(card["trend"]) == 2
+
+
+async def test_real_drill_own_outage_is_shown_never_scored(tmp_path):
+    """The drill takes 足立区/chat down itself: shown as drill outage, not lost, not worse."""
+    card = await _two_real_drills(tmp_path, take_down="131211/chat")
+    adachi = card["municipalities"][0]
+    chat = next(c for c in adachi["channels"] if c["id"] == "chat")
+    assert (chat["drill_outage"], chat["lost"], chat["counted"]) == (3, 0, 0)
+    assert (chat["status"], chat["score"]) == ("untested", None)
+    # backup (webhook) 100, one kind of 2 → (0.5 × 1 + 0.2 × 0.5 + 0.1 × 1) / 0.8 = 87.5,
+    # as in the first drill: the drill's own outage costs the municipality nothing
+    assert (adachi["score"], adachi["change"]["status"]) == (87.5, "unchanged")
+    worse = {(e["code"], e["channel"]) for e in card["comparison"]["worsened"]}
+    assert ("131211", "chat") not in worse and ("131211", None) not in worse
+    assert card["summary"]["drill_outage"] == 3
+    row = next(x for x in to_markdown(card, "ja").splitlines() if x.startswith("| 131211 "))
+    assert "訓練による停止3" in row and "不達" not in row
 
 
 def test_trend_keeps_the_last_runs_up_to_this_one(tmp_path, registry):

@@ -7,10 +7,11 @@ README ("Scoring model"); none is copied from the code's output.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
-from drills.delivery import Delivery, Outcome
+from drills.delivery import Delivery, Evidence, Outcome
 from drills.scoring import (
     DAY_S,
     WEIGHTS,
@@ -21,6 +22,7 @@ from drills.scoring import (
     grade,
     grade_label,
     percentile,
+    reachability,
     round_score,
     score_channel,
     score_municipality,
@@ -99,6 +101,90 @@ def test_harness_errors_are_not_counted_against_the_channel():
     # only errors: nothing was measured
     only = score_channel(deliveries(error=4), 0.95, 3.0)
     assert (only.score, only.status, only.sent) == (None, "untested", 4)
+
+
+def _sms(outcome: Outcome, evidence: Evidence | None, n: int, latency: float | None = 2.0):
+    return [
+        Delivery(
+            "r",
+            "s",
+            "131211",
+            "足立区",
+            "sms",
+            "twilio",
+            "TSG-X",
+            outcome,
+            latency_s=latency if outcome.reached else None,
+            evidence=evidence,
+        )
+    ] * n
+
+
+def test_drill_outage_is_not_counted_against_the_channel():
+    # 8 delivered + 2 sent into the drill's own outage: counted 8, reach 8/8 → 100, not 88
+    cs = score_channel(deliveries(delivered=8) + _sms(Outcome.DRILL_OUTAGE, None, 2), 0.95, 3.0)
+    assert (cs.sent, cs.counted, cs.reachability, cs.score, cs.status) == (10, 8, 1.0, 100.0, "ok")
+    assert cs.counts["drill_outage"] == 2 and cs.counts["lost"] == 0
+    # only drill outages: nothing was measured, as with harness errors
+    only = score_channel(_sms(Outcome.DRILL_OUTAGE, None, 3), 0.95, 3.0)
+    assert (only.score, only.status, only.counted, only.counts["drill_outage"]) == (
+        None,
+        "untested",
+        0,
+        3,
+    )
+
+
+def test_receipt_counts_less_than_seen():
+    # 10 delivered on the carrier's receipt alone: reach credit 0.8 × 10 / 10 = 0.8
+    # → min(1, 0.8 / 0.95) = 0.842105; on time 0.8 → 100 × (0.6 × 0.842105 + 0.4 × 0.8)
+    # = 50.5263 + 32 = 82.5263 → 82.5 (seen: 100)
+    cs = score_channel(_sms(Outcome.DELIVERED, Evidence.RECEIPT, 10), 0.95, 3.0)
+    assert (cs.score, cs.reachability, cs.confirmed, cs.status) == (82.5, 1.0, 10, "ok")
+    assert cs.evidence == {"seen": 0, "receipt": 10, "accepted": 0}
+    seen = score_channel(_sms(Outcome.DELIVERED, Evidence.SEEN, 10), 0.95, 3.0)
+    assert seen.score == 100.0 and seen.evidence == {"seen": 10, "receipt": 0, "accepted": 0}
+
+
+def test_evidence_mix_worked_by_hand():
+    # 5 seen on time, 2 receipt on time, 1 receipt late, 1 accepted-only, 1 lost; n = 10
+    # reach credit (5 + 0.8 × 3 + 0.5 × 1) / 10 = 0.79 → 0.79 / 0.95 = 0.831579
+    # on time (5 + 0.8 × 2) / 10 = 0.66 → 100 × (0.6 × 0.831579 + 0.4 × 0.66)
+    # = 49.8947 + 26.4 = 76.2947 → 76.3
+    items = (
+        _sms(Outcome.DELIVERED, Evidence.SEEN, 5)
+        + _sms(Outcome.DELIVERED, Evidence.RECEIPT, 2)
+        + _sms(Outcome.LATE, Evidence.RECEIPT, 1, 5.0)
+        + _sms(Outcome.ACCEPTED, Evidence.ACCEPTED, 1)
+        + _sms(Outcome.LOST, None, 1)
+    )
+    cs = score_channel(items, 0.95, 3.0)
+    assert cs.score == 76.3
+    assert cs.evidence == {"seen": 5, "receipt": 3, "accepted": 1}
+    # reachability is the plain share of confirmed arrivals, whatever the evidence
+    assert cs.reachability == 0.8
+
+
+def test_accepted_keeps_the_unconfirmed_credit_and_a_receipt_lifts_it():
+    # accepted-only with a carrier receipt (unobserved recipient): 0.8, not 0.5, of reach
+    # → min(1, 0.8 / 0.95) × 0.6 = 50.5263 → 50.5; on time 0 (not delivered)
+    cs = score_channel(_sms(Outcome.ACCEPTED, Evidence.RECEIPT, 4), 0.95, 3.0)
+    assert (cs.score, cs.status, cs.confirmed) == (50.5, "unconfirmed", 0)
+    # legacy accepted rows (no evidence recorded) derive `accepted`: 0.5 → 31.6
+    assert score_channel(deliveries(accepted=4), 0.95, 3.0).score == 31.6
+
+
+def test_reachability_is_one_formula():
+    counts = {"delivered": 3, "late": 1, "lost": 2, "rejected": 2, "error": 5, "drill_outage": 4}
+    # (3 + 1) / (3 + 1 + 2 + 2) = 0.5: errors and drill outages left out
+    assert reachability(counts) == 0.5
+    assert reachability({"error": 2, "drill_outage": 1}) == 0.0
+    items = [
+        Delivery("r", "s", "1", "n", "c", "k", "T", Outcome(o), latency_s=0.1)
+        for o, n in counts.items()
+        for _ in range(n)
+    ]
+    assert score_channel(items, 0.9, 1.0).reachability == 0.5
 
 
 def test_rejected_channel_is_down_and_scores_zero():
@@ -246,3 +332,33 @@ def test_weights_live_in_one_place():
     # 100 × (0.2 × 0.736842 + 0.8 × 0.6) = 14.7368 + 48 = 62.7368 → 62.7
     assert cs.score == 62.7
     assert isinstance(WEIGHTS, Weights) and WEIGHTS.as_dict()["channels"] == 0.5
+    # the receipt credit is a weight too: at 1.0 a receipt counts as fully as a sight
+    trusting = dataclasses.replace(WEIGHTS, receipt=1.0)
+    assert (
+        score_channel(_sms(Outcome.DELIVERED, Evidence.RECEIPT, 10), 0.95, 3.0, trusting).score
+        == 100.0
+    )
+    assert WEIGHTS.as_dict()["receipt"] == 0.8 and WEIGHTS.as_dict()["unconfirmed"] == 0.5
+
+
+def test_readme_table_of_outcomes_and_evidence_matches_the_model():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Outcomes and evidence / アウトカムと証拠レベル")[1]
+    section = section.split("\n### ")[0]
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in section.splitlines()
+        if line.startswith("| `") or line.startswith("| evidence `")
+    }
+    assert set(rows) == {f"`{o.value}`" for o in Outcome} | {
+        f"evidence `{e.value}`" for e in Evidence
+    }
+    # the counted column says "no" exactly for the outcomes scoring does not count
+    for outcome in Outcome:
+        counted = rows[f"`{outcome.value}`"][1]
+        assert counted.startswith("yes") == outcome.counted, outcome
+    # the credits shown are the weights
+    assert rows["evidence `seen`"][2] == "**1**"
+    assert rows["evidence `receipt`"][2].startswith(f"**{WEIGHTS.receipt}**")
+    assert rows["evidence `accepted`"][2].startswith(f"**{WEIGHTS.unconfirmed}**")
+    assert WEIGHTS.credit(Evidence.SEEN) == 1.0

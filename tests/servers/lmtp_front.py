@@ -5,7 +5,9 @@ It answers 250 after DATA only once LMTP accepted the message (FIELD-NOTES.md:
 LMTP down → ``451 4.4.1``. It offers STARTTLS on ``port`` and SMTPS on
 ``smtps_port`` when given a server certificate, AUTH PLAIN/LOGIN against
 ``users``, and fault hooks (``faults``) that answer a chosen reply at a chosen
-step, as pytest-httpserver's hooks do for HTTP.
+step, as pytest-httpserver's hooks do for HTTP. A fault may also *hold* its
+step until the test releases it (e.g. a QUIT that hangs after the 250), and
+records when each of its replies was given (``Fault.answered``, monotonic).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import itertools
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,11 +87,18 @@ async def lmtp_deliver(
 
 @dataclass
 class Fault:
-    """Answer *reply* at *stage* ("mail", "rcpt", "data") for the next *times* messages."""
+    """Answer *reply* at *stage* ("mail", "rcpt", "data", "quit") for the next *times* messages.
+
+    With ``hold`` the step first waits until ``hold`` is set (at most ``hold_max`` s);
+    an empty *reply* then lets the step go on as normal.
+    """
 
     stage: str
     reply: str
     times: int = 1_000_000
+    hold: threading.Event | None = None
+    hold_max: float = 30.0
+    answered: list[float] = field(default_factory=list)  # monotonic, one per reply
 
 
 @dataclass
@@ -96,13 +106,29 @@ class _Handler:
     front: LmtpFront
     ids: Any = field(default_factory=lambda: itertools.count(1))
 
-    def _fault(self, stage: str) -> str | None:
+    def _take(self, stage: str) -> Fault | None:
         with self.front.lock:
             for fault in self.front.faults:
                 if fault.stage == stage and fault.times > 0:
                     fault.times -= 1
-                    return fault.reply
+                    return fault
         return None
+
+    def _fault(self, stage: str) -> str | None:
+        fault = self._take(stage)
+        if fault is None:
+            return None
+        fault.answered.append(time.monotonic())
+        return fault.reply
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> Any:
+        fault = self._take("quit")
+        if fault is None:
+            return "221 Bye"
+        fault.answered.append(time.monotonic())
+        if fault.hold is not None:
+            await asyncio.to_thread(fault.hold.wait, fault.hold_max)
+        return fault.reply or "221 Bye"
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -137,6 +163,7 @@ class _Handler:
         if code >= 400:
             return f"{code} {text}"
         self.front.accepted += 1
+        self.front.accepted_at.append(time.monotonic())
         return f"250 2.0.0 Ok: queued as F{next(self.ids)}"
 
 
@@ -149,6 +176,7 @@ class LmtpFront:
     smtps_port: int = 0
     faults: list[Fault] = field(default_factory=list)
     accepted: int = 0
+    accepted_at: list[float] = field(default_factory=list)  # monotonic, as 250 is answered
     lock: threading.Lock = field(default_factory=threading.Lock)
     _controllers: list[Controller] = field(default_factory=list)
 
@@ -187,8 +215,10 @@ class LmtpFront:
             controller.stop()
         self._controllers.clear()
 
-    def fail(self, stage: str, reply: str, times: int = 1_000_000) -> Fault:
-        fault = Fault(stage, reply, times)
+    def fail(
+        self, stage: str, reply: str, times: int = 1_000_000, hold: threading.Event | None = None
+    ) -> Fault:
+        fault = Fault(stage, reply, times, hold)
         with self.lock:
             self.faults.append(fault)
         return fault

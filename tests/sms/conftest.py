@@ -94,7 +94,7 @@ async def make_probe(sim: TwilioSimulator) -> AsyncIterator[ProbeFactory]:
             raw["loopback"] = {"receiver": RECEIVER, "receipt_grace": 0.5}
         raw.update(overrides)
         channel = key or f"131211/sms-{len(opened)}"
-        sim_knobs = SimKnobs(latency=LatencySpec(value=latency), **(knobs or {}))
+        sim_knobs = SimKnobs(**{"latency": LatencySpec(value=latency), **(knobs or {})})
         settings = sim.add_channel(channel, sim_knobs, raw)
         env = ProbeEnv()
         probe = TwilioProbe(channel, TwilioSettings.model_validate(settings), env)

@@ -7,6 +7,7 @@ from pathlib import Path
 from drills.journal import Journal
 from drills.registry import load_registry
 from drills.runner import Drill
+from drills.truth import compare
 
 REGISTRY = """\
 defaults:
@@ -22,6 +23,11 @@ municipalities:
         status_callback: {}
         loopback: {receiver: "+818011110009"}
         sim: {latency: 200ms}
+      - id: sms-unconfirmable                 # no callback, no polling: nothing can confirm
+        kind: twilio
+        to: ["+819011110010"]
+        poll_interval: null
+        sim: {latency: 100ms}
   - code: "132012"
     name: 八王子市
     channels:
@@ -44,13 +50,20 @@ async def test_sim_sms_channels_through_the_runner(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.db")
     async with Drill(registry, journal, scenario="sms", seed=3) as drill:
         step = await drill.broadcast("参集訓練", timeout=1.5)
+        ledgers = [drill.sims.simulator_of(t).ledger for t in drill.targets()]
     got = {(d.municipality_code, d.channel_id, d.recipient): d for d in step.deliveries}
+    # Every record agrees with what the local Twilio says happened.
+    assert compare(step.deliveries, ledgers) == []
     ok = got[("131211", "sms", "+819011110001")]
     assert ok.outcome.value == "delivered" and 0.3 <= ok.latency_s <= 0.3 + ok.error_bound_s + 0.05
+    assert ok.evidence.value == "receipt"  # a staff phone: the carrier's word, not a sighting
     assert ok.extra["segments"] == 1 and ok.extra["provider_id"].startswith("SM")
     loop = got[("131211", "sms-loopback", "+818011110009")]
-    assert loop.outcome.value == "delivered"
+    assert loop.outcome.value == "delivered" and loop.evidence.value == "seen"
     assert loop.extra["inbound_at_wall"] is not None and loop.extra["receipt_at_wall"] is not None
+    assert got[("131211", "sms-loopback", "+819011110009")].evidence.value == "receipt"
+    unconfirmable = got[("131211", "sms-unconfirmable", "+819011110010")]
+    assert unconfirmable.outcome.value == "accepted" and unconfirmable.evidence.value == "accepted"
     assert got[("132012", "sms", "+819011110004")].outcome.value == "lost"  # unreachable
     lost = got[("134210", "sms", "+819011110006")]
     assert lost.outcome.value == "lost" and "no carrier receipt" in lost.reason

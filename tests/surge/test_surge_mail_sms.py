@@ -42,9 +42,9 @@ async def test_mail_surge_against_the_mail_simulator(
         assert isinstance(sim, MailSimulator)
         deliver = sim.deliver_later
 
-        def keep(ch: Any, data: bytes, delay: float) -> None:  # what the relay accepted
-            mails.append(data)
-            deliver(ch, data, delay)
+        def keep(ch: Any, data: bytes, delay: float, *args: Any, **kw: Any) -> None:
+            mails.append(data)  # what the relay accepted
+            deliver(ch, data, delay, *args, **kw)
 
         sim.deliver_later = keep  # type: ignore[method-assign]
         plan = SurgePlan.of([10, 60], step_s=2.0, rest_s=1.0, users=12)

@@ -1,0 +1,17 @@
+"""The usage examples in the scoring and report modules' docstrings run (they can fail)."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from drills import report_text, scenario_events, scoring
+
+
+@pytest.mark.parametrize(
+    "module", [scoring, report_text, scenario_events], ids=lambda m: m.__name__
+)
+def test_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
