@@ -1,8 +1,10 @@
 """``tsunagari`` — the command line.
 
 Subcommands live in their own modules; each exposes ``register(subparsers, t)``
-which adds its parser and sets ``func`` (``args -> exit code``). Help and
-messages are Japanese or English (``--lang ja|en``; default from the locale).
+which adds its parser and sets ``func`` (``args -> exit code``). The top-level
+help lists them from :data:`SUBCOMMANDS` and only the chosen subcommand's
+module is imported, so ``tsunagari --help`` starts as fast as Python does. Help
+and messages are Japanese or English (``--lang ja|en``; default from the locale).
 
 Exit codes (shared by every subcommand):
   0 all requirements met · 1 a requirement missed · 2 usage or registry error
@@ -14,25 +16,76 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Collection, Sequence
 
+from drills.errors import JournalTooNew
 from drills.i18n import LANGS, Text, detect_lang
 
-__all__ = ["EXIT", "build_parser", "main"]
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; typing and pathlib cost start-up
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    DEFAULT_JOURNAL: Path
+
+__all__ = ["EXIT", "SUBCOMMANDS", "build_parser", "main"]
 
 EXIT = {"ok": 0, "missed": 1, "usage": 2, "harness": 3, "locked": 4}
 
-# Modules that add subcommands, in help order.
-SUBCOMMAND_MODULES = [
-    "drills.commands.demo",
-    "drills.commands.registry",
-    "drills.commands.serve",
-    "drills.commands.scorecard",
-    "drills.commands.run",
-    "drills.commands.cron",
-    "drills.commands.surge",
-]
+
+# A subcommand as the top-level help lists it, without importing its module:
+# (name, module with ``register(subparsers, t)``, 日本語, English) — the one-line
+# help, the same as the module passes to ``add_parser``. In help order;
+# tests/core/test_cli.py checks each line against its module.
+SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "demo",
+        "drills.commands.demo",
+        "ローカルのシミュレータで訓練を一通り実行する（外部には一切送信しません）",
+        "run a full drill on local simulators (nothing leaves this machine)",
+    ),
+    (
+        "registry",
+        "drills.commands.registry",
+        "レジストリ（団体とチャネルの登録簿）を扱う",
+        "work with the registry of municipalities and channels",
+    ),
+    (
+        "serve",
+        "drills.commands.serve",
+        "journal の最新の状態を Prometheus に公開する（既定は 127.0.0.1 のみ）",
+        "serve the journal's latest state to Prometheus (127.0.0.1 only by default)",
+    ),
+    (
+        "scorecard",
+        "drills.commands.scorecard",
+        "即応性スコアカードを記録から作る（表・HTML・Markdown・JSON・CSV）",
+        "make the readiness scorecard from the journal (table, HTML, Markdown, JSON, CSV)",
+    ),
+    (
+        "run",
+        "drills.commands.run",
+        "シナリオを実行する（cron・タイマー向け）",
+        "run scenario files (for cron and timers)",
+    ),
+    (
+        "cron",
+        "drills.commands.cron",
+        "定期実行の設定（crontab と systemd タイマー）を表示する",
+        "print a crontab line and a systemd timer for scheduled drills",
+    ),
+    (
+        "journal",
+        "drills.commands.journal",
+        "記録（journal）を保守する（古い実行の削除・統計）",
+        "keep the journal in shape (prune old runs, statistics)",
+    ),
+    (
+        "surge",
+        "drills.commands.surge",
+        "全員が一斉に使うときの負荷を 1 チャネルにかけ、負荷下の着信遅延と破綻点を測る",
+        "put everybody-at-once load on one channel (Locust) and measure delivery under it",
+    ),
+)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -58,7 +111,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT["usage"], f"{self.prog}: {self.t('エラー', 'error')}: {message}\n")
 
 
-def build_parser(lang: str) -> argparse.ArgumentParser:
+def build_parser(lang: str, commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full parsers of *commands* (default: all of them).
+
+    Any other subcommand is listed from :data:`SUBCOMMANDS` with an empty parser,
+    and its module is not imported.
+    """
     t = Text(lang)
     _Parser.t = t
     parser = _Parser(
@@ -84,20 +142,36 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
         title=t("コマンド", "commands"),
         parser_class=_Parser,
     )
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub, t)
+    for name, module, ja, en in SUBCOMMANDS:
+        if commands is None or name in commands:
+            importlib.import_module(module).register(sub, t)
+        else:
+            sub.add_parser(name, help=t(ja, en), add_help=False)
     return parser
 
 
-DEFAULT_JOURNAL = Path("tsunagari-out/journal.sqlite")
+_DEFAULT_JOURNAL = "tsunagari-out/journal.sqlite"
+
+
+if not TYPE_CHECKING:  # type checkers see DEFAULT_JOURNAL: Path above, and nothing else
+
+    def __getattr__(name: str) -> Path:
+        # DEFAULT_JOURNAL is made on first use: pathlib is a tenth of `tsunagari --help`.
+        if name == "DEFAULT_JOURNAL":
+            from pathlib import Path
+
+            return Path(_DEFAULT_JOURNAL)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_journal_option(parser: argparse.ArgumentParser, t: Text) -> None:
     """``--journal PATH`` (default: the demo's output folder), shared by the reading commands."""
+    from pathlib import Path
+
     parser.add_argument(
         "--journal",
         type=Path,
-        default=DEFAULT_JOURNAL,
+        default=Path(_DEFAULT_JOURNAL),
         help=t("記録（SQLite）のパス", "journal (SQLite) path"),
     )
 
@@ -113,7 +187,14 @@ def add_help(parser: argparse.ArgumentParser, t: Text) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     lang = detect_lang(args_list)
-    parser = build_parser(lang)
+    # First find the subcommand with every parser empty (what --help needs), then
+    # import only that subcommand's module: start-up stays free of pydantic, yaml and probes.
+    listing = build_parser(lang, commands=())
+    chosen, _ = listing.parse_known_args(args_list)
+    if chosen.command is None:
+        listing.print_help()
+        return EXIT["usage"]
+    parser = build_parser(lang, commands={chosen.command})
     args = parser.parse_args(args_list)
     if getattr(args, "func", None) is None:
         parser.print_help()
@@ -121,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.lang = getattr(args, "lang", lang)
     try:
         return int(args.func(args))
+    except JournalTooNew as exc:
+        # A journal written by a newer tsunagari: the operator must upgrade (usage).
+        print(exc.render(args.lang), file=sys.stderr)
+        return EXIT["usage"]
     except KeyboardInterrupt:
         return EXIT["harness"]
 

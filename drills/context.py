@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from drills.background import BackgroundLoop
 from drills.delivery import Delivery
+from drills.events import StepEvent
 from drills.journal import Journal, RunStatus
 from drills.registry import Registry
 from drills.requirements import ScenarioMistake, Verdict, caller_location
@@ -82,10 +83,10 @@ class DrillContext:
         for fn in list(self.taps):
             fn(delivery)
 
-    def record(self, kind: str, data: dict[str, Any]) -> None:
-        """Journal a step event (``fallback``, ``roll_call``, ``acknowledgement``, …)."""
-        full = {**data, "scenario": self.scenario, "vantage": self.vantage}
-        self.loop.call(self._record_event, kind, full)
+    def record(self, event: StepEvent) -> None:
+        """Journal a step event (:mod:`drills.events`), placed in this run's scenario and vantage."""
+        placed = event.placed(self.scenario, self.vantage)
+        self.loop.call(self._record_event, placed.kind, placed.to_data())
 
     def _record_event(self, kind: str, data: dict[str, Any]) -> None:
         self.drill.begin()

@@ -1,8 +1,10 @@
 """``tsunagari demo``: a full drill against the bundled registry on local simulators.
 
 Writes into the output folder (default ``./tsunagari-out``): ``journal.sqlite``
-(appended run after run, so the next demo can say what got worse),
-``scorecard.json`` and whatever the registered output writers add.
+(appended run after run, so the next demo can say what got worse) and the run's
+files (:func:`drills.outputs.write_run_outputs`: ``scorecard.json``,
+``scorecard.html``, ``metrics.prom``) — the same files ``tsunagari run --out``
+writes for each run.
 
 After the drill, every journal record of the run is checked against the
 simulators' ground-truth ledgers (:func:`drills.truth.compare`) and one line
@@ -13,11 +15,9 @@ disagreement is listed below it.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -25,20 +25,15 @@ from drills.console import console_for, readiness_table
 from drills.delivery import Delivery
 from drills.i18n import Text
 from drills.journal import Journal
+from drills.options import DEFAULT_OUT, journal_in
+from drills.outputs import write_run_outputs
 from drills.registry import Registry, load_registry
 from drills.runner import Drill
-from drills.scorecard import build_scorecard, write_json
 from drills.truth import Disagreement, compare, summary_line
 
-__all__ = ["DEMO_SCENARIO", "OUTPUT_WRITERS", "DemoRun", "demo_registry_path", "run_demo"]
+__all__ = ["DEMO_SCENARIO", "DemoRun", "demo_registry_path", "run_demo"]
 
 DEMO_SCENARIO = "デモ訓練: 首都直下地震 初動参集"
-
-# "module:function" called as fn(journal=, run_id=, registry=, out_dir=, lang=) after the run.
-OUTPUT_WRITERS: list[str] = [
-    "drills.push:write_metrics_file",
-    "drills.report_html:write_scorecard_html",
-]
 
 
 @dataclass
@@ -102,12 +97,16 @@ async def drill_demo(
     return DemoRun(drill.run_id, len(records), found)
 
 
-def run_demo(out_dir: Path, lang: str = "ja", seed: int | None = None, repeat: int = 5) -> int:
+def run_demo(
+    out_dir: Path = DEFAULT_OUT, lang: str = "ja", seed: int | None = None, repeat: int = 5
+) -> int:
+    """Run the demo drill; write its journal and files into *out_dir*. Exit code: 0, or 3
+    when a file could not be written."""
     t = Text(lang)
     console = console_for()
     out_dir.mkdir(parents=True, exist_ok=True)
     registry = load_registry(demo_registry_path())
-    journal = Journal(out_dir / "journal.sqlite")
+    journal = Journal(journal_in(out_dir))
     console.print(
         t(
             f"繋がり デモ訓練: {len(registry.municipalities)} 団体 × チャット・メール・SMS（ローカルのシミュレータ）",
@@ -134,18 +133,16 @@ def run_demo(out_dir: Path, lang: str = "ja", seed: int | None = None, repeat: i
                 )
         else:
             done = asyncio.run(drill_demo(registry, journal, lang=lang, seed=seed, repeat=repeat))
-        run_id = done.run_id
-        card = build_scorecard(journal, run_id, registry)
-        write_json(card, out_dir / "scorecard.json")
-        for spec in OUTPUT_WRITERS:
-            module, _, name = spec.partition(":")
-            writer: Any = getattr(importlib.import_module(module), name)
-            writer(journal=journal, run_id=run_id, registry=registry, out_dir=out_dir, lang=lang)
+        outputs = write_run_outputs(journal, done.run_id, registry, out_dir, lang=lang)
     finally:
         journal.close()
-    console.print(readiness_table(card, lang))
+    console.print(readiness_table(outputs.scorecard, lang))
     console.print(summary_line(done.disagreements, done.records, lang), markup=False)
     for item in done.disagreements[:20]:
         console.print(f"  {item}", markup=False)
     console.print(t(f"出力: {out_dir}/", f"output: {out_dir}/"))
-    return 0
+    for problem in outputs.problems:
+        console.print(
+            t(f"出力できませんでした: {problem}", f"not written: {problem}"), markup=False
+        )
+    return 3 if outputs.problems else 0

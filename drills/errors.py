@@ -7,6 +7,7 @@
     ├── ScenarioError        (ValueError)       a scenario asks for something impossible
     ├── DrillSafetyError     (PermissionError)  a live send without --live, a cap exceeded
     ├── LockBusy             (BlockingIOError)  another drill holds the run lock
+    ├── JournalTooNew        (ValueError)       the journal was written by a newer tsunagari
     └── HarnessError         (RuntimeError)     the harness itself failed
 
 Channel faults are not here: they are ``probes.base.ChannelFault`` and end up
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 __all__ = [
     "DrillSafetyError",
     "HarnessError",
+    "JournalTooNew",
     "LockBusy",
     "Problem",
     "RegistryError",
@@ -73,3 +75,29 @@ class LockBusy(TsunagariError, BlockingIOError):
 
 class HarnessError(TsunagariError, RuntimeError):
     """The harness failed (not the channel)."""
+
+
+class JournalTooNew(TsunagariError, ValueError):
+    """The journal's schema version is newer than this code reads.
+
+    ``str(exc)`` is ``"日本語 / English"`` (so ``Text.pick`` chooses a half);
+    :meth:`render` gives one language. The CLI treats it as a usage error (exit 2).
+    """
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(f"{self.render('ja')} / {self.render('en')}")
+
+    def render(self, lang: str = "ja") -> str:
+        if lang == "ja":
+            return (
+                f"記録 {self.path} はスキーマ v{self.found} で書かれています。この tsunagari が"
+                f"読めるのは v{self.supported} までです。tsunagari を更新してから開いてください"
+                "（記録は変更していません）"
+            )
+        return (
+            f"journal {self.path} has schema v{self.found}; this tsunagari reads up to "
+            f"v{self.supported}. Upgrade tsunagari to open it (the journal was not changed)"
+        )

@@ -5,6 +5,12 @@ a drill killed with SIGKILL half-way keeps every delivery completed before the
 kill. The next run finds the dead run still ``running`` with a dead pid and
 marks it ``incomplete``.
 
+Besides what happened (``runs``, ``deliveries``, ``events``) it keeps what
+the readers derived from it, so reading does not grow with history:
+``digests`` (one per ended run, :mod:`drills.digest`) and ``totals`` (the
+metrics' fold of each scenario × vantage, :mod:`drills.metric_state`). Both
+can be deleted at any time; they are made again from the rest.
+
     >>> j = Journal(":memory:")
     >>> run = j.begin_run(scenario="demo")
     >>> j.finish_run(run)
@@ -20,13 +26,23 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drills.delivery import Delivery, Outcome
+from drills.errors import JournalTooNew
 
-__all__ = ["Journal", "RunStatus"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Journal",
+    "JournalStats",
+    "JournalTooNew",
+    "PruneResult",
+    "RunStatus",
+]
 
 
 class RunStatus:
@@ -36,8 +52,11 @@ class RunStatus:
     INCOMPLETE = "incomplete"
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+# Version 1: the tables as they were before the schema was versioned (that
+# code wrote no ``user_version``). Every statement is idempotent, so an
+# unversioned file of any age passes through it unchanged.
+_V1 = (
+    """CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
     scenario    TEXT NOT NULL DEFAULT '',
     vantage     TEXT NOT NULL DEFAULT 'default',
@@ -47,8 +66,8 @@ CREATE TABLE IF NOT EXISTS runs (
     pid         INTEGER,
     host        TEXT,
     meta        TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS deliveries (
+)""",
+    """CREATE TABLE IF NOT EXISTS deliveries (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id            TEXT NOT NULL REFERENCES runs(run_id),
     step              TEXT NOT NULL,
@@ -70,20 +89,154 @@ CREATE TABLE IF NOT EXISTS deliveries (
     throttled         INTEGER NOT NULL DEFAULT 0,
     vantage           TEXT NOT NULL DEFAULT 'default',
     scenario          TEXT NOT NULL DEFAULT '',
-    extra             TEXT NOT NULL DEFAULT '{}',
-    evidence          TEXT
-);
-CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries(run_id);
-CREATE INDEX IF NOT EXISTS runs_scenario ON runs(scenario, started_at);
-CREATE TABLE IF NOT EXISTS events (
+    extra             TEXT NOT NULL DEFAULT '{}'
+)""",
+    "CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries(run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_scenario ON runs(scenario, started_at)",
+    """CREATE TABLE IF NOT EXISTS events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id  TEXT NOT NULL REFERENCES runs(run_id),
     at      REAL NOT NULL,
     kind    TEXT NOT NULL,
     data    TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_run ON events(run_id, kind);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS events_run ON events(run_id, kind)",
+)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    for statement in _V1:
+        db.execute(statement)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # Files written between evidence levels and schema versions already have it.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+    if "evidence" not in columns:
+        db.execute("ALTER TABLE deliveries ADD COLUMN evidence TEXT")
+
+
+def _v3(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS digests (
+    run_id        TEXT PRIMARY KEY REFERENCES runs(run_id),
+    model_version TEXT NOT NULL,
+    data          TEXT NOT NULL,
+    at            REAL NOT NULL
+)"""
+    )
+
+
+def _v4(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS totals (
+    scenario      TEXT NOT NULL,
+    vantage       TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    data          TEXT NOT NULL,
+    at            REAL NOT NULL,
+    PRIMARY KEY (scenario, vantage)
+)"""
+    )
+
+
+# The one ordered list of migrations: entry i takes a file from version i to
+# version i + 1. Append only; never edit a migration that has shipped.
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("runs, deliveries and events", _v1),
+    ("evidence level of each delivery", _v2),
+    ("digests: one stored digest per run", _v3),
+    ("totals: the metrics' fold of each scenario × vantage", _v4),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring *db* to :data:`SCHEMA_VERSION`; refuse a file newer than the code."""
+    found = _user_version(db)
+    if found > SCHEMA_VERSION:
+        raise JournalTooNew(path, found, SCHEMA_VERSION)
+    if found == SCHEMA_VERSION:
+        return found
+    # One write transaction for all steps: a crash leaves the old version intact,
+    # and a second process opening the file at the same time waits, then finds
+    # the work done.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = _user_version(db)
+        if found > SCHEMA_VERSION:
+            raise JournalTooNew(path, found, SCHEMA_VERSION)
+        for _, step in MIGRATIONS[found:]:
+            step(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What :meth:`Journal.prune` removed (or, with ``dry_run``, would remove)."""
+
+    cutoff: float
+    """Runs started before this epoch time were candidates."""
+    runs: int
+    deliveries: int
+    events: int
+    digests: int
+    kept_latest: int
+    """Runs older than the cutoff kept because each is its scenario × vantage's latest."""
+    dry_run: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff,
+            "runs": self.runs,
+            "deliveries": self.deliveries,
+            "events": self.events,
+            "digests": self.digests,
+            "kept_latest": self.kept_latest,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """The size and span of a journal (:meth:`Journal.stats`)."""
+
+    schema_version: int
+    runs_by_status: Mapping[str, int] = field(default_factory=dict)
+    deliveries: int = 0
+    events: int = 0
+    digests: int = 0
+    file_bytes: int = 0
+    """The database file plus its write-ahead log."""
+    oldest_run_at: float | None = None
+    newest_run_at: float | None = None
+
+    @property
+    def runs(self) -> int:
+        return sum(self.runs_by_status.values())
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "runs": self.runs,
+            "runs_by_status": dict(self.runs_by_status),
+            "deliveries": self.deliveries,
+            "events": self.events,
+            "digests": self.digests,
+            "file_bytes": self.file_bytes,
+            "oldest_run_at": self.oldest_run_at,
+            "newest_run_at": self.newest_run_at,
+        }
+
 
 _DELIVERY_COLUMNS = (
     "run_id step municipality_code municipality_name channel_id kind recipient token outcome "
@@ -121,10 +274,11 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL + WAL: a committed row survives the process being killed.
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(deliveries)")}
-        if "evidence" not in columns:  # a journal from before evidence levels
-            self.db.execute("ALTER TABLE deliveries ADD COLUMN evidence TEXT")
+        try:
+            self.schema_version = _migrate(self.db, self.path)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -273,6 +427,141 @@ class Journal:
             {**dict(r), "data": json.loads(r["data"])}
             for r in self.db.execute(sql + " ORDER BY id", args)
         ]
+
+    # ------------------------------------------------------------------ digests
+
+    def put_digest(self, run_id: str, model_version: str, data: dict[str, Any]) -> None:
+        """Store (or replace) the digest of *run_id*, computed by scoring model *model_version*."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO digests (run_id, model_version, data, at) VALUES (?, ?, ?, ?)",
+            (run_id, model_version, json.dumps(data, ensure_ascii=False), time.time()),
+        )
+
+    def digest(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        """``(model_version, data)`` of the stored digest of *run_id*, or None."""
+        row = self.db.execute(
+            "SELECT model_version, data FROM digests WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return str(row["model_version"]), json.loads(row["data"])
+
+    def put_totals(
+        self, scenario: str, vantage: str, model_version: str, data: dict[str, Any]
+    ) -> None:
+        """Store (or replace) the metrics' fold of *scenario* × *vantage*
+        (:class:`drills.metric_state.History`): one row per scenario × vantage."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO totals (scenario, vantage, model_version, data, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (scenario, vantage, model_version, json.dumps(data, ensure_ascii=False), time.time()),
+        )
+
+    def totals(self, scenario: str, vantage: str) -> tuple[str, dict[str, Any]] | None:
+        """``(model_version, data)`` of the stored fold of *scenario* × *vantage*, or None."""
+        row = self.db.execute(
+            "SELECT model_version, data FROM totals WHERE scenario = ? AND vantage = ?",
+            (scenario, vantage),
+        ).fetchone()
+        if row is None:
+            return None
+        return str(row["model_version"]), json.loads(row["data"])
+
+    def delete_digest(self, run_id: str) -> None:
+        """Forget the digest of *run_id* (it is recomputed on the next read)."""
+        self.db.execute("DELETE FROM digests WHERE run_id = ?", (run_id,))
+
+    # ------------------------------------------------------------------ upkeep
+
+    def prune(
+        self,
+        older_than_s: float,
+        now: float | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """Delete runs started more than *older_than_s* ago, with their deliveries,
+        events and digests, in one transaction.
+
+        The latest run of every scenario × vantage is always kept, however old,
+        so the scorecard and the metrics of a drill held once a year still have
+        something to show. Runs still ``running`` are never removed. The file
+        does not shrink until :meth:`vacuum`.
+
+            >>> j = Journal(":memory:")
+            >>> j.prune(400 * 86400).runs
+            0
+        """
+        cutoff = (time.time() if now is None else now) - older_than_s
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DROP TABLE IF EXISTS temp.doomed")
+            # Rank 1 is the latest run of its scenario × vantage: never a candidate.
+            self.db.execute(
+                "CREATE TEMP TABLE doomed AS SELECT run_id, rank FROM ("
+                "  SELECT run_id, started_at, status, ROW_NUMBER() OVER ("
+                "    PARTITION BY scenario, vantage ORDER BY started_at DESC, rowid DESC"
+                "  ) AS rank FROM runs"
+                ") WHERE started_at < ? AND status != ?",
+                (cutoff, RunStatus.RUNNING),
+            )
+            kept_latest = self._count("SELECT COUNT(*) FROM temp.doomed WHERE rank = 1")
+            self.db.execute("DELETE FROM temp.doomed WHERE rank = 1")
+            counts = {
+                table: self._count(
+                    f"SELECT COUNT(*) FROM {table} WHERE run_id IN (SELECT run_id FROM temp.doomed)"
+                )
+                for table in ("runs", "deliveries", "events", "digests")
+            }
+            if not dry_run:
+                for table in ("deliveries", "events", "digests", "runs"):
+                    self.db.execute(
+                        f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM temp.doomed)"
+                    )
+            self.db.execute("DROP TABLE temp.doomed")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return PruneResult(cutoff=cutoff, kept_latest=kept_latest, dry_run=dry_run, **counts)
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back to the file system (rewrites the file)."""
+        self.db.execute("VACUUM")
+        if self.path != ":memory:":
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def stats(self) -> JournalStats:
+        """Counts, span and size of the journal."""
+        by_status = {
+            str(row[0]): int(row[1])
+            for row in self.db.execute(
+                "SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status"
+            )
+        }
+        oldest, newest = self.db.execute(
+            "SELECT MIN(started_at), MAX(started_at) FROM runs"
+        ).fetchone()
+        size = 0
+        if self.path != ":memory:":
+            for suffix in ("", "-wal"):
+                try:
+                    size += os.path.getsize(self.path + suffix)
+                except OSError:
+                    pass
+        return JournalStats(
+            schema_version=_user_version(self.db),
+            runs_by_status=by_status,
+            deliveries=self._count("SELECT COUNT(*) FROM deliveries"),
+            events=self._count("SELECT COUNT(*) FROM events"),
+            digests=self._count("SELECT COUNT(*) FROM digests"),
+            file_bytes=size,
+            oldest_run_at=oldest,
+            newest_run_at=newest,
+        )
+
+    def _count(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return int(self.db.execute(sql, args).fetchone()[0])
 
     @staticmethod
     def _delivery(row: sqlite3.Row) -> Delivery:

@@ -1,196 +1,58 @@
-"""What the metrics are made of: a digest of each journalled run.
+"""The metrics' view of a journal: the history of each scenario × vantage, folded.
 
-A :class:`RunDigest` holds what one run says about each channel (counts by
-outcome and evidence, latency buckets and quantiles, observer error bound, TLS expiry) and
-each municipality (readiness score, roll call, fallback). Digests of runs that
-have ended never change, so :class:`JournalView` keeps them and re-reads only
-runs that are new, still running, or changed status.
+Every exported number is read from the runs' digests (:mod:`drills.digest`,
+stored in the journal). The counters add up every run of a scenario × vantage
+and the gauges show "the latest drill that told something" — both depend on
+history, so they are kept as a fold (:class:`History`): the state after the
+newest *ended* run, to which each newly ended run is added once
+(:meth:`History.add`). The fold is stored in the journal
+(:meth:`~drills.journal.Journal.put_totals`, one row per scenario × vantage),
+so a cron ``push_run`` or a cold ``serve`` scrape reads one stored fold, the
+digests of the runs ended since it was stored (usually none or one) and the
+digests of runs still running — never the whole history.
 
-The digest functions are pure and unit-tested; :class:`JournalView` is the
-only part that reads the journal.
+A stored fold is used while it still describes the journal: the same
+:data:`~drills.digest.MODEL_VERSION`, and the same runs up to its newest
+(counted, with their statuses and ends, by one aggregate over the ``runs``
+table). If an older run changed (a running run ended, a dead run was marked
+incomplete) or was added out of order, the fold is rebuilt from every run's
+stored digest, once. After ``journal prune`` it is rebuilt from the runs left:
+the counters drop (a counter reset, which ``rate()`` and ``increase()`` handle).
 
-Roll-call and fallback results come from ``journal.events(run_id, kind)``;
-their shape is read defensively (see :func:`roll_calls`, :func:`fallbacks`).
-Surges are the run's ``surge`` events, read by :mod:`drills.surge.summary`
-(the last surge of each channel in a run).
+Pure parts (:func:`fold`, :func:`streak`, :func:`latest_by`) are the same
+whether the digests come from the journal or from a test.
 """
 
 from __future__ import annotations
 
-import bisect
-import socket
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
-from drills.delivery import Delivery, Evidence, Outcome
+from drills import digest
+from drills.digest import LATENCY_BUCKETS, MODEL_VERSION, ChannelDigest, RunDigest
 from drills.errors import RegistryError
-from drills.journal import Journal, RunStatus, _pid_alive
+from drills.journal import Journal, RunStatus
 from drills.registry import Registry, load_registry
-from drills.scorecard import build_scorecard
-from drills.scoring import percentile, reachability
-from drills.surge.summary import SurgeSummary, read_surges
+from drills.scoring import WEIGHTS, Ratio
 
 __all__ = [
-    "LATENCY_BUCKETS",
-    "NO_EVIDENCE",
-    "QUANTILES",
-    "ChannelDigest",
+    "ChannelHistory",
+    "Group",
+    "History",
     "JournalView",
-    "MuniDigest",
-    "RunDigest",
-    "digest_channel",
-    "digest_run",
-    "fallbacks",
+    "MuniHistory",
+    "fold",
     "latest_by",
-    "roll_calls",
     "streak",
-    "tls_not_after",
 ]
 
-# Upper bounds (seconds) of the latency histogram: 0.1 s … 10 min.
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-)
-# (metric name part, percentile) — the scorecard's p50 and p95.
-QUANTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p95", 95.0))
-
-_DAY = 86_400.0
 T = TypeVar("T")
 
-# The ``evidence`` label of a delivery that has none (lost, rejected, error, drill_outage).
-NO_EVIDENCE = "none"
 
-
-def _evidence_of(outcome: str) -> str:
-    """The evidence a record of *outcome* had before evidence was journalled."""
-    if Outcome(outcome).reached:
-        return Evidence.SEEN.value
-    return Evidence.ACCEPTED.value if outcome == Outcome.ACCEPTED.value else NO_EVIDENCE
-
-
-@dataclass(frozen=True)
-class ChannelDigest:
-    """What one run (or, merged, several runs) says about one channel."""
-
-    code: str
-    name: str
-    channel_id: str
-    kind: str
-    outcomes: Mapping[str, int]
-    buckets: tuple[int, ...]  # per LATENCY_BUCKETS, not cumulative; above the last: only in count
-    latency_sum: float = 0.0
-    latency_count: int = 0
-    quantiles: Mapping[str, float] = field(default_factory=dict)
-    error_bound: float | None = None
-    tls_not_after: float | None = None
-    evidence: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (outcome, evidence)
-
-    @property
-    def labels(self) -> tuple[str, str, str, str]:
-        return (self.code, self.name, self.channel_id, self.kind)
-
-    @property
-    def reached(self) -> int:
-        return self.outcomes.get(Outcome.DELIVERED.value, 0) + self.outcomes.get(
-            Outcome.LATE.value, 0
-        )
-
-    @property
-    def counted(self) -> int:
-        """Messages that say something about the channel: not ``error``, not ``drill_outage``."""
-        return sum(n for o, n in self.outcomes.items() if Outcome(o).counted)
-
-    @property
-    def reachable(self) -> bool | None:
-        """True if a message was seen at the far end; False if none was; None if unknown.
-
-        Unknown: only harness errors (never a channel fault), only messages sent
-        into the drill's own outage (the drill's doing), or only accepted-only
-        deliveries (the kind cannot confirm arrival).
-        """
-        if self.reached:
-            return True
-        failed = self.counted - self.outcomes.get(Outcome.ACCEPTED.value, 0)
-        return False if failed > 0 else None
-
-    @property
-    def reachability(self) -> float:
-        """The scorecard's reachability (:func:`drills.scoring.reachability`)."""
-        return reachability(self.outcomes)
-
-    @property
-    def outcome_evidence(self) -> dict[tuple[str, str], int]:
-        """Counts by (outcome, evidence); ``none`` for outcomes without evidence.
-
-        >>> ChannelDigest("1", "n", "c", "k", {"delivered": 2, "lost": 1}, ()).outcome_evidence
-        {('delivered', 'seen'): 2, ('lost', 'none'): 1}
-        """
-        if self.evidence:
-            return dict(self.evidence)
-        return {(o, _evidence_of(o)): n for o, n in self.outcomes.items()}
-
-    def merged(self, later: ChannelDigest) -> ChannelDigest:
-        """Counters of both; names and latest-drill facts from *later*."""
-        outcomes = Counter(self.outcomes)
-        outcomes.update(later.outcomes)
-        evidence = Counter(self.outcome_evidence)
-        evidence.update(later.outcome_evidence)
-        return ChannelDigest(
-            later.code,
-            later.name,
-            later.channel_id,
-            later.kind,
-            dict(outcomes),
-            tuple(a + b for a, b in zip(self.buckets, later.buckets, strict=True)),
-            self.latency_sum + later.latency_sum,
-            self.latency_count + later.latency_count,
-            later.quantiles,
-            later.error_bound,
-            later.tls_not_after,
-            dict(evidence),
-        )
-
-
-@dataclass(frozen=True)
-class MuniDigest:
-    """What one run says about one municipality."""
-
-    code: str
-    name: str
-    score: float | None = None  # None: no deliveries in this run (events only)
-    roll_call: tuple[int, int] | None = None  # (expected, answered)
-    fallback: tuple[bool, float | None] | None = None  # (reached, latency_s)
-
-
-@dataclass(frozen=True)
-class RunDigest:
-    run_id: str
-    scenario: str
-    vantage: str
-    status: str
-    started_at: float
-    ended_at: float  # finished_at, else the last thing journalled, else started_at
-    running: bool
-    channels: Mapping[tuple[str, str], ChannelDigest]
-    municipalities: Mapping[str, MuniDigest]
-    surges: Mapping[tuple[str, str], SurgeSummary] = field(default_factory=dict)  # the run's last
-
-
-# --------------------------------------------------------------------------- pure digests
+# --------------------------------------------------------------------------- pure
 
 
 def latest_by(items: Sequence[T], wanted: Callable[[T], bool]) -> T | None:
@@ -213,244 +75,277 @@ def streak(history: Sequence[ChannelDigest]) -> int:
     2
     """
     count = 0
-    for ch in reversed(history):
-        if ch.reachable is None:
-            continue
-        if ch.reachable:
-            break
-        count += 1
+    for ch in history:
+        count = _next_streak(count, ch.reachable)
     return count
 
 
-def tls_not_after(delivery: Delivery) -> float | None:
-    """The certificate expiry a probe recorded, as Unix time.
+def _next_streak(count: int, reachable: bool | None) -> int:
+    if reachable is None:
+        return count
+    return 0 if reachable else count + 1
 
-    ``extra["tls_not_after"]`` (Unix time or ISO 8601) is exact;
-    ``extra["tls_days_left"]`` (whole days, rounded down) gives a lower bound:
-    ``sent_at + days × 86400``.
 
-    >>> d = Delivery("r", "s", "131211", "足立区", "mail", "mail", "TSG-0", Outcome.DELIVERED,
-    ...              sent_at=1000.0, extra={"tls_days_left": 2})
-    >>> tls_not_after(d)
-    173800.0
+def _ratio(data: Any) -> Ratio | None:
+    return None if data is None else Ratio(float(data[0]), float(data[1]))
+
+
+def _ratio_data(ratio: Ratio | None) -> list[float] | None:
+    return None if ratio is None else [ratio.good, ratio.total]
+
+
+@dataclass
+class ChannelHistory:
+    """One channel of one scenario × vantage over every ended run, folded.
+
+    Counters (``totals``, ``buckets``, ``latency_sum``, ``latency_count``) add
+    up; the rest is the latest run that told it.
     """
-    exact = delivery.extra.get("tls_not_after")
-    if isinstance(exact, int | float) and not isinstance(exact, bool):
-        return float(exact)
-    if isinstance(exact, str):
-        try:
-            return datetime.fromisoformat(exact).timestamp()
-        except ValueError:
-            pass
-    days = delivery.extra.get("tls_days_left")
-    if isinstance(days, int | float) and not isinstance(days, bool) and delivery.sent_at:
-        return delivery.sent_at + float(days) * _DAY
-    return None
+
+    labels: tuple[str, str, str, str]  # code, name, channel id, kind (of the latest run)
+    totals: Counter[tuple[str, str]] = field(default_factory=Counter)  # (outcome, evidence)
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_sum: float = 0.0
+    latency_count: int = 0
+    last: dict[tuple[str, str], int] = field(default_factory=dict)  # the latest run's counts
+    told: tuple[bool, float] | None = None  # (reachable, reachability) of the latest that told
+    streak: int = 0
+    quantiles: dict[str, float] = field(default_factory=dict)  # of the latest timed run
+    error_bound: float | None = None
+    tls_not_after: float | None = None
+
+    def add(self, ch: ChannelDigest, *, ended: bool = True) -> None:
+        """Add one run's channel: its counters always, its facts only if it *ended*."""
+        self.labels = ch.labels
+        evidence = ch.outcome_evidence
+        self.totals.update(evidence)
+        for i, n in enumerate(ch.buckets):
+            self.buckets[i] += n
+        self.latency_sum += ch.latency_sum
+        self.latency_count += ch.latency_count
+        if not ended:
+            return
+        self.last = evidence
+        if ch.reachable is not None:
+            self.told = (ch.reachable, ch.reachability)
+        self.streak = _next_streak(self.streak, ch.reachable)
+        if ch.quantiles:
+            self.quantiles = dict(ch.quantiles)
+        if ch.error_bound is not None:
+            self.error_bound = ch.error_bound
+        if ch.tls_not_after is not None:
+            self.tls_not_after = ch.tls_not_after
+
+    def copy(self) -> ChannelHistory:
+        return ChannelHistory.from_data(self.to_data())
+
+    def to_data(self) -> list[Any]:
+        return [
+            list(self.labels),
+            [[o, e, n] for (o, e), n in sorted(self.totals.items())],
+            self.buckets,
+            self.latency_sum,
+            self.latency_count,
+            [[o, e, n] for (o, e), n in sorted(self.last.items())],
+            None if self.told is None else list(self.told),
+            self.streak,
+            self.quantiles,
+            self.error_bound,
+            self.tls_not_after,
+        ]
+
+    @classmethod
+    def from_data(cls, data: Sequence[Any]) -> ChannelHistory:
+        labels, totals, buckets, lsum, lcount, last, told, strk, q, bound, tls = data
+        return cls(
+            (labels[0], labels[1], labels[2], labels[3]),
+            Counter({(o, e): int(n) for o, e, n in totals}),
+            [int(n) for n in buckets],
+            float(lsum),
+            int(lcount),
+            {(o, e): int(n) for o, e, n in last},
+            None if told is None else (bool(told[0]), float(told[1])),
+            int(strk),
+            {str(k): float(v) for k, v in q.items()},
+            bound,
+            tls,
+        )
 
 
-def digest_channel(deliveries: Sequence[Delivery]) -> ChannelDigest:
-    """Digest the deliveries of one channel in one run (at least one)."""
-    last = deliveries[-1]
-    outcomes = Counter(d.outcome.value for d in deliveries)
-    evidence = Counter(
-        (d.outcome.value, d.evidence.value if d.evidence is not None else NO_EVIDENCE)
-        for d in deliveries
-    )
-    buckets = [0] * len(LATENCY_BUCKETS)
-    latencies = [d.latency_s for d in deliveries if d.outcome.reached and d.latency_s is not None]
-    for value in latencies:
-        index = bisect.bisect_left(LATENCY_BUCKETS, value)
-        if index < len(buckets):
-            buckets[index] += 1
-    quantiles = {label: percentile(latencies, q) for label, q in QUANTILES}
-    bounds = [d.error_bound_s for d in deliveries if d.error_bound_s is not None]
-    expiries = [t for t in map(tls_not_after, deliveries) if t is not None]
-    return ChannelDigest(
-        last.municipality_code,
-        last.municipality_name,
-        last.channel_id,
-        last.kind,
-        dict(outcomes),
-        tuple(buckets),
-        float(sum(latencies)),
-        len(latencies),
-        {k: v for k, v in quantiles.items() if v is not None},
-        max(bounds) if bounds else None,
-        min(expiries) if expiries else None,
-        dict(evidence),
-    )
+@dataclass
+class MuniHistory:
+    """One municipality of one scenario × vantage over every ended run, folded."""
+
+    name: str
+    last_ended_at: float
+    scored: list[str] = field(default_factory=list)  # the last two runs with a channel score
+    roll_call: Ratio | None = None  # of the latest roll call that expected someone
+    fallback: Ratio | None = None  # of the latest fallback that checked something
+    fallback_latency_s: float | None = None
+
+    def to_data(self) -> list[Any]:
+        return [
+            self.name,
+            self.last_ended_at,
+            self.scored,
+            _ratio_data(self.roll_call),
+            _ratio_data(self.fallback),
+            self.fallback_latency_s,
+        ]
+
+    @classmethod
+    def from_data(cls, data: Sequence[Any]) -> MuniHistory:
+        name, ended, scored, rc, fb, fb_lat = data
+        return cls(str(name), float(ended), list(scored), _ratio(rc), _ratio(fb), fb_lat)
 
 
-def _items(data: Any) -> list[Mapping[str, Any]]:
-    """An event's per-municipality entries: the data itself, or its ``municipalities`` list."""
-    if not isinstance(data, Mapping):
-        return []
-    nested = data.get("municipalities") or data.get("results")
-    if isinstance(nested, list):
-        return [x for x in nested if isinstance(x, Mapping)]
-    return [data]
+@dataclass
+class History:
+    """Every ended run of one scenario × vantage, folded (oldest first, by :meth:`add`)."""
+
+    scenario: str
+    vantage: str
+    head: str | None = None  # run id of the newest run folded in
+    runs: int = 0
+    channels: dict[tuple[str, str], ChannelHistory] = field(default_factory=dict)
+    municipalities: dict[str, MuniHistory] = field(default_factory=dict)
+    surges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # latest, as data
+    last_ended: tuple[float, float] | None = None  # (started_at, ended_at) of the latest
+    last_success_at: float | None = None  # ended_at of the latest finished run
+
+    def add(self, run: RunDigest) -> None:
+        """Fold in one ended run (runs must come oldest first)."""
+        assert not run.running, "running runs are not folded"
+        self.head = run.run_id
+        self.runs += 1
+        for key, ch in run.channels.items():
+            history = self.channels.get(key)
+            if history is None:
+                history = self.channels[key] = ChannelHistory(ch.labels)
+            history.add(ch)
+        for code, muni in run.municipalities.items():
+            mh = self.municipalities.get(code)
+            if mh is None:
+                mh = self.municipalities[code] = MuniHistory(muni.name, run.ended_at)
+            mh.name, mh.last_ended_at = muni.name, run.ended_at
+            if any(
+                ch.score is not None and ch.score.score is not None for ch in run.channels_of(code)
+            ):
+                mh.scored = [*mh.scored, run.run_id][-2:]
+            if muni.roll_call is not None and muni.roll_call.total > 0:
+                mh.roll_call = muni.roll_call
+            if muni.fallback is not None and muni.fallback.total > 0:
+                mh.fallback = muni.fallback
+                mh.fallback_latency_s = muni.fallback_latency_s
+        for key, surge in run.latest_surges.items():
+            self.surges[key] = dict(surge.data)
+        self.last_ended = (run.started_at, run.ended_at)
+        if run.status == RunStatus.FINISHED:
+            self.last_success_at = run.ended_at
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "vantage": self.vantage,
+            "head": self.head,
+            "runs": self.runs,
+            "channels": [[list(k), h.to_data()] for k, h in self.channels.items()],
+            "municipalities": [[c, m.to_data()] for c, m in self.municipalities.items()],
+            "surges": [[list(k), s] for k, s in self.surges.items()],
+            "last_ended": None if self.last_ended is None else list(self.last_ended),
+            "last_success_at": self.last_success_at,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> History:
+        last = data.get("last_ended")
+        return cls(
+            data["scenario"],
+            data["vantage"],
+            data.get("head"),
+            int(data.get("runs", 0)),
+            {(k[0], k[1]): ChannelHistory.from_data(h) for k, h in data["channels"]},
+            {str(c): MuniHistory.from_data(m) for c, m in data["municipalities"]},
+            {(k[0], k[1]): dict(s) for k, s in data.get("surges", [])},
+            None if last is None else (float(last[0]), float(last[1])),
+            data.get("last_success_at"),
+        )
 
 
-def _who(item: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    code = item.get("municipality_code") or item.get("code")
-    name = item.get("municipality_name") or item.get("name")
-    muni = item.get("municipality")
-    if isinstance(muni, Mapping):
-        code = code or muni.get("code")
-        name = name or muni.get("name")
-    elif isinstance(muni, str):
-        if muni.isdigit():
-            code = code or muni
+@dataclass
+class Group:
+    """What the metrics of one scenario × vantage are rendered from."""
+
+    history: History  # every ended run, folded
+    running: list[RunDigest] = field(default_factory=list)  # runs still running, oldest first
+    latest_started_at: float | None = None  # of the newest run, running or not
+    latest_running: bool = False
+
+    @property
+    def scenario(self) -> str:
+        return self.history.scenario
+
+    @property
+    def vantage(self) -> str:
+        return self.history.vantage
+
+
+def fold(digests: Iterable[RunDigest]) -> list[Group]:
+    """Group *digests* (oldest first) by scenario × vantage and fold each group."""
+    groups: dict[tuple[str, str], Group] = {}
+    for run in digests:
+        key = (run.scenario, run.vantage)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(History(*key))
+        if run.running:
+            group.running.append(run)
         else:
-            name = name or muni
-    return (str(code) if code else None, str(name) if name else None)
-
-
-def _count(item: Mapping[str, Any], keys: Iterable[str]) -> int | None:
-    for key in keys:
-        value = item.get(key)
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, int | float):
-            return int(value)
-        if isinstance(value, list | tuple | set | dict):
-            return len(value)
-    return None
-
-
-def roll_calls(events: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str | None, int, int]]:
-    """Roll-call results by municipality code: (name, expected, answered); the last event wins.
-
-    Accepted shapes (``data`` of a ``roll_call`` event), counts or lists::
-
-        {"municipality_code": "131211", "expected": 12, "answered": 11}
-        {"municipality": {"code": …, "name": …}, "members": [...], "answered": [...]}
-        {"municipalities": [{…}, {…}]}          # several at once
-        {"code": …, "expected": 12, "missing": ["…"]}
-
-    >>> data = {"municipality_code": "131211", "expected": 3, "answered": ["a", "b"]}
-    >>> roll_calls([{"data": data}])
-    {'131211': (None, 3, 2)}
-    """
-    out: dict[str, tuple[str | None, int, int]] = {}
-    for event in events:
-        for item in _items(event.get("data")):
-            code, name = _who(item)
-            expected = _count(item, ("expected", "asked", "members", "total", "recipients"))
-            answered = _count(item, ("answered", "responded", "answers", "confirmed"))
-            if answered is None and expected is not None:
-                missing = _count(item, ("missing", "unanswered"))
-                answered = None if missing is None else expected - missing
-            if code and expected is not None and answered is not None:
-                out[code] = (name, expected, answered)
-    return out
-
-
-def fallbacks(
-    events: Iterable[Mapping[str, Any]],
-) -> dict[str, tuple[str | None, bool, float | None]]:
-    """Fallback results by municipality code: (name, reached, latency_s); the last event wins.
-
-    ``reached`` comes from ``reached``/``delivered`` (bool) or ``outcome``
-    (``delivered``/``late`` mean reached); ``latency_s`` is optional.
-
-    >>> fallbacks([{"data": {"municipality_code": "134210", "outcome": "lost"}}])
-    {'134210': (None, False, None)}
-    """
-    out: dict[str, tuple[str | None, bool, float | None]] = {}
-    for event in events:
-        for item in _items(event.get("data")):
-            code, name = _who(item)
-            reached: bool | None = None
-            for key in ("reached", "delivered", "ok", "success"):
-                if isinstance(item.get(key), bool):
-                    reached = bool(item[key])
-                    break
-            if reached is None and isinstance(item.get("outcome"), str):
-                reached = item["outcome"] in (Outcome.DELIVERED.value, Outcome.LATE.value)
-            latency = item.get("latency_s")
-            if not isinstance(latency, int | float) or isinstance(latency, bool):
-                latency = None
-            if code and reached is not None:
-                out[code] = (name, reached, None if latency is None else float(latency))
-    return out
-
-
-def digest_run(
-    run: Mapping[str, Any],
-    deliveries: Sequence[Delivery],
-    events: Sequence[Mapping[str, Any]],
-    scores: Mapping[str, float],
-    running: bool,
-    names: Mapping[str, str] | None = None,
-) -> RunDigest:
-    """Digest one run: its row, deliveries, events and per-municipality scores."""
-    by_channel: dict[tuple[str, str], list[Delivery]] = {}
-    muni_names: dict[str, str] = dict(names or {})
-    for d in deliveries:
-        by_channel.setdefault((d.municipality_code, d.channel_id), []).append(d)
-        muni_names[d.municipality_code] = d.municipality_name
-    channels = {key: digest_channel(items) for key, items in by_channel.items()}
-    rc = roll_calls(e for e in events if e.get("kind") == "roll_call")
-    fb = fallbacks(e for e in events if e.get("kind") == "fallback")
-    surges = {s.key: s for s in read_surges(e for e in events if e.get("kind") == "surge")[0]}
-    surged = {code: s.name for (code, _), s in surges.items()}
-    codes = {code for code, _ in by_channel} | set(rc) | set(fb) | set(surged)
-    munis = {}
-    for code in codes:
-        name = (
-            muni_names.get(code)
-            or (rc.get(code) or fb.get(code) or (None,))[0]
-            or surged.get(code)
-            or code
-        )
-        roll = rc.get(code)
-        fall = fb.get(code)
-        munis[code] = MuniDigest(
-            code,
-            name,
-            scores.get(code),
-            (roll[1], roll[2]) if roll else None,
-            (fall[1], fall[2]) if fall else None,
-        )
-    activity = [t for d in deliveries for t in (d.delivered_at, d.accepted_at, d.sent_at) if t] + [
-        float(e["at"]) for e in events if isinstance(e.get("at"), int | float)
-    ]
-    ended_at = run.get("finished_at") or (max(activity) if activity else run["started_at"])
-    status = run["status"]
-    if status == RunStatus.RUNNING and not running:
-        status = RunStatus.INCOMPLETE
-    return RunDigest(
-        run["run_id"],
-        run.get("scenario") or "",
-        run.get("vantage") or "default",
-        status,
-        float(run["started_at"]),
-        float(ended_at),
-        running,
-        channels,
-        munis,
-        surges,
-    )
+            group.history.add(run)
+        group.latest_started_at = run.started_at
+        group.latest_running = run.running
+    return [groups[k] for k in sorted(groups)]
 
 
 # --------------------------------------------------------------------------- journal
 
 
-def _running(run: Mapping[str, Any]) -> bool:
-    """Is *run* still running? A ``running`` run whose process died on this host is not."""
-    if run["status"] != RunStatus.RUNNING:
-        return False
-    return run.get("host") != socket.gethostname() or _pid_alive(run.get("pid"))
+_running = digest.is_running
+
+
+# What a stored fold was made from: the runs up to its head, counted with their
+# statuses and ends. Any change among them (a run ended, was marked incomplete,
+# was added out of order) changes it, and the fold is rebuilt.
+def _fingerprint(journal: Journal, scenario: str, vantage: str, head: Mapping[str, Any]) -> str:
+    row = journal.db.execute(
+        "SELECT COUNT(*), TOTAL(COALESCE(finished_at, 0)),"
+        " SUM(status = ?), SUM(status = ?), SUM(status = ?) FROM runs"
+        " WHERE scenario = ? AND vantage = ? AND (started_at < ? OR (started_at = ? AND rowid <= ?))",
+        (
+            RunStatus.FINISHED,
+            RunStatus.RUNNING,
+            RunStatus.INCOMPLETE,
+            scenario,
+            vantage,
+            head["started_at"],
+            head["started_at"],
+            head["rowid"],
+        ),
+    ).fetchone()
+    return json.dumps([row[0], repr(float(row[1])), row[2] or 0, row[3] or 0, row[4] or 0])
 
 
 class JournalView:
-    """Digests of every run in a journal, cached while a run cannot change."""
+    """The journal as the metrics read it: one :class:`Group` per scenario × vantage.
+
+    Keeps the folds and digests in memory while they cannot change, so a
+    long-lived exporter reads only what is new.
+    """
 
     def __init__(self, journal: Journal, registry: Registry | None = None) -> None:
         self.journal = journal
         self.registry = registry
-        self._digests: dict[str, tuple[tuple[Any, ...], RunDigest]] = {}
+        self._digests: dict[str, tuple[tuple[Any, ...], digest.RunDigest]] = {}
         self._registries: dict[str, Registry | None] = {}
         self._last_registry: Registry | None = registry
 
@@ -458,7 +353,10 @@ class JournalView:
         """The registry given, else the one the run recorded (if it still loads)."""
         if self.registry is not None:
             return self.registry
-        path = (run.get("meta") or {}).get("registry")
+        meta = run.get("meta") or {}
+        if isinstance(meta, str):
+            meta = json.loads(meta)
+        path = meta.get("registry")
         if not isinstance(path, str) or not path:
             return None
         if path not in self._registries:
@@ -468,43 +366,141 @@ class JournalView:
                 self._registries[path] = None
         return self._registries[path]
 
-    def digests(self) -> list[RunDigest]:
-        """One digest per run, oldest first."""
-        out = []
-        for run in self.journal.runs():
-            running = _running(run)
-            key = (run["status"], run["finished_at"], running)
-            cached = self._digests.get(run["run_id"])
-            if cached is not None and cached[0] == key and not running:
-                out.append(cached[1])
-                continue
-            digest = self._digest(run, running)
-            self._digests[run["run_id"]] = (key, digest)
-            out.append(digest)
-        return out
+    # ------------------------------------------------------------------ digests
 
-    def _digest(self, run: Mapping[str, Any], running: bool) -> RunDigest:
-        run_id = run["run_id"]
-        deliveries = self.journal.deliveries(run_id)
-        events = [
-            e
-            for e in self.journal.events(run_id)
-            if e["kind"] in ("roll_call", "fallback", "surge")
-        ]
+    def digest_of(self, run: Mapping[str, Any] | str) -> digest.RunDigest:
+        """The digest of one run (a journal row or run id), cached while it cannot change."""
+        row = self.journal.run(run) if isinstance(run, str) else run
+        running = _running(row)
+        key = (row["status"], row["finished_at"], running)
+        cached = self._digests.get(row["run_id"])
+        if cached is not None and cached[0] == key and not running:
+            return cached[1]
+        made = self._digest(row)
+        self._digests[row["run_id"]] = (key, made)
+        return made
+
+    def digests(self) -> list[digest.RunDigest]:
+        """One digest per run, oldest first (reads every run: for tests and tools, not metrics)."""
+        return [self.digest_of(run) for run in self.journal.runs()]
+
+    def _digest(self, run: Mapping[str, Any]) -> digest.RunDigest:
+        # The stored digest of the run (drills.digest), scored against the registry's SLOs.
         registry = self.registry_for(run)
         if registry is not None:
             self._last_registry = registry
-        scores: dict[str, float] = {}
-        if deliveries and not running:
-            card = build_scorecard(self.journal, run_id, registry)
-            # a municipality with nothing measurable (only harness errors) has no score
-            scores = {
-                m["code"]: float(m["score"])
-                for m in card["municipalities"]
-                if m["score"] is not None
-            }
-        names = {m.code: m.name for m in registry.municipalities} if registry else None
-        return digest_run(run, deliveries, events, scores, running, names)
+        slos = {
+            (m.code, c.id): (c.slo.reachability, c.slo.latency)
+            for m in (registry.municipalities if registry is not None else ())
+            for c in m.channels
+        }
+        return digest.run_digest(self.journal, run, slos)
+
+    # ------------------------------------------------------------------ groups
+
+    def groups(self, scenario: str | None = None, vantage: str | None = None) -> list[Group]:
+        """One :class:`Group` per scenario × vantage (only those given, if given)."""
+        pairs = self.journal.db.execute(
+            "SELECT DISTINCT scenario, vantage FROM runs ORDER BY scenario, vantage"
+        ).fetchall()
+        return [
+            self.group(s, v)
+            for s, v in pairs
+            if (scenario is None or s == scenario) and (vantage is None or v == vantage)
+        ]
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        rows = self.journal.db.execute(
+            "SELECT rowid, * FROM runs WHERE scenario = ? AND vantage = ?" + sql, args
+        ).fetchall()
+        return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
+
+    def group(self, scenario: str, vantage: str) -> Group:
+        """The fold of one scenario × vantage: stored, brought up to date, stored again."""
+        history = self._stored_history(scenario, vantage)
+        stored = history is not None
+        after: tuple[Any, ...] = ()
+        where = ""
+        if history is not None and history.head is not None:
+            head = self._rows(" AND run_id = ?", (scenario, vantage, history.head))[0]
+            where = " AND (started_at > ? OR (started_at = ? AND rowid > ?))"
+            after = (head["started_at"], head["started_at"], head["rowid"])
+        else:
+            history = History(scenario, vantage)
+        skipped = [r["run_id"] for r in self._still_running(scenario, vantage)]
+        added = False
+        group = Group(history)
+        for row in self._rows(where + " ORDER BY started_at, rowid", (scenario, vantage, *after)):
+            if _running(row):
+                continue
+            history.add(self.digest_of(row))
+            added = True
+        if added or not stored:
+            self._store(history, skipped)
+        for row in self._rows(
+            " AND status = ? ORDER BY started_at, rowid", (scenario, vantage, RunStatus.RUNNING)
+        ):
+            if _running(row):
+                group.running.append(self.digest_of(row))
+        latest = self._rows(" ORDER BY started_at DESC, rowid DESC LIMIT 1", (scenario, vantage))
+        if latest:
+            # Without a registry given, the newest run's registry gives the intervals.
+            registry = self.registry_for(latest[0])
+            if registry is not None:
+                self._last_registry = registry
+            group.latest_started_at = float(latest[0]["started_at"])
+            group.latest_running = _running(latest[0])
+        return group
+
+    def _stored_history(self, scenario: str, vantage: str) -> History | None:
+        """The stored fold, if it still describes the journal; else None (rebuild)."""
+        stored = self.journal.totals(scenario, vantage)
+        if stored is None or stored[0] != MODEL_VERSION:
+            return None
+        data = stored[1]
+        history = History.from_data(data["history"])
+        if history.head is None:
+            return None
+        head = self._rows(" AND run_id = ?", (scenario, vantage, history.head))
+        if not head or _fingerprint(self.journal, scenario, vantage, head[0]) != data.get(
+            "fingerprint"
+        ):
+            return None
+        # Runs that were running when the fold was made and have ended since.
+        for run_id in data.get("skipped", []):
+            rows = self._rows(" AND run_id = ?", (scenario, vantage, run_id))
+            if rows and not _running(rows[0]):
+                return None
+        return history
+
+    def _still_running(self, scenario: str, vantage: str) -> list[dict[str, Any]]:
+        """Runs still running: never folded; when one ends before the head, the fold is rebuilt."""
+        return [
+            r
+            for r in self._rows(" AND status = ?", (scenario, vantage, RunStatus.RUNNING))
+            if _running(r)
+        ]
+
+    def _store(self, history: History, skipped: Sequence[str]) -> None:
+        if history.head is None:
+            return
+        head = self._rows(" AND run_id = ?", (history.scenario, history.vantage, history.head))[0]
+        data = {
+            "history": history.to_data(),
+            "fingerprint": _fingerprint(self.journal, history.scenario, history.vantage, head),
+            "skipped": list(skipped),
+        }
+        self.journal.put_totals(history.scenario, history.vantage, MODEL_VERSION, data)
+
+    # ------------------------------------------------------------------ registry
+
+    def interval_of(self, code: str) -> float:
+        """The municipality's drill interval (registry), else the scoring model's default."""
+        registry = self.registry or self._last_registry
+        for m in registry.municipalities if registry is not None else ():
+            if m.code == code and m.drill_interval_s:
+                return m.drill_interval_s
+        return WEIGHTS.default_drill_interval_s
 
     def intervals(self) -> dict[str, tuple[str, float]]:
         """Each municipality's ``drill_interval`` (seconds) from the registry, by code."""

@@ -17,7 +17,10 @@ Two kinds of numbers (README, "Metrics"):
 
 - *counters* (``tsunagari_deliveries_total``, the latency histogram) add up
   every delivery ever journalled for a scenario and vantage point; they only
-  grow, so ``increase()`` over any window is the deliveries in that window;
+  grow (but for a reset after ``journal prune``), so ``increase()`` over any
+  window is the deliveries in that window. They are read from a stored fold
+  of each scenario × vantage (:mod:`drills.metric_state`), so a collection
+  costs the same whatever the length of the history;
 - every delivery counter carries ``outcome`` and ``evidence`` (``seen``,
   ``receipt``, ``accepted``; ``none`` for lost, rejected, error and
   drill_outage) — both bounded label values;
@@ -32,7 +35,7 @@ throughout this project).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,17 +46,12 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from drills.digest import LATENCY_BUCKETS, RunDigest
 from drills.journal import Journal
-from drills.metric_state import (
-    LATENCY_BUCKETS,
-    ChannelDigest,
-    JournalView,
-    RunDigest,
-    latest_by,
-    streak,
-)
+from drills.metric_state import ChannelHistory, Group, History, JournalView, fold
 from drills.registry import Registry
-from drills.surge.summary import SURGE_GAUGES
+from drills.scoring import WEIGHTS, freshness
+from drills.surge.summary import SURGE_GAUGES, read_surge
 
 __all__ = [
     "CATALOGUE",
@@ -64,6 +62,7 @@ __all__ = [
     "catalogue_markdown",
     "exposition",
     "families",
+    "render",
 ]
 
 MUNI = ("municipality_code", "municipality_name")
@@ -302,10 +301,13 @@ class Scope:
     municipality_level: bool = True
     schedule: bool = True
 
-    def wants_run(self, run: RunDigest) -> bool:
-        return (self.scenario is None or run.scenario == self.scenario) and (
-            self.vantage is None or run.vantage == self.vantage
+    def wants(self, scenario: str, vantage: str) -> bool:
+        return (self.scenario is None or scenario == self.scenario) and (
+            self.vantage is None or vantage == self.vantage
         )
+
+    def wants_run(self, run: RunDigest) -> bool:
+        return self.wants(run.scenario, run.vantage)
 
     def wants_municipality(self, code: str) -> bool:
         return self.municipalities is None or code in self.municipalities
@@ -336,7 +338,7 @@ class _Families:
         assert isinstance(fam, GaugeMetricFamily | CounterMetricFamily)
         fam.add_metric(list(labels), value)
 
-    def histogram(self, name: str, labels: Iterable[str], ch: ChannelDigest) -> None:
+    def histogram(self, name: str, labels: Iterable[str], ch: ChannelHistory) -> None:
         fam = self._family(name)
         assert isinstance(fam, HistogramMetricFamily)
         cumulative, buckets = 0, []
@@ -358,22 +360,44 @@ def families(
     digests: list[RunDigest],
     scope: Scope = Scope(),
     intervals: dict[str, tuple[str, float]] | None = None,
+    interval_of: Callable[[str], float] | None = None,
 ) -> list[Metric]:
     """Every metric family for *digests* (oldest run first) within *scope*.
 
     *intervals* maps municipality code to (name, drill interval in seconds).
-    Pure: the same digests always give the same families.
+    Pure: the same digests always give the same families. The journal's
+    collector renders the stored folds instead (:func:`render`); folding the
+    digests here first makes both one path.
+    """
+    by_id = {d.run_id: d for d in digests}
+    groups = [g for g in fold(digests) if scope.wants(g.scenario, g.vantage)]
+    return render(groups, by_id.__getitem__, scope, intervals, interval_of)
+
+
+def render(
+    groups: Sequence[Group],
+    digest_of: Callable[[str], RunDigest],
+    scope: Scope = Scope(),
+    intervals: dict[str, tuple[str, float]] | None = None,
+    interval_of: Callable[[str], float] | None = None,
+) -> list[Metric]:
+    """Every metric family for the folded *groups* within *scope*.
+
+    *digest_of* gives a run's digest by id: the readiness score of a
+    municipality's last two scored runs is read from them.
     """
     out = _Families()
-    groups: dict[tuple[str, str], list[RunDigest]] = {}
-    for run in digests:
-        if scope.wants_run(run):
-            groups.setdefault((run.scenario, run.vantage), []).append(run)
-    for (scenario, vantage), runs in sorted(groups.items()):
+    for group in sorted(groups, key=lambda g: (g.scenario, g.vantage)):
+        if not scope.wants(group.scenario, group.vantage):
+            continue
+        run_labels = (group.scenario, group.vantage)
         if scope.drill_level:
-            _drill_level(out, runs, (scenario, vantage))
+            _drill_level(out, group, run_labels)
         if scope.municipality_level:
-            _municipality_level(out, runs, (scenario, vantage), scope)
+            _counters(out, group, run_labels, scope)
+            _channel_gauges(out, group.history, run_labels, scope)
+            _surge_gauges(out, group.history, run_labels, scope)
+            _muni_gauges(out, group.history, run_labels, scope, digest_of, interval_of)
     if scope.schedule and intervals:
         for code, (name, seconds) in sorted(intervals.items()):
             if scope.wants_municipality(code):
@@ -381,118 +405,126 @@ def families(
     return out.ordered()
 
 
-def _drill_level(out: _Families, runs: list[RunDigest], run_labels: tuple[str, str]) -> None:
-    latest = runs[-1]
-    out.add("tsunagari_drill_last_start_timestamp_seconds", run_labels, latest.started_at)
-    out.add("tsunagari_drill_running", run_labels, 1.0 if latest.running else 0.0)
-    ended = [r for r in runs if not r.running]
-    if ended:
-        last = ended[-1]
-        out.add("tsunagari_drill_last_finish_timestamp_seconds", run_labels, last.ended_at)
+def _drill_level(out: _Families, group: Group, run_labels: tuple[str, str]) -> None:
+    if group.latest_started_at is not None:
+        out.add("tsunagari_drill_last_start_timestamp_seconds", run_labels, group.latest_started_at)
+        out.add("tsunagari_drill_running", run_labels, 1.0 if group.latest_running else 0.0)
+    last = group.history.last_ended
+    if last is not None:
+        started, ended = last
+        out.add("tsunagari_drill_last_finish_timestamp_seconds", run_labels, ended)
+        out.add("tsunagari_drill_duration_seconds", run_labels, max(0.0, ended - started))
+    if group.history.last_success_at is not None:
         out.add(
-            "tsunagari_drill_duration_seconds",
+            "tsunagari_drill_last_success_timestamp_seconds",
             run_labels,
-            max(0.0, last.ended_at - last.started_at),
+            group.history.last_success_at,
         )
-    finished = [r for r in ended if r.status == "finished"]
-    if finished:
-        out.add("tsunagari_drill_last_success_timestamp_seconds", run_labels, finished[-1].ended_at)
 
 
-def _municipality_level(
-    out: _Families, runs: list[RunDigest], run_labels: tuple[str, str], scope: Scope
-) -> None:
-    # Counters: every run, running or not.
-    totals: dict[tuple[str, str], ChannelDigest] = {}
-    for run in runs:
+def _counters(out: _Families, group: Group, run_labels: tuple[str, str], scope: Scope) -> None:
+    """Counters: every run, the running ones added on top of the fold."""
+    totals = {k: h for k, h in group.history.channels.items() if scope.wants_municipality(k[0])}
+    for run in group.running:
         for key, ch in run.channels.items():
             if scope.wants_municipality(ch.code):
-                totals[key] = totals[key].merged(ch) if key in totals else ch
+                known = totals.get(key)
+                history = known.copy() if known is not None else ChannelHistory(ch.labels)
+                history.add(ch, ended=False)
+                totals[key] = history
     for key in sorted(totals):
-        ch = totals[key]
-        labels = (*ch.labels, *run_labels)
-        for (outcome, evidence), count in sorted(ch.outcome_evidence.items()):
+        h = totals[key]
+        labels = (*h.labels, *run_labels)
+        for (outcome, evidence), count in sorted(h.totals.items()):
             out.add("tsunagari_deliveries_total", (*labels, outcome, evidence), float(count))
-        out.histogram("tsunagari_delivery_latency_seconds", labels, ch)
-    # Gauges: the latest ended run that tells something.
-    ended = [r for r in runs if not r.running]
-    _channel_gauges(out, ended, run_labels, scope)
-    _surge_gauges(out, ended, run_labels, scope)
-    _muni_gauges(out, ended, run_labels, scope)
+        out.histogram("tsunagari_delivery_latency_seconds", labels, h)
 
 
 def _channel_gauges(
-    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+    out: _Families, history: History, run_labels: tuple[str, str], scope: Scope
 ) -> None:
-    keys = sorted(
-        {k for r in ended for k, ch in r.channels.items() if scope.wants_municipality(ch.code)}
-    )
-    for key in keys:
-        history = [r.channels[key] for r in ended if key in r.channels]
-        last = history[-1]
-        labels = (*last.labels, *run_labels)
-        for (outcome, evidence), count in sorted(last.outcome_evidence.items()):
+    for key in sorted(history.channels):
+        if not scope.wants_municipality(key[0]):
+            continue
+        h = history.channels[key]
+        if not h.last:  # seen only in running runs
+            continue
+        labels = (*h.labels, *run_labels)
+        for (outcome, evidence), count in sorted(h.last.items()):
             out.add("tsunagari_last_drill_deliveries", (*labels, outcome, evidence), float(count))
-        told = latest_by(history, lambda c: c.reachable is not None)
-        if told is not None:
-            out.add("tsunagari_channel_reachable", labels, 1.0 if told.reachable else 0.0)
-            out.add("tsunagari_channel_reachability_ratio", labels, told.reachability)
-            out.add("tsunagari_channel_unreachable_streak", labels, float(streak(history)))
-        timed = latest_by(history, lambda c: bool(c.quantiles))
-        if timed is not None:
-            for name, value in sorted(timed.quantiles.items()):
-                out.add(f"tsunagari_channel_latency_{name}_seconds", labels, value)
-        bounded = latest_by(history, lambda c: c.error_bound is not None)
-        if bounded is not None and bounded.error_bound is not None:
-            out.add("tsunagari_observer_error_bound_seconds", labels, bounded.error_bound)
-        tls = latest_by(history, lambda c: c.tls_not_after is not None)
-        if tls is not None and tls.tls_not_after is not None:
-            out.add("tsunagari_tls_cert_expiry_timestamp_seconds", labels, tls.tls_not_after)
+        if h.told is not None:
+            reachable, ratio = h.told
+            out.add("tsunagari_channel_reachable", labels, 1.0 if reachable else 0.0)
+            out.add("tsunagari_channel_reachability_ratio", labels, ratio)
+            out.add("tsunagari_channel_unreachable_streak", labels, float(h.streak))
+        for name, value in sorted(h.quantiles.items()):
+            out.add(f"tsunagari_channel_latency_{name}_seconds", labels, value)
+        if h.error_bound is not None:
+            out.add("tsunagari_observer_error_bound_seconds", labels, h.error_bound)
+        if h.tls_not_after is not None:
+            out.add("tsunagari_tls_cert_expiry_timestamp_seconds", labels, h.tls_not_after)
 
 
 def _surge_gauges(
-    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+    out: _Families, history: History, run_labels: tuple[str, str], scope: Scope
 ) -> None:
     """The latest surge of each channel (a surge is journalled whole, when it ends)."""
-    latest = {k: s for r in ended for k, s in r.surges.items() if scope.wants_municipality(k[0])}
-    for key in sorted(latest):
-        surge = latest[key]
+    for key in sorted(history.surges):
+        if not scope.wants_municipality(key[0]):
+            continue
+        surge = read_surge(history.surges[key])
+        if surge is None:
+            continue
         labels = (surge.code, surge.name, surge.channel_id, surge.kind, *run_labels)
         for name, value in surge.gauges().items():
             out.add(f"tsunagari_surge_{name}", labels, value)
 
 
+def _score(run: RunDigest, code: str, interval_of: Callable[[str], float] | None) -> float | None:
+    """The municipality's readiness in *run*, as its scorecard shows it (freshness at the end).
+
+    The municipality was drilled in this run, so at the run's end its last drill
+    is this one's start.
+    """
+    interval = interval_of(code) if interval_of is not None else WEIGHTS.default_drill_interval_s
+    fresh = freshness(max(0.0, run.ended_at - run.started_at), interval)
+    return run.municipality_score(code, fresh).score
+
+
 def _muni_gauges(
-    out: _Families, ended: list[RunDigest], run_labels: tuple[str, str], scope: Scope
+    out: _Families,
+    history: History,
+    run_labels: tuple[str, str],
+    scope: Scope,
+    digest_of: Callable[[str], RunDigest],
+    interval_of: Callable[[str], float] | None,
 ) -> None:
-    codes = sorted({c for r in ended for c in r.municipalities if scope.wants_municipality(c)})
-    for code in codes:
-        pairs = [(r, r.municipalities[code]) for r in ended if code in r.municipalities]
-        history = [m for _, m in pairs]
-        labels = (code, history[-1].name, *run_labels)
-        out.add(
-            "tsunagari_municipality_last_drill_timestamp_seconds", labels, pairs[-1][0].ended_at
-        )
-        scored = [m for m in history if m.score is not None]
+    for code in sorted(history.municipalities):
+        if not scope.wants_municipality(code):
+            continue
+        m = history.municipalities[code]
+        labels = (code, m.name, *run_labels)
+        out.add("tsunagari_municipality_last_drill_timestamp_seconds", labels, m.last_ended_at)
+        scores = [_score(digest_of(run_id), code, interval_of) for run_id in m.scored]
+        scored = [s for s in scores if s is not None]
         if scored:
-            assert scored[-1].score is not None
-            out.add("tsunagari_readiness_score", labels, scored[-1].score)
-            if len(scored) >= 2 and scored[-2].score is not None:
-                change = round(scored[-1].score - scored[-2].score, 1)
-                out.add("tsunagari_readiness_score_change", labels, change)
-        rc = latest_by(history, lambda m: m.roll_call is not None)
-        if rc is not None and rc.roll_call is not None:
-            expected, answered = rc.roll_call
-            out.add("tsunagari_roll_call_expected", labels, float(expected))
-            out.add("tsunagari_roll_call_answered", labels, float(answered))
-            if expected > 0:
-                out.add("tsunagari_roll_call_answered_ratio", labels, answered / expected)
-        fb = latest_by(history, lambda m: m.fallback is not None)
-        if fb is not None and fb.fallback is not None:
-            reached, latency = fb.fallback
+            out.add("tsunagari_readiness_score", labels, scored[-1])
+            if len(scored) >= 2:
+                out.add(
+                    "tsunagari_readiness_score_change", labels, round(scored[-1] - scored[-2], 1)
+                )
+        rc = m.roll_call
+        if rc is not None:
+            out.add("tsunagari_roll_call_expected", labels, rc.total)
+            out.add("tsunagari_roll_call_answered", labels, rc.good)
+            if rc.value is not None:
+                out.add("tsunagari_roll_call_answered_ratio", labels, rc.value)
+        fb = m.fallback
+        if fb is not None:
+            reached = fb.value == 1.0
             out.add("tsunagari_fallback_reached", labels, 1.0 if reached else 0.0)
-            if reached and latency is not None:
-                out.add("tsunagari_fallback_latency_seconds", labels, latency)
+            if reached and m.fallback_latency_s is not None:
+                out.add("tsunagari_fallback_latency_seconds", labels, m.fallback_latency_s)
 
 
 class JournalCollector:
@@ -511,9 +543,11 @@ class JournalCollector:
         scope: Scope = Scope(),
         prom_registry: CollectorRegistry | None = None,
         view: JournalView | None = None,
+        groups: Sequence[Group] | None = None,
     ) -> None:
         self.view = view or JournalView(journal, registry)
         self.scope = scope
+        self.groups = groups  # read once by the caller (a push): not re-read per collection
         if prom_registry is not None:
             prom_registry.register(self)
 
@@ -522,7 +556,13 @@ class JournalCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        yield from families(self.view.digests(), self.scope, self.view.intervals())
+        # The stored folds (drills.metric_state): the cost does not grow with history.
+        groups = self.groups
+        if groups is None:
+            groups = self.view.groups(self.scope.scenario, self.scope.vantage)
+        yield from render(
+            groups, self.view.digest_of, self.scope, self.view.intervals(), self.view.interval_of
+        )
 
 
 def exposition(journal: Journal, registry: Registry | None = None, scope: Scope = Scope()) -> bytes:

@@ -1,20 +1,16 @@
 """pytest plugin for operator scenarios: the ``drill`` fixture, markers and options.
 
 Registered through the ``pytest11`` entry point, so ``pytest scenarios/`` (or
-``tsunagari run scenarios/``) finds it. Options — each mirrored by an ini
-setting, the command line wins::
+``tsunagari run scenarios/``) finds it. Options come from one table,
+:data:`drills.options.OPTIONS` — each mirrored by an ini setting, the command
+line wins (``pytest --help`` lists them under "tsunagari")::
 
     --registry FILE        tsunagari_registry        the registry (required to drill)
     --municipality SEL     tsunagari_municipalities  drill only these codes/names/tags (repeatable)
     --live                 tsunagari_live            allow live channels (default: simulators only)
     --journal FILE         tsunagari_journal         SQLite journal (default: OUT/journal.sqlite)
     --out DIR              tsunagari_out             scorecards, vantages.json, summary.json
-    --push-gateway URL     tsunagari_push_gateway    push metrics after the run
-    --textfile FILE        tsunagari_textfile        write metrics for node_exporter
-    --lang ja|en           tsunagari_lang            language of messages
-    --vantage NAME         tsunagari_vantage         where the drill runs from (庁内LAN, LGWAN, …)
-    --lock FILE            tsunagari_lock            run lock (default: JOURNAL.lock)
-    --seed N               tsunagari_seed            simulator random seed
+    …
 
 One journal run per scenario file; each test's ``expect`` reports every
 municipality as a subtest (see README, "Scenarios").
@@ -32,61 +28,23 @@ import pytest
 from drills.errors import LockBusy
 from drills.i18n import Text, detect_lang
 from drills.markers import MARKERS, read_deadline, read_meta
+from drills.options import OPTIONS, SettingsError
 from drills.reporting import ItemState, SubtestReporter, classify, parent_failure, tag
 from drills.scenario import DrillContext, ScenarioDrill
-from drills.session import DrillSession, DrillSettings, SettingsError
+from drills.session import DrillSession, DrillSettings
 
 SESSION = pytest.StashKey[DrillSession]()
 STATE = pytest.StashKey[ItemState]()
 LOCKED = pytest.StashKey[str]()
 GIVEN = pytest.StashKey[bool]()  # any tsunagari option or ini setting given (report header)
 
-# (option, dest, ini name, ini type, help)
-_OPTIONS: list[tuple[str, str, str, str, str]] = [
-    ("--registry", "registry", "tsunagari_registry", "string", "レジストリ / registry YAML file"),
-    (
-        "--municipality",
-        "select",
-        "tsunagari_municipalities",
-        "args",
-        "対象の団体（コード・名前・タグ、複数可） / municipalities to drill (code, name or tag; repeatable)",
-    ),
-    (
-        "--live",
-        "live",
-        "tsunagari_live",
-        "bool",
-        "実チャネルへも送信する / also contact live channels",
-    ),
-    ("--journal", "journal", "tsunagari_journal", "string", "記録（SQLite） / SQLite journal file"),
-    ("--out", "out", "tsunagari_out", "string", "出力フォルダ / output folder"),
-    ("--push-gateway", "push_gateway", "tsunagari_push_gateway", "string", "Pushgateway URL"),
-    ("--textfile", "textfile", "tsunagari_textfile", "string", "node_exporter textfile"),
-    ("--lang", "lang", "tsunagari_lang", "string", "表示言語 ja|en / language ja|en"),
-    ("--vantage", "vantage", "tsunagari_vantage", "string", "実行場所の名前 / vantage point name"),
-    ("--lock", "lock", "tsunagari_lock", "string", "実行ロック / run lock file"),
-    ("--seed", "seed", "tsunagari_seed", "string", "シミュレータの乱数の種 / simulator seed"),
-]
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tsunagari", "Tsunagari drills / 繋がり訓練")
-    for opt, dest, ini, ini_type, help_text in _OPTIONS:
-        dest = "tsunagari_" + dest
-        if ini_type == "bool":
-            group.addoption(opt, dest=dest, action="store_true", default=None, help=help_text)
-            parser.addini(ini, help_text, type="bool", default=False)
-        elif ini_type == "args":
-            group.addoption(
-                opt, dest=dest, action="append", default=None, metavar="SEL", help=help_text
-            )
-            parser.addini(ini, help_text, type="args", default=[])
-        else:
-            group.addoption(opt, dest=dest, default=None, help=help_text)
-            parser.addini(ini, help_text, default="")
-
-
-_PATHS = ("registry", "journal", "out", "textfile", "lock")
+    for option in OPTIONS:
+        help_text = option.help()
+        group.addoption(option.flag, dest=option.dest, help=help_text, **option.argparse_kwargs())
+        parser.addini(option.ini, help_text, **option.ini_kwargs())
 
 
 def _raw_settings(config: pytest.Config) -> tuple[dict[str, Any], bool]:
@@ -98,14 +56,14 @@ def _raw_settings(config: pytest.Config) -> tuple[dict[str, Any], bool]:
     raw: dict[str, Any] = {}
     given = False
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
-    for _opt, dest, ini, _type, _help in _OPTIONS:
-        value = config.getoption("tsunagari_" + dest)
+    for option in OPTIONS:
+        value = config.getoption(option.dest)
         if value is None:
-            value = config.getini(ini)
-            if dest in _PATHS and value and not Path(str(value)).expanduser().is_absolute():
+            value = config.getini(option.ini)
+            if option.kind == "path" and value and not Path(str(value)).expanduser().is_absolute():
                 value = str(ini_dir / str(value))
         given |= value not in (None, "", [], False)
-        raw[dest] = value
+        raw[option.name] = value
     return raw, given
 
 

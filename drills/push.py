@@ -89,9 +89,7 @@ def _handler(username: str | None, password: SecretRef | None) -> Callable[..., 
 
 def grouping_keys(view: JournalView, run_id: str) -> list[tuple[dict[str, str], Scope]]:
     """The Pushgateway groups one run is pushed to, each with what goes into it."""
-    run = next((d for d in view.digests() if d.run_id == run_id), None)
-    if run is None:
-        raise KeyError(run_id)
+    run = view.digest_of(run_id)  # KeyError for an unknown run
     base = {"scenario": run.scenario, "vantage": run.vantage}
     groups = [(base, Scope(run.scenario, run.vantage, municipality_level=False))]
     for code in sorted(run.municipalities):
@@ -121,9 +119,12 @@ def push_run(
     view = JournalView(journal, registry)
     handler = _handler(username, password)
     pushed = []
-    for key, scope in grouping_keys(view, run_id):
+    keys = grouping_keys(view, run_id)
+    run = view.digest_of(run_id)
+    groups = view.groups(run.scenario, run.vantage)  # read once, rendered per group
+    for key, scope in keys:
         prom = CollectorRegistry()
-        JournalCollector(journal, scope=scope, prom_registry=prom, view=view)
+        JournalCollector(journal, scope=scope, prom_registry=prom, view=view, groups=groups)
         try:
             push_to_gateway(
                 gateway_url,

@@ -55,6 +55,7 @@ from drills.errors import DrillSafetyError, ScenarioError
 from drills.journal import Journal, RunStatus, new_run_id
 from drills.loop_lag import LagMonitor
 from drills.registry import Registry, Target
+from drills.requirements import ScenarioMistake
 from drills.simulators import SimulatorPool
 from drills.truth import in_outage
 from probes.base import (
@@ -63,7 +64,9 @@ from probes.base import (
     ChannelUnreachable,
     Clock,
     DrillMessage,
+    ExplainsTimeout,
     ObserverFault,
+    Priced,
     Probe,
     ProbeEnv,
     Sighting,
@@ -74,9 +77,57 @@ from probes.sim.ledger import Outage
 if TYPE_CHECKING:
     from drills.surge.runner import SurgeResult
 
-__all__ = ["Drill", "SimulatorPool", "StepResult"]
+__all__ = [
+    "Drill",
+    "LiveChannelRefused",
+    "SimulatorPool",
+    "StepResult",
+    "check_live",
+    "live_channels",
+]
 
 OnDelivery = Callable[[Delivery], None]
+
+
+class LiveChannelRefused(DrillSafetyError, ScenarioMistake):
+    """A live channel without ``--live``: refused for drill safety, and reported like any
+    other mistake in how the scenario is run (``str()`` is ``"日本語 / English"``)."""
+
+
+def live_channels(targets: Iterable[Target]) -> list[str]:
+    """The keys of *targets* that reach a real provider, so need ``--live``.
+
+    A channel with ``sim:`` never does. Any other is live unless its probe says
+    otherwise (:meth:`probes.base.Probe.is_live`; building a probe does no I/O):
+    a Twilio channel whose API base is on loopback, for one, is not.
+    """
+    keys = []
+    for target in targets:
+        channel = target.channel
+        if channel.simulated:
+            continue
+        probe = channel.probe_class()(target.key, channel.settings, ProbeEnv())
+        if probe.is_live():
+            keys.append(target.key)
+    return keys
+
+
+def check_live(targets: Iterable[Target], *, live: bool) -> None:
+    """The one live check: refuse a live channel without ``--live``, before anything is sent.
+
+    Used by :meth:`Drill.check_safe` (every step of the runner) and by the
+    scenario API before a step starts. Raises :class:`LiveChannelRefused` (a
+    :class:`~drills.errors.DrillSafetyError` and a scenario mistake).
+    """
+    if live:
+        return
+    keys = live_channels(targets)
+    if keys:
+        shown = ", ".join(keys[:8]) + (" …" if len(keys) > 8 else "")
+        raise LiveChannelRefused(
+            f"実チャネル（sim: のないチャネル）への送信には --live が必要です: {shown}",
+            f"live channels (without sim:) need --live: {shown}",
+        )
 
 
 @dataclass
@@ -228,15 +279,8 @@ class Drill:
         return self.registry.targets(select, kinds)
 
     def check_safe(self, targets: Sequence[Target]) -> None:
-        """Refuse (before anything is sent) a live channel without ``live``."""
-        if self.live:
-            return
-        live = [t.key for t in targets if not t.channel.simulated]
-        if live:
-            raise DrillSafetyError(
-                "live channels need --live (実チャネルへの送信には --live が必要です): "
-                + ", ".join(live)
-            )
+        """Refuse (before anything is sent) a live channel without ``live``: :func:`check_live`."""
+        check_live(targets, live=self.live)
 
     async def take_down(self, target: Target) -> None:
         """Outage: a simulated channel's far end goes down; a live channel is skipped.
@@ -357,7 +401,7 @@ class Drill:
 
     def _check_costs(self, probes: Sequence[Probe], text: str, subject: str, repeat: int) -> None:
         """Refuse the whole step, before the first send, if a paid channel's cap would be crossed."""
-        priced = [p for p in probes if hasattr(p, "cost_profile")]
+        priced = [p for p in probes if isinstance(p, Priced)]
         if not priced:
             return
         from probes.sms_budget import CostCapExceeded, plan_cost
@@ -500,8 +544,7 @@ class Drill:
                     Outcome.ERROR,
                     f"訓練側が着信を確認できませんでした / the drill could not look: {trouble}",
                 )
-            why = getattr(probe, "timeout_reason", None)
-            told = why(message) if callable(why) else None
+            told = probe.timeout_reason(message) if isinstance(probe, ExplainsTimeout) else None
             return unseen(
                 Outcome.LOST,
                 str(

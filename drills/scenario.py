@@ -28,6 +28,7 @@ import pytest
 
 from drills.background import BackgroundLoop
 from drills.context import DrillContext, Reporter, located
+from drills.events import OutageEvent, RequirementEvent, RequirementVerdict
 from drills.journal import Journal
 from drills.registry import Registry, Target, load_registry
 from drills.requirements import (
@@ -102,13 +103,10 @@ class ScenarioDrill:
         pytest.skip(f"--municipality {' '.join(self.ctx.selection)}: {why}")
 
     def _check_live(self, targets: Sequence[Target]) -> None:
-        live = [t.key for t in targets if not t.channel.simulated]
-        if live and not self.ctx.live:
-            shown = ", ".join(live[:8]) + (" …" if len(live) > 8 else "")
-            raise ScenarioMistake(
-                f"実チャネル（sim: のないチャネル）への送信には --live が必要です: {shown}",
-                f"live channels (without sim:) need --live: {shown}",
-            )
+        """Refuse a live channel without --live before the step starts (the runner's one check)."""
+        from drills.runner import check_live  # already loaded: StepResult comes from there
+
+        check_live(targets, live=self.ctx.live)
 
     def _wait(self, value: Any, what: str) -> float:
         if value is not None:
@@ -133,15 +131,13 @@ class ScenarioDrill:
     def _judge(self, verdicts: list[Verdict], step: str) -> None:
         where = caller_location()
         self.ctx.record(
-            "requirement",
-            {
-                "step": step,
-                "where": where,
-                "verdicts": [
-                    {"code": v.code, "status": v.status.value, "summary": v.summary_en}
-                    for v in verdicts
-                ],
-            },
+            RequirementEvent(
+                step=step,
+                where=where,
+                verdicts=tuple(
+                    RequirementVerdict(v.code, v.status.value, v.summary_en) for v in verdicts
+                ),
+            )
         )
         if any(v.status is Status.HARNESS for v in verdicts):
             self.ctx.failed = (
@@ -236,7 +232,7 @@ class ScenarioDrill:
                 subject=subject,
             )
         )
-        self.ctx.record("fallback", result.event())
+        self.ctx.record(result.event())
         return Fallback(self, result)
 
     @contextlib.contextmanager
@@ -261,12 +257,9 @@ class ScenarioDrill:
             for t in targets:
                 self.ctx.loop.run(drill.restore(t))
             self.ctx.record(
-                "outage",
-                {
-                    "channels": [t.key for t in targets],
-                    "started_at": started,
-                    "ended_at": time.time(),
-                },
+                OutageEvent(
+                    channels=tuple(t.key for t in targets), started_at=started, ended_at=time.time()
+                )
             )
 
     @located
@@ -313,7 +306,7 @@ class ScenarioDrill:
                 step=name,
             )
         )
-        self.ctx.record("roll_call", result.event())
+        self.ctx.record(result.event())
         return RollCall(self, result)
 
     @located
@@ -357,7 +350,7 @@ class ScenarioDrill:
                 subject=subject,
             )
         )
-        self.ctx.record("acknowledgement", result.event())
+        self.ctx.record(result.event())
         return Acknowledgement(self, result)
 
     @located

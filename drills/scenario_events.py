@@ -1,129 +1,53 @@
-"""Fallback and roll-call results, read from the journal's step events.
+"""Fallback, roll-call and acknowledgement ratios of journal rows: a thin wrapper.
 
-Scenario steps record them with ``journal.record_event(run_id, "fallback" |
-"roll_call", data)``. The shapes are not fixed yet, so they are read
-defensively; these are understood (and may be mixed)::
+The reading and the formula are :mod:`drills.events` (every step of the run
+counts, summed; what is not the municipality's doing is left out). New code
+reads a run with ``drills.events.run_events(journal, run_id)`` and calls
+``fallback_ratios()`` / ``roll_call_ratios()`` / ``acknowledgement_ratios()``;
+this function is kept for callers that already hold the rows of one kind.
 
-    {"municipality": "131211", "ok": true}                  one check (also passed,
-                                                            success, reached, delivered)
-    {"municipality_code": "131211", "outcome": "lost"}      an outcome word
-    {"municipality": {"code": "131211"}, "expected": 20, "responded": 18}   counts
-    {"target": "131211/chat", "answered": ["a", "b"], "asked": ["a", "b", "c"]}
-    {"results": [ …any of the above… ]}                     also municipalities, targets,
-                                                            items, checks
-    {"results": {"131211": true, "131016": {"expected": 3, "responded": 2}}}
-
-A harness ``error`` outcome and a ``drill_outage`` (the drill's own outage) are
-skipped (never the municipality's fault);
-anything else that cannot be read is counted as unreadable, never guessed.
-
->>> ratios, unreadable = read_ratios([{"data": {"municipality": "131211", "ok": True}},
-...                                   {"data": {"municipality": "131211", "ok": False}},
-...                                   {"data": {"what": 1}}])
->>> ratios["131211"], unreadable
-(Ratio(good=1.0, total=2.0), 1)
+>>> row = {"kind": "roll_call", "data": {"step": "rc", "room": "130001/chat",
+...        "within_s": 5.0, "delivered": True, "municipalities": [{"code": "131211",
+...        "name": "足立区", "expected": 1, "answered": 1, "answered_s": 2.3}]}}
+>>> read_ratios([row, {"kind": "roll_call", "data": {"what": 1}}])
+({'131211': Ratio(good=1.0, total=1.0)}, 1)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from drills.events import (
+    AcknowledgementEvent,
+    FallbackEvent,
+    RollCallEvent,
+    RunEvents,
+    StepEvent,
+    read_events,
+)
 from drills.scoring import Ratio
 
 __all__ = ["read_ratios"]
 
-_CONTAINERS = ("results", "municipalities", "targets", "items", "checks")
-_CODE_KEYS = ("municipality_code", "municipality", "code", "target")
-_EXPECTED_KEYS = ("expected", "total", "asked", "members", "staff")
-_GOOD_KEYS = ("responded", "answered", "replied", "acknowledged", "confirmed", "reached", "passed")
-_FLAG_KEYS = ("ok", "passed", "success", "succeeded", "reached", "delivered", "pass")
-_OUTCOME_KEYS = ("outcome", "result", "status")
-_GOOD_WORDS = {"delivered", "late", "ok", "passed", "pass", "success", "succeeded", "reached"}
-_BAD_WORDS = {"lost", "rejected", "failed", "fail", "missed", "timeout", "down", "accepted"}
-_SKIP_WORDS = {"error", "drill_outage"}
-
-
-def _code(data: Mapping[str, Any], hint: str | None) -> str | None:
-    for key in _CODE_KEYS:
-        value = data.get(key)
-        if isinstance(value, Mapping):
-            value = value.get("code")
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and value:
-            return value.split("/", 1)[0]
-    return hint
-
-
-def _count(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, list | tuple | set):
-        return float(len(value))
-    return None
-
-
-def _one(data: Any, hint: str | None) -> tuple[str | None, Ratio | None] | None:
-    """(code, ratio) of one item; ratio None means "skip"; None means unreadable."""
-    if isinstance(data, bool):
-        return (hint, Ratio(1.0 if data else 0.0, 1.0)) if hint else None
-    if not isinstance(data, Mapping):
-        return None
-    code = _code(data, hint)
-    if code is None:
-        return None
-    expected = next((c for k in _EXPECTED_KEYS if (c := _count(data.get(k))) is not None), None)
-    good = next((c for k in _GOOD_KEYS if (c := _count(data.get(k))) is not None), None)
-    if expected is not None and good is not None:
-        return code, Ratio(good, expected)
-    for key in _FLAG_KEYS:
-        if isinstance(data.get(key), bool):
-            return code, Ratio(1.0 if data[key] else 0.0, 1.0)
-    for key in _OUTCOME_KEYS:
-        word = data.get(key)
-        if isinstance(word, str):
-            word = word.lower()
-            if word in _GOOD_WORDS:
-                return code, Ratio(1.0, 1.0)
-            if word in _BAD_WORDS:
-                return code, Ratio(0.0, 1.0)
-            if word in _SKIP_WORDS:
-                return code, None
-    return None
-
-
-def _walk(data: Any, hint: str | None, out: list[tuple[str, Ratio]]) -> int:
-    """Collect (code, ratio) pairs from *data*; return how many items were unreadable."""
-    if isinstance(data, Mapping):
-        for key in _CONTAINERS:
-            inner = data.get(key)
-            if isinstance(inner, list):
-                return sum(_walk(item, _code(data, hint), out) for item in inner)
-            if isinstance(inner, Mapping):
-                return sum(_walk(v, str(k), out) for k, v in inner.items())
-    found = _one(data, hint)
-    if found is None:
-        return 1
-    code, ratio = found
-    if code is not None and ratio is not None:
-        out.append((code, ratio))
-    return 0
+_RATIOS: tuple[tuple[type[StepEvent], Callable[[RunEvents], dict[str, Ratio]]], ...] = (
+    (FallbackEvent, RunEvents.fallback_ratios),
+    (RollCallEvent, RunEvents.roll_call_ratios),
+    (AcknowledgementEvent, RunEvents.acknowledgement_ratios),
+)
 
 
 def read_ratios(events: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Ratio], int]:
-    """Per municipality code, the summed ratio of its events; and the unreadable count.
+    """Per municipality code, the summed ratio of *events*; and how many were unreadable.
 
-    *events* are rows of ``Journal.events(run_id, kind)`` (their ``data`` is read).
+    *events* are rows of ``Journal.events(run_id, kind)`` (``kind`` and ``data`` are read),
+    normally of one kind; rows of several of the three kinds are summed together.
     """
-    pairs: list[tuple[str, Ratio]] = []
-    unreadable = 0
-    for event in events:
-        unreadable += _walk(event.get("data"), None, pairs)
+    run = read_events("", events)
     totals: dict[str, Ratio] = {}
-    for code, ratio in pairs:
-        prev = totals.get(code, Ratio(0.0, 0.0))
-        totals[code] = Ratio(prev.good + ratio.good, prev.total + ratio.total)
+    for _, ratios in _RATIOS:
+        for code, ratio in ratios(run).items():
+            prev = totals.get(code, Ratio(0.0, 0.0))
+            totals[code] = Ratio(prev.good + ratio.good, prev.total + ratio.total)
+    unreadable = sum(run.unreadable_of(cls) for cls, _ in _RATIOS)
     return totals, unreadable

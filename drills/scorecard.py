@@ -22,6 +22,10 @@ extended (README, "Scoring model") with ``as_of``, ``model``, ``summary``,
 each one's ramp table and breaking point), and per municipality and
 channel with ``status``, ``parts``, ``freshness``, ``change`` and more.
 Times are ISO 8601 in Asia/Tokyo. Keys may be added; none is removed.
+
+Every number comes from the runs' digests (:mod:`drills.digest`, stored in the
+journal), never from the deliveries or step events themselves; freshness,
+which depends on the moment the card is made for, is applied here.
 """
 
 from __future__ import annotations
@@ -36,10 +40,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from drills.comparison import compare_cards
-from drills.delivery import Delivery
+from drills.digest import ChannelDigest, RunDigest, last_drilled, run_digest
 from drills.journal import Journal
 from drills.registry import Registry
-from drills.scenario_events import read_ratios
 from drills.scoring import (
     DAY_S,
     GRADES,
@@ -49,16 +52,12 @@ from drills.scoring import (
     grade,
     percentile,
     round_score,
-    score_channel,
-    score_municipality,
 )
-from drills.surge.summary import read_surges
 
 __all__ = ["TOKYO", "build_scorecard", "iso_tokyo", "write_json"]
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 TREND_RUNS = 12
-_DEFAULT_REACH = 0.99
 
 
 def iso_tokyo(ts: float | None) -> str | None:
@@ -93,18 +92,6 @@ class _Registered:
         return reg
 
 
-def _last_drilled(journal: Journal, until: float) -> dict[str, float]:
-    """Start time of each municipality's most recent drill at or before *until*."""
-    # One aggregate query instead of reading every delivery of every run.
-    rows = journal.db.execute(
-        "SELECT d.municipality_code, MAX(r.started_at) FROM deliveries d "
-        "JOIN runs r ON r.run_id = d.run_id WHERE r.started_at <= ? "
-        "GROUP BY d.municipality_code",
-        (until,),
-    ).fetchall()
-    return {code: float(at) for code, at in rows}
-
-
 def _r(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -126,16 +113,13 @@ def _freshness_info(
     }
 
 
-def _channel_dict(
-    cid: str, kind: str, items: list[Delivery], key: tuple[str, str], reg: _Registered, w: Weights
-) -> tuple[dict[str, Any], Any]:
-    slo_reach, slo_lat = reg.slo.get(
-        key, (_DEFAULT_REACH, max((d.slo_latency_s or 60.0) for d in items))
-    )
-    cs = score_channel(items, slo_reach, slo_lat, w)
-    out = {
-        "id": cid,
-        "kind": kind,
+def _channel_dict(ch: ChannelDigest, reg: _Registered) -> dict[str, Any]:
+    cs = ch.score
+    assert cs is not None and ch.slo is not None  # run_digest scores against the SLOs given
+    slo_reach, slo_lat = ch.slo
+    return {
+        "id": ch.channel_id,
+        "kind": ch.kind,
         "sent": cs.sent,
         **{k: cs.counts[k] for k in ("delivered", "late", "lost", "rejected", "error")},
         "accepted_only": cs.counts["accepted"],
@@ -145,7 +129,7 @@ def _channel_dict(
         "slo_met": cs.slo_met,
         "score": cs.score,
         # additions
-        "label": reg.labels.get(key),
+        "label": reg.labels.get(ch.key),
         "status": cs.status,
         "counted": cs.counted,
         "confirmed": cs.confirmed,
@@ -156,55 +140,52 @@ def _channel_dict(
         "drill_outage": cs.counts["drill_outage"],
         "evidence": dict(cs.evidence),
     }
-    return out, cs
 
 
 def _score_run(
-    journal: Journal, run_id: str, reg: _Registered, as_of: float | None, w: Weights
-) -> dict[str, Any]:
-    """The scorecard of one run without comparison or trend."""
-    run = journal.run(run_id)
+    journal: Journal,
+    run: dict[str, Any],
+    reg: _Registered,
+    as_of: float | None,
+    w: Weights,
+    *,
+    full: bool = True,
+) -> tuple[dict[str, Any], RunDigest]:
+    """The scorecard of one run without comparison or trend, and the digest it was read from.
+
+    Read from the run's digest (:func:`drills.digest.run_digest`); freshness, which
+    depends on *as_of*, is applied here. Without *full* (a past run, for the
+    comparison or the trend), freshness is looked up only for the municipalities
+    in the run: the others' is never shown.
+    """
+    digest = run_digest(journal, run, reg.slo, w)
     as_of = as_of if as_of is not None else (run["finished_at"] or run["started_at"])
-    grouped: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
-    names: dict[str, str] = {}
-    kinds: dict[tuple[str, str], str] = {}
-    for d in journal.deliveries(run_id):
-        grouped[(d.municipality_code, d.channel_id)].append(d)
-        names[d.municipality_code] = d.municipality_name
-        kinds[(d.municipality_code, d.channel_id)] = d.kind
+    drilled = list(dict.fromkeys(code for code, _cid in digest.channels))
     order = list(reg.order)
     known = {code for code, _ in order}
-    for code, _cid in grouped:
+    for code in drilled:
         if code not in known:
             order.append((code, []))
             known.add(code)
-    fallbacks, bad_fb = read_ratios(journal.events(run_id, "fallback"))
-    roll_calls, bad_rc = read_ratios(journal.events(run_id, "roll_call"))
-    last = _last_drilled(journal, as_of)
+    last = last_drilled(journal, [code for code, _ in order] if full else drilled, as_of)
     municipalities: list[dict[str, Any]] = []
     not_drilled: list[dict[str, Any]] = []
     for code, registered in order:
-        name = reg.names.get(code) or names.get(code, code)
+        muni = digest.municipalities.get(code)
+        name = reg.names.get(code) or (muni.name if muni else code)
         fresh = _freshness_info(code, last, as_of, reg, w)
-        ids = [c for c in registered if (code, c) in grouped] + sorted(
-            c for (mc, c) in grouped if mc == code and c not in registered
+        ids = [c for c in registered if (code, c) in digest.channels] + sorted(
+            c for (mc, c) in digest.channels if mc == code and c not in registered
         )
         if not ids:
             not_drilled.append(
                 {"code": code, "name": name, "name_en": reg.names_en.get(code), **fresh}
             )
             continue
-        channels, scores = [], []
-        for cid in ids:
-            ch, cs = _channel_dict(
-                cid, kinds[(code, cid)], grouped[(code, cid)], (code, cid), reg, w
-            )
-            channels.append(ch)
-            scores.append((ch["kind"], cs))
-        fb, rc = fallbacks.get(code), roll_calls.get(code)
-        ms = score_municipality(
-            scores, freshness_value=fresh["value"], fallback=fb, roll_call=rc, weights=w
-        )
+        channels = [_channel_dict(digest.channels[(code, cid)], reg) for cid in ids]
+        ms = digest.municipality_score(code, fresh["value"], w)
+        fb = muni.fallback if muni else None
+        rc = muni.roll_call if muni else None
         municipalities.append(
             {
                 "code": code,
@@ -223,14 +204,14 @@ def _score_run(
                 "fallback": None if fb is None else {"passed": fb.good, "total": fb.total},
                 "roll_call": None if rc is None else {"responded": rc.good, "expected": rc.total},
                 "freshness": fresh,
-                "untested_channels": [c for c in registered if (code, c) not in grouped],
+                "untested_channels": [c for c in registered if (code, c) not in digest.channels],
             }
         )
     scored = [m["score"] for m in municipalities if m["score"] is not None]
     overall = round_score(sum(scored) / len(scored)) if scored else None
     all_channels = [c for m in municipalities for c in m["channels"]]
-    return {
-        "run_id": run_id,
+    card = {
+        "run_id": run["run_id"],
         "scenario": run["scenario"],
         "vantage": run["vantage"],
         "status": run["status"],
@@ -249,7 +230,7 @@ def _score_run(
                 s: sum(c["status"] == s for c in all_channels)
                 for s in ("ok", "partial", "unconfirmed", "down", "untested")
             },
-            "unreadable_events": bad_fb + bad_rc,
+            "unreadable_events": digest.unreadable_events,
             "drill_outage": sum(c["drill_outage"] for c in all_channels),
             "evidence": {
                 e: sum(c["evidence"][e] for c in all_channels)
@@ -257,23 +238,17 @@ def _score_run(
             },
         },
         "not_drilled": not_drilled,
-        "_deliveries": grouped,  # removed before the card leaves this module
     }
+    return card, digest
 
 
-def _latency_by_kind(
-    grouped: dict[tuple[str, str], list[Delivery]], card: dict[str, Any]
-) -> dict[str, Any]:
+def _latency_by_kind(digest: RunDigest, card: dict[str, Any]) -> dict[str, Any]:
     samples: dict[str, list[float]] = defaultdict(list)
     slos: dict[str, set[float]] = defaultdict(set)
     for m in card["municipalities"]:
         for ch in m["channels"]:
             slos[ch["kind"]].add(ch["slo_latency_s"])
-            samples[ch["kind"]].extend(
-                d.latency_s
-                for d in grouped[(m["code"], ch["id"])]
-                if d.outcome.reached and d.latency_s is not None
-            )
+            samples[ch["kind"]].extend(digest.channels[(m["code"], ch["id"])].latencies)
     out: dict[str, Any] = {}
     for kind in sorted(slos):
         values = samples[kind]
@@ -307,7 +282,7 @@ def _trend(
     )
     points = []
     for r in earlier:
-        past = scored.get(r["run_id"]) or _score_run(journal, r["run_id"], reg, None, w)
+        past = scored.get(r["run_id"]) or _score_run(journal, r, reg, None, w, full=False)[0]
         points.append(_trend_point(past))
     return [*points, _trend_point(card)]
 
@@ -342,24 +317,20 @@ def build_scorecard(
     """
     reg = _Registered.of(registry)
     run = journal.run(run_id)
-    card = _score_run(journal, run_id, reg, as_of, weights)
-    grouped = card.pop("_deliveries")
+    card, digest = _score_run(journal, run, reg, as_of, weights)
     card["model"] = {
         "weights": weights.as_dict(),
         "grades": [{"min": b, "grade": g, "ja": ja, "en": en} for b, g, ja, en in GRADES],
     }
-    card["latency_by_kind"] = _latency_by_kind(grouped, card)
-    surges, unreadable = read_surges(journal.events(run_id, "surge"))
+    card["latency_by_kind"] = _latency_by_kind(digest, card)
     card["surge"] = [
         {**s.to_dict(), "started_at": iso_tokyo(s.started_at), "label": reg.labels.get(s.key)}
-        for s in surges
+        for s in digest.surges
     ]
-    card["summary"]["unreadable_events"] += unreadable
     previous = journal.previous_run(run_id)
     prev_card = None
     if previous is not None:
-        prev_card = _score_run(journal, previous["run_id"], reg, None, weights)
-        prev_card.pop("_deliveries")
+        prev_card = _score_run(journal, previous, reg, None, weights, full=False)[0]
     card["comparison"] = compare_cards(card, prev_card, weights)
     card["summary"]["worsened"] = len(card["comparison"]["worsened"]) if prev_card else 0
     card["summary"]["improved"] = len(card["comparison"]["improved"]) if prev_card else 0

@@ -6,7 +6,9 @@ session that never drills opens no journal, starts no thread, takes no lock.
 
 After the session, with ``--out DIR``::
 
-    DIR/runs/<run_id>/scorecard.json    one per scenario file run (+ registered writers)
+    DIR/runs/<run_id>/scorecard.json    one folder per scenario file run, with what
+                      scorecard.html    :func:`drills.outputs.write_run_outputs` writes
+                      metrics.prom      (the same files as ``tsunagari demo``)
     DIR/vantages.json                   every (scenario, vantage) of the journal side by side
     DIR/summary.json                    the session's outcome (written by the plugin)
 """
@@ -21,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from drills.background import BackgroundLoop
-from drills.i18n import LANGS
 from drills.journal import Journal
 from drills.lock import RunLock
 from drills.markers import ScenarioMeta
+from drills.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, SettingsError, journal_in
 from drills.registry import Registry, load_registry
 from drills.requirements import ScenarioMistake
 from drills.scenario import DrillContext
@@ -39,16 +41,14 @@ METRICS_EXPORTS = {
 }
 
 
-class SettingsError(ValueError):
-    """A bad option or ini value (the plugin turns it into pytest.UsageError)."""
-
-
 @dataclass(frozen=True)
 class DrillSettings:
+    """The effective drill settings: one field per row of :data:`drills.options.OPTIONS`."""
+
     registry: Path | None = None
     select: tuple[str, ...] = ()
     live: bool = False
-    journal: Path = Path("tsunagari-out/journal.sqlite")
+    journal: Path = DEFAULT_JOURNAL
     out: Path | None = None
     push_gateway: str | None = None
     textfile: Path | None = None
@@ -63,56 +63,14 @@ class DrillSettings:
 
     @classmethod
     def build(cls, raw: dict[str, Any], base: Path) -> DrillSettings:
-        """Validate raw values (strings from the command line or ini); paths relative to *base*."""
+        """Validate raw values (strings from the command line or ini); paths relative to *base*.
 
-        def path(value: Any) -> Path | None:
-            if value in (None, ""):
-                return None
-            p = Path(str(value)).expanduser()
-            return p if p.is_absolute() else base / p
-
-        lang = str(raw.get("lang") or "ja")
-        if lang not in LANGS:
-            raise SettingsError(
-                f"--lang は ja か en です: {lang!r} / --lang must be ja or en: {lang!r}"
-            )
-        vantage = str(raw.get("vantage") or "default").strip()
-        if not vantage or len(vantage) > 64 or re.search(r"[\x00-\x1f/\\]", vantage):
-            raise SettingsError(
-                f"--vantage は 64 文字以内の名前です（/ と制御文字は不可）: {vantage!r}"
-                f" / --vantage must be a name of at most 64 characters without / or control characters"
-            )
-        gateway = raw.get("push_gateway") or None
-        if gateway and not re.match(r"^https?://[^\s/]+", str(gateway)):
-            raise SettingsError(
-                f"--push-gateway は http(s)://ホスト:ポート の形です: {gateway!r}"
-                f" / --push-gateway must look like http(s)://host:port"
-            )
-        seed = raw.get("seed")
-        if seed not in (None, ""):
-            try:
-                seed = int(seed)
-            except (TypeError, ValueError):
-                raise SettingsError(
-                    f"--seed は整数です: {seed!r} / --seed must be an integer"
-                ) from None
-        else:
-            seed = None
-        out = path(raw.get("out"))
-        journal = path(raw.get("journal")) or (out or base / "tsunagari-out") / "journal.sqlite"
-        return cls(
-            registry=path(raw.get("registry")),
-            select=tuple(s for s in raw.get("select") or () if s),
-            live=bool(raw.get("live")),
-            journal=journal,
-            out=out,
-            push_gateway=str(gateway) if gateway else None,
-            textfile=path(raw.get("textfile")),
-            lang=lang,
-            vantage=vantage,
-            lock=path(raw.get("lock")),
-            seed=seed,
-        )
+        Raises :class:`~drills.options.SettingsError` for a bad value.
+        """
+        values = {option.name: option.parse(raw.get(option.name), base) for option in OPTIONS}
+        if values["journal"] is None:  # kept beside the other outputs
+            values["journal"] = journal_in(values["out"] or base / DEFAULT_OUT)
+        return cls(**values)
 
     def check_metrics(self) -> None:
         """Metrics options need the metrics exporters; say plainly when they are not there."""
@@ -248,31 +206,16 @@ class DrillSession:
         return problems
 
     def _write_outputs(self) -> list[str]:
-        from drills.demo import OUTPUT_WRITERS
-        from drills.scorecard import build_scorecard, write_json
+        from drills.outputs import write_run_outputs
         from drills.vantage import vantage_view
 
         assert self.journal is not None and self.settings.out is not None
         out, problems = self.settings.out, []
         for run_id in self.run_ids:
-            run_dir = out / "runs" / run_id
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(
-                build_scorecard(self.journal, run_id, self._registry), run_dir / "scorecard.json"
+            done = write_run_outputs(
+                self.journal, run_id, self._registry, out / "runs" / run_id, lang=self.settings.lang
             )
-            for spec in OUTPUT_WRITERS:
-                module, _, name = spec.partition(":")
-                try:
-                    writer: Any = getattr(importlib.import_module(module), name)
-                    writer(
-                        journal=self.journal,
-                        run_id=run_id,
-                        registry=self._registry,
-                        out_dir=run_dir,
-                        lang=self.settings.lang,
-                    )
-                except Exception as exc:  # one broken writer must not lose the others
-                    problems.append(f"output writer {spec}: {type(exc).__name__}: {exc}")
+            problems += [f"output {run_id}: {problem}" for problem in done.problems]
         (out / "vantages.json").write_text(
             json.dumps(vantage_view([self.journal]), ensure_ascii=False, indent=2) + "\n",
             encoding="utf-8",

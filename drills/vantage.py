@@ -13,25 +13,32 @@ each machine's journal — and lines them up per municipality × channel::
            "channels": [{"id": "chat", "kind": "webhook",
               "by_vantage": {"LGWAN": {"sent": 1, "counted": 1, "reached": 1,
                                        "drill_outage": 0, "reachability": 1.0,
-                                       "latency_p50_s": 0.25}, "テレワーク": {…}}}]}],
+                                       "latency_p50_s": 0.25, "latency_p95_s": 0.25},
+                             "テレワーク": {…}}}],
+           "by_vantage": {"LGWAN": {"fallback": {"passed": 1, "total": 1},
+                                    "roll_call": {"responded": 1, "expected": 1}}}}],
         "steps": {"LGWAN": {"roll_call": [{"step", "all_answered_s", "never"}],
                             "acknowledgement": [{"step", "t50_s", "answered", "expected"}],
                             "fallback": [{"step", "reached", "municipalities"}]}}}]}
 
-``reachability`` is the scorecard's (:func:`drills.scoring.reachability`):
-(delivered + late) / counted, leaving out harness errors and messages sent
-into the drill's own outage.
+Every figure is read from the run's digest (:func:`drills.digest.run_digest`,
+stored in the journal) — the same numbers the scorecard and the metrics show:
+``reachability`` is :func:`drills.scoring.reachability` ((delivered + late) /
+counted, leaving out harness errors and messages sent into the drill's own
+outage), ``latency_p50_s`` / ``latency_p95_s`` the digest's quantiles of the
+messages that arrived with a measured latency, the step lines its step
+summaries (read through :mod:`drills.events`), and a municipality's
+``fallback`` / ``roll_call`` its results in the digest (null when the run had
+no such step for it).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from drills.delivery import Outcome
+from drills.digest import ChannelDigest, MuniDigest, RunDigest, run_digest
 from drills.journal import Journal
-from drills.scoring import percentile, reachability
 
 __all__ = ["vantage_view"]
 
@@ -50,34 +57,34 @@ def _latest_runs(
     return out
 
 
-def _step_summaries(journal: Journal, run_id: str) -> dict[str, list[dict[str, Any]]]:
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _cell(ch: ChannelDigest) -> dict[str, Any]:
+    return {
+        "sent": ch.sent,
+        "reached": ch.reached,
+        "counted": ch.counted,
+        "drill_outage": ch.outcomes.get("drill_outage", 0),
+        "reachability": round(ch.reachability, 4),
+        "latency_p50_s": _r(ch.quantiles.get("p50")),
+        "latency_p95_s": _r(ch.quantiles.get("p95")),
+    }
+
+
+def _results(muni: MuniDigest) -> dict[str, Any]:
+    fb, rc = muni.fallback, muni.roll_call
+    return {
+        "fallback": None if fb is None else {"passed": fb.good, "total": fb.total},
+        "roll_call": None if rc is None else {"responded": rc.good, "expected": rc.total},
+    }
+
+
+def _steps(digest: RunDigest) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for ev in journal.events(run_id):
-        data, kind = ev["data"], ev["kind"]
-        if kind == "roll_call":
-            item = {
-                "step": data.get("step"),
-                "all_answered_s": data.get("all_answered_s"),
-                "never": data.get("never"),
-            }
-        elif kind == "acknowledgement":
-            overall = data.get("overall", {})
-            item = {
-                "step": data.get("step"),
-                "t50_s": overall.get("t50_s"),
-                "answered": overall.get("answered"),
-                "expected": overall.get("expected"),
-            }
-        elif kind == "fallback":
-            munis = data.get("municipalities", [])
-            item = {
-                "step": data.get("step"),
-                "municipalities": len(munis),
-                "reached": sum(1 for m in munis if m.get("reached_via")),
-            }
-        else:
-            continue
-        out.setdefault(kind, []).append(item)
+    for step in digest.steps:
+        out.setdefault(step.kind, []).append(dict(step.figures))
     return out
 
 
@@ -87,40 +94,23 @@ def vantage_view(journals: Sequence[Journal], scenario: str | None = None) -> di
     for name, by_vantage in sorted(_latest_runs(journals, scenario).items()):
         vantages = sorted(by_vantage)
         cells: dict[tuple[str, str], dict[str, Any]] = {}
-        order: list[tuple[str, str]] = []
-        names: dict[str, str] = {}
+        munis: dict[str, dict[str, Any]] = {}
         steps = {}
         for vantage in vantages:
             journal, run = by_vantage[vantage]
-            steps[vantage] = _step_summaries(journal, run["run_id"])
-            for d in journal.deliveries(run["run_id"]):
-                key = (d.municipality_code, d.channel_id)
-                if key not in cells:
-                    cells[key] = {"id": d.channel_id, "kind": d.kind, "by_vantage": {}}
-                    order.append(key)
-                names[d.municipality_code] = d.municipality_name
-                slot = cells[key]["by_vantage"].setdefault(
-                    vantage, {"sent": 0, "reached": 0, "_lat": [], "_outcomes": Counter()}
+            digest = run_digest(journal, run)
+            steps[vantage] = _steps(digest)
+            for key, ch in digest.channels.items():
+                muni = munis.setdefault(
+                    ch.code, {"code": ch.code, "name": ch.name, "channels": [], "by_vantage": {}}
                 )
-                slot["sent"] += 1
-                slot["_outcomes"][d.outcome.value] += 1
-                if d.outcome.reached:
-                    slot["reached"] += 1
-                    slot["_lat"].append(d.latency_s or 0.0)
-        munis: dict[str, dict[str, Any]] = {}
-        for code, cid in order:
-            cell = cells[(code, cid)]
-            for slot in cell["by_vantage"].values():
-                lat = slot.pop("_lat")
-                outcomes = slot.pop("_outcomes")
-                slot["counted"] = sum(n for o, n in outcomes.items() if Outcome(o).counted)
-                slot["drill_outage"] = outcomes[Outcome.DRILL_OUTAGE.value]
-                slot["reachability"] = round(reachability(outcomes), 4)
-                p50 = percentile(lat, 50)
-                slot["latency_p50_s"] = None if p50 is None else round(p50, 4)
-            munis.setdefault(code, {"code": code, "name": names[code], "channels": []})[
-                "channels"
-            ].append(cell)
+                if key not in cells:
+                    cells[key] = {"id": ch.channel_id, "kind": ch.kind, "by_vantage": {}}
+                    muni["channels"].append(cells[key])
+                cells[key]["by_vantage"][vantage] = _cell(ch)
+            for code, md in digest.municipalities.items():
+                if code in munis:
+                    munis[code]["by_vantage"][vantage] = _results(md)
         scenarios.append(
             {
                 "scenario": name,

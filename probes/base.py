@@ -40,6 +40,17 @@ message not seen meanwhile is ``error``, not ``lost``) and
 :meth:`Probe.throttling` (how often the provider said "slow down" to one
 message, for a send that ran out of time while being throttled).
 
+Optional capabilities a probe declares by having them (structural
+``typing.Protocol`` classes, checked with ``isinstance``; a probe need not
+name them)::
+
+    Priced            cost_profile() → the caps and price the cost guard checks (SMS)
+    ExplainsTimeout   timeout_reason(message) → why a message not seen was lost
+    CollectsReplies   replies: ReplyBook → answers read by the observer (roll calls)
+
+Building a probe does no I/O (``open`` does): the harness builds one to ask
+:meth:`Probe.is_live` before it decides to contact the channel.
+
 Anything else raised by a probe is a harness fault: recorded as ``error``.
 """
 
@@ -52,14 +63,16 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from probes.replies import ReplyBook
     from probes.sim.base import Simulator
+    from probes.sms_budget import CostProfile
 
 __all__ = [
     "DEFAULT_MARKER",
@@ -69,9 +82,12 @@ __all__ = [
     "ChannelSettings",
     "ChannelUnreachable",
     "Clock",
+    "CollectsReplies",
     "DrillMessage",
+    "ExplainsTimeout",
     "ObserverFault",
     "ObserverIsSender",
+    "Priced",
     "Probe",
     "ProbeEnv",
     "ProbeError",
@@ -432,3 +448,35 @@ class Probe(ABC):
     def simulator(cls) -> type[Simulator] | None:
         """The local simulator class for ``sim:`` channels of this kind, if any."""
         return None
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+@runtime_checkable
+class Priced(Protocol):
+    """A probe whose sends cost money: the cost guard plans a step with its profile.
+
+    >>> isinstance(object(), Priced)
+    False
+    """
+
+    def cost_profile(self) -> CostProfile:
+        """This channel's caps, price and what it has already sent in this run."""
+        ...
+
+
+@runtime_checkable
+class ExplainsTimeout(Protocol):
+    """A probe that can say why a message it did not see was lost (e.g. no carrier receipt)."""
+
+    def timeout_reason(self, message: DrillMessage) -> str | None:
+        """The reason for the runner's ``lost`` record (None: nothing to add)."""
+        ...
+
+
+@runtime_checkable
+class CollectsReplies(Protocol):
+    """A probe whose observer reads answers (``RE[<token>] <id>``) into a book."""
+
+    replies: ReplyBook

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from pydantic import Field
 
-from probes.base import ChannelSettings, DrillMessage, ProbeError
+from probes.base import ChannelSettings, DrillMessage, Priced, ProbeError
 from probes.sms_status import Reason, count_segments
 
 __all__ = [
@@ -60,12 +59,6 @@ class CostProfile:
     currency: str = "USD"
     spent_messages: int = 0  # already sent in this run (earlier steps)
     spent_segments: int = 0
-
-
-class Priced(Protocol):
-    """Anything that can describe its SMS costs (the ``twilio`` probe does)."""
-
-    def cost_profile(self) -> CostProfile: ...
 
 
 class CostCapExceeded(ProbeError, ValueError):
@@ -181,7 +174,7 @@ def plan_cost(
     earlier step) counts against its caps too. Pure: nothing is sent, nothing
     is counted. A runner calls it once per step, before the first send::
 
-        sms = [(p, [message] * repeat) for p in probes if hasattr(p, "cost_profile")]
+        sms = [(p, [message] * repeat) for p in probes if isinstance(p, Priced)]
         plan_cost(sms)   # raises CostCapExceeded: refuse the step, send nothing
     """
     rows: list[ChannelCost] = []

@@ -12,9 +12,12 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from drills.i18n import Text
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: cron's path imports nothing it does not use
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, t: Text) -> None:

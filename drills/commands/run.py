@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from drills.i18n import Text
+from drills.options import OPTIONS
 
 _EVENTS = {
     "missed": "requirement_missed",
@@ -57,37 +58,14 @@ def register(sub: Any, t: Text) -> None:
             "scenario files or folders (default: ./scenarios)",
         ),
     )
-    p.add_argument("--registry", help=t("レジストリ", "registry file"))
-    p.add_argument(
-        "--municipality",
-        action="append",
-        metavar="SEL",
-        help=t(
-            "対象の団体（コード・名前・タグ、複数可）",
-            "municipality code, name or tag (repeatable)",
-        ),
-    )
-    p.add_argument(
-        "--live",
-        action="store_true",
-        default=None,
-        help=t("実チャネルへも送信する", "also contact live channels"),
-    )
-    p.add_argument("--journal", help=t("記録ファイル（SQLite）", "journal file (SQLite)"))
-    p.add_argument("--out", help=t("出力フォルダ", "output folder"))
-    p.add_argument(
-        "--push-gateway",
-        metavar="URL",
-        help=t("メトリクスを送る Pushgateway", "Pushgateway to push metrics to"),
-    )
-    p.add_argument(
-        "--textfile", help=t("メトリクスのテキストファイル", "metrics textfile for node_exporter")
-    )
-    p.add_argument(
-        "--vantage", help=t("実行場所の名前（庁内LAN など）", "vantage point name (e.g. LGWAN)")
-    )
-    p.add_argument("--lock", help=t("実行ロックのファイル", "run lock file"))
-    p.add_argument("--seed", help=t("シミュレータの乱数の種", "simulator random seed"))
+    for option in OPTIONS:  # the drill options, as the pytest plugin has them
+        if not option.cli_global:
+            p.add_argument(
+                option.flag,
+                dest=option.run_dest,
+                help=t(option.ja, option.en),
+                **option.argparse_kwargs(),
+            )
     p.add_argument(
         "-k",
         dest="keyword",
@@ -120,27 +98,11 @@ def pytest_args(args: argparse.Namespace, tty: bool) -> list[str]:
         # drills/ is imported before pytest starts: its (harmless) rewrite warning is noise
         "-W",
         "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
-        f"--lang={args.lang}",
     ]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         out += ["-p", "drills.plugin"]
-    for flag in (
-        "registry",
-        "journal",
-        "out",
-        "push_gateway",
-        "textfile",
-        "vantage",
-        "lock",
-        "seed",
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            out.append(f"--{flag.replace('_', '-')}={value}")
-    for sel in args.municipality or ():
-        out.append(f"--municipality={sel}")
-    if args.live:
-        out.append("--live")
+    for option in OPTIONS:
+        out += option.to_args(getattr(args, option.run_dest, None))
     if args.keyword:
         out += ["-k", args.keyword]
     if not tty:

@@ -13,9 +13,9 @@ soon as they see the message, each with chance ``simulated.rate`` after a
 delay drawn from ``simulated.delay``; their answers travel back through the
 channel (its latency, loss, rate limit and outages apply).
 
-Journal event ``acknowledgement``::
+Journal event ``acknowledgement`` (:class:`drills.events.AcknowledgementEvent`)::
 
-    {"step", "scenario", "vantage", "window_s", "staff",
+    {"v", "step", "scenario", "vantage", "window_s", "staff",
      "channels": [{"code", "name", "channel", "kind", "token", "outcome", "expected", "answered",
                    "times_s": [...], "t25_s", "t50_s", "t75_s"}],
      "overall": {"expected", "answered", "t25_s", "t50_s", "t75_s", "curve": [[t_s, share], ...]}}
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drills.delivery import Delivery, Outcome
+from drills.events import AckChannel, AcknowledgementEvent, AckOverall
 from drills.registry import Target
 from drills.requirements import Row, Status, Verdict, percent
 from drills.runner import Drill
@@ -177,41 +178,42 @@ class AckResult:
             )
         return out
 
-    def event(self) -> dict[str, Any]:
+    def event(self) -> AcknowledgementEvent:
+        """The journal's ``acknowledgement`` event of this step."""
         chans = []
         for c in self.channels:
             d, t = c.delivery, c.target
+            t25, t50, t75 = (time_to_share(c.times_s, c.expected, q / 100) for q in (25, 50, 75))
             chans.append(
-                {
-                    "code": t.municipality.code,
-                    "name": t.municipality.name,
-                    "channel": t.channel.id,
-                    "kind": t.channel.kind,
-                    "token": d.token if d else None,
-                    "outcome": d.outcome.value if d else "skipped",
-                    "expected": c.expected,
-                    "answered": len(c.times_s[: c.expected]),
-                    "times_s": c.times_s,
-                    **{
-                        f"t{q}_s": time_to_share(c.times_s, c.expected, q / 100)
-                        for q in (25, 50, 75)
-                    },
-                }
+                AckChannel(
+                    code=t.municipality.code,
+                    name=t.municipality.name,
+                    channel=t.channel.id,
+                    kind=t.channel.kind,
+                    outcome=d.outcome.value if d else "skipped",
+                    expected=c.expected,
+                    answered=len(c.times_s[: c.expected]),
+                    times_s=tuple(c.times_s),
+                    token=d.token if d else None,
+                    t25_s=t25,
+                    t50_s=t50,
+                    t75_s=t75,
+                )
             )
-        return {
-            "step": self.step,
-            "window_s": self.window_s,
-            "staff": self.staff,
-            "channels": chans,
-            "overall": {
-                "expected": self.expected,
-                "answered": len(self.times()),
-                "t25_s": self.t25,
-                "t50_s": self.t50,
-                "t75_s": self.t75,
-                "curve": [[round(t, 4), round(s, 4)] for t, s in self.curve()],
-            },
-        }
+        return AcknowledgementEvent(
+            step=self.step,
+            window_s=self.window_s,
+            staff=self.staff,
+            channels=tuple(chans),
+            overall=AckOverall(
+                expected=self.expected,
+                answered=len(self.times()),
+                t25_s=self.t25,
+                t50_s=self.t50,
+                t75_s=self.t75,
+                curve=tuple((round(t, 4), round(s, 4)) for t, s in self.curve()),
+            ),
+        )
 
 
 async def run_acknowledgement(

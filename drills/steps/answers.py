@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from drills.delivery import Delivery
 from drills.registry import Target
 from drills.requirements import ScenarioMistake
-from probes.base import DrillMessage, Probe, ProbeError
+from probes.base import CollectsReplies, DrillMessage, Probe, ProbeError
 from probes.replies import ReplyBook, format_reply
 from probes.sim.base import LatencySpec
 
@@ -68,15 +68,14 @@ def sent_mono(d: Delivery) -> float:
 
 def reply_book(probe: Probe, target: Target) -> ReplyBook:
     """The probe's book of answers, or a mistake saying this kind cannot collect them."""
-    book = getattr(probe, "replies", None)
-    if not isinstance(book, ReplyBook):
+    if not isinstance(probe, CollectsReplies):
         raise ScenarioMistake(
             f"{target.key}（種別 {target.channel.kind}）は返信を受け取れません: "
             "点呼・安否確認には返信を読める種別（webhook など）を使ってください",
             f"{target.key} (kind {target.channel.kind}) cannot collect answers: "
             "use a kind that reads replies (e.g. webhook) for roll calls and acknowledgements",
         )
-    return book
+    return probe.replies
 
 
 class AnswerDesk:

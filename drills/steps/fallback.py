@@ -17,9 +17,9 @@ earlier channel arriving after the chain escalated).
 A channel taken away by an outage step is skipped (live) or fails fast
 (simulated: ``drill_outage``), which is how an outage drill proves the fallback works.
 
-Journal event ``fallback`` (one per step)::
+Journal event ``fallback`` (one per step, :class:`drills.events.FallbackEvent`)::
 
-    {"step", "scenario", "vantage", "order": ["chat", "mail", "sms"], "within_s", "escalate_after_s",
+    {"v", "step", "scenario", "vantage", "order": ["chat", "mail", "sms"], "within_s", "escalate_after_s",
      "municipalities": [{"code", "name", "reached": true, "latency_s": 6.9 | null,
         "reached_via": "mail" | null, "time_to_first_s": 6.9 | null,
         "attempts": [{"channel", "kind", "outcome", "reason", "started_s", "latency_s",
@@ -37,9 +37,9 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from drills.delivery import Delivery
+from drills.events import FallbackAttempt, FallbackEvent, FallbackMunicipality
 from drills.registry import Municipality, Target
 from drills.requirements import Row, Status, Verdict
 from drills.runner import Drill, StepResult
@@ -127,25 +127,25 @@ class FallbackResult:
             )
         return out
 
-    def event(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "order": self.order,
-            "within_s": self.within_s,
-            "escalate_after_s": self.escalate_after_s,
-            "municipalities": [
-                {
-                    "code": c.municipality.code,
-                    "name": c.municipality.name,
-                    "reached": c.time_to_first_s is not None and c.time_to_first_s <= self.within_s,
-                    "latency_s": c.time_to_first_s,
-                    "reached_via": c.reached_via,
-                    "time_to_first_s": c.time_to_first_s,
-                    "attempts": [asdict(a) for a in c.attempts],
-                }
+    def event(self) -> FallbackEvent:
+        """The journal's ``fallback`` event of this step."""
+        return FallbackEvent(
+            step=self.step,
+            order=tuple(self.order),
+            within_s=self.within_s,
+            escalate_after_s=self.escalate_after_s,
+            municipalities=tuple(
+                FallbackMunicipality(
+                    code=c.municipality.code,
+                    name=c.municipality.name,
+                    reached=c.time_to_first_s is not None and c.time_to_first_s <= self.within_s,
+                    reached_via=c.reached_via,
+                    time_to_first_s=c.time_to_first_s,
+                    attempts=tuple(FallbackAttempt(**asdict(a)) for a in c.attempts),
+                )
                 for c in self.chains
-            ],
-        }
+            ),
+        )
 
 
 def _summary(

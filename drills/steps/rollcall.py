@@ -20,9 +20,9 @@ a municipality whose channel with the same id is down or refused (``outage``,
 answers with chance ``(1 - loss) × rate``, after its channel's latency plus a
 delay from ``simulated``.
 
-Journal event ``roll_call``::
+Journal event ``roll_call`` (:class:`drills.events.RollCallEvent`)::
 
-    {"step", "scenario", "vantage", "room": "130001/chat", "token", "sent_at", "within_s",
+    {"v", "step", "scenario", "vantage", "room": "130001/chat", "token", "sent_at", "within_s",
      "delivered": true,
      "municipalities": [{"code", "name", "expected": 1, "answered": 1 | 0, "answered_s": 2.31 | null,
                          "able": true | false, "reason": "" | "<why it cannot answer (ja / en)>"}],
@@ -39,9 +39,9 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from drills.delivery import Delivery, Outcome
+from drills.events import RollCallEvent, RollCallParticipant
 from drills.registry import Municipality, Target
 from drills.requirements import Row, Status, Verdict
 from drills.runner import Drill
@@ -129,31 +129,30 @@ class RollCallResult:
             out.append(Verdict(m.code, m.name, m.name_en, status, ja, en, rows, {"answered_s": t}))
         return out
 
-    def event(self) -> dict[str, Any]:
+    def event(self) -> RollCallEvent:
+        """The journal's ``roll_call`` event of this step."""
         d = self.delivery
-        return {
-            "step": self.step,
-            "room": self.room,
-            "token": d.token if d else None,
-            "sent_at": d.sent_at if d else None,
-            "within_s": self.within_s,
-            "delivered": bool(d and d.outcome.reached),
-            "municipalities": [
-                {
-                    "code": m.code,
-                    "name": m.name,
-                    "expected": 1,
-                    "answered": int(m.code in self.answered),
-                    "answered_s": self.answered.get(m.code),
-                    "able": m.code not in self.unable,
-                    "reason": self.unable.get(m.code, ""),
-                }
+        return RollCallEvent(
+            step=self.step,
+            room=self.room,
+            token=d.token if d else None,
+            sent_at=d.sent_at if d else None,
+            within_s=self.within_s,
+            delivered=bool(d and d.outcome.reached),
+            municipalities=tuple(
+                RollCallParticipant(
+                    code=m.code,
+                    name=m.name,
+                    expected=1,
+                    answered=int(m.code in self.answered),
+                    answered_s=self.answered.get(m.code),
+                    able=m.code not in self.unable,
+                    reason=self.unable.get(m.code, ""),
+                )
                 for m in self.participants
-            ],
-            "all_answered_s": self.all_answered_s,
-            "never": [m.code for m in self.never],
-            "unable": [m.code for m in self.participants if m.code in self.unable],
-        }
+            ),
+            all_answered_s=self.all_answered_s,
+        )
 
 
 def unable_reason(channel_id: str) -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from drills.context import located
 from drills.errors import ScenarioError
+from drills.events import SurgeEvent
 from drills.requirements import Row, ScenarioMistake, Status, Verdict, parse_seconds
 from drills.results import _Outcome
 from drills.surge.plan import SurgePlan, SurgeRefused, allowance_problems
@@ -57,6 +58,14 @@ class SurgeStep:
     step: str
     plan: SurgePlan
     results: list[tuple[Target, SurgeResult]]
+
+    def events(self) -> list[SurgeEvent]:
+        """The ``surge`` events the surges journalled, typed (:class:`drills.events.SurgeEvent`).
+
+        Raises :class:`drills.events.EventError` if one was written in a shape the readers
+        cannot read (a bug of the writer, caught where it is made).
+        """
+        return [SurgeEvent.from_data(r.event) for _, r in self.results if r.event]
 
     def verdicts(self, holds_up_to: float | None = None) -> list[Verdict]:
         """Per municipality: did every surged channel hold its SLO up to *holds_up_to* msg/s?"""
@@ -174,4 +183,6 @@ def surge_step(
             )
         )
         results.append((target, result))
-    return Surge(drill, SurgeStep(name, plan, results))
+    surged = SurgeStep(name, plan, results)
+    surged.events()  # every journalled surge reads back through the typed event
+    return Surge(drill, surged)

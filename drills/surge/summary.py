@@ -1,9 +1,10 @@
 """A journalled surge, read back: what the metrics export and the scorecard shows.
 
 :func:`~drills.surge.runner.record_surge` writes one ``surge`` event per surge
-(shape: README, section surge). :func:`read_surges` reads those events back,
-checking the parts every report relies on; an event that lacks them is
-counted as unreadable, never guessed. Pure, no I/O::
+(shape: README, section surge; typed: :class:`drills.events.SurgeEvent`).
+:func:`read_surges` reads those events back through ``SurgeEvent``, which
+checks the parts every report relies on; an event that lacks them is counted
+as unreadable, never guessed. Pure, no I/O::
 
     >>> step = {"index": 1, "rate": 20.0, "at_rest": False, "ran_s": 2.0, "slo_met": False,
     ...         "load": {"requests": 40, "failures": 2, "rps": 20.0, "response_p95_ms": 9},
@@ -28,7 +29,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SURGE_GAUGES", "SurgeSummary", "read_surge", "read_surges"]
+from drills.events import EventError, SurgeEvent
+
+__all__ = ["SURGE_GAUGES", "SurgeSummary", "read_surge", "read_surge_event", "read_surges"]
 
 # The per-channel gauges of the latest surge: name after ``tsunagari_surge_``, 日本語, English.
 SURGE_GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -93,24 +96,6 @@ def _ms(value: Any) -> float | None:
     return None if ms is None else ms / 1000.0
 
 
-def _is_step(step: Any) -> bool:
-    """A ramp step with the parts the reports show (README, section surge)."""
-    if not isinstance(step, Mapping):
-        return False
-    load, probes = step.get("load"), step.get("probes")
-    return (
-        isinstance(step.get("index"), int)
-        and _num(step.get("rate")) is not None
-        and isinstance(step.get("at_rest"), bool)
-        and step.get("slo_met") in (True, False, None)
-        and isinstance(load, Mapping)
-        and isinstance(probes, Mapping)
-        and isinstance(load.get("failures"), int)
-        and isinstance(probes.get("sent"), int)
-        and isinstance(probes.get("within_slo"), int)
-    )
-
-
 @dataclass(frozen=True)
 class SurgeSummary:
     """One surge of one channel, as journalled; ``data`` is the event itself."""
@@ -122,6 +107,21 @@ class SurgeSummary:
     kind: str
     started_at: float | None
     data: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, event: SurgeEvent) -> SurgeSummary:
+        """The summary of a typed surge event; ``data`` is the event as journalled."""
+        data = event.to_data()
+        del data["v"]
+        return cls(
+            event.seq,
+            event.municipality_code,
+            event.municipality_name or event.municipality_code,
+            event.channel_id,
+            event.channel_kind,
+            event.started_at,
+            data,
+        )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -197,38 +197,17 @@ class SurgeSummary:
 
 
 def read_surge(data: Any) -> SurgeSummary | None:
-    """The surge in one event's ``data``; None when its shape is not the journalled one."""
-    if not isinstance(data, Mapping):
+    """The surge in one event's ``data``; None when it is not a readable
+    :class:`~drills.events.SurgeEvent` (see :func:`read_surge_event` for why)."""
+    try:
+        return SurgeSummary.of(SurgeEvent.from_data(data))
+    except EventError:
         return None
-    code, cid, kind = data.get("municipality_code"), data.get("channel_id"), data.get("kind")
-    slo, steps, bp = data.get("slo"), data.get("steps"), data.get("breaking_point")
-    if not (isinstance(code, str) and code and isinstance(cid, str) and cid):
-        return None
-    if not (isinstance(slo, Mapping) and _num(slo.get("latency_s")) is not None):
-        return None
-    if _num(slo.get("reachability")) is None or not isinstance(data.get("stop_reason"), str):
-        return None
-    if not (isinstance(steps, list) and steps and all(_is_step(s) for s in steps)):
-        return None
-    if bp is not None and not (
-        isinstance(bp, Mapping)
-        and _num(bp.get("rate")) is not None
-        and isinstance(bp.get("index"), int)
-        and isinstance(bp.get("at_rest"), bool)
-    ):
-        return None
-    if not isinstance(data.get("steps_run"), int):
-        return None
-    seq = data.get("seq")
-    return SurgeSummary(
-        seq if isinstance(seq, int) else 0,
-        code,
-        str(data.get("municipality_name") or code),
-        cid,
-        str(kind or ""),
-        _num(data.get("started_at")),
-        data,
-    )
+
+
+def read_surge_event(event: SurgeEvent) -> SurgeSummary:
+    """The summary of a typed surge event (as ``run_events(...).of(SurgeEvent)`` gives)."""
+    return SurgeSummary.of(event)
 
 
 def read_surges(events: Iterable[Mapping[str, Any]]) -> tuple[list[SurgeSummary], int]:

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 import pytest
 
-from drills.cli import build_parser, main
+from drills.cli import SUBCOMMANDS, build_parser, main
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
+def subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def subcommands(lang: str) -> list[str]:
-    parser = build_parser(lang)
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return sorted(sub.choices)
+    return sorted(subparsers(build_parser(lang)).choices)
+
+
+def one_line_helps(parser: argparse.ArgumentParser) -> dict[str, str]:
+    return {a.dest: a.help for a in subparsers(parser)._choices_actions}
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
@@ -66,3 +73,44 @@ def test_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--lang", "en", "no-such-command"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_lazy_table_says_what_each_module_says(lang):
+    """The top-level help comes from SUBCOMMANDS; each line is the module's own."""
+    listed = one_line_helps(build_parser(lang, commands=()))
+    registered = one_line_helps(build_parser(lang))
+    assert list(listed) == [name for name, *_ in SUBCOMMANDS] == list(registered)
+    assert listed == registered
+    assert "journal" in listed
+
+
+def test_only_the_chosen_subcommand_gets_its_full_parser():
+    parser = build_parser("en", commands={"cron"})
+    choices = subparsers(parser).choices
+    assert choices["cron"]._actions and choices["cron"].get_default("func") is not None
+    assert choices["demo"]._actions == [] and choices["demo"].get_default("func") is None
+    args = parser.parse_args(["cron", "--schedule", "@daily"])
+    assert args.schedule == "@daily"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cron", "--schedule", "@daily"],
+        ["--lang", "en", "cron", "--schedule", "@daily"],
+        ["--lang=en", "cron", "--schedule", "@daily", "--", "--registry", "r.yaml"],
+        ["cron", "--lang", "en", "--schedule", "@daily"],
+    ],
+)
+def test_the_subcommand_is_found_wherever_the_options_are(argv, capsys):
+    assert main(argv) == 0
+    assert "OnCalendar=" in capsys.readouterr().out
+
+
+def test_no_command_prints_the_help_and_exits_2(capsys):
+    assert main(["--lang", "en"]) == 2
+    out = " ".join(capsys.readouterr().out.split())  # help lines wrap with the terminal
+    assert "usage:" in out
+    for name, _module, _ja, en in SUBCOMMANDS:
+        assert name in out and en in out

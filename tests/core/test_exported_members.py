@@ -1,5 +1,9 @@
 """The public surface is explicit and pinned (as httpx does)."""
 
+import importlib
+
+import pytest
+
 import drills
 import probes
 
@@ -68,3 +72,17 @@ def test_error_tree_inherits_builtins():
     assert issubclass(probes.ChannelUnreachable, ConnectionError)
     assert issubclass(probes.ChannelRejected, probes.ChannelFault)
     assert not issubclass(probes.ObserverFault, probes.ChannelFault)
+
+
+@pytest.mark.parametrize("package", [drills, probes])
+def test_exports_are_lazy_and_the_same_objects(package):
+    """PEP 562: each name is imported on first use, from the module it lives in."""
+    assert sorted(package._HOME) == sorted(package.__all__)
+    for name, home in package._HOME.items():
+        assert getattr(package, name) is getattr(importlib.import_module(home), name)
+    assert set(package.__all__) <= set(dir(package))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        package.no_such_name  # noqa: B018
+    namespace: dict[str, object] = {}
+    exec(f"from {package.__name__} import *", namespace)
+    assert set(package.__all__) <= set(namespace)

@@ -10,8 +10,10 @@ Municipalities (all channels ``kind: webhook`` against the local simulator):
   ``drill_interval: 1s`` so it is overdue a moment after each drill;
 - 131016 千代田区 — registered, never drilled.
 
-Roll call and fallback results are journalled as events, as the scenarios
-helper does; a surge of 小笠原村/chat2 is journalled by the surge's own writer
+Roll call and fallback results are journalled as the steps journal them, typed
+(:class:`~drills.events.RollCallEvent`, :class:`~drills.events.FallbackEvent`:
+足立区 misses the second roll call; 小笠原村 is reached by fallback over
+``chat2`` in 0.35 s; 奥多摩町's chain is lost); a surge of 小笠原村/chat2 is journalled by the surge's own writer
 (held in the first drill, broken at 20 msg/s in the second); a TLS certificate's days-left is journalled on a mail-kind
 delivery, as the mail probe records it (``extra["tls_days_left"]``) — the mail
 kind itself is tested by its own suite.
@@ -24,6 +26,13 @@ import time
 from pathlib import Path
 
 from drills.delivery import Delivery, Outcome
+from drills.events import (
+    FallbackAttempt,
+    FallbackEvent,
+    FallbackMunicipality,
+    RollCallEvent,
+    RollCallParticipant,
+)
 from drills.journal import Journal
 from drills.registry import Registry, load_registry, parse_registry
 from drills.runner import Drill
@@ -100,6 +109,46 @@ def _tls_delivery(run_id: str, days_left: int) -> Delivery:
     )
 
 
+def record_steps(journal: Journal, run_id: str, second: bool) -> None:
+    """A roll call and a fallback step, journalled as the steps write them."""
+    roll_call = RollCallEvent(
+        step="点呼",
+        room="130001/chat",
+        within_s=5.0,
+        delivered=True,
+        municipalities=(
+            RollCallParticipant("131211", "足立区", 1, 0 if second else 1, None if second else 1.2),
+            RollCallParticipant("134210", "小笠原村", 1, 1, 0.8),
+        ),
+    )
+    fallback = FallbackEvent(
+        step="代替経路",
+        order=("backup", "chat2"),
+        within_s=5.0,
+        escalate_after_s=1.0,
+        municipalities=(
+            FallbackMunicipality(
+                "134210",
+                "小笠原村",
+                True,
+                "chat2",
+                0.35,
+                (FallbackAttempt("chat2", "webhook", "delivered", "", 0.0, 0.35),),
+            ),
+            FallbackMunicipality(
+                "133086",
+                "奥多摩町",
+                False,
+                None,
+                None,
+                (FallbackAttempt("backup", "webhook", "lost", "未着 / not seen", 0.0, None, 1.0),),
+            ),
+        ),
+    )
+    for event in (roll_call, fallback):
+        journal.record_event(run_id, event.kind, event.to_data())
+
+
 async def _drill(
     registry: Registry, journal: Journal, second: bool, vantage: str, scenario: str
 ) -> str:
@@ -113,30 +162,7 @@ async def _drill(
         assert drill.run_id is not None
         run_id = drill.run_id
         journal.record(_tls_delivery(run_id, days_left=10))
-        journal.record_event(
-            run_id,
-            "roll_call",
-            {
-                "municipalities": [
-                    {
-                        "municipality_code": "131211",
-                        "municipality_name": "足立区",
-                        "expected": 12,
-                        "answered": 11 if second else 12,
-                    },
-                    {
-                        "municipality_code": "134210",
-                        "municipality_name": "小笠原村",
-                        "expected": 5,
-                        "answered": 5,
-                    },
-                ]
-            },
-        )
-        journal.record_event(
-            run_id, "fallback", {"municipality_code": "134210", "reached": True, "latency_s": 0.35}
-        )
-        journal.record_event(run_id, "fallback", {"municipality_code": "133086", "outcome": "lost"})
+        record_steps(journal, run_id, second)
         # A surge of 小笠原村/chat2: it holds in the first drill and breaks at 20 msg/s in the
         # second. Only the event is journalled (record_surge, as a real surge does): the
         # probes' deliveries would change the scores the alert tests are built on.

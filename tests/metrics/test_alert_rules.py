@@ -12,6 +12,8 @@ import yaml
 from tests.metrics.conftest import ALERTS, RULES
 from tests.servers.prometheus import PROMTOOL
 
+pytestmark = pytest.mark.servers  # promtool
+
 TESTS = RULES.with_name("tsunagari.rules.test.yml")
 
 

@@ -6,11 +6,13 @@ import doctest
 
 import pytest
 
-from drills import metric_state, metrics, push
+from drills import digest, metric_state, metrics, push
 from drills.surge import summary
 
 
-@pytest.mark.parametrize("module", [metrics, metric_state, push, summary], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [digest, metrics, metric_state, push, summary], ids=lambda m: m.__name__
+)
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0

@@ -11,7 +11,9 @@ import pytest
 from drills import demo
 from drills.journal import Journal
 from drills.metrics import CATALOGUE, Scope, catalogue_markdown, exposition
-from drills.push import write_metrics_file, write_textfile
+from drills.outputs import write_run_outputs
+from drills.push import write_textfile
+from drills.registry import load_registry
 from tests.metrics.conftest import ROOT, World
 from tests.metrics.support import SCENARIO, one_drill, sample_set, write_registry
 from tests.servers.prometheus import PROMTOOL
@@ -23,6 +25,7 @@ def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.servers  # promtool, and the world's Prometheus and Pushgateway
 def test_promtool_check_metrics_is_clean(world: World) -> None:
     done = promtool_check_metrics(world.exposition)
     assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), (
@@ -31,12 +34,14 @@ def test_promtool_check_metrics_is_clean(world: World) -> None:
     assert len(sample_set(world.exposition)) > 100
 
 
+@pytest.mark.servers  # promtool, and the world's Prometheus and Pushgateway
 def test_promtool_would_complain(world: World) -> None:
     # The check above has teeth: a counter without _total is reported.
     bad = world.exposition.replace("tsunagari_deliveries_total", "tsunagari_deliveries")
     assert promtool_check_metrics(bad).returncode != 0
 
 
+@pytest.mark.servers  # the world's Prometheus and Pushgateway
 def test_every_metric_has_help_and_type(world: World) -> None:
     for name, spec in CATALOGUE.items():
         family = name.removesuffix("_total")
@@ -57,6 +62,7 @@ def test_readme_documents_every_metric() -> None:
         assert f"`{name}`" in section
 
 
+@pytest.mark.servers  # promtool
 def test_textfile_is_written_atomically(tmp_path: Path) -> None:
     registry = write_registry(tmp_path)
     out = tmp_path / "textfile"
@@ -77,24 +83,22 @@ def test_textfile_is_written_atomically(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout
 
 
-def test_write_metrics_file_is_an_output_writer(tmp_path: Path) -> None:
-    assert "drills.push:write_metrics_file" in demo.OUTPUT_WRITERS
+def test_run_outputs_include_metrics_prom(tmp_path: Path) -> None:
     registry = write_registry(tmp_path)
     with Journal(tmp_path / "journal.sqlite") as journal:
         run = one_drill(registry, journal)
-        path = write_metrics_file(
-            journal=journal, run_id=run, registry=registry, out_dir=tmp_path / "out", lang="ja"
-        )
-    assert path == tmp_path / "out" / "metrics.prom"
+        done = write_run_outputs(journal, run, registry, tmp_path / "out", lang="ja")
+    path = tmp_path / "out" / "metrics.prom"
+    assert done.problems == [] and path in done.written
     assert "tsunagari_readiness_score{" in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
-def test_demo_writes_metrics_prom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The bundled demo registry also has mail and SMS channels (other kinds);
-    # this runs the demo on a webhook-only registry of the same shape.
-    registry = write_registry(tmp_path)
-    monkeypatch.setattr(demo, "demo_registry_path", lambda: Path(registry.path))
+@pytest.mark.servers  # promtool
+def test_demo_writes_metrics_prom(tmp_path: Path) -> None:
+    # The real demo: the bundled registry with its webhook, mail and twilio channels.
+    # About 6 s with repeat=1 (the mail and SMS deliveries wait for their observers).
+    registry = load_registry(demo.demo_registry_path())
     out = tmp_path / "demo-out"
     assert demo.run_demo(out, lang="ja", seed=1, repeat=1) == 0
     text = (out / "metrics.prom").read_text(encoding="utf-8")
@@ -108,3 +112,5 @@ def test_demo_writes_metrics_prom(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         if name == "tsunagari_readiness_score"
     }
     assert scores == {m.code for m in registry.municipalities}
+    kinds = {dict(labels).get("channel_kind") for _, labels in found} - {None}
+    assert {"webhook", "mail", "twilio"} <= kinds

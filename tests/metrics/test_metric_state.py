@@ -10,17 +10,16 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from drills.delivery import Delivery, Evidence, Outcome
-from drills.journal import Journal
-from drills.metric_state import (
-    LATENCY_BUCKETS,
-    ChannelDigest,
-    JournalView,
-    digest_channel,
-    fallbacks,
-    roll_calls,
-    streak,
-    tls_not_after,
+from drills.digest import LATENCY_BUCKETS, ChannelDigest, digest_channel, tls_not_after
+from drills.events import (
+    FallbackAttempt,
+    FallbackEvent,
+    FallbackMunicipality,
+    RollCallEvent,
+    RollCallParticipant,
 )
+from drills.journal import Journal
+from drills.metric_state import JournalView, streak
 from drills.metrics import CATALOGUE, JournalCollector, Scope, exposition
 from drills.scorecard import build_scorecard
 from probes.base import new_token
@@ -272,52 +271,39 @@ def test_tls_expiry_from_days_left_or_exact() -> None:
     assert tls_not_after(exact) == 1_893_456_000.0
 
 
-def test_roll_call_and_fallback_shapes() -> None:
-    events = [
-        {"data": {"municipality_code": "131211", "expected": 12, "answered": 11}},
-        {
-            "data": {
-                "municipality": {"code": "131016", "name": "千代田区"},
-                "members": ["a", "b"],
-                "answered": ["a"],
-            }
-        },
-        {
-            "data": {
-                "municipalities": [
-                    {"code": "133086", "expected": 4, "missing": ["x"]},
-                    {"expected": 3},
-                ]
-            }
-        },
-        {"data": "garbage"},
-        {"data": {"municipality_code": "131211", "expected": 12, "answered": 12}},  # later wins
-    ]
-    assert roll_calls(events) == {
-        "131211": (None, 12, 12),
-        "131016": ("千代田区", 2, 1),
-        "133086": (None, 4, 3),
-    }
-    fb = fallbacks(
-        [
-            {"data": {"municipality_code": "134210", "reached": True, "latency_s": 1.5}},
-            {"data": {"municipality": "133086", "outcome": "late"}},
-            {"data": {"municipality_code": "131211"}},  # says nothing: ignored
-        ]
-    )
-    assert fb == {"134210": (None, True, 1.5), "133086": (None, True, None)}
-
-
 def test_events_become_metrics(journal: Journal) -> None:
     r1 = journal.begin_run(S, V)
     deliver(journal, r1, Outcome.DELIVERED, 0.2)
-    journal.record_event(
-        r1, "roll_call", {"municipality_code": "131211", "expected": 10, "answered": 7}
+    for answered in (1, 0):  # two roll calls: answered one of them
+        event = RollCallEvent(
+            step=f"rc{answered}",
+            room="131211/chat",
+            within_s=5.0,
+            delivered=True,
+            municipalities=(RollCallParticipant("131211", "足立区", 1, answered, None),),
+        )
+        journal.record_event(r1, event.kind, event.to_data())
+    fallback = FallbackEvent(
+        step="fb",
+        order=("chat",),
+        within_s=5.0,
+        escalate_after_s=1.0,
+        municipalities=(
+            FallbackMunicipality(
+                "131211",
+                "足立区",
+                False,
+                None,
+                None,
+                (FallbackAttempt("chat", "webhook", "lost", "not seen", 0.0, None),),
+            ),
+        ),
     )
-    journal.record_event(r1, "fallback", {"municipality_code": "131211", "reached": False})
+    journal.record_event(r1, fallback.kind, fallback.to_data())
     journal.finish_run(r1)
     found = samples(journal)
-    assert value(found, "tsunagari_roll_call_answered_ratio") == 0.7
+    assert value(found, "tsunagari_roll_call_expected") == 2
+    assert value(found, "tsunagari_roll_call_answered_ratio") == 0.5
     assert value(found, "tsunagari_fallback_reached") == 0
     assert value(found, "tsunagari_fallback_latency_seconds") is None
 

@@ -33,6 +33,7 @@ def gateway(tmp_path):
     gw.stop()
 
 
+@pytest.mark.servers  # Pushgateway
 def test_outputs_and_metrics_of_a_session(operator, gateway):
     operator.makepyfile(test_steps=STEPS)
     result = operator.runpytest(

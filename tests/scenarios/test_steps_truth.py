@@ -66,9 +66,12 @@ async def test_fallback_arrival_after_escalation_is_recorded_arrived_not_lost(jo
     assert records[("131016", "mail")].outcome is Outcome.LATE
     assert records[("131016", "mail")].latency_s >= 0.7
     event = result.event()
-    row = next(m for m in event["municipalities"] if m["code"] == "131211")
-    assert row["reached_via"] == "mail" and row["attempts"][0]["outcome"] == "late"
-    assert row["attempts"][0]["escalated_s"] == mail.escalated_s
+    row = next(m for m in event.municipalities if m.code == "131211")
+    assert row.reached_via == "mail" and row.attempts[0].outcome == "late"
+    assert row.attempts[0].escalated_s == mail.escalated_s
+    data = event.to_data()
+    assert data["municipalities"][0]["attempts"][0]["escalated_s"] == mail.escalated_s
+    assert type(event).from_data(data) == event
     # and every record agrees with what the far end's ledger says happened
     assert compare(journal.deliveries(drill.run_id), ledgers(drill)) == []
 

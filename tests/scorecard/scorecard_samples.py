@@ -20,6 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from drills.delivery import Delivery, Evidence, Outcome
+from drills.events import (
+    FallbackAttempt,
+    FallbackEvent,
+    FallbackMunicipality,
+    RollCallEvent,
+    RollCallParticipant,
+)
 from drills.journal import Journal
 from drills.registry import Registry
 from drills.scorecard import TOKYO
@@ -216,7 +223,7 @@ def fill_sample(journal: Journal) -> str:
             Ch("134210", "小笠原村", "chat", "webhook", delivered=lat(0.5, 10)),
             Ch("134210", "小笠原村", "mail", "mail", delivered=lat(1.2, 6), lost=4, slo=10.0),
         ],
-        events=[("roll_call", {"municipality": "131211", "expected": 20, "responded": 20})],
+        events=[_roll_call(20)],
     )
     return write_run(
         journal,
@@ -231,23 +238,34 @@ def fill_sample(journal: Journal) -> str:
             Ch("134210", "小笠原村", "chat", "webhook", rejected=10),
             Ch("134210", "小笠原村", "mail", "mail", delivered=lat(1.2, 8), lost=2, slo=10.0),
         ],
-        events=[
-            ("roll_call", {"municipality": "131211", "expected": 20, "responded": 18}),
-            (
-                "fallback",
-                {
-                    "results": [
-                        {
-                            "municipality": "134210",
-                            "primary": "chat",
-                            "fallback": "mail",
-                            "ok": True,
-                        }
-                    ]
-                },
-            ),
-        ],
+        events=[_roll_call(18), _fallback()],
     )
+
+
+def _roll_call(answered: int) -> tuple[str, dict[str, Any]]:
+    """足立区 asked for 20 answers (a roll call of its staff), *answered* of them came."""
+    part = RollCallParticipant("131211", "足立区", 20, answered, None)
+    event = RollCallEvent(
+        step="点呼", room="131211/chat", within_s=60.0, delivered=True, municipalities=(part,)
+    )
+    return event.kind, event.to_data()
+
+
+def _fallback() -> tuple[str, dict[str, Any]]:
+    """小笠原村: chat rejected, the chain reached it by mail."""
+    attempts = (
+        FallbackAttempt("chat", "webhook", "rejected", "", 0.0, None, 30.0),
+        FallbackAttempt("mail", "mail", "delivered", "", 30.0, 1.2),
+    )
+    chain = FallbackMunicipality("134210", "小笠原村", True, "mail", 31.2, attempts)
+    event = FallbackEvent(
+        step="代替経路",
+        order=("chat", "mail"),
+        within_s=120.0,
+        escalate_after_s=30.0,
+        municipalities=(chain,),
+    )
+    return event.kind, event.to_data()
 
 
 SURGE_SCENARIO = "災害当日の輻輳"

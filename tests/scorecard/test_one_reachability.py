@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 from scorecard_samples import RUN_START, Ch, write_run
 
+from drills.digest import run_digest
+from drills.events import FallbackAttempt, FallbackEvent, FallbackMunicipality
 from drills.journal import Journal
 from drills.metrics import exposition
 from drills.scenario_events import read_ratios
@@ -84,7 +86,42 @@ def test_scorecard_metrics_and_vantage_view_agree_on_reachability(journal):
 def test_a_drill_outage_in_a_step_event_is_skipped_not_failed(tmp_path):
     with Journal(tmp_path / "j.sqlite") as j:
         run = j.begin_run("s")
-        j.record_event(run, "fallback", {"municipality_code": "131211", "outcome": "drill_outage"})
-        j.record_event(run, "fallback", {"municipality_code": "131211", "outcome": "delivered"})
+        # The chain's first channel was taken down by the drill itself; it escalated and
+        # the second reached the municipality: the drill's outage is what a fallback
+        # drill is for, so the chain counts once, as passed.
+        event = FallbackEvent(
+            step="fb",
+            order=("chat", "mail"),
+            within_s=10.0,
+            escalate_after_s=2.0,
+            municipalities=(
+                FallbackMunicipality(
+                    "131211",
+                    "足立区",
+                    True,
+                    "mail",
+                    3.5,
+                    (
+                        FallbackAttempt(
+                            "chat", "webhook", "drill_outage", "訓練で停止", 0.0, None, 2.0
+                        ),
+                        FallbackAttempt("mail", "mail", "delivered", "", 2.0, 1.5),
+                    ),
+                ),
+                # Every channel it tried was taken away by the drill: nothing to judge.
+                FallbackMunicipality(
+                    "133086",
+                    "奥多摩町",
+                    False,
+                    None,
+                    None,
+                    (FallbackAttempt("chat", "webhook", "drill_outage", "訓練で停止", 0.0, None),),
+                ),
+            ),
+        )
+        j.record_event(run, event.kind, event.to_data())
         ratios, unreadable = read_ratios(j.events(run, "fallback"))
+        digest = run_digest(j, run)
     assert (ratios, unreadable) == ({"131211": Ratio(1.0, 1.0)}, 0)
+    assert digest.municipalities["131211"].fallback == Ratio(1.0, 1.0)
+    assert "133086" not in digest.municipalities  # skipped, not failed: nothing to show

@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from drills.journal import Journal
 from drills.metrics import exposition
 from drills.registry import load_registry
@@ -24,6 +26,7 @@ from tests.servers.prometheus import PROMTOOL
 from tests.surge.conftest import CHAT_FAST
 
 
+@pytest.mark.servers  # promtool
 async def test_a_real_surge_reaches_the_metrics_and_the_scorecard(
     write_registry: Callable[[str], Path], journal: Journal
 ) -> None:

@@ -332,3 +332,25 @@ def test_verdict_and_progress_lines() -> None:
         progress_line({"event": "step", "index": 2, "rate": 40.0}, 4, "en") == "step 2/3: 40 msg/s"
     )
     assert progress_line({"event": "tally"}, 4, "en") is None
+
+
+def test_read_surge_reads_through_the_typed_event():
+    from drills.events import SCHEMA_VERSION, EventError, SurgeEvent
+    from drills.surge.summary import read_surge, read_surges
+
+    step = {"index": 1, "rate": 20.0, "at_rest": False, "ran_s": 2.0, "slo_met": True,
+            "load": {"requests": 40, "failures": 0, "rps": 20.0},
+            "probes": {"sent": 3, "within_slo": 3}}  # fmt: skip
+    data = {"seq": 2, "municipality_code": "131211", "channel_id": "chat", "kind": "webhook",
+            "stop_reason": "completed", "steps_run": 1, "steps": [step],
+            "slo": {"latency_s": 1.0, "reachability": 0.99}, "held_up_to_rate": 20.0}  # fmt: skip
+    event = SurgeEvent.from_data(data)
+    assert event.to_data()["v"] == SCHEMA_VERSION
+    for written in (data, event.to_data()):  # version 0 (no "v") and version 1
+        surge = read_surge(written)
+        assert surge is not None and surge.held is True and surge.key == ("131211", "chat")
+        assert surge.name == "131211" and surge.peak_rate == 20.0
+    broken = {**data, "steps": [{**step, "probes": {"sent": 3}}]}
+    with pytest.raises(EventError, match=r"steps\[0\]\.probes\.within_slo"):
+        SurgeEvent.from_data(broken)
+    assert read_surges([{"data": broken}, {"data": data}])[1] == 1
