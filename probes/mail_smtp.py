@@ -284,10 +284,15 @@ class SmtpSession:
             raise smtp_fault(exc, "noop") from exc
 
     async def close(self) -> None:
+        """QUIT if the session is up; in every case drop the connection (also a half-open
+        one left by a cancelled connect, which would otherwise leak its socket)."""
         client, self._client = self._client, None
-        if client is None or not client.is_connected:
+        if client is None:
             return
         try:
-            await asyncio.wait_for(client.quit(), timeout=2.0)
+            if client.is_connected:
+                await asyncio.wait_for(client.quit(), timeout=2.0)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
             client.close()

@@ -14,9 +14,22 @@ Subclasses implement two small steps::
         # cannot log in, ChannelUnreachable when the far end is down.
 
 and :class:`ChatProbe` supplies the rest: the retry loop that honours the
-provider's "slow down" (counting it in ``Accepted.throttled``), the watcher
-task that keeps looking, and ``observe`` that never misses a token seen before
-it was awaited.
+provider's "slow down" (counting it in ``Accepted.throttled`` and, as it
+happens, in :meth:`Probe.throttling`), the watcher task that keeps looking,
+and ``observe`` that never misses a token seen before it was awaited.
+
+Three more hooks, optional::
+
+    async def _identity(self, role) -> str | None
+        # who-am-I for "sender" / "observer" (None: the service cannot say);
+        # open() refuses an observer that is the sender itself (ObserverIsSender,
+        # in check_observer(), which kinds may extend)
+    def awaited_since(self) -> float | None
+        # wall time the oldest message still awaited was sent: a polling observer's
+        # window must reach back to it, not just behind the newest message seen
+    def look_failed(self, seconds) -> float
+        # a look that read nothing (throttled): the next sighting's bound still
+        # counts from the last look that did read
 
 A kind whose service offers no way to see arrival with the credentials given
 returns False from ``confirms()``; its deliveries are *accepted only*.
@@ -45,6 +58,7 @@ from probes.base import (
     Clock,
     DrillMessage,
     ObserverFault,
+    ObserverIsSender,
     Probe,
     ProbeEnv,
     ProbeError,
@@ -71,6 +85,10 @@ log = logging.getLogger(__name__)
 
 # Never sleep longer than this for one "slow down" (a broken Retry-After must not hang a drill).
 MAX_THROTTLE_WAIT_S = 60.0
+# Longest pause between looks at an unreachable far end while a message is awaited.
+BACKOFF_AWAITED_S = 0.5
+# How long close() waits for the watcher to stop, and then for the clients to close.
+CLOSE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +204,11 @@ class ChatProbe(Probe):
         self._parked = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._last_look_started = Clock.monotonic()
+        self._look_read = True  # did the current look read the room (False: throttled)?
         self._observer_trouble: str | None = None  # why the last look failed, if it did
+        self._awaited: dict[str, list[float]] = {}  # token → wall times it began to be awaited
+        self._wake = asyncio.Event()  # set when a message begins to be awaited
+        self._closed = False  # close() was called: the watcher looks no more
 
     def confirms(self) -> bool:
         return getattr(self.settings, self.observer_setting, None) is not None
@@ -233,6 +255,8 @@ class ChatProbe(Probe):
             outcome = await self._attempt(message)
             if isinstance(outcome, Accepted):
                 return dataclasses.replace(outcome, throttled=throttled)
+            # Counted as it happens: a send cut off by the step's timeout still says so.
+            self.note_throttle(message.token, outcome.code)
             if throttled >= self.settings.max_retries:
                 raise rate_limited(self.kind, outcome, throttled + 1)
             throttled += 1
@@ -248,10 +272,33 @@ class ChatProbe(Probe):
         """Seconds between looks when ``_look`` does not say otherwise."""
         return self.poll_interval
 
+    async def _identity(self, role: str) -> str | None:
+        """Who the ``"sender"`` or ``"observer"`` credential is (None: the service cannot say).
+
+        Kinds whose service has a who-am-I call (Slack ``auth.test``, Matrix
+        ``whoami``, Mattermost ``users/me``) implement it; a failed call returns
+        None — the send or the first look reports the failure in its own words.
+        """
+        return None
+
+    async def check_observer(self) -> None:
+        """Before watching: refuse an observer that cannot confirm arrival (raised by open).
+
+        Here: an observer credential that is the sender's own identity. Kinds add
+        their own checks (Matrix: the observer must be a member of the room).
+        """
+        sender, observer = await asyncio.gather(
+            self._identity("sender"), self._identity("observer")
+        )
+        if sender is not None and sender == observer:
+            raise ObserverIsSender.of(self.channel_id, sender)
+
     async def open(self) -> None:
         self.opened_wall = time.time()
         if not self.confirms() or self._watcher is not None:
             return
+        await self.check_observer()
+        self._closed = False
         self._watcher = asyncio.create_task(self._watch(), name=f"watch:{self.channel_id}")
         parked = asyncio.ensure_future(self._parked.wait())
         try:
@@ -265,7 +312,40 @@ class ChatProbe(Probe):
             parked.cancel()
 
     async def observe(self, message: DrillMessage) -> Sighting:
-        return await self.sightings.wait(message.token)
+        awaited = self._awaited.setdefault(message.token, [])
+        awaited.append(time.time())
+        self._wake.set()  # an observer backing off from an outage looks again now
+        try:
+            return await self.sightings.wait(message.token)
+        finally:
+            awaited.pop(0)
+            if not awaited:
+                self._awaited.pop(message.token, None)
+
+    def awaited_since(self) -> float | None:
+        """Wall time the oldest message still awaited began to be awaited (None: none is).
+
+        The runner awaits a message just before sending it, so this is (at most)
+        its send time: a polling window that starts a margin before it cannot
+        skip the message, however late it becomes readable.
+        """
+        starts = [at for times in self._awaited.values() for at in times]
+        return min(starts) if starts else None
+
+    def observer_trouble(self) -> str | None:
+        """Why the observer cannot look right now (its last look could not reach the service)."""
+        if self._observer_trouble is None:
+            return None
+        ja, sep, en = self._observer_trouble.partition(" / ")
+        return (
+            f"観測側がサービスに接続できず着信を確認できません（{ja}） / the observer cannot "
+            f"reach the service, so arrival cannot be confirmed ({en if sep else ja})"
+        )
+
+    def look_failed(self, seconds: float) -> float:
+        """A look that read nothing (e.g. throttled); returns *seconds* to wait before the next."""
+        self._look_read = False
+        return seconds
 
     def timeout_reason(self, message: DrillMessage) -> str | None:
         """Why *message* was not seen, when the observer knows more than "not in time"."""
@@ -291,8 +371,9 @@ class ChatProbe(Probe):
     async def _watch(self) -> None:
         backoff = 0.1
         try:
-            while True:
+            while not self._closed:
                 started = Clock.monotonic()
+                self._look_read = True
                 try:
                     wait = await self._look()
                 except ChannelUnreachable as exc:
@@ -300,10 +381,11 @@ class ChatProbe(Probe):
                     log.debug("%s: observer cannot reach the far end: %s", self.channel_id, exc)
                     self._observer_trouble = exc.reason
                     self._parked.set()
-                    await asyncio.sleep(backoff)
+                    await self._back_off(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                self._last_look_started = started
+                if self._look_read:  # a poll's next bound counts from a look that read
+                    self._last_look_started = started
                 self._observer_trouble = None
                 backoff = 0.1
                 delay = self.look_interval() if wait is None else wait
@@ -313,13 +395,53 @@ class ChatProbe(Probe):
             self.sightings.fail(exc)
             self._parked.set()
 
+    async def _back_off(self, seconds: float) -> None:
+        """Sleep *seconds* after a failed look, or less: until a message begins to be awaited.
+
+        An observer that met an outage backs off (0.1 s doubling to 5 s). A message sent
+        once the far end is back must not wait out that sleep: it may be readable, and
+        awaited for less time than the sleep, long before the next look.
+        """
+        self._wake.clear()
+        if self._awaited:  # while a message is awaited, look at least twice a second
+            seconds = min(seconds, BACKOFF_AWAITED_S)
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:  # (asyncio.wait, not wait_for: it never swallows the watcher's cancellation)
+            await asyncio.wait([woken], timeout=seconds)
+        finally:
+            woken.cancel()
+
     async def _close_clients(self) -> None:
         """Release the kind's own clients (the shared aiohttp session is the runner's)."""
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watcher
-            self._watcher = None
-        await self._close_clients()
+        """Stop the watcher and release the clients; never waits longer than ~2 × CLOSE_WAIT_S.
+
+        A drill's finish closes every probe: a watcher that will not stop, or a client
+        library whose close hangs, must not hang the drill (it is left behind, logged).
+        """
+        self._closed = True  # a watcher that ate every cancellation still stops looking
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            # Cancel until it stops: on Python 3.11 a cancel that meets a finishing
+            # ``asyncio.wait_for`` inside a client library is lost, and the watcher would
+            # keep looking (and close() wait for it) for ever.
+            deadline = Clock.monotonic() + CLOSE_WAIT_S
+            while not watcher.done() and Clock.monotonic() < deadline:
+                watcher.cancel()
+                await asyncio.wait([watcher], timeout=0.05)
+            if not watcher.done():
+                log.warning(
+                    "%s: the observer did not stop within %.1f s", self.channel_id, CLOSE_WAIT_S
+                )
+            elif not watcher.cancelled():
+                with contextlib.suppress(Exception):
+                    watcher.result()
+        closing = asyncio.ensure_future(self._close_clients())
+        done, _ = await asyncio.wait([closing], timeout=CLOSE_WAIT_S)
+        if not done:
+            closing.cancel()
+            log.warning("%s: closing the clients took over %.1f s", self.channel_id, CLOSE_WAIT_S)
+        elif not closing.cancelled():
+            with contextlib.suppress(Exception):
+                closing.result()

@@ -29,6 +29,11 @@ Registry example::
   (https://developers.worksmobile.com/en/docs/rate-limits), so the observer
   polls it every ``interval`` (≥ 6 s on the real service) and that interval is
   its error bound. Without ``observer`` the probe is *accepted only* and says so.
+- The monitoring window runs from just before the drill began watching to a
+  minute ahead, every look: a message readable late is never outside it.
+- Observer = sender does not apply: the monitoring download is the tenant's
+  content log, not what the sending bot sees in the room (and a bot has no
+  who-am-I call).
 - Errors: 429 ``TOO_MANY_REQUESTS`` (``{"code", "description"}``) with a
   ``rateLimit-reset`` header; an expired access token is renewed once.
 """
@@ -279,7 +284,7 @@ class LineWorksProbe(ChatProbe):
         seen_at = Clock.monotonic()
         verdict = lineworks_verdict(status, text, headers)
         if isinstance(verdict, Throttle):
-            return max(verdict.seconds, self.look_interval())
+            return self.look_failed(max(verdict.seconds, self.look_interval()))
         if isinstance(verdict, ChannelUnreachable):
             raise verdict
         if verdict is not None:

@@ -18,10 +18,25 @@ Registry example::
 - The observer parks a ``/sync`` long-poll with a filter that admits only
   ``m.room.message`` events of the drill room, and re-arms it after every
   batch; a ``limited`` timeline (more events than the filter's limit) is
-  back-filled through ``/messages`` so nothing is skipped.
+  back-filled through ``/messages`` so nothing is skipped. The first /sync (no
+  ``since``: when the probe opens, or first reaches the homeserver after an
+  outage at open) records the room's latest events too — a message sent while
+  the observer could not look may be visible already — and, when that timeline
+  is limited, reads back to the oldest message still awaited.
+- While the homeserver is unreachable the observer backs off, but looks again
+  as soon as a message begins to be awaited (``ChatProbe``).
 - An end-to-end encrypted room (``m.room.encryption`` state) is refused: the
   drill would post plaintext the members' clients flag as unverified, and the
   observer could not read what it sent.
+- When the probe opens, ``/account/whoami`` for both tokens: an observer that
+  is the sender itself is refused (``ObserverIsSender``); and the observer's
+  ``/joined_rooms`` must hold the room — a non-member's /sync simply never
+  shows it, so that is an observer fault, not a lost message.
+- Error bound per sighting: the time from the event's ``origin_server_ts``
+  (the homeserver's clock, converted with ``Clock.monotonic_from_wall``; NTP
+  keeps a real server's clock close to ours) to the moment the observer
+  handled the batch — a loaded event loop shows up in it. Without a stamp:
+  from when the previous /sync went out (the event was not in that batch).
 """
 
 from __future__ import annotations
@@ -62,6 +77,7 @@ __all__ = [
     "MatrixProbe",
     "MatrixSettings",
     "channel_client",
+    "message_events",
     "message_texts",
     "send_verdict",
     "txn_id",
@@ -72,6 +88,9 @@ API = "/_matrix/client/v3"
 STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 # Timeline events per /sync batch before the server marks the timeline "limited".
 TIMELINE_LIMIT = 500
+# After an initial sync, read back this far before the oldest message still awaited
+# (the homeserver's clock may differ from ours).
+BACKFILL_MARGIN_S = 60.0
 
 
 class MatrixIdentity(ChannelSettings):
@@ -167,6 +186,29 @@ def message_texts(events: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def message_events(events: Any) -> list[tuple[str, dict[str, Any], int | None]]:
+    """(body, facts, origin_server_ts in ms or None) for every ``m.room.message`` event.
+
+    >>> message_events([{"type": "m.room.message", "event_id": "$e", "sender": "@b:x",
+    ...                  "origin_server_ts": 1700000000123, "content": {"body": "hi"}}])
+    [('hi', {'event_id': '$e', 'sender': '@b:x'}, 1700000000123)]
+    """
+    out: list[tuple[str, dict[str, Any], int | None]] = []
+    if not isinstance(events, list):
+        return out
+    for ev in events:
+        if not isinstance(ev, dict) or ev.get("type") != "m.room.message":
+            continue
+        content = ev.get("content")
+        body = content.get("body") if isinstance(content, dict) else None
+        if isinstance(body, str):
+            ts = ev.get("origin_server_ts")
+            origin = ts if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else None
+            facts = {"event_id": ev.get("event_id"), "sender": ev.get("sender")}
+            out.append((body, facts, origin))
+    return out
+
+
 def room_filter(room_id: str) -> dict[str, Any]:
     """A /sync filter admitting only the drill room's messages (no presence, state, receipts)."""
     return {
@@ -219,7 +261,7 @@ class MatrixProbe(ChatProbe):
         self._refusal: ChannelRejected | None = None
         self._filter_id: str | None = None
         self._since: str | None = None
-        self._last_look_ended = 0.0
+        self._prev_sync_sent: float | None = None  # monotonic: when the previous /sync went out
         self._client: httpx.AsyncClient | None = None
 
     @classmethod
@@ -304,6 +346,40 @@ class MatrixProbe(ChatProbe):
             return
         if self._refusal is None:
             await super().open()
+
+    async def _identity(self, role: str) -> str | None:
+        s = self.settings
+        ident: MatrixIdentity | None = s.sender if role == "sender" else s.observer
+        if ident is None:
+            return None
+        try:
+            status, body, _ = await self._request(
+                "GET", f"{self._base(ident)}{API}/account/whoami", ident, s.request_timeout
+            )
+        except ChannelUnreachable:
+            return None
+        user = body.get("user_id") if status == 200 and isinstance(body, dict) else None
+        return user if isinstance(user, str) else None
+
+    async def check_observer(self) -> None:
+        await super().check_observer()
+        if self._room_id is None:
+            return
+        obs = self._observer()
+        try:
+            status, body, _ = await self._request(
+                "GET", f"{self._base(obs)}{API}/joined_rooms", obs, self.settings.request_timeout
+            )
+        except ChannelUnreachable:
+            return  # the first look says so
+        joined = body.get("joined_rooms") if status == 200 and isinstance(body, dict) else None
+        if isinstance(joined, list) and self._room_id not in joined:
+            raise ObserverFault(
+                f"観測用アカウント {obs.user} がルーム {self._room_id} に参加していません"
+                "（招待して参加させてください） / the observer "
+                f"{obs.user} is not a member of room {self._room_id}: invite it and join",
+                code="observer_not_in_room",
+            )
 
     async def _resolve_room(self) -> None:
         if self._room_id is not None:
@@ -395,10 +471,12 @@ class MatrixProbe(ChatProbe):
         parked = self._since is not None
         if parked:
             params["since"] = self._since or ""
-            params["timeout"] = str(int(s.sync_timeout * 1000))
+            # After a failed look, answer at once: the trouble clears as soon as it can.
+            wait_ms = 0 if self._observer_trouble is not None else int(s.sync_timeout * 1000)
+            params["timeout"] = str(wait_ms)
         else:
             params["timeout"] = "0"
-        rearm_gap = Clock.monotonic() - self._last_look_ended if self._last_look_ended else 0.0
+        sent = Clock.monotonic()
         status, body, headers = await self._request(
             "GET",
             f"{self._base(obs)}{API}/sync",
@@ -409,45 +487,76 @@ class MatrixProbe(ChatProbe):
         seen_at = Clock.monotonic()
         if status == 429:
             verdict = send_verdict(status, body, headers)
-            return verdict.seconds if isinstance(verdict, Throttle) else 1.0
+            return self.look_failed(verdict.seconds if isinstance(verdict, Throttle) else 1.0)
         if status in (401, 403):
             raise self._observer_refused(status, body)
         if status != 200 or not isinstance(body, dict):
             raise ChannelUnreachable(f"sync failed: HTTP {status}")
         room = body.get("rooms", {}).get("join", {}).get(self._room_id, {})
         timeline = room.get("timeline", {}) if isinstance(room, dict) else {}
-        # Parked: the server answered as the event arrived; late by at most the re-arm gap.
-        bound = 0.002 + rearm_gap if parked else 0.0
-        for text, facts in message_texts(timeline.get("events")):
-            self.record_text(text, at=seen_at, bound=bound, **facts)
-        if parked and timeline.get("limited") and isinstance(timeline.get("prev_batch"), str):
-            await self._fill_gap(timeline["prev_batch"], self._since or "", seen_at, bound)
+        # Parked: nothing in this batch was readable before the previous /sync went out.
+        after = self._prev_sync_sent if parked else None
+        self._record_events(timeline.get("events"), seen_at, after)
+        gap = timeline.get("prev_batch") if timeline.get("limited") else None
+        if isinstance(gap, str) and parked:
+            await self._fill_gap(gap, self._since or "", seen_at, after)
+        elif isinstance(gap, str) and (awaited := self.awaited_since()) is not None:
+            # An initial sync (first look, e.g. when the far end was down at open) shows
+            # only the latest events: read back to the oldest message still awaited.
+            await self._fill_gap(gap, "", seen_at, None, oldest=awaited - BACKFILL_MARGIN_S)
         self._since = str(body.get("next_batch") or self._since or "")
-        self._last_look_ended = Clock.monotonic()
+        self._prev_sync_sent = sent
         self._parked.set()
         return 0.0
 
-    async def _fill_gap(self, start: str, stop: str, seen_at: float, bound: float) -> None:
-        """Read back what a limited /sync timeline skipped, between *stop* and *start*."""
+    def _record_events(self, events: Any, seen_at: float, after: float | None) -> None:
+        """Record each message with its own bound: since it can first have been visible."""
+        for text, facts, origin_ms in message_events(events):
+            # The server's own stamp, even when "not in the previous batch" would give a
+            # later start: Synapse stamps an event before /sync can serve it, so only
+            # origin_server_ts is a start that the server's ground truth agrees with.
+            earliest = Clock.monotonic_from_wall(origin_ms / 1000.0) if origin_ms else after
+            # No timestamp and no earlier batch: it may have been there since boot.
+            bound = max(0.0, seen_at - earliest) if earliest is not None else seen_at
+            self.record_text(text, at=seen_at, bound=bound, **facts)
+
+    async def _fill_gap(
+        self,
+        start: str,
+        stop: str,
+        seen_at: float,
+        after: float | None,
+        *,
+        oldest: float | None = None,
+    ) -> None:
+        """Read back what a limited /sync timeline skipped, between *stop* and *start*.
+
+        Without *stop* (after an initial sync): back until an event stamped before
+        *oldest* (wall clock), the room's start, or ``request_timeout``.
+        """
         obs = self._observer()
         url = f"{self._base(obs)}{self._room_path()}/messages"
         token, deadline = start, time.monotonic() + self.settings.request_timeout
         while token and time.monotonic() < deadline:
             params = {
                 "from": token,
-                "to": stop,
                 "dir": "b",
                 "limit": "100",
                 "filter": json.dumps({"types": ["m.room.message"]}),
             }
+            if stop:
+                params["to"] = stop
             status, body, _ = await self._request(
                 "GET", url, obs, self.settings.request_timeout, params=params
             )
             if status != 200 or not isinstance(body, dict):
                 return
             chunk = body.get("chunk") or []
-            for text, facts in message_texts(chunk):
-                self.record_text(text, at=seen_at, bound=bound, **facts)
+            self._record_events(chunk, seen_at, after)
+            if oldest is not None and any(
+                ms is not None and ms / 1000.0 < oldest for _, _, ms in message_events(chunk)
+            ):
+                return  # reached messages sent before anything still awaited
             end = body.get("end")
             if not chunk or not isinstance(end, str) or end == token:
                 return

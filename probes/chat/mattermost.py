@@ -18,7 +18,18 @@ Registry example::
   carries the post as a JSON string
   (https://developers.mattermost.com/integrate/reference/websocket/). After a
   reconnect the observer reads back ``GET /api/v4/channels/{id}/posts?since=``
-  so nothing posted while it was away is missed. Poll mode uses that call only.
+  so nothing posted while it was away is missed. Poll mode uses that call only;
+  its ``since`` reaches ``lookback`` before the oldest message still awaited
+  (and behind the newest seen), so a post that becomes readable after a later
+  one is not skipped. Error bound of a read: the time since the previous look.
+- Error bound of a websocket sighting, per post: from the post's ``create_at``
+  (the server's creation time, whole ms: + 1 ms; converted with
+  ``Clock.monotonic_from_wall``) to the moment the observer handled the event,
+  so a loaded event loop or a slow socket shows up in it. Without a
+  ``create_at``: from when the socket was authenticated (a post pushed on it
+  was created after that).
+- Observer = sender: ``GET /api/v4/users/me`` for both tokens when the probe
+  opens; the same user id is refused (``ObserverIsSender``).
 - Errors: the server's AppError JSON (``id``, ``message``, ``status_code``);
   rate limiting is HTTP 429 ``limit exceeded`` with ``X-RateLimit-*`` and
   ``Retry-After`` headers (server/channels/app/ratelimit.go).
@@ -26,6 +37,8 @@ Registry example::
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import time
 from typing import Any, Literal
@@ -55,7 +68,13 @@ from probes.chat.base import (
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
-__all__ = ["MattermostProbe", "MattermostSettings", "mattermost_verdict", "posted_message"]
+__all__ = [
+    "MattermostProbe",
+    "MattermostSettings",
+    "mattermost_verdict",
+    "posted_message",
+    "push_bound",
+]
 
 API = "/api/v4"
 
@@ -71,7 +90,9 @@ class MattermostSettings(ChatSettings):
     token: SecretRef
     channel_id: str = Field(pattern=r"^[a-z0-9]{26}$")
     observer: MattermostObserver | None = None
-    # Read back this far when catching up (a post may become readable after a later one).
+    # Each read reaches this far behind the oldest message still awaited (and the newest
+    # seen): a message may become readable after a later one, and the service's clock
+    # may differ from ours.
     lookback: Duration = 30.0
 
 
@@ -137,6 +158,26 @@ def posted_message(frame: Any, channel_id: str) -> dict[str, Any] | None:
     return post
 
 
+def push_bound(post: dict[str, Any], seen_at: float, fallback: float) -> float:
+    """Error bound of a pushed post seen at *seen_at* (monotonic): since its ``create_at``.
+
+    ``create_at`` is whole milliseconds (+ 1 ms); without one, since *fallback*.
+
+    >>> import time
+    >>> now = time.monotonic()
+    >>> created = int((time.time() - 0.05) * 1000)
+    >>> 0.049 <= push_bound({"create_at": created}, now, now) <= 0.06
+    True
+    >>> round(push_bound({}, now, now - 0.3), 6)
+    0.3
+    """
+    created = post.get("create_at")
+    if isinstance(created, int) and not isinstance(created, bool) and created > 0:
+        earliest = Clock.monotonic_from_wall(created / 1000.0)
+        return max(0.0, seen_at - earliest) + 0.001
+    return max(0.0, seen_at - fallback)
+
+
 def _ws_url(base: str) -> str:
     return "ws" + base[len("http") :] + API + "/websocket"
 
@@ -153,6 +194,8 @@ class MattermostProbe(ChatProbe):
         super().__init__(channel_id, settings, env)
         self._newest_ms = 0
         self._away_since: float | None = None  # wall time the websocket was lost
+        self._away_mono = 0.0  # the same moment, monotonic
+        self._closing: asyncio.Future[None] | None = None  # a session ended by a failed read-back
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -198,14 +241,28 @@ class MattermostProbe(ChatProbe):
         ja, en = "観測用アカウントでチャンネルを読めません", "observer cannot read the channel"
         return ObserverFault(both(ja, en, code), code=code)
 
-    async def _read_posts(self, since_ms: int, bound: float) -> float | None:
+    async def _identity(self, role: str) -> str | None:
+        obs = self.settings.observer
+        token = self.settings.token if role == "sender" else (obs.token if obs else None)
+        if token is None:
+            return None
+        try:
+            status, text, _ = await self._api("GET", "/users/me", token)
+            user = json.loads(text).get("id") if status == 200 else None
+        except (ChannelUnreachable, ValueError, AttributeError):
+            return None
+        return str(user) if user else None
+
+    async def _read_posts(self, since_ms: int, earliest: float) -> float | None:
+        """Read posts changed since *since_ms*; none was readable before *earliest* (monotonic)."""
         path = f"/channels/{self.settings.channel_id}/posts"
         status, text, headers = await self._api(
             "GET", path, self._observer().token, params={"since": str(since_ms)}
         )
         seen_at = Clock.monotonic()
+        bound = max(0.0, seen_at - earliest)
         if status == 429:
-            return retry_after_seconds(headers, 1.0)
+            return self.look_failed(retry_after_seconds(headers, 1.0))
         if status in (401, 403, 404):
             raise self._refused(status, text)
         if status != 200:
@@ -218,22 +275,26 @@ class MattermostProbe(ChatProbe):
         return None
 
     def _since_ms(self, floor_wall: float) -> int:
+        """``since`` for a read: behind the newest seen or the oldest awaited, not before *floor*."""
         lookback_ms = int(self.settings.lookback * 1000)
         floor = int(floor_wall * 1000) - 1000
-        return max(floor, self._newest_ms - lookback_ms) if self._newest_ms else floor
+        starts = [self._newest_ms - lookback_ms] if self._newest_ms else []
+        awaited = self.awaited_since()
+        if awaited is not None:
+            starts.append(int(awaited * 1000) - lookback_ms)
+        return max(floor, min(starts)) if starts else floor
 
     async def _look(self) -> float | None:
         if self._observer().mode == "poll":
-            wait = await self._read_posts(
-                self._since_ms(self.opened_wall), self.poll_bound(Clock.monotonic())
-            )
+            wait = await self._read_posts(self._since_ms(self.opened_wall), self._last_look_started)
             self._parked.set()
             return wait
         return await self._websocket_session()
 
     async def _websocket_session(self) -> float | None:
         obs = self._observer()
-        authed = False
+        authed, authed_at = False, Clock.monotonic()
+        catch_up: asyncio.Task[None] | None = None
         try:
             async with connect(
                 _ws_url(self.settings.url),
@@ -249,15 +310,21 @@ class MattermostProbe(ChatProbe):
                     if frame.get("seq_reply") == 1:
                         if frame.get("status") != "OK":
                             raise self._refused(401, json.dumps(frame.get("error") or {}))
-                        authed = True
-                        await self._catch_up()
+                        authed, authed_at = True, Clock.monotonic()
+                        self._observer_trouble = None  # the socket is back: it can look
+                        # Read back beside the socket, not instead of it: a post pushed
+                        # meanwhile is handled as it comes, so its bound stays small.
+                        catch_up = asyncio.create_task(self._catch_up())
+                        catch_up.add_done_callback(functools.partial(self._close_on_failure, ws))
                         self._parked.set()
                         continue
                     post = posted_message(frame, self.settings.channel_id)
                     if post is not None and isinstance(post.get("message"), str):
-                        # Pushed when the post became visible: late by socket delivery only.
                         seen_at = Clock.monotonic()
-                        self.record_text(post["message"], at=seen_at, bound=0.002, post=post["id"])
+                        bound = push_bound(post, seen_at, authed_at)
+                        self.record_text(post["message"], at=seen_at, bound=bound, post=post["id"])
+                if catch_up is not None and catch_up.done() and not catch_up.cancelled():
+                    catch_up.result()  # an observer fault or an outage met while reading back
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
@@ -268,18 +335,35 @@ class MattermostProbe(ChatProbe):
                 await self._check_login()
             raise ChannelUnreachable(f"websocket lost: {exc.__class__.__name__}") from exc
         finally:
-            if authed or self._away_since is None:
-                self._away_since = time.time()
+            if catch_up is not None and not catch_up.done():
+                catch_up.cancel()
+            if self._away_since is None:  # (still set: not read back yet, keep the earlier)
+                self._away_since, self._away_mono = time.time(), Clock.monotonic()
         if not authed:
-            # Mattermost closes the socket, silently, on a refused authentication challenge.
+            # Mattermost closes the socket, silently, on a refused authentication challenge
+            # (then users/me says 401: an observer fault) — or the server is going away.
             await self._check_login()
+            raise ChannelUnreachable(
+                both(
+                    "Mattermost の WebSocket が認証前に閉じられました",
+                    "the Mattermost websocket closed before authentication",
+                )
+            )
         return 0.0
+
+    def _close_on_failure(self, ws: Any, task: asyncio.Task[None]) -> None:
+        """A read-back that failed ends the websocket session (which then raises its error)."""
+        if not task.cancelled() and task.exception() is not None:
+            self._closing = asyncio.ensure_future(ws.close())
 
     async def _catch_up(self) -> None:
         """After a reconnect, read back what was posted while the socket was away."""
-        away, self._away_since = self._away_since, None
+        away = self._away_since
         if away is not None:
-            await self._read_posts(self._since_ms(away), max(0.0, time.time() - away))
+            since = self._since_ms(self.opened_wall)
+            await self._read_posts(min(since, int(away * 1000) - 1000), self._away_mono)
+            if self._away_since == away:
+                self._away_since = None
 
     async def _check_login(self) -> None:
         try:

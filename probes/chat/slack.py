@@ -12,8 +12,14 @@ Uses the official ``slack_sdk`` async client. Registry example::
 - Confirming: ``conversations.history`` with ``oldest`` as the observer token
   (https://docs.slack.dev/reference/methods/conversations.history), polled
   every ``poll_interval``. The method is Tier 3 (50+ calls a minute) — and only
-  1 a minute for non-Marketplace commercially distributed apps — so the poll
-  interval is the observer's error bound; it is reported with each sighting.
+  1 a minute for non-Marketplace commercially distributed apps — so the time
+  since the previous look is the observer's error bound, measured per sighting.
+  ``oldest`` reaches back ``lookback`` before the oldest message still awaited
+  (and behind the newest seen): a message that becomes readable after a later
+  one is still in the window (:func:`history_oldest`).
+- Observer = sender: ``auth.test`` for both tokens when the probe opens
+  (https://docs.slack.dev/reference/methods/auth.test); the same ``user_id``
+  is refused (``ObserverIsSender``).
 - Errors (https://docs.slack.dev/apis/web-api/rate-limits and the methods'
   error lists): HTTP 429 ``ratelimited`` with Retry-After is honoured;
   ``invalid_auth``, ``channel_not_found``, ``not_in_channel`` and the rest are
@@ -81,7 +87,9 @@ class SlackSettings(ChatSettings):
     channel: str = Field(pattern=r"^[CGD][A-Z0-9]{6,}$")
     base_url: str = Field(default=BASE_URL, pattern=r"^https?://")
     poll_interval: Duration = 1.5
-    # Re-read this far back each poll: a message may become readable after a later one.
+    # Each read reaches this far behind the oldest message still awaited (and the newest
+    # seen): a message may become readable after a later one, and the service's clock
+    # may differ from ours.
     lookback: Duration = 30.0
 
 
@@ -103,18 +111,36 @@ def slack_verdict(status: int, error: str | None, headers: Any = None) -> Thrott
     return ChannelRejected(both(ja, en, code), code=code, temporary=temporary)
 
 
-def history_oldest(opened_wall: float, newest_seen: Decimal | None, lookback: float) -> str:
+def history_oldest(
+    opened_wall: float,
+    newest_seen: Decimal | None,
+    lookback: float,
+    awaited_since: float | None = None,
+) -> str:
     """The ``oldest`` for the next conversations.history call (a Slack ts string).
+
+    ``lookback`` before the oldest message still awaited (*awaited_since*, wall),
+    or behind the newest message seen, whichever reaches further back — never
+    before the drill began watching. Following only the newest seen would skip
+    an older message that becomes readable after a later one.
 
     >>> history_oldest(1700000000.0, Decimal("1700000100.000200"), 30.0)
     '1700000070.000200'
+    >>> history_oldest(1700000000.0, Decimal("1700000100.000200"), 30.0, 1700000050.0)
+    '1700000020.000000'
     >>> history_oldest(1700000000.0, None, 30.0)
     '1699999999.000000'
     """
     floor = Decimal(f"{opened_wall - 1.0:.6f}")
-    if newest_seen is None:
+    back = Decimal(str(lookback))
+    starts = []
+    if newest_seen is not None:
+        starts.append(newest_seen - back)
+    if awaited_since is not None:
+        starts.append(Decimal(f"{awaited_since:.6f}") - back)
+    if not starts:
         return f"{floor:.6f}"
-    return f"{max(floor, newest_seen - Decimal(str(lookback))):.6f}"
+    return f"{max(floor, min(starts)):.6f}"
 
 
 def _ts(value: Any) -> Decimal | None:
@@ -136,6 +162,7 @@ class SlackProbe(ChatProbe):
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
         self._newest: Decimal | None = None
+        self._clients: dict[str, AsyncWebClient] = {}  # one per token, for the probe's life
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -147,21 +174,37 @@ class SlackProbe(ChatProbe):
         return self.settings.poll_interval
 
     def _client(self, token: SecretRef) -> AsyncWebClient:
-        return AsyncWebClient(
-            token=token.reveal(),
-            base_url=self.settings.base_url,
-            session=self.env.http(),
-            timeout=int(self.settings.request_timeout) or 1,
-            retry_handlers=[],  # rate limits are honoured (and counted) by the probe itself
-        )
+        session = self.env.http()
+        value = token.reveal()
+        client = self._clients.get(value)
+        if client is None or client.session is not session:
+            client = AsyncWebClient(
+                token=value,
+                base_url=self.settings.base_url,
+                session=session,
+                timeout=int(self.settings.request_timeout) or 1,
+                retry_handlers=[],  # rate limits are honoured (and counted) by the probe itself
+            )
+            # slack_sdk reads HTTPS_PROXY/HTTP_PROXY itself and passes it with every
+            # request, ignoring NO_PROXY and the drill session's trust_env=False: loopback
+            # simulators (and every other kind) are reached directly, so Slack is too.
+            client.proxy = None
+            self._clients[value] = client
+        return client
 
     async def _call(self, token: SecretRef, method: str, **kw: Any) -> dict[str, Any]:
         """One Web API call; SlackApiError carries the failed response."""
         client = self._client(token)
-        post = method == "chat.postMessage"
-        call = client.chat_postMessage if post else client.conversations_history
+        calls = {
+            "chat.postMessage": client.chat_postMessage,
+            "conversations.history": client.conversations_history,
+            "auth.test": client.auth_test,
+        }
+        call = calls[method]
         try:
-            resp = await asyncio.wait_for(call(**kw), self.settings.request_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation.
+            async with asyncio.timeout(self.settings.request_timeout):
+                resp = await call(**kw)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise ChannelUnreachable(
                 both("Slack に接続できません", "cannot reach Slack", exc.__class__.__name__)
@@ -190,10 +233,22 @@ class SlackProbe(ChatProbe):
             raise ChannelRejected(f"Slack: {exc.__class__.__name__}", code="client") from exc
         return Accepted(at=Clock.monotonic(), provider_id=str(data.get("ts")), detail="ok")
 
+    async def _identity(self, role: str) -> str | None:
+        s = self.settings
+        token = s.bot_token if role == "sender" else s.observer_token
+        if token is None:
+            return None
+        try:
+            data = await self._call(token, "auth.test")
+        except (SlackClientError, ChannelUnreachable):
+            return None  # the send or the first look says why, in its own words
+        user = data.get("user_id")
+        return str(user) if user else None
+
     async def _look(self) -> float | None:
         s = self.settings
         assert s.observer_token is not None
-        oldest = history_oldest(self.opened_wall, self._newest, s.lookback)
+        oldest = history_oldest(self.opened_wall, self._newest, s.lookback, self.awaited_since())
         cursor: str | None = None
         seen_at = Clock.monotonic()
         for _page in range(20):
@@ -212,7 +267,7 @@ class SlackProbe(ChatProbe):
                     exc.response.status_code, exc.response.get("error"), exc.response.headers
                 )
                 if isinstance(verdict, Throttle):
-                    return verdict.seconds
+                    return self.look_failed(verdict.seconds)
                 if isinstance(verdict, ChannelUnreachable):
                     raise verdict from exc
                 raise as_observer_fault(verdict) from exc

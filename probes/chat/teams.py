@@ -32,6 +32,11 @@ ordinary channel messages app-only)::
   ``@odata.deltaLink`` polled every ``interval``
   (https://learn.microsoft.com/en-us/graph/api/chatmessage-delta). Throttling
   is 429 with Retry-After (https://learn.microsoft.com/en-us/graph/throttling).
+- The delta is change tracking, not a time window: a message that becomes
+  readable after a later one is in the next round all the same.
+- Observer = sender cannot happen here: the observer is an app-only identity
+  (client credentials) and the sender the Workflows app or a delegated user,
+  so there is no who-am-I to compare.
 - Without an observer the probe cannot see arrival: accepted only.
 """
 
@@ -323,7 +328,7 @@ class TeamsProbe(ChatProbe):
                 return 0.0
             verdict = graph_verdict(status, text, headers)
             if isinstance(verdict, Throttle):
-                return verdict.seconds
+                return self.look_failed(verdict.seconds)
             if isinstance(verdict, ChannelUnreachable):
                 raise verdict
             if verdict is not None:

@@ -16,8 +16,11 @@ Registry example::
         interval: 500ms
 
 The observer reads the response body as text and matches drill tokens in it,
-so any read-back endpoint that echoes messages works in ``poll`` mode.
-``longpoll`` speaks the simulator's cursor protocol (``after``/``wait``).
+so any read-back endpoint that echoes messages works in ``poll`` mode (error
+bound: the time since the previous look). ``longpoll`` speaks the simulator's
+cursor protocol (``after``/``wait``); each message's ``ts`` (wall time it
+became readable) bounds its sighting: from ``ts`` to the moment the observer
+handled it, so a loaded event loop shows in the bound.
 Without an observer the tool gives no way to see arrival: the probe says so
 (``confirms()`` is False) and its deliveries are *accepted only*.
 """
@@ -160,7 +163,9 @@ class WebhookProbe(ChatProbe):
         longpoll = obs.mode == "longpoll"
         params: dict[str, str] = {}
         if longpoll:
-            wait = LONGPOLL_WAIT_S if self._parked.is_set() else 0
+            # After a failed look, answer at once: the trouble clears as soon as it can.
+            settled = self._parked.is_set() and self._observer_trouble is None
+            wait = LONGPOLL_WAIT_S if settled else 0
             params = {"after": str(self._cursor), "wait": str(wait)}
         token = obs.auth.reveal() if obs.auth is not None else None
         status, text, _ = await self.fetch(
@@ -176,10 +181,24 @@ class WebhookProbe(ChatProbe):
         if status >= 400:
             raise ChannelUnreachable(f"observer read failed: HTTP {status}")
         seen_at = Clock.monotonic()
+        messages: list[Any] | None = None
         if longpoll:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                self._cursor = int(json.loads(text)["cursor"])
-        bound = 0.005 if longpoll and self._parked.is_set() else self.poll_bound(seen_at)
-        self.record_text(text, at=seen_at, bound=bound)
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                data = json.loads(text)
+                self._cursor = int(data["cursor"])
+                messages = data.get("messages")
+        if isinstance(messages, list):
+            for m in messages:
+                if isinstance(m, dict) and isinstance(m.get("text"), str):
+                    self.record_text(m["text"], at=seen_at, bound=self._bound(m, seen_at))
+        else:
+            self.record_text(text, at=seen_at, bound=self.poll_bound(seen_at))
         self._parked.set()
         return None
+
+    def _bound(self, message: dict[str, Any], seen_at: float) -> float:
+        """From the read-back's own ``ts`` (when it became readable) to the sighting."""
+        ts = message.get("ts")
+        if isinstance(ts, int | float) and not isinstance(ts, bool) and ts > 0:
+            return max(0.0, seen_at - Clock.monotonic_from_wall(float(ts)))
+        return self.poll_bound(seen_at)

@@ -38,7 +38,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from probes.settings import Duration
 from probes.sim.ledger import Ledger
 
-__all__ = ["LatencySpec", "SimKnobs", "Simulator", "TokenBucket", "closed_port", "free_port"]
+__all__ = [
+    "LatencySpec",
+    "SimKnobs",
+    "Simulator",
+    "TokenBucket",
+    "closed_port",
+    "free_port",
+    "reserve_port",
+]
 
 
 class LatencySpec(BaseModel):
@@ -121,6 +129,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def reserve_port(host: str = "127.0.0.1") -> socket.socket:
+    """A port held for a listener that another component will start later.
+
+    The socket is bound with ``SO_REUSEADDR`` but not listening: the kernel will
+    neither hand the port to another ``bind(0)`` nor use it as the local port of
+    an outgoing connection, yet a listener with ``SO_REUSEADDR`` (aiohttp's default)
+    can bind it. :func:`free_port` leaves a window in which the port can be taken
+    (seen here: ``address already in use`` under a loaded test run). Close the
+    socket once the listener is no longer needed.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
 
 
 def closed_port(host: str = "127.0.0.1") -> int:

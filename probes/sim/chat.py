@@ -20,6 +20,15 @@ The webhook far end (``ChatSimulator``) API::
 
 With a ``capacity`` knob (surge drills) the far end delivers at most that many
 messages per second, first in, first out; past it the visible latency grows.
+
+Ground truth (``sim.ledger``, probes/sim/ledger.py), written by every chat kind
+through this module: :meth:`ChatSimBase.post` records each drill token as
+received, then visible at the moment it joins the room's readable list (or
+dropped, by the loss knob); :meth:`ChatSimBase.refuse` records a "slow down"
+(``final=False``) or an auth refusal (``final=True``); a channel that starts
+down, or is taken down, is a down interval. Latency and loss draw from the
+channel's own random stream (``rng_for``). A message that falls due while its
+channel is down is held back and becomes readable when the channel returns.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from aiohttp import web
 
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket, closed_port
+from probes.sim.ledger import Entry
 
 __all__ = ["SIM_POLL_INTERVAL", "ChatSimBase", "ChatSimulator", "SimMessage", "SimRoom"]
 
@@ -53,8 +63,9 @@ class SimMessage:
     text: str
     posted_at: float  # wall clock
     sender: str = ""
-    visible_at: float | None = None
+    visible_at: float | None = None  # wall clock
     extra: dict[str, Any] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)  # its ledger entries (one per token)
 
 
 @dataclass
@@ -64,9 +75,11 @@ class SimRoom:
     room_id: str
     knobs: SimKnobs
     credentials: dict[str, str]
+    channel: str = ""  # the registry channel key (ledger entries are filed under it)
     visible: list[SimMessage] = field(default_factory=list)
     accepted: list[SimMessage] = field(default_factory=list)
     bucket: TokenBucket | None = None
+    held: list[SimMessage] = field(default_factory=list)  # due while the channel was down
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
 
@@ -178,12 +191,14 @@ class ChatSimBase(Simulator):
         """Register a channel's room with fresh credentials."""
         room_id = room_id or f"r{len(self.rooms) + 1}"
         creds = {name: secrets.token_hex(12) for name in self.credential_names}
-        room = SimRoom(room_id, knobs, creds)
+        room = SimRoom(room_id, knobs, creds, channel=channel_key)
         if knobs.rate_limit:
             room.bucket = TokenBucket(knobs.rate_limit)
         self.rooms[room_id] = room
         self.knobs[channel_key] = knobs
         self._keys[channel_key] = room_id
+        if knobs.outage:
+            self.ledger.down(channel_key, True)
         return room
 
     def url_for(self, knobs: SimKnobs) -> str:
@@ -203,6 +218,21 @@ class ChatSimBase(Simulator):
         room = self.room_for(channel_key)
         room.knobs = self.knobs[channel_key]
         room.wake()  # parked long-polls notice and get their connection dropped
+        if not down:  # nobody could read while it was down: what fell due shows up now
+            held, room.held = room.held, []
+            for msg in held:
+                self.show(room, msg)
+
+    def show(self, room: SimRoom, msg: SimMessage) -> None:
+        """*msg* becomes readable now (held back while the channel is down)."""
+        if room.knobs.outage:
+            room.held.append(msg)
+            return
+        msg.visible_at = time.time()
+        room.visible.append(msg)
+        for entry in msg.entries:  # readers can see it from this moment
+            self.ledger.visible(entry)
+        room.wake()
 
     # ------------------------------------------------------------------ behaviour
 
@@ -228,25 +258,42 @@ class ChatSimBase(Simulator):
     def retry_after_header(seconds: float) -> str:
         return str(max(1, math.ceil(seconds)))
 
-    def post(self, room: SimRoom, text: str, sender: str = "", **extra: Any) -> SimMessage:
-        """Accept a message; it becomes visible after the injected latency unless lost."""
+    def post(
+        self, room: SimRoom, text: str, sender: str = "", *, raw: str | None = None, **extra: Any
+    ) -> SimMessage:
+        """Accept a message; it becomes visible after the injected latency unless lost.
+
+        The ledger learns every drill token in *text* (or in *raw*, the request as
+        sent, for kinds that store the text in another shape, e.g. a Teams card).
+        """
         msg = SimMessage(self._next_id, text, time.time(), sender, extra=extra)
         self._next_id += 1
+        msg.entries = self.ledger.received_text(room.channel, text if raw is None else raw)
         room.accepted.append(msg)
-        if self.rng.random() >= room.knobs.loss:
-            delay = room.knobs.latency.sample(self.rng) + room.queue_wait()
+        rng = self.rng_for(room.channel)
+        if rng.random() >= room.knobs.loss:
+            delay = room.knobs.latency.sample(rng) + room.queue_wait()
             timer: asyncio.TimerHandle | None = None
 
             def appear() -> None:
-                msg.visible_at = time.time()
-                room.visible.append(msg)
-                room.wake()
+                self.show(room, msg)
                 if timer is not None:
                     self._timers.discard(timer)
 
             timer = asyncio.get_running_loop().call_later(delay, appear)
             self._timers.add(timer)
+        else:
+            for entry in msg.entries:
+                self.ledger.dropped(entry)
         return msg
+
+    async def refuse(self, request: web.Request, room: SimRoom, code: str, *, final: bool) -> None:
+        """Ledger: the far end said no to the drill tokens in *request*'s body.
+
+        ``final=False`` is a "slow down" (a retry may be taken); ``True`` is for good.
+        """
+        body = await request.text() if request.can_read_body else ""
+        self.ledger.refused_text(room.channel, body, code=code, final=final)
 
     async def wait_visible(self, room: SimRoom, after: int, timeout: float) -> int:
         return await room.wait_visible(after, timeout, lambda: self.running)
@@ -297,9 +344,11 @@ class ChatSimulator(ChatSimBase):
     async def _post(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request)
         if room.knobs.reject == "auth" or self.bearer(request) != room.credentials["post"]:
+            await self.refuse(request, room, "invalid_auth", final=True)
             return web.json_response({"ok": False, "error": "invalid_auth"}, status=401)
         wait = self.retry_after(room)
         if wait is not None:
+            await self.refuse(request, room, "ratelimited", final=False)
             return web.json_response(
                 {"ok": False, "error": "ratelimited"},
                 status=429,

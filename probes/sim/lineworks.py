@@ -198,6 +198,7 @@ class LineWorksSimulator(ChatSimBase):
             return _api_error(404, "NOT_FOUND", "The bot or the message room does not exist")
         wait = self.retry_after(app.room)
         if wait is not None:
+            await self.refuse(request, app.room, "TOO_MANY_REQUESTS", final=False)
             headers = {
                 "rateLimit-limit": str(int(app.room.knobs.rate_limit or 1)),
                 "rateLimit-remaining": "0",

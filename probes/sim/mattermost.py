@@ -12,7 +12,12 @@ Errors use the server's AppError JSON (``id``, ``message``, ``detailed_error``,
 ``limit exceeded`` and ``X-RateLimit-Limit/-Remaining/-Reset`` and
 ``Retry-After`` headers (mattermost server/channels/app/ratelimit.go).
 A post becomes visible (websocket ``posted`` event, posts list) after the
-channel's injected latency.
+channel's injected latency. Its ``create_at`` (and ``update_at``, which the
+posts list's ``since`` compares) is the moment it became visible: the injected
+latency is modelled as happening before the server, so the server's own stamp
+is the ground truth an observer can bound itself by — as a real Mattermost's
+``create_at`` (the server's creation time of the post) is. The 201 answer to
+the post, given before the post is visible, carries the time it was posted.
 """
 
 from __future__ import annotations
@@ -110,8 +115,13 @@ class MattermostSimulator(ChatSimBase):
             "Invalid or expired session, please login again.",
         )
 
+    @staticmethod
+    def _created_ms(msg: SimMessage) -> int:
+        """``create_at``: when the post became visible (posted, while it is not yet)."""
+        return int((msg.visible_at or msg.posted_at) * 1000)
+
     def _post_json(self, room: SimRoom, msg: SimMessage) -> dict[str, Any]:
-        created = int(msg.posted_at * 1000)
+        created = self._created_ms(msg)
         return {
             "id": msg.extra["post_id"],
             "create_at": created,
@@ -130,10 +140,17 @@ class MattermostSimulator(ChatSimBase):
 
     async def _create_post(self, request: web.Request) -> web.StreamResponse:
         room = self._caller(request, "post")
-        if room is None:
+        if room is None:  # a message for the channel named in the body, refused
+            try:
+                target = self.rooms.get(str((await request.json()).get("channel_id", "")))
+            except (ValueError, AttributeError):
+                target = None
+            if target is not None:
+                await self.refuse(request, target, "401", final=True)
             return self._session_expired()
         wait = self.retry_after(room)
         if wait is not None:
+            await self.refuse(request, room, "429", final=False)
             headers = {
                 "X-RateLimit-Limit": str(int(room.knobs.rate_limit or 1)),
                 "X-RateLimit-Remaining": "0",
@@ -163,7 +180,7 @@ class MattermostSimulator(ChatSimBase):
                 "You do not have the appropriate permissions.",
             )
         since = int(request.query.get("since", "0"))
-        posts = [m for m in room.visible if int(m.posted_at * 1000) > since]
+        posts = [m for m in room.visible if self._created_ms(m) > since]
         order = [m.extra["post_id"] for m in reversed(posts)]
         body = {
             "order": order,

@@ -2,7 +2,8 @@
 
 Base URL ``http://127.0.0.1:PORT/api/`` (the slack_sdk client's ``base_url``).
 Bot tokens post, a staff-like reader token reads; each simulated channel has
-its own pair. Message ``ts`` is the post time; the message shows up in
+its own pair, and each token its own user (``auth.test`` says whose it is).
+Message ``ts`` is the post time; the message shows up in
 ``conversations.history`` only after the channel's injected latency.
 """
 
@@ -32,6 +33,7 @@ class SlackSimulator(ChatSimBase):
     def __init__(self, seed: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(seed, host)
         self._last_ts = 0.0
+        self.user_ids: dict[str, str] = {}  # token → the user it belongs to
 
     @staticmethod
     def placeholder_settings() -> dict[str, Any]:
@@ -42,6 +44,8 @@ class SlackSimulator(ChatSimBase):
         app.router.add_post("/api/chat.postMessage", self._post_message)
         # https://docs.slack.dev/reference/methods/conversations.history (GET or POST)
         app.router.add_route("*", "/api/conversations.history", self._history)
+        # https://docs.slack.dev/reference/methods/auth.test (GET or POST): whose token is it?
+        app.router.add_route("*", "/api/auth.test", self._auth_test)
 
     def add_channel(
         self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
@@ -50,6 +54,8 @@ class SlackSimulator(ChatSimBase):
         room = self.new_room(channel_key, knobs, room_id=channel)
         room.credentials["post"] = "xoxb-" + room.credentials["post"]
         room.credentials["read"] = "xoxp-" + room.credentials["read"]
+        self.user_ids[room.credentials["post"]] = "U0BOT" + secrets.token_hex(3).upper()
+        self.user_ids[room.credentials["read"]] = "W0" + secrets.token_hex(4).upper()
         keep = {"poll_interval", "lookback", "max_retries", "request_timeout"}
         settings = {k: v for k, v in raw_settings.items() if k in keep}
         settings.setdefault("poll_interval", SIM_POLL_INTERVAL)
@@ -84,9 +90,17 @@ class SlackSimulator(ChatSimBase):
             return self._fail("not_authed")
         own = next((r for r in self.rooms.values() if r.credentials[role] == token), None)
         if own is None:
+            target = self.rooms.get(str(args.get("channel", "")))
+            if target is not None and role == "post":  # a message for it, refused
+                text = str(args.get("text", ""))
+                self.ledger.refused_text(target.channel, text, code="invalid_auth")
             return self._fail("invalid_auth")
         self.check_outage(request, own)
         if own.knobs.reject == "auth":
+            if role == "post":
+                self.ledger.refused_text(
+                    own.channel, str(args.get("text", "")), code="invalid_auth"
+                )
             return self._fail("invalid_auth")
         target = self.rooms.get(str(args.get("channel", "")))
         if target is None:
@@ -110,13 +124,16 @@ class SlackSimulator(ChatSimBase):
         wait = self.retry_after(room)
         if wait is not None:
             # https://docs.slack.dev/apis/web-api/rate-limits: HTTP 429, Retry-After in seconds.
+            text = str(args.get("text", ""))
+            self.ledger.refused_text(room.channel, text, code="ratelimited", final=False)
             return self._fail("ratelimited", 429, **{"Retry-After": self.retry_after_header(wait)})
         text = str(args.get("text", ""))
         if not text:
             return self._fail("no_text")
         ts = _ts(self._next_ts())
-        self.post(room, text, sender="U0DRILLBOT", ts=ts)
-        message = {"type": "message", "user": "U0DRILLBOT", "bot_id": "B0DRILL", "text": text}
+        user = self.user_ids[room.credentials["post"]]
+        self.post(room, text, sender=user, ts=ts)
+        message = {"type": "message", "user": user, "bot_id": "B0DRILL", "text": text}
         message["ts"] = ts
         body = {"ok": True, "channel": room.room_id, "ts": ts, "message": message}
         return web.json_response(body)
@@ -150,3 +167,28 @@ class SlackSimulator(ChatSimBase):
                 "response_metadata": {"next_cursor": str(offset + limit) if more else ""},
             }
         )
+
+    async def _auth_test(self, request: web.Request) -> web.StreamResponse:
+        args = await self._args(request)
+        token = self.bearer(request) or str(args.get("token", ""))
+        if not token:
+            return self._fail("not_authed")
+        user_id = self.user_ids.get(token)
+        room = next((r for r in self.rooms.values() if token in r.credentials.values()), None)
+        if user_id is None or room is None:
+            return self._fail("invalid_auth")
+        self.check_outage(request, room)
+        if room.knobs.reject == "auth" and token == room.credentials["post"]:
+            return self._fail("invalid_auth")
+        body: dict[str, Any] = {
+            "ok": True,
+            "url": "https://tsunagari-sim.slack.com/",
+            "team": "Tsunagari Sim",
+            "user": "drill-bot" if token.startswith("xoxb-") else "staff",
+            "team_id": "T0SIMULATED",
+            "user_id": user_id,
+            "is_enterprise_install": False,
+        }
+        if token.startswith("xoxb-"):
+            body["bot_id"] = "B0DRILL"
+        return web.json_response(body)

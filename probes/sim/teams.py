@@ -152,6 +152,7 @@ class TeamsSimulator(ChatSimBase):
             return _graph_error(404, "WorkflowNotFound", "The workflow could not be found.")
         self.check_outage(request, room)
         if room.knobs.reject == "auth" or request.query.get("sig") != room.credentials["sig"]:
+            await self.refuse(request, room, "DirectApiInvalidAuthorizationSignature", final=True)
             return _graph_error(
                 401,
                 "DirectApiInvalidAuthorizationSignature",
@@ -161,6 +162,7 @@ class TeamsSimulator(ChatSimBase):
         if wait is not None:
             # Power Platform request limits answer 429 with Retry-After:
             # https://learn.microsoft.com/en-us/power-platform/admin/api-request-limits-allocations
+            await self.refuse(request, room, "TooManyRequests", final=False)
             return _graph_error(
                 429,
                 "TooManyRequests",
@@ -193,7 +195,10 @@ class TeamsSimulator(ChatSimBase):
             "content": "".join(f'<attachment id="{i["id"]}"></attachment>' for i in items),
         }
         sender = {"application": {"displayName": "Workflows", "id": str(uuid.uuid4())}}
-        self.post(room, "", sender="Workflows", body=body, attachments=items, **{"from": sender})
+        raw = await request.text()  # the card as sent: the ledger finds the drill token in it
+        self.post(
+            room, "", sender="Workflows", raw=raw, body=body, attachments=items, **{"from": sender}
+        )
         return web.Response(status=202)
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
@@ -243,6 +248,7 @@ class TeamsSimulator(ChatSimBase):
             return room
         wait = self.retry_after(room)
         if wait is not None:
+            await self.refuse(request, room, "TooManyRequests", final=False)
             return _graph_error(
                 429,
                 "TooManyRequests",
@@ -254,7 +260,8 @@ class TeamsSimulator(ChatSimBase):
         if not isinstance(body, dict) or not body.get("content"):
             return _graph_error(400, "BadRequest", "Missing body content.")
         sender = {"user": {"id": str(uuid.uuid4()), "displayName": "防災訓練担当"}}
-        msg = self.post(room, str(body["content"]), sender="user", body=body, **{"from": sender})
+        extra: dict[str, Any] = {"body": body, "from": sender}
+        msg = self.post(room, str(body["content"]), sender="user", **extra)
         return web.json_response(self._message(room, msg), status=201)
 
     async def _delta(self, request: web.Request) -> web.StreamResponse:

@@ -66,6 +66,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -75,7 +76,7 @@ import aiohttp
 from aiohttp import web
 
 from probes.settings import SecretRef
-from probes.sim.base import SimKnobs, Simulator, TokenBucket, free_port
+from probes.sim.base import SimKnobs, Simulator, TokenBucket, reserve_port
 from probes.sim.ledger import Entry
 from probes.sms_status import count_segments
 
@@ -192,6 +193,7 @@ class TwilioSimulator(Simulator):
         self.accounts: dict[str, _Account] = {}
         self.messages: dict[str, SimMessage] = {}
         self._callback_port: int | None = None
+        self._callback_hold: socket.socket | None = None  # keeps the port ours until stop
         self.requests: list[RequestRecord] = []
         self.callbacks: list[tuple[float, str, int]] = []  # (monotonic, url, HTTP status)
         self.tamper_signatures = False  # sign webhooks with a wrong key
@@ -236,6 +238,9 @@ class TwilioSimulator(Simulator):
         self._http = aiohttp.ClientSession(connector=connector, trust_env=False)
 
     async def stop(self) -> None:
+        if self._callback_hold is not None:
+            self._callback_hold.close()
+            self._callback_hold = None
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -270,7 +275,8 @@ class TwilioSimulator(Simulator):
             # One callback listener serves every simulated channel (routed by AccountSid):
             # one port chosen per simulator keeps the window for a port clash small.
             if self._callback_port is None:
-                self._callback_port = free_port(self.host)
+                self._callback_hold = reserve_port(self.host)
+                self._callback_port = int(self._callback_hold.getsockname()[1])
             port = self._callback_port
             public_url = f"http://{self.host}:{port}"
             settings["status_callback"] = {

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from probes.base import Accepted, Clock, DrillMessage, Probe, ProbeEnv, Sighting
 from probes.settings import SecretRef
@@ -104,6 +104,13 @@ class FarEnd:
         """The far end goes away mid-drill (the channel must be made ``disposable``)."""
         raise NotImplementedError
 
+    async def visible_at(self, probe: Probe, token: str, sighting: Sighting) -> float | None:
+        """Ground truth: when (monotonic) a reader could first see *token* (None: never)."""
+        raise NotImplementedError
+
+    # How early (s) the ground truth may be, by its own resolution (Synapse: whole ms).
+    truth_resolution: float = 0.0
+
     async def close(self) -> None:
         pass
 
@@ -148,8 +155,18 @@ class SimFarEnd(FarEnd):
     async def take_down(self, probe: Probe) -> None:
         self.sim.set_outage(probe.channel_id, True)
 
+    async def visible_at(self, probe: Probe, token: str, sighting: Sighting) -> float | None:
+        entry = self.sim.ledger.entry(token)
+        return entry.visible_at if entry is not None else None
+
     async def close(self) -> None:
         await self.sim.stop()
+
+
+def origin_server_ts(setup: SynapseSetup, room: str, event_id: str) -> int:
+    """Synapse's own receive time of an event (ms since the epoch): the ground truth."""
+    path = f"/_matrix/client/v3/rooms/{quote(room, safe='')}/event/{quote(event_id, safe='')}"
+    return int(setup.hs._call("GET", path, setup.bot)["origin_server_ts"])
 
 
 @dataclass
@@ -200,6 +217,7 @@ class SynapseFarEnd(FarEnd):
         self.scratch = scratch
         self.proxies: list[DelayProxy] = []
         self.disposables: dict[str, SynapseSetup] = {}
+        self.delays: dict[str, float] = {}  # channel → the proxy's injected delay
 
     async def channel(
         self,
@@ -231,11 +249,24 @@ class SynapseFarEnd(FarEnd):
             await proxy.start()
             self.proxies.append(proxy)
             settings["observer"]["homeserver"] = proxy.url
+            self.delays[key] = latency
         return self.make(key, settings)
+
+    truth_resolution = 0.001  # origin_server_ts is in whole milliseconds
 
     async def take_down(self, probe: Probe) -> None:
         setup = self.disposables[probe.channel_id]
         await asyncio.to_thread(setup.hs.stop)
+
+    async def visible_at(self, probe: Probe, token: str, sighting: Sighting) -> float | None:
+        """Synapse's own ``origin_server_ts`` of the event, plus the proxy's injected delay."""
+        setup = self.disposables.get(probe.channel_id, self.setup)
+        origin_ms = await asyncio.to_thread(
+            origin_server_ts, setup, setup.room, str(sighting.extra["event_id"])
+        )
+        return Clock.monotonic_from_wall(origin_ms / 1000.0) + self.delays.get(
+            probe.channel_id, 0.0
+        )
 
     async def close(self) -> None:
         for proxy in self.proxies:

@@ -1,4 +1,8 @@
-"""Matrix against a real Synapse: latency, idempotent retries, gap fill, refusals."""
+"""Matrix against a real Synapse: latency, idempotent retries, gap fill, refusals.
+
+Synapse keeps its own ground truth: every event's ``origin_server_ts``. Measured
+arrivals are judged against it as the oracle judges the simulators' ledger.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,18 @@ from drills.delivery import Outcome
 from drills.journal import Journal
 from drills.registry import parse_registry
 from drills.runner import Drill
-from probes.base import ChannelRejected, Clock, DrillMessage, ProbeEnv
+from probes.base import (
+    ChannelRejected,
+    Clock,
+    DrillMessage,
+    ObserverFault,
+    ObserverIsSender,
+    ProbeEnv,
+)
 from probes.chat.matrix import MatrixProbe, MatrixSettings
-from tests.chat.farends import SynapseSetup
+from tests.chat.farends import SynapseSetup, origin_server_ts
+
+pytestmark = pytest.mark.servers
 
 
 def make(env: ProbeEnv, setup: SynapseSetup, **overrides: Any) -> MatrixProbe:
@@ -33,7 +46,7 @@ def room_bodies(setup: SynapseSetup, room: str) -> list[str]:
 async def test_delivered_with_plausible_latency(env: ProbeEnv, synapse: SynapseSetup) -> None:
     probe = make(env, synapse)
     await probe.open()
-    latencies = []
+    latencies, beyond = [], []
     try:
         for _ in range(10):
             message = DrillMessage.new("参集してください")
@@ -44,10 +57,48 @@ async def test_delivered_with_plausible_latency(env: ProbeEnv, synapse: SynapseS
             latencies.append(sighting.at - sent)
             assert sighting.extra["event_id"] == accepted.provider_id
             assert sighting.extra["sender"] == synapse.bot.user_id
+            # Synapse's own clock: the event existed from origin_server_ts (whole ms) on.
+            origin_ms = origin_server_ts(synapse, synapse.room, str(accepted.provider_id))
+            truth = Clock.monotonic_from_wall(origin_ms / 1000.0)
+            facts = (sent, truth, sighting)
+            assert sent - 0.001 <= truth <= accepted.at, facts
+            assert sighting.at >= truth, facts
+            assert sighting.at - truth <= sighting.error_bound_s + 0.02, facts
+            beyond.append(sighting.at - truth - sighting.error_bound_s)
     finally:
         await probe.close()
     # Seen by a second account's parked /sync: tens of milliseconds on loopback.
     assert max(latencies) < 1.0 and statistics.median(latencies) < 0.25, latencies
+    assert max(beyond) <= 0.02, beyond
+
+
+async def test_an_observer_that_is_the_sender_is_refused(
+    env: ProbeEnv, synapse: SynapseSetup
+) -> None:
+    """whoami says both tokens are the drill bot: the bot always sees its own message."""
+    sender = synapse.settings(synapse.bot)["sender"]
+    probe = make(env, synapse, observer=sender)
+    try:
+        with pytest.raises(ObserverIsSender) as info:
+            await probe.open()
+    finally:
+        await probe.close()
+    assert synapse.bot.user_id in info.value.reason
+
+
+async def test_an_observer_outside_the_room_is_an_observer_fault(
+    env: ProbeEnv, synapse: SynapseSetup
+) -> None:
+    """Synapse's /sync just never shows a room the observer has not joined; joined_rooms says so."""
+    room = synapse.hs.create_room(synapse.bot)  # the observer is neither invited nor joined
+    probe = make(env, synapse, room=room)
+    try:
+        with pytest.raises(ObserverFault) as info:
+            await probe.open()
+    finally:
+        await probe.close()
+    assert info.value.code == "observer_not_in_room"
+    assert synapse.watch.user_id in info.value.reason and room in info.value.reason
 
 
 async def test_a_retried_transaction_posts_once(env: ProbeEnv, synapse: SynapseSetup) -> None:
@@ -139,6 +190,18 @@ municipalities:
         sender: {{user: "{bot}", token: env:TSG_TEST_BOT}}
         observer: {{user: "{watch}", token: env:TSG_TEST_WATCH}}
         room: "{encrypted}"
+      - id: matrix-outsider
+        kind: matrix
+        homeserver: {hs}
+        sender: {{user: "{bot}", token: env:TSG_TEST_BOT}}
+        observer: {{user: "{watch}", token: env:TSG_TEST_WATCH}}
+        room: "{lonely}"
+      - id: matrix-self
+        kind: matrix
+        homeserver: {hs}
+        sender: {{user: "{bot}", token: env:TSG_TEST_BOT}}
+        observer: {{user: "{bot}", token: env:TSG_TEST_BOT}}
+        room: "{room}"
 """
 
 
@@ -146,6 +209,7 @@ async def test_a_live_drill_against_synapse(
     synapse: SynapseSetup, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     encrypted = synapse.hs.create_room(synapse.bot, invite=[synapse.watch], encrypted=True)
+    lonely = synapse.hs.create_room(synapse.bot)  # the observer is not a member
     monkeypatch.setenv("TSG_TEST_BOT", synapse.bot.token)
     monkeypatch.setenv("TSG_TEST_WATCH", synapse.watch.token)
     monkeypatch.setenv("TSG_TEST_WRONG", "syt_wrong_token_for_the_drill_bot")
@@ -155,6 +219,7 @@ async def test_a_live_drill_against_synapse(
         watch=synapse.watch.user_id,
         room=synapse.room,
         encrypted=encrypted,
+        lonely=lonely,
     )
     reg = parse_registry(text, "live.yaml")
     journal = Journal(tmp_path / "journal.sqlite")
@@ -172,4 +237,7 @@ async def test_a_live_drill_against_synapse(
         "matrix-ok": {Outcome.DELIVERED},
         "matrix-wrong-token": {Outcome.REJECTED},
         "matrix-encrypted": {Outcome.REJECTED},
+        # The drill could not look: an observer fault, never counted as lost.
+        "matrix-outsider": {Outcome.ERROR},
+        "matrix-self": {Outcome.ERROR},
     }

@@ -137,6 +137,14 @@ def test_slack_oldest_looks_back_but_never_before_the_drill() -> None:
     assert history_oldest(1000.0, Decimal("2000.000001"), 30) == "1970.000001"
 
 
+def test_slack_window_reaches_back_to_the_oldest_awaited_message() -> None:
+    # Seen a later message (1010.5); one sent at 1000.3 is still awaited: keep it in.
+    assert history_oldest(1000.0, Decimal("1010.5"), 0.2, 1000.3) == "1000.100000"
+    # Nothing older awaited: behind the newest seen, as before.
+    assert history_oldest(1000.0, Decimal("1010.5"), 0.2, 1012.0) == "1010.300000"
+    assert history_oldest(1000.0, None, 0.2, 1005.0) == "1004.800000"
+
+
 # ------------------------------------------------------------------ mattermost
 
 
