@@ -173,7 +173,7 @@ def test_digest_stays_small():
 
 
 def test_after_prune_the_fold_counts_what_is_left():
-    journal, runs = _journal(6)
+    journal, _runs = _journal(6)
     exposition(journal)
     journal.prune(3.5 * 3600)  # the three oldest runs go
     assert len(journal.runs()) == 3
