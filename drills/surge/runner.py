@@ -207,7 +207,9 @@ def _check_paid(target: Target, probe: Probe, plan: SurgePlan, probes_per_step: 
     Each load message goes to *one* registered number (round robin); each probe
     message to every number. Refused (:class:`SurgeRefused`) before Locust starts.
     """
-    if target.channel.simulated or not hasattr(probe, "cost_profile"):
+    from probes.base import Priced
+
+    if target.channel.simulated or not isinstance(probe, Priced):
         return
     from probes.sms_budget import CostCapExceeded, plan_cost
 
@@ -274,5 +276,9 @@ def record_surge(
         "workers": result.workers,
         **result.curve.to_dict(),
     }
+    from drills.events import SurgeEvent
+
+    # Written through the typed event (with its schema version), as every step event is.
+    result.event = SurgeEvent.from_data(result.event).to_data()
     journal.record_event(result.run_id, "surge", result.event)
     return result.event
