@@ -109,9 +109,9 @@ async def baseline(chans: list[dict[str, str]]) -> dict[str, float]:
 
 
 async def harness(reg_path: Path, db: Path) -> dict[str, float]:
-    from drills.journal import Journal
-    from drills.registry import load_registry
-    from drills.runner import Drill
+    from drills.core.journal import Journal
+    from drills.core.registry import load_registry
+    from drills.core.runner import Drill
 
     c0, w0 = cpu(), time.monotonic()
     registry = load_registry(reg_path)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from drills.delivery import Delivery, Outcome
-from drills.journal import Journal
-from drills.metrics import JournalCollector
+from drills.core.delivery import Delivery, Outcome
+from drills.core.journal import Journal
+from drills.metrics.collector import JournalCollector
 from probes.base import new_token
 
 MUNIS = [

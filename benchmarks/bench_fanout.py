@@ -9,7 +9,7 @@ injected far-end latency. Side by side, alternating, in one process:
   slowest single delivery on its own (the baseline)
 - ``fanout``: ``drill.broadcast(...)`` to all 62 × 3 = 186 channels
 
-through :func:`drills.scenario.open_drill` — the same synchronous facade a
+through :func:`drills.operator.scenario.open_drill` — the same synchronous facade a
 scenario's ``drill`` fixture is. If steps ran their deliveries one after the
 other the fan-out would take ~186 × 2 s; concurrent, it should take about as
 long as its slowest delivery. Target (issue 6): fanout / single ≤ 1.3.
@@ -103,7 +103,7 @@ def with_check_digit(five: str) -> str:
 
 
 def registry_text(latency: float) -> tuple[str, dict[str, str]]:
-    from drills.registry import load_kind
+    from drills.core.registry import load_kind
 
     def usable(kind: str) -> bool:
         try:
@@ -141,7 +141,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=2.0)
     opts = ap.parse_args()
 
-    from drills.scenario import open_drill
+    from drills.operator.scenario import open_drill
 
     text, kinds = registry_text(opts.latency)
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from probes.base import Clock, DrillMessage, ProbeEnv  # noqa: E402
-from probes.imap_observer import ImapObserver, ImapSettings  # noqa: E402
-from probes.mail import MailProbe, MailSettings  # noqa: E402
-from probes.mail_message import token_in_headers  # noqa: E402
+from probes.mail.imap_observer import ImapObserver, ImapSettings  # noqa: E402
+from probes.mail.message import token_in_headers  # noqa: E402
+from probes.mail.probe import MailProbe, MailSettings  # noqa: E402
 from probes.settings import SecretRef  # noqa: E402
 from tests.servers.dovecot import Dovecot  # noqa: E402
 from tests.servers.lmtp_front import LmtpFront  # noqa: E402

@@ -122,9 +122,9 @@ async def meet(go: Any) -> None:
 
 
 async def run_harness(cfg: dict[str, Any], plan: Schedule, go: Any, work: Path) -> dict[str, Any]:
-    from drills.journal import Journal
-    from drills.registry import parse_registry
-    from drills.runner import Drill
+    from drills.core.journal import Journal
+    from drills.core.registry import parse_registry
+    from drills.core.runner import Drill
 
     secrets = work / "secrets"
     secrets.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ Two journals side by side:
 Each figure is whole-process, median of REPEAT runs, the two journals
 interleaved round by round, and reported as a ratio full / one (target ≤ 2×):
 
-- ``push``: a fresh ``python`` process calling ``drills.push.push_run`` for the
+- ``push``: a fresh ``python`` process calling ``drills.metrics.push.push_run`` for the
   newest run against a Pushgateway-shaped HTTP sink on 127.0.0.1 started here
   (accepts PUT/POST/DELETE, answers 200) — what every cron push pays;
 - ``serve``: ``tsunagari serve`` started on a free loopback port, then one
@@ -23,7 +23,7 @@ interleaved round by round, and reported as a ratio full / one (target ≤ 2×):
 
 Before timing, each command runs once untimed on each journal ("first" in the
 table): the read model builds and stores each run's digest and the metrics'
-fold of the scenario × vantage then (drills.metric_state), as a real journal
+fold of the scenario × vantage then (drills.metrics.state), as a real journal
 would have built them one run at a time, when each run ended and was pushed. Then the file size per run,
 and ``tsunagari journal prune --older-than 30d`` on the full journal (time and
 size after).
@@ -57,8 +57,8 @@ from typing import Any
 
 from bench_fanout import TOKYO, with_check_digit  # the 62 municipalities
 
-from drills.delivery import Delivery
-from drills.journal import Journal
+from drills.core.delivery import Delivery
+from drills.core.journal import Journal
 
 TARGET = 2.0
 HOUR = 3600.0
@@ -321,8 +321,8 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
 PUSH_CHILD = """
 import sys, time
-from drills.journal import Journal
-from drills.push import push_run
+from drills.core.journal import Journal
+from drills.metrics.push import push_run
 start = time.perf_counter()
 with Journal(sys.argv[1]) as journal:
     keys = push_run(journal, sys.argv[2], sys.argv[3])

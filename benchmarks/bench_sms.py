@@ -17,7 +17,7 @@ Modes, side by side:
   probe-polling     TwilioProbe, no callbacks: polls each Message (0.5 s)
   probe-loopback    TwilioProbe, every message to the loopback receiver:
                     receipt + inbound webhook both required
-  drill-runner      the whole harness: drills.runner.Drill (its own fan-out, the
+  drill-runner      the whole harness: drills.core.runner.Drill (its own fan-out, the
                     journal written per delivery) driving the probe with callbacks;
                     reported, but the 50 ms verdict is about the probe modes
 
@@ -178,7 +178,7 @@ async def _probe_mode(
 ) -> dict[str, Any]:
     from probes.base import Clock, DrillMessage, ProbeEnv
     from probes.settings import SecretRef
-    from probes.sms import TwilioProbe, TwilioSettings
+    from probes.sms.probe import TwilioProbe, TwilioSettings
 
     loopback = mode == "probe-loopback"
     raw: dict[str, Any] = {
@@ -230,9 +230,9 @@ async def _drill_mode(args: argparse.Namespace, port: int, info: dict[str, str])
     """The whole harness: the lead's Drill runner, journal included, 100 × 10 recipients."""
     import tempfile
 
-    from drills.journal import Journal
-    from drills.registry import parse_registry
-    from drills.runner import Drill
+    from drills.core.journal import Journal
+    from drills.core.registry import parse_registry
+    from drills.core.runner import Drill
 
     os.environ["TSG_BENCH_TOKEN"] = info["token"]
     registry = parse_registry(
@@ -269,7 +269,7 @@ async def _baseline(args: argparse.Namespace, port: int, info: dict[str, str]) -
     import aiohttp
     from aiohttp import web
 
-    from probes.twilio_http import basic_auth_header
+    from probes.sms.twilio_http import basic_auth_header
 
     waiting: dict[str, asyncio.Future[float]] = {}
     early: dict[str, float] = {}
@@ -364,9 +364,9 @@ async def _measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
 async def _main(args: argparse.Namespace) -> int:
     # Import everything up front, so no mode pays for imports inside its measurement.
-    import drills.runner  # noqa: F401
-    import probes.sms
-    import probes.twilio_http
+    import drills.core.runner  # noqa: F401
+    import probes.sms.probe
+    import probes.sms.twilio_http
 
     if args.gc_freeze:
         # What a long-running harness can do after start-up: park the imported

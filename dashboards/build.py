@@ -9,7 +9,7 @@ Generates, next to this file:
 
 ``--check`` writes nothing and exits 1 if a committed file differs from what
 this script generates (the test suite runs it). Every metric and label used
-here is one ``drills.metrics`` exports; the integration test proves it by
+here is one ``drills.metrics.collector`` exports; the integration test proves it by
 evaluating every expression against a real Prometheus.
 """
 
@@ -53,7 +53,7 @@ TAGS = ["tsunagari"]
 READINESS_THRESHOLD = 75  # below grade B (README, scoring): 要改善
 TLS_WARNING_DAYS = 21
 
-# Grade bands of drills.scoring.GRADES as Grafana thresholds.
+# Grade bands of drills.core.scoring.GRADES as Grafana thresholds.
 GRADE_STEPS = [
     dm.Threshold(None, "red"),
     dm.Threshold(50, "orange"),

@@ -19,8 +19,8 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at st
 if TYPE_CHECKING:
     from typing import Any
 
-    from drills.delivery import Delivery, Outcome
-    from drills.errors import (
+    from drills.core.delivery import Delivery, Outcome
+    from drills.core.errors import (
         DrillSafetyError,
         HarnessError,
         LockBusy,
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
         ScenarioError,
         TsunagariError,
     )
-    from drills.journal import Journal
-    from drills.registry import (
+    from drills.core.journal import Journal
+    from drills.core.registry import (
         SLO,
         Channel,
         Municipality,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         load_registry,
         parse_registry,
     )
-    from drills.runner import Drill, StepResult
+    from drills.core.runner import Drill, StepResult
 
 __all__ = [
     "SLO",
@@ -65,25 +65,25 @@ __all__ = [
 
 # Where each public name lives (the same as the imports above, for type checkers).
 _HOME = {
-    "Delivery": "drills.delivery",
-    "Outcome": "drills.delivery",
-    "DrillSafetyError": "drills.errors",
-    "HarnessError": "drills.errors",
-    "LockBusy": "drills.errors",
-    "Problem": "drills.errors",
-    "RegistryError": "drills.errors",
-    "ScenarioError": "drills.errors",
-    "TsunagariError": "drills.errors",
-    "Journal": "drills.journal",
-    "SLO": "drills.registry",
-    "Channel": "drills.registry",
-    "Municipality": "drills.registry",
-    "Registry": "drills.registry",
-    "Target": "drills.registry",
-    "load_registry": "drills.registry",
-    "parse_registry": "drills.registry",
-    "Drill": "drills.runner",
-    "StepResult": "drills.runner",
+    "Delivery": "drills.core.delivery",
+    "Outcome": "drills.core.delivery",
+    "DrillSafetyError": "drills.core.errors",
+    "HarnessError": "drills.core.errors",
+    "LockBusy": "drills.core.errors",
+    "Problem": "drills.core.errors",
+    "RegistryError": "drills.core.errors",
+    "ScenarioError": "drills.core.errors",
+    "TsunagariError": "drills.core.errors",
+    "Journal": "drills.core.journal",
+    "SLO": "drills.core.registry",
+    "Channel": "drills.core.registry",
+    "Municipality": "drills.core.registry",
+    "Registry": "drills.core.registry",
+    "Target": "drills.core.registry",
+    "load_registry": "drills.core.registry",
+    "parse_registry": "drills.core.registry",
+    "Drill": "drills.core.runner",
+    "StepResult": "drills.core.runner",
 }
 
 

@@ -18,8 +18,8 @@ import importlib
 import sys
 from collections.abc import Collection, Sequence
 
-from drills.errors import JournalTooNew
-from drills.i18n import LANGS, Text, detect_lang
+from drills.core.errors import JournalTooNew
+from drills.core.i18n import LANGS, Text, detect_lang
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; typing and pathlib cost start-up
 if TYPE_CHECKING:

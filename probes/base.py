@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
     from probes.replies import ReplyBook
     from probes.sim.base import Simulator
-    from probes.sms_budget import CostProfile
+    from probes.sms.budget import CostProfile
 
 __all__ = [
     "DEFAULT_MARKER",

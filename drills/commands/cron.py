@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING: cron's path imports nothing it does not use
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def tsunagari_command() -> list[str]:
 
 def render(schedule: str, name: str, workdir: Path, command: list[str], lang: str) -> str:
     """The crontab line and the two systemd units, as one printable text."""
-    from drills.schedule import check_cron, on_calendar
+    from drills.core.schedule import check_cron, on_calendar
 
     t = Text(lang)
     fields = check_cron(schedule)
@@ -116,7 +116,7 @@ WantedBy=timers.target
 
 
 def run(args: argparse.Namespace) -> int:
-    from drills.schedule import ScheduleError
+    from drills.core.schedule import ScheduleError
 
     t = Text(args.lang)
     run_args = list(args.run_args)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 
 def register(sub: Any, t: Text) -> None:
@@ -37,6 +37,6 @@ def register(sub: Any, t: Text) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from drills.demo import run_demo
+    from drills.operator.demo import run_demo
 
     return run_demo(args.out, lang=args.lang, seed=args.seed, repeat=args.repeat)

@@ -20,10 +20,10 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 if TYPE_CHECKING:
-    from drills.journal import Journal
+    from drills.core.journal import Journal
 
 FORMATS = ("table", "json")
 
@@ -117,8 +117,8 @@ def _size(n: int) -> str:
 
 def _open(args: argparse.Namespace, t: Text) -> Journal | int:
     """The journal, or an exit code (2) after saying why it cannot be opened."""
-    from drills.errors import JournalTooNew
-    from drills.journal import Journal
+    from drills.core.errors import JournalTooNew
+    from drills.core.journal import Journal
 
     if not args.journal.is_file():
         print(

@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 
 def register(sub: Any, t: Text) -> None:
@@ -45,8 +45,8 @@ def register(sub: Any, t: Text) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from drills.errors import RegistryError
-    from drills.registry import load_registry
+    from drills.core.errors import RegistryError
+    from drills.core.registry import load_registry
 
     t = Text(args.lang)
     try:

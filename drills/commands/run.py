@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drills.i18n import Text
-from drills.options import OPTIONS
+from drills.core.i18n import Text
+from drills.operator.options import OPTIONS
 
 _EVENTS = {
     "missed": "requirement_missed",
@@ -100,7 +100,7 @@ def pytest_args(args: argparse.Namespace, tty: bool) -> list[str]:
         "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
     ]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        out += ["-p", "drills.plugin"]
+        out += ["-p", "drills.operator.plugin"]
     for option in OPTIONS:
         out += option.to_args(getattr(args, option.run_dest, None))
     if args.keyword:
@@ -160,7 +160,7 @@ class Collector:
         )
 
     def pytest_unconfigure(self, config: Any) -> None:
-        from drills.plugin import LOCKED, SESSION
+        from drills.operator.plugin import LOCKED, SESSION
 
         self.locked = config.stash.get(LOCKED, "")
         session = config.stash.get(SESSION, None)
@@ -172,8 +172,8 @@ class Collector:
 def run(args: argparse.Namespace) -> int:
     import pytest
 
-    from drills.reporting import exit_code
-    from drills.runlog import RunLog
+    from drills.core.runlog import RunLog
+    from drills.operator.exit_codes import exit_code
 
     t = Text(args.lang)
     log = RunLog(sys.stderr, verbose=bool(args.verbose))

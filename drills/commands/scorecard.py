@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 FORMATS = ("table", "html", "md", "json", "csv")
 
@@ -103,7 +103,7 @@ def parse_when(text: str, end_of_day: bool = False) -> float:
 
     A bare date with *end_of_day* means the end of that day (the range includes it).
     """
-    from drills.scorecard import TOKYO
+    from drills.reporting.scorecard import TOKYO
 
     if text == "now":
         return time.time()
@@ -140,8 +140,8 @@ def _choose_run(
 
 
 def _registry(path: Path | None, run: dict[str, Any], t: Text) -> Any:
-    from drills.errors import RegistryError
-    from drills.registry import load_registry
+    from drills.core.errors import RegistryError
+    from drills.core.registry import load_registry
 
     candidate = path or (Path(run["meta"]["registry"]) if run["meta"].get("registry") else None)
     if candidate is None:
@@ -167,18 +167,18 @@ def render(card: dict[str, Any], fmt: str, lang: str, marker: str) -> str:
     if fmt == "json":
         return json.dumps(card, ensure_ascii=False, indent=2) + "\n"
     if fmt == "csv":
-        from drills.report_text import to_csv
+        from drills.reporting.text import to_csv
 
         return to_csv(card)
     if fmt == "md":
-        from drills.report_text import to_markdown
+        from drills.reporting.text import to_markdown
 
         return to_markdown(card, lang)
     if fmt == "html":
-        from drills.report_html import render_html
+        from drills.reporting.html import render_html
 
         return render_html(card, lang, marker=marker)
-    from drills.console import console_for, scorecard_renderable
+    from drills.reporting.console import console_for, scorecard_renderable
 
     console = console_for()
     with console.capture() as captured:
@@ -188,9 +188,9 @@ def render(card: dict[str, Any], fmt: str, lang: str, marker: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from drills.cli import EXIT
-    from drills.errors import RegistryError
-    from drills.journal import Journal
-    from drills.scorecard import build_scorecard
+    from drills.core.errors import RegistryError
+    from drills.core.journal import Journal
+    from drills.reporting.scorecard import build_scorecard
     from probes.base import DEFAULT_MARKER
 
     t = Text(args.lang)
@@ -250,8 +250,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _post(card: dict[str, Any], registry: Any, args: argparse.Namespace, t: Text) -> int:
     from drills.cli import EXIT
-    from drills.errors import DrillSafetyError
-    from drills.report_post import find_target, post_summary
+    from drills.core.errors import DrillSafetyError
+    from drills.reporting.post import find_target, post_summary
     from probes.base import ChannelFault
 
     if registry is None:

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 
 def register(sub: Any, t: Text) -> None:
     from drills.cli import add_help, add_journal_option
-    from drills.exporter import DEFAULT_PORT
+    from drills.metrics.exporter import DEFAULT_PORT
 
     p = sub.add_parser(
         "serve",
@@ -64,10 +64,10 @@ def _fail(t: Text, ja: str, en: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from drills.errors import RegistryError
-    from drills.exporter import ExporterOptions, serve
-    from drills.journal import Journal
-    from drills.registry import load_registry
+    from drills.core.errors import RegistryError
+    from drills.core.journal import Journal
+    from drills.core.registry import load_registry
+    from drills.metrics.exporter import ExporterOptions, serve
     from probes.settings import SecretRef, SecretUnresolvable
 
     t = Text(args.lang)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from drills.cli import DEFAULT_JOURNAL
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 DEFAULT_SCENARIO = "サージ訓練"
 
@@ -83,9 +83,9 @@ def register(sub: Any, t: Text) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from drills.errors import DrillSafetyError, HarnessError, RegistryError, ScenarioError
-    from drills.journal import Journal, RunStatus
-    from drills.registry import load_registry
+    from drills.core.errors import DrillSafetyError, HarnessError, RegistryError, ScenarioError
+    from drills.core.journal import Journal, RunStatus
+    from drills.core.registry import load_registry
     from drills.surge.plan import SurgeRefused, check_surge_allowed
 
     t = Text(args.lang)
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         journal.close()
-    from drills.console import console_for
+    from drills.reporting.console import console_for
     from drills.surge.report import curve_table, verdict
 
     if args.json:
@@ -195,8 +195,8 @@ async def _surge(
     topology: Any,
     t: Text,
 ) -> tuple[Any, str]:
-    from drills.journal import RunStatus
-    from drills.runner import Drill
+    from drills.core.journal import RunStatus
+    from drills.core.runner import Drill
     from drills.surge.report import progress_line
     from drills.surge.runner import run_surge
     from probes.settings import parse_duration

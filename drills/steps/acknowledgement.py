@@ -13,7 +13,7 @@ soon as they see the message, each with chance ``simulated.rate`` after a
 delay drawn from ``simulated.delay``; their answers travel back through the
 channel (its latency, loss, rate limit and outages apply).
 
-Journal event ``acknowledgement`` (:class:`drills.events.AcknowledgementEvent`)::
+Journal event ``acknowledgement`` (:class:`drills.core.events.AcknowledgementEvent`)::
 
     {"v", "step", "scenario", "vantage", "window_s", "staff",
      "channels": [{"code", "name", "channel", "kind", "token", "outcome", "expected", "answered",
@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drills.delivery import Delivery, Outcome
-from drills.events import AckChannel, AcknowledgementEvent, AckOverall
-from drills.registry import Target
-from drills.requirements import Row, Status, Verdict, percent
-from drills.runner import Drill
+from drills.core.delivery import Delivery, Outcome
+from drills.core.events import AckChannel, AcknowledgementEvent, AckOverall
+from drills.core.registry import Target
+from drills.core.requirements import Row, Status, Verdict, percent
+from drills.core.runner import Drill
 from drills.steps.answers import AnswerDesk, SimulatedAnswers, reply_book, sent_mono
 from probes.replies import Reply, ReplyBook
 

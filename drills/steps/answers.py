@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from drills.delivery import Delivery
-from drills.registry import Target
-from drills.requirements import ScenarioMistake
+from drills.core.delivery import Delivery
+from drills.core.registry import Target
+from drills.core.requirements import ScenarioMistake
 from probes.base import CollectsReplies, DrillMessage, Probe, ProbeError
 from probes.replies import ReplyBook, format_reply
 from probes.sim.base import LatencySpec

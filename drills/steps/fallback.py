@@ -17,7 +17,7 @@ earlier channel arriving after the chain escalated).
 A channel taken away by an outage step is skipped (live) or fails fast
 (simulated: ``drill_outage``), which is how an outage drill proves the fallback works.
 
-Journal event ``fallback`` (one per step, :class:`drills.events.FallbackEvent`)::
+Journal event ``fallback`` (one per step, :class:`drills.core.events.FallbackEvent`)::
 
     {"v", "step", "scenario", "vantage", "order": ["chat", "mail", "sms"], "within_s", "escalate_after_s",
      "municipalities": [{"code", "name", "reached": true, "latency_s": 6.9 | null,
@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from drills.delivery import Delivery
-from drills.events import FallbackAttempt, FallbackEvent, FallbackMunicipality
-from drills.registry import Municipality, Target
-from drills.requirements import Row, Status, Verdict
-from drills.runner import Drill, StepResult
+from drills.core.delivery import Delivery
+from drills.core.events import FallbackAttempt, FallbackEvent, FallbackMunicipality
+from drills.core.registry import Municipality, Target
+from drills.core.requirements import Row, Status, Verdict
+from drills.core.runner import Drill, StepResult
 
 __all__ = ["Attempt", "Chain", "FallbackResult", "run_fallback"]
 

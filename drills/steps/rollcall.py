@@ -20,7 +20,7 @@ a municipality whose channel with the same id is down or refused (``outage``,
 answers with chance ``(1 - loss) × rate``, after its channel's latency plus a
 delay from ``simulated``.
 
-Journal event ``roll_call`` (:class:`drills.events.RollCallEvent`)::
+Journal event ``roll_call`` (:class:`drills.core.events.RollCallEvent`)::
 
     {"v", "step", "scenario", "vantage", "room": "130001/chat", "token", "sent_at", "within_s",
      "delivered": true,
@@ -40,11 +40,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from drills.delivery import Delivery, Outcome
-from drills.events import RollCallEvent, RollCallParticipant
-from drills.registry import Municipality, Target
-from drills.requirements import Row, Status, Verdict
-from drills.runner import Drill
+from drills.core.delivery import Delivery, Outcome
+from drills.core.events import RollCallEvent, RollCallParticipant
+from drills.core.registry import Municipality, Target
+from drills.core.requirements import Row, Status, Verdict
+from drills.core.runner import Drill
 from drills.steps.answers import AnswerDesk, SimulatedAnswers, reply_book, sent_mono
 from probes.replies import Reply
 from probes.sim.base import SimKnobs

@@ -13,8 +13,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-from drills.registry import Municipality, Registry, Target, known_kinds
-from drills.requirements import ScenarioMistake
+from drills.core.registry import Municipality, Registry, Target, known_kinds
+from drills.core.requirements import ScenarioMistake
 
 __all__ = [
     "NothingSelected",

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drills.delivery import Delivery, Outcome
-from drills.scoring import percentile
+from drills.core.delivery import Delivery, Outcome
+from drills.core.scoring import percentile
 from drills.surge.plan import RampStep
 from drills.surge.stats import LoadStats
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from drills.errors import ScenarioError
+from drills.core.errors import ScenarioError
 from probes.base import ChannelSettings
 from probes.settings import SecretRef
 
@@ -71,7 +71,7 @@ def _webhook(settings: Any) -> Endpoint:
 
 
 def _mail(settings: Any) -> Endpoint:
-    smtp = settings.smtp  # probes.mail_smtp.SmtpSettings
+    smtp = settings.smtp  # probes.mail.smtp.SmtpSettings
     password = _reveal(smtp.password)
     params = {
         "host": smtp.host,

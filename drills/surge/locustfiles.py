@@ -43,7 +43,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from drills.surge.config import ENV_VAR, SurgeConfig, append_progress
 from drills.surge.plan import SurgePlan
 from probes.base import _TOKEN_ALPHABET, DrillMessage
-from probes.mail_message import build_mail
+from probes.mail.message import build_mail
 
 _STEP_MSG, _FLUSH_MSG, _TALLY_MSG = "tsunagari_step", "tsunagari_flush", "tsunagari_tally"
 _DRAIN_S = 5.0  # how long in-flight requests and worker tallies may take at the end

@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drills.errors import DrillSafetyError, ScenarioError
+from drills.core.errors import DrillSafetyError, ScenarioError
 
 if TYPE_CHECKING:
-    from drills.registry import Target
+    from drills.core.registry import Target
 
 __all__ = [
     "HARD_MAX_DURATION_S",

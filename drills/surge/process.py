@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drills.errors import HarnessError, ScenarioError
+from drills.core.errors import HarnessError, ScenarioError
 from drills.surge.config import ENV_VAR, SurgeConfig, read_progress
 from drills.surge.endpoint import scrub
 from drills.surge.plan import RampStep, SurgePlan

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from drills.i18n import Text
+from drills.core.i18n import Text
 
 __all__ = [
     "curve_columns",

@@ -40,9 +40,9 @@ from drills.surge.process import LocustRun, OnProgress, Topology
 from drills.surge.stats import LoadStats, by_step
 
 if TYPE_CHECKING:
-    from drills.journal import Journal
-    from drills.registry import Target
-    from drills.runner import Drill
+    from drills.core.journal import Journal
+    from drills.core.registry import Target
+    from drills.core.runner import Drill
     from probes.base import Probe
 
 __all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "record_surge", "run_surge"]
@@ -100,8 +100,8 @@ async def run_surge(
     least 10 s); ``slo`` overrides the channel's latency SLO (seconds);
     ``step`` names the probe steps in the journal (``<step>.<index> (<rate>)``,
     default ``surge <n>``).
-    Raises :class:`~drills.errors.DrillSafetyError` before starting anything
-    if the surge is not allowed, :class:`~drills.errors.HarnessError` if
+    Raises :class:`~drills.core.errors.DrillSafetyError` before starting anything
+    if the surge is not allowed, :class:`~drills.core.errors.HarnessError` if
     Locust fails.
     """
     topology = topology or Topology()
@@ -211,7 +211,7 @@ def _check_paid(target: Target, probe: Probe, plan: SurgePlan, probes_per_step: 
 
     if target.channel.simulated or not isinstance(probe, Priced):
         return
-    from probes.sms_budget import CostCapExceeded, plan_cost
+    from probes.sms.budget import CostCapExceeded, plan_cost
 
     recipients = max(1, len(probe.recipients()))
     load = sum(s.rate * s.duration_s for s in plan.steps)
@@ -276,7 +276,7 @@ def record_surge(
         "workers": result.workers,
         **result.curve.to_dict(),
     }
-    from drills.events import SurgeEvent
+    from drills.core.events import SurgeEvent
 
     # Written through the typed event (with its schema version), as every step event is.
     result.event = SurgeEvent.from_data(result.event).to_data()

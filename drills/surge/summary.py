@@ -1,7 +1,7 @@
 """A journalled surge, read back: what the metrics export and the scorecard shows.
 
 :func:`~drills.surge.runner.record_surge` writes one ``surge`` event per surge
-(shape: README, section surge; typed: :class:`drills.events.SurgeEvent`).
+(shape: README, section surge; typed: :class:`drills.core.events.SurgeEvent`).
 :func:`read_surges` reads those events back through ``SurgeEvent``, which
 checks the parts every report relies on; an event that lacks them is counted
 as unreadable, never guessed. Pure, no I/O::
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from drills.events import EventError, SurgeEvent
+from drills.core.events import EventError, SurgeEvent
 
 __all__ = ["SURGE_GAUGES", "SurgeSummary", "read_surge", "read_surge_event", "read_surges"]
 
@@ -198,7 +198,7 @@ class SurgeSummary:
 
 def read_surge(data: Any) -> SurgeSummary | None:
     """The surge in one event's ``data``; None when it is not a readable
-    :class:`~drills.events.SurgeEvent` (see :func:`read_surge_event` for why)."""
+    :class:`~drills.core.events.SurgeEvent` (see :func:`read_surge_event` for why)."""
     try:
         return SurgeSummary.of(SurgeEvent.from_data(data))
     except EventError:

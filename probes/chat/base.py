@@ -126,7 +126,7 @@ def retry_after_seconds(headers: Any, default: float = 1.0) -> float:
 def both(ja: str, en: str, detail: str = "") -> str:
     """A reason as probes phrase it: Japanese first, English after, the service's detail in both.
 
-    Reports show one half (``drills.i18n.Text.pick`` splits at the first " / ").
+    Reports show one half (``drills.core.i18n.Text.pick`` splits at the first " / ").
 
     >>> both("認証が拒否されました", "credentials refused", "HTTP 401: invalid_auth")
     'HTTP 401: invalid_auth（認証が拒否されました） / HTTP 401: invalid_auth (credentials refused)'

@@ -37,7 +37,7 @@ file goes into the channel's settings. Plain channels are flagged insecure,
 as a plain relay would be.
 
 Cost (2-core machine, one process, 1,000 channels × 1 message, 300 ms latency,
-through drills.runner): plain ≈ 2.4 s wall, 2 ms CPU per delivery, 66 MB RSS;
+through drills.core.runner): plain ≈ 2.4 s wall, 2 ms CPU per delivery, 66 MB RSS;
 STARTTLS ≈ 3.9 s, 3.7 ms, 380 MB.
 """
 
@@ -59,8 +59,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from probes.mail_message import tokens_in_mail
-from probes.mail_observer import stop_task
+from probes.mail.message import tokens_in_mail
+from probes.mail.observer import stop_task
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket
 from probes.sim.ledger import Entry

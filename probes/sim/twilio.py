@@ -2,7 +2,7 @@
 
 It is the far end of ``sim:`` channels of kind ``twilio`` and the server the
 tests and the demo point the real ``twilio`` client at (through
-:class:`probes.twilio_http.AioTwilioHttp`). It reproduces the documented
+:class:`probes.sms.twilio_http.AioTwilioHttp`). It reproduces the documented
 shapes of the Programmable Messaging REST API
 (https://www.twilio.com/docs/messaging/api/message-resource)::
 
@@ -78,7 +78,7 @@ from aiohttp import web
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket, reserve_port
 from probes.sim.ledger import Entry
-from probes.sms_status import count_segments
+from probes.sms.status import count_segments
 
 __all__ = ["FAULTS", "SimMessage", "TwilioSimulator", "twilio_signature"]
 

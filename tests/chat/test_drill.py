@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from drills.delivery import Outcome
-from drills.journal import Journal
-from drills.registry import load_kind, parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Outcome
+from drills.core.journal import Journal
+from drills.core.registry import load_kind, parse_registry
+from drills.core.runner import Drill
 from probes.base import Clock
 from probes.chat.base import ChatProbe
 from probes.sim.ledger import Fate

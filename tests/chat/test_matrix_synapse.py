@@ -14,10 +14,10 @@ from urllib.parse import quote
 import pytest
 
 import probes.chat.matrix as matrix
-from drills.delivery import Outcome
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Outcome
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
 from probes.base import (
     ChannelRejected,
     Clock,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from drills.delivery import Outcome, classify
-from drills.runner import _fault_outcome
-from drills.scoring import percentile
+from drills.core.delivery import Outcome, classify
+from drills.core.runner import _fault_outcome
+from drills.core.scoring import percentile
 from probes.base import (
     ChannelRejected,
     ChannelUnreachable,

@@ -10,10 +10,10 @@ from collections import defaultdict
 
 import pytest
 
-from drills.delivery import Outcome
-from drills.demo import demo_registry_path
-from drills.journal import Journal
-from drills.registry import load_registry
+from drills.core.delivery import Outcome
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.operator.demo import demo_registry_path
 
 CONTRACT_CHANNEL_KEYS = {
     "id",

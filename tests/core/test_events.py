@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drills.events import (
+from drills.core.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     AckChannel,
@@ -29,8 +29,8 @@ from drills.events import (
     read_events,
     run_events,
 )
-from drills.journal import Journal
-from drills.scoring import Ratio
+from drills.core.journal import Journal
+from drills.core.scoring import Ratio
 from drills.surge.summary import read_surge
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "journal-v0.sqlite"
@@ -109,9 +109,9 @@ def test_surge_keeps_what_record_surge_wrote():
 def test_doctests():
     import doctest
 
-    import drills.events
+    import drills.core.events
 
-    assert doctest.testmod(drills.events).failed == 0
+    assert doctest.testmod(drills.core.events).failed == 0
 
 
 def test_every_kind_has_its_class():
@@ -266,7 +266,7 @@ def test_journal_written_by_the_old_code_still_loads(tmp_path):
 
 def test_steps_write_through_the_typed_events(tmp_path):
     """A scenario run today writes version-1 events that read back to the same values."""
-    from drills.scenario import open_drill
+    from drills.operator.scenario import open_drill
 
     registry = tmp_path / "registry.yaml"
     registry.write_text(

@@ -9,14 +9,14 @@ import sys
 import textwrap
 import time
 
-from drills.journal import Journal, RunStatus
+from drills.core.journal import Journal, RunStatus
 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from drills.journal import Journal
-    from drills.registry import parse_registry
-    from drills.runner import Drill
+    from drills.core.journal import Journal
+    from drills.core.registry import parse_registry
+    from drills.core.runner import Drill
 
     channels = "".join(
         f"      - {{id: c{i}, kind: webhook, sim: {{latency: {{dist: uniform, low: 50ms, high: 20s}}}}}}\\n"

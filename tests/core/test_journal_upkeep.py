@@ -9,14 +9,14 @@ from dataclasses import replace
 import pytest
 
 import drills.cli as cli
-from drills.delivery import Delivery, Outcome
-from drills.errors import JournalTooNew, TsunagariError
-from drills.journal import SCHEMA_VERSION, Journal, RunStatus
+from drills.core.delivery import Delivery, Outcome
+from drills.core.errors import JournalTooNew, TsunagariError
+from drills.core.journal import SCHEMA_VERSION, Journal, RunStatus
 
 DAY = 86400.0
 
 # The schema SQL of the journal as it was before schema versions (copied from
-# drills/journal.py at that time, byte for byte): such files carry user_version 0.
+# drills/core/journal.py at that time, byte for byte): such files carry user_version 0.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,

@@ -15,7 +15,7 @@ TOKEN = "TSG-7K3Q9XW2M4PD"
 
 
 @pytest.mark.parametrize(
-    "module", ["probes.base", "probes.sim.ledger", "drills.delivery", "drills.truth"]
+    "module", ["probes.base", "probes.sim.ledger", "drills.core.delivery", "drills.core.truth"]
 )
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

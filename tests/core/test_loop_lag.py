@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from drills.loop_lag import LagMonitor
+from drills.core.loop_lag import LagMonitor
 
 
 def test_lag_reads_a_blocked_loop_and_an_idle_one():

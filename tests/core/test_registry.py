@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from drills.errors import RegistryError
-from drills.registry import check_digit_ok, load_registry, parse_registry
+from drills.core.errors import RegistryError
+from drills.core.registry import check_digit_ok, load_registry, parse_registry
 
 GOOD = """\
 defaults:
@@ -204,7 +204,7 @@ def test_target_selection():
 
 
 def test_demo_registry_is_valid():
-    from drills.demo import demo_registry_path
+    from drills.operator.demo import demo_registry_path
 
     reg = load_registry(demo_registry_path())
     names = {m.name for m in reg.municipalities}

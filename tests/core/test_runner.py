@@ -8,11 +8,11 @@ import statistics
 import pytest
 from aiohttp import web
 
-from drills.delivery import Outcome
-from drills.errors import DrillSafetyError, ScenarioError
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Outcome
+from drills.core.errors import DrillSafetyError, ScenarioError
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
 from probes.base import Accepted, DrillMessage, Probe, Sighting
 
 REG = """\

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from drills.delivery import Evidence, Outcome
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Evidence, Outcome
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
 from probes.base import Accepted, DrillMessage, Probe, Sighting
 
 REG = """\

@@ -32,10 +32,10 @@ HEAVY = (
     "slack_sdk",
     "sqlite3",
     "asyncio",
-    "drills.registry",
-    "drills.journal",
-    "drills.scorecard",
-    "drills.runner",
+    "drills.core.registry",
+    "drills.core.journal",
+    "drills.reporting.scorecard",
+    "drills.core.runner",
 )
 
 CONSOLE_SCRIPT = """\
@@ -105,7 +105,7 @@ def test_the_detector_sees_what_a_real_command_loads(tmp_path: Path) -> None:
     )
     seen = run_fresh(tmp_path, CONSOLE_SCRIPT, "registry", "check", str(registry))
     assert seen["code"] == 0
-    assert {"pydantic", "yaml", "probes", "drills.registry"} <= set(heavy(seen["modules"]))
+    assert {"pydantic", "yaml", "probes", "drills.core.registry"} <= set(heavy(seen["modules"]))
 
 
 PLAIN_IMPORT = """\
@@ -120,7 +120,7 @@ with open(out, "w") as f:
 
 
 @pytest.mark.parametrize(
-    "module", ["drills", "probes", "drills.cli", "drills.runlog", "drills.commands.cron"]
+    "module", ["drills", "probes", "drills.cli", "drills.core.runlog", "drills.commands.cron"]
 )
 def test_importing_is_light(tmp_path: Path, module: str) -> None:
     seen = run_fresh(tmp_path, PLAIN_IMPORT, module)
@@ -139,5 +139,5 @@ def test_python_m_drills_cli_help_is_light(tmp_path: Path) -> None:
     )
     assert "usage:" in proc.stdout or "使い方" in proc.stdout
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
-    assert "drills.i18n" in imported  # drills.cli itself runs as __main__
+    assert "drills.core.i18n" in imported  # drills.cli itself runs as __main__
     assert heavy(imported) == []

@@ -1,11 +1,11 @@
-"""drills.truth: every rule of the ground-truth comparison, on hand-built ledgers."""
+"""drills.core.truth: every rule of the ground-truth comparison, on hand-built ledgers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drills.delivery import Delivery, Evidence, Outcome
-from drills.truth import Disagreement, compare, summary_line
+from drills.core.delivery import Delivery, Evidence, Outcome
+from drills.core.truth import Disagreement, compare, summary_line
 from probes.sim.ledger import Ledger, Outage
 
 KEY = "131211/chat"

@@ -20,8 +20,8 @@ from probes.base import (
     Sighting,
     Throttling,
 )
-from probes.mail import MailProbe, MailSettings
-from probes.mail_message import token_in_headers
+from probes.mail.message import token_in_headers
+from probes.mail.probe import MailProbe, MailSettings
 from probes.settings import SecretRef
 from tests.servers.dovecot import Dovecot
 from tests.servers.lmtp_front import LmtpFront
@@ -101,7 +101,7 @@ class Result:
 async def deliver(probe: MailProbe, message: DrillMessage, timeout: float = 10.0) -> Result:
     """Send and observe as the contract in probes/base.py describes; classify the outcome.
 
-    Like drills.runner: a recipient no observer covers is ``accepted`` (unconfirmed);
+    Like drills.core.runner: a recipient no observer covers is ``accepted`` (unconfirmed);
     not seen while the observer could not look is ``error``; a send that timed out
     carries the probe's throttling record.
     """
@@ -120,7 +120,7 @@ async def deliver(probe: MailProbe, message: DrillMessage, timeout: float = 10.0
         accepted = await asyncio.wait_for(probe.send(message), timeout)
     except (ChannelRejected, ChannelUnreachable) as exc:
         await stop_waiting()
-        # As drills.runner maps them: a refusal is rejected, an unreachable relay lost.
+        # As drills.core.runner maps them: a refusal is rejected, an unreachable relay lost.
         outcome = "rejected" if isinstance(exc, ChannelRejected) else "lost"
         return Result(outcome, sent_at, error=exc, reason=exc.reason)
     except TimeoutError as exc:

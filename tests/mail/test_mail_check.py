@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from probes.base import ProbeEnv
-from probes.mail import MailProbe
-from probes.mail_check import check_mail
+from probes.mail.check import check_mail
+from probes.mail.probe import MailProbe
 from probes.settings import SecretRef
 from probes.sim.base import closed_port
 from tests.mail.support import imap_settings, mail_settings

@@ -6,7 +6,7 @@ import aioimaplib
 import pytest
 
 from probes.base import ChannelRejected, DrillMessage
-from probes.mail_message import read_content
+from probes.mail.message import read_content
 from tests.mail.support import (
     USERS,
     assert_against_store,

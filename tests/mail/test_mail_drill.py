@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from drills.delivery import Outcome
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Outcome
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
 from probes.base import Clock
 from probes.sim.ledger import Fate
 from tests.mail.support import maildir_ctime

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from probes.base import ChannelRejected, ChannelUnreachable, DrillMessage, ObserverFault, ProbeEnv
-from probes.mail import MailProbe
+from probes.mail.probe import MailProbe
 from probes.settings import SecretRef
 from probes.sim.base import closed_port
 from tests.mail.support import deliver, imap_settings, mail_settings, open_fault, opened

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from probes.base import DrillMessage, ProbeEnv
-from probes.mail_message import token_in_headers
+from probes.mail.message import token_in_headers
 from tests.mail.support import (
     assert_against_store,
     deliver,

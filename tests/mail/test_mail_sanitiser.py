@@ -11,7 +11,7 @@ import aiosmtplib
 import pytest
 
 from probes.base import DrillMessage
-from probes.mail_message import TOKEN_HEADER, tokens_in_mail
+from probes.mail.message import TOKEN_HEADER, tokens_in_mail
 from tests.mail.support import (
     assert_against_store,
     deliver,

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from probes.base import ChannelRejected, ChannelUnreachable, DrillMessage, ProbeEnv
-from probes.mail import MailProbe, MailSettings
+from probes.mail.probe import MailProbe, MailSettings
 from probes.sim.base import SimKnobs
 from probes.sim.mail import MailSimulator
 from tests.mail.support import deliver

@@ -14,8 +14,8 @@ import os
 import pytest
 
 from probes.base import DrillMessage, ProbeEnv
-from probes.mail import MailProbe, MailSettings
-from probes.maildir import MaildirObserver
+from probes.mail.maildir import MaildirObserver
+from probes.mail.probe import MailProbe, MailSettings
 from probes.sim.base import SimKnobs
 from probes.sim.ledger import Fate
 from probes.sim.mail import MailSimulator

@@ -11,12 +11,12 @@ import threading
 
 import pytest
 
-from drills.delivery import Outcome
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Outcome
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
 from probes.base import Clock, DrillMessage, ProbeEnv
-from probes.mail import MailProbe
+from probes.mail.probe import MailProbe
 from probes.settings import SecretRef
 from tests.mail.support import (
     assert_against_store,

@@ -10,8 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from probes.base import ChannelRejected, ChannelUnreachable, DrillMessage, ProbeEnv
-from probes.mail import MailProbe, MailSettings
-from probes.mail_message import (
+from probes.mail.message import (
     TOKEN_HEADER,
     build_mail,
     content_intact,
@@ -21,8 +20,9 @@ from probes.mail_message import (
     token_in_headers,
     tokens_in_mail,
 )
-from probes.mail_observer import MailObserver
-from probes.mail_smtp import (
+from probes.mail.observer import MailObserver
+from probes.mail.probe import MailProbe, MailSettings
+from probes.mail.smtp import (
     SmtpFacts,
     queue_id,
     refusal_code,
@@ -299,7 +299,7 @@ def test_observed_must_be_knowable(change):
 
 
 def test_imap_connections_are_keyed_on_every_setting_that_matters(monkeypatch):
-    from probes.imap_connection import ImapSettings
+    from probes.mail.imap_connection import ImapSettings
 
     monkeypatch.setenv("TSG_K1", "right")
     monkeypatch.setenv("TSG_K2", "wrong")
@@ -335,7 +335,7 @@ async def test_closing_an_observer_mid_command_really_stops_it():
     # itself cancelling a stuck IMAP command (that once left a loop running forever).
     import asyncio
 
-    from probes.imap_connection import ImapConnection, ImapSettings
+    from probes.mail.imap_connection import ImapConnection, ImapSettings
 
     conn = ImapConnection(ImapSettings(host="127.0.0.1", user="u", password="env:UNUSED"))
 

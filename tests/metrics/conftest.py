@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from drills.journal import Journal
-from drills.metrics import exposition
-from drills.push import push_run
-from drills.registry import Registry
+from drills.core.journal import Journal
+from drills.core.registry import Registry
+from drills.metrics.collector import exposition
+from drills.metrics.push import push_run
 from tests.metrics.support import SCENARIO, one_drill, write_registry
 from tests.servers.prometheus import Prometheus, Pushgateway
 

@@ -11,7 +11,7 @@ Municipalities (all channels ``kind: webhook`` against the local simulator):
 - 131016 千代田区 — registered, never drilled.
 
 Roll call and fallback results are journalled as the steps journal them, typed
-(:class:`~drills.events.RollCallEvent`, :class:`~drills.events.FallbackEvent`:
+(:class:`~drills.core.events.RollCallEvent`, :class:`~drills.core.events.FallbackEvent`:
 足立区 misses the second roll call; 小笠原村 is reached by fallback over
 ``chat2`` in 0.35 s; 奥多摩町's chain is lost); a surge of 小笠原村/chat2 is journalled by the surge's own writer
 (held in the first drill, broken at 20 msg/s in the second); a TLS certificate's days-left is journalled on a mail-kind
@@ -25,17 +25,17 @@ import asyncio
 import time
 from pathlib import Path
 
-from drills.delivery import Delivery, Outcome
-from drills.events import (
+from drills.core.delivery import Delivery, Outcome
+from drills.core.events import (
     FallbackAttempt,
     FallbackEvent,
     FallbackMunicipality,
     RollCallEvent,
     RollCallParticipant,
 )
-from drills.journal import Journal
-from drills.registry import Registry, load_registry, parse_registry
-from drills.runner import Drill
+from drills.core.journal import Journal
+from drills.core.registry import Registry, load_registry, parse_registry
+from drills.core.runner import Drill
 from probes.base import new_token
 from tests.surge.samples import record_sample_surge
 

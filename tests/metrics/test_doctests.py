@@ -6,7 +6,9 @@ import doctest
 
 import pytest
 
-from drills import digest, metric_state, metrics, push
+from drills.metrics import collector as metrics
+from drills.metrics import digest, push
+from drills.metrics import state as metric_state
 from drills.surge import summary
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from drills import demo
-from drills.journal import Journal
-from drills.metrics import CATALOGUE, Scope, catalogue_markdown, exposition
-from drills.outputs import write_run_outputs
-from drills.push import write_textfile
-from drills.registry import load_registry
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.metrics.collector import CATALOGUE, Scope, catalogue_markdown, exposition
+from drills.metrics.push import write_textfile
+from drills.operator import demo
+from drills.operator.outputs import write_run_outputs
 from tests.metrics.conftest import ROOT, World
 from tests.metrics.support import SCENARIO, one_drill, sample_set, write_registry
 from tests.servers.prometheus import PROMTOOL
@@ -56,7 +56,7 @@ def test_readme_documents_every_metric() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("<!-- section:metrics -->")[1].split("<!-- /section:metrics -->")[0]
     assert catalogue_markdown() in section, (
-        "README metrics table is stale: paste drills.metrics.catalogue_markdown()"
+        "README metrics table is stale: paste drills.metrics.collector.catalogue_markdown()"
     )
     for name in CATALOGUE:
         assert f"`{name}`" in section

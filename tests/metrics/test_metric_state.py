@@ -9,19 +9,19 @@ import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from drills.delivery import Delivery, Evidence, Outcome
-from drills.digest import LATENCY_BUCKETS, ChannelDigest, digest_channel, tls_not_after
-from drills.events import (
+from drills.core.delivery import Delivery, Evidence, Outcome
+from drills.core.events import (
     FallbackAttempt,
     FallbackEvent,
     FallbackMunicipality,
     RollCallEvent,
     RollCallParticipant,
 )
-from drills.journal import Journal
-from drills.metric_state import JournalView, streak
-from drills.metrics import CATALOGUE, JournalCollector, Scope, exposition
-from drills.scorecard import build_scorecard
+from drills.core.journal import Journal
+from drills.metrics.collector import CATALOGUE, JournalCollector, Scope, exposition
+from drills.metrics.digest import LATENCY_BUCKETS, ChannelDigest, digest_channel, tls_not_after
+from drills.metrics.state import JournalView, streak
+from drills.reporting.scorecard import build_scorecard
 from probes.base import new_token
 from tests.metrics.support import sample_set
 

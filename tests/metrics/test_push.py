@@ -12,10 +12,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from drills.journal import Journal
-from drills.metrics import Scope, exposition
-from drills.push import JOB, PushFailed, prune_gateway, push_run
-from drills.registry import parse_registry
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.metrics.collector import Scope, exposition
+from drills.metrics.push import JOB, PushFailed, prune_gateway, push_run
 from probes.settings import SecretRef
 from probes.sim.base import closed_port, free_port
 from tests.metrics.support import (
@@ -114,7 +114,7 @@ def test_a_partial_run_leaves_other_municipalities_alone(
         okutama_before = _gateway_samples(gateway, municipality_code="133086")
 
         async def only_adachi() -> str:
-            from drills.runner import Drill
+            from drills.core.runner import Drill
 
             async with Drill(registry, journal, scenario=SCENARIO, vantage=VANTAGE) as drill:
                 await drill.broadcast("参集", drill.targets(["131211"]), timeout=2.0)

@@ -1,7 +1,7 @@
 """The stored read model: compact digests and the metrics' fold (no servers).
 
 The collector renders a stored fold of each scenario × vantage
-(drills.metric_state.History) instead of every run's digest; these tests pin
+(drills.metrics.state.History) instead of every run's digest; these tests pin
 that the two give the same exposition, that the fold is reused (not rebuilt)
 when nothing old changed, and rebuilt when something did.
 """
@@ -15,11 +15,11 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from drills.delivery import Delivery, Evidence, Outcome
-from drills.digest import RunDigest, run_digest
-from drills.journal import Journal, RunStatus
-from drills.metric_state import JournalView
-from drills.metrics import exposition, families
+from drills.core.delivery import Delivery, Evidence, Outcome
+from drills.core.journal import Journal, RunStatus
+from drills.metrics.collector import exposition, families
+from drills.metrics.digest import RunDigest, run_digest
+from drills.metrics.state import JournalView
 from probes.base import new_token
 
 S, V = "定時", "hq"

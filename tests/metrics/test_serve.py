@@ -18,9 +18,9 @@ import pytest
 import trustme
 
 from drills.cli import build_parser
-from drills.journal import Journal
-from drills.metrics import exposition
-from drills.registry import Registry
+from drills.core.journal import Journal
+from drills.core.registry import Registry
+from drills.metrics.collector import exposition
 from probes.sim.base import free_port
 from tests.metrics.support import one_drill, sample_set, write_registry
 
@@ -132,9 +132,9 @@ def test_openmetrics_is_negotiated(drilled: Served, exporters: list[Exporter]) -
 DRILL_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from drills.journal import Journal
-    from drills.registry import load_registry
-    from drills.runner import Drill
+    from drills.core.journal import Journal
+    from drills.core.registry import load_registry
+    from drills.core.runner import Drill
 
     async def main():
         registry = load_registry(sys.argv[1])

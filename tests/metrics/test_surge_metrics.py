@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from drills.journal import Journal
-from drills.metric_state import JournalView
-from drills.metrics import CATALOGUE, Scope, exposition
-from drills.push import grouping_keys
-from drills.registry import Registry, Target, parse_registry
+from drills.core.journal import Journal
+from drills.core.registry import Registry, Target, parse_registry
+from drills.metrics.collector import CATALOGUE, Scope, exposition
+from drills.metrics.push import grouping_keys
+from drills.metrics.state import JournalView
 from drills.surge.summary import SURGE_GAUGES, read_surge
 from tests.metrics.support import sample_set
 from tests.surge.samples import record_sample_surge
@@ -220,7 +220,7 @@ def test_unreadable_surge_events_are_ignored_and_counted(
     assert read_surge(good) is not None
     run_id = _record(journal, {**good, **broken})
     assert surge_values(journal, registry) == {}
-    from drills.scorecard import build_scorecard
+    from drills.reporting.scorecard import build_scorecard
 
     card = build_scorecard(journal, run_id, registry)
     assert card["surge"] == [] and card["summary"]["unreadable_events"] == 1

@@ -4,7 +4,7 @@
         run.drill.broadcast("…", timeout="1s", repeat=2)
     run.assert_agrees()
 
-The drill is the operator's own API (:func:`drills.scenario.open_drill`) over a
+The drill is the operator's own API (:func:`drills.operator.scenario.open_drill`) over a
 file journal; the simulators are taken from the drill's pool before it stops
 them (their ledgers outlive them), and the deliveries are read back from the
 journal file after the run is closed — what a user would read.
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drills.delivery import Delivery, Outcome
-from drills.journal import Journal
-from drills.registry import Registry, Target, parse_registry
-from drills.runner import Drill
-from drills.scenario import ScenarioDrill, open_drill
-from drills.truth import Disagreement, compare, in_outage
+from drills.core.delivery import Delivery, Outcome
+from drills.core.journal import Journal
+from drills.core.registry import Registry, Target, parse_registry
+from drills.core.runner import Drill
+from drills.core.truth import Disagreement, compare, in_outage
+from drills.operator.scenario import ScenarioDrill, open_drill
 from probes.sim.base import Simulator
 from probes.sim.ledger import Entry, Ledger, Outage
 from tests.oracle.generate import RegistryPlan
@@ -118,14 +118,14 @@ class OracleRun:
     # ------------------------------------------------------------------ verdicts
 
     def disagreements(self) -> list[Disagreement]:
-        """drills.truth's verdict, plus the oracle's own coverage rule (see :meth:`_coverage`)."""
+        """drills.core.truth's verdict, plus the oracle's own coverage rule (see :meth:`_coverage`)."""
         if self._disagreements is None:
             found = compare(self.deliveries, self.ledgers, outages=self.made_outages)
             self._disagreements = found + self._coverage()
         return self._disagreements
 
     def _coverage(self) -> list[Disagreement]:
-        """The oracle's own rules, beside drills.truth's.
+        """The oracle's own rules, beside drills.core.truth's.
 
         ``ledger-missing``: a far end that took a message must have written it down: every
         record the provider accepted (``accepted_at``) has a ledger entry with

@@ -3,7 +3,7 @@
 Each case builds a seeded random registry (every kind on ``sim:`` channels, random
 latency distributions, loss, outages, rate limits, auth rejection, several
 recipients), runs drill steps through the operator API, then holds every journal
-record against the simulators' ledgers with :func:`drills.truth.compare`. Zero
+record against the simulators' ledgers with :func:`drills.core.truth.compare`. Zero
 disagreements is the bar; a failure prints each disagreeing record with what it
 claims and what really happened, and the seed that reproduces it::
 

@@ -20,17 +20,17 @@ import numpy  # noqa: F401
 import pytest
 import yaml
 
-import drills.plugin
+import drills.operator.plugin
 import probes.chat.webhook
 import probes.sim.chat  # noqa: F401
-from drills.demo import demo_registry_path
-from drills.registry import known_kinds, load_kind
+from drills.core.registry import known_kinds, load_kind
+from drills.operator.demo import demo_registry_path
 
 for _kind in known_kinds():  # every channel kind (and its client library) in this copy
     load_kind(_kind)
-import drills.charts  # noqa: E402
-import drills.push  # noqa: E402
-import drills.report_html  # noqa: E402, F401
+import drills.metrics.push  # noqa: E402
+import drills.reporting.charts  # noqa: E402
+import drills.reporting.html  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,7 +138,7 @@ class FarEnd:
     """
 
     def __init__(self) -> None:
-        from drills.background import BackgroundLoop
+        from drills.core.background import BackgroundLoop
 
         self.loop = BackgroundLoop("far-end")
         self.posts: dict[str, list[str]] = {}

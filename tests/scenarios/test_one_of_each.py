@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-import drills.report_html
+import drills.reporting.html
 from drills.cli import build_parser
 from drills.commands.run import pytest_args
-from drills.demo import demo_registry_path
-from drills.errors import DrillSafetyError
-from drills.journal import Journal
-from drills.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, Option, journal_in
-from drills.outputs import RUN_FILES, write_run_outputs
-from drills.plugin import SESSION
-from drills.registry import Registry, Target, load_registry, parse_registry
-from drills.requirements import ScenarioMistake
-from drills.runner import Drill, check_live, live_channels
-from drills.scenario import open_drill
-from drills.session import DrillSettings
+from drills.core.errors import DrillSafetyError
+from drills.core.journal import Journal
+from drills.core.registry import Registry, Target, load_registry, parse_registry
+from drills.core.requirements import ScenarioMistake
+from drills.core.runner import Drill, check_live, live_channels
+from drills.operator.demo import demo_registry_path
+from drills.operator.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, Option, journal_in
+from drills.operator.outputs import RUN_FILES, write_run_outputs
+from drills.operator.plugin import SESSION
+from drills.operator.scenario import open_drill
+from drills.operator.session import DrillSettings
 from drills.steps.answers import reply_book
 from probes.base import CollectsReplies, ExplainsTimeout, Priced, Probe, ProbeEnv
 
@@ -242,7 +242,7 @@ def test_run_outputs_are_written_once_and_a_broken_file_is_named(
         def broken(*args: object, **kw: object) -> None:
             raise OSError("disk full")
 
-        monkeypatch.setattr(drills.report_html, "write_html", broken)
+        monkeypatch.setattr(drills.reporting.html, "write_html", broken)
         done = write_run_outputs(journal, run_id, registry, tmp_path / "some", lang="en")
     assert done.problems == ["scorecard.html: OSError: disk full"]
     assert sorted(p.name for p in (tmp_path / "some").iterdir()) == [

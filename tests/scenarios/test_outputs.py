@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from drills.session import DrillSettings, SettingsError
+from drills.operator.session import DrillSettings, SettingsError
 from tests.servers.prometheus import Pushgateway
 
 STEPS = '''\
@@ -90,13 +90,16 @@ def test_an_unreachable_gateway_is_a_harness_problem(operator):
 
 
 def test_missing_exporters_are_named(monkeypatch):
-    import drills.session
+    import drills.operator.session
 
     monkeypatch.setitem(
-        drills.session.METRICS_EXPORTS, "push_gateway", ("drills.push", "no_such_function")
+        drills.operator.session.METRICS_EXPORTS,
+        "push_gateway",
+        ("drills.metrics.push", "no_such_function"),
     )
     settings = DrillSettings(push_gateway="http://127.0.0.1:9091")
     with pytest.raises(
-        SettingsError, match=r"--push-gateway is not available yet \(drills.push.no_such_function"
+        SettingsError,
+        match=r"--push-gateway is not available yet \(drills.metrics.push.no_such_function",
     ):
         settings.check_metrics()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from drills.lock import RunLock
+from drills.core.lock import RunLock
 
 PASSING = '''\
 """点呼テスト（成功）"""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from drills.journal import Journal
-from drills.markers import DISASTERS
+from drills.core.journal import Journal
+from drills.operator.markers import DISASTERS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "scenarios").glob("test_*.py"))

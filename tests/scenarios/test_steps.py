@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from drills.journal import Journal
-from drills.requirements import RequirementMissed, ScenarioMistake
-from drills.scenario import open_drill
+from drills.core.journal import Journal
+from drills.core.requirements import RequirementMissed, ScenarioMistake
+from drills.operator.scenario import open_drill
+from drills.reporting.vantage import vantage_view
 from drills.steps.selection import resolve_room
-from drills.vantage import vantage_view
 
 
 def events(path, kind):

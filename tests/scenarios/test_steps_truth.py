@@ -1,19 +1,19 @@
 """Steps record what really happened: fallback arrivals after escalation, roll-call
 participants without the room's channel, answer times on the monotonic clock.
 
-Times are judged against the simulators' ground-truth ledgers (drills.truth).
+Times are judged against the simulators' ground-truth ledgers (drills.core.truth).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from drills.delivery import Outcome
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.runner import Drill
+from drills.core.delivery import Outcome
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
+from drills.core.truth import compare
 from drills.steps.fallback import run_fallback
-from drills.truth import compare
 
 # The issue's case, shortened: mail (3 s → 0.6 s) escalated after 2.67 s (→ 0.3 s).
 FALLBACK = """\
@@ -106,8 +106,8 @@ municipalities:
 
 
 def test_roll_call_participant_without_the_rooms_channel_cannot_answer(tmp_path):
-    from drills.requirements import RequirementMissed
-    from drills.scenario import open_drill
+    from drills.core.requirements import RequirementMissed
+    from drills.operator.scenario import open_drill
 
     reg = tmp_path / "reg.yaml"
     reg.write_text(ROOM, encoding="utf-8")
@@ -169,7 +169,7 @@ def test_seeded_streams_are_independent():
 def test_scenario_rng_is_derived_from_the_seed(tmp_path):
     import random
 
-    from drills.scenario import open_drill
+    from drills.operator.scenario import open_drill
 
     reg = tmp_path / "reg.yaml"
     reg.write_text(ROOM, encoding="utf-8")
@@ -181,8 +181,8 @@ def test_scenario_rng_is_derived_from_the_seed(tmp_path):
 
 
 def test_run_refused_for_missing_live_leaves_no_run_in_the_journal(tmp_path):
-    from drills.requirements import ScenarioMistake
-    from drills.scenario import open_drill
+    from drills.core.requirements import ScenarioMistake
+    from drills.operator.scenario import open_drill
 
     reg = tmp_path / "reg.yaml"
     reg.write_text(
@@ -198,7 +198,7 @@ def test_run_refused_for_missing_live_leaves_no_run_in_the_journal(tmp_path):
 
 
 def test_failure_summary_does_not_count_unjudged_as_missed():
-    from drills.requirements import Status, Verdict, render_summary
+    from drills.core.requirements import Status, Verdict, render_summary
 
     verdicts = [
         Verdict("131211", "足立区", "Adachi", Status.MISSED, "未達", "missed"),
@@ -216,7 +216,7 @@ def test_failure_summary_does_not_count_unjudged_as_missed():
 
 
 def test_broadcast_into_the_drills_own_outage_is_shown_never_scored(small_registry, tmp_path):
-    from drills.scenario import open_drill
+    from drills.operator.scenario import open_drill
 
     with open_drill(str(small_registry), str(tmp_path / "j.sqlite"), seed=1) as drill:
         with drill.outage("chat", to="足立区"):

@@ -11,28 +11,34 @@ import textwrap
 
 import pytest
 
-import drills.reporting
-import drills.requirements
-import drills.schedule
+import drills.core.requirements
+import drills.core.schedule
+import drills.operator.exit_codes
 import drills.steps.acknowledgement
 import drills.steps.selection
 import probes.replies
-from drills.delivery import Delivery, Outcome
-from drills.errors import LockBusy
-from drills.lock import RunLock
-from drills.requirements import ScenarioMistake, Status, judge_broadcast, parse_seconds, parse_share
-from drills.schedule import ScheduleError, on_calendar
+from drills.core.delivery import Delivery, Outcome
+from drills.core.errors import LockBusy
+from drills.core.lock import RunLock
+from drills.core.requirements import (
+    ScenarioMistake,
+    Status,
+    judge_broadcast,
+    parse_seconds,
+    parse_share,
+)
+from drills.core.schedule import ScheduleError, on_calendar
 from probes.replies import ReplyBook, format_reply, parse_replies
 
 
 @pytest.mark.parametrize(
     "module",
     [
-        drills.requirements,
-        drills.schedule,
+        drills.core.requirements,
+        drills.core.schedule,
         drills.steps.acknowledgement,
         drills.steps.selection,
-        drills.reporting,
+        drills.operator.exit_codes,
         probes.replies,
     ],
 )
@@ -168,8 +174,8 @@ def test_lock_is_exclusive_across_processes_and_reentrant_within(tmp_path):
                 sys.executable,
                 "-c",
                 textwrap.dedent(f"""
-                from drills.lock import RunLock
-                from drills.errors import LockBusy
+                from drills.core.lock import RunLock
+                from drills.core.errors import LockBusy
                 try:
                     RunLock({str(path)!r}).acquire()
                 except LockBusy as exc:
@@ -192,7 +198,7 @@ def test_lock_released_when_the_holder_dies(tmp_path):
     path = tmp_path / "run.lock"
     code = textwrap.dedent(f"""
         import time
-        from drills.lock import RunLock
+        from drills.core.lock import RunLock
         with RunLock({str(path)!r}):
             print("held", flush=True)
             time.sleep(30)

@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from scorecard_samples import REGISTRY_YAML, fill_evidence_sample, fill_sample, fill_surge_sample
 
-from drills.journal import Journal
-from drills.registry import Registry, parse_registry
+from drills.core.journal import Journal
+from drills.core.registry import Registry, parse_registry
 
 
 @pytest.fixture

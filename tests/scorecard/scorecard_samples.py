@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from drills.delivery import Delivery, Evidence, Outcome
-from drills.events import (
+from drills.core.delivery import Delivery, Evidence, Outcome
+from drills.core.events import (
     FallbackAttempt,
     FallbackEvent,
     FallbackMunicipality,
     RollCallEvent,
     RollCallParticipant,
 )
-from drills.journal import Journal
-from drills.registry import Registry
-from drills.scorecard import TOKYO
+from drills.core.journal import Journal
+from drills.core.registry import Registry
+from drills.reporting.scorecard import TOKYO
 from tests.surge.samples import record_sample_surge
 
 SCENARIO = "首都直下地震 初動参集"

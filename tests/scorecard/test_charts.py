@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from drills import charts
-from drills.scorecard import build_scorecard
+from drills.reporting import charts
+from drills.reporting.scorecard import build_scorecard
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pytest
 from scorecard_samples import REGISTRY_YAML, SIM_REGISTRY, fill_sample
 
 from drills.cli import main
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.report_text import to_csv, to_markdown
-from drills.scorecard import build_scorecard
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.reporting.scorecard import build_scorecard
+from drills.reporting.text import to_csv, to_markdown
 from probes.base import TOKEN_RE
 from probes.sim.base import SimKnobs
 from probes.sim.chat import ChatSimulator
@@ -207,8 +207,8 @@ async def test_post_the_summary_to_a_chat_channel(files, tmp_path):
 
 
 def test_demo_writes_scorecard_html_next_to_json(tmp_path, monkeypatch, capsys):
-    from drills import demo
-    from drills.outputs import RUN_FILES
+    from drills.operator import demo
+    from drills.operator.outputs import RUN_FILES
 
     reg = tmp_path / "demo.yaml"
     reg.write_text(SIM_REGISTRY, encoding="utf-8")

@@ -6,7 +6,9 @@ import doctest
 
 import pytest
 
-from drills import report_text, scenario_events, scoring
+from drills.core import scoring
+from drills.reporting import scenario_events
+from drills.reporting import text as report_text
 
 
 @pytest.mark.parametrize(

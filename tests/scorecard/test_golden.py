@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from drills.console import console_for, scorecard_renderable
-from drills.report_html import render_html
-from drills.report_text import CSV_COLUMNS, to_csv, to_markdown
-from drills.scorecard import build_scorecard
+from drills.reporting.console import console_for, scorecard_renderable
+from drills.reporting.html import render_html
+from drills.reporting.scorecard import build_scorecard
+from drills.reporting.text import CSV_COLUMNS, to_csv, to_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("TSUNAGARI_UPDATE_GOLDEN") == "1"

@@ -21,8 +21,8 @@ import pytest
 import pytest_asyncio
 from scorecard_cdp import Chromium, Page
 
-from drills.report_html import render_html
-from drills.scorecard import build_scorecard
+from drills.reporting.html import render_html
+from drills.reporting.scorecard import build_scorecard
 from drills.surge.report import curve_columns, curve_rows, verdict
 from probes.sim.base import closed_port
 

@@ -1,7 +1,7 @@
 """One journal, three readers — scorecard, metrics, vantage view — one reachability.
 
 Reachability is ``(delivered + late) / counted``; harness errors and messages
-sent into the drill's own outage are not counted (drills.scoring.reachability).
+sent into the drill's own outage are not counted (drills.core.scoring.reachability).
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 from scorecard_samples import RUN_START, Ch, write_run
 
-from drills.digest import run_digest
-from drills.events import FallbackAttempt, FallbackEvent, FallbackMunicipality
-from drills.journal import Journal
-from drills.metrics import exposition
-from drills.scenario_events import read_ratios
-from drills.scorecard import build_scorecard
-from drills.scoring import Ratio
-from drills.vantage import vantage_view
+from drills.core.events import FallbackAttempt, FallbackEvent, FallbackMunicipality
+from drills.core.journal import Journal
+from drills.core.scoring import Ratio
+from drills.metrics.collector import exposition
+from drills.metrics.digest import run_digest
+from drills.reporting.scenario_events import read_ratios
+from drills.reporting.scorecard import build_scorecard
+from drills.reporting.vantage import vantage_view
 from tests.metrics.support import sample_set
 
 # (code, channel) → expected reachability, worked by hand

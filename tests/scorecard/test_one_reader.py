@@ -3,12 +3,12 @@
 A real drill runs through the local simulators of every kind (chat/webhook,
 mail, SMS/twilio): a broadcast, a fallback under the drill's own outage and a
 roll call. The journal it leaves is fed to the scorecard
-(:func:`drills.scorecard.build_scorecard`), the metrics (the exposition text of
-:class:`drills.metrics.JournalCollector`) and the vantage view
-(:func:`drills.vantage.vantage_view`). For every municipality × channel they
+(:func:`drills.reporting.scorecard.build_scorecard`), the metrics (the exposition text of
+:class:`drills.metrics.collector.JournalCollector`) and the vantage view
+(:func:`drills.reporting.vantage.vantage_view`). For every municipality × channel they
 must show one reachability, one p50 and one p95, and for every municipality
 one roll-call and one fallback result — the values worked out here from the
-journal's rows with :mod:`drills.scoring`'s formulas.
+journal's rows with :mod:`drills.core.scoring`'s formulas.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from drills.events import FallbackEvent, RollCallEvent, run_events
-from drills.journal import Journal
-from drills.metrics import exposition
-from drills.registry import load_registry
-from drills.scorecard import build_scorecard
-from drills.scoring import percentile, reachability
-from drills.vantage import vantage_view
+from drills.core.events import FallbackEvent, RollCallEvent, run_events
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.scoring import percentile, reachability
+from drills.metrics.collector import exposition
+from drills.reporting.scorecard import build_scorecard
+from drills.reporting.vantage import vantage_view
 from tests.metrics.support import sample_set
 
 REGISTRY = """\
@@ -58,7 +58,7 @@ municipalities:
 
 @pytest.fixture(scope="module")
 def drilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    from drills.scenario import open_drill
+    from drills.operator.scenario import open_drill
 
     where = tmp_path_factory.mktemp("one-reader")
     reg, jpath = where / "registry.yaml", where / "journal.sqlite"
@@ -176,7 +176,7 @@ def test_scorecard_metrics_and_vantage_view_show_one_value(drilled):
 
 
 def test_vantage_p50_leaves_out_an_arrival_without_a_latency():
-    from drills.delivery import Delivery, Evidence, Outcome
+    from drills.core.delivery import Delivery, Evidence, Outcome
 
     journal = Journal(":memory:")
     run = journal.begin_run("s", "LGWAN")

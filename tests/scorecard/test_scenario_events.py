@@ -1,20 +1,20 @@
-"""Fallback and roll-call events: written as typed events, read back through drills.events."""
+"""Fallback and roll-call events: written as typed events, read back through drills.core.events."""
 
 from __future__ import annotations
 
 from scorecard_samples import Ch, write_run
 
-from drills.events import (
+from drills.core.events import (
     FallbackAttempt,
     FallbackEvent,
     FallbackMunicipality,
     RollCallEvent,
     RollCallParticipant,
 )
-from drills.journal import Journal
-from drills.scenario_events import read_ratios
-from drills.scorecard import build_scorecard
-from drills.scoring import Ratio
+from drills.core.journal import Journal
+from drills.core.scoring import Ratio
+from drills.reporting.scenario_events import read_ratios
+from drills.reporting.scorecard import build_scorecard
 
 
 def fallback(step: str, **reached: bool | str) -> FallbackEvent:

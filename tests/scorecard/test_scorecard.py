@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from scorecard_samples import RUN_START, SIM_REGISTRY, Ch, write_run
 
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.report_text import to_markdown
-from drills.runner import Drill
-from drills.scorecard import build_scorecard, write_json
-from drills.scoring import DAY_S, WEIGHTS
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
+from drills.core.scoring import DAY_S, WEIGHTS
+from drills.reporting.scorecard import build_scorecard, write_json
+from drills.reporting.text import to_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

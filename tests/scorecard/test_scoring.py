@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from drills.delivery import Delivery, Evidence, Outcome
-from drills.scoring import (
+from drills.core.delivery import Delivery, Evidence, Outcome
+from drills.core.scoring import (
     DAY_S,
     WEIGHTS,
     Ratio,

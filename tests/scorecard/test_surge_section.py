@@ -15,10 +15,10 @@ import pytest
 from scorecard_samples import SURGE_SCENARIO
 from test_golden import check_golden
 
-from drills.console import console_for, scorecard_renderable
-from drills.report_html import render_html
-from drills.report_text import to_markdown
-from drills.scorecard import build_scorecard
+from drills.reporting.console import console_for, scorecard_renderable
+from drills.reporting.html import render_html
+from drills.reporting.scorecard import build_scorecard
+from drills.reporting.text import to_markdown
 
 
 @pytest.fixture

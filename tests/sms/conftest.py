@@ -1,7 +1,7 @@
 """Fixtures for the SMS tests: a local Twilio on loopback and probes pointed at it.
 
 Everything goes through the real ``twilio`` client over real HTTP: the probe
-builds ``twilio.rest.Client`` with :class:`probes.twilio_http.AioTwilioHttp`
+builds ``twilio.rest.Client`` with :class:`probes.sms.twilio_http.AioTwilioHttp`
 rewriting ``api.twilio.com`` to the simulator's port.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from probes.base import Accepted, Clock, DrillMessage, ProbeEnv, Sighting
 from probes.sim.base import LatencySpec, SimKnobs
 from probes.sim.twilio import TwilioSimulator
-from probes.sms import TwilioProbe, TwilioSettings
+from probes.sms.probe import TwilioProbe, TwilioSettings
 
 FROM = "+815012345678"
 PHONE = "+819012345678"  # a staff member's phone: confirmed by carrier receipt only

@@ -112,7 +112,7 @@ async def test_public_url_with_a_path_behind_a_proxy(sim) -> None:
     from probes.base import ProbeEnv
     from probes.settings import SecretRef
     from probes.sim.base import free_port
-    from probes.sms import TwilioProbe, TwilioSettings
+    from probes.sms.probe import TwilioProbe, TwilioSettings
 
     sid, token = sim.add_account()
     sim.add_number(sid, "+815012345678")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from probes.base import ChannelRejected, ChannelUnreachable
-from probes.sms_budget import CostCapExceeded, plan_cost
+from probes.sms.budget import CostCapExceeded, plan_cost
 
 # --------------------------------------------------------------------------- delivered
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drills.journal import Journal
-from drills.registry import load_registry
-from drills.runner import Drill
-from drills.truth import compare
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
+from drills.core.truth import compare
 
 REGISTRY = """\
 defaults:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from drills.journal import Journal
-from drills.registry import load_registry
-from drills.runner import Drill
-from drills.scorecard import build_scorecard, write_json
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
+from drills.reporting.scorecard import build_scorecard, write_json
 from probes.sim.base import closed_port, free_port
 
 CANARY = "CANARY" + secrets.token_hex(13)

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from probes.base import DrillMessage, ProbeEnv
 from probes.settings import SecretRef
-from probes.sms import TwilioProbe, TwilioSettings
-from probes.sms_budget import Caps, CostCapExceeded, RunBudget, plan_cost
-from probes.twilio_http import AioTwilioHttp, parse_retry_after
+from probes.sms.budget import Caps, CostCapExceeded, RunBudget, plan_cost
+from probes.sms.probe import TwilioProbe, TwilioSettings
+from probes.sms.twilio_http import AioTwilioHttp, parse_retry_after
 
 SID = "AC" + "1" * 32
 

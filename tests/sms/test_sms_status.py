@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probes.sms_status import (
+from probes.sms.status import (
     InvalidNumber,
     Phase,
     classify,

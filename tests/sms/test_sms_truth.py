@@ -16,7 +16,7 @@ import pytest
 from probes.base import ChannelRejected, ChannelUnreachable, Sighting, Throttling
 from probes.sim.ledger import Entry, Fate
 from probes.sim.twilio import TwilioSimulator
-from probes.sms import TwilioProbe
+from probes.sms.probe import TwilioProbe
 
 SLACK_EARLY, SLACK_LATE = 0.002, 0.020
 
@@ -131,7 +131,7 @@ async def another_sim():
 async def test_channels_with_one_seed_lose_different_positions(make_probe, sim, another_sim, msg):
     from probes.base import ProbeEnv
     from probes.sim.base import SimKnobs
-    from probes.sms import TwilioSettings
+    from probes.sms.probe import TwilioSettings
 
     knobs = {"loss": 0.5, "latency": 5.0}
     adachi = await make_probe(key="131211/sms", knobs=knobs)
@@ -152,7 +152,7 @@ async def test_channels_with_one_seed_lose_different_positions(make_probe, sim, 
 async def test_a_channels_losses_do_not_depend_on_other_channels(make_probe, sim, another_sim, msg):
     from probes.base import ProbeEnv
     from probes.sim.base import LatencySpec, SimKnobs
-    from probes.sms import TwilioSettings
+    from probes.sms.probe import TwilioSettings
 
     knobs = SimKnobs(loss=0.5, latency=LatencySpec(value=5.0))
     alone = await make_probe(key="131211/sms", knobs={"loss": 0.5, "latency": 5.0})

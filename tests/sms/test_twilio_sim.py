@@ -12,7 +12,7 @@ from twilio.rest import Client
 
 from probes.sim.base import SimKnobs
 from probes.sim.twilio import TwilioSimulator
-from probes.twilio_http import AioTwilioHttp, basic_auth_header
+from probes.sms.twilio_http import AioTwilioHttp, basic_auth_header
 
 FROM, TO, RECEIVER = "+815012345678", "+819012345678", "+818012345678"
 
@@ -130,7 +130,7 @@ def test_unknown_faults_are_refused(sim) -> None:
 
 
 async def test_sim_channel_settings_validate_for_the_probe(sim) -> None:
-    from probes.sms import TwilioSettings
+    from probes.sms.probe import TwilioSettings
 
     raw = {
         "to": ["+819011110001"],

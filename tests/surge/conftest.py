@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drills.journal import Journal
+from drills.core.journal import Journal
 from tests.surge.sinks import HttpCounter
 
 CHAT_RATE_LIMITED = """

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from drills.delivery import Delivery, Outcome
-from drills.journal import Journal
-from drills.registry import Target
+from drills.core.delivery import Delivery, Outcome
+from drills.core.journal import Journal
+from drills.core.registry import Target
 from drills.surge.curve import SurgeCurve
 from drills.surge.plan import RampStep, SurgePlan
 from drills.surge.process import Topology

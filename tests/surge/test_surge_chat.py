@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from drills.journal import Journal
-from drills.registry import load_registry
-from drills.runner import Drill
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
 from probes.sim.chat import ChatSimulator
 from tests.surge.conftest import CHAT_RATE_LIMITED
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drills.journal import Journal
+from drills.core.journal import Journal
 from tests.surge.conftest import CHAT_FAST
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from drills.cli import main
-from drills.journal import Journal
-from drills.registry import load_registry
-from drills.runner import Drill
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
 from drills.surge.plan import SurgePlan
 from drills.surge.process import Topology
 from drills.surge.runner import run_surge

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from drills.cli import main
-from drills.journal import Journal
-from drills.registry import load_registry
-from drills.runner import Drill
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
 from drills.surge.plan import SurgePlan, SurgeRefused
 from drills.surge.process import LocustRun
 from drills.surge.runner import run_surge

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drills.journal import Journal
-from drills.registry import load_registry
-from drills.runner import Drill
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
 from drills.surge.plan import SurgePlan
 from drills.surge.runner import LOAD_TEXT, run_surge
 from probes.base import DEFAULT_MARKER, find_tokens
-from probes.mail_message import token_in_headers
+from probes.mail.message import token_in_headers
 from probes.sim.mail import MailSimulator
 from probes.sim.twilio import TwilioSimulator
 

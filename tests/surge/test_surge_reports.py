@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from drills.journal import Journal
-from drills.metrics import exposition
-from drills.registry import load_registry
-from drills.report_text import to_markdown
-from drills.runner import Drill
-from drills.scorecard import build_scorecard
+from drills.core.journal import Journal
+from drills.core.registry import load_registry
+from drills.core.runner import Drill
+from drills.metrics.collector import exposition
+from drills.reporting.scorecard import build_scorecard
+from drills.reporting.text import to_markdown
 from drills.surge.report import verdict
 from tests.metrics.support import sample_set
 from tests.servers.prometheus import PROMTOOL

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from drills.delivery import Delivery, Outcome
-from drills.journal import Journal
-from drills.registry import parse_registry
-from drills.requirements import RequirementMissed, ScenarioMistake, Status
-from drills.scenario import open_drill
+from drills.core.delivery import Delivery, Outcome
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.core.requirements import RequirementMissed, ScenarioMistake, Status
+from drills.operator.scenario import open_drill
+from drills.steps.surge import Surge, SurgeStep, parse_rate
 from drills.surge.curve import SurgeCurve
 from drills.surge.plan import SurgePlan
 from drills.surge.process import Topology
 from drills.surge.runner import SurgeResult
 from drills.surge.stats import LoadStats
-from drills.surge.step import Surge, SurgeStep, parse_rate
 from tests.surge.conftest import CHAT_FAST
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from drills.delivery import Delivery, Outcome
-from drills.errors import DrillSafetyError, ScenarioError
-from drills.registry import parse_registry
+from drills.core.delivery import Delivery, Outcome
+from drills.core.errors import DrillSafetyError, ScenarioError
+from drills.core.registry import parse_registry
 from drills.surge.config import SurgeConfig, append_progress, read_progress
 from drills.surge.curve import ProbeSummary, SurgeCurve
 from drills.surge.endpoint import endpoint_for, scrub
@@ -27,9 +27,9 @@ from drills.surge.process import LocustRun, Topology
 from drills.surge.report import progress_line, verdict
 from drills.surge.stats import LoadStats, by_step, histogram_percentile, steady_rate
 from probes.chat.webhook import WebhookSettings
-from probes.mail import MailSettings
+from probes.mail.probe import MailSettings
 from probes.settings import SecretRef
-from probes.sms import TwilioSettings
+from probes.sms.probe import TwilioSettings
 
 REGISTRY = """
 municipalities:
@@ -335,7 +335,7 @@ def test_verdict_and_progress_lines() -> None:
 
 
 def test_read_surge_reads_through_the_typed_event():
-    from drills.events import SCHEMA_VERSION, EventError, SurgeEvent
+    from drills.core.events import SCHEMA_VERSION, EventError, SurgeEvent
     from drills.surge.summary import read_surge, read_surges
 
     step = {"index": 1, "rate": 20.0, "at_rest": False, "ran_s": 2.0, "slo_met": True,

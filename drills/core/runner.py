@@ -1,0 +1,604 @@
+"""The runner: fan a drill step out over municipality × channel, concurrently.
+
+    async with Drill(registry, journal, scenario="首都直下地震") as drill:
+        step = await drill.broadcast("全職員は参集してください", timeout=30)
+        print(step.reachability())
+
+Every delivery is journalled the moment it completes. A step's wall time is
+about its slowest delivery, not the sum: deliveries run concurrently, bounded
+by ``concurrency``. Channels with a ``sim:`` block run against local
+simulators; any other channel is *live* and needs ``live=True`` — without it the
+whole step is refused before a single message leaves. The journal run is begun
+lazily, with the first record: a drill refused before anything was sent leaves
+no (empty) run behind.
+
+What a delivery record says (the outcomes and evidence in :mod:`drills.core.delivery`):
+
+- A recipient no observer covers (``probe.observes(recipient)`` is False) is
+  ``accepted``, evidence ``accepted`` — never ``lost``.
+- A sighting's evidence (``seen``/``receipt``) is the record's evidence.
+- Not seen within the timeout while ``probe.observer_trouble()`` names a reason:
+  ``error`` ("the drill could not look"), not ``lost``.
+- A send that ran out of time while the provider kept saying "slow down"
+  (``probe.throttling(token)``): ``rejected``, with the count and the last code.
+- Not seen, and sent into an outage the drill itself made (:meth:`Drill.take_down`
+  … :meth:`Drill.restore`, overlapping ``[sent, watched until]``):
+  ``drill_outage``. A message that arrived anyway stays ``delivered``/``late``.
+
+*Error bound and loop lag.* ``error_bound_s`` = the observer's own bound for
+the sighting + the event loop's lag at send + its lag at sighting. The lag is
+measured by a :class:`drills.core.loop_lag.LagMonitor` on the drill's loop: a 10 ms
+timer notes how late it ran; the lag at an instant is the lateness of the first
+tick at or after it (the runner waits for that tick before it writes the
+record). ``extra["loop_lag_s"]`` keeps the lag part. When the SLO lies within
+``[latency - error_bound_s, latency]`` the record is flagged
+``extra["slo_edge"] = True`` (the outcome follows the measured latency).
+
+*Ground truth.* Every record carries the monotonic send instant
+``extra["sent_mono"]`` and, when not confirmed, the instant the runner stopped
+watching ``extra["watched_until_mono"]``, so :func:`drills.core.truth.compare` can
+hold it against the simulators' ledgers exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from drills.core.delivery import Delivery, Evidence, Outcome, classify
+from drills.core.errors import DrillSafetyError, ScenarioError
+from drills.core.journal import Journal, RunStatus, new_run_id
+from drills.core.loop_lag import LagMonitor
+from drills.core.registry import Registry, Target
+from drills.core.requirements import ScenarioMistake
+from drills.core.simulators import SimulatorPool
+from drills.core.truth import in_outage
+from probes.base import (
+    Accepted,
+    ChannelRejected,
+    ChannelUnreachable,
+    Clock,
+    DrillMessage,
+    ExplainsTimeout,
+    ObserverFault,
+    Priced,
+    Probe,
+    ProbeEnv,
+    Sighting,
+    new_token,
+)
+from probes.sim.ledger import Outage
+
+if TYPE_CHECKING:
+    from drills.surge.runner import SurgeResult
+
+__all__ = [
+    "Drill",
+    "LiveChannelRefused",
+    "SimulatorPool",
+    "StepResult",
+    "check_live",
+    "live_channels",
+]
+
+OnDelivery = Callable[[Delivery], None]
+
+
+class LiveChannelRefused(DrillSafetyError, ScenarioMistake):
+    """A live channel without ``--live``: refused for drill safety, and reported like any
+    other mistake in how the scenario is run (``str()`` is ``"日本語 / English"``)."""
+
+
+def live_channels(targets: Iterable[Target]) -> list[str]:
+    """The keys of *targets* that reach a real provider, so need ``--live``.
+
+    A channel with ``sim:`` never does. Any other is live unless its probe says
+    otherwise (:meth:`probes.base.Probe.is_live`; building a probe does no I/O):
+    a Twilio channel whose API base is on loopback, for one, is not.
+    """
+    keys = []
+    for target in targets:
+        channel = target.channel
+        if channel.simulated:
+            continue
+        probe = channel.probe_class()(target.key, channel.settings, ProbeEnv())
+        if probe.is_live():
+            keys.append(target.key)
+    return keys
+
+
+def check_live(targets: Iterable[Target], *, live: bool) -> None:
+    """The one live check: refuse a live channel without ``--live``, before anything is sent.
+
+    Used by :meth:`Drill.check_safe` (every step of the runner) and by the
+    scenario API before a step starts. Raises :class:`LiveChannelRefused` (a
+    :class:`~drills.core.errors.DrillSafetyError` and a scenario mistake).
+    """
+    if live:
+        return
+    keys = live_channels(targets)
+    if keys:
+        shown = ", ".join(keys[:8]) + (" …" if len(keys) > 8 else "")
+        raise LiveChannelRefused(
+            f"実チャネル（sim: のないチャネル）への送信には --live が必要です: {shown}",
+            f"live channels (without sim:) need --live: {shown}",
+        )
+
+
+@dataclass
+class StepResult:
+    """All deliveries of one step, with the questions operators ask of them."""
+
+    name: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    started_mono: float = 0.0
+    finished_mono: float = 0.0
+
+    @property
+    def wall_s(self) -> float:
+        return self.finished_mono - self.started_mono
+
+    def counted(self) -> list[Delivery]:
+        """Deliveries that say something about the channels (harness errors and the
+        drill's own outages excluded: :attr:`Outcome.counted`)."""
+        return [d for d in self.deliveries if d.outcome.counted]
+
+    def reachability(self, within_s: float | None = None) -> float:
+        """Share of counted deliveries confirmed at the far end (within *within_s*)."""
+        counted = self.counted()
+        if not counted:
+            return 0.0
+        ok = [
+            d
+            for d in counted
+            if d.outcome.reached and (within_s is None or (d.latency_s or 0.0) <= within_s)
+        ]
+        return len(ok) / len(counted)
+
+    def missed(self, within_s: float | None = None) -> list[Delivery]:
+        """Counted deliveries not confirmed (within *within_s*)."""
+        return [
+            d
+            for d in self.counted()
+            if not d.outcome.reached or (within_s is not None and (d.latency_s or 0.0) > within_s)
+        ]
+
+    def by_outcome(self) -> dict[Outcome, int]:
+        out = dict.fromkeys(Outcome, 0)
+        for d in self.deliveries:
+            out[d.outcome] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one broadcast step sends, and how it is judged."""
+
+    name: str
+    text: str
+    subject: str
+    timeout: float
+    slo: float | None
+
+
+class Drill:
+    """One drill run: opens the journal record, runs steps, closes the record."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        journal: Journal,
+        *,
+        scenario: str = "",
+        vantage: str = "default",
+        live: bool = False,
+        concurrency: int = 512,
+        lang: str = "ja",
+        seed: int | None = None,
+        on_delivery: OnDelivery | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.journal = journal
+        self.scenario = scenario
+        self.vantage = vantage
+        self.live = live
+        self.lang = lang
+        self.on_delivery = on_delivery
+        self.meta = meta or {}
+        self.env = ProbeEnv(live=live, lang=lang, vantage=vantage)
+        self.seed = seed
+        self.sims = SimulatorPool(seed)
+        self._limit = asyncio.Semaphore(concurrency)
+        self._probes: dict[str, Probe] = {}
+        self._open_failures: dict[str, BaseException] = {}
+        self._skipped: set[str] = set()
+        self.run_id: str | None = None
+        self.begun = False  # is the run in the journal yet (it is begun by the first record)
+        self.steps: list[StepResult] = []
+        self.drill_outages: list[Outage] = []  # what the drill itself took down (monotonic)
+        self._down_since: dict[str, float] = {}
+        self.lag = LagMonitor()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Drill:
+        self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        await self.finish(RunStatus.FINISHED if exc_type is None else RunStatus.FAILED)
+
+    def start(self) -> str:
+        """Name the run; the journal gets it with the first record (:meth:`begin`)."""
+        if self.run_id is None:
+            self.run_id = new_run_id()
+        return self.run_id
+
+    def begin(self) -> str:
+        """Put the run into the journal (once); every writer calls this before writing."""
+        run_id = self.start()
+        if not self.begun:
+            meta = {"registry": self.registry.path, "live": self.live, **self.meta}
+            self.journal.begin_run(self.scenario, self.vantage, meta, run_id=run_id)
+            self.begun = True
+        return run_id
+
+    async def finish(self, status: str = RunStatus.FINISHED) -> None:
+        self.lag.stop()
+        for probe in self._probes.values():
+            with contextlib.suppress(Exception):
+                await probe.close()
+        self._probes.clear()
+        await self.env.aclose()
+        await self.sims.stop()
+        now = time.monotonic()
+        for key in list(self._down_since):
+            self.drill_outages.append(Outage(key, self._down_since.pop(key), now))
+        if self.run_id is not None and self.begun:
+            self.journal.finish_run(self.run_id, status)
+
+    def stream(self, name: str) -> random.Random:
+        """An independent random stream for *name* (simulated answers, …) from the seed.
+
+        Like :meth:`probes.sim.base.Simulator.stream`: no two users of one ``--seed``
+        share a stream, so simulated answers never mirror a simulator's loss draws.
+        """
+        if self.seed is None:
+            return random.Random()
+        return random.Random(f"tsunagari:{self.seed}:drill:{name}")
+
+    # ------------------------------------------------------------------ targets
+
+    def targets(self, select: Iterable[str] = (), kinds: Iterable[str] = ()) -> list[Target]:
+        return self.registry.targets(select, kinds)
+
+    def check_safe(self, targets: Sequence[Target]) -> None:
+        """Refuse (before anything is sent) a live channel without ``live``: :func:`check_live`."""
+        check_live(targets, live=self.live)
+
+    async def take_down(self, target: Target) -> None:
+        """Outage: a simulated channel's far end goes down; a live channel is skipped.
+
+        The interval is kept in :attr:`drill_outages`: a message sent into it and
+        not seen is ``drill_outage``, never the channel's ``lost``.
+        """
+        if target.channel.simulated:
+            await self.sims.settings_for(target)
+            self.sims.simulator_of(target).set_outage(target.key, True)
+        else:
+            self._skipped.add(target.key)
+        self._down_since.setdefault(target.key, time.monotonic())
+
+    async def restore(self, target: Target) -> None:
+        if target.channel.simulated:
+            self.sims.simulator_of(target).set_outage(target.key, False)
+        self._skipped.discard(target.key)
+        start = self._down_since.pop(target.key, None)
+        if start is not None:
+            self.drill_outages.append(Outage(target.key, start, time.monotonic()))
+
+    def taken_away(self, target: Target) -> bool:
+        """Is *target* a live channel an outage step took away (it is skipped)?"""
+        return target.key in self._skipped
+
+    def outages(self) -> list[Outage]:
+        """The drill's own outages so far, closed and still open (for :mod:`drills.core.truth`)."""
+        return self.drill_outages + [Outage(k, s) for k, s in self._down_since.items()]
+
+    def _in_drill_outage(self, key: str, start: float, end: float) -> bool:
+        return in_outage(self.outages(), key, start, end)
+
+    async def probe(self, target: Target) -> Probe:
+        """The (opened) probe of *target*, built on first use."""
+        probe = self._probes.get(target.key)
+        if probe is not None:
+            return probe
+        channel = target.channel
+        cls = channel.probe_class()
+        if channel.simulated:
+            settings = cls.Settings.model_validate(await self.sims.settings_for(target))
+        else:
+            settings = channel.settings
+        probe = cls(target.key, settings, self.env)
+        self._probes[target.key] = probe
+        try:
+            await probe.open()
+        except Exception as exc:
+            self._open_failures[target.key] = exc
+        return probe
+
+    # ------------------------------------------------------------------ steps
+
+    async def broadcast(
+        self,
+        text: str,
+        targets: Sequence[Target] | None = None,
+        *,
+        timeout: float = 60.0,
+        slo: float | None = None,
+        repeat: int = 1,
+        interval: float = 0.0,
+        step: str = "broadcast",
+        subject: str = "",
+        watch: OnDelivery | None = None,
+    ) -> StepResult:
+        """Send *text* to every recipient of every target; confirm each at the far end.
+
+        ``slo`` (seconds) overrides each channel's latency SLO for this step.
+        ``repeat`` sends that many messages per recipient, ``interval`` apart.
+        ``watch`` is called with each delivery of this step as it completes.
+        """
+        self.start()
+        self.lag.start()
+        chosen = list(self.registry.targets() if targets is None else targets)
+        if not chosen:
+            raise ScenarioError("a step needs at least one channel (対象チャネルがありません)")
+        self.check_safe(chosen)
+        result = StepResult(step, started_mono=time.monotonic())
+        active = [t for t in chosen if t.key not in self._skipped]
+        probes = await asyncio.gather(*(self.probe(t) for t in active))
+        self._check_costs(probes, text, subject, repeat)
+        spec = _Step(step, text, subject, timeout, slo)
+        jobs = [
+            self._deliver(spec, target, probe, recipient, i * interval, result, watch)
+            for target, probe in zip(active, probes, strict=True)
+            for recipient in probe.recipients()
+            for i in range(repeat)
+        ]
+        await asyncio.gather(*jobs)
+        result.finished_mono = time.monotonic()
+        self.steps.append(result)
+        return result
+
+    async def surge(
+        self,
+        target: Target,
+        rates: Sequence[float],
+        *,
+        step_s: float = 10.0,
+        rest_s: float | None = None,
+        users: int | None = None,
+        **options: Any,
+    ) -> SurgeResult:
+        """Surge step: Locust puts *rates* (messages/s, one step each) on *target* while
+        the probes keep measuring delivery; see :func:`drills.surge.runner.run_surge`
+        for ``options`` (``topology``, ``probes_per_step``, ``timeout``, ``slo``, ``stop``).
+
+            result = await drill.surge(target, [10, 50, 100], step_s=20)
+            assert result.breaking_point is None
+        """
+        from drills.surge.plan import SurgePlan
+        from drills.surge.runner import run_surge
+
+        plan = SurgePlan.of(rates, step_s, step_s if rest_s is None else rest_s, users)
+        return await run_surge(self, target, plan, **options)
+
+    def _check_costs(self, probes: Sequence[Probe], text: str, subject: str, repeat: int) -> None:
+        """Refuse the whole step, before the first send, if a paid channel's cap would be crossed."""
+        priced = [p for p in probes if isinstance(p, Priced)]
+        if not priced:
+            return
+        from probes.sms.budget import CostCapExceeded, plan_cost
+
+        sample = DrillMessage(
+            token=new_token(), text=text, marker=self.registry.marker, subject=subject
+        )
+        try:
+            plan_cost([(p, [sample] * repeat) for p in priced])
+        except CostCapExceeded as exc:
+            raise DrillSafetyError(
+                f"送信上限を超えるため訓練を中止しました（何も送信していません） / refused before sending: {exc.reason}"
+            ) from exc
+
+    async def _deliver(
+        self,
+        spec: _Step,
+        target: Target,
+        probe: Probe,
+        recipient: str | None,
+        delay: float,
+        result: StepResult,
+        watch: OnDelivery | None = None,
+    ) -> Delivery:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with self._limit:
+            delivery = await self._attempt(spec, target, probe, recipient)
+        self.begin()
+        self.journal.record(delivery)
+        result.deliveries.append(delivery)
+        if watch is not None:
+            watch(delivery)
+        if self.on_delivery is not None:
+            self.on_delivery(delivery)
+        return delivery
+
+    async def _attempt(
+        self, spec: _Step, target: Target, probe: Probe, recipient: str | None
+    ) -> Delivery:
+        run_id = self.start()
+        step, timeout, slo = spec.name, spec.timeout, spec.slo
+        slo_s = slo if slo is not None else target.channel.slo.latency
+        message = DrillMessage(
+            token=new_token(),
+            text=spec.text,
+            marker=self.registry.marker,
+            subject=spec.subject,
+            recipient=recipient,
+            meta={"run_id": run_id, "step": step, "municipality": target.municipality.code},
+        )
+        base: dict[str, Any] = {
+            "run_id": run_id,
+            "step": step,
+            "municipality_code": target.municipality.code,
+            "municipality_name": target.municipality.name,
+            "channel_id": target.channel.id,
+            "kind": target.channel.kind,
+            "token": message.token,
+            "recipient": recipient,
+            "slo_latency_s": slo_s,
+            "vantage": self.vantage,
+            "scenario": self.scenario,
+        }
+        failed = self._open_failures.get(target.key)
+        sent_wall = Clock.wall()
+        sent_mono = Clock.monotonic()
+        extra: dict[str, Any] = {"sent_mono": sent_mono}
+        base["sent_at"] = sent_wall
+
+        def unseen(outcome: Outcome, reason: str) -> Delivery:
+            """A record of a message not confirmed: the drill's own outage wins over lost."""
+            until = Clock.monotonic()
+            extra["watched_until_mono"] = until
+            if outcome is Outcome.LOST and self._in_drill_outage(target.key, sent_mono, until):
+                outcome = Outcome.DRILL_OUTAGE
+                reason = (
+                    "訓練で停止させたチャネルへの送信（チャネルの障害ではありません） / sent into "
+                    f"an outage the drill itself made (not the channel's fault): {reason}"
+                )
+            return Delivery(**base, outcome=outcome, reason=reason, extra=extra)
+
+        if failed is not None:
+            outcome, reason = _fault_outcome(failed)
+            return unseen(outcome, f"{reason} (open)")
+        observing: asyncio.Future[Sighting] | None = None
+        if probe.confirms() and probe.observes(recipient):
+            observing = asyncio.ensure_future(probe.observe(message))
+        accepted: Accepted | None = None
+        try:
+            accepted = await asyncio.wait_for(probe.send(message), timeout)
+        except BaseException as exc:
+            if observing is not None:
+                observing.cancel()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            throttled = probe.throttling(message.token) if isinstance(exc, TimeoutError) else None
+            if throttled is not None and throttled.count > 0:
+                base["throttled"] = throttled.count
+                return unseen(
+                    Outcome.REJECTED,
+                    f"レート制限で {throttled.count} 回拒否され、{timeout:g} 秒以内に受け付けられず"
+                    f"（{throttled.code}） / rate limited {throttled.count} times "
+                    f"({throttled.code}) until the step's {timeout:g} s timeout",
+                )
+            outcome, reason = _fault_outcome(exc, sending=True)
+            return unseen(outcome, reason)
+        accept_latency = accepted.at - sent_mono
+        base.update(
+            accepted_at=sent_wall + accept_latency,
+            accept_latency_s=accept_latency,
+            throttled=accepted.throttled,
+        )
+        if accepted.provider_id:
+            extra["provider_id"] = accepted.provider_id
+        if accepted.segments is not None:
+            extra["segments"] = accepted.segments
+        if accepted.detail:
+            extra["accepted_detail"] = accepted.detail
+        if observing is None:
+            unconfirmed = (
+                "観測対象外の宛先・着信未確認 / no observer covers this recipient, arrival not confirmed"
+                if probe.confirms()
+                else "受付のみ・着信未確認 / accepted only, arrival not confirmable"
+            )
+            return Delivery(
+                **base,
+                outcome=Outcome.ACCEPTED,
+                reason=unconfirmed,
+                extra=extra,
+                evidence=Evidence.ACCEPTED,
+            )
+        remaining = timeout - (Clock.monotonic() - sent_mono)
+        try:
+            sighting = await asyncio.wait_for(observing, max(remaining, 0.0))
+        except TimeoutError:
+            trouble = probe.observer_trouble()
+            if trouble is not None:
+                return unseen(
+                    Outcome.ERROR,
+                    f"訓練側が着信を確認できませんでした / the drill could not look: {trouble}",
+                )
+            told = probe.timeout_reason(message) if isinstance(probe, ExplainsTimeout) else None
+            return unseen(
+                Outcome.LOST,
+                str(
+                    told or f"{timeout:g} 秒以内に着信を確認できず / not seen within {timeout:g} s"
+                ),
+            )
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            outcome, reason = _fault_outcome(exc)
+            return unseen(outcome, reason)
+        return await self._sighted(base, extra, sighting, sent_mono, sent_wall, slo_s)
+
+    async def _sighted(
+        self,
+        base: dict[str, Any],
+        extra: dict[str, Any],
+        sighting: Sighting,
+        sent_mono: float,
+        sent_wall: float,
+        slo_s: float,
+    ) -> Delivery:
+        """The record of a confirmed arrival: latency, evidence, bound with loop lag, SLO edge."""
+        latency = sighting.at - sent_mono
+        await self.lag.settle(sighting.at)
+        lag = self.lag.lag_at(sent_mono) + self.lag.lag_at(sighting.at)
+        bound = sighting.error_bound_s + lag
+        extra.update(sighting.extra)
+        extra["loop_lag_s"] = round(lag, 6)
+        if sighting.detail:
+            extra["seen_detail"] = sighting.detail
+        if latency - bound <= slo_s <= latency:  # the true latency may be on either side
+            extra["slo_edge"] = True
+        evidence = Evidence(sighting.evidence)
+        return Delivery(
+            **base,
+            outcome=classify(latency, slo_s),
+            reason="" if latency <= slo_s else f"SLO {slo_s:g} 秒超過 / over the {slo_s:g} s SLO",
+            delivered_at=sent_wall + latency,
+            latency_s=latency,
+            error_bound_s=bound,
+            extra=extra,
+            evidence=evidence,
+        )
+
+
+def _fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, str]:
+    """Map an exception at a channel boundary to (outcome, reason)."""
+    if isinstance(exc, ChannelRejected):
+        return Outcome.REJECTED, exc.reason
+    if isinstance(exc, ChannelUnreachable):
+        return Outcome.LOST, exc.reason
+    if isinstance(exc, ObserverFault):
+        return Outcome.ERROR, f"観測できません / observer failed: {exc.reason}"
+    if isinstance(exc, TimeoutError) and sending:
+        return Outcome.LOST, "送信がタイムアウト / send timed out"
+    return Outcome.ERROR, f"ハーネスの障害 / harness fault: {type(exc).__name__}: {exc}"

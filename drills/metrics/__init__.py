@@ -1,0 +1,1 @@
+"""Metrics: the run digest, the state folded from digests, the collector, push and serve."""

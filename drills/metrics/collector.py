@@ -1,0 +1,572 @@
+"""Prometheus metrics, exported from the journal (never from process memory).
+
+One :class:`JournalCollector` reads the journal on every collection and yields
+the metric families listed in :data:`CATALOGUE`; the same collector feeds all
+three ways out (``tsunagari serve``, the Pushgateway, a node_exporter
+textfile), so the three always agree, and restarting the harness or
+Prometheus loses nothing: the journal is the state.
+
+    >>> from prometheus_client import CollectorRegistry, generate_latest
+    >>> from drills.core.journal import Journal
+    >>> prom = CollectorRegistry()
+    >>> collector = JournalCollector(Journal(":memory:"), prom_registry=prom)
+    >>> generate_latest(prom)
+    b''
+
+Two kinds of numbers (README, "Metrics"):
+
+- *counters* (``tsunagari_deliveries_total``, the latency histogram) add up
+  every delivery ever journalled for a scenario and vantage point; they only
+  grow (but for a reset after ``journal prune``), so ``increase()`` over any
+  window is the deliveries in that window. They are read from a stored fold
+  of each scenario × vantage (:mod:`drills.metrics.state`), so a collection
+  costs the same whatever the length of the history;
+- every delivery counter carries ``outcome`` and ``evidence`` (``seen``,
+  ``receipt``, ``accepted``; ``none`` for lost, rejected, error and
+  drill_outage) — both bounded label values;
+- *gauges* describe the latest drill that said something about a
+  municipality or channel (readiness, reachable, streaks, TLS expiry, …);
+  the ``tsunagari_surge_*`` gauges, the latest surge of a channel.
+
+No global registry is used anywhere: pass your own ``CollectorRegistry`` as
+``prom_registry=`` (``registry=`` is the drill :class:`~drills.core.registry.Registry`
+throughout this project).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from drills.core.journal import Journal
+from drills.core.registry import Registry
+from drills.core.scoring import WEIGHTS, freshness
+from drills.metrics.digest import LATENCY_BUCKETS, RunDigest
+from drills.metrics.state import ChannelHistory, Group, History, JournalView, fold
+from drills.surge.summary import SURGE_GAUGES, read_surge
+
+__all__ = [
+    "CATALOGUE",
+    "LATENCY_BUCKETS",
+    "JournalCollector",
+    "MetricSpec",
+    "Scope",
+    "catalogue_markdown",
+    "exposition",
+    "families",
+    "render",
+]
+
+MUNI = ("municipality_code", "municipality_name")
+CHANNEL = (*MUNI, "channel_id", "channel_kind")
+RUN = ("scenario", "vantage")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its name, type, labels and meaning (ja / en)."""
+
+    name: str
+    type: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    ja: str
+    en: str
+
+    @property
+    def help(self) -> str:
+        return f"{self.en} / {self.ja}"
+
+
+_SPECS = (
+    MetricSpec(
+        "tsunagari_deliveries_total",
+        "counter",
+        (*CHANNEL, *RUN, "outcome", "evidence"),
+        "journal に記録された訓練メッセージの数（結果別・証拠別、全訓練の累計）。"
+        "証拠: seen（受け手側で着信確認）、receipt（事業者・携帯会社の受信報告のみ）、"
+        "accepted（受付のみ）、none（不達・拒否・ハーネス障害・訓練による停止）",
+        "Drill messages journalled, by outcome (delivered, late, accepted, lost, rejected, "
+        "error, drill_outage) and evidence (seen, receipt, accepted; none for the others), "
+        "over all drills",
+    ),
+    MetricSpec(
+        "tsunagari_delivery_latency_seconds",
+        "histogram",
+        (*CHANNEL, *RUN),
+        "送信から受け手側で確認されるまでの遅延（届いたメッセージのみ、全訓練の累計）",
+        "Send-to-seen-at-the-far-end latency of confirmed messages (delivered or late), "
+        "over all drills",
+    ),
+    MetricSpec(
+        "tsunagari_last_drill_deliveries",
+        "gauge",
+        (*CHANNEL, *RUN, "outcome", "evidence"),
+        "最新の訓練での結果別・証拠別のメッセージ数",
+        "Drill messages by outcome and evidence in the latest drill of the channel",
+    ),
+    MetricSpec(
+        "tsunagari_channel_reachable",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で 1 通以上の到達を確認したら（着信確認または受信報告）1、1 通も届かなければ 0",
+        "1 if at least one message reached the far end (seen or carrier receipt) in the latest "
+        "drill, 0 if none did (absent when the drill could not tell: harness errors, drill "
+        "outages or accepted-only)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_reachability_ratio",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練の到達率（届いた数 ÷ ハーネス障害と訓練による停止を除く送信数、スコアカードと同じ）",
+        "Reachability in the latest drill, as in the scorecard: "
+        "(delivered + late) / (sent - error - drill_outage)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_unreachable_streak",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "連続して不通だった直近の訓練の回数（届けば 0、訓練による停止だけの訓練は数えない）",
+        "Consecutive latest drills in which the channel was unreachable (0 once it is reached; "
+        "drills with only harness errors or drill outages are skipped)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_latency_p50_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練での遅延の中央値（スコアカードの p50 と同じ）",
+        "Median latency of the latest drill (the scorecard's p50)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_latency_p95_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練での遅延の 95 パーセンタイル（スコアカードの p95 と同じ）",
+        "95th percentile latency of the latest drill (the scorecard's p95)",
+    ),
+    MetricSpec(
+        "tsunagari_observer_error_bound_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で受け手側の観測が報告した誤差の上限（最大値）",
+        "Largest error bound the far-end observer reported in the latest drill",
+    ),
+    MetricSpec(
+        "tsunagari_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で見た TLS 証明書の有効期限（UNIX 時刻、日単位の切り捨てから求めた下限）",
+        "Expiry (notAfter) of the TLS certificate seen in the latest drill, Unix time "
+        "(a lower bound when the probe reports whole days left)",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_score",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の訓練の即応性スコア（0〜100、scorecard.json と同じ）",
+        "Readiness score (0-100) of the latest drill, as in scorecard.json",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_score_change",
+        "gauge",
+        (*MUNI, *RUN),
+        "即応性スコアの前回の訓練からの変化（負なら悪化）",
+        "Readiness score of the latest drill minus that of the drill before it (negative: worse)",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_last_drill_timestamp_seconds",
+        "gauge",
+        (*MUNI, *RUN),
+        "その団体を含む最新の訓練が終わった時刻（UNIX 時刻）",
+        "When the latest drill that included the municipality ended, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_drill_interval_seconds",
+        "gauge",
+        MUNI,
+        "レジストリの drill_interval（この間隔を超えて訓練しないとアラート）",
+        "The registry's drill_interval: the longest the municipality may go undrilled",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_expected",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼（安否確認）で回答を求めた人数",
+        "People asked to answer in the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_answered",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼で回答した人数",
+        "People who answered the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_answered_ratio",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼の回答率",
+        "Share of people who answered the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_fallback_reached",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の代替経路（フォールバック）訓練で届いたら 1、届かなければ 0",
+        "1 if the latest fallback step reached the municipality over another channel, else 0",
+    ),
+    MetricSpec(
+        "tsunagari_fallback_latency_seconds",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の代替経路訓練で届くまでにかかった時間",
+        "Time until the latest fallback step reached the municipality",
+    ),
+    *(
+        MetricSpec(f"tsunagari_surge_{name}", "gauge", (*CHANNEL, *RUN), ja, en)
+        for name, ja, en in SURGE_GAUGES
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_start_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最新の訓練の開始時刻（UNIX 時刻）",
+        "When the latest drill started, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_finish_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最後に終わった訓練の終了時刻（UNIX 時刻、状態を問わない）",
+        "When the latest drill that ended (in any status) ended, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_success_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最後に最後まで実行できた訓練の終了時刻（ハーネスとしての成功。チャネルの成否は別の指標）",
+        "When the latest drill that ran to the end (status finished) ended, Unix time; "
+        "channel results are in the other metrics",
+    ),
+    MetricSpec(
+        "tsunagari_drill_duration_seconds",
+        "gauge",
+        RUN,
+        "最後に終わった訓練の所要時間",
+        "Wall time of the latest drill that ended",
+    ),
+    MetricSpec(
+        "tsunagari_drill_running",
+        "gauge",
+        RUN,
+        "訓練が実行中なら 1",
+        "1 while a drill is running",
+    ),
+)
+
+CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+
+
+def catalogue_markdown() -> str:
+    """The README table of every metric (kept in sync by a test)."""
+    lines = [
+        "| metric | type | labels | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in _SPECS:
+        labels = ", ".join(s.labels)
+        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.ja}<br>{s.en} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which part of the journal's state to export.
+
+    ``None`` means everything. The Pushgateway gets one run-level group
+    (``drill_level`` + ``schedule``) and one group per municipality.
+    """
+
+    scenario: str | None = None
+    vantage: str | None = None
+    municipalities: frozenset[str] | None = None
+    drill_level: bool = True
+    municipality_level: bool = True
+    schedule: bool = True
+
+    def wants(self, scenario: str, vantage: str) -> bool:
+        return (self.scenario is None or scenario == self.scenario) and (
+            self.vantage is None or vantage == self.vantage
+        )
+
+    def wants_run(self, run: RunDigest) -> bool:
+        return self.wants(run.scenario, run.vantage)
+
+    def wants_municipality(self, code: str) -> bool:
+        return self.municipalities is None or code in self.municipalities
+
+
+class _Families:
+    """Metric families under construction, created from :data:`CATALOGUE`."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Metric] = {}
+
+    def _family(self, name: str) -> Metric:
+        fam = self.by_name.get(name)
+        if fam is None:
+            spec = CATALOGUE[name]
+            labels = list(spec.labels)
+            if spec.type == "counter":
+                fam = CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=labels)
+            elif spec.type == "histogram":
+                fam = HistogramMetricFamily(name, spec.help, labels=labels)
+            else:
+                fam = GaugeMetricFamily(name, spec.help, labels=labels)
+            self.by_name[name] = fam
+        return fam
+
+    def add(self, name: str, labels: Iterable[str], value: float) -> None:
+        fam = self._family(name)
+        assert isinstance(fam, GaugeMetricFamily | CounterMetricFamily)
+        fam.add_metric(list(labels), value)
+
+    def histogram(self, name: str, labels: Iterable[str], ch: ChannelHistory) -> None:
+        fam = self._family(name)
+        assert isinstance(fam, HistogramMetricFamily)
+        cumulative, buckets = 0, []
+        for le, count in zip(LATENCY_BUCKETS, ch.buckets, strict=False):
+            cumulative += count
+            buckets.append((_le(le), float(cumulative)))
+        buckets.append(("+Inf", float(ch.latency_count)))
+        fam.add_metric(list(labels), buckets, ch.latency_sum)
+
+    def ordered(self) -> list[Metric]:
+        return [self.by_name[s.name] for s in _SPECS if s.name in self.by_name]
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def families(
+    digests: list[RunDigest],
+    scope: Scope = Scope(),
+    intervals: dict[str, tuple[str, float]] | None = None,
+    interval_of: Callable[[str], float] | None = None,
+) -> list[Metric]:
+    """Every metric family for *digests* (oldest run first) within *scope*.
+
+    *intervals* maps municipality code to (name, drill interval in seconds).
+    Pure: the same digests always give the same families. The journal's
+    collector renders the stored folds instead (:func:`render`); folding the
+    digests here first makes both one path.
+    """
+    by_id = {d.run_id: d for d in digests}
+    groups = [g for g in fold(digests) if scope.wants(g.scenario, g.vantage)]
+    return render(groups, by_id.__getitem__, scope, intervals, interval_of)
+
+
+def render(
+    groups: Sequence[Group],
+    digest_of: Callable[[str], RunDigest],
+    scope: Scope = Scope(),
+    intervals: dict[str, tuple[str, float]] | None = None,
+    interval_of: Callable[[str], float] | None = None,
+) -> list[Metric]:
+    """Every metric family for the folded *groups* within *scope*.
+
+    *digest_of* gives a run's digest by id: the readiness score of a
+    municipality's last two scored runs is read from them.
+    """
+    out = _Families()
+    for group in sorted(groups, key=lambda g: (g.scenario, g.vantage)):
+        if not scope.wants(group.scenario, group.vantage):
+            continue
+        run_labels = (group.scenario, group.vantage)
+        if scope.drill_level:
+            _drill_level(out, group, run_labels)
+        if scope.municipality_level:
+            _counters(out, group, run_labels, scope)
+            _channel_gauges(out, group.history, run_labels, scope)
+            _surge_gauges(out, group.history, run_labels, scope)
+            _muni_gauges(out, group.history, run_labels, scope, digest_of, interval_of)
+    if scope.schedule and intervals:
+        for code, (name, seconds) in sorted(intervals.items()):
+            if scope.wants_municipality(code):
+                out.add("tsunagari_municipality_drill_interval_seconds", (code, name), seconds)
+    return out.ordered()
+
+
+def _drill_level(out: _Families, group: Group, run_labels: tuple[str, str]) -> None:
+    if group.latest_started_at is not None:
+        out.add("tsunagari_drill_last_start_timestamp_seconds", run_labels, group.latest_started_at)
+        out.add("tsunagari_drill_running", run_labels, 1.0 if group.latest_running else 0.0)
+    last = group.history.last_ended
+    if last is not None:
+        started, ended = last
+        out.add("tsunagari_drill_last_finish_timestamp_seconds", run_labels, ended)
+        out.add("tsunagari_drill_duration_seconds", run_labels, max(0.0, ended - started))
+    if group.history.last_success_at is not None:
+        out.add(
+            "tsunagari_drill_last_success_timestamp_seconds",
+            run_labels,
+            group.history.last_success_at,
+        )
+
+
+def _counters(out: _Families, group: Group, run_labels: tuple[str, str], scope: Scope) -> None:
+    """Counters: every run, the running ones added on top of the fold."""
+    totals = {k: h for k, h in group.history.channels.items() if scope.wants_municipality(k[0])}
+    for run in group.running:
+        for key, ch in run.channels.items():
+            if scope.wants_municipality(ch.code):
+                known = totals.get(key)
+                history = known.copy() if known is not None else ChannelHistory(ch.labels)
+                history.add(ch, ended=False)
+                totals[key] = history
+    for key in sorted(totals):
+        h = totals[key]
+        labels = (*h.labels, *run_labels)
+        for (outcome, evidence), count in sorted(h.totals.items()):
+            out.add("tsunagari_deliveries_total", (*labels, outcome, evidence), float(count))
+        out.histogram("tsunagari_delivery_latency_seconds", labels, h)
+
+
+def _channel_gauges(
+    out: _Families, history: History, run_labels: tuple[str, str], scope: Scope
+) -> None:
+    for key in sorted(history.channels):
+        if not scope.wants_municipality(key[0]):
+            continue
+        h = history.channels[key]
+        if not h.last:  # seen only in running runs
+            continue
+        labels = (*h.labels, *run_labels)
+        for (outcome, evidence), count in sorted(h.last.items()):
+            out.add("tsunagari_last_drill_deliveries", (*labels, outcome, evidence), float(count))
+        if h.told is not None:
+            reachable, ratio = h.told
+            out.add("tsunagari_channel_reachable", labels, 1.0 if reachable else 0.0)
+            out.add("tsunagari_channel_reachability_ratio", labels, ratio)
+            out.add("tsunagari_channel_unreachable_streak", labels, float(h.streak))
+        for name, value in sorted(h.quantiles.items()):
+            out.add(f"tsunagari_channel_latency_{name}_seconds", labels, value)
+        if h.error_bound is not None:
+            out.add("tsunagari_observer_error_bound_seconds", labels, h.error_bound)
+        if h.tls_not_after is not None:
+            out.add("tsunagari_tls_cert_expiry_timestamp_seconds", labels, h.tls_not_after)
+
+
+def _surge_gauges(
+    out: _Families, history: History, run_labels: tuple[str, str], scope: Scope
+) -> None:
+    """The latest surge of each channel (a surge is journalled whole, when it ends)."""
+    for key in sorted(history.surges):
+        if not scope.wants_municipality(key[0]):
+            continue
+        surge = read_surge(history.surges[key])
+        if surge is None:
+            continue
+        labels = (surge.code, surge.name, surge.channel_id, surge.kind, *run_labels)
+        for name, value in surge.gauges().items():
+            out.add(f"tsunagari_surge_{name}", labels, value)
+
+
+def _score(run: RunDigest, code: str, interval_of: Callable[[str], float] | None) -> float | None:
+    """The municipality's readiness in *run*, as its scorecard shows it (freshness at the end).
+
+    The municipality was drilled in this run, so at the run's end its last drill
+    is this one's start.
+    """
+    interval = interval_of(code) if interval_of is not None else WEIGHTS.default_drill_interval_s
+    fresh = freshness(max(0.0, run.ended_at - run.started_at), interval)
+    return run.municipality_score(code, fresh).score
+
+
+def _muni_gauges(
+    out: _Families,
+    history: History,
+    run_labels: tuple[str, str],
+    scope: Scope,
+    digest_of: Callable[[str], RunDigest],
+    interval_of: Callable[[str], float] | None,
+) -> None:
+    for code in sorted(history.municipalities):
+        if not scope.wants_municipality(code):
+            continue
+        m = history.municipalities[code]
+        labels = (code, m.name, *run_labels)
+        out.add("tsunagari_municipality_last_drill_timestamp_seconds", labels, m.last_ended_at)
+        scores = [_score(digest_of(run_id), code, interval_of) for run_id in m.scored]
+        scored = [s for s in scores if s is not None]
+        if scored:
+            out.add("tsunagari_readiness_score", labels, scored[-1])
+            if len(scored) >= 2:
+                out.add(
+                    "tsunagari_readiness_score_change", labels, round(scored[-1] - scored[-2], 1)
+                )
+        rc = m.roll_call
+        if rc is not None:
+            out.add("tsunagari_roll_call_expected", labels, rc.total)
+            out.add("tsunagari_roll_call_answered", labels, rc.good)
+            if rc.value is not None:
+                out.add("tsunagari_roll_call_answered_ratio", labels, rc.value)
+        fb = m.fallback
+        if fb is not None:
+            reached = fb.value == 1.0
+            out.add("tsunagari_fallback_reached", labels, 1.0 if reached else 0.0)
+            if reached and m.fallback_latency_s is not None:
+                out.add("tsunagari_fallback_latency_seconds", labels, m.fallback_latency_s)
+
+
+class JournalCollector:
+    """A prometheus_client collector that reads the journal on every collection.
+
+    ``registry`` (a drill :class:`Registry`) supplies SLOs for the readiness
+    score and each municipality's ``drill_interval``; without it, the registry
+    file recorded with each run is used when it can still be read.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        registry: Registry | None = None,
+        scope: Scope = Scope(),
+        prom_registry: CollectorRegistry | None = None,
+        view: JournalView | None = None,
+        groups: Sequence[Group] | None = None,
+    ) -> None:
+        self.view = view or JournalView(journal, registry)
+        self.scope = scope
+        self.groups = groups  # read once by the caller (a push): not re-read per collection
+        if prom_registry is not None:
+            prom_registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        # Registering must not read the journal; names are fixed by CATALOGUE.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        # The stored folds (drills.metrics.state): the cost does not grow with history.
+        groups = self.groups
+        if groups is None:
+            groups = self.view.groups(self.scope.scenario, self.scope.vantage)
+        yield from render(
+            groups, self.view.digest_of, self.scope, self.view.intervals(), self.view.interval_of
+        )
+
+
+def exposition(journal: Journal, registry: Registry | None = None, scope: Scope = Scope()) -> bytes:
+    """The journal's metrics in the Prometheus text format (0.0.4)."""
+    prom = CollectorRegistry()
+    JournalCollector(journal, registry=registry, scope=scope, prom_registry=prom)
+    return generate_latest(prom)

@@ -1,0 +1,141 @@
+"""``tsunagari serve``: a Prometheus exporter that serves the journal's state.
+
+Every scrape reads the journal (digests of ended runs are cached), so the
+numbers survive a restart of the exporter, of the drill harness, or of
+Prometheus: there is no state in this process worth losing.
+
+Bound to 127.0.0.1 unless told otherwise; optional TLS (certificate and key
+files) and HTTP basic auth (password as a secret reference, ``env:NAME`` or
+``file:PATH``)::
+
+    tsunagari serve --journal /var/lib/tsunagari/journal.sqlite --registry registry.yaml
+    tsunagari serve --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem \\
+        --basic-auth-user prometheus --basic-auth-password env:TSUNAGARI_EXPORTER_PW
+
+The event loop runs the collection itself (SQLite connections belong to one
+thread); scrapes are short and one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import BasicAuth, web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from drills.core.journal import Journal
+from drills.core.registry import Registry
+from drills.metrics.collector import JournalCollector
+from probes.settings import SecretRef
+
+__all__ = ["DEFAULT_PORT", "ExporterOptions", "make_app", "serve"]
+
+DEFAULT_PORT = 9470
+
+_LANDING = """<!doctype html><meta charset="utf-8"><title>Tsunagari exporter</title>
+<h1>繋がり (Tsunagari) exporter</h1><p><a href="metrics">metrics</a></p>
+"""
+
+
+@dataclass(frozen=True)
+class ExporterOptions:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key) if self.tls_key else None)
+        return ctx
+
+
+def _authorized(header: str | None, username: str, password: str) -> bool:
+    if not header:
+        return False
+    try:
+        auth = BasicAuth.decode(header)
+    except ValueError:
+        return False
+    user_ok = hmac.compare_digest(auth.login.encode(), username.encode())
+    pass_ok = hmac.compare_digest(auth.password.encode(), password.encode())
+    return user_ok and pass_ok
+
+
+def make_app(
+    journal: Journal,
+    registry: Registry | None = None,
+    *,
+    username: str | None = None,
+    password: SecretRef | None = None,
+) -> web.Application:
+    """The exporter's web application: ``/metrics`` (and a landing page at ``/``)."""
+    prom = CollectorRegistry()
+    JournalCollector(journal, registry=registry, prom_registry=prom)
+    secret = password.reveal() if (username is not None and password is not None) else None
+
+    @web.middleware
+    async def basic_auth(
+        request: web.Request, handler: Callable[..., object]
+    ) -> web.StreamResponse:
+        if username is not None and not _authorized(
+            request.headers.get("Authorization"), username, secret or ""
+        ):
+            return web.Response(
+                status=401,
+                text="401 認証が必要です / authentication required\n",
+                headers={"WWW-Authenticate": 'Basic realm="tsunagari"'},
+            )
+        result = await handler(request)  # type: ignore[misc]
+        assert isinstance(result, web.StreamResponse)
+        return result
+
+    async def metrics(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(prom)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def landing(_: web.Request) -> web.Response:
+        return web.Response(text=_LANDING, content_type="text/html")
+
+    app = web.Application(middlewares=[basic_auth])
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", landing)
+    return app
+
+
+async def serve(
+    journal: Journal,
+    registry: Registry | None,
+    options: ExporterOptions,
+    *,
+    started: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until *stop* is set (or the task is cancelled)."""
+    app = make_app(journal, registry, username=options.username, password=options.password)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=options.ssl_context())
+    try:
+        await site.start()
+        if started is not None:
+            started(f"{options.scheme}://{options.host}:{options.port}/metrics")
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,205 @@
+"""pytest plugin for operator scenarios: the ``drill`` fixture, markers and options.
+
+Registered through the ``pytest11`` entry point, so ``pytest scenarios/`` (or
+``tsunagari run scenarios/``) finds it. Options come from one table,
+:data:`drills.operator.options.OPTIONS` — each mirrored by an ini setting, the command
+line wins (``pytest --help`` lists them under "tsunagari")::
+
+    --registry FILE        tsunagari_registry        the registry (required to drill)
+    --municipality SEL     tsunagari_municipalities  drill only these codes/names/tags (repeatable)
+    --live                 tsunagari_live            allow live channels (default: simulators only)
+    --journal FILE         tsunagari_journal         SQLite journal (default: OUT/journal.sqlite)
+    --out DIR              tsunagari_out             scorecards, vantages.json, summary.json
+    …
+
+One journal run per scenario file; each test's ``expect`` reports every
+municipality as a subtest (see README, "Scenarios").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drills.core.errors import LockBusy
+from drills.core.i18n import Text, detect_lang
+from drills.operator.exit_codes import ItemState, SubtestReporter, classify, parent_failure, tag
+from drills.operator.markers import MARKERS, read_deadline, read_meta
+from drills.operator.options import OPTIONS, SettingsError
+from drills.operator.scenario import DrillContext, ScenarioDrill
+from drills.operator.session import DrillSession, DrillSettings
+
+SESSION = pytest.StashKey[DrillSession]()
+STATE = pytest.StashKey[ItemState]()
+LOCKED = pytest.StashKey[str]()
+GIVEN = pytest.StashKey[bool]()  # any tsunagari option or ini setting given (report header)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tsunagari", "Tsunagari drills / 繋がり訓練")
+    for option in OPTIONS:
+        help_text = option.help()
+        group.addoption(option.flag, dest=option.dest, help=help_text, **option.argparse_kwargs())
+        parser.addini(option.ini, help_text, **option.ini_kwargs())
+
+
+def _raw_settings(config: pytest.Config) -> tuple[dict[str, Any], bool]:
+    """Option values (command line first, then ini) and whether any was given at all.
+
+    Relative paths from the command line are relative to the current folder; from the
+    ini file, to the ini file's folder.
+    """
+    raw: dict[str, Any] = {}
+    given = False
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    for option in OPTIONS:
+        value = config.getoption(option.dest)
+        if value is None:
+            value = config.getini(option.ini)
+            if option.kind == "path" and value and not Path(str(value)).expanduser().is_absolute():
+                value = str(ini_dir / str(value))
+        given |= value not in (None, "", [], False)
+        raw[option.name] = value
+    return raw, given
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for description in MARKERS.values():
+        config.addinivalue_line("markers", description)
+    raw, given = _raw_settings(config)
+    raw["lang"] = raw["lang"] or detect_lang()
+    try:
+        settings = DrillSettings.build(raw, Path.cwd())
+        settings.check_metrics()
+    except SettingsError as exc:
+        raise pytest.UsageError(
+            Text(raw["lang"] if raw["lang"] in ("ja", "en") else "en").pick(str(exc))
+        ) from None
+    config.stash[SESSION] = DrillSession(settings)
+    config.stash[LOCKED] = ""
+    config.stash[GIVEN] = given
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if not config.stash.get(GIVEN, False):
+        return None
+    s = config.stash[SESSION].settings
+    return [
+        f"tsunagari: registry={s.registry} live={s.live} vantage={s.vantage} lang={s.lang}",
+        f"tsunagari: municipalities={','.join(s.select) or 'all'} journal={s.journal} out={s.out}",
+    ]
+
+
+def _drills(item: pytest.Item) -> bool:
+    return "drill" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    if any(_drills(item) for item in session.items) and not session.config.option.collectonly:
+        drills = session.config.stash[SESSION]
+        try:
+            drills.acquire_lock()
+        except LockBusy as exc:
+            message = Text(drills.settings.lang).pick(str(exc))
+            session.config.stash[LOCKED] = message
+            pytest.exit(message, returncode=4)
+    return (yield)
+
+
+@pytest.fixture(scope="module")
+def _tsunagari_context(request: pytest.FixtureRequest) -> Iterator[DrillContext]:
+    """One journal run per scenario file."""
+    session = request.config.stash[SESSION]
+    module = request.module
+    meta = read_meta(request.node, module.__doc__, Path(str(request.path)).stem)
+    ctx = session.open_context(meta, str(request.path))
+    yield ctx
+    session.close_context(ctx)
+
+
+@pytest.fixture
+def drill(request: pytest.FixtureRequest, _tsunagari_context: DrillContext) -> ScenarioDrill:
+    """The operator's drill: ``drill.broadcast(...)``, ``.fallback``, ``.outage``, ``.roll_call``,
+    ``.acknowledge``; each result's ``expect(...)`` reports every municipality as a subtest."""
+    state = ItemState()
+    request.node.stash[STATE] = state
+    subtests = request.getfixturevalue("subtests")  # built into pytest >= 9
+    reporter = SubtestReporter(subtests, _tsunagari_context.lang, state)
+    name = request.node.name.removeprefix("test_")
+    return ScenarioDrill(
+        _tsunagari_context, reporter=reporter, deadline=read_deadline(request.node), name=name
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
+    report = yield
+    if not _drills(item):
+        return report
+    lang = item.config.stash[SESSION].settings.lang
+    state = item.stash.get(STATE, None)
+    if call.excinfo is not None and report.failed:
+        c = classify(call.excinfo, item, lang)
+        if c.text is not None:
+            report.longrepr = c.text
+        tag(report, c)
+    elif (
+        call.when == "call"
+        and report.passed
+        and state is not None
+        and not state.in_subtest
+        and state.bad
+    ):
+        c = parent_failure(state, lang)
+        report.outcome = "failed"
+        report.longrepr = c.text
+        tag(report, c)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    drills = config.stash.get(SESSION, None)
+    if drills is None or not drills.contexts:
+        return
+    ja = drills.settings.lang == "ja"
+    terminalreporter.section("tsunagari" if not ja else "繋がり 訓練記録")
+    for ctx in drills.contexts:
+        terminalreporter.write_line(
+            f"{ctx.run_id}  {ctx.scenario}  vantage={ctx.vantage}  journal={drills.settings.journal}"
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drills = session.config.stash.get(SESSION, None)
+    if drills is None:
+        return
+    run_ids = drills.run_ids
+    problems = drills.finish()
+    out = drills.settings.out
+    if out is not None and run_ids:
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "exitstatus": int(exitstatus),
+            "runs": run_ids,
+            "journal": str(drills.settings.journal),
+            "vantage": drills.settings.vantage,
+            "problems": problems,
+        }
+        (out / "summary.json").write_text(
+            json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+    if problems:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            for problem in problems:
+                tr.write_line(f"tsunagari: {problem}", red=True)
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

@@ -1,0 +1,251 @@
+"""The drills of one pytest session: settings, registry, journal, loop, lock, outputs.
+
+Built by the pytest plugin from its options (each mirrored by an ini setting,
+command line first). Nothing is loaded until a test asks for ``drill``: a
+session that never drills opens no journal, starts no thread, takes no lock.
+
+After the session, with ``--out DIR``::
+
+    DIR/runs/<run_id>/scorecard.json    one folder per scenario file run, with what
+                      scorecard.html    :func:`drills.operator.outputs.write_run_outputs` writes
+                      metrics.prom      (the same files as ``tsunagari demo``)
+    DIR/vantages.json                   every (scenario, vantage) of the journal side by side
+    DIR/summary.json                    the session's outcome (written by the plugin)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drills.core.background import BackgroundLoop
+from drills.core.journal import Journal
+from drills.core.lock import RunLock
+from drills.core.registry import Registry, load_registry
+from drills.core.requirements import ScenarioMistake
+from drills.operator.markers import ScenarioMeta
+from drills.operator.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, SettingsError, journal_in
+from drills.operator.scenario import DrillContext
+from drills.steps.selection import check_selection
+
+__all__ = ["METRICS_EXPORTS", "DrillSession", "DrillSettings", "SettingsError", "textfile_paths"]
+
+# The metrics exporters: option → (module, function).
+METRICS_EXPORTS = {
+    "push_gateway": ("drills.metrics.push", "push_run"),
+    "textfile": ("drills.metrics.push", "write_textfile"),
+}
+
+
+@dataclass(frozen=True)
+class DrillSettings:
+    """The effective drill settings: one field per row of :data:`drills.operator.options.OPTIONS`."""
+
+    registry: Path | None = None
+    select: tuple[str, ...] = ()
+    live: bool = False
+    journal: Path = DEFAULT_JOURNAL
+    out: Path | None = None
+    push_gateway: str | None = None
+    textfile: Path | None = None
+    lang: str = "ja"
+    vantage: str = "default"
+    lock: Path | None = None
+    seed: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.lock or Path(str(self.journal) + ".lock")
+
+    @classmethod
+    def build(cls, raw: dict[str, Any], base: Path) -> DrillSettings:
+        """Validate raw values (strings from the command line or ini); paths relative to *base*.
+
+        Raises :class:`~drills.operator.options.SettingsError` for a bad value.
+        """
+        values = {option.name: option.parse(raw.get(option.name), base) for option in OPTIONS}
+        if values["journal"] is None:  # kept beside the other outputs
+            values["journal"] = journal_in(values["out"] or base / DEFAULT_OUT)
+        return cls(**values)
+
+    def check_metrics(self) -> None:
+        """Metrics options need the metrics exporters; say plainly when they are not there."""
+        for option, (module_name, fn) in METRICS_EXPORTS.items():
+            if getattr(self, option) is None:
+                continue
+            flag = "--" + option.replace("_", "-")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                module = None
+            if module is None or not callable(getattr(module, fn, None)):
+                raise SettingsError(
+                    f"{flag}: メトリクスの出力はまだ使えません（{module_name}.{fn} がありません）"
+                    f" / {flag} is not available yet ({module_name}.{fn} is missing)"
+                )
+
+
+def textfile_paths(target: Path, runs: list[tuple[str, str, str]]) -> dict[str, Path]:
+    """Where each run's metrics go: one ``.prom`` file per scenario file and vantage.
+
+    *target* is a ``.prom`` file (one run) or node_exporter's textfile folder;
+    *runs* are ``(run_id, scenario file, vantage)``.
+
+    >>> textfile_paths(Path("/m/drill.prom"), [("r1", "/s/test_a.py", "LAN")])
+    {'r1': PosixPath('/m/drill.prom')}
+    >>> sorted(textfile_paths(Path("/m"), [("r1", "/s/test_a.py", "LAN"), ("r2", "/s/test_b.py", "LAN")]).values())
+    [PosixPath('/m/tsunagari-test_a-LAN.prom'), PosixPath('/m/tsunagari-test_b-LAN.prom')]
+    """
+    if target.suffix == ".prom" and len(runs) == 1:
+        return {runs[0][0]: target}
+    folder, prefix = (
+        (target.parent, target.stem) if target.suffix == ".prom" else (target, "tsunagari")
+    )
+    out = {}
+    for run_id, file, vantage in runs:
+        slug = re.sub(r"[^\w.-]+", "_", f"{Path(file).stem}-{vantage}")
+        out[run_id] = folder / f"{prefix}-{slug}.prom"
+    return out
+
+
+class DrillSession:
+    """Lazily built resources shared by every scenario file of a pytest session."""
+
+    def __init__(self, settings: DrillSettings) -> None:
+        self.settings = settings
+        self.loop: BackgroundLoop | None = None
+        self.journal: Journal | None = None
+        self.lock: RunLock | None = None
+        self.contexts: list[DrillContext] = []
+        self._registry: Registry | None = None
+        self._registry_error: Exception | None = None
+        self.problems: list[str] = []  # output or export failures after the run
+
+    # ------------------------------------------------------------------ resources
+
+    def registry(self) -> Registry:
+        """The validated registry (loaded once; the same error for every scenario if broken)."""
+        if self._registry is not None:
+            return self._registry
+        if self._registry_error is not None:
+            raise self._registry_error
+        try:
+            if self.settings.registry is None:
+                raise ScenarioMistake(
+                    "レジストリが指定されていません: --registry ファイル か ini の tsunagari_registry で指定してください",
+                    "no registry given: use --registry FILE or the ini setting tsunagari_registry",
+                )
+            reg = load_registry(self.settings.registry)
+            check_selection(reg, self.settings.select)
+        except Exception as exc:
+            self._registry_error = exc
+            raise
+        self._registry = reg
+        return reg
+
+    def _journal(self) -> tuple[BackgroundLoop, Journal]:
+        if self.loop is None:
+            self.loop = BackgroundLoop()
+        if self.journal is None:
+            self.journal = self.loop.call(Journal, self.settings.journal)
+        return self.loop, self.journal
+
+    def acquire_lock(self) -> None:
+        if self.lock is None:
+            self.lock = RunLock(self.settings.lock_path).acquire()
+
+    def open_context(self, meta: ScenarioMeta, file: str) -> DrillContext:
+        """Start the journal run of one scenario file."""
+        registry = self.registry()
+        loop, journal = self._journal()
+        s = self.settings
+        ctx = DrillContext(
+            loop,
+            registry,
+            journal,
+            scenario=meta.name,
+            vantage=s.vantage,
+            live=s.live,
+            lang=s.lang,
+            seed=s.seed,
+            selection=s.select,
+            meta={"file": file, **meta.journal_meta(), "select": list(s.select)},
+        )
+        self.contexts.append(ctx)
+        return ctx
+
+    def close_context(self, ctx: DrillContext) -> None:
+        ctx.close()
+
+    # ------------------------------------------------------------------ the end
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [c.run_id for c in self.contexts if c.begun]  # a refused run is not in the journal
+
+    def finish(self) -> list[str]:
+        """Write outputs and export metrics; close the journal, loop and lock. Problems → list."""
+        problems: list[str] = []
+        try:
+            if self.loop is not None and self.journal is not None and self.contexts:
+                if self.settings.out is not None:
+                    problems += self.loop.call(self._write_outputs)
+                problems += self.loop.call(self._export_metrics)
+        finally:
+            if self.loop is not None:
+                if self.journal is not None:
+                    self.loop.call(self.journal.close)
+                self.loop.close()
+            if self.lock is not None:
+                self.lock.release()
+        self.problems = problems
+        return problems
+
+    def _write_outputs(self) -> list[str]:
+        from drills.operator.outputs import write_run_outputs
+        from drills.reporting.vantage import vantage_view
+
+        assert self.journal is not None and self.settings.out is not None
+        out, problems = self.settings.out, []
+        for run_id in self.run_ids:
+            done = write_run_outputs(
+                self.journal, run_id, self._registry, out / "runs" / run_id, lang=self.settings.lang
+            )
+            problems += [f"output {run_id}: {problem}" for problem in done.problems]
+        (out / "vantages.json").write_text(
+            json.dumps(vantage_view([self.journal]), ensure_ascii=False, indent=2) + "\n",
+            encoding="utf-8",
+        )
+        return problems
+
+    def _export_metrics(self) -> list[str]:
+        s = self.settings
+        problems: list[str] = []
+        if s.push_gateway is None and s.textfile is None:
+            return problems
+        push: Any = importlib.import_module("drills.metrics.push")
+        files = {}
+        if s.textfile is not None:
+            runs = [
+                (c.run_id, str(c.meta.get("file", c.scenario)), c.vantage)
+                for c in self.contexts
+                if c.begun
+            ]
+            files = textfile_paths(s.textfile, runs)
+        for ctx in self.contexts:
+            if not ctx.begun:  # refused before anything was sent: nothing to export
+                continue
+            try:
+                if s.push_gateway is not None:
+                    push.push_run(self.journal, ctx.run_id, s.push_gateway, registry=self._registry)
+                if ctx.run_id in files:
+                    push.write_textfile(
+                        self.journal, ctx.run_id, files[ctx.run_id], registry=self._registry
+                    )
+            except Exception as exc:  # the drill happened; reporting it failed
+                problems.append(f"metrics ({ctx.scenario}): {type(exc).__name__}: {exc}")
+        return problems

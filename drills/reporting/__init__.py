@@ -1,0 +1,1 @@
+"""Reporting: the scorecard and its formats (text, HTML, post), charts, comparison, vantage."""

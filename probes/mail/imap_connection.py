@@ -1,0 +1,248 @@
+"""An IMAP connection for the drill observer and the reachability check (aioimaplib).
+
+Security: ``tls`` (IMAPS, 993), ``starttls`` (143, upgraded before login; done
+by hand, aioimaplib has no STARTTLS) or ``plain``. Every command is bounded by
+``timeout`` and raced against the connection dropping, so a dead server is a
+:class:`LostConnection` (try again), never a hang. A refused login, an
+unverifiable certificate or a missing mailbox is an ``ObserverFault``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+from typing import Any, Literal
+
+import aioimaplib
+from pydantic import Field
+
+from probes.base import ChannelSettings, ObserverFault
+from probes.mail.observer import stop_task
+from probes.mail.tls import cert_days_left, client_context, is_certificate_error, tls_reason
+from probes.settings import Duration, SecretRef, SecretUnresolvable
+
+__all__ = ["ImapConnection", "ImapSettings", "LostConnection", "response_text"]
+
+_DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
+# Connection keys hold a keyed digest of the password, never the password: the
+# key lives only in this process, so the digest cannot be looked up elsewhere.
+_KEY_SALT = secrets.token_bytes(16)
+
+
+class ImapSettings(ChannelSettings):
+    """The drill mailbox as the observer reads it."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    user: str
+    password: SecretRef
+    ca_file: str | None = None
+    verify: bool = True
+    mailbox: str = "INBOX"
+    strategy: Literal["auto", "idle", "poll"] = "auto"
+    poll_interval: Duration = 1.0
+    fast_interval: Duration = Field(default=0.05, gt=0)
+    window: Duration = 30.0
+    timeout: Duration = 15.0
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or _DEFAULT_PORTS[self.security]
+
+    def key(self) -> tuple[str, int, str, str]:
+        """The mailbox as people name it (for logs: no secret in it)."""
+        return (self.host, self.effective_port, self.user, self.mailbox)
+
+    def connection_key(self) -> tuple[Any, ...]:
+        """Everything that decides what a connection with these settings sees.
+
+        Two channels may share one IMAP connection only if they agree on all of
+        it — password, security, CA, verification, timing — or a wrong setting
+        on one would be hidden by (or blamed on) the other.
+        """
+        try:
+            secret: Any = hmac.new(
+                _KEY_SALT, self.password.reveal().encode(), hashlib.sha256
+            ).hexdigest()
+        except SecretUnresolvable:
+            secret = ("unresolvable", id(self.password))  # opening will say why
+        return (
+            *self.key(),
+            secret,
+            self.security,
+            self.ca_file,
+            self.verify,
+            self.strategy,
+            self.poll_interval,
+            self.fast_interval,
+            self.window,
+            self.timeout,
+        )
+
+
+class LostConnection(Exception):
+    """The IMAP connection broke (or a command timed out): reconnect."""
+
+
+class ImapConnection:
+    """A logged-in aioimaplib client; failures mapped to ObserverFault / LostConnection."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self.client: aioimaplib.IMAP4 | None = None
+        self.lost = asyncio.Event()
+        self.tls_days_left: int | None = None
+        self.idle_capable = False
+
+    @property
+    def insecure(self) -> bool:
+        return self.settings.security == "plain"
+
+    async def open(
+        self, *, select: bool = True, readonly: bool = True
+    ) -> aioimaplib.Response | None:
+        """Connect, log in and (unless told not to) open the mailbox.
+
+        ``readonly`` opens it with EXAMINE: the observer changes nothing (no
+        \\Recent taken from people's clients, and Dovecot leaves new mail in
+        Maildir ``new/``, whose ctime stays the delivery time).
+        """
+        s = self.settings
+        context = (
+            client_context(verify=s.verify, ca_file=s.ca_file) if s.security == "tls" else None
+        )
+        try:
+            self.client = aioimaplib.IMAP4(
+                host=s.host,
+                port=s.effective_port,
+                timeout=s.timeout,
+                conn_lost_cb=lambda _exc: self.lost.set(),
+                ssl_context=context,
+            )
+            await self.client.wait_hello_from_server()
+            if s.security == "starttls":
+                await self._starttls()
+            self.tls_days_left = cert_days_left(self._ssl_object())
+            password = s.password.reveal()
+        except SecretUnresolvable as exc:
+            raise ObserverFault(
+                f"IMAP パスワードを読めません / cannot read password: {exc}"
+            ) from exc
+        except Exception as exc:
+            if is_certificate_error(exc):
+                raise ObserverFault(f"IMAP {tls_reason(exc)}", code="tls") from exc
+            raise LostConnection(f"IMAP 接続失敗 / cannot connect: {exc!r}") from exc
+        response = await self.command(self.client.login(s.user, password))
+        if response.result != "OK":
+            text = response_text(response)
+            raise ObserverFault(
+                f"IMAP ログイン失敗 / login refused for {s.user}: {text}", code="auth"
+            )
+        if "IDLE" not in self.client.protocol.capabilities:
+            await self.command(self.client.protocol.capability())
+        self.idle_capable = "IDLE" in self.client.protocol.capabilities
+        if not select:
+            return None
+        if readonly:
+            protocol = self.client.protocol
+            selected = await self.command(
+                protocol.execute(
+                    aioimaplib.Command("EXAMINE", protocol.new_tag(), s.mailbox, loop=protocol.loop)
+                )
+            )
+            if selected.result == "OK":
+                protocol.state = aioimaplib.SELECTED  # aioimaplib only tracks SELECT
+        else:
+            selected = await self.command(self.client.select(s.mailbox))
+        if selected.result != "OK":
+            raise ObserverFault(
+                f"IMAP メールボックスを開けません / cannot select {s.mailbox}: {response_text(selected)}",
+                code="mailbox",
+            )
+        return selected
+
+    def _ssl_object(self) -> Any:
+        if self.client is None or self.client.protocol.transport is None:
+            return None
+        return self.client.protocol.transport.get_extra_info("ssl_object")
+
+    async def _starttls(self) -> None:
+        assert self.client is not None
+        protocol = self.client.protocol
+        await protocol.capability()
+        if "STARTTLS" not in protocol.capabilities:
+            raise ObserverFault("IMAP STARTTLS 非対応 / server does not offer STARTTLS", code="tls")
+        response = await protocol.execute(
+            aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+        )
+        if response.result != "OK":
+            raise ObserverFault(f"IMAP STARTTLS refused: {response_text(response)}", code="tls")
+        s = self.settings
+        context = client_context(verify=s.verify, ca_file=s.ca_file)
+        loop = asyncio.get_running_loop()
+        transport = await asyncio.wait_for(
+            loop.start_tls(protocol.transport, protocol, context, server_hostname=s.host),
+            s.timeout,
+        )
+        protocol.transport = transport
+        await protocol.capability()  # RFC 3501 6.2.1: forget pre-TLS capabilities
+
+    async def command(self, coro: Any) -> aioimaplib.Response:
+        """Run one IMAP command; a broken connection or timeout raises LostConnection."""
+        task = asyncio.ensure_future(coro)
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, lost}, timeout=self.settings.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            lost.cancel()
+        if task not in done:
+            await stop_task(task)
+            if lost in done:
+                raise LostConnection("IMAP 接続が切れました / connection lost")
+            raise LostConnection("IMAP 応答なし / no answer within the timeout")
+        try:
+            return task.result()
+        except (TimeoutError, aioimaplib.CommandTimeout) as exc:
+            raise LostConnection("IMAP 応答なし / command timed out") from exc
+        except (aioimaplib.Abort, aioimaplib.Error, OSError) as exc:
+            raise LostConnection(f"IMAP エラー / protocol error: {exc}") from exc
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            if not self.lost.is_set():
+                with contextlib.suppress(Exception):
+                    if client.has_pending_idle():
+                        client.idle_done()
+                    await asyncio.wait_for(client.logout(), 2.0)
+        finally:
+            _drop(client)
+
+
+def _drop(client: aioimaplib.IMAP4) -> None:
+    """Close the socket whatever state the client is in (even if closed mid-connect)."""
+    connecting = client._client_task
+    if not connecting.done():
+        connecting.cancel()
+    elif not connecting.cancelled() and connecting.exception() is None:
+        connecting.result()[0].close()
+    if client.protocol.transport is not None:
+        client.protocol.transport.close()
+    for task in list(client.tasks) + list(client.protocol.tasks):
+        task.cancel()
+
+
+def response_text(response: aioimaplib.Response) -> str:
+    lines = [bytes(x).decode("utf-8", "replace") for x in response.lines if isinstance(x, bytes)]
+    return " ".join(" ".join(lines).split())[:200]
