@@ -15,11 +15,12 @@ miss raises :class:`RequirementMissed` listing every municipality that missed.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import HarnessError, ScenarioError
@@ -36,6 +37,7 @@ __all__ = [
     "Verdict",
     "caller_location",
     "judge_broadcast",
+    "located",
     "parse_seconds",
     "parse_share",
     "percent",
@@ -302,3 +304,22 @@ def judge_broadcast(
             )
         )
     return out
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def located(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Mistakes raised by a step name the scenario line that called it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except ScenarioMistake as exc:
+            if exc.where is None:
+                exc.where = caller_location()
+            raise
+
+    return wrapper

@@ -48,7 +48,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drills.core.delivery import Delivery, Evidence, Outcome, classify
 from drills.core.errors import DrillSafetyError, ScenarioError
@@ -73,9 +73,6 @@ from probes.base import (
     new_token,
 )
 from probes.sim.ledger import Outage
-
-if TYPE_CHECKING:
-    from drills.surge.runner import SurgeResult
 
 __all__ = [
     "Drill",
@@ -375,29 +372,6 @@ class Drill:
         result.finished_mono = time.monotonic()
         self.steps.append(result)
         return result
-
-    async def surge(
-        self,
-        target: Target,
-        rates: Sequence[float],
-        *,
-        step_s: float = 10.0,
-        rest_s: float | None = None,
-        users: int | None = None,
-        **options: Any,
-    ) -> SurgeResult:
-        """Surge step: Locust puts *rates* (messages/s, one step each) on *target* while
-        the probes keep measuring delivery; see :func:`drills.surge.runner.run_surge`
-        for ``options`` (``topology``, ``probes_per_step``, ``timeout``, ``slo``, ``stop``).
-
-            result = await drill.surge(target, [10, 50, 100], step_s=20)
-            assert result.breaking_point is None
-        """
-        from drills.surge.plan import SurgePlan
-        from drills.surge.runner import run_surge
-
-        plan = SurgePlan.of(rates, step_s, step_s if rest_s is None else rest_s, users)
-        return await run_surge(self, target, plan, **options)
 
     def _check_costs(self, probes: Sequence[Probe], text: str, subject: str, repeat: int) -> None:
         """Refuse the whole step, before the first send, if a paid channel's cap would be crossed."""

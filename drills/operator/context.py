@@ -7,23 +7,19 @@ over it.
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
 from drills.core.background import BackgroundLoop
 from drills.core.delivery import Delivery
 from drills.core.events import StepEvent
 from drills.core.journal import Journal, RunStatus
 from drills.core.registry import Registry
-from drills.core.requirements import ScenarioMistake, Verdict, caller_location
+from drills.core.requirements import Verdict
 from drills.core.runner import Drill
 
-__all__ = ["DrillContext", "Reporter", "located"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
+__all__ = ["DrillContext", "Reporter"]
 
 
 class Reporter(Protocol):
@@ -95,18 +91,3 @@ class DrillContext:
     def close(self) -> None:
         status = RunStatus.FAILED if self.failed else RunStatus.FINISHED
         self.loop.run(self.drill.finish(status))
-
-
-def located(fn: Callable[P, R]) -> Callable[P, R]:
-    """Mistakes raised by a step name the scenario line that called it."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ScenarioMistake as exc:
-            if exc.where is None:
-                exc.where = caller_location()
-            raise
-
-    return wrapper

@@ -10,30 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from drills.core.delivery import Delivery
-from drills.core.requirements import judge_broadcast, parse_seconds, parse_share
+from drills.core.requirements import judge_broadcast, located, parse_seconds, parse_share
 from drills.core.runner import StepResult
-from drills.operator.context import located
 from drills.steps.acknowledgement import AckResult
 from drills.steps.fallback import FallbackResult
+from drills.steps.outcome import StepOutcome
 from drills.steps.rollcall import RollCallResult
 
 if TYPE_CHECKING:
-    from drills.operator.scenario import ScenarioDrill
+    pass
 
 __all__ = ["Acknowledgement", "Broadcast", "Fallback", "RollCall"]
 
 
-class _Outcome:
-    """A step's result as the operator sees it: the data, plus ``expect``."""
-
-    def __init__(self, drill: ScenarioDrill, result: Any) -> None:
-        self._drill, self.result = drill, result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.result, name)
-
-
-class Broadcast(_Outcome):
+class Broadcast(StepOutcome):
     result: StepResult
 
     @property
@@ -58,7 +48,7 @@ class Broadcast(_Outcome):
         )
 
 
-class _Timed(_Outcome):
+class _Timed(StepOutcome):
     @located
     def expect(self, within: Any = None) -> None:
         """Every municipality made it within *within* (default: the step's own limit)."""
@@ -78,7 +68,7 @@ class RollCall(_Timed):
     result: RollCallResult
 
 
-class Acknowledgement(_Outcome):
+class Acknowledgement(StepOutcome):
     result: AckResult
 
     @located

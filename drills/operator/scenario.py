@@ -37,10 +37,11 @@ from drills.core.requirements import (
     Status,
     Verdict,
     caller_location,
+    located,
     parse_seconds,
 )
 from drills.core.runner import StepResult
-from drills.operator.context import DrillContext, Reporter, located
+from drills.operator.context import DrillContext, Reporter
 from drills.operator.results import Acknowledgement, Broadcast, Fallback, RollCall
 from drills.steps import selection
 from drills.steps.acknowledgement import run_acknowledgement

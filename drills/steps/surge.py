@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from drills.core.errors import ScenarioError
 from drills.core.events import SurgeEvent
-from drills.core.requirements import Row, ScenarioMistake, Status, Verdict, parse_seconds
-from drills.operator.context import located
-from drills.operator.results import _Outcome
+from drills.core.requirements import Row, ScenarioMistake, Status, Verdict, located, parse_seconds
+from drills.steps.outcome import StepOutcome
 from drills.surge.plan import SurgePlan, SurgeRefused, allowance_problems
 from drills.surge.process import Topology
 from drills.surge.runner import SurgeResult, run_surge
@@ -124,7 +123,7 @@ def _judge(target: Target, result: SurgeResult, limit: float) -> tuple[Status, R
     return Status.MET, Row(channel, kind, "delivered", reason, worst)
 
 
-class Surge(_Outcome):
+class Surge(StepOutcome):
     """What ``drill.surge`` returns: the surges (``results``), and ``expect``."""
 
     result: SurgeStep

@@ -28,6 +28,7 @@ import asyncio
 import math
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from drills.core.runner import Drill
     from probes.base import Probe
 
-__all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "record_surge", "run_surge"]
+__all__ = ["LOAD_TEXT", "PROBE_TEXT", "SurgeResult", "record_surge", "run_surge", "surge"]
 
 PROBE_TEXT = (
     "サージ訓練: 負荷下の着信確認です（返信不要） / "
@@ -77,6 +78,27 @@ class SurgeResult:
     @property
     def stopped(self) -> bool:
         return self.stop_reason != "completed"
+
+
+async def surge(
+    drill: Drill,
+    target: Target,
+    rates: Sequence[float],
+    *,
+    step_s: float = 10.0,
+    rest_s: float | None = None,
+    users: int | None = None,
+    **options: Any,
+) -> SurgeResult:
+    """Surge step: Locust puts *rates* (messages/s, one step each) on *target* while
+    *drill*'s probes keep measuring delivery; see :func:`run_surge` for ``options``
+    (``topology``, ``probes_per_step``, ``timeout``, ``slo``, ``stop``).
+
+        result = await surge(drill, target, [10, 50, 100], step_s=20)
+        assert result.breaking_point is None
+    """
+    plan = SurgePlan.of(rates, step_s, step_s if rest_s is None else rest_s, users)
+    return await run_surge(drill, target, plan, **options)
 
 
 async def run_surge(

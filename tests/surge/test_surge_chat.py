@@ -14,6 +14,7 @@ from pathlib import Path
 from drills.core.journal import Journal
 from drills.core.registry import load_registry
 from drills.core.runner import Drill
+from drills.surge.runner import surge
 from probes.sim.chat import ChatSimulator
 from tests.surge.conftest import CHAT_RATE_LIMITED
 
@@ -25,7 +26,8 @@ async def test_latency_rises_with_load_and_the_breaking_point_is_reported(
     seen: list[str] = []
     async with Drill(registry, journal, scenario="輻輳", seed=7) as drill:
         target = drill.targets()[0]
-        result = await drill.surge(
+        result = await surge(
+            drill,
             target,
             [5, 15, 80],
             step_s=2.0,

@@ -21,6 +21,7 @@ from drills.metrics.collector import exposition
 from drills.reporting.scorecard import build_scorecard
 from drills.reporting.text import to_markdown
 from drills.surge.report import verdict
+from drills.surge.runner import surge
 from tests.metrics.support import sample_set
 from tests.servers.prometheus import PROMTOOL
 from tests.surge.conftest import CHAT_FAST
@@ -33,7 +34,7 @@ async def test_a_real_surge_reaches_the_metrics_and_the_scorecard(
     registry = load_registry(write_registry(CHAT_FAST))
     async with Drill(registry, journal, scenario="輻輳の確認", vantage="hq", seed=3) as drill:
         target = drill.targets()[0]
-        result = await drill.surge(target, [5, 20], step_s=1.0, rest_s=1.0, timeout=5.0)
+        result = await surge(drill, target, [5, 20], step_s=1.0, rest_s=1.0, timeout=5.0)
         run_id = drill.run_id
     assert run_id is not None and result.stop_reason == "completed"
     event = result.event
