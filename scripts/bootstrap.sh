@@ -4,7 +4,7 @@
 #   scripts/bootstrap.sh demo [ARGS…]   Python env only, then `tsunagari demo ARGS…`
 #   scripts/bootstrap.sh test [ARGS…]   everything the tests need (Debian packages,
 #                                       the project env, Synapse's own env), then the
-#                                       format check, lint and types, then pytest ARGS…
+#                                       format check, lint, types and import layers, then pytest ARGS…
 #   scripts/bootstrap.sh check [ARGS…]  the same as test (CI runs test: what check checks)
 #   scripts/bootstrap.sh setup          everything, run nothing
 #
@@ -65,7 +65,8 @@ synapse_env() {
   fi
 }
 
-# ruff format --check, ruff check, mypy: each runs (a few seconds), and any failure fails.
+# ruff format --check, ruff check, mypy, lint-imports (the layers in pyproject.toml):
+# each runs (a few seconds), and any failure fails.
 static_checks() {
   local failed=()
   log "ruff format --check ."
@@ -74,6 +75,8 @@ static_checks() {
   "$VENV/bin/ruff" check . || failed+=("ruff check")
   log "mypy drills probes"
   "$VENV/bin/mypy" drills probes || failed+=("mypy")
+  log "lint-imports"
+  "$VENV/bin/lint-imports" || failed+=("lint-imports")
   if [ ${#failed[@]} -gt 0 ]; then
     log "failed: ${failed[*]}"
     return 1
