@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 from drills.core.errors import ScenarioError
 from drills.core.events import SurgeEvent
 from drills.core.requirements import Row, ScenarioMistake, Status, Verdict, located, parse_seconds
-from drills.steps.outcome import StepOutcome
+from drills.steps.outcome import StepDrill, StepOutcome
 from drills.surge.plan import SurgePlan, SurgeRefused, allowance_problems
 from drills.surge.process import Topology
 from drills.surge.runner import SurgeResult, run_surge
 
 if TYPE_CHECKING:
     from drills.core.registry import Target
-    from drills.operator.scenario import ScenarioDrill
 
 __all__ = ["Surge", "SurgeStep", "parse_rate", "surge_step"]
 
@@ -140,7 +139,7 @@ class Surge(StepOutcome):
 
 
 def surge_step(
-    drill: ScenarioDrill,
+    drill: StepDrill,
     rates: Sequence[float],
     *,
     channels: Any,
