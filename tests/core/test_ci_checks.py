@@ -1,7 +1,8 @@
-"""CI checks what ``check`` checks: the README's test command runs format, lint and types first.
+"""CI checks what ``check`` checks: the README's test command runs format, lint, types and
+import layers first.
 
 ``scripts/bootstrap.sh`` runs here against stand-ins (a fake venv whose ruff,
-mypy and python only log their arguments, Debian packages and Synapse's env
+mypy, lint-imports and python only log their arguments, Debian packages and Synapse's env
 reported present), so the test installs and starts nothing.
 """
 
@@ -18,6 +19,7 @@ STATIC = [
     "ruff format --check .",
     "ruff check .",
     "mypy drills probes",
+    "lint-imports",
 ]
 
 
@@ -31,11 +33,11 @@ def stand_in(path: Path, body: str) -> None:
 def env(tmp_path: Path) -> dict[str, str]:
     log = tmp_path / "calls.log"
     venv, synapse, bin_ = tmp_path / "venv", tmp_path / "synapse", tmp_path / "bin"
-    for tool in ("ruff", "mypy", "python"):
+    for tool in ("ruff", "mypy", "lint-imports", "python"):
         # Logs "tool args…"; fails when FAIL names "tool first-arg".
         stand_in(
             venv / "bin" / tool,
-            f'echo "{tool} $*" >> "{log}"\ncase "{tool} $1" in "$FAIL") exit 1 ;; esac\n',
+            f'echo "{tool}${{*:+ $*}}" >> "{log}"\ncase "{tool} $1" in "$FAIL") exit 1 ;; esac\n',
         )
     (venv / ".tsunagari-installed").touch()
     os.utime(venv / ".tsunagari-installed", (4e9, 4e9))  # newer than pyproject.toml
@@ -73,7 +75,7 @@ def test_pytest_arguments_pass_through(env: dict[str, str]) -> None:
     assert calls(env)[-1] == "python -m pytest -k cli"
 
 
-@pytest.mark.parametrize("failing", ["ruff format", "ruff check", "mypy drills"])
+@pytest.mark.parametrize("failing", ["ruff format", "ruff check", "mypy drills", "lint-imports "])
 def test_a_failing_check_fails_the_run_and_the_others_still_report(
     env: dict[str, str], failing: str
 ) -> None:
