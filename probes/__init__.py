@@ -1,4 +1,4 @@
-"""Tsunagari channel probes: one module per channel kind, plus local simulators.
+"""Tsunagari channel probes: one package per channel kind (mail, sms, chat), plus simulators.
 
 The contract every kind implements is :class:`probes.base.Probe`; kinds are
 found through the ``tsunagari.channels`` entry-point group.
