@@ -10,7 +10,8 @@ import pytest
 
 from drills.core.journal import Journal
 from drills.core.registry import load_registry
-from drills.metrics.collector import CATALOGUE, Scope, catalogue_markdown, exposition
+from drills.metrics.catalogue import CATALOGUE, catalogue_markdown
+from drills.metrics.collector import Scope, exposition
 from drills.metrics.push import write_textfile
 from drills.operator import demo
 from drills.operator.outputs import write_run_outputs
@@ -56,7 +57,7 @@ def test_readme_documents_every_metric() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("<!-- section:metrics -->")[1].split("<!-- /section:metrics -->")[0]
     assert catalogue_markdown() in section, (
-        "README metrics table is stale: paste drills.metrics.collector.catalogue_markdown()"
+        "README metrics table is stale: paste drills.metrics.catalogue.catalogue_markdown()"
     )
     for name in CATALOGUE:
         assert f"`{name}`" in section

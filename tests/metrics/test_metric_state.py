@@ -18,7 +18,8 @@ from drills.core.events import (
     RollCallParticipant,
 )
 from drills.core.journal import Journal
-from drills.metrics.collector import CATALOGUE, JournalCollector, Scope, exposition
+from drills.metrics.catalogue import CATALOGUE
+from drills.metrics.collector import JournalCollector, Scope, exposition
 from drills.metrics.digest import LATENCY_BUCKETS, ChannelDigest, digest_channel, tls_not_after
 from drills.metrics.state import JournalView, streak
 from drills.reporting.scorecard import build_scorecard

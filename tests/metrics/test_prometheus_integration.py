@@ -59,7 +59,7 @@ def _has_data(result: list[dict]) -> bool:
 
 
 def test_the_world_covers_every_exported_metric(world: World) -> None:
-    from drills.metrics.collector import CATALOGUE
+    from drills.metrics.catalogue import CATALOGUE
 
     exported = names_in(world.exposition)
     missing = [

@@ -11,7 +11,8 @@ import pytest
 
 from drills.core.journal import Journal
 from drills.core.registry import Registry, Target, parse_registry
-from drills.metrics.collector import CATALOGUE, Scope, exposition
+from drills.metrics.catalogue import CATALOGUE
+from drills.metrics.collector import Scope, exposition
 from drills.metrics.push import grouping_keys
 from drills.metrics.state import JournalView
 from drills.surge.summary import SURGE_GAUGES, read_surge

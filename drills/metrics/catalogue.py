@@ -1,0 +1,238 @@
+"""The metric catalogue: every metric Tsunagari exports, its type, labels and meaning.
+
+One table (:data:`CATALOGUE`) that the collector (:mod:`drills.metrics.collector`)
+emits, the README lists (:func:`catalogue_markdown`, kept in sync by a test) and
+the dashboards query. Label values are bounded: municipality and channel come
+from the registry, ``outcome`` and ``evidence`` from fixed enumerations.
+
+    >>> CATALOGUE["tsunagari_deliveries_total"].type
+    'counter'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drills.surge.summary import SURGE_GAUGES
+
+__all__ = ["CATALOGUE", "CHANNEL", "MUNI", "RUN", "MetricSpec", "catalogue_markdown"]
+
+MUNI = ("municipality_code", "municipality_name")
+CHANNEL = (*MUNI, "channel_id", "channel_kind")
+RUN = ("scenario", "vantage")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its name, type, labels and meaning (ja / en)."""
+
+    name: str
+    type: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    ja: str
+    en: str
+
+    @property
+    def help(self) -> str:
+        return f"{self.en} / {self.ja}"
+
+
+_SPECS = (
+    MetricSpec(
+        "tsunagari_deliveries_total",
+        "counter",
+        (*CHANNEL, *RUN, "outcome", "evidence"),
+        "journal に記録された訓練メッセージの数（結果別・証拠別、全訓練の累計）。"
+        "証拠: seen（受け手側で着信確認）、receipt（事業者・携帯会社の受信報告のみ）、"
+        "accepted（受付のみ）、none（不達・拒否・ハーネス障害・訓練による停止）",
+        "Drill messages journalled, by outcome (delivered, late, accepted, lost, rejected, "
+        "error, drill_outage) and evidence (seen, receipt, accepted; none for the others), "
+        "over all drills",
+    ),
+    MetricSpec(
+        "tsunagari_delivery_latency_seconds",
+        "histogram",
+        (*CHANNEL, *RUN),
+        "送信から受け手側で確認されるまでの遅延（届いたメッセージのみ、全訓練の累計）",
+        "Send-to-seen-at-the-far-end latency of confirmed messages (delivered or late), "
+        "over all drills",
+    ),
+    MetricSpec(
+        "tsunagari_last_drill_deliveries",
+        "gauge",
+        (*CHANNEL, *RUN, "outcome", "evidence"),
+        "最新の訓練での結果別・証拠別のメッセージ数",
+        "Drill messages by outcome and evidence in the latest drill of the channel",
+    ),
+    MetricSpec(
+        "tsunagari_channel_reachable",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で 1 通以上の到達を確認したら（着信確認または受信報告）1、1 通も届かなければ 0",
+        "1 if at least one message reached the far end (seen or carrier receipt) in the latest "
+        "drill, 0 if none did (absent when the drill could not tell: harness errors, drill "
+        "outages or accepted-only)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_reachability_ratio",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練の到達率（届いた数 ÷ ハーネス障害と訓練による停止を除く送信数、スコアカードと同じ）",
+        "Reachability in the latest drill, as in the scorecard: "
+        "(delivered + late) / (sent - error - drill_outage)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_unreachable_streak",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "連続して不通だった直近の訓練の回数（届けば 0、訓練による停止だけの訓練は数えない）",
+        "Consecutive latest drills in which the channel was unreachable (0 once it is reached; "
+        "drills with only harness errors or drill outages are skipped)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_latency_p50_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練での遅延の中央値（スコアカードの p50 と同じ）",
+        "Median latency of the latest drill (the scorecard's p50)",
+    ),
+    MetricSpec(
+        "tsunagari_channel_latency_p95_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練での遅延の 95 パーセンタイル（スコアカードの p95 と同じ）",
+        "95th percentile latency of the latest drill (the scorecard's p95)",
+    ),
+    MetricSpec(
+        "tsunagari_observer_error_bound_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で受け手側の観測が報告した誤差の上限（最大値）",
+        "Largest error bound the far-end observer reported in the latest drill",
+    ),
+    MetricSpec(
+        "tsunagari_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        (*CHANNEL, *RUN),
+        "最新の訓練で見た TLS 証明書の有効期限（UNIX 時刻、日単位の切り捨てから求めた下限）",
+        "Expiry (notAfter) of the TLS certificate seen in the latest drill, Unix time "
+        "(a lower bound when the probe reports whole days left)",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_score",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の訓練の即応性スコア（0〜100、scorecard.json と同じ）",
+        "Readiness score (0-100) of the latest drill, as in scorecard.json",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_score_change",
+        "gauge",
+        (*MUNI, *RUN),
+        "即応性スコアの前回の訓練からの変化（負なら悪化）",
+        "Readiness score of the latest drill minus that of the drill before it (negative: worse)",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_last_drill_timestamp_seconds",
+        "gauge",
+        (*MUNI, *RUN),
+        "その団体を含む最新の訓練が終わった時刻（UNIX 時刻）",
+        "When the latest drill that included the municipality ended, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_drill_interval_seconds",
+        "gauge",
+        MUNI,
+        "レジストリの drill_interval（この間隔を超えて訓練しないとアラート）",
+        "The registry's drill_interval: the longest the municipality may go undrilled",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_expected",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼（安否確認）で回答を求めた人数",
+        "People asked to answer in the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_answered",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼で回答した人数",
+        "People who answered the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_roll_call_answered_ratio",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の点呼の回答率",
+        "Share of people who answered the latest roll call",
+    ),
+    MetricSpec(
+        "tsunagari_fallback_reached",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の代替経路（フォールバック）訓練で届いたら 1、届かなければ 0",
+        "1 if the latest fallback step reached the municipality over another channel, else 0",
+    ),
+    MetricSpec(
+        "tsunagari_fallback_latency_seconds",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の代替経路訓練で届くまでにかかった時間",
+        "Time until the latest fallback step reached the municipality",
+    ),
+    *(
+        MetricSpec(f"tsunagari_surge_{name}", "gauge", (*CHANNEL, *RUN), ja, en)
+        for name, ja, en in SURGE_GAUGES
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_start_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最新の訓練の開始時刻（UNIX 時刻）",
+        "When the latest drill started, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_finish_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最後に終わった訓練の終了時刻（UNIX 時刻、状態を問わない）",
+        "When the latest drill that ended (in any status) ended, Unix time",
+    ),
+    MetricSpec(
+        "tsunagari_drill_last_success_timestamp_seconds",
+        "gauge",
+        RUN,
+        "最後に最後まで実行できた訓練の終了時刻（ハーネスとしての成功。チャネルの成否は別の指標）",
+        "When the latest drill that ran to the end (status finished) ended, Unix time; "
+        "channel results are in the other metrics",
+    ),
+    MetricSpec(
+        "tsunagari_drill_duration_seconds",
+        "gauge",
+        RUN,
+        "最後に終わった訓練の所要時間",
+        "Wall time of the latest drill that ended",
+    ),
+    MetricSpec(
+        "tsunagari_drill_running",
+        "gauge",
+        RUN,
+        "訓練が実行中なら 1",
+        "1 while a drill is running",
+    ),
+)
+
+CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+
+
+def catalogue_markdown() -> str:
+    """The README table of every metric (kept in sync by a test)."""
+    lines = [
+        "| metric | type | labels | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in _SPECS:
+        labels = ", ".join(s.labels)
+        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.ja}<br>{s.en} |")
+    return "\n".join(lines)
