@@ -47,7 +47,12 @@ async def env() -> AsyncIterator[ProbeEnv]:
     await env.aclose()
 
 
-@pytest.fixture(params=ALL_KINDS)
+@pytest.fixture(
+    params=[
+        pytest.param(kind, marks=pytest.mark.servers) if kind == "matrix-synapse" else kind
+        for kind in ALL_KINDS
+    ]
+)
 async def far_end(
     request: pytest.FixtureRequest, env: ProbeEnv, tmp_path: Path
 ) -> AsyncIterator[FarEnd]:
