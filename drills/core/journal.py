@@ -376,12 +376,17 @@ class Journal:
         since: float | None = None,
         until: float | None = None,
         status: str | None = None,
+        *,
+        vantage: str | None = None,
+        last: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs, oldest first, optionally filtered."""
+        """Runs, oldest first, optionally filtered; with *last*, only the newest *last* of them
+        (read newest first with a LIMIT, so the cost does not grow with the history)."""
         sql = "SELECT * FROM runs WHERE 1=1"
         args: list[Any] = []
         for column, op, value in (
             ("scenario", "=", scenario),
+            ("vantage", "=", vantage),
             ("started_at", ">=", since),
             ("started_at", "<", until),
             ("status", "=", status),
@@ -389,11 +394,17 @@ class Journal:
             if value is not None:
                 sql += f" AND {column} {op} ?"
                 args.append(value)
-        rows = self.db.execute(sql + " ORDER BY started_at, rowid", args).fetchall()
+        if last is not None:
+            newest = self.db.execute(
+                sql + " ORDER BY started_at DESC, rowid DESC LIMIT ?", [*args, max(0, last)]
+            ).fetchall()
+            rows = newest[::-1]
+        else:
+            rows = self.db.execute(sql + " ORDER BY started_at, rowid", args).fetchall()
         return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
 
     def latest_run(self, scenario: str | None = None) -> dict[str, Any] | None:
-        runs = self.runs(scenario=scenario)
+        runs = self.runs(scenario=scenario, last=1)
         return runs[-1] if runs else None
 
     def previous_run(self, run_id: str) -> dict[str, Any] | None:

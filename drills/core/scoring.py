@@ -48,6 +48,7 @@ drill's own outage (not counted): reach = on time = 0.8 × 10 / 10, so
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,7 +101,7 @@ class Weights:
     change_threshold: float = 1.0
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return dict(_weights_dict(self))
 
     def credit(self, evidence: Evidence | None) -> float:
         """How much of a seen arrival a message with this *evidence* counts for.
@@ -115,6 +116,12 @@ class Weights:
         if evidence is Evidence.ACCEPTED:
             return self.unconfirmed
         return 0.0
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_dict(weights: Weights) -> dict[str, float]:
+    """``asdict`` once per set of weights (scoring a card asks for it per municipality)."""
+    return asdict(weights)
 
 
 WEIGHTS = Weights()

@@ -272,11 +272,9 @@ def _trend(
 ) -> list[dict[str, Any]]:
     """Trend points of the last *limit* runs, this one last (*scored*: cards already made)."""
     if runs is None:
-        runs = [
-            r
-            for r in journal.runs(scenario=run["scenario"], until=run["started_at"])
-            if r["vantage"] == run["vantage"]
-        ]
+        runs = journal.runs(
+            scenario=run["scenario"], until=run["started_at"], vantage=run["vantage"], last=limit
+        )
     earlier = (
         [r for r in runs if r["run_id"] != card["run_id"]][-(limit - 1) :] if limit > 1 else []
     )
