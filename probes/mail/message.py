@@ -31,7 +31,7 @@ from email.message import Message
 from email.mime.text import MIMEText
 from email.parser import BytesParser
 
-from probes.base import TOKEN_RE, DrillMessage
+from probes.base import TOKEN_RE, DrillMessage, find_tokens
 
 __all__ = [
     "TOKEN_HEADER",
@@ -97,9 +97,6 @@ def token_in_headers(raw_headers: bytes) -> str | None:
     return value if TOKEN_RE.fullmatch(value) else None
 
 
-# TOKEN_RE, and not inside a longer run of letters and digits: "TSG-0123456789ABC"
-# is no token (find_tokens alone would take its first twelve characters).
-_EXACT_TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])" + TOKEN_RE.pattern + r"(?![0-9A-Za-z])")
 # A reply or forward quotes the token of the message it answers: not an arrival of it.
 # Gateways and lists put tags in front ("[無害化] Re: …"); look past them.
 _QUOTING_SUBJECT_RE = re.compile(
@@ -113,7 +110,7 @@ def exact_tokens(text: str) -> list[str]:
     >>> exact_tokens("【訓練】 件名 [TSG-0123456789AB] TSG-0123456789ABCD")
     ['TSG-0123456789AB']
     """
-    return list(dict.fromkeys(_EXACT_TOKEN_RE.findall(text)))
+    return list(dict.fromkeys(find_tokens(text)))  # TOKEN_RE refuses a token inside a word
 
 
 def _subject_text(msg: Message) -> str:

@@ -148,10 +148,8 @@ class Ledger:
             entry = self._get(channel, token, recipient)
             entry.refusals += 1
             entry.refusal_codes.append(code)
-            if final and entry.received_at is None:
-                entry.fate = Fate.REFUSED
-            elif entry.received_at is None and entry.fate is Fate.PENDING:
-                entry.fate = Fate.REFUSED  # until (unless) a retry is taken
+            if entry.received_at is None and (final or entry.fate is Fate.PENDING):
+                entry.fate = Fate.REFUSED  # for good, or until (unless) a retry is taken
             return entry
 
     def refused_text(
