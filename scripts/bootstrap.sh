@@ -17,8 +17,9 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 VENV=${TSUNAGARI_VENV:-$ROOT/.venv}
 SYNAPSE_VENV=${TSUNAGARI_SYNAPSE_VENV:-$HOME/.cache/tsunagari/synapse-venv}
+# iproute2, nftables: network namespaces and packet loss for the fault matrix (tests/faults).
 # fonts-ipaexfont-gothic: Japanese glyphs for the scorecard charts (matplotlib) and Chromium screenshots.
-APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic)
+APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic iproute2 nftables)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
