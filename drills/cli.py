@@ -6,9 +6,10 @@ help lists them from :data:`SUBCOMMANDS` and only the chosen subcommand's
 module is imported, so ``tsunagari --help`` starts as fast as Python does. Help
 and messages are Japanese or English (``--lang ja|en``; default from the locale).
 
-Exit codes (shared by every subcommand):
+Exit codes (shared by every subcommand; drills.operator.exit_codes):
   0 all requirements met · 1 a requirement missed · 2 usage or registry error
-  3 harness failure · 4 another run holds the lock
+  3 harness failure (a journal, lock or folder that cannot be used included)
+  4 another run holds the lock · 130/143 run or demo stopped by SIGINT/SIGTERM
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import importlib
 import sys
 from collections.abc import Collection, Sequence
 
-from drills.core.errors import JournalTooNew
+from drills.core.errors import HarnessError, JournalTooNew
 from drills.core.i18n import LANGS, Text, detect_lang
+from drills.core.redaction import guarded_output
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; typing and pathlib cost start-up
 if TYPE_CHECKING:
@@ -126,9 +128,10 @@ def build_parser(lang: str, commands: Collection[str] | None = None) -> argparse
             "Tsunagari — drills that prove a municipality's chat, mail and SMS channels really deliver.",
         ),
         epilog=t(
-            "終了コード: 0 要件達成 / 1 要件未達 / 2 使い方・レジストリの誤り / 3 ハーネス障害 / 4 他の実行が進行中",
+            "終了コード: 0 要件達成 / 1 要件未達 / 2 使い方・レジストリの誤り / 3 ハーネス障害 / 4 他の実行が進行中"
+            " / 130・143 SIGINT・SIGTERM で中断",
             "exit codes: 0 requirements met / 1 requirement missed / 2 usage or registry error / "
-            "3 harness failure / 4 another run is in progress",
+            "3 harness failure / 4 another run is in progress / 130, 143 stopped by SIGINT, SIGTERM",
         ),
         add_help=False,
     )
@@ -200,14 +203,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT["usage"]
     args.lang = getattr(args, "lang", lang)
-    try:
-        return int(args.func(args))
-    except JournalTooNew as exc:
-        # A journal written by a newer tsunagari: the operator must upgrade (usage).
-        print(exc.render(args.lang), file=sys.stderr)
-        return EXIT["usage"]
-    except KeyboardInterrupt:
-        return EXIT["harness"]
+    with guarded_output():  # no resolved secret is printed, whatever prints it
+        try:
+            return int(args.func(args))
+        except JournalTooNew as exc:
+            # A journal written by a newer tsunagari: the operator must upgrade (usage).
+            print(exc.render(args.lang), file=sys.stderr)
+            return EXIT["usage"]
+        except HarnessError as exc:
+            # e.g. a journal that is a folder, not SQLite, read-only or on a full disk:
+            # "日本語 / English" as two lines, no traceback
+            for half in str(exc).split(" / ", 1):
+                print(half, file=sys.stderr)
+            return EXIT["harness"]
+        except KeyboardInterrupt:
+            return EXIT["harness"]
 
 
 if __name__ == "__main__":

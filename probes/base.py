@@ -67,6 +67,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from probes.redact import redact
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -127,6 +129,7 @@ class ProbeError(Exception):
     """Root of everything a probe raises on purpose."""
 
     def __init__(self, reason: str, *, code: str | None = None) -> None:
+        reason = redact(reason)  # a provider's answer may quote the credential
         super().__init__(reason)
         self.reason = reason
         self.code = code

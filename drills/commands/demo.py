@@ -1,4 +1,4 @@
-"""``tsunagari demo [--out DIR]``."""
+"""``tsunagari demo [--out DIR]`` (exit codes: :func:`drills.operator.demo.run_demo`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def register(sub: Any, t: Text) -> None:
             "ローカルのシミュレータで訓練を一通り実行する（外部には一切送信しません）",
             "run a full drill on local simulators (nothing leaves this machine)",
         ),
+        epilog=t(
+            "終了コード: 0 完了 / 3 出力フォルダ・記録に書き込めない / 4 同じフォルダで別の訓練が実行中"
+            " / 130・143 SIGINT・SIGTERM で中断（途中までの結果を interrupted として記録・出力）",
+            "exit codes: 0 done / 3 the output folder or journal cannot be written / 4 another "
+            "drill holds the folder's lock / 130, 143 stopped by SIGINT, SIGTERM (the partial "
+            "run is recorded as interrupted and its files written)",
+        ),
         add_help=False,
     )
     add_help(p, t)
@@ -33,10 +40,22 @@ def register(sub: Any, t: Text) -> None:
     p.add_argument(
         "--repeat", type=int, default=5, help=t("チャネルあたりの送信数", "messages per channel")
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=t(
+            "送信予定（宛先・マーカー・費用見積）を表示するだけで何も送信・記録しない",
+            "show what would be sent (recipients, marker, cost estimate); send and write nothing",
+        ),
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from drills.operator.demo import run_demo
 
+    if args.dry_run:
+        from drills.operator.demo import plan_demo
+
+        return plan_demo(lang=args.lang, repeat=args.repeat)
     return run_demo(args.out, lang=args.lang, seed=args.seed, repeat=args.repeat)

@@ -40,7 +40,19 @@ def register(sub: Any, t: Text) -> None:
         action="store_true",
         help=t("秘密情報の参照先を確認しない", "do not check that secret references resolve"),
     )
+    check.add_argument(
+        "--municipality",
+        action="append",
+        default=[],
+        metavar="SEL",
+        help=t(
+            "秘密情報はこの団体のものだけ確認する（コード・名前・タグ、複数可。構造は全体を検証）",
+            "check secrets of these municipalities only (code, name or tag; repeatable; "
+            "the structure is checked for all)",
+        ),
+    )
     check.set_defaults(func=run_check)
+    _register_files(inner, t)  # schema, docs, init (drills/commands/registry_files.py)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -50,7 +62,18 @@ def run_check(args: argparse.Namespace) -> int:
 
     t = Text(args.lang)
     try:
-        reg = load_registry(args.file, check_secrets=not args.no_secrets)
+        reg = load_registry(args.file, check_secrets=False)
+        if not args.no_secrets:
+            reg.check_secrets(reg.targets(args.municipality))
+    except KeyError as exc:
+        print(
+            t(
+                f"--municipality {exc.args[0]!r} に当たる団体がありません",
+                f"--municipality {exc.args[0]!r} matches no municipality",
+            ),
+            file=sys.stderr,
+        )
+        return 2
     except RegistryError as exc:
         print(
             t(
@@ -59,8 +82,20 @@ def run_check(args: argparse.Namespace) -> int:
             ),
             file=sys.stderr,
         )
-        for problem in exc.problems:
-            print("  " + problem.render(args.lang), file=sys.stderr)
+        for line in exc.lines(args.lang):
+            print("  " + line, file=sys.stderr)
+        return 2
+    errors, notes = _sharing(reg, args.no_secrets, args.lang)
+    if errors:
+        print(
+            t(
+                f"レジストリに誤りがあります（{len(errors)} 件）:",
+                f"The registry has {len(errors)} problem(s):",
+            ),
+            file=sys.stderr,
+        )
+        for line in errors:
+            print("  " + line, file=sys.stderr)
         return 2
     channels = [c for m in reg.municipalities for c in m.channels]
     kinds = Counter(c.kind for c in channels)
@@ -76,4 +111,109 @@ def run_check(args: argparse.Namespace) -> int:
     for m in reg.municipalities:
         ids = ", ".join(f"{c.id}({c.kind}{', sim' if c.simulated else ''})" for c in m.channels)
         print(f"  {m.code} {m.name}: {ids}")
+    if notes:
+        print(t("共有しているもの:", "What channels share:"))
+        for line in notes:
+            print("  " + line)
     return 0
+
+
+def _sharing(reg: Any, no_secrets: bool, lang: str) -> tuple[list[str], list[str]]:
+    """What the live channels share: (errors, warnings and notes), each naming file:line: field."""
+    from pathlib import Path
+
+    from drills.core.sharing import Severity, analyse, located
+    from drills.core.yamlpos import load_with_lines
+
+    findings = analyse(reg, reveal=not no_secrets)
+    if not findings:
+        return [], []
+    _, lines, _ = load_with_lines(Path(reg.path).read_text(encoding="utf-8"), reg.path)
+    t = Text(lang)
+    label = {
+        Severity.WARNING: t("警告", "warning"),
+        Severity.NOTE: t("注記", "note"),
+    }
+    errors, notes = [], []
+    for finding, problem in located(findings, lines, reg.path):
+        if finding.severity is Severity.ERROR:
+            errors.append(problem.render(lang))
+        else:
+            notes.append(f"{label[finding.severity]}: {problem.render(lang)}")
+    return errors, notes
+
+
+# --------------------------------------------------------------------------- generated files
+
+
+def _register_files(inner: Any, t: Text) -> None:
+    """Add ``schema``, ``docs`` and ``init`` to the ``registry`` subparsers *inner*."""
+    from drills.cli import add_help
+
+    schema = inner.add_parser(
+        "schema",
+        help=t(
+            "レジストリの JSON Schema を出力（エディタの補完・検査用）",
+            "print the registry's JSON Schema (completion and checks in editors)",
+        ),
+        add_help=False,
+    )
+    add_help(schema, t)
+    _output(schema, t)
+    schema.set_defaults(func=_run_file)
+
+    docs = inner.add_parser(
+        "docs",
+        help=t(
+            "レジストリのリファレンス（Markdown）を出力",
+            "print the registry reference (Markdown)",
+        ),
+        add_help=False,
+    )
+    add_help(docs, t)
+    _output(docs, t)
+    docs.set_defaults(func=_run_file)
+
+    init = inner.add_parser(
+        "init",
+        help=t(
+            "説明付きのひな形レジストリを書く",
+            "write a commented starter registry",
+        ),
+        add_help=False,
+    )
+    add_help(init, t)
+    init.add_argument(
+        "--kinds",
+        required=True,
+        metavar="KIND[,KIND…]",
+        help=t("チャネル種別（例: matrix,mail,twilio）", "channel kinds (e.g. matrix,mail,twilio)"),
+    )
+    _output(init, t)
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help=t("既存のファイルを上書きする", "overwrite an existing file"),
+    )
+    init.set_defaults(func=_run_file)
+
+
+def _output(parser: argparse.ArgumentParser, t: Text) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help=t("書き出すファイル（既定: 標準出力）", "file to write (default: standard output)"),
+    )
+
+
+def _run_file(args: argparse.Namespace) -> int:
+    """``registry schema|docs|init``: imported only when one of them runs."""
+    from drills.commands import registry_files
+
+    run = {
+        "schema": registry_files.run_schema,
+        "docs": registry_files.run_docs,
+        "init": registry_files.run_init,
+    }[args.registry_command]
+    return run(args)

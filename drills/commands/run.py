@@ -5,7 +5,17 @@ stderr) unless ``-v``; on failure the pytest report goes to stdout and one
 JSON record per problem to stderr. No colour or progress output when stdout
 is not a terminal. Exit codes: 0 all requirements met, 1 a requirement
 missed, 2 usage / registry / scenario error, 3 harness failure, 4 another run
-holds the lock.
+holds the lock, 130/143 stopped by SIGINT/SIGTERM (:mod:`drills.core.interrupt`:
+no new step or message starts, the messages in flight are watched for up to
+10 s, the runs are recorded ``interrupted``, outputs and the ``run_finished``
+record are still written; a second signal cuts the wait short).
+
+``--dry-run`` runs the scenarios with steps that only record what they would
+send (:mod:`drills.operator.dryrun`): the plan is printed as a table on stdout
+and as one ``would_send`` JSON record per municipality × channel on stderr (a dry
+run logs as ``-v`` does); nothing is sent, journalled or locked. Exit 0 when
+the plan was made, 2 when the real run would be refused as a usage, registry
+or scenario error (a live channel without ``--live`` included).
 """
 
 from __future__ import annotations
@@ -42,9 +52,11 @@ def register(sub: Any, t: Text) -> None:
             "Runs scenario files (pytest style) as drills. Prints nothing on success.",
         ),
         epilog=t(
-            "終了コード: 0 全要件達成 / 1 要件未達 / 2 使い方・レジストリ・シナリオの誤り / 3 ハーネス障害 / 4 別の実行がロック中",
+            "終了コード: 0 全要件達成 / 1 要件未達 / 2 使い方・レジストリ・シナリオの誤り / 3 ハーネス障害 / 4 別の実行がロック中"
+            " / 130・143 SIGINT・SIGTERM で中断",
             "exit codes: 0 all requirements met / 1 a requirement missed / 2 usage, registry or "
-            "scenario error / 3 harness failure / 4 another run holds the lock",
+            "scenario error / 3 harness failure / 4 another run holds the lock / 130, 143 "
+            "stopped by SIGINT, SIGTERM",
         ),
         add_help=False,
     )
@@ -95,6 +107,8 @@ def pytest_args(args: argparse.Namespace, tty: bool) -> list[str]:
         "no:cacheprovider",
         "-p",
         "no:asyncio",  # scenarios are synchronous; the drill runs its own event loop
+        "-p",
+        "no:hypothesispytest",  # scenarios never fuzz; loading it costs a second a run
         # drills/ is imported before pytest starts: its (harmless) rewrite warning is noise
         "-W",
         "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
@@ -121,8 +135,10 @@ class Collector:
         self.passed = 0
         self.failed = 0
         self.locked = ""
+        self.broken = ""  # the harness could not start the drills (e.g. the lock's folder)
         self.run_ids: list[str] = []
         self.problems: list[str] = []
+        self.plan: list[Any] = []  # --dry-run: drills.operator.dryrun.PlannedSend
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
@@ -138,7 +154,8 @@ class Collector:
     def pytest_runtest_logreport(self, report: Any) -> None:
         is_sub = hasattr(report, "context")
         if not report.failed:
-            self.passed += report.when == "call" and not is_sub
+            # a test a signal cut short is skipped: not passed
+            self.passed += report.when == "call" and not is_sub and report.passed
             return
         self.failed += not is_sub
         props = dict(report.user_properties).get("tsunagari")
@@ -160,23 +177,26 @@ class Collector:
         )
 
     def pytest_unconfigure(self, config: Any) -> None:
-        from drills.operator.plugin import LOCKED, SESSION
+        from drills.operator.plugin import BROKEN, LOCKED, SESSION
 
         self.locked = config.stash.get(LOCKED, "")
+        self.broken = config.stash.get(BROKEN, "")
         session = config.stash.get(SESSION, None)
         if session is not None:
             self.run_ids = session.run_ids
             self.problems = session.problems
+            self.plan = session.plan
 
 
 def run(args: argparse.Namespace) -> int:
     import pytest
 
+    from drills.core import interrupt
     from drills.core.runlog import RunLog
     from drills.operator.exit_codes import exit_code
 
     t = Text(args.lang)
-    log = RunLog(sys.stderr, verbose=bool(args.verbose))
+    log = RunLog(sys.stderr, verbose=bool(args.verbose or args.dry_run))
     if not args.paths:
         if not Path("scenarios").is_dir():
             log.error(
@@ -201,30 +221,65 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     log.info("run_started", paths=args.paths, vantage=args.vantage, registry=args.registry)
     out, err = io.StringIO(), io.StringIO()
-    try:
-        if args.verbose:
-            status = int(pytest.main(argv, plugins=[collector]))
-        else:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+
+    # pytest captures file descriptor 2 while tests run: the notice goes to the real one
+    real_stderr = os.dup(2)
+
+    def notice(stop: interrupt.Stop) -> None:  # at the first signal, before anything stops
+        interrupt.say(
+            log.line(
+                "warning",
+                "signal_received",
+                signal=stop.signal,
+                grace_s=stop.grace_s,
+                message=t.pick(interrupt.waiting_text(stop)),
+            ),
+            fd=real_stderr,
+        )
+
+    # SIGTERM/SIGINT: stop on purpose (exit 143/130)
+    with interrupt.catch_signals(notice=notice) as stop:
+        try:
+            if args.verbose:
                 status = int(pytest.main(argv, plugins=[collector]))
-    except Exception as exc:  # the harness itself broke
-        log.error("harness_failure", message=f"{type(exc).__name__}: {exc}")
-        return 3
+            else:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    status = int(pytest.main(argv, plugins=[collector]))
+        except Exception as exc:  # the harness itself broke
+            log.error("harness_failure", message=f"{type(exc).__name__}: {exc}")
+            return 3
+        finally:
+            stop.shield()
+            os.close(real_stderr)
     code = exit_code(
         status, collector.categories, collector.collection_failed, bool(collector.locked)
     )
+    if collector.broken:
+        code = 3
+    stopped = interrupt.exit_status(stop)
+    if stopped is not None:
+        code = stopped
     if collector.locked:
         log.error("lock_busy", message=collector.locked)
     elif code != 0 and not args.verbose:
         sys.stdout.write(out.getvalue())
         sys.stdout.flush()
-    if not collector.locked and code in (2, 3) and not collector.failures:
+    if collector.broken:
+        log.error("harness_failure", message=collector.broken)
+    elif (
+        not collector.locked
+        and code in (2, 3)
+        and not collector.failures
+        and not collector.problems
+        and stop.signal is None
+    ):
         # pytest itself refused (bad option, no scenarios) or broke: say what it said
-        said = [
-            ln
-            for ln in (err.getvalue() + out.getvalue()).splitlines()
-            if ln.startswith(("ERROR", "INTERNALERROR"))
-        ]
+        lines = (err.getvalue() + out.getvalue()).splitlines()
+        said = [ln for ln in lines if ln.startswith("ERROR")]
+        # of pytest's own traceback, only its last line (the error), never the frames
+        said += [
+            ln.removeprefix("INTERNALERROR> ") for ln in lines if ln.startswith("INTERNALERROR")
+        ][-1:]
         log.error(
             "usage_error" if code == 2 else "harness_failure",
             pytest_exit=status,
@@ -234,6 +289,19 @@ def run(args: argparse.Namespace) -> int:
         log.error(failure.pop("event"), **failure)
     for problem in collector.problems:
         log.error("harness_failure", message=problem)
+    if stop.signal is not None:
+        log.error(
+            "run_interrupted",
+            signal=stop.signal,
+            aborted=stop.aborted,  # the grace ran out or a second signal came
+            runs=collector.run_ids,
+            message=t(
+                f"{stop.signal} を受けて訓練を中断しました。記録は interrupted（完全な訓練ではありません）",
+                f"stopped by {stop.signal}; the runs are recorded as interrupted (not a complete drill)",
+            ),
+        )
+    if args.dry_run:  # pytest's own report (shown with -v or on failure) has the table already
+        _print_plan(collector.plan, log, args.lang, table=code == 0 and not args.verbose)
     log.emit(
         "info" if code == 0 else "error",
         "run_finished",
@@ -241,6 +309,21 @@ def run(args: argparse.Namespace) -> int:
         passed=collector.passed,
         failed=collector.failed,
         runs=collector.run_ids,
+        interrupted=stop.signal,
         duration_s=round(time.monotonic() - started, 3),
     )
     return code
+
+
+def _print_plan(plan: list[Any], log: Any, lang: str, *, table: bool) -> None:
+    """--dry-run: the plan as a table on stdout and one ``would_send`` record each on stderr."""
+    from drills.operator.dryrun import plan_summary, plan_table
+    from drills.reporting.console import console_for
+
+    if table:
+        console = console_for(sys.stdout)
+        if plan:
+            console.print(plan_table(plan, lang))
+        console.print(plan_summary(plan, lang), markup=False)
+    for row in plan:
+        log.info("would_send", **row.to_data())

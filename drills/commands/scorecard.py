@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             t(f"日時を読めません: {exc}", f"cannot read the date or time: {exc}"), file=sys.stderr
         )
         return EXIT["usage"]
-    with Journal(args.journal) as journal:
+    with Journal(args.journal, read_only=True) as journal:  # a reader: nothing is written
         try:
             chosen, trend_runs = _choose_run(journal, args)
         except KeyError:

@@ -106,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
     options = ExporterOptions(
         args.host, args.port, args.tls_cert, args.tls_key, args.basic_auth_user, password
     )
-    if args.host not in ("127.0.0.1", "::1", "localhost") and (
-        options.tls_cert is None or password is None
-    ):
+    if options.exposed:
         print(
             t(
                 "警告: ループバック以外で待ち受けます。TLS と Basic 認証を使ってください。",
@@ -126,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        with Journal(args.journal) as journal:
+        with Journal(args.journal, read_only=True) as journal:  # a reader: writes nothing
             await serve(journal, registry, options, started=started, stop=stop)
 
     try:

@@ -26,6 +26,9 @@ Outcomes (DESIGN.md, "The probe contract")::
 ``accepted`` (or ``receipt`` where a carrier receipt came for an unobserved
 recipient). Failures carry no evidence.
 
+Reasons and ``extra`` are redacted when a record is made (:mod:`probes.redact`):
+a provider's error that quotes a credential is kept with the value as ``***``.
+
 Latency is ``delivered_mono - sent_mono`` on the monotonic clock; wall-clock
 times are kept for humans. ``error_bound_s`` is how much later than the true
 arrival the harness may have noticed it (the observer's own bound per sighting
@@ -41,6 +44,8 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from probes.redact import redact, redact_data
 
 __all__ = ["Delivery", "Evidence", "Outcome", "classify"]
 
@@ -120,6 +125,9 @@ class Delivery:
     evidence: Evidence | None = None
 
     def __post_init__(self) -> None:
+        # A reason or detail quoting a provider's answer may echo a credential.
+        object.__setattr__(self, "reason", redact(self.reason))
+        object.__setattr__(self, "extra", redact_data(self.extra))
         # Records written before evidence existed: a confirmed arrival was seen, an
         # accepted-only one was accepted.
         if self.evidence is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "SHOWN_PROBLEMS",
     "DrillSafetyError",
     "HarnessError",
     "JournalTooNew",
@@ -28,6 +29,9 @@ __all__ = [
     "ScenarioError",
     "TsunagariError",
 ]
+
+SHOWN_PROBLEMS = 50
+"""How many registry problems are printed before "… and N more"."""
 
 
 class TsunagariError(Exception):
@@ -51,14 +55,37 @@ class Problem:
 
 
 class RegistryError(TsunagariError, ValueError):
-    """The registry is invalid; ``problems`` lists every problem found."""
+    """The registry is invalid; ``problems`` lists every problem found.
+
+    Every problem is kept, but at most :data:`SHOWN_PROBLEMS` are rendered, then
+    one line saying how many more there are (a mangled file can have thousands).
+
+    >>> many = RegistryError([Problem("r.yaml", n, "x", "誤り", "wrong") for n in range(1, 53)])
+    >>> many.lines("en")[-1]
+    '… and 2 more problem(s) (52 in all; fix the first ones and check again)'
+    """
 
     def __init__(self, problems: list[Problem], lang: str = "en") -> None:
         self.problems = problems
-        super().__init__("\n".join(p.render(lang) for p in problems))
+        super().__init__("\n".join(self.lines(lang)))
 
-    def render(self, lang: str = "ja") -> str:
-        return "\n".join(p.render(lang) for p in self.problems)
+    def lines(self, lang: str = "ja", limit: int | None = None) -> list[str]:
+        """The first *limit* problems (default :data:`SHOWN_PROBLEMS`), then "… and N more"."""
+        limit = SHOWN_PROBLEMS if limit is None else limit
+        out = [p.render(lang) for p in self.problems[:limit]]
+        more = len(self.problems) - len(out)
+        if more > 0:
+            total = len(self.problems)
+            out.append(
+                f"… ほか {more} 件（全 {total} 件。最初の誤りを直してから再度確認してください）"
+                if lang == "ja"
+                else f"… and {more} more problem(s) ({total} in all; fix the first ones and "
+                "check again)"
+            )
+        return out
+
+    def render(self, lang: str = "ja", limit: int | None = None) -> str:
+        return "\n".join(self.lines(lang, limit))
 
 
 class ScenarioError(TsunagariError, ValueError):

@@ -11,6 +11,13 @@ the readers derived from it, so reading does not grow with history:
 metrics' fold of each scenario × vantage, :mod:`drills.metrics.state`). Both
 can be deleted at any time; they are made again from the rest.
 
+*Run ids* are the run's start in Asia/Tokyo, marked ``JST``
+(``20261205T030525JST-3fa2c1``): the same zone as every time an operator is
+shown (scorecards, logs, the ``lock_busy`` message), so the id and the start
+time printed beside it agree; the mark tells them from the older ids, which were
+UTC without a mark (``20261204T180525-3fa2c1``). Both kinds are opaque keys here
+(``--run`` and ``runs/<run_id>/`` take either); :func:`run_id_time` reads either.
+
     >>> j = Journal(":memory:")
     >>> run = j.begin_run(scenario="demo")
     >>> j.finish_run(run)
@@ -28,11 +35,15 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import JournalTooNew
+from drills.core.journal_faults import JournalUnusable
+from probes.redact import redact, redact_data
 
 __all__ = [
     "MIGRATIONS",
@@ -40,6 +51,7 @@ __all__ = [
     "Journal",
     "JournalStats",
     "JournalTooNew",
+    "JournalUnusable",
     "PruneResult",
     "RunStatus",
 ]
@@ -50,6 +62,11 @@ class RunStatus:
     FINISHED = "finished"
     FAILED = "failed"
     INCOMPLETE = "incomplete"
+    """The process died (SIGKILL, power) while running: found by the next run."""
+    INTERRUPTED = "interrupted"
+    """Stopped on purpose by SIGTERM/SIGINT (:mod:`drills.core.interrupt`): not a complete drill."""
+
+    ENDED = (FINISHED, FAILED, INCOMPLETE, INTERRUPTED)
 
 
 # Version 1: the tables as they were before the schema was versioned (that
@@ -257,28 +274,115 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+TOKYO = ZoneInfo("Asia/Tokyo")
+RUN_ID_ZONE = "JST"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A new run id: the start in Asia/Tokyo (as every time shown to people), marked ``JST``.
+
+    >>> new_run_id(1796407525.0)[:-7]
+    '20261205T030525JST'
+
+    Ids written before were UTC without a mark (``20261204T180525-3fa2c1``); both are
+    opaque keys to the journal, and :func:`run_id_time` reads either.
+    """
+    at = datetime.fromtimestamp(time.time() if now is None else now, TOKYO)
+    return at.strftime("%Y%m%dT%H%M%S") + RUN_ID_ZONE + "-" + secrets.token_hex(3)
+
+
+def run_id_time(run_id: str) -> datetime | None:
+    """When *run_id* was made (aware, Asia/Tokyo), from either form of id; None if neither.
+
+    >>> str(run_id_time("20261205T030525JST-3fa2c1")), str(run_id_time("20261204T180525-3fa2c1"))
+    ('2026-12-05 03:05:25+09:00', '2026-12-05 03:05:25+09:00')
+    """
+    stamp = run_id.split("-", 1)[0]
+    zone = TOKYO if stamp.endswith(RUN_ID_ZONE) else UTC
+    try:
+        at = datetime.strptime(stamp.removesuffix(RUN_ID_ZONE), "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+    return at.replace(tzinfo=zone).astimezone(TOKYO)
 
 
 class Journal:
-    """An append-only record of runs, deliveries and step events."""
+    """An append-only record of runs, deliveries and step events.
 
-    def __init__(self, path: str | Path) -> None:
+    ``Journal(path, read_only=True)`` is for readers (``scorecard``, ``serve``): it opens
+    the file with SQLite's ``mode=ro`` (no WAL pragma, no migration, nothing written —
+    a journal on a read-only mount or owned by another user can be read) and keeps
+    derived ``digests``/``totals`` in this process instead of the file, so a long-lived
+    reader (``serve``) still does not recompute them on every read. A journal older
+    than this code is brought up to date once (that writes).
+    A file that cannot be used — a folder, not SQLite, read-only for a writer, a full
+    disk — raises :class:`JournalUnusable` naming it, never a bare ``sqlite3`` error.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self.db.row_factory = sqlite3.Row
-        if self.path != ":memory:":
-            self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL + WAL: a committed row survives the process being killed.
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.read_only = read_only and self.path != ":memory:"
+        # Read-only: derived rows are kept in this process instead of the file.
+        self._memo: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
         try:
-            self.schema_version = _migrate(self.db, self.path)
+            self.db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalUnusable.from_error(self.path, exc, writing=not self.read_only) from None
+        try:
+            if self.read_only:
+                self.schema_version = _user_version(self.db)
+                if self.schema_version > SCHEMA_VERSION:
+                    raise JournalTooNew(self.path, self.schema_version, SCHEMA_VERSION)
+                if self.schema_version < SCHEMA_VERSION:  # older: brought up to date once
+                    self.db.close()
+                    Journal(self.path).close()
+                    self.db = self._connect()
+                    self.schema_version = _user_version(self.db)
+                self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
+            else:
+                self.schema_version = _migrate(self.db, self.path)
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise JournalUnusable.from_error(self.path, exc, writing=not self.read_only) from None
         except BaseException:
             self.db.close()
             raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path == ":memory:":
+            db = sqlite3.connect(self.path, isolation_level=None)
+        elif self.read_only:
+            if Path(self.path).is_dir():
+                raise IsADirectoryError(self.path)
+            if not Path(self.path).is_file():
+                raise FileNotFoundError(self.path)
+            uri = Path(self.path).absolute().as_uri()
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
+            try:
+                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError:
+                # A WAL file in a folder nobody may write: SQLite cannot make the
+                # shared-memory file, so read it as it is on disk (nobody writes there).
+                db.close()
+                db = sqlite3.connect(
+                    f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, timeout=30.0
+                )
+        else:
+            if Path(self.path).is_dir():
+                raise IsADirectoryError(self.path)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        db.row_factory = sqlite3.Row
+        try:
+            if self.path != ":memory:" and not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                # NORMAL + WAL: a committed row survives the process being killed.
+                db.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -332,7 +436,7 @@ class Journal:
                 RunStatus.RUNNING,
                 os.getpid(),
                 socket.gethostname(),
-                json.dumps(meta or {}, ensure_ascii=False),
+                json.dumps(redact_data(meta or {}), ensure_ascii=False),
             ),
         )
         return run_id
@@ -345,7 +449,7 @@ class Journal:
 
     def record(self, delivery: Delivery) -> None:
         """Append one delivery and commit it (autocommit: one transaction)."""
-        data = delivery.to_dict()
+        data = redact_data(delivery.to_dict())  # no secret is ever journalled
         data["extra"] = json.dumps(data["extra"], ensure_ascii=False, default=str)
         self.db.execute(
             f"INSERT INTO deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
@@ -357,7 +461,12 @@ class Journal:
         """Append a step result that is not a delivery (roll call, surge stats, …)."""
         self.db.execute(
             "INSERT INTO events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
-            (run_id, time.time(), kind, json.dumps(data, ensure_ascii=False, default=str)),
+            (
+                run_id,
+                time.time(),
+                kind,
+                redact(json.dumps(redact_data(data), ensure_ascii=False, default=str)),
+            ),
         )
 
     # ------------------------------------------------------------------ reading
@@ -442,7 +551,11 @@ class Journal:
     # ------------------------------------------------------------------ digests
 
     def put_digest(self, run_id: str, model_version: str, data: dict[str, Any]) -> None:
-        """Store (or replace) the digest of *run_id*, computed by scoring model *model_version*."""
+        """Store (or replace) the digest of *run_id*, computed by scoring model *model_version*
+        (not when read-only: it is made again on the next read)."""
+        if self.read_only:
+            self._memo[("digest", run_id)] = (model_version, data)
+            return
         self.db.execute(
             "INSERT OR REPLACE INTO digests (run_id, model_version, data, at) VALUES (?, ?, ?, ?)",
             (run_id, model_version, json.dumps(data, ensure_ascii=False), time.time()),
@@ -450,6 +563,8 @@ class Journal:
 
     def digest(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
         """``(model_version, data)`` of the stored digest of *run_id*, or None."""
+        if ("digest", run_id) in self._memo:
+            return self._memo[("digest", run_id)]
         row = self.db.execute(
             "SELECT model_version, data FROM digests WHERE run_id = ?", (run_id,)
         ).fetchone()
@@ -461,7 +576,11 @@ class Journal:
         self, scenario: str, vantage: str, model_version: str, data: dict[str, Any]
     ) -> None:
         """Store (or replace) the metrics' fold of *scenario* × *vantage*
-        (:class:`drills.metrics.state.History`): one row per scenario × vantage."""
+        (:class:`drills.metrics.state.History`): one row per scenario × vantage (not when
+        read-only)."""
+        if self.read_only:
+            self._memo[("totals", scenario, vantage)] = (model_version, data)
+            return
         self.db.execute(
             "INSERT OR REPLACE INTO totals (scenario, vantage, model_version, data, at)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -470,6 +589,8 @@ class Journal:
 
     def totals(self, scenario: str, vantage: str) -> tuple[str, dict[str, Any]] | None:
         """``(model_version, data)`` of the stored fold of *scenario* × *vantage*, or None."""
+        if ("totals", scenario, vantage) in self._memo:
+            return self._memo[("totals", scenario, vantage)]
         row = self.db.execute(
             "SELECT model_version, data FROM totals WHERE scenario = ? AND vantage = ?",
             (scenario, vantage),
@@ -480,6 +601,9 @@ class Journal:
 
     def delete_digest(self, run_id: str) -> None:
         """Forget the digest of *run_id* (it is recomputed on the next read)."""
+        self._memo.pop(("digest", run_id), None)
+        if self.read_only:
+            return
         self.db.execute("DELETE FROM digests WHERE run_id = ?", (run_id,))
 
     # ------------------------------------------------------------------ upkeep

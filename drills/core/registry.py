@@ -14,6 +14,24 @@ problem names the file, the line and the field, in Japanese and English::
             sim: {latency: 300ms}  # a simulated channel (demo, tests)
             url: https://…
 
+Limits: a registry file is at most :data:`MAX_REGISTRY_BYTES` (1 MiB,
+1,048,576 bytes) of UTF-8; once YAML aliases are expanded it has at most
+250,000 nodes, nested at most 64 deep, and no alias inside its own anchor
+(:mod:`drills.core.yamlpos`). Durations, latencies and reachability are finite:
+``.nan`` and ``.inf`` are refused everywhere, ``0`` where it means nothing (an
+SLO latency, a ``drill_interval``, a surge duration).
+
+The drill marker (``defaults.marker``, default ``【訓練】``) must contain ``訓練``
+or ``DRILL`` (any case), be one line and at most 32 characters. It leads every
+message, so the word that says "this is a drill" is within the first 32
+characters — what a phone's lock screen or a mail list shows — and no registry
+can make a drill message look like a real alert.
+
+Secrets are checked for the municipalities a run selects, not the others:
+:func:`load_registry` with ``check_secrets=False`` validates the structure
+(``env:``/``file:`` references are well-formed), then
+:meth:`Registry.secret_problems` resolves the selected targets' references.
+
 >>> check_digit_ok("131211"), check_digit_ok("131212")
 (True, False)
 """
@@ -22,7 +40,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path as FsPath
 from typing import Any
@@ -30,12 +48,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drills.core.errors import Problem, RegistryError
-from drills.core.yamlpos import LineMap, dotted, load_with_lines
+from drills.core.placeholders import placeholder_problems
+from drills.core.yamlpos import LineMap, dotted, load_with_lines, read_limited, text_problem
 from probes.base import DEFAULT_MARKER, ChannelSettings, Probe
 from probes.settings import Duration, SecretRef, SecretUnresolvable
 from probes.sim.base import SimKnobs
 
 __all__ = [
+    "MAX_MARKER_CHARS",
+    "MAX_REGISTRY_BYTES",
     "SLO",
     "Channel",
     "Municipality",
@@ -48,6 +69,9 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "tsunagari.channels"
+MAX_REGISTRY_BYTES = 1024 * 1024
+"""The largest registry file read (1 MiB); all of Japan's 1,741 municipalities fit."""
+MAX_MARKER_CHARS = 32
 _COMMON_KEYS = {"id", "kind", "sim", "slo", "label", "surge"}
 
 
@@ -78,27 +102,72 @@ def load_kind(kind: str) -> type[Probe]:
     return cls
 
 
+class _Why(ValueError):
+    """A validator's reason in both languages (``str`` is English)."""
+
+    def __init__(self, ja: str, en: str) -> None:
+        super().__init__(en)
+        self.ja = ja
+        self.en = en
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SLO(_Strict):
-    """Service level objective of a channel: latency and reachability."""
+    """Service level objective of a channel: latency (finite, > 0) and reachability."""
 
-    latency: Duration = 60.0
-    reachability: float = Field(default=0.99, gt=0.0, le=1.0)
+    latency: Duration = Field(
+        default=60.0,
+        gt=0.0,
+        description="この時間内に届けば「遅延なし」 / delivered within this is on time",
+    )
+    reachability: float = Field(
+        default=0.99,
+        gt=0.0,
+        le=1.0,
+        description="届くべき割合（0 より大きく 1 以下） / the share that must arrive (above 0, at most 1)",
+    )
 
 
 class SurgeAllowance(_Strict):
     """Permission to put surge load on a *live* channel (rate and duration caps)."""
 
-    rate: float = Field(gt=0)
-    duration: Duration
+    rate: float = Field(
+        gt=0, description="負荷の上限（通/秒） / the highest load (messages per second)"
+    )
+    duration: Duration = Field(gt=0.0, description="負荷をかける時間の上限 / the longest surge")
 
 
 class Defaults(_Strict):
-    slo: SLO = SLO()
-    marker: str = DEFAULT_MARKER
+    slo: SLO = Field(
+        default=SLO(), description="全チャネルの既定の SLO / every channel's default SLO"
+    )
+    marker: str = Field(
+        default=DEFAULT_MARKER,
+        description="訓練メッセージの先頭に付く印 / the mark at the start of every drill message",
+    )
+
+    @field_validator("marker")
+    @classmethod
+    def _marker(cls, value: str) -> str:
+        """訓練 or DRILL, one line, at most 32 characters (see the module docstring)."""
+        if "訓練" not in value and "drill" not in value.casefold():
+            raise _Why(
+                f"訓練マーカー {value[:40]!r} には「訓練」か「DRILL」を含めてください"
+                "（本物の警報と取り違えられないように）",
+                f"the drill marker {value[:40]!r} must contain 訓練 or DRILL "
+                "(so no one takes a drill for a real alert)",
+            )
+        if len(value) > MAX_MARKER_CHARS or not value.isprintable():
+            raise _Why(
+                f"訓練マーカーは改行・制御文字なしの {MAX_MARKER_CHARS} 文字以内です"
+                "（通知のプレビューに収まるように）",
+                f"the drill marker must be one line of at most {MAX_MARKER_CHARS} characters "
+                "(so a phone's preview shows it)",
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -147,12 +216,23 @@ class Target:
 
 class _MunicipalityModel(_Strict):
     code: str
-    name: str = Field(min_length=1)
-    name_en: str | None = None
-    tags: list[str] = []
-    slo: SLO | None = None
-    drill_interval: Duration | None = None
-    channels: list[dict[str, Any]] = Field(min_length=1)
+    name: str = Field(min_length=1, description="団体名 / the municipality's name")
+    name_en: str | None = Field(default=None, description="英語名 / its English name")
+    tags: list[str] = Field(
+        default=[], description="選択用のタグ（例: 23ku） / tags for selecting (e.g. 23ku)"
+    )
+    slo: SLO | None = Field(
+        default=None,
+        description="この団体のチャネルの SLO（defaults を上書き） / the SLO of this municipality's channels (overrides defaults)",
+    )
+    drill_interval: Duration | None = Field(
+        default=None,
+        gt=0.0,
+        description="定期訓練の間隔（例: 7d） / how often it is drilled (e.g. 7d)",
+    )
+    channels: list[dict[str, Any]] = Field(
+        min_length=1, description="チャネル（少なくとも 1 つ） / its channels (at least one)"
+    )
 
     @field_validator("code", mode="before")
     @classmethod
@@ -166,8 +246,14 @@ class _MunicipalityModel(_Strict):
 
 
 class _RegistryModel(_Strict):
-    defaults: Defaults = Defaults()
-    municipalities: list[dict[str, Any]] = Field(min_length=1)
+    defaults: Defaults = Field(
+        default=Defaults(),
+        description="全体の既定値（SLO、訓練メッセージの印） / defaults for everything (SLO, the drill marker)",
+    )
+    municipalities: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="訓練の対象となる団体（少なくとも 1 つ） / the municipalities drilled (at least one)",
+    )
 
 
 @dataclass(frozen=True)
@@ -177,10 +263,39 @@ class Registry:
     path: str
     municipalities: tuple[Municipality, ...]
     defaults: Defaults
+    lines: LineMap = field(default_factory=LineMap, repr=False, compare=False)
 
     @property
     def marker(self) -> str:
         return self.defaults.marker
+
+    def secret_problems(self, targets: Iterable[Target] | None = None) -> list[Problem]:
+        """Secret references of *targets* (default: every channel) that do not resolve now.
+
+        Simulated channels have no secrets to resolve. Use it after loading with
+        ``check_secrets=False`` and selecting: an unset ``env:`` variable of a
+        municipality the run does not drill is none of its business.
+        """
+        chosen = (
+            [Target(m, c) for m in self.municipalities for c in m.channels]
+            if targets is None
+            else list(targets)
+        )
+        out: list[Problem] = []
+        for target in chosen:
+            if target.channel.simulated:
+                continue
+            mi = self.municipalities.index(target.municipality)
+            ci = target.municipality.channels.index(target.channel)
+            path = ("municipalities", mi, "channels", ci)
+            out += _secret_problems(target.channel.settings, path, self.path, self.lines)
+        return out
+
+    def check_secrets(self, targets: Iterable[Target] | None = None) -> None:
+        """Raise :class:`RegistryError` if a secret of *targets* does not resolve."""
+        problems = self.secret_problems(targets)
+        if problems:
+            raise RegistryError(problems)
 
     def targets(
         self,
@@ -237,6 +352,15 @@ _JA = {
     "less_than_equal": "値が大きすぎます",
     "greater_than_equal": "値が小さすぎます",
     "literal_error": "許されない値です",
+    "finite_number": "有限の数が必要です（.nan や .inf は使えません）",
+}
+
+
+_BOUNDS = {
+    "greater_than": "より大きい値",
+    "greater_than_equal": "以上の値",
+    "less_than": "より小さい値",
+    "less_than_equal": "以下の値",
 }
 
 
@@ -254,8 +378,17 @@ def _problems_from(
         path = (*prefix, *loc)
         msg = str(err["msg"]).removeprefix("Value error, ")
         ja = _JA.get(str(err["type"]), msg)
-        if err["type"] == "value_error":
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(getattr(cause, "ja", None), str) and isinstance(
+            getattr(cause, "en", None), str
+        ):
+            ja, msg = cause.ja, cause.en  # type: ignore[union-attr]
+        elif err["type"] == "value_error":
             ja = msg
+        elif err["type"] in _BOUNDS and "ctx" in err:
+            bound = next(iter(err["ctx"].values()))
+            shown = f"{bound:g}" if isinstance(bound, float) else bound
+            ja = f"{shown} {_BOUNDS[str(err['type'])]}が必要です（{msg}）"
         elif ja != msg:
             ja = f"{ja}（{msg}）"
         out.append(_at(file, lines, path, ja, msg))
@@ -271,14 +404,24 @@ def _secret_problems(
         if isinstance(value, SecretRef):
             try:
                 value.check()
+            except UnicodeDecodeError:
+                out.append(
+                    _at(
+                        file,
+                        lines,
+                        here,
+                        f"秘密情報 {value} のファイルが UTF-8 ではありません",
+                        f"the file of secret {value} is not UTF-8",
+                    )
+                )
             except SecretUnresolvable as exc:
                 out.append(
                     _at(
                         file,
                         lines,
                         here,
-                        f"秘密情報 {value} を解決できません（{exc}）",
-                        f"cannot resolve secret {value} ({exc})",
+                        f"秘密情報 {value} を解決できません（{exc.ja}）",
+                        f"cannot resolve secret {value} ({exc.en})",
                     )
                 )
         elif isinstance(value, BaseModel):
@@ -388,7 +531,11 @@ def _load_channel(
                 )
             )
         else:
-            to_validate = sim_cls.settings_to_validate(settings_raw)
+            try:
+                to_validate = sim_cls.settings_to_validate(settings_raw)
+            except Exception:  # a simulator's hook tripping on a bad value (``to: 1``):
+                # the base rule (placeholders, then the channel's keys) names the field
+                to_validate = {**sim_cls.placeholder_settings(), **settings_raw}
     settings = None
     try:
         settings = probe_cls.Settings.model_validate(to_validate)
@@ -414,11 +561,17 @@ def _load_channel(
 
 def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = True) -> Registry:
     """Validate registry *text*; raise :class:`RegistryError` listing every problem."""
+    refused = text_problem(text, file, MAX_REGISTRY_BYTES)
+    if refused is not None:
+        raise RegistryError([refused])
     data, lines, problems = load_with_lines(text, file)
     if data is None and not problems:
         problems.append(Problem(file, 1, "(top)", "レジストリが空です", "the registry is empty"))
     if problems and data is None:
         raise RegistryError(problems)
+    unfilled = placeholder_problems(data, file, lines)  # a starter's <<…>>: fill these first
+    if unfilled:
+        raise RegistryError(problems + unfilled)
     try:
         top = _RegistryModel.model_validate(data)
     except ValidationError as exc:
@@ -478,24 +631,16 @@ def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = Tr
         )
     if problems:
         raise RegistryError(problems)
-    return Registry(file, tuple(municipalities), top.defaults)
+    return Registry(file, tuple(municipalities), top.defaults, lines)
 
 
 def load_registry(path: str | FsPath, check_secrets: bool = True) -> Registry:
-    """Read and validate the registry at *path*."""
-    p = FsPath(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(
-            [
-                Problem(
-                    str(p),
-                    None,
-                    "(file)",
-                    f"レジストリを読めません: {exc.strerror}",
-                    f"cannot read registry: {exc.strerror}",
-                )
-            ]
-        ) from None
-    return parse_registry(text, str(p), check_secrets)
+    """Read and validate the registry at *path* (at most 1 MiB of UTF-8).
+
+    ``check_secrets=False`` checks secret references' form only; then check the
+    selected targets with :meth:`Registry.check_secrets`.
+    """
+    text, problems = read_limited(FsPath(path), MAX_REGISTRY_BYTES)
+    if text is None:
+        raise RegistryError(problems)
+    return parse_registry(text, str(path), check_secrets)

@@ -25,7 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import HarnessError, ScenarioError
 from drills.core.i18n import Text
-from probes.settings import parse_duration
+from probes.settings import brief, parse_duration
 
 __all__ = [
     "OUTCOME_LABELS",
@@ -230,8 +230,8 @@ def parse_seconds(value: Any, what: str = "within") -> float:
         seconds = parse_duration(value)
     except ValueError:
         raise ScenarioMistake(
-            f'{what}= の時間 {value!r} を読めません（例: "60s"、"2m"、30）',
-            f'cannot read the duration {what}={value!r} (write e.g. "60s", "2m" or 30)',
+            f'{what}= の時間 {brief(value)} を読めません（例: "60s"、"2m"、30）',
+            f'cannot read the duration {what}={brief(value)} (write e.g. "60s", "2m" or 30)',
         ) from None
     if seconds <= 0:
         raise ScenarioMistake(

@@ -3,7 +3,8 @@
     {"ts": "2026-11-27T19:15:08+09:00", "level": "error", "event": "requirement_missed",
      "test": "scenarios/test_shuto_chokka.py::test_全職員へ参集指示", "municipality": "134210", …}
 
-Info records only with ``-v``; errors always. Every record is one line, UTF-8.
+Info records only with ``-v``; errors always. Every record is one line, UTF-8,
+with every resolved secret replaced by ``***`` (:mod:`drills.core.redaction`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
+
+from drills.core.redaction import redact
 
 __all__ = ["RunLog"]
 
@@ -28,16 +31,19 @@ class RunLog:
     def emit(self, level: str, event: str, **fields: Any) -> None:
         if level == "info" and not self.verbose:
             return
+        self.stream.write(self.line(level, event, **fields) + "\n")
+        self.stream.flush()
+        self.count += 1
+
+    def line(self, level: str, event: str, **fields: Any) -> str:
+        """One record as the line :meth:`emit` writes (without the newline)."""
         record = {
             "ts": datetime.now(TOKYO).isoformat(timespec="seconds"),
             "level": level,
             "event": event,
             **{k: v for k, v in fields.items() if v is not None},
         }
-        line = json.dumps(record, ensure_ascii=False, default=str).replace("\n", "\\n")
-        self.stream.write(line + "\n")
-        self.stream.flush()
-        self.count += 1
+        return redact(json.dumps(record, ensure_ascii=False, default=str).replace("\n", "\\n"))
 
     def info(self, event: str, **fields: Any) -> None:
         self.emit("info", event, **fields)

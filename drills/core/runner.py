@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from drills.core import interrupt
 from drills.core.delivery import Delivery, Evidence, Outcome, classify
 from drills.core.errors import DrillSafetyError, ScenarioError
 from drills.core.journal import Journal, RunStatus, new_run_id
@@ -214,6 +216,10 @@ class Drill:
         self._limit = asyncio.Semaphore(concurrency)
         self._probes: dict[str, Probe] = {}
         self._open_failures: dict[str, BaseException] = {}
+        self._open_s: dict[str, float] = {}  # target key → seconds its probe took to open
+        # One opening per channel: concurrent first uses (two steps, a gather over one
+        # channel) wait for the same probe instead of each building their own.
+        self._opening: dict[str, asyncio.Future[Probe]] = {}
         self._skipped: set[str] = set()
         self.run_id: str | None = None
         self.begun = False  # is the run in the journal yet (it is begun by the first record)
@@ -257,6 +263,8 @@ class Drill:
         now = time.monotonic()
         for key in list(self._down_since):
             self.drill_outages.append(Outage(key, self._down_since.pop(key), now))
+        if interrupt.stopping() and status in (RunStatus.FINISHED, RunStatus.FAILED):
+            status = RunStatus.INTERRUPTED  # stopped by a signal: not a complete drill
         if self.run_id is not None and self.begun:
             self.journal.finish_run(self.run_id, status)
 
@@ -312,10 +320,26 @@ class Drill:
         return in_outage(self.outages(), key, start, end)
 
     async def probe(self, target: Target) -> Probe:
-        """The (opened) probe of *target*, built on first use."""
+        """The (opened) probe of *target*, built and opened once on first use.
+
+        Concurrent first uses share one opening: a channel never gets two probes
+        (two connections, two SMS budgets), and nobody is handed a probe that is
+        still opening.
+        """
         probe = self._probes.get(target.key)
-        if probe is not None:
+        if probe is not None and target.key not in self._opening:
             return probe
+        opening = self._opening.get(target.key)
+        if opening is None:
+            opening = asyncio.ensure_future(self._open_probe(target))
+            self._opening[target.key] = opening
+            opening.add_done_callback(functools.partial(self._opened, target.key))
+        return await asyncio.shield(opening)
+
+    def _opened(self, key: str, _done: asyncio.Future[Probe]) -> None:
+        self._opening.pop(key, None)
+
+    async def _open_probe(self, target: Target) -> Probe:
         channel = target.channel
         cls = channel.probe_class()
         if channel.simulated:
@@ -324,10 +348,12 @@ class Drill:
             settings = channel.settings
         probe = cls(target.key, settings, self.env)
         self._probes[target.key] = probe
+        opening = time.monotonic()
         try:
             await probe.open()
         except Exception as exc:
             self._open_failures[target.key] = exc
+        self._open_s[target.key] = time.monotonic() - opening
         return probe
 
     # ------------------------------------------------------------------ steps
@@ -351,6 +377,7 @@ class Drill:
         ``repeat`` sends that many messages per recipient, ``interval`` apart.
         ``watch`` is called with each delivery of this step as it completes.
         """
+        interrupt.check()  # after SIGTERM/SIGINT no step starts
         self.start()
         self.lag.start()
         chosen = list(self.registry.targets() if targets is None else targets)
@@ -399,9 +426,11 @@ class Drill:
         delay: float,
         result: StepResult,
         watch: OnDelivery | None = None,
-    ) -> Delivery:
+    ) -> Delivery | None:
         if delay > 0:
             await asyncio.sleep(delay)
+        if interrupt.stopping():  # SIGTERM/SIGINT: nothing new is sent (drills.core.interrupt)
+            return None
         async with self._limit:
             delivery = await self._attempt(spec, target, probe, recipient)
         self.begin()
@@ -460,7 +489,8 @@ class Drill:
 
         if failed is not None:
             outcome, reason = _fault_outcome(failed)
-            return unseen(outcome, f"{reason} (open)")
+            ja, sep, en = reason.partition(" / ")
+            return unseen(outcome, f"{ja}（開始時） / {en} (open)" if sep else f"{reason} (open)")
         observing: asyncio.Future[Sighting] | None = None
         if probe.confirms() and probe.observes(recipient):
             observing = asyncio.ensure_future(probe.observe(message))
@@ -471,6 +501,8 @@ class Drill:
             if observing is not None:
                 observing.cancel()
             if isinstance(exc, asyncio.CancelledError):
+                if interrupt.stopping():  # cut by a signal: sent, fate unknown, said so
+                    return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON)
                 raise
             throttled = probe.throttling(message.token) if isinstance(exc, TimeoutError) else None
             if throttled is not None and throttled.count > 0:
@@ -481,6 +513,10 @@ class Drill:
                     f"（{throttled.code}） / rate limited {throttled.count} times "
                     f"({throttled.code}) until the step's {timeout:g} s timeout",
                 )
+            if isinstance(exc, ChannelUnreachable | TimeoutError):  # say who saw what, how long
+                waited = Clock.monotonic() - sent_mono
+                opened = self._open_s.get(target.key, 0.0)
+                return unseen(Outcome.LOST, _unanswered(exc, probe, waited, opened))
             outcome, reason = _fault_outcome(exc, sending=True)
             return unseen(outcome, reason)
         accept_latency = accepted.at - sent_mono
@@ -514,9 +550,11 @@ class Drill:
         except TimeoutError:
             trouble = probe.observer_trouble()
             if trouble is not None:
+                ja, sep, en = trouble.partition(" / ")
                 return unseen(
                     Outcome.ERROR,
-                    f"訓練側が着信を確認できませんでした / the drill could not look: {trouble}",
+                    f"訓練側が着信を確認できませんでした（{timeout:g} 秒待機）: {ja} / the drill "
+                    f"could not look (waited {timeout:g} s): {en if sep else ja}",
                 )
             told = probe.timeout_reason(message) if isinstance(probe, ExplainsTimeout) else None
             return unseen(
@@ -526,6 +564,8 @@ class Drill:
                 ),
             )
         except asyncio.CancelledError:
+            if interrupt.stopping():
+                return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON)
             raise
         except BaseException as exc:
             outcome, reason = _fault_outcome(exc)
@@ -565,6 +605,29 @@ class Drill:
         )
 
 
+def _unanswered(exc: BaseException, probe: Probe, waited_s: float, opened_s: float) -> str:
+    """Why a send got no answer: the send's side, the observer's side, and how long it waited."""
+    if isinstance(exc, ChannelUnreachable):
+        ja, sep, en = exc.reason.partition(" / ")
+        send_ja = f"送信: {ja}（{waited_s:.1f} 秒後）"
+        send_en = f"the send: {en if sep else ja} (after {waited_s:.1f} s)"
+    else:
+        send_ja = f"送信は {waited_s:.1f} 秒待っても応答がありませんでした（手順の制限時間）"
+        send_en = f"the send got no answer in {waited_s:.1f} s (the step's time limit)"
+    if not probe.confirms():
+        obs_ja = obs_en = ""
+    elif probe.observer_trouble() is not None:
+        obs_ja, obs_en = "。観測側も接続できません", "; the observer could not reach it either"
+    else:
+        obs_ja = "。観測側からは異常の報告はありません（送信の経路だけの問題かもしれません）"
+        obs_en = "; the observer reported no trouble (only the sending path may be affected)"
+    open_ja = open_en = ""
+    if opened_s >= 0.5:  # an open that waited for a silent server is part of the wait
+        open_ja = f"。チャネルを開くのにも {opened_s:.1f} 秒かかりました"
+        open_en = f"; opening the channel had taken {opened_s:.1f} s"
+    return f"応答なし: {send_ja}{obs_ja}{open_ja} / not answering: {send_en}{obs_en}{open_en}"
+
+
 def _fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, str]:
     """Map an exception at a channel boundary to (outcome, reason)."""
     if isinstance(exc, ChannelRejected):
@@ -572,7 +635,8 @@ def _fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, 
     if isinstance(exc, ChannelUnreachable):
         return Outcome.LOST, exc.reason
     if isinstance(exc, ObserverFault):
-        return Outcome.ERROR, f"観測できません / observer failed: {exc.reason}"
+        ja, sep, en = exc.reason.partition(" / ")  # each half whole: "ja / en"
+        return Outcome.ERROR, f"観測できません: {ja} / observer failed: {en if sep else ja}"
     if isinstance(exc, TimeoutError) and sending:
         return Outcome.LOST, "送信がタイムアウト / send timed out"
     return Outcome.ERROR, f"ハーネスの障害 / harness fault: {type(exc).__name__}: {exc}"

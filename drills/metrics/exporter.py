@@ -14,6 +14,11 @@ files) and HTTP basic auth (password as a secret reference, ``env:NAME`` or
 
 The event loop runs the collection itself (SQLite connections belong to one
 thread); scrapes are short and one at a time.
+
+``/metrics?name[]=tsunagari_readiness_score&name[]=…`` returns only those metric
+families (as prometheus-client's own exporter does). Limits, the idle timeout
+for slow clients and quiet error logs come from :mod:`probes.serving`: a
+malformed request gets a 4xx and never a traceback on stderr.
 """
 
 from __future__ import annotations
@@ -21,20 +26,30 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import BasicAuth, web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 from drills.core.journal import Journal
 from drills.core.registry import Registry
 from drills.metrics.collector import JournalCollector
+from probes.serving import (
+    CLIENT_MAX_SIZE,
+    add_fallback_route,
+    expect_handler,
+    is_loopback,
+    runner_settings,
+)
 from probes.settings import SecretRef
 
 __all__ = ["DEFAULT_PORT", "ExporterOptions", "make_app", "serve"]
+
+_MAX_NAMES = 200  # name[] filters per scrape
 
 DEFAULT_PORT = 9470
 
@@ -56,6 +71,11 @@ class ExporterOptions:
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
 
+    @property
+    def exposed(self) -> bool:
+        """Listening beyond loopback without both TLS and basic auth (warn the operator)."""
+        return not is_loopback(self.host) and (self.tls_cert is None or self.password is None)
+
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.tls_cert is None:
             return None
@@ -63,6 +83,19 @@ class ExporterOptions:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key) if self.tls_key else None)
         return ctx
+
+
+class _Only:
+    """The metric families of *source* named in *names* (a family or one of its sample names,
+    as prometheus-client's ``name[]`` filter matches: ``tsunagari_deliveries_total``)."""
+
+    def __init__(self, source: CollectorRegistry, names: set[str]) -> None:
+        self.source, self.names = source, names
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            if family.name in self.names or any(s.name in self.names for s in family.samples):
+                yield family
 
 
 def _authorized(header: str | None, username: str, password: str) -> bool:
@@ -107,15 +140,21 @@ def make_app(
 
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(prom)
+        names = request.query.getall("name[]", [])
+        if len(names) > _MAX_NAMES:
+            raise web.HTTPBadRequest(
+                text=f"name[] は {_MAX_NAMES} 個までです / at most {_MAX_NAMES} name[] filters\n"
+            )
+        body = encoder(_Only(prom, set(names)) if names else prom)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def landing(_: web.Request) -> web.Response:
         return web.Response(text=_LANDING, content_type="text/html")
 
-    app = web.Application(middlewares=[basic_auth])
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", landing)
+    app = web.Application(middlewares=[basic_auth], client_max_size=CLIENT_MAX_SIZE)
+    app.router.add_get("/metrics", metrics, expect_handler=expect_handler)
+    app.router.add_get("/", landing, expect_handler=expect_handler)
+    add_fallback_route(app)
     return app
 
 
@@ -129,7 +168,7 @@ async def serve(
 ) -> None:
     """Serve until *stop* is set (or the task is cancelled)."""
     app = make_app(journal, registry, username=options.username, password=options.password)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, **runner_settings("tsunagari.serve"))
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=options.ssl_context())
     try:

@@ -5,6 +5,27 @@ Every failed report of a drill test gets a category in ``user_properties``
 ``mistake`` (the scenario, registry or options are wrong → 2) or ``harness``
 (the harness failed → 3). Operator mistakes and missed requirements are shown
 as plain text naming the scenario file and line — no traceback.
+
+The exit codes of ``tsunagari run`` and ``tsunagari demo`` (:data:`EXIT_CODES`)::
+
+    0    all requirements met
+    1    a requirement missed
+    2    usage, registry or scenario error
+    3    harness failure: also a journal, lock or output folder that cannot be
+         used (a folder, not SQLite, read-only, the disk full) — said in one
+         bilingual line, nothing half-written
+    4    another drill holds the run lock (the message names its pid and start,
+         Asia/Tokyo)
+    130  stopped by SIGINT  (128 + 2)
+    143  stopped by SIGTERM (128 + 15)
+
+130 and 143 follow the shell's "128 + signal" convention on purpose: a timer,
+cron wrapper or ``systemctl stop`` sees that the drill was stopped, not that it
+passed or missed, and the process behaves as if the signal had ended it — but
+on purpose: the runs are recorded ``interrupted``, the messages in flight are
+watched for up to 10 s (:data:`drills.core.interrupt.GRACE_S`) or recorded as
+``error`` (sent, fate unknown), and the summary, ``run_finished`` record and
+scorecards are written. A second signal cuts the wait short.
 """
 
 from __future__ import annotations
@@ -13,7 +34,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from drills.core.errors import DrillSafetyError, RegistryError, ScenarioError
+from drills.core.errors import DrillSafetyError, HarnessError, RegistryError, ScenarioError
 from drills.core.i18n import Text
 from drills.core.requirements import (
     HarnessFault,
@@ -27,6 +48,7 @@ from drills.core.requirements import (
 
 __all__ = [
     "CATEGORY_EXIT",
+    "EXIT_CODES",
     "Classified",
     "ItemState",
     "SubtestReporter",
@@ -36,6 +58,15 @@ __all__ = [
 ]
 
 CATEGORY_EXIT = {"missed": 1, "mistake": 2, "harness": 3}
+EXIT_CODES = {
+    0: "ok",
+    1: "missed",
+    2: "usage",
+    3: "harness",
+    4: "locked",
+    130: "interrupted (SIGINT)",
+    143: "interrupted (SIGTERM)",
+}
 _HARNESS_DIRS = tuple(
     os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), d)
     + os.sep
@@ -134,7 +165,7 @@ def classify(excinfo: Any, item: Any, lang: str) -> Classified:
             f"レジストリに誤りがあります（{len(exc.problems)} 件）:",
             f"the registry has {len(exc.problems)} problem(s):",
         )
-        lines = [f"{where}: {head}", *("    " + p.render(lang) for p in exc.problems)]
+        lines = [f"{where}: {head}", *("    " + line for line in exc.lines(lang))]
         return Classified(
             "mistake", "\n".join(lines), {"where": where, "message": exc.render("en")}
         )
@@ -142,6 +173,11 @@ def classify(excinfo: Any, item: Any, lang: str) -> Classified:
         where = _tb_where(excinfo, item)
         return Classified(
             "mistake", f"{where}: {t.pick(str(exc))}", {"where": where, "message": str(exc)}
+        )
+    if isinstance(exc, HarnessError):  # the journal or lock cannot be used: said plainly
+        where = _tb_where(excinfo, item)
+        return Classified(
+            "harness", f"{where}: {t.pick(str(exc))}", {"where": where, "message": str(exc)}
         )
     where = _tb_where(excinfo, item)
     if isinstance(exc, AssertionError) or excinfo.typename == "Failed":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drills.core.requirements import ScenarioMistake, parse_seconds
+from probes.settings import brief
 
 __all__ = ["DISASTERS", "MARKERS", "ScenarioMeta", "disaster_of", "read_deadline", "read_meta"]
 
@@ -59,15 +60,15 @@ class ScenarioMeta:
 def _single_arg(marker: Any) -> Any:
     if len(marker.args) != 1 or marker.kwargs:
         raise ScenarioMistake(
-            f"@pytest.mark.{marker.name}(...) には値を 1 つだけ書いてください: {marker.args!r}",
-            f"@pytest.mark.{marker.name}(...) takes exactly one value: {marker.args!r}",
+            f"@pytest.mark.{marker.name}(...) には値を 1 つだけ書いてください: {brief(marker.args)}",
+            f"@pytest.mark.{marker.name}(...) takes exactly one value: {brief(marker.args)}",
         )
     return marker.args[0]
 
 
 def disaster_of(value: Any) -> str:
     """The canonical (Japanese) disaster name for *value*, Japanese or English."""
-    text = str(value).strip()
+    text = value.strip() if isinstance(value, str) else brief(value)
     if text in DISASTERS:
         return text
     for ja, en in DISASTERS.items():
@@ -82,8 +83,8 @@ def disaster_of(value: Any) -> str:
 def _severity(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
         raise ScenarioMistake(
-            f"severity は 1〜5 の整数です: {value!r}",
-            f"severity must be an integer 1 to 5: {value!r}",
+            f"severity は 1〜5 の整数です: {brief(value)}",
+            f"severity must be an integer 1 to 5: {brief(value)}",
         )
     return value
 

@@ -126,7 +126,13 @@ class Option:
         if raw in (None, ""):
             value = None
         elif self.kind == "path":
-            p = Path(str(raw)).expanduser()
+            try:
+                p = Path(str(raw)).expanduser()
+            except RuntimeError:  # "~name" of a user this machine does not know
+                raise SettingsError(
+                    f"{self.flag}: {raw!s:.60} のホームフォルダが見つかりません"
+                    f" / {self.flag}: no home folder for {raw!s:.60}"
+                ) from None
             value = p if p.is_absolute() else base / p
         else:
             value = str(raw)
@@ -192,6 +198,13 @@ OPTIONS: tuple[Option, ...] = (
         ini="tsunagari_municipalities",
     ),
     Option("live", "--live", "flag", "実チャネルへも送信する", "also contact live channels"),
+    Option(
+        "dry_run",
+        "--dry-run",
+        "flag",
+        "試行: 送信予定（宛先・マーカー・費用見積）を表示するだけで何も送信しない",
+        "dry run: show what would be sent (recipients, marker, cost estimate); send nothing",
+    ),
     Option(
         "journal",
         "--journal",

@@ -6,11 +6,15 @@
 The scorecard is built once and every file is written from it or from the
 journal. A file that cannot be written is named in ``outputs.problems`` and
 the others are still written; only ``scorecard.json`` (the run's record for
-people) is allowed to raise.
+people) is allowed to raise. No file is ever left half-written (a full disk, a
+folder that turned read-only): each is written to a temporary file and renamed,
+and what a failed writer left is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +56,11 @@ def write_run_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     card = build_scorecard(journal, run_id, registry)
     done = RunOutputs(card)
-    write_json(card, out_dir / "scorecard.json")
+    try:
+        write_json(card, out_dir / "scorecard.json")
+    except BaseException:
+        _forget_partial(out_dir / "scorecard.json")
+        raise
     done.written.append(out_dir / "scorecard.json")
     marker = registry.marker if registry is not None else DEFAULT_MARKER
     writers: dict[str, Callable[[Path], object]] = {
@@ -63,7 +71,17 @@ def write_run_outputs(
         try:
             write(out_dir / name)
         except Exception as exc:  # one broken file must not lose the others
+            _forget_partial(out_dir / name)
             done.problems.append(f"{name}: {type(exc).__name__}: {exc}")
         else:
             done.written.append(out_dir / name)
     return done
+
+
+def _forget_partial(path: Path) -> None:
+    """Remove what a failed writer left beside *path* (``scorecard.json.tmp``,
+    ``metrics.prom.<pid>.<thread>``): every writer writes a temporary file and renames
+    it, so *path* itself is either the old file or the new one, never half of one."""
+    for leftover in path.parent.glob(glob.escape(path.name) + ".*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()

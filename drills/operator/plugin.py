@@ -8,6 +8,7 @@ line wins (``pytest --help`` lists them under "tsunagari")::
     --registry FILE        tsunagari_registry        the registry (required to drill)
     --municipality SEL     tsunagari_municipalities  drill only these codes/names/tags (repeatable)
     --live                 tsunagari_live            allow live channels (default: simulators only)
+    --dry-run              tsunagari_dry_run         list what would be sent; send nothing
     --journal FILE         tsunagari_journal         SQLite journal (default: OUT/journal.sqlite)
     --out DIR              tsunagari_out             scorecards, vantages.json, summary.json
     …
@@ -25,17 +26,20 @@ from typing import Any
 
 import pytest
 
-from drills.core.errors import LockBusy
+from drills.core import interrupt
+from drills.core.errors import HarnessError, LockBusy
 from drills.core.i18n import Text, detect_lang
+from drills.operator.dryrun import DryRunContext, DryRunDrill, DryRunNoResults
 from drills.operator.exit_codes import ItemState, SubtestReporter, classify, parent_failure, tag
 from drills.operator.markers import MARKERS, read_deadline, read_meta
 from drills.operator.options import OPTIONS, SettingsError
 from drills.operator.scenario import DrillContext, ScenarioDrill
-from drills.operator.session import DrillSession, DrillSettings
+from drills.operator.session import DrillSession, DrillSettings, write_text_atomic
 
 SESSION = pytest.StashKey[DrillSession]()
 STATE = pytest.StashKey[ItemState]()
 LOCKED = pytest.StashKey[str]()
+BROKEN = pytest.StashKey[str]()  # the harness could not start the drills (exit 3)
 GIVEN = pytest.StashKey[bool]()  # any tsunagari option or ini setting given (report header)
 
 
@@ -91,7 +95,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [
         f"tsunagari: registry={s.registry} live={s.live} vantage={s.vantage} lang={s.lang}",
         f"tsunagari: municipalities={','.join(s.select) or 'all'} journal={s.journal} out={s.out}",
-    ]
+    ] + (["tsunagari: dry run (--dry-run): nothing is sent"] if s.dry_run else [])
 
 
 def _drills(item: pytest.Item) -> bool:
@@ -100,32 +104,69 @@ def _drills(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
-    if any(_drills(item) for item in session.items) and not session.config.option.collectonly:
-        drills = session.config.stash[SESSION]
+    drills = session.config.stash[SESSION]
+    if (
+        any(_drills(item) for item in session.items)
+        and not session.config.option.collectonly
+        and not drills.settings.dry_run  # a dry run sends nothing and writes nothing
+    ):
         try:
             drills.acquire_lock()
         except LockBusy as exc:
             message = Text(drills.settings.lang).pick(str(exc))
             session.config.stash[LOCKED] = message
             pytest.exit(message, returncode=4)
-    return (yield)
+        except HarnessError as exc:  # e.g. the lock's folder cannot be written
+            message = str(exc)  # "日本語 / English", both: it is read by whoever fixes it
+            session.config.stash[BROKEN] = message
+            pytest.exit(message, returncode=3)
+    try:
+        return (yield)
+    finally:
+        stop = interrupt.current()
+        if stop is not None:  # outputs and the summary are written whatever comes now
+            stop.shield()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> bool | None:
+    """After SIGTERM/SIGINT (:mod:`drills.core.interrupt`) no further test starts."""
+    stop = interrupt.current()
+    if stop is not None and stop.signal is not None:
+        item.session.shouldstop = _stopped_by(stop.signal, item.config)
+        return True
+    return None
+
+
+def _stopped_by(signal_name: str, config: pytest.Config) -> str:
+    return Text(config.stash[SESSION].settings.lang).pick(str(interrupt.Interrupted(signal_name)))
 
 
 @pytest.fixture(scope="module")
-def _tsunagari_context(request: pytest.FixtureRequest) -> Iterator[DrillContext]:
-    """One journal run per scenario file."""
+def _tsunagari_context(
+    request: pytest.FixtureRequest,
+) -> Iterator[DrillContext | DryRunContext]:
+    """One journal run per scenario file (with ``--dry-run``: one plan, nothing opened)."""
     session = request.config.stash[SESSION]
     module = request.module
     meta = read_meta(request.node, module.__doc__, Path(str(request.path)).stem)
+    if session.settings.dry_run:
+        yield session.open_dry_run(meta, str(request.path))
+        return
     ctx = session.open_context(meta, str(request.path))
     yield ctx
     session.close_context(ctx)
 
 
 @pytest.fixture
-def drill(request: pytest.FixtureRequest, _tsunagari_context: DrillContext) -> ScenarioDrill:
+def drill(
+    request: pytest.FixtureRequest, _tsunagari_context: DrillContext | DryRunContext
+) -> ScenarioDrill | DryRunDrill:
     """The operator's drill: ``drill.broadcast(...)``, ``.fallback``, ``.outage``, ``.roll_call``,
     ``.acknowledge``; each result's ``expect(...)`` reports every municipality as a subtest."""
+    if isinstance(_tsunagari_context, DryRunContext):  # --dry-run: the steps are recorded
+        name = request.node.name.removeprefix("test_")
+        return DryRunDrill(_tsunagari_context, deadline=read_deadline(request.node), name=name)
     state = ItemState()
     request.node.stash[STATE] = state
     subtests = request.getfixturevalue("subtests")  # built into pytest >= 9
@@ -145,6 +186,22 @@ def pytest_runtest_makereport(
         return report
     lang = item.config.stash[SESSION].settings.lang
     state = item.stash.get(STATE, None)
+    stop = interrupt.current()
+    if stop is not None and stop.signal is not None:
+        item.session.shouldstop = _stopped_by(stop.signal, item.config)
+        if call.excinfo is not None and call.excinfo.errisinstance(interrupt.Interrupted):
+            # not judged: the steps after the signal were never run
+            report.outcome = "skipped"
+            where = item.location[1] or 0
+            report.longrepr = (str(item.path), where, _stopped_by(stop.signal, item.config))
+            return report
+    if call.excinfo is not None and call.excinfo.errisinstance(DryRunNoResults):
+        # --dry-run: the scenario read a step's results; the steps before are planned
+        report.outcome = "skipped"
+        why = call.excinfo.value
+        assert isinstance(why, DryRunNoResults)
+        report.longrepr = (str(item.path), item.location[1] or 0, why.render(lang))
+        return report
     if call.excinfo is not None and report.failed:
         c = classify(call.excinfo, item, lang)
         if c.text is not None:
@@ -166,6 +223,11 @@ def pytest_runtest_makereport(
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     drills = config.stash.get(SESSION, None)
+    if drills is not None and drills.settings.dry_run and drills.dry_runs:
+        from drills.operator.dryrun import render_plan
+
+        terminalreporter.write(render_plan(drills.plan, drills.settings.lang))
+        return
     if drills is None or not drills.contexts:
         return
     ja = drills.settings.lang == "ja"
@@ -185,17 +247,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     problems = drills.finish()
     out = drills.settings.out
     if out is not None and run_ids:
-        out.mkdir(parents=True, exist_ok=True)
         summary = {
             "exitstatus": int(exitstatus),
             "runs": run_ids,
             "journal": str(drills.settings.journal),
             "vantage": drills.settings.vantage,
             "problems": problems,
+            "interrupted": getattr(interrupt.current(), "signal", None),
         }
-        (out / "summary.json").write_text(
-            json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
+        try:
+            write_text_atomic(
+                out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+            )
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            problems.append(
+                f"summary.json: {out} に書き込めません（{why}） / cannot write into {out} ({why})"
+            )
     if problems:
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:

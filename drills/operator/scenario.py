@@ -395,8 +395,10 @@ def open_drill(
     deadline: float | None = None,
 ) -> Iterator[ScenarioDrill]:
     """The operator API outside pytest (scripts, benchmarks); a miss raises RequirementMissed."""
-    reg = load_registry(registry) if isinstance(registry, str) else registry
+    reg = load_registry(registry, check_secrets=False) if isinstance(registry, str) else registry
     selection.check_selection(reg, select)
+    if isinstance(registry, str):  # the selected municipalities' secrets only
+        reg.check_secrets(reg.targets(select))
     loop = BackgroundLoop()
     try:
         jr = loop.call(Journal, journal)

@@ -27,6 +27,7 @@ from drills.core.journal import Journal
 from drills.core.lock import RunLock
 from drills.core.registry import Registry, load_registry
 from drills.core.requirements import ScenarioMistake
+from drills.operator.dryrun import DryRunContext, PlannedSend
 from drills.operator.markers import ScenarioMeta
 from drills.operator.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, SettingsError, journal_in
 from drills.operator.scenario import DrillContext
@@ -48,6 +49,7 @@ class DrillSettings:
     registry: Path | None = None
     select: tuple[str, ...] = ()
     live: bool = False
+    dry_run: bool = False
     journal: Path = DEFAULT_JOURNAL
     out: Path | None = None
     push_gateway: str | None = None
@@ -112,6 +114,23 @@ def textfile_paths(target: Path, runs: list[tuple[str, str, str]]) -> dict[str, 
     return out
 
 
+def _os_problem(folder: Path, exc: OSError) -> str:
+    why = exc.strerror or type(exc).__name__
+    return f"{folder} に書き込めません（{why}） / cannot write into {folder} ({why})"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write *path* whole or not at all (a temporary file renamed; removed on failure)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class DrillSession:
     """Lazily built resources shared by every scenario file of a pytest session."""
 
@@ -121,6 +140,7 @@ class DrillSession:
         self.journal: Journal | None = None
         self.lock: RunLock | None = None
         self.contexts: list[DrillContext] = []
+        self.dry_runs: list[DryRunContext] = []  # --dry-run: planned, never sent
         self._registry: Registry | None = None
         self._registry_error: Exception | None = None
         self.problems: list[str] = []  # output or export failures after the run
@@ -139,8 +159,10 @@ class DrillSession:
                     "レジストリが指定されていません: --registry ファイル か ini の tsunagari_registry で指定してください",
                     "no registry given: use --registry FILE or the ini setting tsunagari_registry",
                 )
-            reg = load_registry(self.settings.registry)
+            # Secrets of the selected municipalities only (issue 19): others may be unset here.
+            reg = load_registry(self.settings.registry, check_secrets=False)
             check_selection(reg, self.settings.select)
+            reg.check_secrets(reg.targets(self.settings.select))
         except Exception as exc:
             self._registry_error = exc
             raise
@@ -181,6 +203,26 @@ class DrillSession:
     def close_context(self, ctx: DrillContext) -> None:
         ctx.close()
 
+    def open_dry_run(self, meta: ScenarioMeta, file: str) -> DryRunContext:
+        """A scenario file's dry run (``--dry-run``): no journal, loop, lock or probe is opened."""
+        s = self.settings
+        ctx = DryRunContext(
+            self.registry(),
+            scenario=meta.name,
+            live=s.live,
+            lang=s.lang,
+            selection=s.select,
+            vantage=s.vantage,
+            meta={"file": file, **meta.journal_meta()},
+        )
+        self.dry_runs.append(ctx)
+        return ctx
+
+    @property
+    def plan(self) -> list[PlannedSend]:
+        """Every send the dry run planned, in order."""
+        return [row for ctx in self.dry_runs for row in ctx.plan]
+
     # ------------------------------------------------------------------ the end
 
     @property
@@ -212,14 +254,25 @@ class DrillSession:
         assert self.journal is not None and self.settings.out is not None
         out, problems = self.settings.out, []
         for run_id in self.run_ids:
-            done = write_run_outputs(
-                self.journal, run_id, self._registry, out / "runs" / run_id, lang=self.settings.lang
-            )
+            try:
+                done = write_run_outputs(
+                    self.journal,
+                    run_id,
+                    self._registry,
+                    out / "runs" / run_id,
+                    lang=self.settings.lang,
+                )
+            except OSError as exc:  # the folder cannot be written: say so, do not crash
+                problems.append(f"output {run_id}: {_os_problem(out, exc)}")
+                continue
             problems += [f"output {run_id}: {problem}" for problem in done.problems]
-        (out / "vantages.json").write_text(
-            json.dumps(vantage_view([self.journal]), ensure_ascii=False, indent=2) + "\n",
-            encoding="utf-8",
-        )
+        try:
+            write_text_atomic(
+                out / "vantages.json",
+                json.dumps(vantage_view([self.journal]), ensure_ascii=False, indent=2) + "\n",
+            )
+        except OSError as exc:
+            problems.append(f"vantages.json: {_os_problem(out, exc)}")
         return problems
 
     def _export_metrics(self) -> list[str]:

@@ -71,6 +71,10 @@ def readiness_table(card: dict[str, Any], lang: str = "ja") -> Table:
         )
     if (card.get("comparison") or {}).get("previous_run_id"):
         title += t(f"  ▼ 前回から悪化 {worse} 件", f"  ▼ {worse} worse since last drill")
+    if card.get("status") == "interrupted":  # never shown as a complete drill
+        title += t(
+            "  ⚠ 中断された訓練（途中までの結果）", "  ⚠ interrupted drill (partial results)"
+        )
     legend = " ".join(f"{STATUS_SYMBOL[k]} {t(*STATUS_LABELS[k])}" for k in STATUS_SYMBOL)
     table = Table(
         title=title,

@@ -69,6 +69,10 @@ def render_html(
     statuses = {
         "finished": ("完了", "finished"),
         "incomplete": ("中断", "incomplete"),
+        "interrupted": (
+            "シグナルで中断・途中までの結果",
+            "interrupted by a signal, partial results",
+        ),
         "failed": ("失敗", "failed"),
     }
     legend = (

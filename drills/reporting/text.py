@@ -168,6 +168,10 @@ def _header(card: dict[str, Any], t: Text) -> list[str]:
     status = {
         "finished": ("完了", "finished"),
         "incomplete": ("中断", "incomplete"),
+        "interrupted": (
+            "シグナルで中断・途中までの結果",
+            "interrupted by a signal, partial results",
+        ),
         "failed": ("失敗", "failed"),
     }.get(card["status"], (card["status"], card["status"]))
     overall = t(

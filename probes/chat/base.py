@@ -18,6 +18,22 @@ provider's "slow down" (counting it in ``Accepted.throttled`` and, as it
 happens, in :meth:`Probe.throttling`), the watcher task that keeps looking,
 and ``observe`` that never misses a token seen before it was awaited.
 
+Two answers that do not say whether the message was taken (the fault matrix,
+tests/faults/cases_chat.py):
+
+- an answer cut off mid-body (the connection reset after the service began to
+  answer): :class:`AnswerCutOff`. The service may well have taken the message, so
+  ``send`` asks the observer (up to ``request_timeout``): seen → accepted (and then
+  delivered); not seen → the send fails as unreachable, saying the answer was cut off.
+- a 2xx that is not the service's own answer (an HTML page from a proxy, a captive
+  portal or a maintenance page): :func:`foreign_answer` → unreachable (``lost``),
+  never "accepted".
+
+A look that fails in a way no kind foresaw (an exception that is not
+``ChannelUnreachable`` / ``ObserverFault``, e.g. an answer that is not JSON) is
+observer trouble like an unreachable far end: the watcher keeps trying, and a
+message not seen meanwhile is ``error`` (the drill could not look), not ``lost``.
+
 Three more hooks, optional::
 
     async def _identity(self, role) -> str | None
@@ -66,17 +82,20 @@ from probes.base import (
     Sightings,
     find_tokens,
 )
+from probes.chat.answers import AnswerCutOff, both, foreign_answer, retry_after_seconds
 from probes.replies import ReplyBook
 from probes.settings import Duration
 
 __all__ = [
     "AccessTokens",
+    "AnswerCutOff",
     "ChatProbe",
     "ChatSettings",
     "Throttle",
     "Verdict",
     "as_observer_fault",
     "both",
+    "foreign_answer",
     "rate_limited",
     "retry_after_seconds",
 ]
@@ -106,35 +125,15 @@ Verdict: TypeAlias = "Throttle | ChannelFault | None"
 class ChatSettings(ChannelSettings):
     """Settings every chat kind has."""
 
-    max_retries: int = Field(default=5, ge=0, le=20)
-    request_timeout: Duration = 10.0
-
-
-def retry_after_seconds(headers: Any, default: float = 1.0) -> float:
-    """Seconds to wait from a Retry-After header (seconds form), else *default*.
-
-    >>> retry_after_seconds({"Retry-After": "3"}), retry_after_seconds({}, 0.5)
-    (3.0, 0.5)
-    """
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
-        return default
-
-
-def both(ja: str, en: str, detail: str = "") -> str:
-    """A reason as probes phrase it: Japanese first, English after, the service's detail in both.
-
-    Reports show one half (``drills.core.i18n.Text.pick`` splits at the first " / ").
-
-    >>> both("認証が拒否されました", "credentials refused", "HTTP 401: invalid_auth")
-    'HTTP 401: invalid_auth（認証が拒否されました） / HTTP 401: invalid_auth (credentials refused)'
-    """
-    if not detail:
-        return f"{ja} / {en}"
-    detail = detail.replace(" / ", " - ")
-    return f"{detail}（{ja}） / {detail} ({en})"
+    max_retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="「混雑」（429 など）のとき再送する最大回数 / how many times a throttled send is retried",
+    )
+    request_timeout: Duration = Field(
+        default=10.0, description="1 回の API 呼び出しの制限時間 / time limit of one API call"
+    )
 
 
 def as_observer_fault(fault: ProbeError) -> ObserverFault:
@@ -234,6 +233,8 @@ class ChatProbe(Probe):
                 method, url, headers=headers, timeout=client_timeout, **kw
             ) as resp:
                 return resp.status, await resp.text(), resp.headers
+        except aiohttp.ClientPayloadError as exc:
+            raise self.cut_off(exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChannelUnreachable(
                 both(
@@ -242,6 +243,17 @@ class ChatProbe(Probe):
                     exc.__class__.__name__,
                 )
             ) from exc
+
+    def cut_off(self, exc: BaseException) -> AnswerCutOff:
+        """The fault for an answer that broke off mid-body (see :class:`AnswerCutOff`)."""
+        return AnswerCutOff(
+            both(
+                f"{self.service} の応答が途中で切断されました（受け付けられたかは不明）",
+                f"the answer from {self.service} was cut off (taken or not, unknown)",
+                exc.__class__.__name__,
+            ),
+            code="cut_off",
+        )
 
     # ------------------------------------------------------------------ sending
 
@@ -252,7 +264,10 @@ class ChatProbe(Probe):
     async def send(self, message: DrillMessage) -> Accepted:
         throttled = 0
         while True:
-            outcome = await self._attempt(message)
+            try:
+                outcome = await self._attempt(message)
+            except AnswerCutOff as exc:
+                outcome = await self._taken_after_all(message, exc)
             if isinstance(outcome, Accepted):
                 return dataclasses.replace(outcome, throttled=throttled)
             # Counted as it happens: a send cut off by the step's timeout still says so.
@@ -261,6 +276,28 @@ class ChatProbe(Probe):
                 raise rate_limited(self.kind, outcome, throttled + 1)
             throttled += 1
             await asyncio.sleep(min(outcome.seconds, MAX_THROTTLE_WAIT_S))
+
+    async def _taken_after_all(self, message: DrillMessage, exc: AnswerCutOff) -> Accepted:
+        """The answer to a send broke off: did the service take it? Ask the observer.
+
+        Seen within ``request_timeout`` → accepted at the sighting (it was taken by
+        then). Not seen, or nothing can look → *exc*, saying so (unreachable: ``lost``).
+        """
+        if self.confirms():
+            with contextlib.suppress(TimeoutError, ProbeError):
+                async with asyncio.timeout(self.settings.request_timeout):
+                    sighting = await self.sightings.wait(message.token)
+                return Accepted(
+                    at=sighting.at,
+                    detail=both(
+                        "応答は途中で切断されたが、観測側で着信を確認",
+                        "the answer was cut off, but the observer saw the message arrive",
+                    ),
+                )
+        ja, _, en = exc.reason.partition(" / ")
+        if self.confirms():
+            ja, en = f"{ja}。着信も確認できません", f"{en}; not seen at the far end either"
+        raise AnswerCutOff(f"{ja} / {en}", code=exc.code) from exc
 
     # ------------------------------------------------------------------ observing
 
@@ -376,10 +413,24 @@ class ChatProbe(Probe):
                 self._look_read = True
                 try:
                     wait = await self._look()
-                except ChannelUnreachable as exc:
-                    # The far end is down: nothing can be seen; keep trying, gently.
-                    log.debug("%s: observer cannot reach the far end: %s", self.channel_id, exc)
-                    self._observer_trouble = exc.reason
+                except (ObserverFault, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    # The far end is down (ChannelUnreachable), or answered what the kind
+                    # cannot read: nothing can be seen; keep trying, gently.
+                    # (only the class of an unforeseen error: its text may quote an answer)
+                    self._observer_trouble = (
+                        exc.reason
+                        if isinstance(exc, ChannelUnreachable)
+                        else both(
+                            "観測側が読めない応答を受け取りました",
+                            "the observer got an answer it cannot read",
+                            exc.__class__.__name__,
+                        )
+                    )
+                    log.debug(
+                        "%s: observer cannot look: %s", self.channel_id, self._observer_trouble
+                    )
                     self._parked.set()
                     await self._back_off(backoff)
                     backoff = min(backoff * 2, 5.0)

@@ -68,6 +68,7 @@ from probes.chat.base import (
     Verdict,
     as_observer_fault,
     both,
+    foreign_answer,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -91,26 +92,42 @@ JST = timezone(timedelta(hours=9))
 class WorksApp(ChannelSettings):
     """A Developer Console app with a service account (JWT authentication)."""
 
-    client_id: str
-    client_secret: SecretRef
-    service_account: str
-    private_key: SecretRef
+    client_id: str = Field(
+        description="Developer Console のクライアント ID / the Developer Console client id"
+    )
+    client_secret: SecretRef = Field(description="クライアントシークレット / the client secret")
+    service_account: str = Field(description="サービスアカウント / the service account")
+    private_key: SecretRef = Field(
+        description="サービスアカウントの秘密鍵（PEM） / the service account's private key (PEM)"
+    )
 
 
 class LineWorksObserver(ChannelSettings):
     """Reads message content through monitoring (the app, or another one, needs monitoring.read)."""
 
-    app: WorksApp | None = None  # None: the sending app's credentials
-    interval: Duration = 10.0
+    app: WorksApp | None = Field(
+        default=None,
+        description="読み取りに使う別のアプリ（省略時は送信アプリ、monitoring.read が必要） / another app for reading (default: the sending app; needs monitoring.read)",
+    )  # None: the sending app's credentials
+    interval: Duration = Field(default=10.0, description="読む間隔 / how often messages are read")
 
 
 class LineWorksSettings(ChatSettings):
-    app: WorksApp
-    bot_id: int | str
-    channel_id: str = Field(min_length=1)
-    observer: LineWorksObserver | None = None
-    api_url: str = Field(default=API_URL, pattern=r"^https?://")
-    auth_url: str = Field(default=AUTH_URL, pattern=r"^https?://")
+    app: WorksApp = Field(description="送信に使うアプリ / the app that sends")
+    bot_id: int | str = Field(description="ボット ID / the bot id")
+    channel_id: str = Field(
+        min_length=1, description="トークルーム（チャンネル）ID / the message room (channel) id"
+    )
+    observer: LineWorksObserver | None = Field(
+        default=None,
+        description="着信を確かめる読み取り側。省略すると「受付のみ」 / the reader that confirms arrival; without it: accepted only",
+    )
+    api_url: str = Field(
+        default=API_URL, pattern=r"^https?://", description="API の URL / the API URL"
+    )
+    auth_url: str = Field(
+        default=AUTH_URL, pattern=r"^https?://", description="認証の URL / the authentication URL"
+    )
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -257,6 +274,8 @@ class LineWorksProbe(ChatProbe):
             token = await self._token("sender", s.app, "bot")
             status, text, headers = await self.fetch("POST", url, token=token, json=body)
         verdict = lineworks_verdict(status, text, headers)
+        if verdict is None:  # 201 with an empty body; never an HTML page
+            verdict = foreign_answer("LINE WORKS", status, text, headers, json_body=False)
         if verdict is None:
             return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
         if isinstance(verdict, Throttle):
@@ -283,6 +302,8 @@ class LineWorksProbe(ChatProbe):
             status, text, headers = await self.fetch("GET", headers["Location"], token=token)
         seen_at = Clock.monotonic()
         verdict = lineworks_verdict(status, text, headers)
+        if verdict is None:  # the content log is a CSV file, never an HTML page
+            verdict = foreign_answer("LINE WORKS", status, text, headers, json_body=False)
         if isinstance(verdict, Throttle):
             return self.look_failed(max(verdict.seconds, self.look_interval()))
         if isinstance(verdict, ChannelUnreachable):

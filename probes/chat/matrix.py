@@ -29,9 +29,18 @@ Registry example::
   drill would post plaintext the members' clients flag as unverified, and the
   observer could not read what it sent.
 - When the probe opens, ``/account/whoami`` for both tokens: an observer that
-  is the sender itself is refused (``ObserverIsSender``); and the observer's
+  is the sender itself is refused (``ObserverIsSender``); a token that belongs
+  to another account than the ``user`` beside it is refused naming both users
+  (observer: ``ObserverFault`` ``observer_token_user``; sender: every send
+  ``ChannelRejected`` ``sender_token_user``); and the observer's
   ``/joined_rooms`` must hold the room — a non-member's /sync simply never
-  shows it, so that is an observer fault, not a lost message.
+  shows it, so that is an observer fault (naming the room and the user), not
+  a lost message.
+- A homeserver that does not answer at open (``request_timeout``) is said once:
+  the observer's trouble is set at once and the other open checks (whoami,
+  joined_rooms, parking the first /sync) are not waited for, each another
+  ``request_timeout``. "Did not answer within N s" (a timeout) and "cannot
+  reach" (refused, reset) are told apart.
 - Error bound per sighting: the time from the event's ``origin_server_ts``
   (the homeserver's clock, converted with ``Clock.monotonic_from_wall``; NTP
   keeps a real server's clock close to ours) to the moment the observer
@@ -59,6 +68,7 @@ from probes.base import (
     Clock,
     DrillMessage,
     ObserverFault,
+    ObserverIsSender,
     ProbeEnv,
 )
 from probes.chat.base import (
@@ -67,6 +77,7 @@ from probes.chat.base import (
     Throttle,
     Verdict,
     both,
+    foreign_answer,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -80,6 +91,7 @@ __all__ = [
     "message_events",
     "message_texts",
     "send_verdict",
+    "token_of_another_user",
     "txn_id",
 ]
 
@@ -96,24 +108,48 @@ BACKFILL_MARGIN_S = 60.0
 class MatrixIdentity(ChannelSettings):
     """A Matrix account: full user id and an access token reference."""
 
-    user: str = Field(pattern=r"^@[^:]+:.+$")
-    token: SecretRef
+    user: str = Field(
+        pattern=r"^@[^:]+:.+$",
+        description="完全なユーザー ID（@名前:サーバ） / the full user id (@name:server)",
+    )
+    token: SecretRef = Field(
+        description="そのアカウントのアクセストークン / the account's access token"
+    )
 
 
 class MatrixObserver(MatrixIdentity):
     """The reading account; may read through another URL (e.g. from inside the LGWAN)."""
 
-    homeserver: str | None = Field(default=None, pattern=r"^https?://")
+    homeserver: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="観測用アカウントが読む URL（省略時は homeserver） / the URL the observer reads through (default: homeserver)",
+    )
 
 
 class MatrixSettings(ChatSettings):
-    homeserver: str = Field(pattern=r"^https?://")
-    sender: MatrixIdentity
-    observer: MatrixObserver | None = None
+    homeserver: str = Field(
+        pattern=r"^https?://",
+        description="ホームサーバの URL（https://…） / the homeserver's URL (https://…)",
+    )
+    sender: MatrixIdentity = Field(
+        description="訓練メッセージを送るアカウント（ボット） / the account that sends the drill message (a bot)"
+    )
+    observer: MatrixObserver | None = Field(
+        default=None,
+        description="部屋のメンバーとして着信を確かめる別のアカウント。省略すると「受付のみ」 / a second account, a member of the room, that confirms arrival; without it: accepted only",
+    )
     # A room id ("!abc:example.lg.jp"; room version 12 ids have no server part) or an alias.
-    room: str = Field(pattern=r"^(![^\s]+|#[^:\s]+:\S+)$")
-    msgtype: Literal["m.text", "m.notice"] = "m.text"
-    sync_timeout: Duration = 30.0
+    room: str = Field(
+        pattern=r"^(![^\s]+|#[^:\s]+:\S+)$",
+        description="部屋 ID（!…）か別名（#名前:サーバ） / the room id (!…) or an alias (#name:server)",
+    )
+    msgtype: Literal["m.text", "m.notice"] = Field(
+        default="m.text", description="メッセージの種類 / the message type"
+    )
+    sync_timeout: Duration = Field(
+        default=30.0, description="/sync の待ち受け時間 / how long one /sync long-poll waits"
+    )
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -164,6 +200,20 @@ def send_verdict(status: int, body: Any, headers: Any = None) -> Verdict:
         )
     reason = both("ホームサーバーが拒否しました", "the homeserver refused", detail)
     return ChannelRejected(reason, code=code, temporary=status >= 500)
+
+
+def token_of_another_user(role: str, configured: str, whoami: str) -> str:
+    """The reason when a token belongs to another account than the registry names.
+
+    >>> token_of_another_user("observer", "@watch:x", "@bot:x").split(" / ")[1]
+    'observer.token belongs to @bot:x, not to observer.user @watch:x: give the token of @watch:x (or correct observer.user)'
+    """
+    return (
+        f"{role}.token は {whoami} のトークンで、{role}.user の {configured} のものではありません"
+        f"（{configured} のトークンを設定するか、{role}.user を直してください） / "
+        f"{role}.token belongs to {whoami}, not to {role}.user {configured}: give the token of "
+        f"{configured} (or correct {role}.user)"
+    )
 
 
 def message_texts(events: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -263,6 +313,8 @@ class MatrixProbe(ChatProbe):
         self._since: str | None = None
         self._prev_sync_sent: float | None = None  # monotonic: when the previous /sync went out
         self._client: httpx.AsyncClient | None = None
+        self._whoami: dict[str, str] = {}  # role → the user its token belongs to (whoami)
+        self._observer_down = False  # the observer's homeserver did not answer at open
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -307,9 +359,9 @@ class MatrixProbe(ChatProbe):
                 # A kept-alive connection the server had already closed. Every request here
                 # is idempotent (sends carry their transaction id), so once more, anew.
                 if attempt == 2:
-                    raise self._unreachable(exc) from exc
+                    raise self._unreachable(exc, url, timeout) from exc
             except httpx.TransportError as exc:
-                raise self._unreachable(exc) from exc
+                raise self._unreachable(exc, url, timeout) from exc
         try:
             body = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -317,26 +369,38 @@ class MatrixProbe(ChatProbe):
         return resp.status_code, body, resp.headers
 
     @staticmethod
-    def _unreachable(exc: Exception) -> ChannelUnreachable:
-        return ChannelUnreachable(
-            both(
-                "ホームサーバーに接続できません",
-                "cannot reach the homeserver",
-                exc.__class__.__name__,
+    def _unreachable(exc: Exception, url: str, timeout: float) -> ChannelUnreachable:
+        host = httpx.URL(url).netloc.decode("ascii", "replace")
+        if isinstance(exc, httpx.TimeoutException):  # connected (or trying), but no answer
+            ja = f"ホームサーバー {host} が {timeout:g} 秒以内に応答しません"
+            en = f"the homeserver {host} did not answer within {timeout:g} s"
+        else:
+            ja, en = (
+                f"ホームサーバー {host} に接続できません",
+                f"cannot reach the homeserver {host}",
             )
-        )
+        return ChannelUnreachable(both(ja, en, exc.__class__.__name__))
 
     # ------------------------------------------------------------------ open
 
     async def open(self) -> None:
         s = self.settings
+        encrypted = False
+        sender_down: ChannelUnreachable | None = None
+        observer_down: ChannelUnreachable | None = None
         try:
             await self._resolve_room()
             encrypted = await self._is_encrypted(s.sender)
-            if not encrypted and s.observer is not None:
-                encrypted = await self._is_encrypted(s.observer)
-        except ChannelUnreachable:
-            encrypted = False  # the send will say so
+        except ChannelUnreachable as exc:
+            sender_down = exc  # the send will say so
+        if not encrypted and s.observer is not None:
+            if sender_down is not None and self._base(s.observer) == s.homeserver:
+                observer_down = sender_down
+            else:
+                try:
+                    encrypted = await self._is_encrypted(s.observer)
+                except ChannelUnreachable as exc:
+                    observer_down = exc
         if encrypted:
             self._refusal = ChannelRejected(
                 "暗号化されたルームには訓練メッセージを送信しません（非暗号化ルームを指定してください）"
@@ -344,6 +408,12 @@ class MatrixProbe(ChatProbe):
                 code="encrypted_room",
             )
             return
+        if observer_down is not None:
+            # The observer's homeserver did not answer just now: say so from the start, and
+            # spend no request_timeout on each open check (whoami, joined_rooms, first look).
+            self._observer_trouble = observer_down.reason
+            self._observer_down = True
+            self._parked.set()
         if self._refusal is None:
             await super().open()
 
@@ -359,13 +429,38 @@ class MatrixProbe(ChatProbe):
         except ChannelUnreachable:
             return None
         user = body.get("user_id") if status == 200 and isinstance(body, dict) else None
-        return user if isinstance(user, str) else None
+        if not isinstance(user, str):
+            return None
+        self._whoami[role] = user
+        return user
 
     async def check_observer(self) -> None:
-        await super().check_observer()
+        if self._observer_down:
+            return  # checked by nobody: the homeserver did not answer at open
+        obs = self._observer()
+        try:
+            await super().check_observer()
+        except ObserverIsSender as exc:
+            whoami = self._whoami.get("observer")
+            if whoami is None or whoami == obs.user:
+                raise  # the file itself names the sender as observer
+            ja, _, en = token_of_another_user("observer", obs.user, whoami).partition(" / ")
+            raise ObserverIsSender(
+                f"{self.channel_id}: {ja}（送信者自身のトークンです） / {self.channel_id}: {en} "
+                "(that is the sender's own token)",
+                code=exc.code,
+            ) from None
+        whoami = self._whoami.get("observer")
+        if whoami is not None and whoami != obs.user:
+            raise ObserverFault(
+                token_of_another_user("observer", obs.user, whoami), code="observer_token_user"
+            )
+        whoami = self._whoami.get("sender")
+        if whoami is not None and whoami != self.settings.sender.user:
+            reason = token_of_another_user("sender", self.settings.sender.user, whoami)
+            self._refusal = ChannelRejected(reason, code="sender_token_user")
         if self._room_id is None:
             return
-        obs = self._observer()
         try:
             status, body, _ = await self._request(
                 "GET", f"{self._base(obs)}{API}/joined_rooms", obs, self.settings.request_timeout
@@ -426,6 +521,8 @@ class MatrixProbe(ChatProbe):
             "PUT", url, s.sender, s.request_timeout, json=content
         )
         verdict = send_verdict(status, body, headers)
+        if verdict is None and not isinstance(body, dict):  # a 2xx that is not the homeserver's
+            verdict = foreign_answer("the homeserver", status, "", headers)
         if verdict is None:
             event_id = body.get("event_id") if isinstance(body, dict) else None
             return Accepted(at=Clock.monotonic(), provider_id=event_id, detail=f"HTTP {status}")
@@ -440,10 +537,25 @@ class MatrixProbe(ChatProbe):
         return self.settings.observer
 
     def _observer_refused(self, status: int, body: Any) -> ObserverFault:
-        errcode, _ = _errcode(body)
+        errcode, error = _errcode(body)
         code = errcode or f"HTTP {status}"
-        reason = both("観測用アカウントが同期できません", "observer cannot sync", code)
-        return ObserverFault(reason, code=code)
+        detail = f"{code}: {error}" if error else code
+        user = self._observer().user
+        if status == 401 or errcode in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
+            ja = (
+                f"観測用アカウント {user} のトークンが無効です（observer.token を更新してください）"
+            )
+            en = f"the observer token for {user} is not valid: renew observer.token"
+        else:
+            ja = (
+                f"ホームサーバーが観測用アカウント {user} としての同期を拒否しました: observer.token が"
+                f" {user} のものか確認してください"
+            )
+            en = (
+                f"the homeserver refused to sync as {user}: check that observer.token belongs "
+                f"to {user}"
+            )
+        return ObserverFault(both(ja, en, detail), code=code)
 
     async def _ensure_filter(self) -> str:
         if self._filter_id is not None:

@@ -63,6 +63,7 @@ from probes.chat.base import (
     Throttle,
     Verdict,
     both,
+    foreign_answer,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -80,20 +81,35 @@ API = "/api/v4"
 
 
 class MattermostObserver(ChannelSettings):
-    token: SecretRef
-    mode: Literal["websocket", "poll"] = "websocket"
-    interval: Duration = 1.0
+    token: SecretRef = Field(
+        description="チャンネルのメンバーである読み取り用アカウントのトークン / a reader's token, a member of the channel"
+    )
+    mode: Literal["websocket", "poll"] = Field(
+        default="websocket",
+        description="websocket: 即時、poll: 一定間隔 / websocket: as it happens; poll: every interval",
+    )
+    interval: Duration = Field(default=1.0, description="poll の間隔 / how often poll mode reads")
 
 
 class MattermostSettings(ChatSettings):
-    url: str = Field(pattern=r"^https?://")
-    token: SecretRef
-    channel_id: str = Field(pattern=r"^[a-z0-9]{26}$")
-    observer: MattermostObserver | None = None
+    url: str = Field(pattern=r"^https?://", description="Mattermost の URL / the server's URL")
+    token: SecretRef = Field(
+        description="送信するボットか個人アクセストークン / the sending bot's (or personal access) token"
+    )
+    channel_id: str = Field(
+        pattern=r"^[a-z0-9]{26}$",
+        description="チャンネル ID（26 文字） / the channel id (26 characters)",
+    )
+    observer: MattermostObserver | None = Field(
+        default=None,
+        description="着信を確かめる読み取り側。省略すると「受付のみ」 / the reader that confirms arrival; without it: accepted only",
+    )
     # Each read reaches this far behind the oldest message still awaited (and the newest
     # seen): a message may become readable after a later one, and the service's clock
     # may differ from ours.
-    lookback: Duration = 30.0
+    lookback: Duration = Field(
+        default=30.0, description="読み返す幅 / how far back each read reaches"
+    )
 
 
 def _app_error(text: str) -> tuple[str, str]:
@@ -223,6 +239,8 @@ class MattermostProbe(ChatProbe):
         body = {"channel_id": s.channel_id, "message": message.render()}
         status, text, headers = await self._api("POST", "/posts", s.token, json=body)
         verdict = mattermost_verdict(status, text, headers)
+        if verdict is None:  # 201 and the Post as JSON; an HTML page is not Mattermost's
+            verdict = foreign_answer("Mattermost", status, text, headers)
         if verdict is None:
             post_id = None
             try:

@@ -54,12 +54,13 @@ from probes.chat.base import (
     Throttle,
     as_observer_fault,
     both,
+    foreign_answer,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
-__all__ = ["SlackProbe", "SlackSettings", "history_oldest", "slack_verdict"]
+__all__ = ["SlackProbe", "SlackSettings", "api_error_verdict", "history_oldest", "slack_verdict"]
 
 BASE_URL = "https://slack.com/api/"
 
@@ -82,15 +83,28 @@ _TEMPORARY = frozenset({"internal_error", "fatal_error", "service_unavailable", 
 
 
 class SlackSettings(ChatSettings):
-    bot_token: SecretRef
-    observer_token: SecretRef | None = None
-    channel: str = Field(pattern=r"^[CGD][A-Z0-9]{6,}$")
-    base_url: str = Field(default=BASE_URL, pattern=r"^https?://")
-    poll_interval: Duration = 1.5
+    bot_token: SecretRef = Field(
+        description="送信するボットのトークン（xoxb-…, chat:write） / the sending bot's token (xoxb-…, chat:write)"
+    )
+    observer_token: SecretRef | None = Field(
+        default=None,
+        description="職員に近いアカウントの読み取りトークン（channels:history）。省略すると「受付のみ」 / a staff-like reader's token (channels:history); without it: accepted only",
+    )
+    channel: str = Field(
+        pattern=r"^[CGD][A-Z0-9]{6,}$", description="チャンネル ID（C…） / the channel id (C…)"
+    )
+    base_url: str = Field(
+        default=BASE_URL, pattern=r"^https?://", description="Web API の URL / the Web API's URL"
+    )
+    poll_interval: Duration = Field(
+        default=1.5, description="履歴を読む間隔 / how often the history is read"
+    )
     # Each read reaches this far behind the oldest message still awaited (and the newest
     # seen): a message may become readable after a later one, and the service's clock
     # may differ from ours.
-    lookback: Duration = 30.0
+    lookback: Duration = Field(
+        default=30.0, description="読み返す幅 / how far back each read reaches"
+    )
 
 
 def slack_verdict(status: int, error: str | None, headers: Any = None) -> Throttle | ChannelFault:
@@ -109,6 +123,25 @@ def slack_verdict(status: int, error: str | None, headers: Any = None) -> Thrott
     ja, en = _REASONS.get(code, ("Slack が拒否しました", "Slack refused"))
     temporary = code in _TEMPORARY or status >= 500
     return ChannelRejected(both(ja, en, code), code=code, temporary=temporary)
+
+
+def api_error_verdict(exc: SlackApiError) -> Throttle | ChannelFault:
+    """:func:`slack_verdict` of a failed call, or unreachable when the answer was not Slack's.
+
+    slack_sdk raises SlackApiError for an ``ok: false`` answer, and also for one it could
+    not read (an HTML page: empty data; a body that is not JSON: the raw aiohttp response).
+    """
+    resp = exc.response
+    data = getattr(resp, "data", None)
+    status = int(getattr(resp, "status_code", None) or getattr(resp, "status", 0) or 0)
+    if not isinstance(data, dict) or "ok" not in data:
+        headers = getattr(resp, "headers", None) or {}
+        text = data if isinstance(data, str) else str(exc).split("\n", 1)[0]
+        return foreign_answer("Slack", status, text, headers) or ChannelUnreachable(
+            both("Slack 以外からの応答です", "the answer was not from Slack", f"HTTP {status}"),
+            code="not_json",
+        )
+    return slack_verdict(status, data.get("error"), getattr(resp, "headers", None))
 
 
 def history_oldest(
@@ -205,7 +238,9 @@ class SlackProbe(ChatProbe):
             # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation.
             async with asyncio.timeout(self.settings.request_timeout):
                 resp = await call(**kw)
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except aiohttp.ClientPayloadError as exc:
+            raise self.cut_off(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChannelUnreachable(
                 both("Slack に接続できません", "cannot reach Slack", exc.__class__.__name__)
             ) from exc
@@ -223,14 +258,13 @@ class SlackProbe(ChatProbe):
                 unfurl_media=False,
             )
         except SlackApiError as exc:
-            verdict = slack_verdict(
-                exc.response.status_code, exc.response.get("error"), exc.response.headers
-            )
+            verdict = api_error_verdict(exc)
             if isinstance(verdict, Throttle):
                 return verdict
             raise verdict from exc
         except SlackClientError as exc:
-            raise ChannelRejected(f"Slack: {exc.__class__.__name__}", code="client") from exc
+            reason = both("Slack クライアントの異常", "Slack client error", exc.__class__.__name__)
+            raise ChannelRejected(reason, code="client") from exc
         return Accepted(at=Clock.monotonic(), provider_id=str(data.get("ts")), detail="ok")
 
     async def _identity(self, role: str) -> str | None:
@@ -263,9 +297,7 @@ class SlackProbe(ChatProbe):
                     cursor=cursor,
                 )
             except SlackApiError as exc:
-                verdict = slack_verdict(
-                    exc.response.status_code, exc.response.get("error"), exc.response.headers
-                )
+                verdict = api_error_verdict(exc)
                 if isinstance(verdict, Throttle):
                     return self.look_failed(verdict.seconds)
                 if isinstance(verdict, ChannelUnreachable):

@@ -66,6 +66,7 @@ from probes.chat.base import (
     Verdict,
     as_observer_fault,
     both,
+    foreign_answer,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -92,32 +93,61 @@ SEND_SCOPE = "https://graph.microsoft.com/ChannelMessage.Send offline_access"
 class GraphApp(ChannelSettings):
     """An Entra ID app registration."""
 
-    tenant: str
-    client_id: str
-    client_secret: SecretRef | None = None
+    tenant: str = Field(
+        description="テナント（contoso.onmicrosoft.com か ID） / the tenant (contoso.onmicrosoft.com or its id)"
+    )
+    client_id: str = Field(description="アプリ（クライアント）ID / the app (client) id")
+    client_secret: SecretRef | None = Field(
+        default=None, description="クライアントシークレット / the client secret"
+    )
 
 
 class GraphSender(GraphApp):
     """A drill user's delegated grant (refresh token with ChannelMessage.Send)."""
 
-    refresh_token: SecretRef
+    refresh_token: SecretRef = Field(
+        description="訓練ユーザーのリフレッシュトークン（ChannelMessage.Send） / the drill user's refresh token (ChannelMessage.Send)"
+    )
 
 
 class GraphObserver(GraphApp):
     """App-only reader (ChannelMessage.Read.All)."""
 
-    client_secret: SecretRef
-    interval: Duration = 5.0
+    client_secret: SecretRef = Field(
+        description="クライアントシークレット（ChannelMessage.Read.All） / the client secret (ChannelMessage.Read.All)"
+    )
+    interval: Duration = Field(default=5.0, description="読む間隔 / how often the channel is read")
 
 
 class TeamsSettings(ChatSettings):
-    workflow_url: SecretRef | None = None
-    graph_sender: GraphSender | None = None
-    team_id: str | None = None
-    channel_id: str | None = None
-    observer: GraphObserver | None = None
-    graph_url: str = Field(default=GRAPH_URL, pattern=r"^https?://")
-    login_url: str = Field(default=LOGIN_URL, pattern=r"^https?://")
+    workflow_url: SecretRef | None = Field(
+        default=None,
+        description="Workflows の HTTP トリガー URL（署名入りなので秘密情報） / the Workflows HTTP trigger URL (it carries a signature: a secret)",
+    )
+    graph_sender: GraphSender | None = Field(
+        default=None,
+        description="workflow_url の代わりに Graph で送る訓練ユーザー / instead of workflow_url: a drill user sending through Graph",
+    )
+    team_id: str | None = Field(
+        default=None,
+        description="チーム ID（Graph を使うとき必須） / the team id (needed with Graph)",
+    )
+    channel_id: str | None = Field(
+        default=None,
+        description="チャネル ID（19:…@thread.tacv2） / the channel id (19:…@thread.tacv2)",
+    )
+    observer: GraphObserver | None = Field(
+        default=None,
+        description="Graph で読むアプリ。省略すると「受付のみ」 / an app that reads through Graph; without it: accepted only",
+    )
+    graph_url: str = Field(
+        default=GRAPH_URL, pattern=r"^https?://", description="Graph の URL / the Graph URL"
+    )
+    login_url: str = Field(
+        default=LOGIN_URL,
+        pattern=r"^https?://",
+        description="Entra ID のログイン URL / the Entra ID login URL",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TeamsSettings:
@@ -263,12 +293,15 @@ class TeamsProbe(ChatProbe):
         if app.client_secret is not None:
             form["client_secret"] = app.client_secret.reveal()
         url = f"{self.settings.login_url}/{quote(app.tenant)}/oauth2/v2.0/token"
-        status, text, _ = await self.fetch("POST", url, data=form)
+        status, text, headers = await self.fetch("POST", url, data=form)
         if status != 200:
             code, reason = token_refusal(status, text)
             if role == "observer":
                 raise as_observer_fault(ChannelRejected(reason, code=code))
             raise ChannelRejected(reason, code=code)
+        foreign = foreign_answer("Entra ID", status, text, headers)
+        if foreign is not None:
+            raise foreign
         body = json.loads(text)
         if isinstance(body.get("refresh_token"), str) and role == "sender":
             self._refresh = body["refresh_token"]
@@ -296,6 +329,8 @@ class TeamsProbe(ChatProbe):
                 "POST", s.workflow_url.reveal(), json=adaptive_card(message.render())
             )
             verdict = workflow_verdict(status, text, headers)
+            if verdict is None:  # 202 with an empty body, or JSON; never an HTML page
+                verdict = foreign_answer("Workflows", status, text, headers, json_body=False)
         else:
             body = {"body": {"contentType": "text", "content": message.render()}}
             token = await self._sender_token()
@@ -304,6 +339,8 @@ class TeamsProbe(ChatProbe):
             if status == 401:
                 self._tokens.drop("sender")  # expired early: the next attempt refreshes
             verdict = graph_verdict(status, text, headers)
+            if verdict is None:
+                verdict = foreign_answer("Microsoft Graph", status, text, headers)
         if verdict is None:
             return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
         if isinstance(verdict, Throttle):

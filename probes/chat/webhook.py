@@ -31,6 +31,8 @@ import contextlib
 import json
 from typing import Any, Literal
 
+from pydantic import Field
+
 from probes.base import (
     Accepted,
     ChannelRejected,
@@ -47,6 +49,7 @@ from probes.chat.base import (
     Throttle,
     Verdict,
     both,
+    foreign_answer,
     retry_after_seconds,
 )
 from probes.settings import Duration, SecretRef
@@ -65,18 +68,33 @@ LONGPOLL_WAIT_S = 25
 
 
 class WebhookObserver(ChannelSettings):
-    url: str
-    auth: SecretRef | None = None
-    mode: Literal["poll", "longpoll"] = "poll"
-    interval: Duration = 0.5
+    url: str = Field(description="投稿を読み返す URL / the URL that reads the posts back")
+    auth: SecretRef | None = Field(
+        default=None, description="読み取りの Bearer トークン / Bearer token for reading"
+    )
+    mode: Literal["poll", "longpoll"] = Field(
+        default="poll",
+        description="poll: 一定間隔で読む、longpoll: 待ち受け / poll: read every interval; longpoll: a long-poll",
+    )
+    interval: Duration = Field(default=0.5, description="poll の間隔 / how often poll mode reads")
 
 
 class WebhookSettings(ChatSettings):
-    url: str
-    format: Literal["json", "form"] = "json"
-    field: str = "text"
-    auth: SecretRef | None = None
-    observer: WebhookObserver | None = None
+    url: str = Field(description="着信 Webhook の URL / the incoming webhook URL")
+    format: Literal["json", "form"] = Field(
+        default="json", description="本文の形式 / how the body is sent"
+    )
+    field: str = Field(
+        default="text", description="本文を入れる項目名 / the field that carries the text"
+    )
+    auth: SecretRef | None = Field(
+        default=None,
+        description="送信時の Bearer トークン（任意） / Bearer token for sending (optional)",
+    )
+    observer: WebhookObserver | None = Field(
+        default=None,
+        description="投稿を読み返す設定。省略すると「受付のみ」 / how to read the posts back; without it: accepted only",
+    )
 
 
 def error_text(text: str) -> str:
@@ -168,7 +186,7 @@ class WebhookProbe(ChatProbe):
             wait = LONGPOLL_WAIT_S if settled else 0
             params = {"after": str(self._cursor), "wait": str(wait)}
         token = obs.auth.reveal() if obs.auth is not None else None
-        status, text, _ = await self.fetch(
+        status, text, headers = await self.fetch(
             "GET",
             obs.url,
             token=token,
@@ -187,6 +205,15 @@ class WebhookProbe(ChatProbe):
                 data = json.loads(text)
                 self._cursor = int(data["cursor"])
                 messages = data.get("messages")
+            if messages is None:  # not the cursor protocol: nothing here can be read
+                foreign = foreign_answer("Webhook", status, text, headers)
+                raise foreign or ChannelUnreachable(
+                    both(
+                        "観測側の応答に cursor がありません",
+                        "the observer's answer has no cursor",
+                        f"HTTP {status}",
+                    )
+                )
         if isinstance(messages, list):
             for m in messages:
                 if isinstance(m, dict) and isinstance(m.get("text"), str):

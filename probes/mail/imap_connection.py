@@ -35,19 +35,45 @@ _KEY_SALT = secrets.token_bytes(16)
 class ImapSettings(ChannelSettings):
     """The drill mailbox as the observer reads it."""
 
-    host: str
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Literal["tls", "starttls", "plain"] = "tls"
-    user: str
-    password: SecretRef
-    ca_file: str | None = None
-    verify: bool = True
-    mailbox: str = "INBOX"
-    strategy: Literal["auto", "idle", "poll"] = "auto"
-    poll_interval: Duration = 1.0
-    fast_interval: Duration = Field(default=0.05, gt=0)
-    window: Duration = 30.0
-    timeout: Duration = 15.0
+    host: str = Field(description="IMAP サーバのホスト名 / the IMAP server's host name")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="ポート（省略時: tls 993、starttls と plain 143） / the port (default: tls 993; starttls and plain 143)",
+    )
+    security: Literal["tls", "starttls", "plain"] = Field(
+        default="tls",
+        description="tls: 993 で最初から TLS、starttls: 143 で STARTTLS、plain: 暗号化なし / tls: TLS from the first byte (993); starttls: upgraded on 143; plain: no encryption",
+    )
+    user: str = Field(description="メールボックスのユーザー / the mailbox user")
+    password: SecretRef = Field(description="そのパスワード / its password")
+    ca_file: str | None = Field(
+        default=None,
+        description="サーバ証明書を検証する CA（PEM） / a CA file (PEM) to verify the server's certificate",
+    )
+    verify: bool = Field(
+        default=True, description="証明書を検証する / verify the server's certificate"
+    )
+    mailbox: str = Field(default="INBOX", description="見るフォルダ / the folder that is watched")
+    strategy: Literal["auto", "idle", "poll"] = Field(
+        default="auto",
+        description="auto: IDLE があれば IDLE、なければ poll / auto: IDLE when offered, else poll",
+    )
+    poll_interval: Duration = Field(
+        default=1.0, description="poll の間隔 / how often poll mode looks"
+    )
+    fast_interval: Duration = Field(
+        default=0.05,
+        gt=0,
+        description="待っているメールがあるときの短い間隔 / the short interval while a mail is awaited",
+    )
+    window: Duration = Field(
+        default=30.0, description="検索で遡る幅 / how far back a search reaches"
+    )
+    timeout: Duration = Field(
+        default=15.0, description="各コマンドの制限時間 / time limit of each command"
+    )
 
     @property
     def effective_port(self) -> int:
@@ -123,7 +149,7 @@ class ImapConnection:
                 conn_lost_cb=lambda _exc: self.lost.set(),
                 ssl_context=context,
             )
-            await self.client.wait_hello_from_server()
+            await self._hello()
             if s.security == "starttls":
                 await self._starttls()
             self.tls_days_left = cert_days_left(self._ssl_object())
@@ -169,6 +195,25 @@ class ImapConnection:
         if self.client is None or self.client.protocol.transport is None:
             return None
         return self.client.protocol.transport.get_extra_info("ssl_object")
+
+    async def _hello(self) -> None:
+        """The server's greeting, raced against the connection dropping: a connection
+        reset before the greeting is known at once (aioimaplib alone waits out ``timeout``,
+        leaving the observer blind that long before it tries again)."""
+        assert self.client is not None
+        hello = asyncio.ensure_future(self.client.wait_hello_from_server())
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait({hello, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled: the drill is closing
+            hello.cancel()
+            raise
+        finally:
+            lost.cancel()
+        if not hello.done():
+            await stop_task(hello)
+            raise ConnectionResetError("connection closed before the server's greeting")
+        hello.result()  # a TLS failure keeps its own exception (an ObserverFault, not a retry)
 
     async def _starttls(self) -> None:
         assert self.client is not None

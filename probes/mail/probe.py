@@ -70,16 +70,32 @@ class MailSettings(ChannelSettings):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    smtp: SmtpSettings
-    sender: str = Field(alias="from")
-    to: list[str]
-    imap: ImapSettings | None = None
-    maildir: str | None = None
-    maildir_interval: Duration = Field(default=0.05, gt=0)
-    observed: list[str] | None = None
-    cleanup: Literal["none", "delete"] = "none"
+    smtp: SmtpSettings = Field(description="送信に使う中継サーバ / the relay that sends")
+    sender: str = Field(alias="from", description="差出人アドレス / the sender's address")
+    to: list[str] = Field(
+        description="宛先（1 つか複数、宛先ごとに 1 配信） / the recipients (one or several; each is one delivery)"
+    )
+    imap: ImapSettings | None = Field(
+        default=None,
+        description="着信を確かめるメールボックス（IMAP）。imap も maildir もなければ「受付のみ」 / the mailbox that confirms arrival (IMAP); without imap or maildir: accepted only",
+    )
+    maildir: str | None = Field(
+        default=None,
+        description="メールサーバ上で直接読む Maildir のパス（imap の代わり） / a Maildir path read on the mail host itself (instead of imap)",
+    )
+    maildir_interval: Duration = Field(
+        default=0.05, gt=0, description="Maildir を見る間隔 / how often the Maildir is read"
+    )
+    observed: list[str] | None = Field(
+        default=None,
+        description="観測するメールボックスに届く to のアドレス / which to addresses land in the observed mailbox",
+    )
+    cleanup: Literal["none", "delete"] = Field(
+        default="none",
+        description="delete: 確認した訓練メールを消す / delete: remove confirmed drill mails",
+    )
 
-    @field_validator("to", mode="before")
+    @field_validator("to", mode="before", json_schema_input_type=str | list[str])
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -94,7 +110,7 @@ class MailSettings(ChannelSettings):
                 raise ValueError(f"not a mail address: {address!r}")
         return value
 
-    @field_validator("observed", mode="before")
+    @field_validator("observed", mode="before", json_schema_input_type=str | list[str] | None)
     @classmethod
     def _observed_one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value

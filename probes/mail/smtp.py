@@ -51,17 +51,48 @@ _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "plain": 25}
 class SmtpSettings(ChannelSettings):
     """The municipality's relay as the drill sender uses it."""
 
-    host: str
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Security = "starttls"
-    user: str | None = None
-    password: SecretRef | None = None
-    ca_file: str | None = None
-    verify: bool = True
-    timeout: Duration = 30.0
-    retries: int = Field(default=2, ge=0, le=10)  # on 4xx ("try again later")
-    retry_delay: Duration = 1.0  # doubles on every retry
-    helo: str | None = None  # EHLO name; default: the local host name
+    host: str = Field(description="中継サーバのホスト名 / the relay's host name")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="ポート（省略時: starttls 587、tls 465、plain 25） / the port (default: starttls 587, tls 465, plain 25)",
+    )
+    security: Security = Field(
+        default="starttls",
+        description="starttls: 587 で STARTTLS 必須、tls: 465 で最初から TLS、plain: 暗号化なし（安全でないと表示） / starttls: STARTTLS required (587); tls: TLS from the first byte (465); plain: no encryption (flagged insecure)",
+    )
+    user: str | None = Field(
+        default=None,
+        description="SMTP 認証のユーザー（省略時は認証しない） / SMTP AUTH user (none: no authentication)",
+    )
+    password: SecretRef | None = Field(
+        default=None, description="SMTP 認証のパスワード / SMTP AUTH password"
+    )
+    ca_file: str | None = Field(
+        default=None,
+        description="サーバ証明書を検証する CA（PEM） / a CA file (PEM) to verify the server's certificate",
+    )
+    verify: bool = Field(
+        default=True, description="証明書を検証する / verify the server's certificate"
+    )
+    timeout: Duration = Field(
+        default=30.0, description="各段階の制限時間 / time limit of each step"
+    )
+    retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="一時的な拒否（4xx）のときの再送回数 / retries after a temporary refusal (4xx)",
+    )  # on 4xx ("try again later")
+    retry_delay: Duration = Field(
+        default=1.0,
+        description="最初の再送までの待ち（毎回 2 倍） / wait before the first retry (doubles every time)",
+    )  # doubles on every retry
+    helo: str | None = Field(
+        default=None,
+        description="EHLO で名乗る名前（省略時はホスト名） / the EHLO name (default: this host's name)",
+    )  # EHLO name; default: the local host name
 
     @property
     def effective_port(self) -> int:

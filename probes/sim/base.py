@@ -50,16 +50,25 @@ __all__ = [
 
 
 class LatencySpec(BaseModel):
-    """Injected far-end latency: fixed, uniform(low, high) or log-normal(median, sigma)."""
+    """Injected far-end latency: fixed, uniform(low, high) or log-normal(median, sigma).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Every value is finite (``.nan``/``.inf`` are refused: a NaN latency would lose
+    every message); 0 is allowed (an instant far end).
+    """
 
-    dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
-    value: Duration = 0.0
-    low: Duration = 0.0
-    high: Duration = 0.0
-    median: Duration = 0.0
-    sigma: float = Field(default=0.5, ge=0.0, le=3.0)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    dist: Literal["fixed", "uniform", "lognormal"] = Field(
+        default="fixed",
+        description="分布: fixed（固定）、uniform（一様）、lognormal（対数正規） / distribution: fixed, uniform, lognormal",
+    )
+    value: Duration = Field(default=0.0, description="fixed の遅延 / the fixed latency")
+    low: Duration = Field(default=0.0, description="uniform の下限 / uniform's lower bound")
+    high: Duration = Field(default=0.0, description="uniform の上限 / uniform's upper bound")
+    median: Duration = Field(default=0.0, description="lognormal の中央値 / lognormal's median")
+    sigma: float = Field(
+        default=0.5, ge=0.0, le=3.0, description="lognormal のばらつき / lognormal's spread"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -90,16 +99,38 @@ class LatencySpec(BaseModel):
 
 
 class SimKnobs(BaseModel):
-    """Per-channel behaviour of a simulated far end."""
+    """Per-channel behaviour of a simulated far end (every number finite)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    latency: LatencySpec = LatencySpec()
-    loss: float = Field(default=0.0, ge=0.0, le=1.0)
-    outage: bool = False
-    rate_limit: float | None = Field(default=None, gt=0)
-    capacity: float | None = Field(default=None, gt=0)
-    reject: Literal["auth"] | None = None
+    latency: LatencySpec = Field(
+        default=LatencySpec(),
+        description='遠端の遅延（"300ms" か分布） / far-end latency ("300ms" or a distribution)',
+    )
+    loss: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="受け付けたのに届かない割合 / the share accepted but never delivered",
+    )
+    outage: bool = Field(
+        default=False,
+        description="true: 接続を拒否する（停止中） / true: connections are refused (an outage)",
+    )
+    rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description='毎秒この通数を超えると「混雑」（429） / messages per second before "slow down" (429)',
+    )
+    capacity: float | None = Field(
+        default=None,
+        gt=0,
+        description="毎秒配信できる通数（超えると待ち行列） / messages per second the far end delivers (beyond: a queue)",
+    )
+    reject: Literal["auth"] | None = Field(
+        default=None,
+        description="auth: 認証を拒否する / auth: the provider refuses our credentials",
+    )
 
 
 class TokenBucket:

@@ -21,6 +21,11 @@ The webhook far end (``ChatSimulator``) API::
 With a ``capacity`` knob (surge drills) the far end delivers at most that many
 messages per second, first in, first out; past it the visible latency grows.
 
+Fault injection (tests, :mod:`probes.sim.faults`): ``sim.inject(channel_key, Fault(...))``
+answers the next request(s) of a role (``send``, ``read``: each kind's ``fault_paths``)
+with an injected status, an HTML page, a cut-off answer or a delay;
+``sim.expire_observer(channel_key)`` makes the observer's token expire now.
+
 Ground truth (``sim.ledger``, probes/sim/ledger.py), written by every chat kind
 through this module: :meth:`ChatSimBase.post` records each drill token as
 received, then visible at the moment it joins the room's readable list (or
@@ -38,17 +43,25 @@ import math
 import secrets
 import time
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from aiohttp import web
 
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket, closed_port
+from probes.sim.faults import Fault, answer_with, take_fault
 from probes.sim.ledger import Entry
 
-__all__ = ["SIM_POLL_INTERVAL", "ChatSimBase", "ChatSimulator", "SimMessage", "SimRoom"]
+__all__ = [
+    "SIM_POLL_INTERVAL",
+    "ChatSimBase",
+    "ChatSimulator",
+    "Fault",
+    "SimMessage",
+    "SimRoom",
+]
 
 # Poll interval handed to observers of simulated poll-only services (the real services
 # allow one look every few seconds; on loopback a short interval keeps the error bound small).
@@ -82,6 +95,7 @@ class SimRoom:
     held: list[SimMessage] = field(default_factory=list)  # due while the channel was down
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
+    epoch: int = 0  # bumped when the observer's credential expires: parked reads end
 
     def queue_wait(self) -> float:
         """Seconds a new message waits behind the queue of a capacity-limited far end.
@@ -122,7 +136,10 @@ class SimRoom:
     async def wait_visible(self, after: int, timeout: float, alive: Callable[[], bool]) -> int:
         """Wait up to *timeout* s until more than *after* messages are visible; the count."""
         deadline = time.monotonic() + timeout
-        while len(self.visible) <= after and alive() and not self.knobs.outage:
+        epoch = self.epoch
+        while (
+            len(self.visible) <= after and alive() and not self.knobs.outage and epoch == self.epoch
+        ):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -139,6 +156,8 @@ class ChatSimBase(Simulator):
 
     # Credential names each room gets (random hex values, handed to the probe as inline secrets).
     credential_names: tuple[str, ...] = ("post", "read")
+    # Request paths (regular expressions, searched) of each fault role; see :class:`Fault`.
+    fault_paths: ClassVar[dict[str, str]] = {}
 
     def __init__(self, seed: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(seed)
@@ -149,6 +168,7 @@ class ChatSimBase(Simulator):
         self._runner: web.AppRunner | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._next_id = 1
+        self.faults: list[Fault] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,7 +185,7 @@ class ChatSimBase(Simulator):
         return self._runner is not None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._faulty])
         self.routes(app)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
@@ -184,6 +204,40 @@ class ChatSimBase(Simulator):
             room.wake()
         if runner is not None:
             await runner.cleanup()
+
+    # ------------------------------------------------------------------ fault injection
+
+    def inject(self, channel_key: str, fault: Fault) -> Fault:
+        """Answer the next ``fault.times`` requests of ``fault.role`` with *fault* (tests)."""
+        if fault.role not in self.fault_paths:
+            raise ValueError(f"{self.kind}: no {fault.role!r} endpoint to inject a fault into")
+        fault.channel = channel_key
+        self.faults.append(fault)
+        return fault
+
+    def expire_observer(self, channel_key: str) -> None:
+        """The observer's credential expires now: a new one is needed, parked reads end.
+
+        Here the read credential is replaced (a static token cannot be renewed by the
+        probe); kinds whose observer holds short-lived access tokens renew them instead.
+        """
+        room = self.room_for(channel_key)
+        room.credentials["read"] = secrets.token_hex(12)
+        self.expired(room)
+
+    def expired(self, room: SimRoom) -> None:
+        """Parked reads of *room* end now (their token is no longer valid)."""
+        room.epoch += 1
+        room.wake()
+
+    @web.middleware
+    async def _faulty(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        fault = take_fault(self.faults, self.fault_paths, request) if self.faults else None
+        if fault is None:
+            return await handler(request)
+        return await answer_with(fault, request, handler, self.ledger)
 
     # ------------------------------------------------------------------ channels
 
@@ -308,6 +362,7 @@ class ChatSimulator(ChatSimBase):
     """Far end of simulated chat channels (generic webhook kind)."""
 
     kind = "webhook"
+    fault_paths: ClassVar[dict[str, str]] = {"send": r"^/hooks/", "read": r"^/rooms/"}
 
     @staticmethod
     def placeholder_settings() -> dict[str, Any]:

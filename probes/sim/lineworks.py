@@ -19,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 from aiohttp import web
@@ -144,6 +144,19 @@ class LineWorksSimulator(ChatSimBase):
         return settings
 
     # ------------------------------------------------------------------ handlers
+
+    fault_paths: ClassVar[dict[str, str]] = {
+        "send": r"/bots/[^/]+/channels/[^/]+/messages$",
+        "read": r"(/monitoring/message-contents/download|/files/[^/]+)$",
+    }
+
+    def expire_observer(self, channel_key: str) -> None:
+        """The monitoring access tokens expire (the app's credentials still hold: renewable)."""
+        room = self.room_for(channel_key)
+        for token, (app, scopes) in list(self._tokens.items()):
+            if app.room is room and "monitoring.read" in scopes:
+                del self._tokens[token]
+        self.expired(room)
 
     def _caller(self, request: web.Request, scope: str) -> _App | web.Response:
         entry = self._tokens.get(self.bearer(request))

@@ -32,7 +32,7 @@ as Synapse's is on a real server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -55,6 +55,10 @@ class MatrixSimulator(ChatSimBase):
     """Matrix-shaped far end: a sender posts, an observer's /sync sees it."""
 
     kind = "matrix"
+    fault_paths: ClassVar[dict[str, str]] = {
+        "send": r"/send/m\.room\.message/[^/]+$",
+        "read": r"/sync$",
+    }
 
     def __init__(self, seed: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(seed, host)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import WSMsgType, web
 
@@ -57,6 +57,10 @@ class MattermostSimulator(ChatSimBase):
     """Mattermost-shaped far end: REST posts, websocket ``posted`` events."""
 
     kind = "mattermost"
+    fault_paths: ClassVar[dict[str, str]] = {
+        "send": r"/api/v4/posts$",
+        "read": r"/api/v4/(channels/[^/]+/posts|websocket)$",
+    }
 
     def __init__(self, seed: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(seed, host)
@@ -232,9 +236,10 @@ class MattermostSimulator(ChatSimBase):
         await ws.send_json({"event": "hello", "data": hello, "broadcast": broadcast, "seq": 0})
         cursor = len(room.visible)
         seq = 1
+        token = room.credentials["read"]  # a session ends when its token expires
         while not ws.closed and self.running and not room.knobs.outage:
             count = await self.wait_visible(room, cursor, 5.0)
-            if room.knobs.outage or not self.running:
+            if room.knobs.outage or not self.running or room.credentials["read"] != token:
                 break
             for m in room.visible[cursor:count]:
                 event = {

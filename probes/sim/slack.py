@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -29,6 +29,10 @@ class SlackSimulator(ChatSimBase):
     """Slack-shaped far end: chat.postMessage and conversations.history."""
 
     kind = "slack"
+    fault_paths: ClassVar[dict[str, str]] = {
+        "send": r"/api/chat\.postMessage$",
+        "read": r"/api/conversations\.history$",
+    }
 
     def __init__(self, seed: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(seed, host)

@@ -13,7 +13,7 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -57,6 +57,19 @@ class TeamsSimulator(ChatSimBase):
     @staticmethod
     def placeholder_settings() -> dict[str, Any]:
         return {"workflow_url": "env:UNUSED_SIM_WORKFLOW_URL"}
+
+    fault_paths: ClassVar[dict[str, str]] = {
+        "send": r"(/triggers/manual/paths/invoke|/channels/[^/]+/messages)$",
+        "read": r"/messages/delta$",
+    }
+
+    def expire_observer(self, channel_key: str) -> None:
+        """The observer's access tokens expire (its client secret still holds: renewable)."""
+        room = self.room_for(channel_key)
+        for token, (owner, role) in list(self._access.items()):
+            if owner is room and role == "observer":
+                del self._access[token]
+        self.expired(room)
 
     def routes(self, app: web.Application) -> None:
         # Workflows (Power Automate) HTTP trigger, "Send webhook alerts to a channel":

@@ -31,9 +31,15 @@ carrier receipt); ``outage`` (the connection is dropped, as a dead host would);
 ``429``, ``500``, ``20003``, ``21211``, ``21610`` (refused at create),
 ``30003``, ``30005``, ``30006``, ``30007``, ``30008`` (``undelivered`` or
 ``failed`` with that ErrorCode), ``stuck_sent``, ``false_delivered`` (receipt
-says delivered, nothing arrives) and ``503-html`` (an error page, not JSON);
-:attr:`TwilioSimulator.read_delay` makes fetch and list answers leave late
-(made at once, sent after the delay), as a slow API or network would.
+says delivered, nothing arrives), ``503-html`` (an error page, not JSON) and
+``timeout`` (the create is never answered: held until the client gives up, and
+never taken); a 429's ``Retry-After`` is in seconds, or with
+``retry_after_date=True`` an HTTP date (RFC 9110 allows both), rounded up to the
+next whole second. :attr:`TwilioSimulator.read_delay` makes fetch and list
+answers leave late (made at once, sent after the delay), as a slow API or
+network would; :attr:`TwilioSimulator.drop_callbacks` loses every status
+callback (Twilio gave up on them: nothing is POSTed) and
+:attr:`TwilioSimulator.tamper_signatures` signs them with a wrong key.
 
 Ground truth (:attr:`TwilioSimulator.ledger`, one entry per token and ``To``
 number, on the channel's key — or the Account SID for accounts made with
@@ -62,8 +68,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import socket
@@ -103,7 +111,8 @@ _FAILURES: dict[str, tuple[str, int, str]] = {
     "30007": ("undelivered", 30007, "Message filtered"),
     "30008": ("failed", 30008, "Unknown error"),
 }
-FAULTS = frozenset({*_REFUSALS, *_FAILURES, "stuck_sent", "false_delivered", "503-html"})
+FAULTS = frozenset({*_REFUSALS, *_FAILURES, "stuck_sent", "false_delivered", "503-html", "timeout"})
+_HOLD_LIMIT_S = 30.0  # a "timeout" create is held at most this long for a client that stays
 
 _HTML_503 = "<html><body><h1>503 Service Unavailable</h1></body></html>"
 
@@ -151,6 +160,17 @@ class _Fault:
     to: str | None
     times: int
     retry_after: float
+    retry_after_date: bool = False
+    sent: list[str] = field(default_factory=list)  # the Retry-After values answered
+
+    def retry_after_header(self) -> str:
+        """``Retry-After``: seconds, or an HTTP date at least that far ahead (whole seconds)."""
+        if not self.retry_after_date:
+            value = f"{self.retry_after:g}"
+        else:
+            value = email.utils.formatdate(math.ceil(time.time() + self.retry_after), usegmt=True)
+        self.sent.append(value)
+        return value
 
 
 @dataclass
@@ -195,8 +215,10 @@ class TwilioSimulator(Simulator):
         self._callback_port: int | None = None
         self._callback_hold: socket.socket | None = None  # keeps the port ours until stop
         self.requests: list[RequestRecord] = []
-        self.callbacks: list[tuple[float, str, int]] = []  # (monotonic, url, HTTP status)
+        # (monotonic, url, HTTP status; 0: not delivered, -1: dropped by drop_callbacks)
+        self.callbacks: list[tuple[float, str, int]] = []
         self.tamper_signatures = False  # sign webhooks with a wrong key
+        self.drop_callbacks = False  # lose every status callback (nothing is POSTed)
         self.read_delay = 0.0  # fetch/list answers leave this long after they were made
         self._faults: list[_Fault] = []
         self._channels: dict[str, str] = {}  # channel key → account SID
@@ -321,12 +343,23 @@ class TwilioSimulator(Simulator):
         self.accounts[account_sid].numbers[number] = sms_url
 
     def inject(
-        self, fault: str, *, to: str | None = None, times: int = 1, retry_after: float = 1.0
-    ) -> None:
-        """Make the next *times* creates (to *to*, or to anyone) meet *fault* (see FAULTS)."""
+        self,
+        fault: str,
+        *,
+        to: str | None = None,
+        times: int = 1,
+        retry_after: float = 1.0,
+        retry_after_date: bool = False,
+    ) -> _Fault:
+        """Make the next *times* creates (to *to*, or to anyone) meet *fault* (see FAULTS).
+
+        Returns the armed fault (its ``sent``: the Retry-After values it answered).
+        """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
-        self._faults.append(_Fault(fault, to, times, retry_after))
+        armed = _Fault(fault, to, times, retry_after, retry_after_date)
+        self._faults.append(armed)
+        return armed
 
     def account_of(self, channel_key: str) -> str:
         return self._channels[channel_key]
@@ -373,9 +406,11 @@ class TwilioSimulator(Simulator):
             )
         return account
 
-    def _take_fault(self, to: str) -> _Fault | None:
+    def _take_fault(self, to: str, only: str | None = None) -> _Fault | None:
+        """The next fault for *to*: of the name *only*, or (None) any but ``timeout``."""
         for fault in self._faults:
-            if fault.to is None or fault.to == to:
+            named = fault.name == only if only is not None else fault.name != "timeout"
+            if named and (fault.to is None or fault.to == to):
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)
@@ -390,8 +425,23 @@ class TwilioSimulator(Simulator):
             self._refused(channel, form, 20003, final=True)
             return account
         form = await request.post()
+        if self._take_fault(str(form.get("To", "")), only="timeout") is not None:
+            return await self._hold(request)
         response = self._create_checked(account, form)
         return response
+
+    @staticmethod
+    async def _hold(request: web.Request) -> web.StreamResponse:
+        """Never answer: wait until the client gives up (closes), then drop the connection."""
+        deadline = time.monotonic() + _HOLD_LIMIT_S
+        while time.monotonic() < deadline:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            await asyncio.sleep(0.02)
+        if request.transport is not None:
+            request.transport.close()
+        raise web.HTTPRequestTimeout()
 
     def _refused(self, channel: str, form: Any, code: int | str, *, final: bool) -> None:
         body, to = str(form.get("Body", "")), str(form.get("To", "")) or None
@@ -415,7 +465,7 @@ class TwilioSimulator(Simulator):
             return web.Response(status=503, text=_HTML_503, content_type="text/html")
         if fault is not None and fault.name in _REFUSALS:
             status, code, text = _REFUSALS[fault.name]
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if status == 429 else None
+            headers = {"Retry-After": fault.retry_after_header()} if status == 429 else None
             return refuse(status, code, text, headers=headers)
         if not to:
             return refuse(400, 21604, "A 'To' phone number is required.")
@@ -679,6 +729,9 @@ class TwilioSimulator(Simulator):
                 return
 
     def _post(self, account: _Account, url: str, params: dict[str, str]) -> None:
+        if self.drop_callbacks and "MessageStatus" in params:
+            self.callbacks.append((time.monotonic(), url, -1))  # lost on Twilio's side
+            return
         key = account.token if not self.tamper_signatures else account.token[::-1] + "x"
         signature = twilio_signature(key, url, params)
         task = asyncio.get_running_loop().create_task(self._deliver_webhook(url, params, signature))

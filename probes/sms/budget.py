@@ -10,17 +10,23 @@ exceeded::
 Each channel's caps come from its registry entry (``caps:``); the runner may
 add caps for the whole run (``run_caps``). The probe also keeps a
 :class:`RunBudget` and refuses a send that would cross a cap, in case a caller
-skipped the plan.
+skipped the plan — or two steps planned at once, each within the cap alone.
+
+The budget is the channel's, not the probe's: every probe of one channel in one
+drill (one :class:`~probes.base.ProbeEnv`) charges the same :class:`RunBudget`
+(:meth:`RunBudget.shared`), and a charge is one check-and-count under a lock, so
+no interleaving of concurrent sends — coroutines or threads — lets N + 1 out.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
 
-from probes.base import ChannelSettings, DrillMessage, Priced, ProbeError
+from probes.base import ChannelSettings, DrillMessage, Priced, ProbeEnv, ProbeError
 from probes.sms.status import Reason, count_segments
 
 __all__ = [
@@ -43,9 +49,15 @@ DEFAULT_PLAN_TEXT = (
 class Caps(ChannelSettings):
     """Per-run limits for one SMS channel. The defaults keep a mistake cheap."""
 
-    max_messages: int = Field(default=100, ge=0)
-    max_segments: int = Field(default=300, ge=0)
-    max_cost: float | None = Field(default=None, ge=0)
+    max_messages: int = Field(
+        default=100, ge=0, description="1 回の実行で送る最大通数 / most messages per run"
+    )
+    max_segments: int = Field(
+        default=300, ge=0, description="1 回の実行の最大セグメント数 / most segments per run"
+    )
+    max_cost: float | None = Field(
+        default=None, ge=0, description="1 回の実行の費用の上限 / most cost per run"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +238,22 @@ class RunBudget:
         self.profile = profile
         self.messages = 0
         self.segments = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, env: ProbeEnv, profile: CostProfile) -> RunBudget:
+        """The one budget of channel ``profile.channel_id`` in the drill *env* belongs to.
+
+        >>> env = ProbeEnv()
+        >>> a = RunBudget.shared(env, CostProfile("131211/sms", 1, Caps()))
+        >>> a is RunBudget.shared(env, CostProfile("131211/sms", 1, Caps()))
+        True
+        """
+        key = f"sms-budget:{profile.channel_id}"
+        budget = env.shared.get(key)
+        if not isinstance(budget, RunBudget):
+            budget = env.shared[key] = cls(profile)
+        return budget
 
     @property
     def cost(self) -> float | None:
@@ -233,13 +261,20 @@ class RunBudget:
         return None if price is None else round(self.segments * price, 6)
 
     def charge(self, segments: int) -> None:
-        """Count one message of *segments*, or raise :class:`CostCapExceeded` and count nothing."""
+        """Count one message of *segments*, or raise :class:`CostCapExceeded` and count nothing.
+
+        Check and count are one step (under a lock, with no ``await`` between them).
+        """
         p = self.profile
         price = p.price_per_segment
-        after = self.segments + segments
-        cost = None if price is None else round(after * price, 6)
-        violations = _violations(p.channel_id, p.caps, self.messages + 1, after, cost, p.currency)
+        with self._lock:
+            after = self.segments + segments
+            cost = None if price is None else round(after * price, 6)
+            violations = _violations(
+                p.channel_id, p.caps, self.messages + 1, after, cost, p.currency
+            )
+            if not violations:
+                self.messages += 1
+                self.segments = after
         if violations:
             raise _refuse(violations)
-        self.messages += 1
-        self.segments = after

@@ -13,7 +13,11 @@ in" webhook must be set to (in the Twilio console).
 
 Every request must carry a valid ``X-Twilio-Signature`` (checked with the
 twilio library's ``RequestValidator`` against the account's Auth Token), else
-it is refused with 403 and counted. One listener serves every SMS channel of a
+it is refused with 403 and counted (:attr:`CallbackListener.refused`), and nothing
+in it is believed. A body that is not a form of text fields is refused with 400,
+one over 64 KiB with 413; the limits, the idle timeout for slow clients and the
+quiet logs (no traceback for a malformed request) are :mod:`probes.serving`'s.
+One listener serves every SMS channel of a
 drill that names the same ``listen_host:listen_port``; requests are routed by
 ``AccountSid``.
 
@@ -43,9 +47,11 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from twilio.request_validator import RequestValidator
 
 from probes.base import Clock, ProbeEnv
+from probes.serving import CLIENT_MAX_SIZE, add_fallback_route, expect_handler, runner_settings
 
 __all__ = [
     "BURST_GAP_S",
@@ -234,10 +240,11 @@ class CallbackListener:
         return listener
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post(self._prefix + STATUS_PATH, self._status)
-        app.router.add_post(self._prefix + INBOUND_PATH, self._inbound)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+        for path, handler in ((STATUS_PATH, self._status), (INBOUND_PATH, self._inbound)):
+            app.router.add_post(self._prefix + path, handler, expect_handler=expect_handler)
+        add_fallback_route(app)
+        self._runner = web.AppRunner(app, **runner_settings(_log.name))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
         await site.start()
@@ -288,7 +295,14 @@ class CallbackListener:
             return await self._verify(request)
 
     async def _verify(self, request: web.Request) -> tuple[list[CallbackSink], dict[str, str]]:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except web.HTTPException:
+            raise  # 413: over CLIENT_MAX_SIZE
+        except (ValueError, LookupError, HttpProcessingError) as exc:  # undecodable, bad charset
+            raise web.HTTPBadRequest(text="malformed form body") from exc
+        if not all(isinstance(v, str) for v in form.values()):
+            raise web.HTTPBadRequest(text="form fields must be text")  # Twilio sends no files
         params = {k: str(v) for k, v in form.items()}
         signature = request.headers.get("X-Twilio-Signature", "")
         url = self._origin + request.path_qs

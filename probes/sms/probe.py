@@ -148,10 +148,20 @@ def _account_sid(value: Any) -> Any:
 class StatusCallbackSettings(ChannelSettings):
     """Where Twilio's status callbacks (and inbound webhooks) reach the harness."""
 
-    public_url: str | None = None  # default: the listener's own address
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(default=8931, ge=1, le=65535)
-    fallback_poll: Duration = 30.0  # poll anyway, in case a callback is lost
+    public_url: str | None = Field(
+        default=None,
+        description="Twilio が呼ぶ公開 URL（省略時は待ち受けアドレス） / the public URL Twilio calls (default: the listener's own address)",
+    )  # default: the listener's own address
+    listen_host: str = Field(
+        default="127.0.0.1", description="待ち受けるアドレス / the address the listener binds"
+    )
+    listen_port: int = Field(
+        default=8931, ge=1, le=65535, description="待ち受けるポート / the port the listener binds"
+    )
+    fallback_poll: Duration = Field(
+        default=30.0,
+        description="コールバックが失われた場合に備えて照会する間隔 / poll anyway this often, in case a callback is lost",
+    )  # poll anyway, in case a callback is lost
 
     @field_validator("public_url")
     @classmethod
@@ -175,10 +185,20 @@ class StatusCallbackSettings(ChannelSettings):
 class LoopbackSettings(ChannelSettings):
     """True end-to-end: a drill number we can read, also listed as a recipient."""
 
-    receiver: str
-    account_sid: str | SecretRef | None = None  # the receiver's account, if not ours
-    auth_token: SecretRef | None = None
-    receipt_grace: Duration = 5.0  # after arrival, wait this long for the carrier receipt
+    receiver: str = Field(
+        description="読める訓練用の番号（to にも記載） / a drill number we can read (also listed in to)"
+    )
+    account_sid: str | SecretRef | None = Field(
+        default=None,
+        description="その番号のアカウント（自分のでない場合） / that number's account, if not ours",
+    )  # the receiver's account, if not ours
+    auth_token: SecretRef | None = Field(
+        default=None, description="そのアカウントの認証トークン / that account's auth token"
+    )
+    receipt_grace: Duration = Field(
+        default=5.0,
+        description="着信後、配信通知を待つ時間 / after arrival, how long to wait for the carrier receipt",
+    )  # after arrival, wait this long for the carrier receipt
 
     _sid = field_validator("account_sid", mode="before")(_account_sid)
 
@@ -202,21 +222,61 @@ class TwilioSettings(ChannelSettings):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    account_sid: str | SecretRef
-    auth_token: SecretRef
-    from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
-    status_callback: StatusCallbackSettings | None = None
-    loopback: LoopbackSettings | None = None
-    price_per_segment: float | None = Field(default=None, ge=0)
-    currency: str = "USD"
-    caps: Caps = Caps()
-    poll_interval: Duration | None = 1.0  # None: no Message polling (receipts by callback only)
-    max_retries: int = Field(default=5, ge=0, le=20)
-    max_backoff: Duration = 30.0
-    request_timeout: Duration = 10.0
-    max_in_flight: int = Field(default=20, ge=1, le=100)  # concurrent Twilio API requests
-    api_base: str | None = None  # the local Twilio (demo, tests); None is api.twilio.com
+    account_sid: str | SecretRef = Field(
+        description="アカウント SID（AC…）か env:/file: 参照 / the account SID (AC…) or an env:/file: reference"
+    )
+    auth_token: SecretRef = Field(
+        description="認証トークン（必ず参照） / the auth token (always a reference)"
+    )
+    from_: str = Field(
+        alias="from", description="送信元の番号（E.164、+81…） / the sending number (E.164, +81…)"
+    )
+    to: list[str] = Field(
+        min_length=1,
+        description="宛先の番号（E.164、宛先ごとに 1 配信） / the recipients (E.164; each is one delivery)",
+    )
+    status_callback: StatusCallbackSettings | None = Field(
+        default=None,
+        description="配信状況のコールバックを受ける設定（省略時は照会のみ） / where status callbacks arrive (without it: polling)",
+    )
+    loopback: LoopbackSettings | None = Field(
+        default=None,
+        description="自分で読める番号で本当に届いたか確かめる / confirm true arrival on a number we can read",
+    )
+    price_per_segment: float | None = Field(
+        default=None, ge=0, description="1 セグメントの料金 / the price of one segment"
+    )
+    currency: str = Field(default="USD", description="料金の通貨 / the price's currency")
+    caps: Caps = Field(
+        default=Caps(),
+        description="1 回の実行の上限（通数・セグメント・費用） / per-run caps (messages, segments, cost)",
+    )
+    poll_interval: Duration | None = Field(
+        default=1.0,
+        description="Message を照会する間隔（null: コールバックのみ） / how often a Message is polled (null: callbacks only)",
+    )  # None: no Message polling (receipts by callback only)
+    max_retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="「混雑」（429）のとき再送する最大回数 / retries after 429",
+    )
+    max_backoff: Duration = Field(
+        default=30.0, description="再送の待ちの上限 / the longest wait between retries"
+    )
+    request_timeout: Duration = Field(
+        default=10.0, description="1 回の API 呼び出しの制限時間 / time limit of one API call"
+    )
+    max_in_flight: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="同時に送る API 要求の数 / concurrent Twilio API requests",
+    )  # concurrent Twilio API requests
+    api_base: str | None = Field(
+        default=None,
+        description="API の URL（省略時は api.twilio.com） / the API URL (default: api.twilio.com)",
+    )  # the local Twilio (demo, tests); None is api.twilio.com
 
     _sid = field_validator("account_sid", mode="before")(_account_sid)
 
@@ -305,7 +365,7 @@ class TwilioProbe(Probe):
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
-        self.budget = RunBudget(self.cost_profile())
+        self.budget = RunBudget.shared(env, self.cost_profile())  # the channel's, per drill
         # Twilio API calls in flight (create, fetch, list), parsing included: Twilio
         # answers 429 past an account's concurrency limit, and a bounded number of
         # calls finishing together keeps the event loop's bursts short.
@@ -418,9 +478,16 @@ class TwilioProbe(Probe):
                 raise ChannelRejected(
                     str(reason), code=str(code or status), temporary=is_temporary(code, status)
                 ) from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TimeoutError as exc:
+                wait = s.request_timeout
                 raise ChannelUnreachable(
-                    f"Twilio に接続できません / cannot reach Twilio: {exc.__class__.__name__}"
+                    f"Twilio が {wait:g} 秒以内に応答しません（受け付けられたかは不明） / "
+                    f"Twilio did not answer within {wait:g} s (taken or not, unknown)"
+                ) from exc
+            except aiohttp.ClientError as exc:
+                name = exc.__class__.__name__
+                raise ChannelUnreachable(
+                    f"Twilio に接続できません（{name}） / cannot reach Twilio ({name})"
                 ) from exc
         accepted_at = Clock.monotonic()
         sid = str(created.sid)

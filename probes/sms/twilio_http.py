@@ -19,7 +19,9 @@ current task* is kept in :data:`RETRY_AFTER` so a 429 can be honoured.
 from __future__ import annotations
 
 import base64
+import email.utils
 import logging
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -41,14 +43,30 @@ def basic_auth_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header in its seconds form; None if absent or a date."""
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header, in seconds or as an HTTP date; None if absent.
+
+    RFC 9110 §10.2.3 allows both forms; a date is counted from *now* (wall clock, default
+    the current time). Unreadable values are None (the caller's own backoff applies).
+
+    >>> parse_retry_after("2"), parse_retry_after(None), parse_retry_after("later")
+    (2.0, None, None)
+    >>> parse_retry_after("Sun, 06 Nov 1994 08:49:39 GMT", now=784111777.0)
+    2.0
+    """
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]

@@ -277,7 +277,10 @@ def test_webhook_answers(status: int, kind: type, fragment: str) -> None:
     assert webhook_verdict(429, "", {"Retry-After": "2"}) == Throttle(2.0, "429")
 
 
-def test_retry_after_ignores_http_dates_and_negative_values() -> None:
-    assert retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 1.5) == 1.5
+def test_retry_after_reads_http_dates_and_ignores_negative_values() -> None:
+    date = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}  # RFC 9110: a date is allowed too
+    assert retry_after_seconds(date, 1.5, now=1445412480.0 - 4) == 4.0
+    assert retry_after_seconds(date, 1.5) == 0.0  # in the past: go ahead now
+    assert retry_after_seconds({"Retry-After": "soon"}, 1.5) == 1.5
     assert retry_after_seconds({"Retry-After": "-3"}) == 0.0
     assert retry_after_seconds(None, 2.0) == 2.0

@@ -181,3 +181,24 @@ async def test_sms_cost_cap_refuses_the_step_before_the_first_send(journal):
         step = await drill.broadcast("上限内", timeout=3)  # 2 <= 3: allowed
     assert [d.outcome for d in step.deliveries] == [Outcome.DELIVERED] * 2
     assert len(sim.messages) == 2
+
+
+async def test_concurrent_first_uses_of_a_channel_share_one_opened_probe(journal, monkeypatch):
+    opened: list[str] = []
+    from probes.chat.webhook import WebhookProbe
+
+    real_open = WebhookProbe.open
+
+    async def counting_open(self):
+        opened.append(self.channel_id)
+        await asyncio.sleep(0)  # let the other first uses arrive while this one opens
+        await real_open(self)
+
+    monkeypatch.setattr(WebhookProbe, "open", counting_open)
+    reg = parse_registry(REG, "reg.yaml")
+    target = next(t for t in reg.targets() if t.channel.id == "fixed")
+    async with Drill(reg, journal, scenario="t", seed=3) as drill:
+        probes = await asyncio.gather(*(drill.probe(target) for _ in range(20)))
+        again = await drill.probe(target)
+    assert len({id(p) for p in probes}) == 1 and again is probes[0]
+    assert opened == ["131211/fixed"]

@@ -36,6 +36,7 @@ GIVEN: dict[str, tuple[Any, Any]] = {
     "registry": ("r.yaml", Path("r.yaml")),
     "select": (["23ku", "metro"], ("23ku", "metro")),
     "live": (True, True),
+    "dry_run": (True, True),
     "journal": ("j/journal.sqlite", Path("j/journal.sqlite")),
     "out": ("o", Path("o")),
     "push_gateway": ("http://127.0.0.1:9091", "http://127.0.0.1:9091"),

@@ -2,7 +2,9 @@
 
 Config follows FIELD-NOTES.md: passwd-file users, Maildir under the run folder
 owned by ``nobody``, inet listeners on free loopback ports. With ``tls`` (a
-``trustme`` CA) it also offers STARTTLS on the IMAP port and an IMAPS port.
+``trustme`` CA) it also offers STARTTLS on the IMAP port and an IMAPS port; with
+``quota`` (e.g. ``"4K"``) every mailbox has that storage limit (Dovecot's quota
+plugin) and :meth:`Dovecot.fill` fills one before start.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ service lmtp {{
     port = {lmtp_port}
   }}
 }}
+{quota}
 service stats {{
   unix_listener stats-reader {{
     mode = 0666
@@ -73,6 +76,20 @@ service stats {{
   unix_listener stats-writer {{
     mode = 0666
   }}
+}}
+"""
+
+# Dovecot's quota plugin (maildir backend): LMTP checks the quota at RCPT and refuses a
+# recipient whose mailbox is full with ``552 5.2.2 … Quota exceeded``.
+_QUOTA = """\
+mail_plugins = $mail_plugins quota
+protocol lmtp {{
+  mail_plugins = $mail_plugins quota
+}}
+lmtp_rcpt_check_quota = yes
+plugin {{
+  quota = maildir:User quota
+  quota_rule = *:storage={limit}
 }}
 """
 
@@ -130,6 +147,7 @@ class Dovecot:
     key_file: Path | None = None
     auth_delay: str = "0"
     trusted_networks: str = ""
+    quota: str | None = None  # e.g. "4K": every user's storage limit (quota plugin)
     imap_port: int = 0
     imaps_port: int = 0
     lmtp_port: int = 0
@@ -166,12 +184,28 @@ class Dovecot:
             ssl=ssl,
             auth_delay=self.auth_delay,
             trusted=self.trusted_networks,
+            quota=_QUOTA.format(limit=self.quota) if self.quota else "",
             imap_port=self.imap_port,
             imaps_port=self.imaps_port,
             lmtp_port=self.lmtp_port,
         )
         path = self.run / "dovecot.conf"
         path.write_text(conf, encoding="utf-8")
+        return path
+
+    def fill(self, user: str, size: int) -> Path:
+        """Before :meth:`start`: put one *size*-byte message into *user*'s Maildir (``new/``),
+        owned by the mail user, as an earlier delivery would have left it."""
+        nobody = pwd.getpwnam("nobody")
+        box = self.maildir(user)
+        for sub in ("tmp", "new", "cur"):
+            (box / sub).mkdir(parents=True, exist_ok=True)
+        path = box / "new" / f"{int(time.time())}.M1P1.filler"
+        head = b"From: filler@example.lg.jp\r\nSubject: filler\r\n\r\n"
+        path.write_bytes(head + b"x" * max(0, size - len(head)))
+        for folder in (self.run / "mail", box, *(box / sub for sub in ("tmp", "new", "cur"))):
+            os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
         return path
 
     def start(self) -> Dovecot:

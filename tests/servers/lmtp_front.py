@@ -7,7 +7,8 @@ LMTP down → ``451 4.4.1``. It offers STARTTLS on ``port`` and SMTPS on
 ``users``, and fault hooks (``faults``) that answer a chosen reply at a chosen
 step, as pytest-httpserver's hooks do for HTTP. A fault may also *hold* its
 step until the test releases it (e.g. a QUIT that hangs after the 250), and
-records when each of its replies was given (``Fault.answered``, monotonic).
+records when each of its replies was given (``Fault.answered``, monotonic; for a
+held step, when the step was reached).
 """
 
 from __future__ import annotations
@@ -114,11 +115,14 @@ class _Handler:
                     return fault
         return None
 
-    def _fault(self, stage: str) -> str | None:
+    async def _fault(self, stage: str) -> str | None:
+        """The fault's reply at *stage* (None: none); a held step first waits for its release."""
         fault = self._take(stage)
         if fault is None:
             return None
         fault.answered.append(time.monotonic())
+        if fault.hold is not None:
+            await asyncio.to_thread(fault.hold.wait, fault.hold_max)
         return fault.reply
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> Any:
@@ -133,7 +137,7 @@ class _Handler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        reply = self._fault("mail")
+        reply = await self._fault("mail")
         if reply:
             return reply
         envelope.mail_from = address
@@ -143,14 +147,14 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        reply = self._fault("rcpt")
+        reply = await self._fault("rcpt")
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        reply = self._fault("data")
+        reply = await self._fault("data")
         if reply:
             return reply
         data = envelope.original_content or b""

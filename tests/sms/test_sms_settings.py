@@ -153,7 +153,11 @@ def test_http_seam_rewrites_only_twilio_hosts(url: str, expected: str) -> None:
     assert live.rewrite(url) == url
 
 
-def test_retry_after_seconds_form_only() -> None:
+def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after(None) is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert parse_retry_after("soon") is None
+    # RFC 9110 allows an HTTP date too: counted from now, never negative.
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert parse_retry_after(date, now=1445412480.0 - 3) == 3.0
+    assert parse_retry_after(date) == 0.0
