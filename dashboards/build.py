@@ -187,9 +187,15 @@ def board(title: str, uid: str, description: str) -> Dashboard:
     )
 
 
-def tls_left(title: str, by: str, legend: str, selector: str, w: int, h: int) -> Any:
-    """Time left until the earliest TLS certificate expiry, per *by*."""
-    expr = f"min by ({by}) (tsunagari_tls_cert_expiry_timestamp_seconds{{{selector}}}) - time()"
+def tls_left(
+    title: str, by: str, legend: str, selector: str, w: int, h: int, check_selector: str = ""
+) -> Any:
+    """Time left until the earliest TLS certificate expiry, per *by*: the certificates seen
+    in drills and those the preflight checks see (every kind, every endpoint)."""
+    expr = (
+        f"min by ({by}) (tsunagari_tls_cert_expiry_timestamp_seconds{{{selector}}} "
+        f"or tsunagari_check_tls_cert_expiry_timestamp_seconds{{{check_selector}}}) - time()"
+    )
     return (
         panel(bargauge, title, w, h)
         .with_target(q(expr, legend, instant=True))
@@ -308,6 +314,62 @@ def cio_overview() -> Dashboard:
             8,
             10,
         )
+    )
+    return preflight_row(d)
+
+
+def preflight_row(d: Dashboard) -> Dashboard:
+    """The preflight checks (``/probe``): can each channel work now, between drills."""
+    d = d.with_row(Row("プリフライト（送信しないチェック）"))
+    d = d.with_panel(
+        panel(stat, "チェックに失敗しているチャネル数", 4, 8)
+        .description(
+            "送信せずに行うチェック（接続・TLS・ログイン・受け手側の読み取り）で失敗している"
+            "チャネルの数。Prometheus が /probe をスクレイプした最新の結果"
+        )
+        .with_target(q("count(tsunagari_check_up == 0) or vector(0)", instant=True))
+        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
+    )
+    d = d.with_panel(
+        panel(stat, "ログインできない資格情報", 4, 8)
+        .description("送信側または受け手側の資格情報が拒否されたチャネルの数")
+        .with_target(q("count(tsunagari_check_auth_ok == 0) or vector(0)", instant=True))
+        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
+    )
+    d = d.with_panel(
+        panel(table, "失敗したチェックの段階", 16, 8)
+        .description("失敗した段階（phase: dns・connect・tls・auth・read・account）と名前（stage）")
+        .with_target(
+            q(
+                f"max by ({MUNI}, channel_id, channel_kind, phase, stage) "
+                "(tsunagari_check_phase_ok == 0)",
+                fmt="table",
+                instant=True,
+            )
+        )
+    )
+    d = d.with_panel(
+        panel(statetimeline, "チェックの結果（チャネル別）", 12, 8)
+        .with_target(
+            q(
+                f"max by ({MUNI}, channel_id) (tsunagari_check_up)",
+                "{{municipality_name}} {{channel_id}}",
+            )
+        )
+        .mappings(value_text({"1": ("正常", "green"), "0": ("失敗", "red")}))
+        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
+    )
+    d = d.with_panel(
+        panel(timeseries, "チェックの段階別の所要時間", 12, 8)
+        .description("段階の種類（dns・connect・tls・auth・read・account）ごとの所要時間の合計")
+        .with_target(
+            q(
+                "sum by (municipality_name, channel_id, phase) "
+                "(tsunagari_check_phase_duration_seconds)",
+                "{{municipality_name}} {{channel_id}} {{phase}}",
+            )
+        )
+        .unit("s")
     )
     return d
 
@@ -440,7 +502,15 @@ def municipality_detail() -> Dashboard:
         .unit("s")
     )
     d = d.with_panel(
-        tls_left("TLS 証明書の期限までの残り時間", "channel_id", "{{channel_id}}", SEL_M, 12, 8)
+        tls_left(
+            "TLS 証明書の期限までの残り時間",
+            "channel_id",
+            "{{channel_id}}",
+            SEL_M,
+            12,
+            8,
+            'municipality_name=~"$municipality"',
+        )
     )
     d = d.with_row(Row("結果の内訳"))
     d = d.with_panel(
@@ -687,6 +757,8 @@ def _alert(
 
 
 MUNI_RULE_LABELS = "municipality_code, municipality_name"
+# Failing for this long before it pages: a minute's blip (a server restart) does not.
+PREFLIGHT_FOR = "5m"
 
 ALERT_RULES: dict[str, Any] = {
     "groups": [
@@ -729,13 +801,23 @@ ALERT_RULES: dict[str, Any] = {
                 _alert(
                     "TsunagariTLSCertificateExpiring",
                     (
-                        "min by (municipality_code, municipality_name, channel_id, channel_kind) "
-                        f"(tsunagari_tls_cert_expiry_timestamp_seconds) - time() < {TLS_WARNING_DAYS} * 86400"
+                        "min by (municipality_code, municipality_name, channel_id, channel_kind) (\n"
+                        "  tsunagari_tls_cert_expiry_timestamp_seconds\n"
+                        "  or tsunagari_check_tls_cert_expiry_timestamp_seconds\n"
+                        f") - time() < {TLS_WARNING_DAYS} * 86400"
                     ),
                     "5m",
                     "warning",
                     "{{ $labels.municipality_name }} の {{ $labels.channel_id }} の TLS 証明書が {{ $value | humanizeDuration }} 後に期限切れ",
                     "TLS certificate of {{ $labels.channel_id }} ({{ $labels.municipality_code }}) expires in {{ $value | humanizeDuration }}",
+                ),
+                _alert(
+                    "TsunagariPreflightFailing",
+                    f"max by ({MUNI_RULE_LABELS}, channel_id, channel_kind) (tsunagari_check_up) == 0",
+                    PREFLIGHT_FOR,
+                    "critical",
+                    "{{ $labels.municipality_name }} の {{ $labels.channel_id }} がチェックに失敗しています（送信できない可能性）",
+                    "preflight check of {{ $labels.channel_id }} ({{ $labels.municipality_code }}) is failing: the channel may not deliver",
                 ),
                 _alert(
                     "TsunagariRollCallIncomplete",

@@ -52,6 +52,12 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
         "work with the registry of municipalities and channels",
     ),
     (
+        "check",
+        "drills.commands.check",
+        "全チャネルが使えるかを送信せずに確かめる（接続・TLS・ログイン・読み取り）",
+        "check every channel without sending (connect, TLS, login, read access)",
+    ),
+    (
         "serve",
         "drills.commands.serve",
         "journal の最新の状態を Prometheus に公開する（既定は 127.0.0.1 のみ）",

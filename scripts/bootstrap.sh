@@ -19,7 +19,8 @@ VENV=${TSUNAGARI_VENV:-$ROOT/.venv}
 SYNAPSE_VENV=${TSUNAGARI_SYNAPSE_VENV:-$HOME/.cache/tsunagari/synapse-venv}
 # iproute2, nftables: network namespaces and packet loss for the fault matrix (tests/faults).
 # fonts-ipaexfont-gothic: Japanese glyphs for the scorecard charts (matplotlib) and Chromium screenshots.
-APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic iproute2 nftables)
+# prometheus-blackbox-exporter: the peer of `tsunagari serve /probe` in benchmarks/bench_preflight_vs_blackbox.py.
+APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic iproute2 nftables prometheus-blackbox-exporter)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 

@@ -1,4 +1,5 @@
-"""``tsunagari serve`` — a Prometheus exporter of the journal's state."""
+"""``tsunagari serve`` — a Prometheus exporter of the journal's state, and ``/probe``
+(the registry's channels checked without sending, blackbox_exporter style)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def register(sub: Any, t: Text) -> None:
     p.add_argument(
         "--registry",
         default=None,
-        help=t("レジストリ（SLO と訓練間隔に使う）", "registry (for SLOs and drill intervals)"),
+        help=t(
+            "レジストリ（SLO と訓練間隔、/probe の対象）",
+            "registry (SLOs and drill intervals; the targets of /probe)",
+        ),
     )
     p.add_argument(
         "--host", default="127.0.0.1", help=t("待ち受けるアドレス", "address to listen on")
@@ -55,6 +59,17 @@ def register(sub: Any, t: Text) -> None:
             "basic auth password reference (env:NAME or file:PATH)",
         ),
     )
+    p.add_argument(
+        "--check-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help=t(
+            "/probe: 同じ対象をチェックする最小間隔（その間は前回の結果を返す。既定 60 秒）",
+            "/probe: minimum interval between two checks of a target; the previous result "
+            "is served in between (default 60 s)",
+        ),
+    )
     p.set_defaults(func=run)
 
 
@@ -66,6 +81,7 @@ def _fail(t: Text, ja: str, en: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from drills.core.errors import RegistryError
     from drills.core.journal import Journal
+    from drills.core.preflight import PreflightRunner
     from drills.core.registry import load_registry
     from drills.metrics.exporter import ExporterOptions, serve
     from probes.settings import SecretRef, SecretUnresolvable
@@ -96,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
                 f"パスワードの参照を解決できません: {exc}",
                 f"cannot resolve the password reference: {exc}",
             )
+    if not args.check_interval >= 0:  # also refuses nan
+        return _fail(
+            t,
+            f"--check-interval は 0 以上の秒数にしてください: {args.check_interval}",
+            f"--check-interval must be 0 or more seconds: {args.check_interval}",
+        )
     registry = None
     if args.registry:
         try:
@@ -124,8 +146,14 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        with Journal(args.journal, read_only=True) as journal:  # a reader: writes nothing
-            await serve(journal, registry, options, started=started, stop=stop)
+        # /probe's checks: one runner for the life of the server (its cache and rate limits)
+        checker = PreflightRunner(min_interval_s=args.check_interval) if registry else None
+        try:
+            with Journal(args.journal, read_only=True) as journal:  # a reader: writes nothing
+                await serve(journal, registry, options, started=started, stop=stop, checker=checker)
+        finally:
+            if checker is not None:
+                await checker.aclose()
 
     try:
         asyncio.run(main())

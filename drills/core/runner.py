@@ -49,7 +49,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drills.core import interrupt
 from drills.core.delivery import Delivery, Evidence, Outcome, classify
@@ -75,6 +75,9 @@ from probes.base import (
     new_token,
 )
 from probes.sim.ledger import Outage
+
+if TYPE_CHECKING:
+    from drills.core.preflight import Checked
 
 __all__ = [
     "Drill",
@@ -339,14 +342,18 @@ class Drill:
     def _opened(self, key: str, _done: asyncio.Future[Probe]) -> None:
         self._opening.pop(key, None)
 
-    async def _open_probe(self, target: Target) -> Probe:
+    async def _build_probe(self, target: Target) -> Probe:
+        """A probe of *target* on this drill's simulators and HTTP session (not opened)."""
         channel = target.channel
         cls = channel.probe_class()
         if channel.simulated:
             settings = cls.Settings.model_validate(await self.sims.settings_for(target))
         else:
             settings = channel.settings
-        probe = cls(target.key, settings, self.env)
+        return cls(target.key, settings, self.env)
+
+    async def _open_probe(self, target: Target) -> Probe:
+        probe = await self._build_probe(target)
         self._probes[target.key] = probe
         opening = time.monotonic()
         try:
@@ -357,6 +364,23 @@ class Drill:
         return probe
 
     # ------------------------------------------------------------------ steps
+
+    async def preflight(
+        self, targets: Sequence[Target] | None = None, *, timeout: float = 10.0
+    ) -> list[Checked]:
+        """Check *targets* (default: all) without sending anything (:mod:`drills.core.preflight`).
+
+        Nothing is journalled here and nothing is refused: the scenario API
+        (``drill.preflight()``) records the step and stops the drill on a failure.
+        """
+        from drills.core.preflight import PreflightRunner
+
+        interrupt.check()
+        chosen = list(self.registry.targets() if targets is None else targets)
+        if not chosen:
+            raise ScenarioError("a step needs at least one channel (対象チャネルがありません)")
+        runner = PreflightRunner(make_probe=self._build_probe, min_interval_s=0.0)
+        return await runner.check_all(chosen, timeout_s=timeout)
 
     async def broadcast(
         self,

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 
 from drills.surge.summary import SURGE_GAUGES
 
-__all__ = ["CATALOGUE", "CHANNEL", "MUNI", "RUN", "MetricSpec", "catalogue_markdown"]
+__all__ = [
+    "CATALOGUE",
+    "CHANNEL",
+    "CHECKS",
+    "MUNI",
+    "RUN",
+    "MetricSpec",
+    "catalogue_markdown",
+    "checks_markdown",
+]
 
 MUNI = ("municipality_code", "municipality_name")
 CHANNEL = (*MUNI, "channel_id", "channel_kind")
@@ -225,14 +234,104 @@ _SPECS = (
 
 CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 
+# The preflight checks' metrics, served per target by ``/probe`` (drills.metrics.probe),
+# never by ``/metrics``: a check is of now, not of a journalled drill (no scenario, vantage).
+_CHECK_SPECS = (
+    MetricSpec(
+        "tsunagari_check_up",
+        "gauge",
+        CHANNEL,
+        "チェックで送信できる状態と確認できたら 1、どこかの段階で失敗したら 0",
+        "1 if the preflight check found the channel able to work, 0 if a phase failed",
+    ),
+    MetricSpec(
+        "tsunagari_check_skipped",
+        "gauge",
+        CHANNEL,
+        "チェックしなかったら 1（その種別にはチェックがないなど。失敗ではない）",
+        "1 if the target was not checked (no check for its kind …); not a failure",
+    ),
+    MetricSpec(
+        "tsunagari_check_phase_duration_seconds",
+        "gauge",
+        (*CHANNEL, "phase", "stage"),
+        "チェックの段階ごとの所要時間。phase は dns・connect・tls・auth・read・account、"
+        "stage はその段階の名前（smtp.auth など）",
+        "Time taken by each phase of the check; phase is its class (dns, connect, tls, auth, "
+        "read, account), stage its name (smtp.auth …)",
+    ),
+    MetricSpec(
+        "tsunagari_check_phase_ok",
+        "gauge",
+        (*CHANNEL, "phase", "stage"),
+        "チェックの段階が成功したら 1、失敗したら 0（失敗した段階でチェックは終わる）",
+        "1 if the phase succeeded, 0 if it failed (the check stops at the first failure)",
+    ),
+    MetricSpec(
+        "tsunagari_check_auth_ok",
+        "gauge",
+        CHANNEL,
+        "資格情報でログインできたら 1、拒否されたら 0（認証の段階まで進まなければなし）",
+        "1 if every credential logged in, 0 if one was refused (absent if no auth phase ran)",
+    ),
+    MetricSpec(
+        "tsunagari_check_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        (*CHANNEL, "endpoint"),
+        "チェックで見た TLS 証明書の有効期限（UNIX 時刻、endpoint は smtp・imap・https など）",
+        "Expiry (notAfter) of each TLS certificate the check saw, Unix time "
+        "(endpoint: smtp, imap, https …)",
+    ),
+    MetricSpec(
+        "tsunagari_check_twilio_balance",
+        "gauge",
+        CHANNEL,
+        "Twilio アカウントの残高（アカウントの通貨）",
+        "Balance of the Twilio account, in the account's currency",
+    ),
+    MetricSpec(
+        "tsunagari_check_twilio_cost_cap",
+        "gauge",
+        CHANNEL,
+        "レジストリの費用上限（残高がこれを下回るとチェックは失敗）",
+        "The registry's cost cap (the check fails when the balance is below it)",
+    ),
+    MetricSpec(
+        "tsunagari_check_duration_seconds",
+        "gauge",
+        CHANNEL,
+        "チェック全体の所要時間",
+        "Wall time of the whole check",
+    ),
+    MetricSpec(
+        "tsunagari_check_cache_age_seconds",
+        "gauge",
+        CHANNEL,
+        "答えたチェック結果の古さ（最小間隔の間は前回の結果を返す。0 なら今回チェックした）",
+        "Age of the result served: within the minimum interval the previous check is "
+        "served again (0: checked for this scrape)",
+    ),
+)
 
-def catalogue_markdown() -> str:
-    """The README table of every metric (kept in sync by a test)."""
+CHECKS: dict[str, MetricSpec] = {s.name: s for s in _CHECK_SPECS}
+
+
+def _markdown(specs: tuple[MetricSpec, ...]) -> str:
     lines = [
         "| metric | type | labels | meaning |",
         "| --- | --- | --- | --- |",
     ]
-    for s in _SPECS:
+    for s in specs:
         labels = ", ".join(s.labels)
         lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.ja}<br>{s.en} |")
     return "\n".join(lines)
+
+
+def catalogue_markdown() -> str:
+    """The README table of every ``/metrics`` metric (kept in sync by a test)."""
+    return _markdown(_SPECS)
+
+
+def checks_markdown() -> str:
+    """The README table of every ``/probe`` metric."""
+    return _markdown(_CHECK_SPECS)

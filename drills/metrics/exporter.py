@@ -16,9 +16,10 @@ The event loop runs the collection itself (SQLite connections belong to one
 thread); scrapes are short and one at a time.
 
 ``/metrics?name[]=tsunagari_readiness_score&name[]=…`` returns only those metric
-families (as prometheus-client's own exporter does). Limits, the idle timeout
-for slow clients and quiet error logs come from :mod:`probes.serving`: a
-malformed request gets a 4xx and never a traceback on stderr.
+families (as prometheus-client's own exporter does). ``/probe?target=131211/mail``
+checks one registered channel, blackbox_exporter style (:mod:`drills.metrics.probe`).
+Limits, the idle timeout for slow clients and quiet error logs come from
+:mod:`probes.serving`: a malformed request gets a 4xx and never a traceback on stderr.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from drills.core.journal import Journal
+from drills.core.preflight import PreflightRunner
 from drills.core.registry import Registry
 from drills.metrics.collector import JournalCollector
+from drills.metrics.probe import probe_handler
 from probes.serving import (
     CLIENT_MAX_SIZE,
     add_fallback_route,
@@ -55,6 +58,7 @@ DEFAULT_PORT = 9470
 
 _LANDING = """<!doctype html><meta charset="utf-8"><title>Tsunagari exporter</title>
 <h1>繋がり (Tsunagari) exporter</h1><p><a href="metrics">metrics</a></p>
+<p>probe: <code>probe?target=131211/mail</code></p>
 """
 
 
@@ -116,8 +120,10 @@ def make_app(
     *,
     username: str | None = None,
     password: SecretRef | None = None,
+    checker: PreflightRunner | None = None,
 ) -> web.Application:
-    """The exporter's web application: ``/metrics`` (and a landing page at ``/``)."""
+    """The exporter's web application: ``/metrics``, ``/probe?target=…`` (with *registry*
+    and *checker*, :mod:`drills.metrics.probe`) and a landing page at ``/``."""
     prom = CollectorRegistry()
     JournalCollector(journal, registry=registry, prom_registry=prom)
     secret = password.reveal() if (username is not None and password is not None) else None
@@ -153,6 +159,7 @@ def make_app(
 
     app = web.Application(middlewares=[basic_auth], client_max_size=CLIENT_MAX_SIZE)
     app.router.add_get("/metrics", metrics, expect_handler=expect_handler)
+    app.router.add_get("/probe", probe_handler(registry, checker), expect_handler=expect_handler)
     app.router.add_get("/", landing, expect_handler=expect_handler)
     add_fallback_route(app)
     return app
@@ -165,9 +172,12 @@ async def serve(
     *,
     started: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    checker: PreflightRunner | None = None,
 ) -> None:
     """Serve until *stop* is set (or the task is cancelled)."""
-    app = make_app(journal, registry, username=options.username, password=options.password)
+    app = make_app(
+        journal, registry, username=options.username, password=options.password, checker=checker
+    )
     runner = web.AppRunner(app, **runner_settings("tsunagari.serve"))
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=options.ssl_context())

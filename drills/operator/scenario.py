@@ -51,6 +51,7 @@ from drills.steps.rollcall import run_roll_call
 
 if TYPE_CHECKING:
     from drills.steps.surge import Surge
+    from probes.preflight import PreflightReport
 
 __all__ = [
     "Acknowledgement",
@@ -155,6 +156,55 @@ class ScenarioDrill:
             raise RequirementMissed(bad, where, self.ctx.lang)
 
     # ------------------------------------------------------------------ steps
+
+    @located
+    def preflight(
+        self,
+        *,
+        channels: str | Sequence[str] | None = None,
+        to: str | Sequence[str] | None = None,
+        timeout: Any = "10s",
+        stop: bool = True,
+        step: str | None = None,
+    ) -> list[PreflightReport]:
+        """Check every selected channel without sending (login, read access, TLS).
+
+        The step is journalled (a ``preflight`` event). If a channel cannot work and
+        ``stop`` is true, the drill stops here, before anything is sent, with a message
+        naming each such channel and the phase that failed (:class:`PreflightFailed`).
+        """
+        from drills.core.events import PreflightChannel, PreflightEvent
+        from drills.core.preflight import PreflightFailed
+
+        targets = self._targets(channels, to)
+        limit = parse_seconds(timeout, "timeout")
+        name = step or "preflight"  # not numbered: the steps after it keep their names
+        checked = self.ctx.loop.run(self.ctx.drill.preflight(targets, timeout=limit))
+        reports = [c.report for c in checked]
+        failing = [r for r in reports if not r.ok]
+        self.ctx.record(
+            PreflightEvent(
+                step=name,
+                stopped=bool(failing) and stop,
+                channels=tuple(
+                    PreflightChannel(
+                        channel=r.target,
+                        kind=r.kind,
+                        ok=r.ok,
+                        skipped=r.skipped is not None,
+                        phase=r.failure.name if r.failure else None,
+                        phase_class=r.failure.phase if r.failure else None,
+                        reason=str(r.reason or r.skipped or ""),
+                        elapsed_s=r.elapsed_s,
+                        cert_days_left=r.min_cert_days(),
+                    )
+                    for r in reports
+                ),
+            )
+        )
+        if failing and stop:
+            raise PreflightFailed(failing, caller_location())
+        return reports
 
     @located
     def broadcast(

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jwt
@@ -73,6 +73,9 @@ from probes.chat.base import (
 )
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = [
     "LineWorksProbe",
@@ -218,6 +221,13 @@ class LineWorksProbe(ChatProbe):
 
     def look_interval(self) -> float:
         return self.settings.observer.interval if self.settings.observer else 0.0
+
+    async def preflight(self) -> PreflightReport:
+        """Check the channel without posting (probes.chat.preflight): the tokens, the bot and one monitoring request."""
+        from probes.chat.checks import LineWorksCheck
+        from probes.chat.preflight import check_chat
+
+        return await check_chat(self, LineWorksCheck(self))
 
     async def _token(self, role: str, app: WorksApp, scope: str) -> str:
         cached = self._tokens.get(role)

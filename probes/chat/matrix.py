@@ -54,7 +54,7 @@ import functools
 import json
 import ssl
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -83,6 +83,9 @@ from probes.chat.base import (
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
+
 __all__ = [
     "MatrixIdentity",
     "MatrixProbe",
@@ -90,6 +93,7 @@ __all__ = [
     "channel_client",
     "message_events",
     "message_texts",
+    "observer_not_in_room",
     "send_verdict",
     "token_of_another_user",
     "txn_id",
@@ -216,6 +220,16 @@ def token_of_another_user(role: str, configured: str, whoami: str) -> str:
     )
 
 
+def observer_not_in_room(user: str, room_id: str) -> ObserverFault:
+    """The fault when the observer has not joined the room (its /sync would never show it)."""
+    return ObserverFault(
+        f"観測用アカウント {user} がルーム {room_id} に参加していません"
+        "（招待して参加させてください） / the observer "
+        f"{user} is not a member of room {room_id}: invite it and join",
+        code="observer_not_in_room",
+    )
+
+
 def message_texts(events: Any) -> list[tuple[str, dict[str, Any]]]:
     """(body, facts) for every ``m.room.message`` event in a timeline list.
 
@@ -324,6 +338,13 @@ class MatrixProbe(ChatProbe):
 
     def confirms(self) -> bool:
         return self.settings.observer is not None
+
+    async def preflight(self) -> PreflightReport:
+        """Check the channel without posting (probes.chat.preflight): whoami and joined rooms of both accounts."""
+        from probes.chat.checks import MatrixCheck
+        from probes.chat.preflight import check_chat
+
+        return await check_chat(self, MatrixCheck(self))
 
     # ------------------------------------------------------------------ http
 
@@ -469,12 +490,7 @@ class MatrixProbe(ChatProbe):
             return  # the first look says so
         joined = body.get("joined_rooms") if status == 200 and isinstance(body, dict) else None
         if isinstance(joined, list) and self._room_id not in joined:
-            raise ObserverFault(
-                f"観測用アカウント {obs.user} がルーム {self._room_id} に参加していません"
-                "（招待して参加させてください） / the observer "
-                f"{obs.user} is not a member of room {self._room_id}: invite it and join",
-                code="observer_not_in_room",
-            )
+            raise observer_not_in_room(obs.user, self._room_id)
 
     async def _resolve_room(self) -> None:
         if self._room_id is not None:

@@ -41,7 +41,7 @@ import asyncio
 import functools
 import json
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import websockets
 from pydantic import Field
@@ -68,6 +68,9 @@ from probes.chat.base import (
 )
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = [
     "MattermostProbe",
@@ -226,6 +229,13 @@ class MattermostProbe(ChatProbe):
     def _observer(self) -> MattermostObserver:
         assert self.settings.observer is not None
         return self.settings.observer
+
+    async def preflight(self) -> PreflightReport:
+        """Check the channel without posting (probes.chat.preflight): users/me and channel membership of both tokens."""
+        from probes.chat.checks import MattermostCheck
+        from probes.chat.preflight import check_chat
+
+        return await check_chat(self, MattermostCheck(self))
 
     async def _api(
         self, method: str, path: str, token: SecretRef, **kw: Any

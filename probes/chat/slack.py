@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import Field
@@ -59,6 +59,9 @@ from probes.chat.base import (
 )
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = ["SlackProbe", "SlackSettings", "api_error_verdict", "history_oldest", "slack_verdict"]
 
@@ -206,6 +209,13 @@ class SlackProbe(ChatProbe):
     def look_interval(self) -> float:
         return self.settings.poll_interval
 
+    async def preflight(self) -> PreflightReport:
+        """Check the channel without posting (probes.chat.preflight): auth.test and conversations.info of both tokens."""
+        from probes.chat.checks import SlackCheck
+        from probes.chat.preflight import check_chat
+
+        return await check_chat(self, SlackCheck(self))
+
     def _client(self, token: SecretRef) -> AsyncWebClient:
         session = self.env.http()
         value = token.reveal()
@@ -232,6 +242,7 @@ class SlackProbe(ChatProbe):
             "chat.postMessage": client.chat_postMessage,
             "conversations.history": client.conversations_history,
             "auth.test": client.auth_test,
+            "conversations.info": client.conversations_info,  # preflight (probes.chat.preflight)
         }
         call = calls[method]
         try:

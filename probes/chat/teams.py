@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pydantic import Field, model_validator
@@ -71,6 +71,9 @@ from probes.chat.base import (
 )
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = [
     "GraphApp",
@@ -278,6 +281,13 @@ class TeamsProbe(ChatProbe):
 
     def look_interval(self) -> float:
         return self.settings.observer.interval if self.settings.observer else 0.0
+
+    async def preflight(self) -> PreflightReport:
+        """Check the channel without posting (probes.chat.preflight): the Graph tokens and one empty read of the channel."""
+        from probes.chat.checks import TeamsCheck
+        from probes.chat.preflight import check_chat
+
+        return await check_chat(self, TeamsCheck(self))
 
     def _channel_path(self) -> str:
         s = self.settings

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -54,6 +54,9 @@ from probes.chat.base import (
 )
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = [
     "WebhookProbe",
@@ -94,6 +97,10 @@ class WebhookSettings(ChatSettings):
     observer: WebhookObserver | None = Field(
         default=None,
         description="投稿を読み返す設定。省略すると「受付のみ」 / how to read the posts back; without it: accepted only",
+    )
+    health_url: str | None = Field(
+        default=None,
+        description="事前確認（tsunagari check）で GET する URL（任意、認証なし） / a URL the preflight (tsunagari check) GETs, without credentials (optional)",
     )
 
 
@@ -151,6 +158,12 @@ class WebhookProbe(ChatProbe):
         from probes.sim.chat import ChatSimulator
 
         return ChatSimulator
+
+    async def preflight(self) -> PreflightReport:
+        """Health URL and read-back, each with its certificate; never POSTs to the hook."""
+        from probes.chat.webhook_check import preflight_webhook
+
+        return await preflight_webhook(self)
 
     def look_interval(self) -> float:
         obs = self.settings.observer

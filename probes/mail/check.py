@@ -1,116 +1,139 @@
-"""Reachability of a mail channel without sending anything.
+"""Preflight of a mail channel: can it work? Checked without sending anything.
 
-SMTP: banner, EHLO, STARTTLS (or SMTPS), AUTH, NOOP, QUIT. IMAP: login and
-SELECT of the drill mailbox. Each step is reported with how long it took, and
-the TLS certificates' days to expiry are recorded on both sides.
+SMTP: DNS, banner, EHLO, STARTTLS (or SMTPS), AUTH, NOOP, QUIT. IMAP: DNS,
+connect, STARTTLS where used, login, and a read-only EXAMINE of the observed
+mailbox (nothing is marked read). Each stage is a timed phase of a
+:class:`~probes.preflight.PreflightReport`, and both certificates' ``notAfter``
+are recorded::
 
-    report = await check_mail(settings.smtp, settings.imap)
-    report.ok, report.reason, report.tls_days_left
+    report = await preflight_mail("131211/mail", settings)
+    report.ok, report.reason, report.certificates, report.facts["smtp_tls"]
+
+A channel without an observer (no ``imap`` and no ``maildir``) fails at
+``observer.read``: its drills could only say "accepted", never "delivered".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import ipaddress
+import os
+import socket
+from typing import TYPE_CHECKING
 
-from probes.base import Clock, ProbeError
+from probes.base import ChannelUnreachable, ObserverFault
 from probes.mail.imap_connection import ImapConnection, ImapSettings, LostConnection
-from probes.mail.smtp import SmtpFacts, SmtpSession, SmtpSettings
+from probes.mail.smtp import SmtpSession, SmtpSettings
+from probes.preflight import PhaseClass, PhaseTimer, PreflightReport, Reason
 
-__all__ = ["CheckStep", "MailReachability", "check_mail"]
+if TYPE_CHECKING:
+    from probes.mail.probe import MailSettings
 
+__all__ = ["preflight_mail", "resolve"]
 
-@dataclass(frozen=True, slots=True)
-class CheckStep:
-    name: str  # smtp.connect, smtp.ehlo, smtp.starttls, smtp.auth, imap.login
-    ok: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class MailReachability:
-    """The outcome of :func:`check_mail`."""
-
-    steps: tuple[CheckStep, ...]
-    elapsed_s: float
-    smtp: SmtpFacts | None = None
-    imap_tls_days_left: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(step.ok for step in self.steps)
-
-    @property
-    def reason(self) -> str:
-        failed = [step for step in self.steps if not step.ok]
-        return f"{failed[0].name}: {failed[0].detail}" if failed else ""
-
-    @property
-    def insecure(self) -> bool:
-        return self.smtp is not None and self.smtp.insecure
-
-    @property
-    def tls_days_left(self) -> int | None:
-        return self.smtp.tls_days_left if self.smtp is not None else None
+_SMTP_STAGES: dict[str, PhaseClass] = {
+    "connect": "connect",
+    "ehlo": "connect",
+    "starttls": "tls",
+    "auth": "auth",
+}
+_IMAP_STAGES: dict[str, PhaseClass] = {
+    "connect": "connect",
+    "starttls": "tls",
+    "auth": "auth",
+    "read": "read",
+}
 
 
-def _smtp_stages(settings: SmtpSettings) -> list[str]:
-    stages = ["connect", "ehlo"]
-    if settings.security == "starttls":
-        stages.append("starttls")
-    if settings.user is not None:
-        stages.append("auth")
-    return stages
-
-
-async def _check_smtp(settings: SmtpSettings, steps: list[CheckStep]) -> SmtpFacts | None:
-    session = SmtpSession(settings)
-    stages = _smtp_stages(settings)
+def _is_literal(host: str) -> bool:
     try:
-        facts = await session.open()
-        await session.check()
-    except ProbeError as exc:
-        failed = session.stage if session.stage in stages else stages[-1]
-        for stage in stages[: stages.index(failed)]:
-            steps.append(CheckStep(f"smtp.{stage}", True))
-        steps.append(CheckStep(f"smtp.{failed}", False, exc.reason))
-        return session.facts if session.facts.banner else None
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def resolve(host: str, port: int, side: str) -> str:
+    """The addresses of *host* (the DNS phase); a failure is a ChannelUnreachable."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ChannelUnreachable(
+            f"{side} 名前解決できません（{host}） / cannot resolve {host}: {exc.strerror}",
+            code="dns",
+        ) from exc
+    return ", ".join(sorted({str(info[4][0]) for info in infos}))
+
+
+async def _smtp(timer: PhaseTimer, s: SmtpSettings) -> None:
+    if not _is_literal(s.host):
+        async with timer.phase("smtp.dns", "dns") as note:
+            note["detail"] = await resolve(s.host, s.effective_port, "SMTP")
+    session = SmtpSession(s)
+    try:
+        async with timer.stages("smtp", _SMTP_STAGES) as stages:
+            facts = await session.open(on_stage=stages.enter)
+            stages.details.update(
+                connect=facts.banner,
+                ehlo=" ".join(facts.extensions),
+                starttls=facts.summary(),
+                auth=s.user or "",
+            )
+        async with timer.phase("smtp.noop", "connect"):
+            await session.check()
     finally:
+        timer.certificate("smtp", s.host, s.effective_port, session.facts.tls_not_after)
+        if session.facts.banner:  # 0: plain SMTP, mail and password readable on the way
+            timer.fact("smtp_tls", float(session.facts.tls))
         await session.close()
-    details = {
-        "connect": facts.banner,
-        "ehlo": " ".join(facts.extensions),
-        "starttls": facts.summary(),
-        "auth": "authenticated",
-    }
-    steps.extend(CheckStep(f"smtp.{stage}", True, details[stage]) for stage in stages)
-    return facts
 
 
-async def _check_imap(settings: ImapSettings, steps: list[CheckStep]) -> int | None:
-    conn = ImapConnection(settings)
+async def _imap(timer: PhaseTimer, s: ImapSettings) -> None:
+    if not _is_literal(s.host):
+        async with timer.phase("imap.dns", "dns") as note:
+            note["detail"] = await resolve(s.host, s.effective_port, "IMAP")
+    conn = ImapConnection(s)
     try:
-        await conn.open()
-    except ProbeError as exc:
-        steps.append(CheckStep("imap.login", False, exc.reason))
-        return conn.tls_days_left
-    except LostConnection as exc:
-        steps.append(CheckStep("imap.login", False, str(exc)))
-        return conn.tls_days_left
+        async with timer.stages("imap", _IMAP_STAGES) as stages:
+            try:
+                await conn.open(on_stage=stages.enter)
+            except LostConnection as exc:
+                raise ObserverFault(str(exc), code="connect") from exc
+            finally:
+                timer.certificate("imap", s.host, s.effective_port, conn.tls_not_after)
+            stages.details.update(auth=s.user, read=s.mailbox)
     finally:
         await conn.close()
-    steps.append(CheckStep("imap.login", True, f"{settings.user} / {settings.mailbox}"))
-    return conn.tls_days_left
 
 
-async def check_mail(smtp: SmtpSettings, imap: ImapSettings | None = None) -> MailReachability:
+async def _maildir(timer: PhaseTimer, path: str) -> None:
+    async with timer.phase("maildir.read", "read") as note:
+        if not os.access(os.path.join(path, "new"), os.R_OK | os.X_OK):
+            raise ObserverFault(
+                f"Maildir を読めません（{path}/new） / cannot read the Maildir {path}/new",
+                code="read",
+            )
+        note["detail"] = path
+
+
+async def preflight_mail(target: str, settings: MailSettings) -> PreflightReport:
     """Check both ends of a mail channel; never sends a message."""
-    started = Clock.monotonic()
-    steps: list[CheckStep] = []
-    facts = await _check_smtp(smtp, steps)
-    imap_days = await _check_imap(imap, steps) if imap is not None else None
-    return MailReachability(
-        steps=tuple(steps),
-        elapsed_s=Clock.monotonic() - started,
-        smtp=facts,
-        imap_tls_days_left=imap_days,
-    )
+    async with PhaseTimer(target, "mail") as timer:
+        await _smtp(timer, settings.smtp)
+        if settings.imap is not None:
+            await _imap(timer, settings.imap)
+        elif settings.maildir is not None:
+            await _maildir(timer, settings.maildir)
+        else:
+            timer.fail(
+                "observer.read",
+                "read",
+                Reason(
+                    "観測側（imap か maildir）が設定されていません: 着信を確認できず「受付のみ」になります",
+                    "no observer (imap or maildir) is configured: arrival cannot be "
+                    "confirmed, drills can only say 'accepted'",
+                ),
+                code="no-observer",
+            )
+    return timer.report()

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import Any, Literal
 
 import aioimaplib
@@ -22,6 +23,7 @@ from pydantic import Field
 from probes.base import ChannelSettings, ObserverFault
 from probes.mail.observer import stop_task
 from probes.mail.tls import cert_days_left, client_context, is_certificate_error, tls_reason
+from probes.preflight import not_after_of
 from probes.settings import Duration, SecretRef, SecretUnresolvable
 
 __all__ = ["ImapConnection", "ImapSettings", "LostConnection", "response_text"]
@@ -122,6 +124,7 @@ class ImapConnection:
         self.client: aioimaplib.IMAP4 | None = None
         self.lost = asyncio.Event()
         self.tls_days_left: int | None = None
+        self.tls_not_after: float | None = None  # epoch seconds
         self.idle_capable = False
 
     @property
@@ -129,19 +132,28 @@ class ImapConnection:
         return self.settings.security == "plain"
 
     async def open(
-        self, *, select: bool = True, readonly: bool = True
+        self,
+        *,
+        select: bool = True,
+        readonly: bool = True,
+        on_stage: Callable[[str], None] | None = None,
     ) -> aioimaplib.Response | None:
         """Connect, log in and (unless told not to) open the mailbox.
+
+        ``on_stage`` hears each stage begin (``connect``, ``starttls``, ``auth``,
+        ``read``) — for timing the reachability check.
 
         ``readonly`` opens it with EXAMINE: the observer changes nothing (no
         \\Recent taken from people's clients, and Dovecot leaves new mail in
         Maildir ``new/``, whose ctime stays the delivery time).
         """
         s = self.settings
+        announce = on_stage or _quiet
         context = (
             client_context(verify=s.verify, ca_file=s.ca_file) if s.security == "tls" else None
         )
         try:
+            announce("connect")
             self.client = aioimaplib.IMAP4(
                 host=s.host,
                 port=s.effective_port,
@@ -151,8 +163,10 @@ class ImapConnection:
             )
             await self._hello()
             if s.security == "starttls":
+                announce("starttls")
                 await self._starttls()
             self.tls_days_left = cert_days_left(self._ssl_object())
+            self.tls_not_after = _not_after(self._ssl_object())
             password = s.password.reveal()
         except SecretUnresolvable as exc:
             raise ObserverFault(
@@ -162,6 +176,7 @@ class ImapConnection:
             if is_certificate_error(exc):
                 raise ObserverFault(f"IMAP {tls_reason(exc)}", code="tls") from exc
             raise LostConnection(f"IMAP 接続失敗 / cannot connect: {exc!r}") from exc
+        announce("auth")
         response = await self.command(self.client.login(s.user, password))
         if response.result != "OK":
             text = response_text(response)
@@ -173,6 +188,7 @@ class ImapConnection:
         self.idle_capable = "IDLE" in self.client.protocol.capabilities
         if not select:
             return None
+        announce("read")
         if readonly:
             protocol = self.client.protocol
             selected = await self.command(
@@ -273,6 +289,14 @@ class ImapConnection:
                     await asyncio.wait_for(client.logout(), 2.0)
         finally:
             _drop(client)
+
+
+def _quiet(_stage: str) -> None:
+    """No one is listening to the stages."""
+
+
+def _not_after(ssl_object: Any) -> float | None:
+    return None if ssl_object is None else not_after_of(ssl_object.getpeercert(binary_form=True))
 
 
 def _drop(client: aioimaplib.IMAP4) -> None:

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -58,6 +58,9 @@ from probes.mail.observer import MailObserver, SharedObservers
 from probes.mail.smtp import SmtpFacts, SmtpSession, SmtpSettings, queue_id, refusal_code
 from probes.settings import Duration
 from probes.sim.base import Simulator
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = ["MailProbe", "MailSettings"]
 
@@ -308,11 +311,11 @@ class MailProbe(Probe):
             self._sent.pop(token, None)
         return _with_send_facts(sighting, facts)
 
-    async def check(self) -> Any:
-        """Reachability without sending: see :func:`probes.mail.check.check_mail`."""
-        from probes.mail.check import check_mail
+    async def preflight(self) -> PreflightReport:
+        """Can this channel work? Checked without sending: see :mod:`probes.mail.check`."""
+        from probes.mail.check import preflight_mail
 
-        return await check_mail(self.settings.smtp, self.settings.imap)
+        return await preflight_mail(self.channel_id, self.settings)
 
 
 def _with_send_facts(sighting: Sighting, facts: SmtpFacts | None) -> Sighting:

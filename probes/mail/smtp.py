@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.message import Message
 from typing import Literal
@@ -32,6 +33,7 @@ from probes.base import (
     ProbeError,
 )
 from probes.mail.tls import cert_days_left, client_context, is_certificate_error, tls_reason
+from probes.preflight import not_after_of
 from probes.settings import Duration, SecretRef, SecretUnresolvable
 
 __all__ = [
@@ -109,6 +111,7 @@ class SmtpFacts:
     tls: bool = False
     tls_version: str | None = None
     tls_days_left: int | None = None
+    tls_not_after: float | None = None  # the certificate's notAfter, epoch seconds
     tls_verified: bool = False
     authenticated: bool = False
 
@@ -215,6 +218,10 @@ def smtp_fault(exc: BaseException, stage: str) -> ProbeError:
     raise TypeError(f"not an SMTP failure: {exc!r}")
 
 
+def _quiet(_stage: str) -> None:
+    """No one is listening to the stages."""
+
+
 @dataclass
 class SmtpSession:
     """One SMTP conversation, step by step, so every failure names its step.
@@ -234,8 +241,15 @@ class SmtpSession:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def open(self, *, login: bool = True) -> SmtpFacts:
-        """Banner, EHLO, STARTTLS (or SMTPS), EHLO again, AUTH. Raises ProbeError."""
+    async def open(
+        self, *, login: bool = True, on_stage: Callable[[str], None] | None = None
+    ) -> SmtpFacts:
+        """Banner, EHLO, STARTTLS (or SMTPS), EHLO again, AUTH. Raises ProbeError.
+
+        ``on_stage`` hears each stage begin (``connect``, ``ehlo``, ``starttls``,
+        ``auth``; the EHLO after STARTTLS belongs to ``starttls``) — for timing.
+        """
+        announce = on_stage or _quiet
         s = self.settings
         context = (
             client_context(verify=s.verify, ca_file=s.ca_file) if s.security != "plain" else None
@@ -252,11 +266,14 @@ class SmtpSession:
         self._client = client
         try:
             self.stage = "connect"
+            announce("connect")
             banner = await client.connect()
             self.stage = "ehlo"
+            announce("ehlo")
             await client.ehlo()
             if s.security == "starttls":
                 self.stage = "starttls"
+                announce("starttls")
                 if not client.supports_extension("starttls"):
                     await self.close()
                     raise starttls_not_offered(s.host, s.effective_port)
@@ -266,6 +283,7 @@ class SmtpSession:
             self.facts = self._facts(client, banner.message, s)
             if login and s.user is not None:
                 self.stage = "auth"
+                announce("auth")
                 password = s.password.reveal() if s.password is not None else ""
                 await client.login(s.user, password)
                 self.facts = replace(self.facts, authenticated=True)
@@ -288,6 +306,7 @@ class SmtpSession:
             tls=tls,
             tls_version=ssl_object.version() if tls else None,
             tls_days_left=cert_days_left(ssl_object) if tls else None,
+            tls_not_after=not_after_of(ssl_object.getpeercert(binary_form=True)) if tls else None,
             tls_verified=tls and s.verify,
         )
 

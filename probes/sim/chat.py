@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+import ssl
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,13 @@ class SimRoom:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     busy_until: float = 0.0  # monotonic: when the far end has delivered its queue (capacity knob)
     epoch: int = 0  # bumped when the observer's credential expires: parked reads end
+    # Roles ("post", "read") whose identity has left the room: membership checks say no.
+    away: set[str] = field(default_factory=set)
+
+    def member(self, token: str) -> bool:
+        """Is the identity of *token* (a credential of this room) still a member?"""
+        role = next((r for r, value in self.credentials.items() if value == token), None)
+        return role is not None and role not in self.away
 
     def queue_wait(self) -> float:
         """Seconds a new message waits behind the queue of a capacity-limited far end.
@@ -169,6 +177,8 @@ class ChatSimBase(Simulator):
         self._timers: set[asyncio.TimerHandle] = set()
         self._next_id = 1
         self.faults: list[Fault] = []
+        # Serve HTTPS with this context (set before start; tests of certificate checks).
+        self.ssl_context: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,8 +187,12 @@ class ChatSimBase(Simulator):
         """Add the service's endpoints to *app*."""
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -191,7 +205,7 @@ class ChatSimBase(Simulator):
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0, backlog=2048)
+        site = web.TCPSite(self._runner, self.host, 0, backlog=2048, ssl_context=self.ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
@@ -214,6 +228,15 @@ class ChatSimBase(Simulator):
         fault.channel = channel_key
         self.faults.append(fault)
         return fault
+
+    def leave(self, channel_key: str, role: str) -> None:
+        """The identity of *role* (``post``: the sender, ``read``: the observer) leaves the room.
+
+        Membership reads (Matrix ``/joined_rooms``, Slack ``conversations.info``,
+        Mattermost channel members) no longer list it; what the drill itself does
+        (posting, /sync) is unchanged.
+        """
+        self.room_for(channel_key).away.add(role)
 
     def expire_observer(self, channel_key: str) -> None:
         """The observer's credential expires now: a new one is needed, parked reads end.
@@ -258,7 +281,7 @@ class ChatSimBase(Simulator):
     def url_for(self, knobs: SimKnobs) -> str:
         """Base URL a channel's probe should use: a closed port when the channel starts down."""
         port = closed_port(self.host) if knobs.outage else self.port
-        return f"http://{self.host}:{port}"
+        return f"{self.scheme}://{self.host}:{port}"
 
     @staticmethod
     def secret(value: str) -> SecretRef:

@@ -106,6 +106,8 @@ class LineWorksSimulator(ChatSimBase):
         app.router.add_post("/oauth2/v2.0/token", self._token)
         # https://developers.worksmobile.com/en/docs/bot-channel-message-send
         app.router.add_post("/v1.0/bots/{bot}/channels/{channel}/messages", self._bot_message)
+        # https://developers.worksmobile.com/en/docs/bot-get (scope bot or bot.read)
+        app.router.add_get("/v1.0/bots/{bot}", self._bot_info)
         # https://developers.worksmobile.com/en/docs/content-log-download (302 → CSV file)
         app.router.add_get("/v1.0/monitoring/message-contents/download", self._monitoring)
         app.router.add_get("/files/{file}", self._file)
@@ -224,6 +226,30 @@ class LineWorksSimulator(ChatSimBase):
             return _api_error(400, "BAD_REQUEST", "content.type must be text")
         self.post(app.room, str(content.get("text", "")), sender=f"bot:{app.bot_id}")
         return web.Response(status=201)
+
+    async def _bot_info(self, request: web.Request) -> web.StreamResponse:
+        entry = self._tokens.get(self.bearer(request))
+        scope = "bot.read" if entry is not None and "bot.read" in entry[1] else "bot"
+        app = self._caller(request, scope)
+        if isinstance(app, web.Response):
+            return app
+        if request.match_info["bot"] != str(app.bot_id):
+            return _api_error(404, "NOT_FOUND", "The bot does not exist")
+        body = {
+            "botId": app.bot_id,
+            "botName": "防災訓練ボット",
+            "photoUrl": "https://example.invalid/bot.png",
+            "description": "防災訓練の連絡",
+            "administrators": [app.service_account],
+            "subadministrators": [],
+            "allowDomains": [],
+            "enableCallback": False,
+            "callbackEvents": [],
+            "callbackUrl": None,
+            "enableGroupJoinMessage": False,
+            "defaultRichmenuId": None,
+        }
+        return web.json_response(body)
 
     async def _monitoring(self, request: web.Request) -> web.StreamResponse:
         app = self._caller(request, "monitoring.read")

@@ -11,7 +11,8 @@ is exercised by the integration tests. Shapes follow the Matrix spec
 - ``POST /_matrix/client/v3/user/{userId}/filter`` → ``{"filter_id": …}``.
 - ``GET /_matrix/client/v3/account/whoami`` → ``{"user_id", "device_id", "is_guest"}``.
 - ``GET /_matrix/client/v3/joined_rooms`` → ``{"joined_rooms": [...]}``: a token
-  belongs to the rooms it was made for (sender and observer of that channel).
+  belongs to the rooms it was made for (sender and observer of that channel),
+  less those its account has left (``sim.leave(channel, "post" | "read")``).
 - ``GET /_matrix/client/v3/sync?since=&timeout=&filter=`` → long-poll;
   ``{"next_batch", "rooms": {"join": {roomId: {"timeline": {"events", "limited",
   "prev_batch"}}}}}``. As Synapse: without ``since`` (an initial sync) the
@@ -170,10 +171,13 @@ class MatrixSimulator(ChatSimBase):
         return _error(404, "M_NOT_FOUND", "Event not found.")
 
     async def _whoami(self, request: web.Request) -> web.StreamResponse:
-        user, joined = self._identity(self.bearer(request))
+        token = self.bearer(request)
+        user, joined = self._identity(token)
         if not user:
             return self._unknown_token()
         self.check_outage(request, joined[0])
+        if joined[0].knobs.reject == "auth" and token == joined[0].post_token:
+            return self._unknown_token()  # the reject knob: the sender's token is refused
         return web.json_response({"user_id": user, "device_id": "SIMDEVICE", "is_guest": False})
 
     async def _joined_rooms(self, request: web.Request) -> web.StreamResponse:
@@ -181,7 +185,9 @@ class MatrixSimulator(ChatSimBase):
         if not user:
             return self._unknown_token()
         self.check_outage(request, joined[0])
-        return web.json_response({"joined_rooms": [r.room_id for r in joined]})
+        token = self.bearer(request)
+        rooms = [r.room_id for r in joined if r.member(token)]
+        return web.json_response({"joined_rooms": rooms})
 
     async def _filter(self, request: web.Request) -> web.StreamResponse:
         if self._room_of_reader(request) is None:

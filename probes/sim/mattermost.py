@@ -5,6 +5,8 @@ Endpoints, each beside the documentation it follows:
 - ``POST /api/v4/posts`` → 201 Post.
 - ``GET /api/v4/channels/{channel_id}/posts?since=`` → PostList ``{"order", "posts"}``.
 - ``GET /api/v4/users/me`` → the caller, or 401.
+- ``GET /api/v4/channels/{channel_id}/members/{user_id}`` → ChannelMember, or 404
+  when the user is not in the channel (``sim.leave``), 403 for a caller outside it.
 - ``GET /api/v4/websocket`` → the event stream after ``authentication_challenge``.
 
 Errors use the server's AppError JSON (``id``, ``message``, ``detailed_error``,
@@ -82,6 +84,8 @@ class MattermostSimulator(ChatSimBase):
         app.router.add_get(API + "/channels/{channel}/posts", self._posts_for_channel)
         # https://developers.mattermost.com/api-documentation/#/operations/GetUser ("me")
         app.router.add_get(API + "/users/me", self._me)
+        # https://developers.mattermost.com/api-documentation/#/operations/GetChannelMember
+        app.router.add_get(API + "/channels/{channel}/members/{user}", self._channel_member)
         # https://developers.mattermost.com/integrate/reference/websocket/
         app.router.add_get(API + "/websocket", self._websocket)
 
@@ -197,10 +201,41 @@ class MattermostSimulator(ChatSimBase):
 
     async def _me(self, request: web.Request) -> web.StreamResponse:
         room = self._caller(request)
-        if room is None:
+        token = self.bearer(request)
+        if room is None or (room.knobs.reject == "auth" and token == room.credentials["post"]):
             return self._session_expired()
         user_id = self.user_ids[self.bearer(request)]
         return web.json_response({"id": user_id, "username": f"user-{user_id[:6]}"})
+
+    async def _channel_member(self, request: web.Request) -> web.StreamResponse:
+        room = self._caller(request)
+        if room is None:
+            return self._session_expired()
+        if request.match_info["channel"] != room.room_id or not room.member(self.bearer(request)):
+            return _app_error(
+                403,
+                "api.context.permissions.app_error",
+                "You do not have the appropriate permissions.",
+            )
+        user = request.match_info["user"]
+        token = next((t for t in room.credentials.values() if self.user_ids.get(t) == user), None)
+        if token is None or not room.member(token):
+            return _app_error(
+                404,
+                "app.channel.get_member.missing.app_error",
+                "No channel member found for that user ID and channel ID.",
+            )
+        body = {
+            "channel_id": room.room_id,
+            "user_id": user,
+            "roles": "channel_user",
+            "last_viewed_at": 0,
+            "msg_count": 0,
+            "mention_count": 0,
+            "notify_props": {"desktop": "default", "mark_unread": "all"},
+            "last_update_at": 0,
+        }
+        return web.json_response(body)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=None)

@@ -50,6 +50,8 @@ class SlackSimulator(ChatSimBase):
         app.router.add_route("*", "/api/conversations.history", self._history)
         # https://docs.slack.dev/reference/methods/auth.test (GET or POST): whose token is it?
         app.router.add_route("*", "/api/auth.test", self._auth_test)
+        # https://docs.slack.dev/reference/methods/conversations.info (GET or POST): is_member
+        app.router.add_route("*", "/api/conversations.info", self._conversation_info)
 
     def add_channel(
         self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
@@ -171,6 +173,38 @@ class SlackSimulator(ChatSimBase):
                 "response_metadata": {"next_cursor": str(offset + limit) if more else ""},
             }
         )
+
+    async def _conversation_info(self, request: web.Request) -> web.StreamResponse:
+        """A public channel's info; ``is_member`` for the caller (any workspace token may ask)."""
+        args = await self._args(request)
+        token = self.bearer(request) or str(args.get("token", ""))
+        if not token:
+            return self._fail("not_authed")
+        own = next((r for r in self.rooms.values() if token in r.credentials.values()), None)
+        if own is None or self.user_ids.get(token) is None:
+            return self._fail("invalid_auth")
+        self.check_outage(request, own)
+        if own.knobs.reject == "auth" and token == own.credentials["post"]:
+            return self._fail("invalid_auth")
+        room = self.rooms.get(str(args.get("channel", "")))
+        if room is None:
+            return self._fail("channel_not_found")
+        channel = {
+            "id": room.room_id,
+            "name": "bousai-drill",
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_private": False,
+            "is_archived": False,
+            "is_general": False,
+            "created": 1700000000,
+            "creator": "U0CREATOR",
+            "is_member": room is own and room.member(token),
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "防災訓練", "creator": "", "last_set": 0},
+        }
+        return web.json_response({"ok": True, "channel": channel})
 
     async def _auth_test(self, request: web.Request) -> web.StreamResponse:
         args = await self._args(request)

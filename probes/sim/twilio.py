@@ -27,7 +27,10 @@ the inbound webhook is POSTed (https://www.twilio.com/docs/messaging/guides/webh
 Knobs: ``latency``; ``loss`` (the message stays at ``sent`` forever: no
 carrier receipt); ``outage`` (the connection is dropped, as a dead host would);
 ``rate_limit`` (creates per second, then 429 + Retry-After, code 20429);
-``reject: auth`` (401, code 20003). Tests inject more with :meth:`inject`:
+``reject: auth`` (401, code 20003). The account resources a preflight reads
+(Account, Balance, IncomingPhoneNumbers) and their knobs (a low balance, a
+number without SMS, a suspended account) are :mod:`probes.sim.twilio_account`
+(``sim.account_book``). Tests inject more with :meth:`inject`:
 ``429``, ``500``, ``20003``, ``21211``, ``21610`` (refused at create),
 ``30003``, ``30005``, ``30006``, ``30007``, ``30008`` (``undelivered`` or
 ``failed`` with that ErrorCode), ``stuck_sent``, ``false_delivered`` (receipt
@@ -75,6 +78,7 @@ import math
 import re
 import secrets
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -86,6 +90,7 @@ from aiohttp import web
 from probes.settings import SecretRef
 from probes.sim.base import SimKnobs, Simulator, TokenBucket, reserve_port
 from probes.sim.ledger import Entry
+from probes.sim.twilio_account import AccountBook
 from probes.sms.status import count_segments
 
 __all__ = ["FAULTS", "SimMessage", "TwilioSimulator", "twilio_signature"]
@@ -227,6 +232,10 @@ class TwilioSimulator(Simulator):
         self._http: aiohttp.ClientSession | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Account, Balance, IncomingPhoneNumbers (preflight reads) and their knobs.
+        self.account_book = AccountBook(self)
+        # Serve the API over HTTPS with this context (set before start: certificate checks).
+        self.ssl_context: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------------ Simulator contract
 
@@ -241,7 +250,8 @@ class TwilioSimulator(Simulator):
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._record])
@@ -251,9 +261,10 @@ class TwilioSimulator(Simulator):
         app.router.add_get(API + "/Accounts/{account}/Messages.json", self._list)
         # https://www.twilio.com/docs/messaging/api/message-resource#fetch-a-message-resource
         app.router.add_get(API + "/Accounts/{account}/Messages/{sid}.json", self._fetch)
+        self.account_book.routes(app)  # Account, Balance, IncomingPhoneNumbers (read-only)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0, backlog=2048)
+        site = web.TCPSite(self._runner, self.host, 0, backlog=2048, ssl_context=self.ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -386,6 +397,10 @@ class TwilioSimulator(Simulator):
             RequestRecord(time.monotonic(), request.method, request.path, response.status, to)
         )
         return response
+
+    def authenticated(self, request: web.Request) -> _Account | web.Response:
+        """The authenticated account of *request*, or the error response to send."""
+        return self._account(request)
 
     def _account(self, request: web.Request) -> _Account | web.Response:
         """The authenticated account of *request*, or the error response to send."""

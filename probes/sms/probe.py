@@ -80,7 +80,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -118,6 +118,9 @@ from probes.sms.status import (
     status_rank,
 )
 from probes.sms.twilio_http import RETRY_AFTER, AioTwilioHttp
+
+if TYPE_CHECKING:
+    from probes.preflight import PreflightReport
 
 __all__ = [
     "LoopbackSettings",
@@ -415,6 +418,13 @@ class TwilioProbe(Probe):
             spent_messages=budget.messages if budget is not None else 0,
             spent_segments=budget.segments if budget is not None else 0,
         )
+
+    async def preflight(self) -> PreflightReport:
+        """Account, sending number, balance against the cost cap, API certificate, callback
+        URL — read-only, nothing sent (:mod:`probes.sms.preflight`)."""
+        from probes.sms.preflight import check_twilio
+
+        return await check_twilio(self)
 
     async def open(self) -> None:
         if self._client is not None:

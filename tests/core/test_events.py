@@ -117,6 +117,7 @@ def test_doctests():
 def test_every_kind_has_its_class():
     assert set(EVENT_TYPES) == {
         "fallback", "roll_call", "acknowledgement", "outage", "surge", "requirement",
+        "preflight",
     }  # fmt: skip
     assert decode("something_new", {"x": 1}) is None
 

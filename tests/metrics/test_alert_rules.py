@@ -56,16 +56,38 @@ def test_promtool_unit_tests_pass() -> None:
 @pytest.mark.parametrize(
     ("before", "after"),
     [
-        ("tsunagari_readiness_score < 75", "tsunagari_readiness_score < 30"),
-        ("tsunagari_channel_unreachable_streak >= 2", "tsunagari_channel_unreachable_streak >= 1"),
-        ("< 21 * 86400", "< 5 * 86400"),
-        ("unless on (municipality_code)", "and on (municipality_code)"),
-        (
+        pytest.param(
+            "tsunagari_readiness_score < 75",
+            "tsunagari_readiness_score < 30",
+            id="TsunagariReadinessLow",
+        ),
+        pytest.param(
+            "tsunagari_channel_unreachable_streak >= 2",
+            "tsunagari_channel_unreachable_streak >= 1",
+            id="TsunagariChannelUnreachableTwice",
+        ),
+        pytest.param(
+            "unless on (municipality_code)",
+            "and on (municipality_code)",
+            id="TsunagariDrillOverdue",
+        ),
+        pytest.param("< 21 * 86400", "< 5 * 86400", id="TsunagariTLSCertificateExpiring"),
+        pytest.param(  # the checks' certificates (every kind) count too
+            "or tsunagari_check_tls_cert_expiry_timestamp_seconds",
+            "",
+            id="TsunagariTLSCertificateExpiring-checks",
+        ),
+        pytest.param(
+            "(tsunagari_check_up) == 0",
+            "(tsunagari_check_up) < 1.5",
+            id="TsunagariPreflightFailing",
+        ),
+        pytest.param(
             "tsunagari_roll_call_answered < tsunagari_roll_call_expected",
             "tsunagari_roll_call_answered <= tsunagari_roll_call_expected",
+            id="TsunagariRollCallIncomplete",
         ),
     ],
-    ids=ALERTS,
 )
 def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path, before: str, after: str) -> None:
     # The unit tests have teeth: break one rule and they fail.

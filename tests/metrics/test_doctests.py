@@ -6,14 +6,16 @@ import doctest
 
 import pytest
 
-from drills.metrics import catalogue, digest, push
+from drills.metrics import catalogue, digest, probe, push
 from drills.metrics import collector as metrics
 from drills.metrics import state as metric_state
 from drills.surge import summary
 
 
 @pytest.mark.parametrize(
-    "module", [catalogue, digest, metrics, metric_state, push, summary], ids=lambda m: m.__name__
+    "module",
+    [catalogue, digest, metrics, metric_state, probe, push, summary],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]

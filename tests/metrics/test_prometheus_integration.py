@@ -59,7 +59,7 @@ def _has_data(result: list[dict]) -> bool:
 
 
 def test_the_world_covers_every_exported_metric(world: World) -> None:
-    from drills.metrics.catalogue import CATALOGUE
+    from drills.metrics.catalogue import CATALOGUE, CHECKS
 
     exported = names_in(world.exposition)
     missing = [
@@ -68,6 +68,8 @@ def test_the_world_covers_every_exported_metric(world: World) -> None:
         if (name + "_bucket" if spec.type == "histogram" else name) not in exported
     ]
     assert not missing, f"the integration drill does not produce: {missing}"
+    checked = set().union(*(names_in(text) for text in world.checks.values()))
+    assert set(CHECKS) <= checked, f"/probe does not produce: {sorted(set(CHECKS) - checked)}"
 
 
 @pytest.mark.parametrize("expression", PANEL_EXPRESSIONS, ids=lambda e: e.where)
@@ -124,19 +126,22 @@ def test_prometheus_loaded_and_evaluates_every_rule(world: World) -> None:
         ("TsunagariDrillOverdue", "134210"),
         ("TsunagariDrillOverdue", "131016"),  # registered, never drilled
         ("TsunagariTLSCertificateExpiring", "134210"),
+        ("TsunagariTLSCertificateExpiring", "131016"),  # a check's certificate (/probe)
+        ("TsunagariPreflightFailing", "133086"),  # its Slack token is refused
         ("TsunagariRollCallIncomplete", "131211"),
     } <= active
     # …and not for those that are fine.
     assert ("TsunagariChannelUnreachableTwice", "131211") not in active  # chat2 failed once only
     assert ("TsunagariDrillOverdue", "131211") not in active  # drilled, interval 30 days
     assert ("TsunagariRollCallIncomplete", "134210") not in active  # 5 of 5 answered
+    assert ("TsunagariPreflightFailing", "131211") not in active  # its chat and SMS check fine
 
 
 @pytest.mark.parametrize("expression", PANEL_EXPRESSIONS + RULE_EXPRESSIONS, ids=lambda e: e.where)
 def test_expression_names_only_exported_metrics_and_labels(
     world: World, expression: Expression
 ) -> None:
-    exported = labels_of(world.exposition)
+    exported = world.exported()
     metrics = expression.metrics()
     assert metrics, f"{expression.where}: refers to no tsunagari metric"
     unknown = metrics - set(exported)

@@ -111,6 +111,7 @@ class Prometheus:
         self.targets = targets  # job name -> host:port (scraped with honor_labels)
         self.rule_files = [str(p) for p in rule_files or []]
         self.interval = interval
+        self.jobs: list[dict[str, Any]] = []  # further scrape configs, as written
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -124,7 +125,8 @@ class Prometheus:
             "scrape_configs": [
                 {"job_name": job, "honor_labels": True, "static_configs": [{"targets": [target]}]}
                 for job, target in self.targets.items()
-            ],
+            ]
+            + self.jobs,
         }
 
     def start(self) -> Prometheus:

@@ -1,0 +1,192 @@
+"""``/probe?target=131211/mail``: one channel's preflight check, for Prometheus.
+
+In the style of blackbox_exporter's multi-target ``/probe``: Prometheus lists
+the registry's targets (``131211/mail``) and relabels each into the
+``target`` parameter of a scrape of ``tsunagari serve`` (see
+``dashboards/prometheus/prometheus.preflight.yml``). Each scrape runs that
+target's check (:mod:`probes.preflight`) through the checker's cache — within
+the minimum interval the previous result is served again, and
+``tsunagari_check_cache_age_seconds`` says how old it is — and answers the
+``tsunagari_check_*`` families of :data:`drills.metrics.catalogue.CHECKS`.
+
+The check's time limit is Prometheus's own scrape timeout (the
+``X-Prometheus-Scrape-Timeout-Seconds`` header) minus :data:`TIMEOUT_MARGIN_S`,
+so a slow channel is reported as failing in time rather than as a failed
+scrape::
+
+    >>> check_timeout("15"), check_timeout(None), check_timeout("0.4")
+    (14.5, 10.0, 0.2)
+
+The registry is the one ``tsunagari serve --registry`` loaded at start; an
+unknown target is a 400 naming it, never a check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from drills.core.preflight import Checked, PreflightRunner
+from drills.core.registry import Registry, Target
+from drills.metrics.catalogue import CHECKS
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "TIMEOUT_HEADER",
+    "TIMEOUT_MARGIN_S",
+    "check_families",
+    "check_timeout",
+    "probe_handler",
+]
+
+TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+TIMEOUT_MARGIN_S = 0.5  # left for the answer itself (blackbox_exporter's default offset)
+DEFAULT_TIMEOUT_S = 10.0  # Prometheus's default scrape timeout, for callers without the header
+_MAX_TIMEOUT_S = 300.0
+
+
+def check_timeout(header: str | None) -> float:
+    """The time a check may take, from Prometheus's scrape timeout header.
+
+    Raises ValueError for a header that is not a positive number of seconds.
+    """
+    if header is None:
+        return DEFAULT_TIMEOUT_S
+    value = float(header)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(header)
+    value = min(value, _MAX_TIMEOUT_S)
+    # a very short scrape timeout: keep half of it rather than nothing
+    return max(value - TIMEOUT_MARGIN_S, value / 2)
+
+
+def _labels(target: Target) -> list[str]:
+    m, c = target.municipality, target.channel
+    return [m.code, m.name, c.id, c.kind]
+
+
+def _family(name: str) -> GaugeMetricFamily:
+    spec = CHECKS[name]
+    return GaugeMetricFamily(name, spec.help, labels=list(spec.labels))
+
+
+def check_families(target: Target, checked: Checked) -> list[Metric]:
+    """The ``tsunagari_check_*`` families of one served check (pure)."""
+    report, base = checked.report, _labels(target)
+    out: dict[str, GaugeMetricFamily] = {name: _family(name) for name in CHECKS}
+    out["tsunagari_check_skipped"].add_metric(base, 1.0 if report.skipped else 0.0)
+    if report.skipped is None:
+        out["tsunagari_check_up"].add_metric(base, 1.0 if report.ok else 0.0)
+    for p in report.phases:
+        out["tsunagari_check_phase_duration_seconds"].add_metric(
+            [*base, p.phase, p.name], p.seconds
+        )
+        out["tsunagari_check_phase_ok"].add_metric([*base, p.phase, p.name], 1.0 if p.ok else 0.0)
+    auth = [p for p in report.phases if p.phase == "auth"]
+    if auth:
+        out["tsunagari_check_auth_ok"].add_metric(base, 1.0 if all(p.ok for p in auth) else 0.0)
+    expiry: dict[str, float] = {}
+    for cert in report.certificates:  # the earliest per endpoint (one series each)
+        expiry[cert.endpoint] = min(cert.not_after, expiry.get(cert.endpoint, math.inf))
+    for endpoint, not_after in sorted(expiry.items()):
+        out["tsunagari_check_tls_cert_expiry_timestamp_seconds"].add_metric(
+            [*base, endpoint], not_after
+        )
+    for fact, name in (
+        ("twilio_balance", "tsunagari_check_twilio_balance"),
+        ("cost_cap", "tsunagari_check_twilio_cost_cap"),
+    ):
+        if fact in report.facts:
+            out[name].add_metric(base, float(report.facts[fact]))
+    out["tsunagari_check_duration_seconds"].add_metric(base, report.elapsed_s)
+    age = checked.age_s if checked.cached else 0.0
+    out["tsunagari_check_cache_age_seconds"].add_metric(base, max(0.0, age))
+    return [f for f in out.values() if f.samples]
+
+
+class _Families:
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+def _comment(text: str) -> str:
+    return "# " + " ".join(text.split()) + "\n"
+
+
+def _notes(target: Target, checked: Checked, interval_s: float) -> str:
+    """Comment lines for a person reading the answer (Prometheus ignores them)."""
+    report = checked.report
+    lines = [_comment(f"target {target.key} ({target.channel.kind})")]
+    if checked.cached:
+        lines.append(
+            _comment(
+                f"前回のチェック結果（{checked.age_s:.1f} 秒前、最小間隔 {interval_s:g} 秒）"
+                f" / cached result, {checked.age_s:.1f} s old (minimum interval {interval_s:g} s)"
+            )
+        )
+    why = report.skipped or report.reason
+    if why is not None:
+        lines.append(_comment(str(why)))
+    return "".join(lines)
+
+
+def _bad_request(ja: str, en: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f"400 {ja} / {en}\n")
+
+
+def probe_handler(
+    registry: Registry | None, checker: PreflightRunner | None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``/probe`` handler over *registry*'s targets (looked up once, here)."""
+    targets = (
+        {t.key: t for t in registry.targets()} if registry is not None else {}
+    )  # read once at start
+    # named by its file name only: a scraper need not learn where the registry lives
+    path = Path(registry.path).name if registry is not None else None
+
+    async def probe(request: web.Request) -> web.Response:
+        if checker is None or path is None:
+            raise _bad_request(
+                "/probe には tsunagari serve --registry が必要です",
+                "/probe needs tsunagari serve --registry",
+            )
+        names = request.query.getall("target", [])
+        if len(names) != 1 or not names[0]:
+            raise _bad_request(
+                "target パラメータを 1 つ指定してください（例: target=131211/mail）",
+                "give exactly one target parameter (e.g. target=131211/mail)",
+            )
+        target = targets.get(names[0])
+        if target is None:
+            shown = names[0][:80].encode("unicode_escape").decode("ascii")
+            raise _bad_request(
+                f"対象 {shown} はレジストリ {path} にありません（団体コード/チャネル ID）",
+                f"unknown target {shown}: not in the registry {path} (municipality code/channel id)",
+            )
+        try:
+            timeout_s = check_timeout(request.headers.get(TIMEOUT_HEADER))
+        except ValueError:
+            raise _bad_request(
+                f"{TIMEOUT_HEADER} は正の秒数にしてください",
+                f"{TIMEOUT_HEADER} must be a positive number of seconds",
+            ) from None
+        checked = await checker.check(target, timeout_s=timeout_s)
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        prom = CollectorRegistry(auto_describe=False)
+        prom.register(_Families(check_families(target, checked)))
+        body = encoder(prom)
+        if content_type.startswith("text/plain"):
+            body = _notes(target, checked, checker.interval_of(target)).encode() + body
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return probe

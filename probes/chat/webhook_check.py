@@ -1,0 +1,86 @@
+"""Preflight of a webhook channel: what can be checked without posting.
+
+An incoming webhook cannot be tried without posting to it, so the check looks
+at what the channel offers besides: the ``health_url`` (GET, no credentials)
+and the observer's read-back URL (GET with the observer's token, read-only:
+a long-poll read-back is asked for nothing new and not to wait). Each gets
+DNS, connect and TLS phases and its certificate (:mod:`probes.endpoint`), then
+a ``read`` phase through the probe's own HTTP client. A channel with neither
+fails at ``observer.read``: nothing about it can be known without sending.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from probes.base import ChannelRejected, ObserverIsSender
+from probes.endpoint import check_endpoint
+from probes.preflight import PhaseFailure, PhaseTimer, PreflightReport, Reason
+
+if TYPE_CHECKING:
+    from probes.chat.webhook import WebhookProbe
+
+__all__ = ["preflight_webhook"]
+
+# Far past any cursor: a long-poll read-back answers at once with nothing new.
+_NOTHING_NEW = str(2**31 - 1)
+
+
+def _health(status: int) -> None:
+    if not 200 <= status < 300:
+        raise ChannelRejected(
+            f"ヘルス URL が HTTP {status} を返しました / the health URL answered HTTP {status}",
+            code=str(status),
+        )
+
+
+def _read_back(status: int) -> None:
+    if status in (401, 403):
+        raise PhaseFailure(
+            f"観測用アカウントのログインが拒否されました / observer login refused: HTTP {status}",
+            phase="auth",
+            code=str(status),
+        )
+    if not 200 <= status < 300:
+        raise ChannelRejected(
+            f"読み返しが HTTP {status} を返しました / the read-back answered HTTP {status}",
+            code=str(status),
+        )
+
+
+async def preflight_webhook(probe: WebhookProbe) -> PreflightReport:
+    """Check a webhook channel's health URL and read-back; never posts."""
+    s = probe.settings
+    timeout = s.request_timeout
+    async with PhaseTimer(probe.channel_id, "webhook") as timer:
+        if s.health_url is not None:
+            await check_endpoint(timer, "health", s.health_url, timeout=timeout)
+            async with timer.phase("health.read", "read") as note:
+                status, _text, _headers = await probe.fetch("GET", s.health_url)
+                note["detail"] = f"HTTP {status}"
+                _health(status)
+        obs = s.observer
+        if obs is None:
+            if s.health_url is None:
+                timer.fail(
+                    "observer.read",
+                    "read",
+                    Reason(
+                        "health_url も observer もありません: 送らずに確かめられることがありません",
+                        "neither health_url nor observer is configured: nothing can be "
+                        "checked without sending",
+                    ),
+                    code="no-observer",
+                )
+            return timer.report()
+        token = obs.auth.reveal() if obs.auth is not None else None
+        if token is not None and s.auth is not None and token == s.auth.reveal():
+            same = ObserverIsSender.of(probe.channel_id, "auth")
+            timer.fail("observer.auth", "auth", Reason.parse(same.reason), same.code)
+        await check_endpoint(timer, "observer", obs.url, timeout=timeout)
+        params = {"after": _NOTHING_NEW, "wait": "0"} if obs.mode == "longpoll" else {}
+        async with timer.phase("observer.read", "read") as note:
+            status, _text, _headers = await probe.fetch("GET", obs.url, token=token, params=params)
+            note["detail"] = f"HTTP {status}"
+            _read_back(status)
+    return timer.report()
