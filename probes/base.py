@@ -389,6 +389,9 @@ class Probe(ABC):
 
     kind: ClassVar[str]
     Settings: ClassVar[type[ChannelSettings]]
+    summary: ClassVar[tuple[str, str] | None] = None
+    """What the kind is, one line each in Japanese and English (the registry reference and
+    the JSON Schema show it); None: the first paragraph of the module docstring (English)."""
 
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         self.channel_id = channel_id

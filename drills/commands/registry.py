@@ -59,12 +59,15 @@ def register(sub: Any, t: Text) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from drills.core.errors import RegistryError
     from drills.core.registry import load_registry
+    from drills.core.sharing import check_sharing, said
 
     t = Text(args.lang)
     try:
         reg = load_registry(args.file, check_secrets=False)
         if not args.no_secrets:
             reg.check_secrets(reg.targets(args.municipality))
+        # every channel's sharing (the structure of the whole file is checked)
+        notes = [said(f, p, args.lang) for f, p in check_sharing(reg, reveal=not args.no_secrets)]
     except KeyError as exc:
         print(
             t(
@@ -83,18 +86,6 @@ def run_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for line in exc.lines(args.lang):
-            print("  " + line, file=sys.stderr)
-        return 2
-    errors, notes = _sharing(reg, args.no_secrets, args.lang)
-    if errors:
-        print(
-            t(
-                f"レジストリに誤りがあります（{len(errors)} 件）:",
-                f"The registry has {len(errors)} problem(s):",
-            ),
-            file=sys.stderr,
-        )
-        for line in errors:
             print("  " + line, file=sys.stderr)
         return 2
     channels = [c for m in reg.municipalities for c in m.channels]
@@ -116,31 +107,6 @@ def run_check(args: argparse.Namespace) -> int:
         for line in notes:
             print("  " + line)
     return 0
-
-
-def _sharing(reg: Any, no_secrets: bool, lang: str) -> tuple[list[str], list[str]]:
-    """What the live channels share: (errors, warnings and notes), each naming file:line: field."""
-    from pathlib import Path
-
-    from drills.core.sharing import Severity, analyse, located
-    from drills.core.yamlpos import load_with_lines
-
-    findings = analyse(reg, reveal=not no_secrets)
-    if not findings:
-        return [], []
-    _, lines, _ = load_with_lines(Path(reg.path).read_text(encoding="utf-8"), reg.path)
-    t = Text(lang)
-    label = {
-        Severity.WARNING: t("警告", "warning"),
-        Severity.NOTE: t("注記", "note"),
-    }
-    errors, notes = [], []
-    for finding, problem in located(findings, lines, reg.path):
-        if finding.severity is Severity.ERROR:
-            errors.append(problem.render(lang))
-        else:
-            notes.append(f"{label[finding.severity]}: {problem.render(lang)}")
-    return errors, notes
 
 
 # --------------------------------------------------------------------------- generated files

@@ -8,7 +8,17 @@ missed, 2 usage / registry / scenario error, 3 harness failure, 4 another run
 holds the lock, 130/143 stopped by SIGINT/SIGTERM (:mod:`drills.core.interrupt`:
 no new step or message starts, the messages in flight are watched for up to
 10 s, the runs are recorded ``interrupted``, outputs and the ``run_finished``
-record are still written; a second signal cuts the wait short).
+record are still written; a second signal cuts the wait short). A signal that
+comes after every drill had finished (while outputs are written) stops nothing:
+the runs stay ``finished``, the exit code is the drills' own and a
+``signal_after_drills`` warning says so.
+
+The registry is refused as ``tsunagari registry check`` refuses it — structure,
+the selected municipalities' secrets, and what their live channels share
+(:func:`drills.core.sharing.check_sharing`: one IMAP account with two passwords,
+an observer that is the sender, …) — exit 2, naming file and line. Its sharing
+warnings are said once, before the first message, as ``registry_sharing`` records
+(level ``warning``; its notes at level ``info``, with ``-v``); they do not fail the run.
 
 ``--dry-run`` runs the scenarios with steps that only record what they would
 send (:mod:`drills.operator.dryrun`): the plan is printed as a table on stdout
@@ -137,8 +147,19 @@ class Collector:
         self.locked = ""
         self.broken = ""  # the harness could not start the drills (e.g. the lock's folder)
         self.run_ids: list[str] = []
+        self.statuses: dict[str, str | None] = {}  # run id → how it was recorded
+        self.cut_short = True  # did a signal stop anything (the session says; see run())
+        self.tests_stopped = 0
         self.problems: list[str] = []
         self.plan: list[Any] = []  # --dry-run: drills.operator.dryrun.PlannedSend
+        self.on_sharing: Any = None  # says the registry's sharing warnings and notes
+
+    def pytest_sessionstart(self, session: Any) -> None:
+        from drills.operator.plugin import SESSION
+
+        drills = session.config.stash.get(SESSION, None)
+        if drills is not None and self.on_sharing is not None:
+            drills.on_sharing = self.on_sharing
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
@@ -184,6 +205,9 @@ class Collector:
         session = config.stash.get(SESSION, None)
         if session is not None:
             self.run_ids = session.run_ids
+            self.statuses = session.run_statuses
+            self.cut_short = session.cut_short
+            self.tests_stopped = session.tests_stopped
             self.problems = session.problems
             self.plan = session.plan
 
@@ -237,6 +261,24 @@ def run(args: argparse.Namespace) -> int:
             fd=real_stderr,
         )
 
+    def sharing(found: list[Any]) -> None:  # once, when the registry is loaded
+        for finding, problem in found:
+            level = "info" if finding.severity == "note" else "warning"
+            if level == "warning" or log.verbose:
+                record = log.line(
+                    level,
+                    "registry_sharing",
+                    severity=finding.severity.value,
+                    rule=finding.rule,
+                    channels=list(finding.channels),
+                    where=f"{problem.file}:{problem.line}" if problem.line else problem.file,
+                    field=problem.field,
+                    message=problem.why_ja if args.lang == "ja" else problem.why_en,
+                )
+                interrupt.say(record, fd=real_stderr)
+
+    collector.on_sharing = sharing
+
     # SIGTERM/SIGINT: stop on purpose (exit 143/130)
     with interrupt.catch_signals(notice=notice) as stop:
         try:
@@ -256,7 +298,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if collector.broken:
         code = 3
-    stopped = interrupt.exit_status(stop)
+    # A signal after every drill had finished stopped nothing: the drills' own code.
+    stopped = interrupt.exit_status(stop, cut_short=collector.cut_short)
     if stopped is not None:
         code = stopped
     if collector.locked:
@@ -290,16 +333,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in collector.problems:
         log.error("harness_failure", message=problem)
     if stop.signal is not None:
-        log.error(
-            "run_interrupted",
-            signal=stop.signal,
-            aborted=stop.aborted,  # the grace ran out or a second signal came
-            runs=collector.run_ids,
-            message=t(
-                f"{stop.signal} を受けて訓練を中断しました。記録は interrupted（完全な訓練ではありません）",
-                f"stopped by {stop.signal}; the runs are recorded as interrupted (not a complete drill)",
-            ),
-        )
+        _say_signal(log, t, stop, collector, stopped is not None)
     if args.dry_run:  # pytest's own report (shown with -v or on failure) has the table already
         _print_plan(collector.plan, log, args.lang, table=code == 0 and not args.verbose)
     log.emit(
@@ -309,15 +343,55 @@ def run(args: argparse.Namespace) -> int:
         passed=collector.passed,
         failed=collector.failed,
         runs=collector.run_ids,
-        interrupted=stop.signal,
+        interrupted=stop.signal if stopped is not None else None,
+        signal=stop.signal,
         duration_s=round(time.monotonic() - started, 3),
     )
     return code
 
 
+def _say_signal(log: Any, t: Text, stop: Any, collector: Collector, cut_short: bool) -> None:
+    """What the signal did, by what the journal says of each run (never more than that)."""
+    by_status: dict[str, list[str]] = {}
+    for run_id, status in collector.statuses.items():
+        by_status.setdefault(str(status), []).append(run_id)
+    interrupted = by_status.pop("interrupted", [])
+    ended = [run_id for ids in by_status.values() for run_id in ids]  # finished or failed
+    if not cut_short:
+        log.emit(
+            "warning",
+            "signal_after_drills",
+            signal=stop.signal,
+            runs=collector.run_ids,
+            statuses=collector.statuses,
+            message=t(
+                f"{stop.signal} を受けましたが、訓練はすべて終わった後でした。記録はそのまま"
+                f"（{len(ended)} 件、中断なし）で、終了コードも訓練の結果どおりです",
+                f"{stop.signal} came after every drill had finished: the {len(ended)} run(s) stay "
+                "as recorded (nothing was interrupted) and the exit code is the drills' own",
+            ),
+        )
+        return
+    log.error(
+        "run_interrupted",
+        signal=stop.signal,
+        aborted=stop.aborted,  # the grace ran out or a second signal came
+        runs=collector.run_ids,
+        interrupted=interrupted,
+        ended=ended,  # finished (or failed) before the signal: recorded as such
+        tests_stopped=collector.tests_stopped,
+        message=t(
+            f"{stop.signal} を受けて訓練を中断しました。interrupted として記録した訓練 "
+            f"{len(interrupted)} 件（完全な訓練ではありません）、その前に終わっていた訓練 {len(ended)} 件",
+            f"stopped by {stop.signal}: {len(interrupted)} run(s) recorded as interrupted (not a "
+            f"complete drill); {len(ended)} had ended before the signal and stay as recorded",
+        ),
+    )
+
+
 def _print_plan(plan: list[Any], log: Any, lang: str, *, table: bool) -> None:
     """--dry-run: the plan as a table on stdout and one ``would_send`` record each on stderr."""
-    from drills.operator.dryrun import plan_summary, plan_table
+    from drills.operator.dryrun_table import plan_summary, plan_table
     from drills.reporting.console import console_for
 
     if table:

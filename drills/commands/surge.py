@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from drills.core.errors import DrillSafetyError, HarnessError, RegistryError, ScenarioError
     from drills.core.journal import Journal, RunStatus
     from drills.core.registry import load_registry
+    from drills.core.sharing import check_sharing, said
     from drills.surge.plan import SurgeRefused, check_surge_allowed
 
     t = Text(args.lang)
@@ -96,12 +97,21 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        registry = load_registry(args.registry)
+        # As run does: the structure of every municipality, then the chosen channel's
+        # secrets only (another municipality's unset env: is none of this surge's business),
+        # then what it shares (an error refuses as registry check does).
+        registry = load_registry(args.registry, check_secrets=False)
+        target = _target(registry, args.channel)
+        registry.check_secrets([target])
+        for finding, problem in check_sharing(registry, [target]):
+            print(said(finding, problem, args.lang), file=sys.stderr)
     except RegistryError as exc:
         print(exc.render(args.lang), file=sys.stderr)
         return 2
+    except ValueError as exc:
+        print(t.pick(str(exc)), file=sys.stderr)
+        return 2
     try:
-        target = _target(registry, args.channel)
         if args.worker:
             return _run_worker(args, registry, target, t)
         plan = _plan(args)

@@ -17,6 +17,11 @@ fault. The run ends with status ``interrupted``
 its summary and outputs; while it does (:meth:`Stop.shield`), signals are noted
 but abort nothing.
 
+A signal that arrives after every drill has finished (every run already recorded
+``finished`` or ``failed``, no test kept from running) stops nothing: the runs stay
+as recorded, the exit code is the drill's own (:func:`exit_status` with
+``cut_short=False``) and the caller says the signal came after the drills.
+
 The state is per process, like signals themselves; outside :func:`catch_signals`
 nothing here changes how a signal is handled.
 """
@@ -141,6 +146,11 @@ def say(line: str, fd: int = 2) -> None:
 
 def waiting_text(stop: Stop) -> str:
     """What the first signal does, ``日本語 / English``."""
+    if stop.shielded:  # it came after the drills, while their outputs are written
+        return (
+            f"{stop.signal} を受けました。訓練は終わっています。出力を書き終えてから終了します / "
+            f"got {stop.signal}: the drills have finished; exiting once the outputs are written"
+        )
     return (
         f"{stop.signal} を受けました。新しい送信はせず、送信中のメッセージを最大 {stop.grace_s:g} 秒"
         f"待ってから中断します（もう一度送ると直ちに中断） / got {stop.signal}: nothing new is "
@@ -155,14 +165,21 @@ def check() -> None:
         raise Interrupted(_CURRENT.signal)
 
 
-def exit_status(stop: Stop | None) -> int | None:
+def exit_status(stop: Stop | None, *, cut_short: bool = True) -> int | None:
     """The exit code of a run a signal stopped: 128 + the signal's number (130 SIGINT,
     143 SIGTERM, the shell's convention), else None.
 
-    >>> exit_status(Stop(signal="SIGTERM", signum=15)), exit_status(Stop())
-    (143, None)
+    *cut_short* says whether the signal stopped anything: a run recorded ``interrupted``,
+    a step or test it kept from running. A signal that came after every drill had
+    finished (while the outputs were written) stopped nothing: None, and the caller
+    exits with the drill's own code — a wrapper that saw 143 would run a complete
+    drill again and message every member of staff twice.
+
+    >>> stop = Stop(signal="SIGTERM", signum=15)
+    >>> exit_status(stop), exit_status(stop, cut_short=False), exit_status(Stop())
+    (143, None, None)
     """
-    if stop is None or stop.signum is None:
+    if stop is None or stop.signum is None or not cut_short:
         return None
     return 128 + stop.signum
 

@@ -71,7 +71,8 @@ class KindDoc:
     """Everything the reference says about one channel kind."""
 
     kind: str
-    summary: str
+    summary_ja: str  # one line each, from the probe's ``summary`` (through the schema)
+    summary_en: str
     tables: list[Table] = field(default_factory=list)
     sim_optional: list[str] = field(default_factory=list)
     example: str = ""
@@ -210,11 +211,6 @@ def kind_example(kind: str) -> str:
     return textwrap.dedent("\n".join(block)).strip("\n")
 
 
-def _summary(kind: str) -> str:
-    module = sys.modules[load_kind(kind).__module__]
-    return inspect.cleandoc(module.__doc__ or "").split("\n\n", 1)[0].replace("\n", " ")
-
-
 def reference_text() -> str:
     """``docs/registry.md`` as the models say it today."""
     schema = registry_schema()
@@ -240,8 +236,8 @@ def reference_text() -> str:
         main, inner = _table(
             f"channel.{kind}", kind, live, defs, skip=_COMMON_KEYS, relaxed=relaxed
         )
-        summary = _summary(kind).replace("``", "`")
-        doc = KindDoc(kind, summary, [main], sorted(relaxed), kind_example(kind))
+        ja, en = _split(defs[f"channel.{kind}"]["description"].replace("``", "`"))
+        doc = KindDoc(kind, ja, en, [main], sorted(relaxed), kind_example(kind))
         doc.tables += _nested(inner, kind, defs, seen)
         kinds.append(doc)
     env = jinja2.Environment(

@@ -48,26 +48,27 @@ import functools
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drills.core import interrupt
 from drills.core.delivery import Delivery, Evidence, Outcome, classify
 from drills.core.errors import DrillSafetyError, ScenarioError
 from drills.core.journal import Journal, RunStatus, new_run_id
+from drills.core.live import LiveChannelRefused, check_live, live_channels
 from drills.core.loop_lag import LagMonitor
+from drills.core.reasons import fault_outcome as _fault_outcome
+from drills.core.reasons import unanswered as _unanswered
 from drills.core.registry import Registry, Target
-from drills.core.requirements import ScenarioMistake
 from drills.core.simulators import SimulatorPool
+from drills.core.step import StepResult
 from drills.core.truth import in_outage
 from probes.base import (
     Accepted,
-    ChannelRejected,
     ChannelUnreachable,
     Clock,
     DrillMessage,
     ExplainsTimeout,
-    ObserverFault,
     Priced,
     Probe,
     ProbeEnv,
@@ -89,92 +90,6 @@ __all__ = [
 ]
 
 OnDelivery = Callable[[Delivery], None]
-
-
-class LiveChannelRefused(DrillSafetyError, ScenarioMistake):
-    """A live channel without ``--live``: refused for drill safety, and reported like any
-    other mistake in how the scenario is run (``str()`` is ``"日本語 / English"``)."""
-
-
-def live_channels(targets: Iterable[Target]) -> list[str]:
-    """The keys of *targets* that reach a real provider, so need ``--live``.
-
-    A channel with ``sim:`` never does. Any other is live unless its probe says
-    otherwise (:meth:`probes.base.Probe.is_live`; building a probe does no I/O):
-    a Twilio channel whose API base is on loopback, for one, is not.
-    """
-    keys = []
-    for target in targets:
-        channel = target.channel
-        if channel.simulated:
-            continue
-        probe = channel.probe_class()(target.key, channel.settings, ProbeEnv())
-        if probe.is_live():
-            keys.append(target.key)
-    return keys
-
-
-def check_live(targets: Iterable[Target], *, live: bool) -> None:
-    """The one live check: refuse a live channel without ``--live``, before anything is sent.
-
-    Used by :meth:`Drill.check_safe` (every step of the runner) and by the
-    scenario API before a step starts. Raises :class:`LiveChannelRefused` (a
-    :class:`~drills.core.errors.DrillSafetyError` and a scenario mistake).
-    """
-    if live:
-        return
-    keys = live_channels(targets)
-    if keys:
-        shown = ", ".join(keys[:8]) + (" …" if len(keys) > 8 else "")
-        raise LiveChannelRefused(
-            f"実チャネル（sim: のないチャネル）への送信には --live が必要です: {shown}",
-            f"live channels (without sim:) need --live: {shown}",
-        )
-
-
-@dataclass
-class StepResult:
-    """All deliveries of one step, with the questions operators ask of them."""
-
-    name: str
-    deliveries: list[Delivery] = field(default_factory=list)
-    started_mono: float = 0.0
-    finished_mono: float = 0.0
-
-    @property
-    def wall_s(self) -> float:
-        return self.finished_mono - self.started_mono
-
-    def counted(self) -> list[Delivery]:
-        """Deliveries that say something about the channels (harness errors and the
-        drill's own outages excluded: :attr:`Outcome.counted`)."""
-        return [d for d in self.deliveries if d.outcome.counted]
-
-    def reachability(self, within_s: float | None = None) -> float:
-        """Share of counted deliveries confirmed at the far end (within *within_s*)."""
-        counted = self.counted()
-        if not counted:
-            return 0.0
-        ok = [
-            d
-            for d in counted
-            if d.outcome.reached and (within_s is None or (d.latency_s or 0.0) <= within_s)
-        ]
-        return len(ok) / len(counted)
-
-    def missed(self, within_s: float | None = None) -> list[Delivery]:
-        """Counted deliveries not confirmed (within *within_s*)."""
-        return [
-            d
-            for d in self.counted()
-            if not d.outcome.reached or (within_s is not None and (d.latency_s or 0.0) > within_s)
-        ]
-
-    def by_outcome(self) -> dict[Outcome, int]:
-        out = dict.fromkeys(Outcome, 0)
-        for d in self.deliveries:
-            out[d.outcome] += 1
-        return out
 
 
 @dataclass(frozen=True)
@@ -226,6 +141,7 @@ class Drill:
         self._skipped: set[str] = set()
         self.run_id: str | None = None
         self.begun = False  # is the run in the journal yet (it is begun by the first record)
+        self.status: str | None = None  # how finish() recorded the run (None: not yet)
         self.steps: list[StepResult] = []
         self.drill_outages: list[Outage] = []  # what the drill itself took down (monotonic)
         self._down_since: dict[str, float] = {}
@@ -268,6 +184,7 @@ class Drill:
             self.drill_outages.append(Outage(key, self._down_since.pop(key), now))
         if interrupt.stopping() and status in (RunStatus.FINISHED, RunStatus.FAILED):
             status = RunStatus.INTERRUPTED  # stopped by a signal: not a complete drill
+        self.status = status
         if self.run_id is not None and self.begun:
             self.journal.finish_run(self.run_id, status)
 
@@ -627,40 +544,3 @@ class Drill:
             extra=extra,
             evidence=evidence,
         )
-
-
-def _unanswered(exc: BaseException, probe: Probe, waited_s: float, opened_s: float) -> str:
-    """Why a send got no answer: the send's side, the observer's side, and how long it waited."""
-    if isinstance(exc, ChannelUnreachable):
-        ja, sep, en = exc.reason.partition(" / ")
-        send_ja = f"送信: {ja}（{waited_s:.1f} 秒後）"
-        send_en = f"the send: {en if sep else ja} (after {waited_s:.1f} s)"
-    else:
-        send_ja = f"送信は {waited_s:.1f} 秒待っても応答がありませんでした（手順の制限時間）"
-        send_en = f"the send got no answer in {waited_s:.1f} s (the step's time limit)"
-    if not probe.confirms():
-        obs_ja = obs_en = ""
-    elif probe.observer_trouble() is not None:
-        obs_ja, obs_en = "。観測側も接続できません", "; the observer could not reach it either"
-    else:
-        obs_ja = "。観測側からは異常の報告はありません（送信の経路だけの問題かもしれません）"
-        obs_en = "; the observer reported no trouble (only the sending path may be affected)"
-    open_ja = open_en = ""
-    if opened_s >= 0.5:  # an open that waited for a silent server is part of the wait
-        open_ja = f"。チャネルを開くのにも {opened_s:.1f} 秒かかりました"
-        open_en = f"; opening the channel had taken {opened_s:.1f} s"
-    return f"応答なし: {send_ja}{obs_ja}{open_ja} / not answering: {send_en}{obs_en}{open_en}"
-
-
-def _fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, str]:
-    """Map an exception at a channel boundary to (outcome, reason)."""
-    if isinstance(exc, ChannelRejected):
-        return Outcome.REJECTED, exc.reason
-    if isinstance(exc, ChannelUnreachable):
-        return Outcome.LOST, exc.reason
-    if isinstance(exc, ObserverFault):
-        ja, sep, en = exc.reason.partition(" / ")  # each half whole: "ja / en"
-        return Outcome.ERROR, f"観測できません: {ja} / observer failed: {en if sep else ja}"
-    if isinstance(exc, TimeoutError) and sending:
-        return Outcome.LOST, "送信がタイムアウト / send timed out"
-    return Outcome.ERROR, f"ハーネスの障害 / harness fault: {type(exc).__name__}: {exc}"

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from probes.sim.base import SimKnobs
 __all__ = [
     "SCHEMA_FILE",
     "common_keys",
+    "kind_summary",
     "registry_schema",
     "schema_text",
     "sim_optional",
@@ -96,6 +99,19 @@ def sim_optional(kind: str) -> frozenset[str]:
     return frozenset(simulator.settings_to_validate({}))
 
 
+def kind_summary(kind: str) -> tuple[str, str]:
+    """What *kind* is, one line in Japanese and one in English: its probe's ``summary``.
+
+    A kind that has none (a third party's) gets its module docstring's first paragraph
+    as the English line and no Japanese one.
+    """
+    probe = load_kind(kind)
+    if probe.summary is not None:
+        return probe.summary
+    doc = inspect.cleandoc(sys.modules[probe.__module__].__doc__ or "")
+    return "", doc.split("\n\n", 1)[0].replace("\n", " ")
+
+
 def _tidy(node: Any) -> Any:
     """Shared types as ``$ref``s, pydantic's generated titles dropped."""
     if isinstance(node, list):
@@ -132,9 +148,10 @@ def _kind_defs(kind: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]
     sim_props = common | props
     optional = sim_optional(kind)
     description = settings.get("description", "")
+    ja, en = kind_summary(kind)
     return {
         f"channel.{kind}": {
-            "description": description,
+            "description": f"{ja} / {en}" if ja else en,
             "if": {"required": ["sim"]},
             "then": {"$ref": f"{_REF}channel.{kind}.sim"},
             "else": {"$ref": f"{_REF}channel.{kind}.live"},
@@ -188,12 +205,6 @@ def _generated() -> dict[str, Any]:
     top["properties"]["municipalities"]["items"] = {"$ref": _REF + "Municipality"}
     municipality = by_name["Municipality"]
     municipality["properties"]["channels"]["items"] = {"$ref": _REF + "Channel"}
-    municipality["properties"]["code"] = {
-        "type": "string",
-        "pattern": "^[0-9]{6}$",
-        "description": "6 桁の全国地方公共団体コード（検査数字つき、引用符で囲む） / "
-        'the 6-digit local government code with its check digit, quoted: "131211"',
-    }
     channel: dict[str, Any] = {
         "type": "object",
         "properties": {

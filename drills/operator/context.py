@@ -71,6 +71,11 @@ class DrillContext:
         """Is the run in the journal (a refused or empty run never is)?"""
         return self.drill.begun
 
+    @property
+    def status(self) -> str | None:
+        """How the run was recorded when it closed (``finished``, ``failed``, ``interrupted``)."""
+        return self.drill.status
+
     def stream(self, name: str) -> random.Random:
         """An independent random stream for *name* (e.g. one step's simulated answers)."""
         return self.drill.stream(name)

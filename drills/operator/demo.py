@@ -31,7 +31,7 @@ from drills.core import interrupt
 from drills.core.delivery import Delivery
 from drills.core.errors import HarnessError, LockBusy
 from drills.core.i18n import Text
-from drills.core.journal import Journal, JournalUnusable
+from drills.core.journal import Journal, JournalUnusable, RunStatus
 from drills.core.lock import RunLock
 from drills.core.registry import Registry, load_registry
 from drills.core.runner import Drill
@@ -54,6 +54,8 @@ class DemoRun:
     disagreements: list[Disagreement] = field(default_factory=list)
     begun: bool = True
     """Is the run in the journal (False when a signal stopped it before the first record)?"""
+    status: str | None = None
+    """How the run was recorded (``interrupted`` only when a signal cut it short)."""
 
 
 def demo_registry_path() -> Path:
@@ -109,7 +111,7 @@ async def drill_demo(
     records = journal.deliveries(drill.run_id)
     ledgers = [sim.ledger for sim in drill.sims.running.values()]
     found = compare(records, ledgers, outages=drill.outages())
-    return DemoRun(drill.run_id, len(records), found)
+    return DemoRun(drill.run_id, len(records), found, status=drill.status)
 
 
 def _demo_text(t: Text) -> tuple[str, str]:
@@ -126,7 +128,8 @@ def _demo_text(t: Text) -> tuple[str, str]:
 def plan_demo(lang: str = "ja", repeat: int = 5) -> int:
     """``tsunagari demo --dry-run``: print what the demo would send; start, send and write
     nothing (:mod:`drills.operator.dryrun`). Exit code 0."""
-    from drills.operator.dryrun import DryRunContext, plan_summary, plan_table
+    from drills.operator.dryrun import DryRunContext
+    from drills.operator.dryrun_table import plan_summary, plan_table
 
     t = Text(lang)
     registry = load_registry(demo_registry_path())
@@ -288,7 +291,14 @@ def _drill_and_write(
         console.print(
             t(f"出力できませんでした: {problem}", f"not written: {problem}"), markup=False
         )
-    stopped = interrupt.exit_status(stop)
+    # A signal after the drill had finished (while its files were written) stopped nothing.
+    stopped = interrupt.exit_status(stop, cut_short=done.status == RunStatus.INTERRUPTED)
+    if stop.signal is not None and stopped is None:
+        _error(
+            f"{stop.signal} を受けましたが、訓練 {done.run_id} は終わった後でした（記録は "
+            f"{done.status} のまま） / {stop.signal} came after run {done.run_id} had finished "
+            f"(it stays {done.status})"
+        )
     if stopped is not None:
         _error(
             f"{stop.signal} を受けて訓練を中断しました。記録 {done.run_id} は interrupted（途中までの結果で、"

@@ -8,11 +8,13 @@ messages, and for paid channels (:class:`probes.base.Priced`) the segments and
 the cost estimate of the same cost guard a real run uses
 (:func:`probes.sms.budget.plan_cost`), with whether a cap would refuse it.
 ``tsunagari demo --dry-run`` plans the demo's one broadcast the same way.
+The table and summary line that show the plan are :mod:`drills.operator.dryrun_table`.
 
 A dry run contacts nothing: no probe is opened, no simulator started, no
-journal written, no lock taken. The same checks as a real run still apply —
-an unknown channel or municipality, and a live channel without ``--live``,
-are the same scenario errors (exit 2). Step results have no deliveries:
+journal written, no lock taken. The steps are the real run's
+(:class:`drills.operator.step_api.StepAPI`), so its checks apply unchanged —
+an unknown channel or municipality, a wrong argument, a live channel without
+``--live`` are the same scenario errors (exit 2). Step results have no deliveries:
 ``expect(...)`` is not judged, and scenario code that reads a result
 (``step.reachability()``) ends that test as skipped, with the steps before it listed.
 
@@ -28,18 +30,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pytest
-from rich.table import Table
-from rich.text import Text as RichText
-
-from drills.core.i18n import Text
-from drills.core.registry import Registry, Target
-from drills.core.requirements import ScenarioMistake, located, parse_seconds
-from drills.core.runner import check_live
-from drills.steps import selection
+from drills.core.registry import Municipality, Registry, Target
+from drills.core.requirements import ScenarioMistake
+from drills.operator.step_api import StepAPI
+from drills.steps.answers import SimulatedAnswers
 from probes.base import DrillMessage, Priced, Probe, ProbeEnv, new_token
 
 if TYPE_CHECKING:
+    from drills.steps.surge import SurgeOrder
+    from probes.preflight import PreflightReport
     from probes.sms.budget import CostProfile
 
 __all__ = [
@@ -49,9 +48,6 @@ __all__ = [
     "DryRunNoResults",
     "PlannedSend",
     "PlannedStep",
-    "plan_summary",
-    "plan_table",
-    "render_plan",
 ]
 
 TOKEN_PLACEHOLDER = "TSG-************"
@@ -71,7 +67,7 @@ class PlannedSend:
     """What one step would send over one municipality's channel."""
 
     step: str
-    action: str  # broadcast, fallback, roll_call, acknowledge, surge, outage
+    action: str  # preflight, broadcast, fallback, roll_call, acknowledge, surge, outage
     municipality_code: str
     municipality_name: str
     channel_id: str
@@ -236,99 +232,64 @@ class PlannedStep:
         )
 
 
-class DryRunDrill:
-    """The ``drill`` fixture of a dry run: the same steps, recorded instead of sent."""
+class DryRunDrill(StepAPI[PlannedStep, PlannedStep, PlannedStep, PlannedStep, PlannedStep]):
+    """The ``drill`` fixture of a dry run: the same steps and checks
+    (:class:`~drills.operator.step_api.StepAPI`), each recorded instead of sent."""
+
+    ctx: DryRunContext
 
     def __init__(self, ctx: DryRunContext, *, deadline: float | None = None, name: str = "drill"):
-        self.ctx, self.deadline, self.name = ctx, deadline, name
-        self._steps = 0
+        super().__init__(deadline=deadline, name=name)
+        self.ctx = ctx
 
-    def _step_name(self, given: str | None) -> str:
-        self._steps += 1
-        if given:
-            return given
-        return self.name if self._steps == 1 else f"{self.name}#{self._steps}"
-
-    def _targets(self, channels: Any, to: Any) -> list[Target]:
-        try:
-            chosen = selection.targets(
-                self.ctx.registry, self.ctx.selection, channels=channels, to=to
-            )
-        except selection.NothingSelected:  # as a real run: the step addresses nobody selected
-            why = Text(self.ctx.lang)(
-                "この手順の対象団体は選択されていません",
-                "no selected municipality is addressed by this step",
-            )
-            pytest.skip(f"--municipality {' '.join(self.ctx.selection)}: {why}")
-        check_live(chosen, live=self.ctx.live)  # the real run's one live check
-        return chosen
-
-    def _step(self, name: str, start: int) -> PlannedStep:
+    def _plan(
+        self, name: str, action: str, targets: Sequence[Target], text: str, *,
+        subject: str = "", repeat: int = 1, note: str = "",
+    ) -> PlannedStep:  # fmt: skip
+        start = len(self.ctx.plan)
+        for t in targets:
+            self.ctx.add(name, action, t, text, subject=subject, repeat=repeat, note=note)
         return PlannedStep(name, self.ctx.plan[start:])
 
-    @located
-    def broadcast(
-        self,
-        text: str,
-        *,
-        channels: str | Sequence[str] | None = None,
-        to: str | Sequence[str] | None = None,
-        timeout: Any = None,
-        subject: str = "",
-        repeat: int = 1,
-        step: str | None = None,
-    ) -> PlannedStep:
-        """Plan :meth:`drills.operator.scenario.ScenarioDrill.broadcast`."""
-        targets = self._targets(channels, to)
-        if timeout is not None:
-            parse_seconds(timeout, "timeout")
-        name, start = self._step_name(step), len(self.ctx.plan)
-        for t in targets:
-            self.ctx.add(name, "broadcast", t, text, subject=subject, repeat=repeat)
-        return self._step(name, start)
-
-    @located
-    def fallback(
-        self,
-        text: str,
-        *,
-        order: Sequence[str],
-        to: str | Sequence[str] | None = None,
-        within: Any = None,
-        escalate_after: Any = None,
-        subject: str = "",
-        step: str | None = None,
-    ) -> PlannedStep:
-        """Plan a fallback chain: the first channel always, each later one only on escalation."""
-        names = selection.channel_names(self.ctx.registry, order) or []
-        targets = self._targets(names, to)
-        limit = parse_seconds(within, "within") if within is not None else self.deadline
-        escalate = (
-            parse_seconds(escalate_after, "escalate_after")
-            if escalate_after
-            else (limit / len(names) if limit else None)
+    def _preflight(
+        self, name: str, targets: list[Target], *, timeout: float, stop: bool
+    ) -> list[PreflightReport]:
+        """A check contacts the channels, so a dry run only plans it (nothing is checked)."""
+        note = (
+            "送信せずに確認（ログイン・読み取り・TLS）。試行では接続しない / "
+            "checked without sending (login, read access, TLS); a dry run connects to nothing"
         )
-        name, start = self._step_name(step), len(self.ctx.plan)
-        position: dict[str, int] = {}
         for t in targets:
-            i = position.get(t.municipality.code, 0)
-            position[t.municipality.code] = i + 1
-            after = f"{escalate * i:g}" if escalate is not None else "?"
-            note = (
-                "最初に送信 / sent first"
-                if i == 0
-                else f"前のチャネルで {after} 秒以内に届かなければ送信 / "
-                f"sent only if not reached within {after} s on the channels before"
-            )
-            self.ctx.add(name, "fallback", t, text, subject=subject, note=note)
-        return self._step(name, start)
+            self.ctx.add(name, "preflight", t, "", repeat=0, note=note)
+        return []
+
+    def _broadcast(
+        self, name: str, text: str, targets: list[Target], *, timeout: float, subject: str,
+        repeat: int,
+    ) -> PlannedStep:  # fmt: skip
+        return self._plan(name, "broadcast", targets, text, subject=subject, repeat=repeat)
+
+    def _fallback(
+        self, name: str, text: str, chains: list[tuple[Municipality, list[Target]]], *,
+        order: list[str], within: float, escalate_after: float, subject: str,
+    ) -> PlannedStep:  # fmt: skip
+        """The first channel always, each later one only on escalation."""
+        start = len(self.ctx.plan)
+        for _, targets in chains:
+            for i, t in enumerate(targets):
+                after = f"{escalate_after * i:g}"
+                note = (
+                    "最初に送信 / sent first"
+                    if i == 0
+                    else f"前のチャネルで {after} 秒以内に届かなければ送信 / "
+                    f"sent only if not reached within {after} s on the channels before"
+                )
+                self.ctx.add(name, "fallback", t, text, subject=subject, note=note)
+        return PlannedStep(name, self.ctx.plan[start:])
 
     @contextlib.contextmanager
-    def outage(
-        self, *channels: str, to: str | Sequence[str] | None = None
-    ) -> Iterator[list[Target]]:
-        """Plan an outage: nothing is sent; live channels are skipped inside the block."""
-        targets = self._targets(list(channels), to)
+    def _take_away(self, targets: list[Target]) -> Iterator[None]:
+        """Nothing is sent; live channels are skipped inside the block."""
         for t in targets:
             note = (
                 "シミュレータの受け手側を停止 / the simulator's far end goes down"
@@ -339,170 +300,40 @@ class DryRunDrill:
         away = {t.key for t in targets if not t.channel.simulated}
         self.ctx.taken_away |= away
         try:
-            yield targets
+            yield
         finally:
             self.ctx.taken_away -= away
 
-    @located
-    def roll_call(
-        self,
-        text: str,
-        *,
-        room: str,
-        to: str | Sequence[str] | None = None,
-        within: Any = None,
-        simulated: Any = None,
-        step: str | None = None,
-    ) -> PlannedStep:
-        """Plan a roll call: one post to the shared room (answers come from the others)."""
+    def _roll_call(
+        self, name: str, text: str, room: Target, participants: list[Municipality], *,
+        within: float, simulated: SimulatedAnswers,
+    ) -> PlannedStep:  # fmt: skip
+        """One post to the shared room (the answers come from the others)."""
         from drills.steps.rollcall import INSTRUCTION
 
-        reg = self.ctx.registry
-        room_target = selection.resolve_room(reg, room)
-        check_live([room_target], live=self.ctx.live)
-        chosen = selection.municipalities(reg, self.ctx.selection, to)
-        others = [m.code for m in chosen if m.code != room_target.municipality.code]
-        name, start = self._step_name(step), len(self.ctx.plan)
-        note = f"応答を求める団体 / asked to answer: {', '.join(others) or '-'}"
-        self.ctx.add(name, "roll_call", room_target, text + INSTRUCTION, note=note)
-        return self._step(name, start)
+        note = f"応答を求める団体 / asked to answer: {', '.join(m.code for m in participants)}"
+        return self._plan(name, "roll_call", [room], text + INSTRUCTION, note=note)
 
-    @located
-    def acknowledge(
-        self,
-        text: str,
-        *,
-        channels: str | Sequence[str] | None = None,
-        to: str | Sequence[str] | None = None,
-        window: Any = None,
-        staff: int = 1,
-        simulated: Any = None,
-        subject: str = "",
-        step: str | None = None,
-    ) -> PlannedStep:
-        """Plan an acknowledgement request: a broadcast with the answer instruction."""
+    def _acknowledge(
+        self, name: str, text: str, targets: list[Target], *, window: float, staff: int,
+        simulated: SimulatedAnswers, subject: str,
+    ) -> PlannedStep:  # fmt: skip
+        """A broadcast with the answer instruction."""
         from drills.steps.acknowledgement import INSTRUCTION
 
-        targets = self._targets(channels, to)
-        name, start = self._step_name(step), len(self.ctx.plan)
         note = f"返信を待つ職員 {staff} 人 / waits for {staff} staff to answer"
-        for t in targets:
-            self.ctx.add(name, "acknowledge", t, text + INSTRUCTION, subject=subject, note=note)
-        return self._step(name, start)
+        return self._plan(
+            name, "acknowledge", targets, text + INSTRUCTION, subject=subject, note=note
+        )
 
-    @located
-    def surge(
-        self,
-        rates: Sequence[float],
-        *,
-        channels: str | Sequence[str],
-        to: str | Sequence[str] | None = None,
-        each: Any = "10s",
-        rest: Any = None,
-        users: int | None = None,
-        probes: int = 3,
-        step: str | None = None,
-        **ignored: Any,  # timeout, processes: how the surge runs, not what it sends
-    ) -> PlannedStep:
-        """Plan a surge: Locust load at *rates* (load, not drill messages) plus *probes* drill
-        messages per step — refused as a real run refuses it (caps, a live channel's allowance)."""
-        from drills.core.errors import ScenarioError
-        from drills.surge.plan import SurgePlan, SurgeRefused, allowance_problems
+    def _surge(self, name: str, order: SurgeOrder) -> PlannedStep:
+        """Locust load at the rates (load, not drill messages) plus the probes' drill messages
+        per step of the ramp."""
         from drills.surge.runner import PROBE_TEXT
 
-        targets = self._targets(channels, to)
-        each_s = parse_seconds(each, "each")
-        rest_s = each_s if rest is None else (0.0 if rest in (0, "0") else parse_seconds(rest))
-        try:
-            plan = SurgePlan.of([float(r) for r in rates], each_s, rest_s, users)
-        except (ScenarioError, TypeError, ValueError) as exc:
-            ja, _, en = str(exc).partition(" / ")
-            raise ScenarioMistake(ja, en or ja) from None
-        refused = [p for t in targets for p in allowance_problems(t, plan, live=self.ctx.live)]
-        if refused:
-            refusal = SurgeRefused(refused)
-            raise ScenarioMistake(refusal.render("ja"), refusal.render("en"))
-        load = int(sum(s.rate * s.duration_s for s in plan.steps))
-        shown = ", ".join(s.label("en") for s in plan.steps)
+        steps = order.plan.steps
+        load = int(sum(s.rate * s.duration_s for s in steps))
+        shown = ", ".join(s.label("en") for s in steps)
         note = f"負荷 約 {load} 通（{shown}） / load of about {load} messages ({shown})"
-        name, start = self._step_name(step), len(self.ctx.plan)
-        for t in targets:
-            repeat = probes * len(plan.steps)
-            self.ctx.add(name, "surge", t, PROBE_TEXT, repeat=repeat, note=note)
-        return self._step(name, start)
-
-
-_COLUMNS = (("手順", "step"), ("団体", "municipality"), ("チャネル", "channel"),
-            ("宛先", "recipients"), ("通数", "messages"), ("メッセージ", "message"),
-            ("費用見積", "cost estimate"), ("備考", "note"))  # fmt: skip
-
-
-def _cells(r: PlannedSend, t: Text) -> list[str]:
-    where = t("実", "live") if r.live else t("模擬", "sim")
-    cost = ""
-    if r.segments is not None:
-        cost = t(f"{r.segments} セグメント", f"{r.segments} segments")
-        cost += f" ≈{r.cost:g} {r.currency}" if r.cost is not None else ""
-    notes = [t("上限超過で拒否: ", "refused by a cap: ") + t.pick(r.refused)] if r.refused else []
-    notes += [t.pick(r.note)] if r.note else []
-    return [
-        f"{r.step} ({r.action})",
-        f"{r.municipality_name} ({r.municipality_code})",
-        f"{r.channel_id} [{r.kind}, {where}]",
-        ", ".join(x or t("（チャネル）", "(the channel)") for x in r.recipients),
-        str(r.messages),
-        r.preview,
-        cost,
-        "\n".join(notes),
-    ]
-
-
-def plan_table(rows: Sequence[PlannedSend], lang: str = "ja") -> Table:
-    """The dry run as a table: per municipality and channel, what would go to whom."""
-    t = Text(lang)
-    title = t(
-        "試行（--dry-run）: 送信予定（何も送信していません）",
-        "Dry run: would send (nothing was sent)",
-    )
-    table = Table(title=title, show_lines=True)
-    for ja, en in _COLUMNS:
-        table.add_column(t(ja, en), overflow="fold")
-    for r in rows:  # as plain text: a scenario's "[...]" is not rich markup
-        table.add_row(*(RichText(cell) for cell in _cells(r, t)))
-    return table
-
-
-def plan_summary(rows: Sequence[PlannedSend], lang: str = "ja") -> str:
-    """One line: how many messages to how many recipients, and the SMS cost estimate."""
-    t = Text(lang)
-    sent = [r for r in rows if r.messages and not r.refused]
-    messages = sum(r.messages for r in sent)
-    channels = len({(r.municipality_code, r.channel_id) for r in sent})
-    costs: dict[str, float] = {}
-    for r in rows:
-        if r.cost is not None and r.currency and not r.refused:
-            costs[r.currency] = costs.get(r.currency, 0.0) + r.cost
-    cost = ", ".join(f"≈{v:g} {k}" for k, v in sorted(costs.items()))
-    refused = sum(1 for r in rows if r.refused)
-    line = t(
-        f"送信予定 {messages} 通（{channels} チャネル）",
-        f"would send {messages} messages over {channels} channel{'s' * (channels != 1)}",
-    )
-    if cost:
-        line += t(f"、SMS 費用見積 {cost}", f", SMS cost estimate {cost}")
-    if refused:
-        line += t(f"、上限超過で拒否 {refused} 件", f", {refused} refused by a cap")
-    return line + t("。何も送信していません。", ". Nothing was sent.")
-
-
-def render_plan(rows: Sequence[PlannedSend], lang: str = "ja", width: int | None = None) -> str:
-    """The plan table and its summary line as text (no colour), for a terminal or a log."""
-    import io
-
-    from rich.console import Console
-
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width or 160, no_color=True, highlight=False)
-    console.print(plan_table(rows, lang))
-    console.print(plan_summary(rows, lang), markup=False)
-    return buffer.getvalue()
+        repeat = order.probes * len(steps)
+        return self._plan(name, "surge", order.targets, PROBE_TEXT, repeat=repeat, note=note)

@@ -26,6 +26,15 @@ on purpose: the runs are recorded ``interrupted``, the messages in flight are
 watched for up to 10 s (:data:`drills.core.interrupt.GRACE_S`) or recorded as
 ``error`` (sent, fate unknown), and the summary, ``run_finished`` record and
 scorecards are written. A second signal cuts the wait short.
+
+Only a signal that stopped something gives 130/143: one that arrives after every
+drill had finished — every run already recorded ``finished`` or ``failed``, no
+test kept from running, e.g. while scorecards and metrics are written — leaves
+the runs as recorded and the exit code is the drills' own (0, 1, 2 or 3); ``run``
+logs ``signal_after_drills`` instead of ``run_interrupted``, ``summary.json`` has
+``"interrupted": null`` and ``"signal"``, and ``demo`` says so on stderr. A cron
+wrapper or timer that saw 143 would take a complete drill for a stopped one and
+might run it again, messaging every member of staff twice.
 """
 
 from __future__ import annotations

@@ -83,9 +83,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             Text(raw["lang"] if raw["lang"] in ("ja", "en") else "en").pick(str(exc))
         ) from None
-    config.stash[SESSION] = DrillSession(settings)
+    drills = DrillSession(settings)
+    drills.on_sharing = lambda found: _say_sharing(config, found, settings.lang)
+    config.stash[SESSION] = drills
     config.stash[LOCKED] = ""
     config.stash[GIVEN] = given
+
+
+def _say_sharing(config: pytest.Config, found: list[Any], lang: str) -> None:
+    """The registry's sharing warnings and notes, once, when it is loaded (``tsunagari run``
+    says them as JSON records instead: its collector replaces this)."""
+    from drills.core.sharing import said
+
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    for finding, problem in found:
+        if tr is not None:
+            tr.write_line(f"tsunagari: {said(finding, problem, lang)}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -134,6 +147,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> bool | None:
     stop = interrupt.current()
     if stop is not None and stop.signal is not None:
         item.session.shouldstop = _stopped_by(stop.signal, item.config)
+        item.config.stash[SESSION].tests_stopped += _drills(item)
         return True
     return None
 
@@ -191,6 +205,7 @@ def pytest_runtest_makereport(
         item.session.shouldstop = _stopped_by(stop.signal, item.config)
         if call.excinfo is not None and call.excinfo.errisinstance(interrupt.Interrupted):
             # not judged: the steps after the signal were never run
+            item.config.stash[SESSION].tests_stopped += 1
             report.outcome = "skipped"
             where = item.location[1] or 0
             report.longrepr = (str(item.path), where, _stopped_by(stop.signal, item.config))
@@ -224,7 +239,7 @@ def pytest_runtest_makereport(
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     drills = config.stash.get(SESSION, None)
     if drills is not None and drills.settings.dry_run and drills.dry_runs:
-        from drills.operator.dryrun import render_plan
+        from drills.operator.dryrun_table import render_plan
 
         terminalreporter.write(render_plan(drills.plan, drills.settings.lang))
         return
@@ -245,6 +260,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run_ids = drills.run_ids
     problems = drills.finish()
+    signal = getattr(interrupt.current(), "signal", None)
     out = drills.settings.out
     if out is not None and run_ids:
         summary = {
@@ -253,7 +269,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "journal": str(drills.settings.journal),
             "vantage": drills.settings.vantage,
             "problems": problems,
-            "interrupted": getattr(interrupt.current(), "signal", None),
+            # a signal after every drill had finished stopped nothing: not "interrupted"
+            "interrupted": signal if drills.cut_short else None,
+            "signal": signal,
         }
         try:
             write_text_atomic(

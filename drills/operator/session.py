@@ -18,15 +18,18 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drills.core.background import BackgroundLoop
-from drills.core.journal import Journal
+from drills.core.errors import Problem
+from drills.core.journal import Journal, RunStatus
 from drills.core.lock import RunLock
 from drills.core.registry import Registry, load_registry
 from drills.core.requirements import ScenarioMistake
+from drills.core.sharing import Finding, check_sharing
 from drills.operator.dryrun import DryRunContext, PlannedSend
 from drills.operator.markers import ScenarioMeta
 from drills.operator.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, SettingsError, journal_in
@@ -144,6 +147,10 @@ class DrillSession:
         self._registry: Registry | None = None
         self._registry_error: Exception | None = None
         self.problems: list[str] = []  # output or export failures after the run
+        self.tests_stopped = 0  # tests a signal kept from running or cut short (the plugin counts)
+        self.sharing: list[tuple[Finding, Problem]] = []  # the registry's warnings and notes
+        self.on_sharing: Callable[[list[tuple[Finding, Problem]]], None] | None = None
+        """Says :attr:`sharing` once, when the registry is loaded (before the first send)."""
 
     # ------------------------------------------------------------------ resources
 
@@ -162,11 +169,16 @@ class DrillSession:
             # Secrets of the selected municipalities only (issue 19): others may be unset here.
             reg = load_registry(self.settings.registry, check_secrets=False)
             check_selection(reg, self.settings.select)
-            reg.check_secrets(reg.targets(self.settings.select))
+            targets = reg.targets(self.settings.select)
+            reg.check_secrets(targets)
+            # what the drilled channels share: errors refuse the drill as registry check does
+            self.sharing = check_sharing(reg, targets)
         except Exception as exc:
             self._registry_error = exc
             raise
         self._registry = reg
+        if self.sharing and self.on_sharing is not None:
+            self.on_sharing(self.sharing)
         return reg
 
     def _journal(self) -> tuple[BackgroundLoop, Journal]:
@@ -228,6 +240,21 @@ class DrillSession:
     @property
     def run_ids(self) -> list[str]:
         return [c.run_id for c in self.contexts if c.begun]  # a refused run is not in the journal
+
+    @property
+    def run_statuses(self) -> dict[str, str | None]:
+        """Each journal run and how it was recorded when its scenario file closed."""
+        return {c.run_id: c.status for c in self.contexts if c.begun}
+
+    @property
+    def cut_short(self) -> bool:
+        """Did a signal stop anything: a run recorded ``interrupted``, a test kept from running?
+
+        False when the signal came after every drill had finished (exit code and summary
+        then say what the drills did: :func:`drills.core.interrupt.exit_status`).
+        """
+        statuses = self.run_statuses.values()
+        return self.tests_stopped > 0 or any(s == RunStatus.INTERRUPTED for s in statuses)
 
     def finish(self) -> list[str]:
         """Write outputs and export metrics; close the journal, loop and lock. Problems → list."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from drills.core.background import BackgroundLoop
-    from drills.core.registry import Registry, Target
+    from drills.core.registry import Registry
     from drills.core.requirements import Verdict
     from drills.core.runner import Drill, StepResult
 
@@ -40,7 +40,6 @@ class StepDrill(Protocol):
     def ctx(self) -> StepContext: ...
     @property
     def deadline(self) -> float | None: ...
-    def _targets(self, channels: Any, to: Any) -> list[Target]: ...
     def _slo_share(self, step: StepResult) -> float: ...
     def _judge(self, verdicts: list[Verdict], step: str) -> None: ...
 

@@ -18,22 +18,20 @@ when the surge was stopped or no probe could be counted.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drills.core.errors import ScenarioError
 from drills.core.events import SurgeEvent
-from drills.core.requirements import Row, ScenarioMistake, Status, Verdict, located, parse_seconds
+from drills.core.requirements import Row, ScenarioMistake, Status, Verdict, located
 from drills.steps.outcome import StepDrill, StepOutcome
-from drills.surge.plan import SurgePlan, SurgeRefused, allowance_problems
+from drills.surge.plan import SurgePlan
 from drills.surge.process import Topology
 from drills.surge.runner import SurgeResult, run_surge
 
 if TYPE_CHECKING:
     from drills.core.registry import Target
 
-__all__ = ["Surge", "SurgeStep", "parse_rate", "surge_step"]
+__all__ = ["Surge", "SurgeOrder", "SurgeStep", "parse_rate", "run_surge_step"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/s|msg/s|通/秒|/秒)?\s*$")
 
@@ -138,49 +136,34 @@ class Surge(StepOutcome):
         self._drill._judge(self.result.verdicts(limit), self.result.step)
 
 
-def surge_step(
-    drill: StepDrill,
-    rates: Sequence[float],
-    *,
-    channels: Any,
-    to: Any = None,
-    each: Any = "10s",
-    rest: Any = None,
-    users: int | None = None,
-    probes: int = 3,
-    timeout: Any = None,
-    processes: int = 1,
-    name: str,
-) -> Surge:
-    """Run the surge step for :meth:`drills.operator.scenario.ScenarioDrill.surge`."""
-    targets = drill._targets(channels, to)
-    step_s = parse_seconds(each, "each")
-    rest_s = step_s if rest is None else (0.0 if rest in (0, "0") else parse_seconds(rest, "rest"))
-    try:
-        plan = SurgePlan.of([float(r) for r in rates], step_s, rest_s, users)
-        topology = Topology(processes=processes)
-    except (ScenarioError, TypeError, ValueError) as exc:
-        ja, _, en = str(exc).partition(" / ")
-        raise ScenarioMistake(ja, en or ja) from None
-    refused = [p for t in targets for p in allowance_problems(t, plan, live=drill.ctx.live)]
-    if refused:
-        refusal = SurgeRefused(refused)
-        raise ScenarioMistake(refusal.render("ja"), refusal.render("en"))
-    wait = parse_seconds(timeout, "timeout") if timeout is not None else None
+@dataclass(frozen=True)
+class SurgeOrder:
+    """A surge step's arguments, read and checked (:meth:`drills.operator.step_api.StepAPI.surge`):
+    the channels, the ramp, how it runs."""
+
+    targets: list[Target]
+    plan: SurgePlan
+    topology: Topology
+    probes: int  # drill messages per step of the ramp
+    timeout: float | None
+
+
+def run_surge_step(drill: StepDrill, name: str, order: SurgeOrder) -> Surge:
+    """Run a checked surge step for :meth:`drills.operator.scenario.ScenarioDrill.surge`."""
     results = []
-    for target in targets:
+    for target in order.targets:
         result = drill.ctx.loop.run(
             run_surge(
                 drill.ctx.drill,
                 target,
-                plan,
-                topology=topology,
-                probes_per_step=probes,
-                timeout=wait,
+                order.plan,
+                topology=order.topology,
+                probes_per_step=order.probes,
+                timeout=order.timeout,
                 step=name,
             )
         )
         results.append((target, result))
-    surged = SurgeStep(name, plan, results)
+    surged = SurgeStep(name, order.plan, results)
     surged.events()  # every journalled surge reads back through the typed event
     return Surge(drill, surged)

@@ -204,6 +204,10 @@ class LineWorksProbe(ChatProbe):
     """A bot posts to a message room; the monitoring download confirms (if allowed)."""
 
     kind = "lineworks"
+    summary = (
+        "LINE WORKS（API 2.0）: ボットがトークルームに投稿し、モニタリング API で読み取って確認",
+        "LINE WORKS (API 2.0): a bot posts to a message room; monitoring reads it",
+    )
     service = "LINE WORKS"
     Settings = LineWorksSettings
     settings: LineWorksSettings

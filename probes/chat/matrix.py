@@ -316,6 +316,10 @@ class MatrixProbe(ChatProbe):
     """Sends with a transaction id; sees arrival through a second account's /sync."""
 
     kind = "matrix"
+    summary = (
+        "Matrix: 訓練用ボットとして送り、別アカウントの /sync で着信を確認",
+        "Matrix: send as a drill bot, confirm as a second account's /sync",
+    )
     Settings = MatrixSettings
     settings: MatrixSettings
 

@@ -205,6 +205,10 @@ class MattermostProbe(ChatProbe):
     """Posts through REST; sees the post arrive on a reader's websocket (or by polling)."""
 
     kind = "mattermost"
+    summary = (
+        "Mattermost（REST API v4）: 訓練用ボットとして投稿し、閲覧用アカウントで確認",
+        "Mattermost (REST API v4): post as the drill bot, see it as a reader",
+    )
     service = "Mattermost"
     Settings = MattermostSettings
     settings: MattermostSettings

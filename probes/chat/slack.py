@@ -190,6 +190,10 @@ class SlackProbe(ChatProbe):
     """Posts as a bot; confirms through a reader's conversations.history."""
 
     kind = "slack"
+    summary = (
+        "Slack: 訓練用ボットが chat.postMessage で投稿し、閲覧用トークンの conversations.history で確認",
+        "Slack: chat.postMessage as the drill bot, conversations.history as a reader",
+    )
     service = "Slack"
     observer_setting = "observer_token"
     Settings = SlackSettings

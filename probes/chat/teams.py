@@ -263,6 +263,10 @@ class TeamsProbe(ChatProbe):
     """Posts through Workflows (or Graph); sees the message in Graph's channel delta."""
 
     kind = "teams"
+    summary = (
+        "Microsoft Teams: Workflows か Graph で投稿し、Graph で着信を確認",
+        "Microsoft Teams: post through Workflows or Graph, confirm through Graph",
+    )
     service = "Teams/Graph"
     Settings = TeamsSettings
     settings: TeamsSettings

@@ -145,6 +145,10 @@ class WebhookProbe(ChatProbe):
     """Posts to an incoming webhook; confirms by reading the room back."""
 
     kind = "webhook"
+    summary = (
+        "汎用 Webhook: URL にメッセージを POST し、読み返せるなら着信も確認",
+        "generic webhook: POST a message to a URL; optionally read it back",
+    )
     service = "Webhook"
     Settings = WebhookSettings
     settings: WebhookSettings

@@ -160,6 +160,10 @@ class MailProbe(Probe):
     """Sends with aiosmtplib; confirms over IMAP (shared per mailbox) or in a Maildir."""
 
     kind = "mail"
+    summary = (
+        "メール: 団体の中継サーバ（SMTP）から送り、受信箱（IMAP か Maildir）で着信を確認",
+        "mail: send through the municipality's relay (SMTP), confirm in the mailbox (IMAP or Maildir)",
+    )
     Settings = MailSettings
     settings: MailSettings
 

@@ -363,6 +363,10 @@ class TwilioProbe(Probe):
     """SMS through Twilio, confirmed by carrier receipt — and by arrival, in loopback mode."""
 
     kind = "twilio"
+    summary = (
+        "SMS（Twilio）: 公式クライアントで送り、配信レシート（ステータスコールバック）かループバック番号で確認",
+        "SMS through Twilio: send with the official client, confirm by carrier receipt or loopback",
+    )
     Settings = TwilioSettings
     settings: TwilioSettings
 

@@ -10,11 +10,9 @@ option or registry key.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import socketserver
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -26,7 +24,14 @@ import pytest
 from drills.operator.dryrun import TOKEN_PLACEHOLDER
 from drills.operator.options import OPTIONS
 from probes.base import DrillMessage
+
+# Loaded before pytester's snapshot of sys.modules: the in-process run below would load the
+# channel kinds (and aiohttp) itself and drop them after, leaving later tests a second copy.
+from probes.chat import webhook  # noqa: F401
+from probes.mail import MailProbe  # noqa: F401
+from probes.sms import TwilioProbe  # noqa: F401
 from probes.sms.status import count_segments
+from tests.support import run_tsunagari
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "【訓練】"
@@ -158,16 +163,7 @@ def _free_port() -> int:
 
 
 def tsunagari(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **SECRETS}
-    env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "drills.cli", "--lang", "en", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_tsunagari(*args, cwd=cwd, env=SECRETS)
 
 
 def records(stderr: str) -> list[dict[str, Any]]:

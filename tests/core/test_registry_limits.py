@@ -22,6 +22,7 @@ from drills.core.errors import SHOWN_PROBLEMS, RegistryError
 from drills.core.registry import MAX_REGISTRY_BYTES, load_registry, parse_registry
 from drills.core.yamlpos import MAX_DEPTH, MAX_NODES
 from probes.settings import MAX_DURATION_S, DurationError, parse_duration
+from tests.support import run_tsunagari
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -218,12 +219,9 @@ def test_deep_registry_through_tsunagari_run_exits_2(tmp_path):
     (tmp_path / "registry.yaml").write_text(
         registry() + "extra: " + "[" * 995 + "]" * 995 + "\n", encoding="utf-8"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "drills.cli", "--lang", "en", "run", "s", "--registry",
-         "registry.yaml", "--journal", "j.sqlite"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    done = run_tsunagari(
+        "run", "s", "--registry", "registry.yaml", "--journal", "j.sqlite", cwd=tmp_path,
+        timeout=120,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert "nested too deeply" in done.stderr and "Traceback" not in done.stdout + done.stderr
@@ -402,13 +400,7 @@ municipalities:
 
 
 def tsunagari(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTEST_ADDOPTS", None)
-    env.pop("TSG_UNSET_CHIYODA", None)
-    return subprocess.run(
-        [sys.executable, "-m", "drills.cli", "--lang", "en", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return run_tsunagari(*args, cwd=cwd, unset=["TSG_UNSET_CHIYODA"], timeout=120)
 
 
 def test_selection_checks_only_the_selected_secrets_in_process(tmp_path, capsys, monkeypatch):

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from drills.cli import main
 from drills.core.errors import RegistryError
-from drills.core.registry import known_kinds, parse_registry
+from drills.core.reference import reference_text
+from drills.core.registry import check_digit_ok, known_kinds, load_kind, parse_registry
 from drills.core.schema import SCHEMA_FILE, registry_schema, schema_text
 from probes.settings import SecretRef, parse_duration
 from tests.oracle.generate import random_registry
@@ -147,6 +148,11 @@ CHAT = ("municipalities", 0, "channels", 0)
 MAIL = ("municipalities", 0, "channels", 1)
 SMS = ("municipalities", 0, "channels", 2)
 
+# Registries both must accept, beside GOOD (each differs from it in one place).
+ALSO_GOOD = {
+    "unquoted code (YAML reads a number)": _edit(("municipalities", 0, "code"), 131211),
+}
+
 BAD = {
     "unknown key": _edit((*CHAT, "rooom"), "!abc:example.lg.jp"),
     "unknown kind": _edit((*CHAT, "kind"), "matrixx"),
@@ -157,6 +163,8 @@ BAD = {
     "not an allowed value": _edit((*MAIL, "smtp", "security"), "ssl"),
     "missing required key (live)": _edit((*CHAT, "room"), None, delete=True),
     "municipality code not 6 digits": _edit(("municipalities", 0, "code"), "13121"),
+    "unquoted code not 6 digits": _edit(("municipalities", 0, "code"), 13121),
+    "code in full-width digits": _edit(("municipalities", 0, "code"), "１３１２１１"),
     "unknown sim knob": _edit((*SMS, "sim", "lag"), "1s"),
     "unknown top-level key": _edit(("default",), {"slo": {"latency": "3s"}}),
     "no channels": _edit(("municipalities", 0, "channels"), []),
@@ -166,6 +174,13 @@ BAD = {
 def test_a_good_registry_passes_both(validator: jsonschema.Draft202012Validator) -> None:
     assert _loader_accepts(GOOD, "good.yaml")
     assert list(validator.iter_errors(yaml.safe_load(GOOD))) == []
+
+
+@pytest.mark.parametrize("case", sorted(ALSO_GOOD))
+def test_a_good_variant_passes_both(case: str, validator: jsonschema.Draft202012Validator) -> None:
+    data = ALSO_GOOD[case]
+    assert list(validator.iter_errors(data)) == [], f"the schema refuses: {case}"
+    assert _loader_accepts(yaml.safe_dump(data, allow_unicode=True), f"{case}.yaml"), case
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -254,3 +269,33 @@ def test_secret_schema_accepts_exactly_the_references_the_parser_accepts(text: s
     else:
         parsed = True
     assert SECRET.is_valid(text) == parsed, text
+
+
+MUNICIPALITY = _one_def("Municipality")
+
+
+@given(
+    st.one_of(
+        st.integers(min_value=-10, max_value=10**7),
+        st.from_regex(r"\A[0-9０-９]{5,7}\Z"),
+        st.sampled_from(["131211", "131212", "011002", "100000", "999999"]),
+        _TEXT,
+    )
+)
+@settings(max_examples=150, deadline=None, database=None, derandomize=True)
+def test_code_schema_accepts_what_the_loader_accepts(code: Any) -> None:
+    """Quoted or a bare number: both agree, but for the check digit (the loader's alone)."""
+    data = _edit(("municipalities", 0, "code"), code)
+    loader = _loader_accepts(yaml.safe_dump(data, allow_unicode=True), "code.yaml")
+    schema = MUNICIPALITY.is_valid(data["municipalities"][0])
+    assert loader == (schema and check_digit_ok(str(code))), (code, loader, schema)
+
+
+def test_every_kind_has_a_one_line_summary_in_japanese_and_english() -> None:
+    """The probe's ``summary`` is the one source: the schema's kind and the reference show it."""
+    reference = reference_text()
+    for kind in sorted(known_kinds()):
+        ja, en = load_kind(kind).summary or ("", "")
+        assert any("\u3040" <= c <= "\u9fff" for c in ja) and en and "\n" not in ja + en, kind
+        assert _SCHEMA["$defs"][f"channel.{kind}"]["description"] == f"{ja} / {en}"
+        assert f"## `kind: {kind}`\n\n{ja}<br>\n{en}\n" in reference, kind

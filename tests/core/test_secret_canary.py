@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from drills.cli import SUBCOMMANDS, main
 from probes.sim.base import free_port
+from tests.support import run_tsunagari
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "Kn4ry" + secrets.token_hex(4)
@@ -413,21 +414,6 @@ class Watch:
 # ------------------------------------------------------------------------ the CLI
 
 
-def tsunagari(
-    *args: str, cwd: Path, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", **env}
-    full.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "drills.cli", "--lang", "en", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 SCENARIO = '''\
 """カナリア訓練: every channel of every kind, once."""
 import pytest
@@ -448,7 +434,7 @@ def test_no_canary_anywhere(
     codes: dict[str, int] = {}
 
     def cli(label: str, *args: str) -> Any:
-        done = tsunagari(*args, cwd=tmp_path, env=env)
+        done = run_tsunagari(*args, cwd=tmp_path, env=env)
         watch.add(f"{label} stdout", done.stdout)
         watch.add(f"{label} stderr", done.stderr)
         codes[label] = done.returncode
@@ -463,7 +449,7 @@ def test_no_canary_anywhere(
 
     # registry check: good; every secret unset; a secret file not UTF-8; a broken file.
     cli("check", "registry", "check", str(registry))
-    done = tsunagari("registry", "check", str(registry), cwd=tmp_path, env={})  # all unset
+    done = run_tsunagari("registry", "check", str(registry), cwd=tmp_path, env={})  # all unset
     watch.add("check unset output", done.stdout + done.stderr)
     codes["check unset"] = done.returncode
     bad_file = tmp_path / "secrets" / "TSG_CANARY_MAIL_IMAP_PASSWORD"

@@ -10,7 +10,6 @@ the fault matrix (``tests/faults/cases_harness.py``).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -35,6 +34,7 @@ from drills.core.registry import parse_registry
 from drills.operator.outputs import RUN_FILES, write_run_outputs
 from drills.operator.scenario import open_drill
 from tests.faults.checks import assert_no_traceback, json_lines
+from tests.support import run_tsunagari, tmpfs
 
 REGISTRY = """\
 defaults: {slo: {latency: 5s}}
@@ -99,17 +99,10 @@ def test_quick(drill):
 def test_run_with_a_folder_for_its_journal(tmp_path, bad_journals):
     (tmp_path / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
     (tmp_path / "test_quick.py").write_text(SCENARIO, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "drills.cli", "--lang", "en", "run", "test_quick.py"),
-            *("--registry", "registry.yaml", "--journal", str(bad_journals["folder"])),
-        ],
+    done = run_tsunagari(
+        *("run", "test_quick.py", "--registry", "registry.yaml"),
+        *("--journal", str(bad_journals["folder"])),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert done.returncode == 3, done.stdout + done.stderr
@@ -167,19 +160,8 @@ def test_an_older_journal_is_brought_up_to_date_once_then_read(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    where = tmp_path / "disk"
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "64k") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_outputs_on_a_full_disk_are_whole_or_absent(tmp_path, small_disk):

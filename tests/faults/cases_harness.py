@@ -58,6 +58,7 @@ from drills.core.lock import tokyo_time
 from tests.faults.checks import assert_no_traceback, journal_intact, json_lines, run_status
 from tests.faults.matrix import FaultCase
 from tests.faults.simdrill import sim_drill
+from tests.support import tmpfs
 
 __all__ = ["CASES"]
 
@@ -238,23 +239,6 @@ def bilingual(text: str) -> None:
 
 
 # --------------------------------------------------------------------------- file systems
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A small tmpfs mounted at *where* for the block (skips when mounting is refused)."""
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def remount_read_only(where: Path) -> None:

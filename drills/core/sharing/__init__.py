@@ -6,7 +6,8 @@ refuses what cannot work. It reads a loaded :class:`~drills.core.registry.Regist
 (live channels only: a ``sim:`` channel talks to its own simulator) and returns
 :class:`Finding` objects — ``error`` (the registry is wrong: ``registry check``
 exits 2), ``warning`` (probably wrong, or a connection is split), ``note``
-(allowed; read the results this way).
+(allowed; read the results this way). :func:`check_sharing` refuses the errors
+for every drill as ``registry check`` does, for the channels it drills.
 
 ============================  =========  ==============================================  ==========================================
 Shared                        Allowed?   What changes                                    What must agree
@@ -56,24 +57,34 @@ Webhook URL                   yes        the channels post to one place; only th
 
 from __future__ import annotations
 
-from drills.core.errors import Problem
-from drills.core.registry import Registry
+from collections.abc import Iterable
+
+from drills.core.errors import Problem, RegistryError
+from drills.core.registry import Registry, Target
 from drills.core.sharing.chat import chat_rules, observer_is_sender, webhook_rules
 from drills.core.sharing.findings import Finding, Severity, seats
 from drills.core.sharing.mail import mail_rules
 from drills.core.sharing.sms import twilio_rules
 from drills.core.yamlpos import LineMap, dotted
 
-__all__ = ["Finding", "Severity", "analyse", "located"]
+__all__ = ["Finding", "Severity", "analyse", "check_sharing", "located", "said"]
 
 
-def analyse(registry: Registry, *, reveal: bool = True) -> list[Finding]:
+def analyse(
+    registry: Registry, *, reveal: bool = True, targets: Iterable[Target] | None = None
+) -> list[Finding]:
     """What the live channels of *registry* share, and what that means; errors first.
 
     ``reveal=False`` compares secret references by name only (``--no-secrets``):
     two different references are then "cannot tell" (a warning), never an error.
+    *targets* (default: every channel) limits the analysis to the channels a run
+    drills — what the others share is none of its business (their secrets may not
+    even be set here).
     """
     live = seats(registry)
+    if targets is not None:
+        drilled = {(t.municipality.code, t.channel.id) for t in targets}
+        live = [s for s in live if (s.municipality.code, s.channel.id) in drilled]
     found = (
         observer_is_sender(live, reveal)
         + mail_rules(live, reveal)
@@ -90,3 +101,33 @@ def located(findings: list[Finding], lines: LineMap, file: str) -> list[tuple[Fi
     return [
         (f, Problem(file, lines.line(f.path), dotted(f.path), f.why_ja, f.why_en)) for f in findings
     ]
+
+
+def check_sharing(
+    registry: Registry, targets: Iterable[Target] | None = None, *, reveal: bool = True
+) -> list[tuple[Finding, Problem]]:
+    """Refuse what cannot work among *targets*' live channels, as ``registry check`` does.
+
+    Raises :class:`RegistryError` (file, line and field of each error, ja and en) when
+    an error is found; returns the warnings and notes, located, for the caller to say
+    once before the drill starts. Every drill that loads a registry (``run``'s pytest
+    session, the operator API's ``open_drill``, ``surge``) calls it with the targets it
+    drills, after their secrets resolved; ``demo`` drills simulators only.
+    """
+    found = located(
+        analyse(registry, reveal=reveal, targets=targets), registry.lines, registry.path
+    )
+    errors = [problem for finding, problem in found if finding.severity is Severity.ERROR]
+    if errors:
+        raise RegistryError(errors)
+    return found
+
+
+def said(finding: Finding, problem: Problem, lang: str = "ja") -> str:
+    """One warning or note as people read it: ``警告: FILE:LINE: FIELD: …`` / ``warning: …``."""
+    label = {
+        Severity.ERROR: ("誤り", "error"),
+        Severity.WARNING: ("警告", "warning"),
+        Severity.NOTE: ("注記", "note"),
+    }[finding.severity]
+    return f"{label[0] if lang == 'ja' else label[1]}: {problem.render(lang)}"

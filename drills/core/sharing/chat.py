@@ -6,9 +6,9 @@ from typing import Any
 
 from drills.core.sharing.findings import (
     Finding,
-    Path,
     Seat,
     Severity,
+    about,
     groups,
     municipalities,
     names,
@@ -20,32 +20,29 @@ from drills.core.sharing.findings import (
 __all__ = ["chat_rules", "observer_is_sender", "webhook_rules"]
 
 
+# Where each chat kind names the sender and the observer, and how the sender is shown.
+_IDENTITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "matrix": (("sender", "user"), ("observer", "user"), ""),
+    "slack": (("bot_token",), ("observer_token",), "bot_token "),
+    "mattermost": (("token",), ("observer", "token"), "token "),
+}
+
+
 def observer_is_sender(seats: list[Seat], reveal: bool) -> list[Finding]:
     out = []
     for s in seats:
-        kind = s.channel.kind
-        if kind == "matrix":
-            sender, observer = s.get("sender", "user"), s.get("observer", "user")
-            same: bool | None = sender is not None and sender == observer
-            where: Path = ("observer", "user")
-            who = str(sender)
-        elif kind == "slack":
-            sender, observer = s.get("bot_token"), s.get("observer_token")
-            same = observer is not None and same_secret(sender, observer, reveal)
-            where, who = ("observer_token",), f"bot_token {sender}"
-        elif kind == "mattermost":
-            sender, observer = s.get("token"), s.get("observer", "token")
-            same = observer is not None and same_secret(sender, observer, reveal)
-            where, who = ("observer", "token"), f"token {sender}"
-        else:
+        if s.channel.kind not in _IDENTITIES:
             continue
-        if same:
+        sending, where, shown = _IDENTITIES[s.channel.kind]
+        sender, observer = s.get(*sending), s.get(*where)
+        if sender is not None and observer is not None and same_secret(sender, observer, reveal):
+            who = f"{shown}{sender}"
             out.append(
-                Finding(
+                about(
                     Severity.ERROR,
                     "observer-is-sender",
-                    (s.key,),
-                    (*s.path, *where),
+                    [s],
+                    where,
                     f"観測アカウントが送信者と同じです（{who}）: 送信者には自分の投稿が必ず見える"
                     "ため着信を確認できません。職員相当の別アカウントを観測側に設定してください",
                     f"the observer is the sender itself ({who}): a sender always sees its own "
@@ -78,11 +75,11 @@ def chat_rules(seats: list[Seat]) -> list[Finding]:
         if municipalities(group) < 2:
             continue
         out.append(
-            Finding(
+            about(
                 Severity.NOTE,
                 "shared-homeserver",
-                tuple(s.key for s in group),
-                (*group[0].path, "homeserver"),
+                group,
+                ("homeserver",),
                 f"{municipalities(group)} 団体がホームサーバー {group[0].get('homeserver')} を"
                 f"共有しています（{names(group)}）: その停止は全団体の「不達」として同時に現れ"
                 "ますが、障害は一つです",
@@ -97,11 +94,11 @@ def chat_rules(seats: list[Seat]) -> list[Finding]:
         ja_who = "複数の団体" if many else "同じ団体の複数のチャネル"
         en_who = "several municipalities" if many else "several channels of one municipality"
         out.append(
-            Finding(
+            about(
                 Severity.NOTE,
                 "shared-room",
-                tuple(s.key for s in group),
-                (*group[0].path, field),
+                group,
+                (field,),
                 f"{ja_who}が同じルーム {group[0].get(field)} を使います（{names(group)}）: "
                 "着信の確認はルームに届いたことを示し、どの団体の職員が読んだかは示しません"
                 "（各メッセージはトークンで区別されます）",
@@ -112,11 +109,11 @@ def chat_rules(seats: list[Seat]) -> list[Finding]:
         )
     for group in groups(matrix, lambda s: (origin(s.get("homeserver")), s.get("sender", "user"))):
         out.append(
-            Finding(
+            about(
                 Severity.NOTE,
                 "shared-sender",
-                tuple(s.key for s in group),
-                (*group[0].path, "sender", "user"),
+                group,
+                ("sender", "user"),
                 f"送信アカウント {group[0].get('sender', 'user')} を {names(group)} が共有して"
                 "います: ホームサーバーのレート制限（M_LIMIT_EXCEEDED）は合算でかかります",
                 f"{names_en(group)} share the sender account {group[0].get('sender', 'user')}: "
@@ -138,11 +135,11 @@ def webhook_rules(seats: list[Seat]) -> list[Finding]:
     for group in groups(seats, url):
         field, value = url(group[0])
         out.append(
-            Finding(
+            about(
                 Severity.NOTE,
                 "shared-webhook",
-                tuple(s.key for s in group),
-                (*group[0].path, field),
+                group,
+                (field,),
                 f"{names(group)} は同じ Webhook（{value}）に投稿します: 届く先は一つで、"
                 "メッセージを区別するのはトークンだけです",
                 f"{names_en(group)} post to the same webhook ({value}): they land in one place, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -17,13 +17,16 @@ __all__ = [
     "Path",
     "Seat",
     "Severity",
+    "about",
     "groups",
     "municipalities",
     "names",
     "names_en",
     "origin",
+    "recipients",
     "same_secret",
     "seats",
+    "unlike_secrets",
 ]
 
 Path = tuple[str | int, ...]
@@ -94,6 +97,22 @@ def same_secret(a: Any, b: Any, reveal: bool) -> bool | None:
         return None
 
 
+def unlike_secrets(
+    group: Sequence[Seat], *field: str, reveal: bool
+) -> list[tuple[Seat, Seat, bool | None]]:
+    """``(other, first, same)`` for each later seat whose secret at *field* may not be the first's.
+
+    ``same`` is False (they differ) or None (cannot tell: see :func:`same_secret`).
+    """
+    first = group[0]
+    out: list[tuple[Seat, Seat, bool | None]] = []
+    for other in group[1:]:
+        same = same_secret(first.get(*field), other.get(*field), reveal)
+        if same is not True:
+            out.append((other, first, same))
+    return out
+
+
 def origin(url: str | None) -> str:
     parts = urlsplit(url or "")
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
@@ -119,3 +138,21 @@ def groups(seats: Iterable[Seat], key: Callable[[Seat], Any]) -> list[list[Seat]
 
 def municipalities(group: list[Seat]) -> int:
     return len({s.municipality.code for s in group})
+
+
+def recipients(
+    seats: Iterable[Seat], fold: Callable[[str], str] = str
+) -> list[tuple[str, list[Seat]]]:
+    """Each ``to`` entry (as *fold* makes it) used by channels of two or more municipalities."""
+    found: dict[str, list[Seat]] = defaultdict(list)
+    for seat in seats:
+        for value in seat.get("to") or ():
+            found[fold(value)].append(seat)
+    return [(value, group) for value, group in found.items() if municipalities(group) > 1]
+
+
+def about(
+    severity: Severity, rule: str, group: Sequence[Seat], where: Path, ja: str, en: str, at: int = 0
+) -> Finding:
+    """A finding naming every channel of *group*, pointing at *where* in ``group[at]``."""
+    return Finding(severity, rule, tuple(s.key for s in group), (*group[at].path, *where), ja, en)

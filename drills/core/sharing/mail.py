@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -10,11 +9,12 @@ from drills.core.sharing.findings import (
     Finding,
     Seat,
     Severity,
+    about,
     groups,
-    municipalities,
     names,
     names_en,
-    same_secret,
+    recipients,
+    unlike_secrets,
 )
 
 __all__ = ["mail_rules"]
@@ -39,10 +39,10 @@ def _split_account(group: list[Seat]) -> Finding | None:
     ]
     if not differ:
         return None
-    other = next(
-        s
-        for s in group[1:]
-        if any(_imap_value(s.get("imap"), n) != _imap_value(first, n) for n in differ)
+    at = next(
+        i
+        for i, s in enumerate(group)
+        if i and any(_imap_value(s.get("imap"), n) != _imap_value(first, n) for n in differ)
     )
     listed = ", ".join(differ)
     values = "; ".join(
@@ -50,17 +50,18 @@ def _split_account(group: list[Seat]) -> Finding | None:
         for s in group
     )
     where = f"{first.user}@{first.host}"
-    return Finding(
+    return about(
         Severity.WARNING,
         "imap-security-differs",
-        tuple(s.key for s in group),
-        (*other.path, "imap", differ[0]),
+        group,
+        ("imap", differ[0]),
         f"IMAP アカウント {where} を読む設定（{listed}）がチャネルで違うため、チャネルごとに別の"
         f"接続を使います（{values}）。サーバーが一方の方式しか受け付けなければ、もう一方の観測は"
         "失敗します: そろえてください",
         f"the IMAP account {where} is read with different {listed} ({values}), so each channel "
         "gets its own connection: if the server accepts only one of them, the other's observer "
         "will fail — make them agree",
+        at=at,
     )
 
 
@@ -69,44 +70,36 @@ def _password_findings(
 ) -> list[Finding]:
     """Channels logging in to one account must give one password (compared to the first)."""
     out = []
-    first = group[0]
-    for other in group[1:]:
-        same = same_secret(first.get(block, "password"), other.get(block, "password"), reveal)
-        if same is True:
-            continue
+    for other, first, same in unlike_secrets(group, block, "password", reveal=reveal):
         user, host = other.get(block, "user"), other.get(block, "host")
-        line = first.channel.line
         if same is False:
-            out.append(
-                Finding(
-                    Severity.ERROR,
-                    f"{block}-password-differs",
-                    (other.key, first.key),
-                    (*other.path, block, "password"),
-                    f"{what_ja}アカウント {user}@{host} を {first.key}（{line} 行目のチャネル）も"
-                    "使っていますが、パスワードが違います: 一つのアカウントのパスワードは一つです。"
-                    "正しい方にそろえてください",
-                    f"{what_en} account {user}@{host} is also used by {first.key} (channel on line "
-                    f"{line}) with another password: one account has one password — make them agree",
-                )
+            line = first.channel.line
+            severity, rule = Severity.ERROR, "differs"
+            ja = (
+                f"{what_ja}アカウント {user}@{host} を {first.key}（{line} 行目のチャネル）も"
+                "使っていますが、パスワードが違います: 一つのアカウントのパスワードは一つです。"
+                "正しい方にそろえてください"
+            )
+            en = (
+                f"{what_en} account {user}@{host} is also used by {first.key} (channel on line "
+                f"{line}) with another password: one account has one password — make them agree"
             )
         else:
-            out.append(
-                Finding(
-                    Severity.WARNING,
-                    f"{block}-password-unknown",
-                    (other.key, first.key),
-                    (*other.path, block, "password"),
-                    f"{what_ja}アカウント {user}@{host} を {first.key} も使っていますが、パスワードの"
-                    f"参照先が違い（{first.get(block, 'password')} と "
-                    f"{other.get(block, 'password')}）、値を比べられません: 同じ値であることを確認"
-                    "してください",
-                    f"{what_en} account {user}@{host} is also used by {first.key} through another "
-                    f"reference ({first.get(block, 'password')} vs "
-                    f"{other.get(block, 'password')}) that cannot be read now: make sure they hold "
-                    "the same password",
-                )
+            severity, rule = Severity.WARNING, "unknown"
+            ja = (
+                f"{what_ja}アカウント {user}@{host} を {first.key} も使っていますが、パスワードの"
+                f"参照先が違い（{first.get(block, 'password')} と "
+                f"{other.get(block, 'password')}）、値を比べられません: 同じ値であることを確認"
+                "してください"
             )
+            en = (
+                f"{what_en} account {user}@{host} is also used by {first.key} through another "
+                f"reference ({first.get(block, 'password')} vs "
+                f"{other.get(block, 'password')}) that cannot be read now: make sure they hold "
+                "the same password"
+            )
+        where = (block, "password")
+        out.append(about(severity, f"{block}-password-{rule}", [other, first], where, ja, en))
     return out
 
 
@@ -144,37 +137,31 @@ def mail_rules(seats: list[Seat], reveal: bool) -> list[Finding]:
         finding = _mailbox_finding(group)
         if finding is not None:
             out.append(finding)
-    to: dict[str, list[Seat]] = defaultdict(list)
-    for s in mail:
-        for address in s.get("to") or ():
-            to[address.lower()].append(s)
-    for address, group in to.items():
-        if municipalities(group) > 1:
-            out.append(
-                Finding(
-                    Severity.NOTE,
-                    "shared-address",
-                    tuple(s.key for s in group),
-                    (*group[0].path, "to"),
-                    f"宛先 {address} を複数の団体が使います（{names(group)}）: 一つのメールボックスが"
-                    "それらの団体の着信を代表します",
-                    f"the address {address} is used by several municipalities "
-                    f"({names_en(group)}): one mailbox answers for all of them",
-                )
+    for address, group in recipients(mail, str.lower):
+        out.append(
+            about(
+                Severity.NOTE,
+                "shared-address",
+                group,
+                ("to",),
+                f"宛先 {address} を複数の団体が使います（{names(group)}）: 一つのメールボックスが"
+                "それらの団体の着信を代表します",
+                f"the address {address} is used by several municipalities "
+                f"({names_en(group)}): one mailbox answers for all of them",
             )
+        )
     return out
 
 
 def _mailbox_finding(group: list[Seat]) -> Finding | None:
-    keys = tuple(s.key for s in group)
     first = group[0]
     if first.get("imap") is None:
         where = f"Maildir {first.get('maildir')}"
-        return Finding(
+        return about(
             Severity.NOTE,
             "shared-mailbox",
-            keys,
-            (*first.path, "maildir"),
+            group,
+            ("maildir",),
             f"{names(group)} は同じ {where} に届きます: 監視は一つで、着信の確認はこのメール"
             "ボックスに届いたことを示します（各メールはトークンで区別されます）",
             f"{names_en(group)} deliver into the same {where}: one observer watches it, and a "
@@ -196,11 +183,11 @@ def _mailbox_finding(group: list[Seat]) -> Finding | None:
     if len(connections) > 1 and not differ:
         return None  # only the password differs: its own finding says so
     if len(connections) == 1:
-        return Finding(
+        return about(
             Severity.NOTE,
             "shared-mailbox",
-            keys,
-            (*first.path, "imap", "mailbox"),
+            group,
+            ("imap", "mailbox"),
             f"{names(group)} は同じメールボックス {where} に届きます: IMAP 接続（ログイン）は一つを"
             "共有し、それが切れると全チャネルが「確認できず」になります。着信の確認はこのメール"
             "ボックスに届いたことを示します（各メールはトークンで区別されます）",
@@ -209,13 +196,14 @@ def _mailbox_finding(group: list[Seat]) -> Finding | None:
             "confirmation says the mail reached this mailbox (each mail is told apart by its token)",
         )
     listed = ", ".join(differ)
-    return Finding(
+    return about(
         Severity.NOTE,
         "split-mailbox",
-        keys,
-        (*group[1].path, "imap", "mailbox"),
+        group,
+        ("imap", "mailbox"),
         f"{names(group)} は同じメールボックス {where} を読みますが、設定（{listed}）が違うため"
         "チャネルごとに別の IMAP 接続を使います（動作に問題はありません）",
         f"{names_en(group)} read the same mailbox {where} but their settings differ ({listed}), "
         "so each channel gets its own IMAP connection (harmless)",
+        at=1,
     )

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from drills.core.sharing.findings import (
     Finding,
     Seat,
     Severity,
+    about,
     groups,
-    municipalities,
     names,
     names_en,
-    same_secret,
+    recipients,
+    unlike_secrets,
 )
 
 __all__ = ["twilio_rules"]
@@ -27,24 +27,25 @@ def twilio_rules(seats: list[Seat], reveal: bool) -> list[Finding]:
         accounts = {str(s.get("account_sid")) for s in group}
         if len(accounts) > 1:
             out.append(
-                Finding(
+                about(
                     Severity.ERROR,
                     "number-accounts",
-                    tuple(s.key for s in group),
-                    (*group[1].path, "account_sid"),
+                    group,
+                    ("account_sid",),
                     f"送信元番号 {number} が別々のアカウント（{', '.join(sorted(accounts))}）で"
                     f"登録されています（{names(group)}）: 番号は一つのアカウントのものです",
                     f"the number {number} is registered under different accounts "
                     f"({', '.join(sorted(accounts))}) in {names_en(group)}: a number belongs to "
                     "one account",
+                    at=1,
                 )
             )
         out.append(
-            Finding(
+            about(
                 Severity.NOTE,
                 "shared-number",
-                tuple(s.key for s in group),
-                (*group[0].path, "from"),
+                group,
+                ("from",),
                 f"送信元番号 {number} を {names(group)} が共有しています: Twilio はその番号の"
                 "メッセージを送信速度に従って順に送るため、各チャネルの遅延には他のチャネルの送信"
                 "待ちが含まれます",
@@ -54,15 +55,14 @@ def twilio_rules(seats: list[Seat], reveal: bool) -> list[Finding]:
             )
         )
     for group in groups(sms, lambda s: str(s.get("account_sid"))):
-        first = group[0]
-        for other in group[1:]:
-            if same_secret(first.get("auth_token"), other.get("auth_token"), reveal) is False:
+        for other, first, same in unlike_secrets(group, "auth_token", reveal=reveal):
+            if same is False:
                 out.append(
-                    Finding(
+                    about(
                         Severity.WARNING,
                         "account-token-differs",
-                        (other.key, first.key),
-                        (*other.path, "auth_token"),
+                        [other, first],
+                        ("auth_token",),
                         f"アカウント {other.get('account_sid')} の auth_token が {first.key} と"
                         "違います: 正と副の二つのトークンでなければ、一方は誤りです",
                         f"account {other.get('account_sid')} has another auth_token than in "
@@ -71,14 +71,14 @@ def twilio_rules(seats: list[Seat], reveal: bool) -> list[Finding]:
                     )
                 )
         out.append(
-            Finding(
+            about(
                 Severity.NOTE,
                 "shared-account",
-                tuple(s.key for s in group),
-                (*first.path, "account_sid"),
-                f"Twilio アカウント {first.get('account_sid')} を {names(group)} が共有して"
+                group,
+                ("account_sid",),
+                f"Twilio アカウント {group[0].get('account_sid')} を {names(group)} が共有して"
                 "います: caps はチャネルごとで、アカウントの支出はその合計です",
-                f"{names_en(group)} share the Twilio account {first.get('account_sid')}: caps "
+                f"{names_en(group)} share the Twilio account {group[0].get('account_sid')}: caps "
                 "apply per channel; the account's spend is their sum",
             )
         )
@@ -92,35 +92,31 @@ def twilio_rules(seats: list[Seat], reveal: bool) -> list[Finding]:
         if len(urls) > 1:
             host, port = listener(group[0])
             out.append(
-                Finding(
+                about(
                     Severity.ERROR,
                     "callback-url-differs",
-                    tuple(s.key for s in group),
-                    (*group[1].path, "status_callback", "public_url"),
+                    group,
+                    ("status_callback", "public_url"),
                     f"受信口 {host}:{port} は一つの public_url にしか答えられませんが、"
                     f"{names(group)} で違います（{', '.join(sorted(urls))}）: そろえるか、"
                     "listen_port を分けてください",
                     f"the listener {host}:{port} answers at one public_url, but {names_en(group)} "
                     f"give different ones ({', '.join(sorted(urls))}): make them agree or give "
                     "each its own listen_port",
+                    at=1,
                 )
             )
-    to: dict[str, list[Seat]] = defaultdict(list)
-    for s in sms:
-        for number in s.get("to") or ():
-            to[number].append(s)
-    for number, group in to.items():
-        if municipalities(group) > 1:
-            out.append(
-                Finding(
-                    Severity.NOTE,
-                    "shared-phone",
-                    tuple(s.key for s in group),
-                    (*group[0].path, "to"),
-                    f"宛先番号 {number} を複数の団体が使います（{names(group)}）: 一台の電話が"
-                    "それらの団体の着信を代表します",
-                    f"the phone {number} is used by several municipalities ({names_en(group)}): "
-                    "one phone answers for all of them",
-                )
+    for number, group in recipients(sms):
+        out.append(
+            about(
+                Severity.NOTE,
+                "shared-phone",
+                group,
+                ("to",),
+                f"宛先番号 {number} を複数の団体が使います（{names(group)}）: 一台の電話が"
+                "それらの団体の着信を代表します",
+                f"the phone {number} is used by several municipalities ({names_en(group)}): "
+                "one phone answers for all of them",
             )
+        )
     return out

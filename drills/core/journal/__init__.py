@@ -11,12 +11,16 @@ the readers derived from it, so reading does not grow with history:
 metrics' fold of each scenario × vantage, :mod:`drills.metrics.state`). Both
 can be deleted at any time; they are made again from the rest.
 
-*Run ids* are the run's start in Asia/Tokyo, marked ``JST``
-(``20261205T030525JST-3fa2c1``): the same zone as every time an operator is
-shown (scorecards, logs, the ``lock_busy`` message), so the id and the start
-time printed beside it agree; the mark tells them from the older ids, which were
-UTC without a mark (``20261204T180525-3fa2c1``). Both kinds are opaque keys here
-(``--run`` and ``runs/<run_id>/`` take either); :func:`run_id_time` reads either.
+:class:`Journal` is the interface every writer and reader uses; its parts are
+modules of this package, and every name below is imported from here::
+
+    drills/core/journal/
+      __init__.py  Journal: writing, reading, digests, upkeep
+      runs.py      run ids (Asia/Tokyo, marked JST), RunStatus, is a run's process alive
+      schema.py    the tables, MIGRATIONS v1…, SCHEMA_VERSION, version checks (SQLite DDL)
+      sqlite.py    opening a file: WAL for writers, mode=ro for readers, migrated
+      upkeep.py    PruneResult, JournalStats
+      faults.py    JournalUnusable: why a file cannot be used, in plain words
 
     >>> j = Journal(":memory:")
     >>> run = j.begin_run(scenario="demo")
@@ -29,20 +33,25 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import JournalTooNew
-from drills.core.journal_faults import JournalUnusable
+from drills.core.journal.faults import JournalUnusable
+from drills.core.journal.runs import RunStatus, new_run_id, pid_alive, run_id_time
+from drills.core.journal.schema import (
+    DELIVERY_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    user_version,
+)
+from drills.core.journal.sqlite import open_database
+from drills.core.journal.upkeep import JournalStats, PruneResult
 from probes.redact import redact, redact_data
 
 __all__ = [
@@ -54,256 +63,12 @@ __all__ = [
     "JournalUnusable",
     "PruneResult",
     "RunStatus",
+    "new_run_id",
+    "run_id_time",
 ]
 
-
-class RunStatus:
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    INCOMPLETE = "incomplete"
-    """The process died (SIGKILL, power) while running: found by the next run."""
-    INTERRUPTED = "interrupted"
-    """Stopped on purpose by SIGTERM/SIGINT (:mod:`drills.core.interrupt`): not a complete drill."""
-
-    ENDED = (FINISHED, FAILED, INCOMPLETE, INTERRUPTED)
-
-
-# Version 1: the tables as they were before the schema was versioned (that
-# code wrote no ``user_version``). Every statement is idempotent, so an
-# unversioned file of any age passes through it unchanged.
-_V1 = (
-    """CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
-    scenario    TEXT NOT NULL DEFAULT '',
-    vantage     TEXT NOT NULL DEFAULT 'default',
-    started_at  REAL NOT NULL,
-    finished_at REAL,
-    status      TEXT NOT NULL,
-    pid         INTEGER,
-    host        TEXT,
-    meta        TEXT NOT NULL DEFAULT '{}'
-)""",
-    """CREATE TABLE IF NOT EXISTS deliveries (
-    id                INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id            TEXT NOT NULL REFERENCES runs(run_id),
-    step              TEXT NOT NULL,
-    municipality_code TEXT NOT NULL,
-    municipality_name TEXT NOT NULL,
-    channel_id        TEXT NOT NULL,
-    kind              TEXT NOT NULL,
-    recipient         TEXT,
-    token             TEXT NOT NULL,
-    outcome           TEXT NOT NULL,
-    reason            TEXT NOT NULL DEFAULT '',
-    sent_at           REAL,
-    accepted_at       REAL,
-    delivered_at      REAL,
-    latency_s         REAL,
-    accept_latency_s  REAL,
-    error_bound_s     REAL,
-    slo_latency_s     REAL,
-    throttled         INTEGER NOT NULL DEFAULT 0,
-    vantage           TEXT NOT NULL DEFAULT 'default',
-    scenario          TEXT NOT NULL DEFAULT '',
-    extra             TEXT NOT NULL DEFAULT '{}'
-)""",
-    "CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries(run_id)",
-    "CREATE INDEX IF NOT EXISTS runs_scenario ON runs(scenario, started_at)",
-    """CREATE TABLE IF NOT EXISTS events (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id  TEXT NOT NULL REFERENCES runs(run_id),
-    at      REAL NOT NULL,
-    kind    TEXT NOT NULL,
-    data    TEXT NOT NULL DEFAULT '{}'
-)""",
-    "CREATE INDEX IF NOT EXISTS events_run ON events(run_id, kind)",
-)
-
-
-def _v1(db: sqlite3.Connection) -> None:
-    for statement in _V1:
-        db.execute(statement)
-
-
-def _v2(db: sqlite3.Connection) -> None:
-    # Files written between evidence levels and schema versions already have it.
-    columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
-    if "evidence" not in columns:
-        db.execute("ALTER TABLE deliveries ADD COLUMN evidence TEXT")
-
-
-def _v3(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS digests (
-    run_id        TEXT PRIMARY KEY REFERENCES runs(run_id),
-    model_version TEXT NOT NULL,
-    data          TEXT NOT NULL,
-    at            REAL NOT NULL
-)"""
-    )
-
-
-def _v4(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS totals (
-    scenario      TEXT NOT NULL,
-    vantage       TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    data          TEXT NOT NULL,
-    at            REAL NOT NULL,
-    PRIMARY KEY (scenario, vantage)
-)"""
-    )
-
-
-# The one ordered list of migrations: entry i takes a file from version i to
-# version i + 1. Append only; never edit a migration that has shipped.
-MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
-    ("runs, deliveries and events", _v1),
-    ("evidence level of each delivery", _v2),
-    ("digests: one stored digest per run", _v3),
-    ("totals: the metrics' fold of each scenario × vantage", _v4),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _user_version(db: sqlite3.Connection) -> int:
-    return int(db.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _migrate(db: sqlite3.Connection, path: str) -> int:
-    """Bring *db* to :data:`SCHEMA_VERSION`; refuse a file newer than the code."""
-    found = _user_version(db)
-    if found > SCHEMA_VERSION:
-        raise JournalTooNew(path, found, SCHEMA_VERSION)
-    if found == SCHEMA_VERSION:
-        return found
-    # One write transaction for all steps: a crash leaves the old version intact,
-    # and a second process opening the file at the same time waits, then finds
-    # the work done.
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        found = _user_version(db)
-        if found > SCHEMA_VERSION:
-            raise JournalTooNew(path, found, SCHEMA_VERSION)
-        for _, step in MIGRATIONS[found:]:
-            step(db)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return SCHEMA_VERSION
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    """What :meth:`Journal.prune` removed (or, with ``dry_run``, would remove)."""
-
-    cutoff: float
-    """Runs started before this epoch time were candidates."""
-    runs: int
-    deliveries: int
-    events: int
-    digests: int
-    kept_latest: int
-    """Runs older than the cutoff kept because each is its scenario × vantage's latest."""
-    dry_run: bool = False
-
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "cutoff": self.cutoff,
-            "runs": self.runs,
-            "deliveries": self.deliveries,
-            "events": self.events,
-            "digests": self.digests,
-            "kept_latest": self.kept_latest,
-            "dry_run": self.dry_run,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class JournalStats:
-    """The size and span of a journal (:meth:`Journal.stats`)."""
-
-    schema_version: int
-    runs_by_status: Mapping[str, int] = field(default_factory=dict)
-    deliveries: int = 0
-    events: int = 0
-    digests: int = 0
-    file_bytes: int = 0
-    """The database file plus its write-ahead log."""
-    oldest_run_at: float | None = None
-    newest_run_at: float | None = None
-
-    @property
-    def runs(self) -> int:
-        return sum(self.runs_by_status.values())
-
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "runs": self.runs,
-            "runs_by_status": dict(self.runs_by_status),
-            "deliveries": self.deliveries,
-            "events": self.events,
-            "digests": self.digests,
-            "file_bytes": self.file_bytes,
-            "oldest_run_at": self.oldest_run_at,
-            "newest_run_at": self.newest_run_at,
-        }
-
-
-_DELIVERY_COLUMNS = (
-    "run_id step municipality_code municipality_name channel_id kind recipient token outcome "
-    "reason sent_at accepted_at delivered_at latency_s accept_latency_s error_bound_s "
-    "slo_latency_s throttled vantage scenario extra evidence"
-).split()
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-TOKYO = ZoneInfo("Asia/Tokyo")
-RUN_ID_ZONE = "JST"
-
-
-def new_run_id(now: float | None = None) -> str:
-    """A new run id: the start in Asia/Tokyo (as every time shown to people), marked ``JST``.
-
-    >>> new_run_id(1796407525.0)[:-7]
-    '20261205T030525JST'
-
-    Ids written before were UTC without a mark (``20261204T180525-3fa2c1``); both are
-    opaque keys to the journal, and :func:`run_id_time` reads either.
-    """
-    at = datetime.fromtimestamp(time.time() if now is None else now, TOKYO)
-    return at.strftime("%Y%m%dT%H%M%S") + RUN_ID_ZONE + "-" + secrets.token_hex(3)
-
-
-def run_id_time(run_id: str) -> datetime | None:
-    """When *run_id* was made (aware, Asia/Tokyo), from either form of id; None if neither.
-
-    >>> str(run_id_time("20261205T030525JST-3fa2c1")), str(run_id_time("20261204T180525-3fa2c1"))
-    ('2026-12-05 03:05:25+09:00', '2026-12-05 03:05:25+09:00')
-    """
-    stamp = run_id.split("-", 1)[0]
-    zone = TOKYO if stamp.endswith(RUN_ID_ZONE) else UTC
-    try:
-        at = datetime.strptime(stamp.removesuffix(RUN_ID_ZONE), "%Y%m%dT%H%M%S")
-    except ValueError:
-        return None
-    return at.replace(tzinfo=zone).astimezone(TOKYO)
+# The name :mod:`drills.metrics.digest` imports (``_pid_alive``) from before the split.
+_pid_alive = pid_alive
 
 
 class Journal:
@@ -324,65 +89,7 @@ class Journal:
         self.read_only = read_only and self.path != ":memory:"
         # Read-only: derived rows are kept in this process instead of the file.
         self._memo: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
-        try:
-            self.db = self._connect()
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalUnusable.from_error(self.path, exc, writing=not self.read_only) from None
-        try:
-            if self.read_only:
-                self.schema_version = _user_version(self.db)
-                if self.schema_version > SCHEMA_VERSION:
-                    raise JournalTooNew(self.path, self.schema_version, SCHEMA_VERSION)
-                if self.schema_version < SCHEMA_VERSION:  # older: brought up to date once
-                    self.db.close()
-                    Journal(self.path).close()
-                    self.db = self._connect()
-                    self.schema_version = _user_version(self.db)
-                self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
-            else:
-                self.schema_version = _migrate(self.db, self.path)
-        except sqlite3.Error as exc:
-            self.db.close()
-            raise JournalUnusable.from_error(self.path, exc, writing=not self.read_only) from None
-        except BaseException:
-            self.db.close()
-            raise
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path == ":memory:":
-            db = sqlite3.connect(self.path, isolation_level=None)
-        elif self.read_only:
-            if Path(self.path).is_dir():
-                raise IsADirectoryError(self.path)
-            if not Path(self.path).is_file():
-                raise FileNotFoundError(self.path)
-            uri = Path(self.path).absolute().as_uri()
-            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
-            try:
-                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            except sqlite3.OperationalError:
-                # A WAL file in a folder nobody may write: SQLite cannot make the
-                # shared-memory file, so read it as it is on disk (nobody writes there).
-                db.close()
-                db = sqlite3.connect(
-                    f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, timeout=30.0
-                )
-        else:
-            if Path(self.path).is_dir():
-                raise IsADirectoryError(self.path)
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        db.row_factory = sqlite3.Row
-        try:
-            if self.path != ":memory:" and not self.read_only:
-                db.execute("PRAGMA journal_mode=WAL")
-            if not self.read_only:
-                # NORMAL + WAL: a committed row survives the process being killed.
-                db.execute("PRAGMA synchronous=NORMAL")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        self.db, self.schema_version = open_database(self.path, read_only=self.read_only)
 
     def close(self) -> None:
         self.db.close()
@@ -403,7 +110,7 @@ class Journal:
             for row in self.db.execute(
                 "SELECT run_id, pid, host FROM runs WHERE status = ?", (RunStatus.RUNNING,)
             )
-            if row["host"] == host and not _pid_alive(row["pid"])
+            if row["host"] == host and not pid_alive(row["pid"])
         ]
         for run_id in dead:
             last = self.db.execute(
@@ -452,9 +159,9 @@ class Journal:
         data = redact_data(delivery.to_dict())  # no secret is ever journalled
         data["extra"] = json.dumps(data["extra"], ensure_ascii=False, default=str)
         self.db.execute(
-            f"INSERT INTO deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_DELIVERY_COLUMNS))})",
-            [data[c] for c in _DELIVERY_COLUMNS],
+            f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})",
+            [data[c] for c in DELIVERY_COLUMNS],
         )
 
     def record_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -685,7 +392,7 @@ class Journal:
                 except OSError:
                     pass
         return JournalStats(
-            schema_version=_user_version(self.db),
+            schema_version=user_version(self.db),
             runs_by_status=by_status,
             deliveries=self._count("SELECT COUNT(*) FROM deliveries"),
             events=self._count("SELECT COUNT(*) FROM events"),
@@ -700,7 +407,7 @@ class Journal:
 
     @staticmethod
     def _delivery(row: sqlite3.Row) -> Delivery:
-        data = {c: row[c] for c in _DELIVERY_COLUMNS}
+        data = {c: row[c] for c in DELIVERY_COLUMNS}
         data["outcome"] = Outcome(data["outcome"])
         data["extra"] = json.loads(data["extra"])
         return Delivery(**data)

@@ -1,0 +1,49 @@
+"""Why a delivery was not confirmed, in words (Japanese / English): pure, no I/O.
+
+:func:`fault_outcome` maps an exception met at a channel boundary to the record's
+outcome and reason; :func:`unanswered` says who saw what when a send got no answer.
+"""
+
+from __future__ import annotations
+
+from drills.core.delivery import Outcome
+from probes.base import ChannelRejected, ChannelUnreachable, ObserverFault, Probe
+
+__all__ = ["fault_outcome", "unanswered"]
+
+
+def unanswered(exc: BaseException, probe: Probe, waited_s: float, opened_s: float) -> str:
+    """Why a send got no answer: the send's side, the observer's side, and how long it waited."""
+    if isinstance(exc, ChannelUnreachable):
+        ja, sep, en = exc.reason.partition(" / ")
+        send_ja = f"送信: {ja}（{waited_s:.1f} 秒後）"
+        send_en = f"the send: {en if sep else ja} (after {waited_s:.1f} s)"
+    else:
+        send_ja = f"送信は {waited_s:.1f} 秒待っても応答がありませんでした（手順の制限時間）"
+        send_en = f"the send got no answer in {waited_s:.1f} s (the step's time limit)"
+    if not probe.confirms():
+        obs_ja = obs_en = ""
+    elif probe.observer_trouble() is not None:
+        obs_ja, obs_en = "。観測側も接続できません", "; the observer could not reach it either"
+    else:
+        obs_ja = "。観測側からは異常の報告はありません（送信の経路だけの問題かもしれません）"
+        obs_en = "; the observer reported no trouble (only the sending path may be affected)"
+    open_ja = open_en = ""
+    if opened_s >= 0.5:  # an open that waited for a silent server is part of the wait
+        open_ja = f"。チャネルを開くのにも {opened_s:.1f} 秒かかりました"
+        open_en = f"; opening the channel had taken {opened_s:.1f} s"
+    return f"応答なし: {send_ja}{obs_ja}{open_ja} / not answering: {send_en}{obs_en}{open_en}"
+
+
+def fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, str]:
+    """Map an exception at a channel boundary to (outcome, reason)."""
+    if isinstance(exc, ChannelRejected):
+        return Outcome.REJECTED, exc.reason
+    if isinstance(exc, ChannelUnreachable):
+        return Outcome.LOST, exc.reason
+    if isinstance(exc, ObserverFault):
+        ja, sep, en = exc.reason.partition(" / ")  # each half whole: "ja / en"
+        return Outcome.ERROR, f"観測できません: {ja} / observer failed: {en if sep else ja}"
+    if isinstance(exc, TimeoutError) and sending:
+        return Outcome.LOST, "送信がタイムアウト / send timed out"
+    return Outcome.ERROR, f"ハーネスの障害 / harness fault: {type(exc).__name__}: {exc}"
