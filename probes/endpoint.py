@@ -8,7 +8,8 @@ times what the pooled client would do first::
         await check_endpoint(timer, "api", "https://slack.com/api/", timeout=10)
         ...                                 # then the kind's own auth and read calls
 
-Phases ``{name}.dns``, ``{name}.connect`` and ``{name}.tls``. The TLS phase
+Phases ``{name}.dns`` (an IP address is taken as it is, without asking the
+resolver's thread), ``{name}.connect`` and ``{name}.tls``. The TLS phase
 verifies the chain and the host name like the clients do (system CAs, or the
 ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` the environment names) and records the
 peer certificate's ``notAfter`` with :meth:`PhaseTimer.certificate` — also
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import os
 import socket
 import ssl
@@ -48,6 +50,18 @@ def endpoint_of(url: str) -> tuple[str, str, int]:
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
     return scheme, parts.hostname or "", port
+
+
+def _literal(host: str) -> str | None:
+    """*host* itself when it is an IP address: nothing to resolve, no resolver thread.
+
+    >>> _literal("127.0.0.1"), _literal("::1"), _literal("slack.com")
+    ('127.0.0.1', '::1', None)
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def verify_context() -> ssl.SSLContext:
@@ -82,15 +96,17 @@ async def check_endpoint(
     where = f"{host}:{port}"
     loop = asyncio.get_running_loop()
     async with timer.phase(f"{name}.dns", "dns") as note:
-        try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise ChannelUnreachable(
-                f"{host} の名前解決ができません / cannot resolve {host}: {exc.strerror}",
-                code="dns",
-            ) from exc
-        address = str(infos[0][4][0])
+        address = _literal(host)
+        if address is None:
+            try:
+                async with asyncio.timeout(timeout):
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise ChannelUnreachable(
+                    f"{host} の名前解決ができません / cannot resolve {host}: {exc.strerror}",
+                    code="dns",
+                ) from exc
+            address = str(infos[0][4][0])
         note["detail"] = address
     async with timer.phase(f"{name}.connect", "connect") as note:
         try:

@@ -66,7 +66,23 @@ async def resolve(host: str, port: int, side: str) -> str:
     return ", ".join(sorted({str(info[4][0]) for info in infos}))
 
 
+_local_name: list[str] = []  # this host's name, once looked up
+
+
+async def _ehlo_name() -> str:
+    """The name to say in EHLO: this host's, looked up once per process.
+
+    aiosmtplib would ask a worker thread for ``socket.getfqdn()`` on every
+    connection: a thread hop per check, for a name that does not change.
+    """
+    if not _local_name:
+        _local_name.append(await asyncio.to_thread(socket.getfqdn))
+    return _local_name[0]
+
+
 async def _smtp(timer: PhaseTimer, s: SmtpSettings) -> None:
+    if s.helo is None:
+        s = s.model_copy(update={"helo": await _ehlo_name()})
     if not _is_literal(s.host):
         async with timer.phase("smtp.dns", "dns") as note:
             note["detail"] = await resolve(s.host, s.effective_port, "SMTP")

@@ -17,7 +17,9 @@ How SMTP facts map (``smtp_fault``)::
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.message import Message
@@ -32,7 +34,7 @@ from probes.base import (
     ChannelUnreachable,
     ProbeError,
 )
-from probes.mail.tls import cert_days_left, client_context, is_certificate_error, tls_reason
+from probes.mail.tls import client_context, is_certificate_error, tls_reason
 from probes.preflight import not_after_of
 from probes.settings import Duration, SecretRef, SecretUnresolvable
 
@@ -218,6 +220,11 @@ def smtp_fault(exc: BaseException, stage: str) -> ProbeError:
     raise TypeError(f"not an SMTP failure: {exc!r}")
 
 
+def _days_left(not_after: float) -> int:
+    """Whole days until *not_after* (negative once past), as ``cert_days_left`` counts them."""
+    return math.floor((not_after - time.time()) / 86_400)
+
+
 def _quiet(_stage: str) -> None:
     """No one is listening to the stages."""
 
@@ -299,14 +306,16 @@ class SmtpSession:
     def _facts(client: aiosmtplib.SMTP, banner: str, s: SmtpSettings) -> SmtpFacts:
         ssl_object = client.get_transport_info("ssl_object")
         tls = ssl_object is not None
+        # the certificate parsed once: its notAfter gives the days left too
+        not_after = not_after_of(ssl_object.getpeercert(binary_form=True)) if tls else None
         return SmtpFacts(
             banner=" ".join(banner.split())[:200],
             extensions=tuple(sorted(client.esmtp_extensions)),
             auth_methods=tuple(client.server_auth_methods),
             tls=tls,
             tls_version=ssl_object.version() if tls else None,
-            tls_days_left=cert_days_left(ssl_object) if tls else None,
-            tls_not_after=not_after_of(ssl_object.getpeercert(binary_form=True)) if tls else None,
+            tls_days_left=_days_left(not_after) if not_after is not None else None,
+            tls_not_after=not_after,
             tls_verified=tls and s.verify,
         )
 

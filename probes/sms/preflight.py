@@ -9,9 +9,10 @@ Through the official ``twilio`` client as the probe uses it
     number.sms      GET IncomingPhoneNumbers.json?PhoneNumber={from}: the number is the
                     account's, ``capabilities.sms`` is true and its status ``in-use``
     account.balance GET Balance.json: the balance covers the channel's cost cap
-    callback.*      only when ``status_callback.public_url`` is set: DNS, connect, TLS
-                    of the public URL and one GET that gets an HTTP answer (any status:
-                    the listener behind it runs only during a drill)
+    callback.*      only when ``status_callback.public_url`` is set and is not the
+                    listener's own address (which answers only during a drill): DNS,
+                    connect, TLS of the public URL and one GET that gets an HTTP answer
+                    (any status: the listener behind it runs only during a drill)
 
 The cost cap compared is ``caps.max_cost``, or — without one — what the caps
 let a run spend at the registered price (``max_segments × price_per_segment``);
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -147,8 +149,29 @@ async def check_twilio(probe: TwilioProbe) -> PreflightReport:
         timer.fact("observer_configured", 1.0 if any(map(probe.observes, s.to)) else 0.0)
         callback = s.status_callback
         if callback is not None and callback.public_url is not None:
-            await _callback(timer, callback.public_url, probe, wait)
+            if _own_listener(callback.public_url, callback.listen_host, callback.listen_port):
+                timer.fact("callback_checked", 0.0)  # nothing listens there between drills
+            else:
+                await _callback(timer, callback.public_url, probe, wait)
+                timer.fact("callback_checked", 1.0)
     return timer.report()
+
+
+def _own_listener(public_url: str, listen_host: str, listen_port: int) -> bool:
+    """Does *public_url* point straight at our own callback listener?
+
+    That listener runs only while a drill is open, so between drills nobody answers
+    there and a check of it would always fail: it is not checked (``callback_checked``
+    0). A public URL in front of it (a reverse proxy) is checked.
+
+    >>> _own_listener("http://127.0.0.1:8931", "127.0.0.1", 8931)
+    True
+    >>> _own_listener("https://drill.example.lg.jp/tsunagari", "127.0.0.1", 8931)
+    False
+    """
+    url = urlsplit(public_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.hostname == listen_host and port == listen_port
 
 
 async def _number(account: Any, number: str, wait: float) -> str:

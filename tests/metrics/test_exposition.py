@@ -10,7 +10,7 @@ import pytest
 
 from drills.core.journal import Journal
 from drills.core.registry import load_registry
-from drills.metrics.catalogue import CATALOGUE, catalogue_markdown
+from drills.metrics.catalogue import CATALOGUE, CHECKS, catalogue_markdown, checks_markdown
 from drills.metrics.collector import Scope, exposition
 from drills.metrics.push import write_textfile
 from drills.operator import demo
@@ -59,7 +59,11 @@ def test_readme_documents_every_metric() -> None:
     assert catalogue_markdown() in section, (
         "README metrics table is stale: paste drills.metrics.catalogue.catalogue_markdown()"
     )
-    for name in CATALOGUE:
+    # The /probe families (CHECKS) are a table of their own in the same section.
+    assert checks_markdown() in section, (
+        "README /probe metrics table is stale: paste drills.metrics.catalogue.checks_markdown()"
+    )
+    for name in (*CATALOGUE, *CHECKS):
         assert f"`{name}`" in section
 
 

@@ -172,6 +172,21 @@ async def test_callback_url_reachability(
     sent_nothing(sim)
 
 
+async def test_a_public_url_that_is_the_listener_itself_is_not_checked_between_drills(
+    make_probe: Any, sim: TwilioSimulator
+) -> None:
+    # The demo's simulated channels (status_callback: {}) point public_url at the listener,
+    # which runs only while a drill is open: checking it would always fail.
+    port = closed_port()
+    probe = await make_probe(open_probe=False, caps=CAPS)
+    own = StatusCallbackSettings(public_url=f"http://127.0.0.1:{port}", listen_port=port)
+    report = await check(changed(probe, status_callback=own))
+    assert report.ok, report.reason
+    assert [p.name for p in report.phases] == PHASES
+    assert report.facts["callback_checked"] == 0.0
+    sent_nothing(sim)
+
+
 async def test_api_certificate_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The API's certificate (trustme, 10 days left) comes back from the TLS phase."""
     ca = trustme.CA()
