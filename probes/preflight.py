@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-from probes.base import ProbeError
+from probes.base import ChannelUnreachable, ProbeError
 
 __all__ = [
     "PHASE_CLASSES",
@@ -313,7 +313,9 @@ class PhaseTimer:
             raise _Stop from None
         except OSError as exc:
             why, code = _os_reason(exc)
-            self._fail(name, "tls" if code == "tls" else phase, start, why, code)
+            # A socket error is the network's, whatever the phase meant to check.
+            net = phase if phase in ("dns", "connect", "tls") else "connect"
+            self._fail(name, "tls" if code == "tls" else net, start, why, code)
             raise _Stop from exc
         # (cancelled: _current stays, so a runner's timeout can name this phase)
         self._current = None
@@ -391,10 +393,19 @@ def _os_reason(exc: OSError) -> tuple[Reason, str]:
 
 
 def _class_of(exc: ProbeError, phase: PhaseClass) -> PhaseClass:
-    """A PhaseFailure's own class; a TLS failure (code ``tls``) is a ``tls`` phase's."""
+    """A PhaseFailure's own class; a TLS failure (code ``tls``) is a ``tls`` phase's; a
+    server that could not be reached is a ``connect`` failure whatever the phase meant to
+    check (an ``account.auth`` that never got an answer says nothing of the credentials).
+
+    >>> from probes.base import ChannelRejected, ChannelUnreachable
+    >>> _class_of(ChannelUnreachable("down"), "auth"), _class_of(ChannelRejected("401"), "auth")
+    ('connect', 'auth')
+    """
     if isinstance(exc, PhaseFailure):
         return exc.phase
-    return "tls" if exc.code == "tls" else phase
+    if exc.code == "tls":
+        return "tls"
+    return "connect" if isinstance(exc, ChannelUnreachable) else phase
 
 
 class StageClock:
