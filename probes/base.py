@@ -57,6 +57,7 @@ Anything else raised by a probe is a harness fault: recorded as ``error``.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import re
 import secrets as _secrets
 import time
@@ -98,6 +99,7 @@ __all__ = [
     "Throttling",
     "find_tokens",
     "new_token",
+    "parse_retry_after",
 ]
 
 DEFAULT_MARKER = "【訓練】"
@@ -111,6 +113,33 @@ TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])TSG-[0-9A-HJKMNP-TV-Z]{12}(?![0-9A-Za-z]
 def new_token() -> str:
     """A fresh drill token, e.g. ``TSG-7K3Q9XW2M4PD`` (60 random bits)."""
     return "TSG-" + "".join(_secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header, in seconds or as an HTTP date; None if absent.
+
+    RFC 9110 §10.2.3 allows both forms; a date is counted from *now* (wall clock, default
+    the current time). Unreadable values are None (the caller's own backoff applies).
+    One parser for every kind that is throttled over HTTP (chat, Twilio).
+
+    >>> parse_retry_after("2"), parse_retry_after(None), parse_retry_after("later")
+    (2.0, None, None)
+    >>> parse_retry_after("Sun, 06 Nov 1994 08:49:39 GMT", now=784111777.0)
+    2.0
+    """
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322, but no zone given
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def find_tokens(text: str) -> list[str]:

@@ -69,6 +69,7 @@ def register(sub: Any, t: Text) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from drills.commands.registry import refused
     from drills.core.errors import RegistryError
     from drills.core.registry import load_registry
     from drills.core.requirements import ScenarioMistake, parse_seconds
@@ -82,26 +83,8 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioMistake as exc:
         print(exc.render(args.lang), file=sys.stderr)
         return 2
-    except KeyError as exc:
-        print(
-            t(
-                f"--municipality {exc.args[0]!r} に当たる団体がありません",
-                f"--municipality {exc.args[0]!r} matches no municipality",
-            ),
-            file=sys.stderr,
-        )
-        return 2
-    except RegistryError as exc:
-        print(
-            t(
-                f"レジストリに誤りがあります（{len(exc.problems)} 件）:",
-                f"The registry has {len(exc.problems)} problem(s):",
-            ),
-            file=sys.stderr,
-        )
-        for line in exc.lines(args.lang):
-            print("  " + line, file=sys.stderr)
-        return 2
+    except (KeyError, RegistryError) as exc:
+        return refused(exc, args.lang)
     checked = _check(targets, timeout)
     if args.format == "json":
         _print_json(checked)

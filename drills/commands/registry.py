@@ -5,9 +5,40 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drills.core.i18n import Text
+
+if TYPE_CHECKING:
+    from drills.core.errors import RegistryError
+
+
+def refused(exc: KeyError | RegistryError, lang: str) -> int:
+    """Say why the registry, or the ``--municipality`` selection in it, cannot be used.
+
+    One wording for every command that loads a registry (``registry check``, ``check``):
+    an unknown selector (``KeyError``) or every problem of a ``RegistryError``. Exit 2.
+    """
+    t = Text(lang)
+    if isinstance(exc, KeyError):
+        print(
+            t(
+                f"--municipality {exc.args[0]!r} に当たる団体がありません",
+                f"--municipality {exc.args[0]!r} matches no municipality",
+            ),
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        t(
+            f"レジストリに誤りがあります（{len(exc.problems)} 件）:",
+            f"The registry has {len(exc.problems)} problem(s):",
+        ),
+        file=sys.stderr,
+    )
+    for line in exc.lines(lang):
+        print("  " + line, file=sys.stderr)
+    return 2
 
 
 def register(sub: Any, t: Text) -> None:
@@ -68,26 +99,8 @@ def run_check(args: argparse.Namespace) -> int:
             reg.check_secrets(reg.targets(args.municipality))
         # every channel's sharing (the structure of the whole file is checked)
         notes = [said(f, p, args.lang) for f, p in check_sharing(reg, reveal=not args.no_secrets)]
-    except KeyError as exc:
-        print(
-            t(
-                f"--municipality {exc.args[0]!r} に当たる団体がありません",
-                f"--municipality {exc.args[0]!r} matches no municipality",
-            ),
-            file=sys.stderr,
-        )
-        return 2
-    except RegistryError as exc:
-        print(
-            t(
-                f"レジストリに誤りがあります（{len(exc.problems)} 件）:",
-                f"The registry has {len(exc.problems)} problem(s):",
-            ),
-            file=sys.stderr,
-        )
-        for line in exc.lines(args.lang):
-            print("  " + line, file=sys.stderr)
-        return 2
+    except (KeyError, RegistryError) as exc:
+        return refused(exc, args.lang)
     channels = [c for m in reg.municipalities for c in m.channels]
     kinds = Counter(c.kind for c in channels)
     simulated = sum(c.simulated for c in channels)

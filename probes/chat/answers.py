@@ -13,12 +13,10 @@ Pure functions (no I/O); :mod:`probes.chat.base` re-exports them.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from typing import Any
 
-from probes.base import ChannelUnreachable
+from probes.base import ChannelUnreachable, parse_retry_after
 
 __all__ = ["AnswerCutOff", "both", "foreign_answer", "retry_after_seconds"]
 
@@ -36,19 +34,8 @@ def retry_after_seconds(headers: Any, default: float = 1.0, *, now: float | None
     2.0
     """
     value = headers.get("Retry-After") if headers is not None else None
-    if value is None:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError):
-        return default
-    if when.tzinfo is None:  # "-0000": UTC by RFC 5322
-        return default
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    seconds = parse_retry_after(None if value is None else str(value), now)
+    return default if seconds is None else seconds
 
 
 def both(ja: str, en: str, detail: str = "") -> str:

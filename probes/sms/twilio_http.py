@@ -19,9 +19,7 @@ current task* is kept in :data:`RETRY_AFTER` so a 429 can be honoured.
 from __future__ import annotations
 
 import base64
-import email.utils
 import logging
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -30,6 +28,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
+
+from probes.base import parse_retry_after
 
 __all__ = ["RETRY_AFTER", "AioTwilioHttp", "basic_auth_header", "parse_retry_after"]
 
@@ -41,32 +41,6 @@ RETRY_AFTER: ContextVar[float | None] = ContextVar("twilio_retry_after", default
 def basic_auth_header(user: str, password: str) -> str:
     """An HTTP Basic ``Authorization`` value (aiohttp 3.14 deprecates ``BasicAuth``)."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header, in seconds or as an HTTP date; None if absent.
-
-    RFC 9110 §10.2.3 allows both forms; a date is counted from *now* (wall clock, default
-    the current time). Unreadable values are None (the caller's own backoff applies).
-
-    >>> parse_retry_after("2"), parse_retry_after(None), parse_retry_after("later")
-    (2.0, None, None)
-    >>> parse_retry_after("Sun, 06 Nov 1994 08:49:39 GMT", now=784111777.0)
-    2.0
-    """
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]

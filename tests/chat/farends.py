@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,34 @@ class SynapseFarEnd(FarEnd):
             await proxy.stop()
         for setup in self.disposables.values():
             await asyncio.to_thread(setup.hs.close)
+
+
+async def seen_through_a_stalled_loop(
+    end: SimFarEnd, stall_s: float = 0.15
+) -> tuple[str, Sighting]:
+    """Send one message while the event loop stalls *stall_s* right as it becomes visible.
+
+    A loaded harness in miniature: the sighting is late by the stall, and a bound that
+    does not say so is a lie the oracle catches. Returns the token and the sighting.
+    """
+    probe = await end.channel(latency=0.05)
+    ledger = end.sim.ledger
+    visible = ledger.visible
+    stalls: list[float] = []
+
+    def visible_then_stall(entry: Any, *, at: float | None = None) -> None:
+        visible(entry, at=at)
+        stalls.append(stall_s)
+        asyncio.get_running_loop().call_soon(time.sleep, stall_s)
+
+    ledger.visible = visible_then_stall  # type: ignore[method-assign]
+    await probe.open()
+    try:
+        message = DrillMessage.new("負荷")
+        waiting = asyncio.ensure_future(probe.observe(message))
+        await probe.send(message)
+        sighting = await asyncio.wait_for(waiting, 5)
+    finally:
+        await probe.close()
+    assert stalls
+    return message.token, sighting

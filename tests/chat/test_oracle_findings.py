@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import pytest
 
@@ -24,7 +22,7 @@ from probes.chat.base import ChatProbe
 from probes.chat.matrix import MatrixProbe
 from probes.chat.mattermost import MattermostProbe, push_bound
 from probes.chat.webhook import WebhookProbe
-from tests.chat.farends import SimFarEnd
+from tests.chat.farends import SimFarEnd, seen_through_a_stalled_loop
 
 
 @pytest.fixture
@@ -157,27 +155,8 @@ async def test_mattermost_push_bound_is_measured_from_create_at(sims) -> None:
     is that late, and its bound (from the post's ``create_at``) must say so — it was a
     fixed 2 ms."""
     end = await sims(MattermostProbe)
-    probe = await end.channel(latency=0.05)
-    ledger = end.sim.ledger
-    visible = ledger.visible
-    stalls: list[float] = []
-
-    def visible_then_stall(entry: Any, *, at: float | None = None) -> None:
-        visible(entry, at=at)
-        stalls.append(0.15)
-        asyncio.get_running_loop().call_soon(time.sleep, 0.15)  # a loaded harness
-
-    ledger.visible = visible_then_stall  # type: ignore[method-assign]
-    await probe.open()
-    try:
-        message = DrillMessage.new("負荷")
-        waiting = asyncio.ensure_future(probe.observe(message))
-        await probe.send(message)
-        sighting = await asyncio.wait_for(waiting, 5)
-    finally:
-        await probe.close()
-    assert stalls
-    assert holds(end, message.token, sighting) >= 0.15  # it really was seen late
+    token, sighting = await seen_through_a_stalled_loop(end)
+    assert holds(end, token, sighting) >= 0.15  # it really was seen late
     assert sighting.error_bound_s >= 0.15
 
 

@@ -26,7 +26,7 @@ from probes.chat.webhook import WebhookProbe
 from probes.sim.base import LatencySpec, SimKnobs, closed_port
 from probes.sim.chat import ChatSimulator
 from probes.sim.ledger import Fate
-from tests.chat.farends import SimFarEnd, rebuild
+from tests.chat.farends import SimFarEnd, rebuild, seen_through_a_stalled_loop
 
 
 @pytest.fixture
@@ -129,30 +129,11 @@ async def test_push_observer_bound_includes_a_stalled_event_loop(sims, cls: type
     the sighting is late by that much, and its bound must say so.
     """
     end = await sims(cls)
-    probe = await end.channel(latency=0.05)
-    ledger = end.sim.ledger
-    visible = ledger.visible
-    stalls: list[float] = []
-
-    def visible_then_stall(entry: Any, *, at: float | None = None) -> None:
-        visible(entry, at=at)
-        stalls.append(0.15)
-        asyncio.get_running_loop().call_soon(time.sleep, 0.15)  # a loaded harness
-
-    ledger.visible = visible_then_stall  # type: ignore[method-assign]
-    await probe.open()
-    try:
-        message = DrillMessage.new("負荷")
-        waiting = asyncio.ensure_future(probe.observe(message))
-        await probe.send(message)
-        sighting = await asyncio.wait_for(waiting, 5)
-    finally:
-        await probe.close()
-    assert stalls
-    entry = ledger.entry(message.token)
+    token, sighting = await seen_through_a_stalled_loop(end)
+    entry = end.sim.ledger.entry(token)
     assert entry is not None and entry.visible_at is not None
     assert sighting.at - entry.visible_at >= 0.15  # it really was seen late
-    oracle(end, message.token, sighting.at, sighting.error_bound_s)
+    oracle(end, token, sighting.at, sighting.error_bound_s)
 
 
 async def test_poll_bound_counts_from_the_last_look_that_read(sims) -> None:
