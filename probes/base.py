@@ -94,6 +94,7 @@ __all__ = [
     "Probe",
     "ProbeEnv",
     "ProbeError",
+    "Reason",
     "Sighting",
     "Sightings",
     "Throttling",
@@ -113,6 +114,48 @@ TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])TSG-[0-9A-HJKMNP-TV-Z]{12}(?![0-9A-Za-z]
 def new_token() -> str:
     """A fresh drill token, e.g. ``TSG-7K3Q9XW2M4PD`` (60 random bits)."""
     return "TSG-" + "".join(_secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A reason in both languages (preflight phases, SMS statuses); ``str`` is ``"日本語 / English"``.
+
+    :meth:`parse` splits a probe's ``"ja / en"`` reason; a leading protocol
+    word of the Japanese half (``SMTP``, ``IMAP``) is kept on the English side:
+
+    >>> r = Reason.parse("IMAP ログイン失敗 / login refused for drill: [AUTHENTICATIONFAILED]")
+    >>> r.ja, r.en
+    ('IMAP ログイン失敗', 'IMAP login refused for drill: [AUTHENTICATIONFAILED]')
+    >>> Reason.parse("127.0.0.1:25 への接続が拒否されました / connection to 127.0.0.1:25 refused").en
+    'connection to 127.0.0.1:25 refused'
+    >>> str(Reason.parse("no separator"))
+    'no separator / no separator'
+    """
+
+    ja: str
+    en: str
+
+    def __str__(self) -> str:
+        return f"{self.ja} / {self.en}"
+
+    def text(self, lang: str = "ja") -> str:
+        return self.en if lang == "en" else self.ja
+
+    @classmethod
+    def parse(cls, text: str) -> Reason:
+        ja, sep, en = text.partition(" / ")
+        if not sep:
+            return cls(text, text)
+        words = ja.split(" ")
+        lead = []
+        for word in words[:-1]:  # protocol names only: SMTP, IMAP, HTTP
+            if not (word.isascii() and word.isalpha() and word.isupper()):
+                break
+            lead.append(word)
+        prefix = " ".join(lead)
+        if prefix and not en.startswith(prefix):
+            en = f"{prefix} {en}"
+        return cls(ja.strip(), en.strip())
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

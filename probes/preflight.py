@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-from probes.base import ChannelUnreachable, ProbeError
+from probes.base import ChannelUnreachable, ProbeError, Reason
 
 __all__ = [
     "PHASE_CLASSES",
@@ -54,48 +54,6 @@ __all__ = [
 PhaseClass = Literal["dns", "connect", "tls", "auth", "read", "account"]
 PHASE_CLASSES: tuple[str, ...] = get_args(PhaseClass)
 _DAY = 86_400.0
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """A reason in both languages; ``str`` is ``"日本語 / English"``.
-
-    :meth:`parse` splits a probe's ``"ja / en"`` reason; a leading protocol
-    word of the Japanese half (``SMTP``, ``IMAP``) is kept on the English side:
-
-    >>> r = Reason.parse("IMAP ログイン失敗 / login refused for drill: [AUTHENTICATIONFAILED]")
-    >>> r.ja, r.en
-    ('IMAP ログイン失敗', 'IMAP login refused for drill: [AUTHENTICATIONFAILED]')
-    >>> Reason.parse("127.0.0.1:25 への接続が拒否されました / connection to 127.0.0.1:25 refused").en
-    'connection to 127.0.0.1:25 refused'
-    >>> str(Reason.parse("no separator"))
-    'no separator / no separator'
-    """
-
-    ja: str
-    en: str
-
-    def __str__(self) -> str:
-        return f"{self.ja} / {self.en}"
-
-    def text(self, lang: str = "ja") -> str:
-        return self.en if lang == "en" else self.ja
-
-    @classmethod
-    def parse(cls, text: str) -> Reason:
-        ja, sep, en = text.partition(" / ")
-        if not sep:
-            return cls(text, text)
-        words = ja.split(" ")
-        lead = []
-        for word in words[:-1]:  # protocol names only: SMTP, IMAP, HTTP
-            if not (word.isascii() and word.isalpha() and word.isupper()):
-                break
-            lead.append(word)
-        prefix = " ".join(lead)
-        if prefix and not en.startswith(prefix):
-            en = f"{prefix} {en}"
-        return cls(ja.strip(), en.strip())
 
 
 @dataclass(frozen=True, slots=True)

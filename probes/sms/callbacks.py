@@ -85,6 +85,9 @@ def callback_urls(public_url: str) -> tuple[str, str]:
     return base + STATUS_PATH, base + INBOUND_PATH
 
 
+_Handler = Callable[[dict[str, str], float, float, float], None]
+
+
 class CallbackSink(Protocol):
     """A probe that wants the callbacks of one Twilio account.
 
@@ -324,25 +327,23 @@ class CallbackListener:
         return sinks, params
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
-        at, wall = Clock.monotonic(), Clock.wall()
-        age = self.burst.enter(at)
-        try:
-            sinks, params = await self._verified(request)
-            bound = self.bound(at, age)
-            for sink in sinks:
-                sink.on_status(params, at, wall, bound)
-        finally:
-            self.burst.leave(Clock.monotonic())
+        await self._deliver(request, lambda sink: sink.on_status)
         return web.Response(status=204)
 
     async def _inbound(self, request: web.Request) -> web.StreamResponse:
+        await self._deliver(request, lambda sink: sink.on_inbound)
+        return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
+
+    async def _deliver(
+        self, request: web.Request, handler: Callable[[CallbackSink], _Handler]
+    ) -> None:
+        """Verify one callback and hand it to each sink's *handler*, timed on arrival."""
         at, wall = Clock.monotonic(), Clock.wall()
         age = self.burst.enter(at)
         try:
             sinks, params = await self._verified(request)
             bound = self.bound(at, age)
             for sink in sinks:
-                sink.on_inbound(params, at, wall, bound)
+                handler(sink)(params, at, wall, bound)
         finally:
             self.burst.leave(Clock.monotonic())
-        return web.Response(text=_EMPTY_TWIML, content_type="text/xml")

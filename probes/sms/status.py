@@ -29,6 +29,8 @@ from enum import Enum
 
 import phonenumbers
 
+from probes.base import Reason
+
 __all__ = [
     "TERMINAL_STATUSES",
     "InvalidNumber",
@@ -48,20 +50,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- reasons
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """A human reason, Japanese first: ``str(reason)`` is ``"日本語 / English"``."""
-
-    ja: str
-    en: str
-
-    def __str__(self) -> str:
-        return f"{self.ja} / {self.en}"
-
-    def text(self, lang: str = "ja") -> str:
-        return self.en if lang == "en" else self.ja
 
 
 # Twilio error codes → (ja, en, temporary). https://www.twilio.com/docs/api/errors/<code>
