@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from grafana_foundation_sdk.builders import (
     bargauge,
+    geomap,
     heatmap,
     piechart,
     stat,
@@ -31,6 +32,7 @@ from grafana_foundation_sdk.builders import (
     table,
     timeseries,
 )
+from grafana_foundation_sdk.builders.common import FrameGeometrySource, MapLayerOptions
 from grafana_foundation_sdk.builders.dashboard import (
     AnnotationQuery,
     Dashboard,
@@ -44,6 +46,7 @@ from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import geomap as gm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 HERE = Path(__file__).resolve().parent
@@ -295,6 +298,7 @@ def cio_overview() -> Dashboard:
         )
         .orientation(common.VizOrientation.HORIZONTAL)
     )
+    d = map_row(d)
     d = d.with_row(Row("推移"))
     d = d.with_panel(
         panel(timeseries, "即応性スコアの推移（90 日）", 16, 10)
@@ -316,6 +320,117 @@ def cio_overview() -> Dashboard:
         )
     )
     return preflight_row(d)
+
+
+# tsunagari_municipality_info: one series per municipality whose office is known (labels
+# latitude, longitude, region); pushed once per scenario × vantage, hence the max by.
+PLACE = "latitude, longitude, region"
+
+
+def on_map(expr: str, regions: str) -> str:
+    """*expr* (one series per municipality) with the office's latitude and longitude."""
+    return (
+        f"{expr}\n  * on (municipality_code) group_left ({PLACE})\n"
+        f"max by (municipality_code, {PLACE}) "
+        f'(tsunagari_municipality_info{{region=~"{regions}"}})'
+    )
+
+
+def map_layer(name: str, ref: str, symbol: str, size: int, names: bool) -> MapLayerOptions:
+    """Markers at each office, coloured by the value of query *ref* (its thresholds)."""
+    text = (
+        {"field": "municipality_name", "mode": "field"} if names else {"fixed": "", "mode": "fixed"}
+    )
+    return (
+        MapLayerOptions()
+        .type("markers")
+        .name(name)
+        .location(
+            FrameGeometrySource()
+            .mode(common.FrameGeometrySourceMode.COORDS)
+            .latitude("latitude")
+            .longitude("longitude")
+        )
+        .filter_data({"id": "byRefId", "options": ref})
+        .tooltip(True)
+        .config(
+            {
+                "showLegend": True,
+                "style": {
+                    "color": {"field": f"Value #{ref}", "fixed": "dark-green"},
+                    "opacity": 0.9,
+                    "size": {"fixed": size, "min": size, "max": size},
+                    "symbol": {"fixed": f"img/icons/marker/{symbol}.svg", "mode": "fixed"},
+                    "text": text,
+                    "textConfig": {"fontSize": 10, "offsetY": -12, "textAlign": "center"},
+                },
+            }
+        )
+    )
+
+
+def map_panel(title: str, regions: str, lat: float, lon: float, zoom: int, w: int) -> Any:
+    """A Geomap of the municipalities in *regions*: grade colours, and a cross where every
+    channel was unreachable in the latest drill (as the HTML report's map)."""
+    score = f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})"
+    reached = f"max by ({MUNI}) (tsunagari_channel_reachable{{{SEL}}})"
+    return (
+        panel(geomap, title, w, 12)
+        .description(
+            "各団体の役所・役場の位置に最新の訓練の即応性スコア（色は評価の区分: 90 以上 A、"
+            "75 以上 B、50 以上 C）。✕ はどのチャネルにも届かなかった団体（不通）。"
+            "位置は tsunagari_municipality_info（国土地理院の役所・役場の経緯度）"
+        )
+        .with_target(q(on_map(score, regions), fmt="table", instant=True))
+        .with_target(q(on_map(reached, regions), fmt="table", instant=True, ref="B"))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="convertFieldType",
+                options={
+                    "conversions": [
+                        {"targetField": "latitude", "destinationType": "number"},
+                        {"targetField": "longitude", "destinationType": "number"},
+                    ],
+                    "fields": {},
+                },
+            )
+        )
+        .min(0)
+        .max(100)
+        .decimals(1)
+        .thresholds(thresholds(GRADE_STEPS))
+        .override_by_query(
+            "B",
+            [
+                dm.DynamicConfigValue(
+                    id_val="thresholds",
+                    value={
+                        "mode": "absolute",
+                        "steps": [
+                            {"value": None, "color": "dark-red"},
+                            {"value": 1, "color": "transparent"},
+                        ],
+                    },
+                )
+            ],
+        )
+        .basemap(MapLayerOptions().type("default").name("背景地図"))
+        .view(geomap.MapViewConfig().id("coords").lat(lat).lon(lon).zoom(zoom))
+        .layers(
+            [
+                map_layer("評価（即応性スコア）", "A", "circle", 12, names=True),
+                map_layer("不通（全チャネル）", "B", "x-mark", 20, names=False),
+            ]
+        )
+        .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
+    )
+
+
+def map_row(d: Dashboard) -> Dashboard:
+    """The municipalities on a map: the mainland, and the islands far to the south."""
+    d = d.with_row(Row("地図"))
+    d = d.with_panel(map_panel("即応性マップ（23区・多摩）", "pref|ku|tama", 35.69, 139.45, 9, 16))
+    return d.with_panel(map_panel("即応性マップ（島しょ）", "izu|ogasawara", 30.6, 140.6, 5, 8))
 
 
 def preflight_row(d: Dashboard) -> Dashboard:
@@ -730,6 +845,22 @@ def drill_run() -> Dashboard:
         panel(timeseries, "累計の訓練メッセージ（結果別）", 24, 8).with_target(
             q(f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})", "{{outcome}}")
         )
+    )
+    d = d.with_panel(  # where the chain broke and why (drills.core.taxonomy)
+        panel(bargauge, "届かなかった記録（段階・原因別、最新の訓練）", 24, 8)
+        .description(
+            "最新の訓練で届かなかった記録（遅延を含む）。段階: registry 登録・設定 / send 送信 / "
+            "transit 伝達経路 / far_end 受け手側の確認。原因: auth 認証・権限 / config 設定誤り / "
+            "connection 接続不良 / congestion 混雑・制限 / delay 遅延 / unknown 不明"
+        )
+        .with_target(
+            q(
+                f"sum by (stage, cause) (tsunagari_drill_failures{{{SEL}}})",
+                "{{stage}} · {{cause}}",
+                instant=True,
+            )
+        )
+        .orientation(common.VizOrientation.HORIZONTAL)
     )
     return d
 

@@ -60,8 +60,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
     (
         "serve",
         "drills.commands.serve",
-        "journal の最新の状態を Prometheus に公開する（既定は 127.0.0.1 のみ）",
-        "serve the journal's latest state to Prometheus (127.0.0.1 only by default)",
+        "journal の最新の状態と /probe（送信しないチャネル確認）を Prometheus に公開する",
+        "serve the journal's latest state and /probe (channel checks, nothing sent) to Prometheus",
     ),
     (
         "scorecard",

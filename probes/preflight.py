@@ -19,6 +19,19 @@ reason is the report's::
         timer.certificate("smtp", "relay.example.lg.jp", 587, not_after)
     return timer.report()
 
+**A channel whose deliveries cannot be confirmed** — no observer configured (mail
+without ``imap``/``maildir``, a chat kind or webhook without ``observer``, Twilio
+without a number it can read) — is the same for every kind: everything that can
+be checked is checked, the check passes if that works, and the report says so
+with the fact ``observer_configured`` 0 (:data:`NO_OBSERVER` in the ``check``
+table and the ``/probe`` answer): its drills would only say "accepted", never
+"delivered". A channel with nothing at all to check without sending (a webhook
+with neither ``health_url`` nor ``observer``) is reported *skipped*, not failing.
+
+**A refused credential** — HTTP 401, or a kind's own "token not valid" answer — is
+class ``auth`` in whichever phase it is met (a read answered 401 is an ``auth``
+failure); a 403 (logged in, not allowed) keeps its phase's class.
+
 Nothing here does I/O: this module is types, the timer and the JSON shape that
 ``tsunagari check``, ``/probe`` and the metrics all read.
 """
@@ -37,6 +50,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 from probes.base import ChannelUnreachable, ProbeError, Reason
 
 __all__ = [
+    "NO_OBSERVER",
     "PHASE_CLASSES",
     "CertificateFact",
     "PhaseClass",
@@ -52,6 +66,11 @@ __all__ = [
 ]
 
 PhaseClass = Literal["dns", "connect", "tls", "auth", "read", "account"]
+
+NO_OBSERVER = Reason(
+    "観測側がありません: 届いたかを確認できず、訓練は「受付のみ」になります",
+    "no observer: arrival cannot be confirmed, drills can only say 'accepted'",
+)
 PHASE_CLASSES: tuple[str, ...] = get_args(PhaseClass)
 _DAY = 86_400.0
 

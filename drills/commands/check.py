@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from drills.core.i18n import Text
@@ -65,18 +65,37 @@ def register(sub: Any, t: Text) -> None:
         default="10s",
         help=t("チャネルごとの制限時間（例: 10s）", "time limit per channel (e.g. 10s)"),
     )
+    add_rate_limit(p, t)
     p.set_defaults(func=run)
+
+
+def add_rate_limit(p: Any, t: Text) -> None:
+    """``--rate-limit KIND=N/DURATION``: one definition for ``check`` and ``serve``."""
+    p.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="KIND=N/DURATION",
+        help=t(
+            "種類ごとのチェック回数の上限（例: lineworks=3/60s、slack=off。複数可。"
+            "既定: lineworks 3/60s、slack・teams 20/60s、twilio 30/60s）",
+            "checks per provider kind and window (e.g. lineworks=3/60s, slack=off; repeatable; "
+            "default: lineworks 3/60s, slack and teams 20/60s, twilio 30/60s)",
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from drills.commands.registry import refused
     from drills.core.errors import RegistryError
+    from drills.core.preflight import limits_with, parse_limit
     from drills.core.registry import load_registry
     from drills.core.requirements import ScenarioMistake, parse_seconds
 
     t = Text(args.lang)
     try:
         timeout = parse_seconds(args.timeout, "--timeout")
+        limits = limits_with(parse_limit(text) for text in args.rate_limit)
         reg = load_registry(args.registry, check_secrets=False)
         targets = reg.targets(args.municipality)
         reg.check_secrets(targets)
@@ -85,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except (KeyError, RegistryError) as exc:
         return refused(exc, args.lang)
-    checked = _check(targets, timeout)
+    checked = _check(targets, timeout, limits)
     if args.format == "json":
         _print_json(checked)
     else:
@@ -93,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(c.report.ok for c in checked) else 1
 
 
-def _check(targets: Sequence[Any], timeout: float) -> list[Checked]:
+def _check(targets: Sequence[Any], timeout: float, limits: Mapping[str, Any]) -> list[Checked]:
     import asyncio
 
     from drills.core.preflight import PreflightRunner
 
     async def main() -> list[Checked]:
-        runner = PreflightRunner(min_interval_s=0.0, timeout_s=timeout)
+        runner = PreflightRunner(min_interval_s=0.0, timeout_s=timeout, limits=limits)
         try:
             return await runner.check_all(targets)
         finally:
@@ -132,6 +151,8 @@ def rows(checked: Sequence[Checked], lang: str, now: float | None = None) -> lis
     >>> rows([Checked(r, 0.0)], "en")
     [['131211/mail', 'mail', 'OK', 'smtp.connect 12 ms', '—', '']]
     """
+    from probes.preflight import NO_OBSERVER
+
     t = Text(lang)
     out = []
     for c in checked:
@@ -140,6 +161,8 @@ def rows(checked: Sequence[Checked], lang: str, now: float | None = None) -> lis
             state, reason = t("対象外", "skipped"), r.skipped.text(lang)
         elif r.ok:
             state, reason = "OK", ""
+            if r.facts.get("observer_configured") == 0.0:
+                reason = NO_OBSERVER.text(lang)
         else:
             state, reason = t("失敗", "FAIL"), (r.reason.text(lang) if r.reason else "")
         phases = " · ".join(f"{p.name} {_ms(p.seconds)}" + ("" if p.ok else " ✗") for p in r.phases)

@@ -3,6 +3,9 @@
 Nothing is installed: the text is printed, ready to paste (``crontab -e``, or
 ``/etc/systemd/system/NAME.service`` + ``NAME.timer``). The command it
 schedules is ``tsunagari run`` with RUN-ARGS, from the working directory.
+
+``--random-within 09:00-17:00 --unannounced-seed REF [--weekdays]`` prints an
+*unannounced* drill's schedule instead (:mod:`drills.operator.unannounced_cron`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ def register(sub: Any, t: Text) -> None:
     add_help(p, t)
     p.add_argument(
         "--schedule",
-        required=True,
         metavar="EXPR",
         help=t(
             "cron 形式（分 時 日 月 曜日）か @hourly・@daily など",
@@ -53,6 +55,9 @@ def register(sub: Any, t: Text) -> None:
         default=None,
         help=t("実行フォルダ（既定: 現在のフォルダ）", "working directory (default: current)"),
     )
+    from drills.operator.unannounced_cron import add_arguments
+
+    add_arguments(p, t)  # --random-within, --weekdays, --unannounced-seed, --reveal
     p.add_argument(
         "run_args",
         nargs=argparse.REMAINDER,
@@ -73,7 +78,7 @@ def tsunagari_command() -> list[str]:
 
 def render(schedule: str, name: str, workdir: Path, command: list[str], lang: str) -> str:
     """The crontab line and the two systemd units, as one printable text."""
-    from drills.core.schedule import check_cron, on_calendar
+    from drills.core.schedule import check_cron, on_calendar, systemd_units
 
     t = Text(lang)
     fields = check_cron(schedule)
@@ -83,34 +88,23 @@ def render(schedule: str, name: str, workdir: Path, command: list[str], lang: st
     )  # % ends a cron command
     unit_cmd = cmd.replace("%", "%%")  # % starts a systemd specifier
     calendars = "\n".join(f"OnCalendar={c}" for c in on_calendar(schedule))
+    units = systemd_units(
+        name,
+        "Tsunagari drill",
+        workdir,
+        unit_cmd,
+        f"Tsunagari drill schedule ({schedule})",
+        f"{calendars}\nAccuracySec=1s\nPersistent=false",
+        t(
+            "終了コード 1–4 はユニットの失敗になる（OnFailure= で通知できる）",
+            "exit codes 1-4 fail the unit (notify with OnFailure=)",
+        ),
+    )
     return f"""\
 # crontab ({t("crontab -e で追加。成功時は出力なし＝メールなし", "add with crontab -e; silent on success, so no mail")})
 {" ".join(fields)} {cron_cmd}
 
-# /etc/systemd/system/{name}.service
-[Unit]
-Description=Tsunagari drill
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=oneshot
-WorkingDirectory={workdir}
-ExecStart={unit_cmd}
-# {t("終了コード 1–4 はユニットの失敗になる（OnFailure= で通知できる）", "exit codes 1-4 fail the unit (notify with OnFailure=)")}
-
-# /etc/systemd/system/{name}.timer
-[Unit]
-Description=Tsunagari drill schedule ({schedule})
-
-[Timer]
-{calendars}
-AccuracySec=1s
-Persistent=false
-
-[Install]
-WantedBy=timers.target
-
+{units}
 # {t("有効化", "enable")}: systemctl daemon-reload && systemctl enable --now {name}.timer
 """
 
@@ -124,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
         run_args = run_args[1:]
     workdir = Path(args.workdir or ".").resolve()
     command = [*tsunagari_command(), "--lang", args.lang, "run", *run_args]
+    unannounced = (args.random_within, args.unannounced_seed, args.reveal)
+    if args.schedule is None or args.weekdays or any(v is not None for v in unannounced):
+        from drills.operator.unannounced_cron import run_unannounced
+
+        return run_unannounced(args, workdir, command)
     try:
         text = render(args.schedule, args.name, workdir, command, args.lang)
     except ScheduleError as exc:

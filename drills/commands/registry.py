@@ -1,4 +1,9 @@
-"""``tsunagari registry check FILE`` — validate a registry, print a summary or the errors."""
+"""``tsunagari registry check FILE`` — validate a registry, print a summary or the errors.
+
+A municipality whose channels are not filled in yet (``channels: []``, as
+``registry init --prefecture 13`` writes all of Tokyo) is accepted with a warning on
+stderr; ``tsunagari run`` refuses to drill it (:func:`drills.steps.selection.check_selection`).
+"""
 
 from __future__ import annotations
 
@@ -111,14 +116,28 @@ def run_check(args: argparse.Namespace) -> int:
             f"  {len(reg.municipalities)} municipalities, {len(channels)} channels ({simulated} simulated)",
         )
     )
-    print("  " + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())))
+    if kinds:
+        print("  " + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())))
     for m in reg.municipalities:
         ids = ", ".join(f"{c.id}({c.kind}{', sim' if c.simulated else ''})" for c in m.channels)
+        ids = ids or t("（チャネル未記入）", "(channels not filled in yet)")
         print(f"  {m.code} {m.name}: {ids}")
     if notes:
         print(t("共有しているもの:", "What channels share:"))
         for line in notes:
             print("  " + line)
+    unfilled = reg.unfilled()
+    if unfilled:
+        print(
+            t(
+                f"警告: {len(unfilled)} 団体のチャネルが未記入です（channels: []）。"
+                "記入するまで tsunagari run はこれらの団体を選ぶと拒否します。",
+                f"warning: {len(unfilled)} municipalities have no channels filled in yet "
+                "(channels: []); tsunagari run refuses a selection that includes them until "
+                "they are filled in.",
+            ),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -164,9 +183,21 @@ def _register_files(inner: Any, t: Text) -> None:
     add_help(init, t)
     init.add_argument(
         "--kinds",
-        required=True,
         metavar="KIND[,KIND…]",
-        help=t("チャネル種別（例: matrix,mail,twilio）", "channel kinds (e.g. matrix,mail,twilio)"),
+        help=t(
+            "チャネル種別（例: matrix,mail,twilio）: 団体 1 つと種別ごとのチャネルのひな形",
+            "channel kinds (e.g. matrix,mail,twilio): one municipality, one channel of each kind",
+        ),
+    )
+    init.add_argument(
+        "--prefecture",
+        metavar="NN",
+        help=t(
+            "都道府県番号（例: 13 = 東京都）: 全団体を載せた同梱のレジストリ"
+            "（コード・名前・タグ入り、チャネルは未記入）。--kinds とどちらか一方",
+            "prefecture number (e.g. 13 = Tokyo): the shipped registry of all its "
+            "municipalities (codes, names, tags; channels to fill in). Instead of --kinds",
+        ),
     )
     _output(init, t)
     init.add_argument(

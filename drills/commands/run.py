@@ -26,6 +26,13 @@ and as one ``would_send`` JSON record per municipality × channel on stderr (a d
 run logs as ``-v`` does); nothing is sent, journalled or locked. Exit 0 when
 the plan was made, 2 when the real run would be refused as a usage, registry
 or scenario error (a live channel without ``--live`` included).
+
+``--unannounced-window 09:00-17:00 --unannounced-seed REF [--weekdays]`` first
+waits until a time drawn from the secret seed and the date inside the window
+(Asia/Tokyo), then runs, recorded ``announced: false``
+(:mod:`drills.operator.unannounced_wait`; a signal during the wait exits 143/130
+and journals nothing). ``--unannounced WINDOW`` only records the run as
+unannounced (the scheduler chose the time: systemd's ``RandomizedDelaySec``).
 """
 
 from __future__ import annotations
@@ -105,6 +112,9 @@ def register(sub: Any, t: Text) -> None:
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help=t("詳しく表示", "verbose output")
     )
+    from drills.operator.unannounced_wait import add_arguments
+
+    add_arguments(p, t)  # --unannounced-window, --unannounced-seed, --weekdays
     p.set_defaults(func=run)
 
 
@@ -239,6 +249,12 @@ def run(args: argparse.Namespace) -> int:
             message=t(f"見つかりません: {', '.join(missing)}", f"not found: {', '.join(missing)}"),
         )
         return 2
+    if args.unannounced_window or args.unannounced_seed or args.weekdays:
+        from drills.operator.unannounced_wait import hold_until_drawn
+
+        held = hold_until_drawn(args, log, t)  # waits for the drawn time (unannounced drill)
+        if held is not None:
+            return held
     tty = sys.stdout.isatty()
     argv = pytest_args(args, tty)
     collector = Collector()

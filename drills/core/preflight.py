@@ -25,13 +25,13 @@ apart from the I/O of running probes.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from drills.core.errors import DrillSafetyError
 from drills.core.registry import Target
@@ -45,6 +45,7 @@ from probes.preflight import (
     Reason,
     timer_sink,
 )
+from probes.settings import parse_duration
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -53,6 +54,9 @@ __all__ = [
     "PreflightRunner",
     "RateLimit",
     "RateWindow",
+    "limits_with",
+    "parse_interval",
+    "parse_limit",
     "stop_message",
 ]
 
@@ -72,6 +76,73 @@ DEFAULT_LIMITS: dict[str, RateLimit] = {
     "teams": RateLimit(20, 60.0),  # Microsoft Graph channel reads: well below throttling
     "twilio": RateLimit(30, 60.0),  # account + number + balance per check
 }
+
+
+def parse_limit(text: str) -> tuple[str, RateLimit | None]:
+    """A ``--rate-limit`` value: ``KIND=CALLS/DURATION``, or ``KIND=off`` for none.
+
+    >>> parse_limit("lineworks=3/60s")
+    ('lineworks', RateLimit(calls=3, per_s=60.0))
+    >>> parse_limit("slack=off")
+    ('slack', None)
+    """
+    from drills.core.registry.model import known_kinds
+
+    kind, _, rule = text.partition("=")
+    kind, rule = kind.strip(), rule.strip()
+    if kind not in known_kinds():
+        raise ScenarioMistake(
+            f"--rate-limit {text!r}: 種類 {kind!r} はありません（{', '.join(sorted(known_kinds()))}）",
+            f"--rate-limit {text!r}: no kind {kind!r} ({', '.join(sorted(known_kinds()))})",
+        )
+    if rule == "off":
+        return kind, None
+    calls, _, per = rule.partition("/")
+    try:
+        limit = RateLimit(int(calls), parse_duration(per))
+    except ValueError:
+        limit = RateLimit(0, 0.0)
+    if limit.calls < 1 or not limit.per_s > 0 or not math.isfinite(limit.per_s):
+        raise ScenarioMistake(
+            f"--rate-limit {text!r} を読めません（例: lineworks=3/60s、slack=off）",
+            f"cannot read --rate-limit {text!r} (write e.g. lineworks=3/60s or slack=off)",
+        )
+    return kind, limit
+
+
+def parse_interval(text: str) -> tuple[str, float]:
+    """A ``--check-interval-for`` value: ``KEY=DURATION``, KEY a kind or a target key.
+
+    >>> parse_interval("131211/chat=5m"), parse_interval("lineworks=120")
+    (('131211/chat', 300.0), ('lineworks', 120.0))
+    """
+    key, _, value = text.partition("=")
+    try:
+        seconds = parse_duration(value.strip())
+    except ValueError:
+        seconds = math.nan
+    if not key.strip() or not seconds >= 0 or not math.isfinite(seconds):
+        raise ScenarioMistake(
+            f"--check-interval-for {text!r} を読めません（例: lineworks=2m、131211/chat=300s）",
+            f"cannot read --check-interval-for {text!r} (write e.g. lineworks=2m or "
+            "131211/chat=300s)",
+        )
+    return key.strip(), seconds
+
+
+def limits_with(overrides: Iterable[tuple[str, RateLimit | None]]) -> dict[str, RateLimit]:
+    """:data:`DEFAULT_LIMITS` with *overrides* (``None``: that kind has no limit).
+
+    >>> sorted(limits_with([("slack", None), ("mattermost", RateLimit(5, 60.0))]))
+    ['lineworks', 'mattermost', 'teams', 'twilio']
+    """
+    limits = dict(DEFAULT_LIMITS)
+    for kind, limit in overrides:
+        if limit is None:
+            limits.pop(kind, None)
+        else:
+            limits[kind] = limit
+    return limits
 
 
 class RateWindow:
@@ -124,6 +195,13 @@ def _skipped(key: str, kind: str, reason: Reason) -> PreflightReport:
 MakeProbe = Callable[[Target], Awaitable[Probe]]
 
 
+@functools.cache
+def _preflights(cls: type) -> bool:
+    """Does a probe class implement :class:`Preflights`? (Asked once per class: a
+    runtime protocol check walks the protocol's attributes every time.)"""
+    return callable(getattr(cls, "preflight", None))
+
+
 class PreflightRunner:
     """Checks targets concurrently; caches, rate-limits and times each one out."""
 
@@ -166,9 +244,15 @@ class PreflightRunner:
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
 
-    async def check(self, target: Target, *, timeout_s: float | None = None) -> Checked:
-        """*target*'s report: cached if younger than its interval, else checked now."""
-        key = target.key
+    async def check(
+        self, target: Target, *, timeout_s: float | None = None, module: str = "full"
+    ) -> Checked:
+        """*target*'s report: cached if younger than its interval, else checked now.
+
+        ``module="tls"``: only the endpoints up to their TLS (:mod:`drills.core.preflight_tls`),
+        cached apart from the full check and not rate-limited (no provider API is called).
+        """
+        key = target.key if module == "full" else f"{target.key}?module={module}"
         hit = self._cache.get(key)
         now = self._clock()
         if hit is not None and now - hit[1] < self.interval_of(target):
@@ -176,7 +260,7 @@ class PreflightRunner:
         flight = self._flights.get(key)
         if flight is None:
             limit = self.timeout_s if timeout_s is None else timeout_s
-            flight = asyncio.ensure_future(self._fresh(target, limit))
+            flight = asyncio.ensure_future(self._fresh(target, limit, module, key))
             self._flights[key] = flight
             flight.add_done_callback(functools.partial(self._landed, key))
         report, at = await asyncio.shield(flight)
@@ -186,17 +270,19 @@ class PreflightRunner:
     def _landed(self, key: str, _flight: asyncio.Future[Any]) -> None:
         self._flights.pop(key, None)
 
-    async def _fresh(self, target: Target, timeout_s: float) -> tuple[PreflightReport, float]:
+    async def _fresh(
+        self, target: Target, timeout_s: float, module: str, key: str
+    ) -> tuple[PreflightReport, float]:
         kind = target.channel.kind
-        limit = self.limits.get(kind)
+        limit = self.limits.get(kind) if module == "full" else None
         if limit is not None:
             turn = await self._turn(target, limit, timeout_s)
             if isinstance(turn, tuple):
                 return turn
             timeout_s = turn
-        report = await self._run(target, timeout_s)
+        report = await self._run(target, timeout_s, module)
         at = self._clock()
-        self._cache[target.key] = (report, at)
+        self._cache[key] = (report, at)
         return report, at
 
     async def _turn(
@@ -231,25 +317,31 @@ class PreflightRunner:
             window.take(start)
         return timeout_s - (start - asked)
 
-    async def _run(self, target: Target, timeout_s: float) -> PreflightReport:
+    async def _run(self, target: Target, timeout_s: float, module: str = "full") -> PreflightReport:
         key, kind = target.key, target.channel.kind
         try:
             probe = await self._probe(target)
         except Exception as exc:  # a simulator that cannot start, settings that do not build
             why = Reason(f"確認を始められません: {exc}", f"cannot start the check: {exc}")
             return _single(key, kind, f"{kind}.check", why, "error")
-        if not isinstance(probe, Preflights):
+        if module == "tls":
+            from drills.core.preflight_tls import tls_check
+
+            check = tls_check(probe)
+        elif not _preflights(type(probe)):
             why = Reason(
                 f"種類 {kind} には事前確認がありません", f"kind {kind} has no preflight check"
             )
             return _skipped(key, kind, why)
+        else:
+            check = cast(Preflights, probe).preflight()
+        # This runs in the check's own task (check() made it): the sink set here is seen by
+        # the PhaseTimers of this check only.
         sink: list[PhaseTimer] = []
-        context = contextvars.copy_context()
-        context.run(timer_sink.set, sink)
-        task = asyncio.get_running_loop().create_task(probe.preflight(), context=context)
+        token = timer_sink.set(sink)
         try:
             async with asyncio.timeout(timeout_s):
-                report = await task
+                report = await check
         except TimeoutError:
             if sink:
                 return sink[-1].timed_out(timeout_s).keyed(key)
@@ -264,6 +356,8 @@ class PreflightRunner:
                 f"the check broke: {type(exc).__name__}: {exc}",
             )
             return _single(key, kind, f"{kind}.check", why, "error")
+        finally:
+            timer_sink.reset(token)
         return report.keyed(key)
 
     async def _probe(self, target: Target) -> Probe:

@@ -1,15 +1,26 @@
 """Why a delivery was not confirmed, in words (Japanese / English): pure, no I/O.
 
 :func:`fault_outcome` maps an exception met at a channel boundary to the record's
-outcome and reason; :func:`unanswered` says who saw what when a send got no answer.
+outcome and reason, :func:`fault_code` to its reason code (``extra["reason_code"]``,
+what :mod:`drills.core.taxonomy` classifies); :func:`unanswered` says who saw what when a
+send got no answer.
 """
 
 from __future__ import annotations
 
-from drills.core.delivery import Outcome
-from probes.base import ChannelRejected, ChannelUnreachable, ObserverFault, Probe
+import ssl
 
-__all__ = ["fault_outcome", "unanswered"]
+from drills.core.delivery import Outcome
+from probes.base import (
+    ChannelRejected,
+    ChannelUnreachable,
+    ObserverFault,
+    Probe,
+    ProbeError,
+)
+from probes.settings import SecretUnresolvable
+
+__all__ = ["fault_code", "fault_outcome", "unanswered"]
 
 
 def unanswered(exc: BaseException, probe: Probe, waited_s: float, opened_s: float) -> str:
@@ -47,3 +58,52 @@ def fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, s
     if isinstance(exc, TimeoutError) and sending:
         return Outcome.LOST, "送信がタイムアウト / send timed out"
     return Outcome.ERROR, f"ハーネスの障害 / harness fault: {type(exc).__name__}: {exc}"
+
+
+def _cause_code(exc: BaseException) -> str | None:
+    """A code from what *exc* was raised from (its ``__cause__`` chain), if telling."""
+    seen: set[int] = set()
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, SecretUnresolvable):
+            return "secret"
+        if isinstance(cause, ssl.SSLError):
+            return "tls"
+        if isinstance(cause, TimeoutError):
+            return "timeout"
+        if isinstance(cause, OSError):
+            return "connect"
+        cause = cause.__cause__
+    return None
+
+
+def fault_code(exc: BaseException, sending: bool = False) -> str:
+    """The reason code of the record :func:`fault_outcome` makes of *exc*.
+
+    A probe's own ``code`` wins; a probe error without one gets a default by what it
+    was raised from (a timeout, a refused connection, TLS, an unresolvable secret),
+    else by its class: ``unreachable``, ``rejected``, ``observer``. A timeout while
+    sending is ``send_timeout``; anything else is ``harness``.
+
+    >>> fault_code(ChannelRejected("x", code="invalid_auth")), fault_code(ChannelUnreachable("x"))
+    ('invalid_auth', 'unreachable')
+    >>> fault_code(TimeoutError(), sending=True), fault_code(KeyError("bug"))
+    ('send_timeout', 'harness')
+    """
+    if isinstance(exc, ProbeError):
+        if exc.code:
+            return exc.code
+        from_cause = _cause_code(exc)
+        if from_cause is not None:
+            return from_cause
+        if isinstance(exc, ChannelRejected):
+            return "rejected"
+        if isinstance(exc, ChannelUnreachable):
+            return "unreachable"
+        if isinstance(exc, ObserverFault):
+            return "observer"
+        return "harness"
+    if isinstance(exc, TimeoutError) and sending:
+        return "send_timeout"
+    return "harness"

@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import HarnessError, ScenarioError
 from drills.core.i18n import Text
+from drills.core.taxonomy import classify_delivery
 from probes.settings import brief, parse_duration
 
 __all__ = [
@@ -111,6 +112,8 @@ class Row:
     outcome: str  # an Outcome value, or "skipped" / "unanswered"
     reason: str = ""  # "日本語 / English" or plain
     latency_s: float | None = None
+    stage: str = ""  # where the chain broke, cause: why (drills.core.taxonomy; "" if not told)
+    cause: str = ""
 
     def render(self, t: Text) -> str:
         ja, en = OUTCOME_LABELS.get(self.outcome, (self.outcome, self.outcome))
@@ -253,7 +256,9 @@ def _row(d: Delivery, within: float | None) -> Row:
     if d.outcome.reached and within is not None and (d.latency_s or 0.0) > within:
         outcome = "late"
         reason = f"{within:g} 秒を超えて到達 / arrived after {within:g} s"
-    return Row(d.channel_id, d.kind, outcome, reason, d.latency_s)
+    failure = classify_delivery(outcome, d.kind, d.reason, d.extra)
+    stage, cause = (failure.stage.value, failure.cause.value) if failure else ("", "")
+    return Row(d.channel_id, d.kind, outcome, reason, d.latency_s, stage, cause)
 
 
 def _ok(d: Delivery, within: float | None) -> bool:

@@ -1,7 +1,12 @@
 """One-line structured log records (JSON) on stderr, for unattended runs.
 
     {"ts": "2026-11-27T19:15:08+09:00", "level": "error", "event": "requirement_missed",
-     "test": "scenarios/test_shuto_chokka.py::test_全職員へ参集指示", "municipality": "134210", …}
+     "test": "scenarios/test_shuto_chokka.py::test_全職員へ参集指示", "municipality": "134210",
+     "stage": "send", "cause": "auth", "rows": [{"channel": "chat", "outcome": "rejected",
+     "stage": "send", "cause": "auth", …}], …}
+
+A ``requirement_missed`` record names where the chain broke and why: ``stage`` and
+``cause`` (:mod:`drills.core.taxonomy`), the main ones at the top and each row's own.
 
 Info records only with ``-v``; errors always. Every record is one line, UTF-8,
 with every resolved secret replaced by ``***`` (:mod:`drills.core.redaction`).

@@ -24,6 +24,11 @@ What a delivery record says (the outcomes and evidence in :mod:`drills.core.deli
 - Not seen, and sent into an outage the drill itself made (:meth:`Drill.take_down`
   … :meth:`Drill.restore`, overlapping ``[sent, watched until]``):
   ``drill_outage``. A message that arrived anyway stays ``delivered``/``late``.
+- Every record not delivered carries ``extra["reason_code"]``: the probe's own code
+  (:func:`drills.core.reasons.fault_code`) or the harness's (``not_seen``,
+  ``unanswered``, ``rate_limited``, ``observer_trouble``, ``drill_outage``,
+  ``interrupted``, ``over_slo`` …); :mod:`drills.core.taxonomy` turns it into a stage
+  and a cause.
 
 *Error bound and loop lag.* ``error_bound_s`` = the observer's own bound for
 the sighting + the event loop's lag at send + its lag at sighting. The lag is
@@ -57,6 +62,7 @@ from drills.core.errors import DrillSafetyError, ScenarioError
 from drills.core.journal import Journal, RunStatus, new_run_id
 from drills.core.live import LiveChannelRefused, check_live, live_channels
 from drills.core.loop_lag import LagMonitor
+from drills.core.reasons import fault_code as _fault_code
 from drills.core.reasons import fault_outcome as _fault_outcome
 from drills.core.reasons import unanswered as _unanswered
 from drills.core.registry import Registry, Target
@@ -416,12 +422,17 @@ class Drill:
         extra: dict[str, Any] = {"sent_mono": sent_mono}
         base["sent_at"] = sent_wall
 
-        def unseen(outcome: Outcome, reason: str) -> Delivery:
-            """A record of a message not confirmed: the drill's own outage wins over lost."""
+        def unseen(outcome: Outcome, reason: str, code: str) -> Delivery:
+            """A record of a message not confirmed: the drill's own outage wins over lost.
+
+            *code* is its reason code (``extra["reason_code"]``, :mod:`drills.core.taxonomy`).
+            """
             until = Clock.monotonic()
             extra["watched_until_mono"] = until
+            extra["reason_code"] = code
             if outcome is Outcome.LOST and self._in_drill_outage(target.key, sent_mono, until):
                 outcome = Outcome.DRILL_OUTAGE
+                extra["reason_code"] = "drill_outage"
                 reason = (
                     "訓練で停止させたチャネルへの送信（チャネルの障害ではありません） / sent into "
                     f"an outage the drill itself made (not the channel's fault): {reason}"
@@ -431,7 +442,8 @@ class Drill:
         if failed is not None:
             outcome, reason = _fault_outcome(failed)
             ja, sep, en = reason.partition(" / ")
-            return unseen(outcome, f"{ja}（開始時） / {en} (open)" if sep else f"{reason} (open)")
+            at_open = f"{ja}（開始時） / {en} (open)" if sep else f"{reason} (open)"
+            return unseen(outcome, at_open, _fault_code(failed))
         observing: asyncio.Future[Sighting] | None = None
         if probe.confirms() and probe.observes(recipient):
             observing = asyncio.ensure_future(probe.observe(message))
@@ -443,7 +455,7 @@ class Drill:
                 observing.cancel()
             if isinstance(exc, asyncio.CancelledError):
                 if interrupt.stopping():  # cut by a signal: sent, fate unknown, said so
-                    return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON)
+                    return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON, "interrupted")
                 raise
             throttled = probe.throttling(message.token) if isinstance(exc, TimeoutError) else None
             if throttled is not None and throttled.count > 0:
@@ -453,13 +465,15 @@ class Drill:
                     f"レート制限で {throttled.count} 回拒否され、{timeout:g} 秒以内に受け付けられず"
                     f"（{throttled.code}） / rate limited {throttled.count} times "
                     f"({throttled.code}) until the step's {timeout:g} s timeout",
+                    "rate_limited",
                 )
             if isinstance(exc, ChannelUnreachable | TimeoutError):  # say who saw what, how long
                 waited = Clock.monotonic() - sent_mono
                 opened = self._open_s.get(target.key, 0.0)
-                return unseen(Outcome.LOST, _unanswered(exc, probe, waited, opened))
+                code = _fault_code(exc) if isinstance(exc, ChannelUnreachable) else "unanswered"
+                return unseen(Outcome.LOST, _unanswered(exc, probe, waited, opened), code)
             outcome, reason = _fault_outcome(exc, sending=True)
-            return unseen(outcome, reason)
+            return unseen(outcome, reason, _fault_code(exc, sending=True))
         accept_latency = accepted.at - sent_mono
         base.update(
             accepted_at=sent_wall + accept_latency,
@@ -496,6 +510,7 @@ class Drill:
                     Outcome.ERROR,
                     f"訓練側が着信を確認できませんでした（{timeout:g} 秒待機）: {ja} / the drill "
                     f"could not look (waited {timeout:g} s): {en if sep else ja}",
+                    "observer_trouble",
                 )
             told = probe.timeout_reason(message) if isinstance(probe, ExplainsTimeout) else None
             return unseen(
@@ -503,14 +518,15 @@ class Drill:
                 str(
                     told or f"{timeout:g} 秒以内に着信を確認できず / not seen within {timeout:g} s"
                 ),
+                "not_seen",
             )
         except asyncio.CancelledError:
             if interrupt.stopping():
-                return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON)
+                return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON, "interrupted")
             raise
         except BaseException as exc:
             outcome, reason = _fault_outcome(exc)
-            return unseen(outcome, reason)
+            return unseen(outcome, reason, _fault_code(exc))
         return await self._sighted(base, extra, sighting, sent_mono, sent_wall, slo_s)
 
     async def _sighted(
@@ -533,6 +549,8 @@ class Drill:
             extra["seen_detail"] = sighting.detail
         if latency - bound <= slo_s <= latency:  # the true latency may be on either side
             extra["slo_edge"] = True
+        if latency > slo_s:
+            extra["reason_code"] = "over_slo"
         evidence = Evidence(sighting.evidence)
         return Delivery(
             **base,

@@ -13,7 +13,7 @@ are restricted); systemd needs two ``OnCalendar=`` lines for that.
 
 from __future__ import annotations
 
-__all__ = ["ScheduleError", "check_cron", "on_calendar"]
+__all__ = ["ScheduleError", "check_cron", "on_calendar", "systemd_units"]
 
 _SHORTCUTS = {
     "@hourly": "hourly",
@@ -131,3 +131,56 @@ def on_calendar(expr: str) -> list[str]:
         return [f"{dow} {date} {clock}"]
     # cron: day-of-month OR weekday
     return [f"{date} {clock}", f"{dow} *-{_fmt(months, month, 'month')}-* {clock}"]
+
+
+def systemd_units(
+    name: str,
+    description: str,
+    workdir: object,
+    unit_cmd: str,
+    timer_description: str,
+    timer_lines: str,
+    service_note: str = "",
+) -> str:
+    """The ``NAME.service`` + ``NAME.timer`` pair that ``tsunagari cron`` prints.
+
+    *unit_cmd* is already escaped for systemd (``%`` doubled); *timer_lines* are
+    the ``[Timer]`` settings, one per line; *service_note* is a comment line
+    after ``ExecStart=`` (without ``#``).
+
+    >>> print(systemd_units("d", "Drill", "/srv", "tsunagari run", "daily", "OnCalendar=daily"))
+    ... # doctest: +ELLIPSIS
+    # /etc/systemd/system/d.service
+    [Unit]
+    Description=Drill
+    ...
+    ExecStart=tsunagari run
+    <BLANKLINE>
+    # /etc/systemd/system/d.timer
+    ...
+    OnCalendar=daily
+    ...
+    """
+    note = f"# {service_note}\n" if service_note else ""
+    return f"""\
+# /etc/systemd/system/{name}.service
+[Unit]
+Description={description}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+WorkingDirectory={workdir}
+ExecStart={unit_cmd}
+{note}
+# /etc/systemd/system/{name}.timer
+[Unit]
+Description={timer_description}
+
+[Timer]
+{timer_lines}
+
+[Install]
+WantedBy=timers.target
+"""

@@ -27,6 +27,10 @@ the weights rescaled. A municipality with no tested channel has no score.
 
 *Grade.* A ≥ 90 良好, B ≥ 75 概ね良好, C ≥ 50 要改善, D below 危険.
 
+*Standing.* How a score and latencies compare with the other municipalities
+of the same drill (rank, percentile, 偏差値; nothing below 10 participants) is
+:mod:`drills.core.standing`.
+
     >>> from drills.core.delivery import Delivery, Evidence, Outcome
     >>> d = [Delivery("r", "s", "131211", "足立区", "chat", "webhook", "TSG-0", Outcome.DELIVERED,
     ...      latency_s=0.3)] * 9 + [Delivery("r", "s", "131211", "足立区", "chat", "webhook",

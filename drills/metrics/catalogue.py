@@ -3,7 +3,8 @@
 One table (:data:`CATALOGUE`) that the collector (:mod:`drills.metrics.collector`)
 emits, the README lists (:func:`catalogue_markdown`, kept in sync by a test) and
 the dashboards query. Label values are bounded: municipality and channel come
-from the registry, ``outcome`` and ``evidence`` from fixed enumerations.
+from the registry, ``outcome`` and ``evidence`` from fixed enumerations, as do
+``stage`` and ``cause`` (:mod:`drills.core.taxonomy`).
 
     >>> CATALOGUE["tsunagari_deliveries_total"].type
     'counter'
@@ -142,6 +143,42 @@ _SPECS = (
         "Readiness score of the latest drill minus that of the drill before it (negative: worse)",
     ),
     MetricSpec(
+        "tsunagari_drill_scored_municipalities",
+        "gauge",
+        RUN,
+        "最新の訓練で点数のついた団体の数（参加団体間の比較の母数。10 団体未満なら比較しない）",
+        "Municipalities scored in the latest drill: those its comparison is among "
+        "(none is compared below 10)",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_rank",
+        "gauge",
+        (*MUNI, *RUN),
+        "最新の訓練の参加団体の中での即応性スコアの順位（1 が最上位、同点は同順位。"
+        "参加 10 団体未満ならなし）",
+        "Rank of the readiness score among the latest drill's municipalities (1 is best, ties "
+        "share a rank; absent when fewer than 10 took part)",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_percentile",
+        "gauge",
+        (*MUNI, *RUN),
+        "即応性スコアのパーセンタイル（(下回る団体数 + 同点数 ÷ 2) ÷ 団体数 × 100。"
+        "参加 10 団体未満ならなし）",
+        "Midrank percentile of the readiness score in the latest drill, "
+        "100 × (below + tied / 2) / n (absent when fewer than 10 took part)",
+    ),
+    MetricSpec(
+        "tsunagari_readiness_deviation_score",
+        "gauge",
+        (*MUNI, *RUN),
+        "即応性スコアの偏差値（50 + 10 × (点数 − 平均) ÷ 母標準偏差、最新の訓練の参加団体の中で。"
+        "参加 10 団体未満ならなし）",
+        "偏差値 (deviation score) of the readiness score among the latest drill's "
+        "municipalities: 50 + 10 × (score − mean) / population SD (absent when fewer than 10 "
+        "took part)",
+    ),
+    MetricSpec(
         "tsunagari_municipality_last_drill_timestamp_seconds",
         "gauge",
         (*MUNI, *RUN),
@@ -154,6 +191,16 @@ _SPECS = (
         MUNI,
         "レジストリの drill_interval（この間隔を超えて訓練しないとアラート）",
         "The registry's drill_interval: the longest the municipality may go undrilled",
+    ),
+    MetricSpec(
+        "tsunagari_municipality_info",
+        "gauge",
+        (*MUNI, "latitude", "longitude", "region"),
+        "レジストリの団体の役所・役場の位置（常に 1。緯度・経度は度、0.001° 単位。region は pref・ku・"
+        "tama・izu・ogasawara）。位置の表にない団体はなし。地図（Geomap）で点数と結合する",
+        "Always 1, for each registered municipality whose office location is known: latitude and "
+        "longitude (degrees, to 0.001°) and region (pref, ku, tama, izu, ogasawara) as labels, "
+        "to join with the scores on a map (Geomap)",
     ),
     MetricSpec(
         "tsunagari_roll_call_expected",
@@ -215,6 +262,16 @@ _SPECS = (
         "最後に最後まで実行できた訓練の終了時刻（ハーネスとしての成功。チャネルの成否は別の指標）",
         "When the latest drill that ran to the end (status finished) ended, Unix time; "
         "channel results are in the other metrics",
+    ),
+    MetricSpec(
+        "tsunagari_drill_failures",
+        "gauge",
+        (*RUN, "channel_kind", "stage", "cause"),
+        "最新の訓練で届かなかった記録の数（遅延を含む）。stage はどこで途切れたか（registry・send・"
+        "transit・far_end）、cause は原因（auth・config・connection・congestion・delay・unknown）",
+        "Records of the latest drill that were not delivered (late included), by channel kind, "
+        "stage (registry, send, transit, far_end: where the chain broke) and cause (auth, config, "
+        "connection, congestion, delay, unknown)",
     ),
     MetricSpec(
         "tsunagari_drill_duration_seconds",

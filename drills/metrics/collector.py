@@ -35,6 +35,7 @@ throughout this project).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -47,8 +48,10 @@ from prometheus_client.metrics_core import (
 )
 
 from drills.core.journal import Journal
+from drills.core.places import office_places
 from drills.core.registry import Registry
 from drills.core.scoring import WEIGHTS, freshness
+from drills.core.standing import compare
 from drills.metrics.catalogue import CATALOGUE
 from drills.metrics.digest import LATENCY_BUCKETS, RunDigest
 from drills.metrics.state import ChannelHistory, Group, History, JournalView, fold
@@ -139,17 +142,20 @@ def families(
     scope: Scope = Scope(),
     intervals: dict[str, tuple[str, float]] | None = None,
     interval_of: Callable[[str], float] | None = None,
+    *,
+    registered: Sequence[tuple[str, str]] = (),
 ) -> list[Metric]:
     """Every metric family for *digests* (oldest run first) within *scope*.
 
-    *intervals* maps municipality code to (name, drill interval in seconds).
+    *intervals* maps municipality code to (name, drill interval in seconds);
+    *registered* lists the registry's municipalities (code, name).
     Pure: the same digests always give the same families. The journal's
     collector renders the stored folds instead (:func:`render`); folding the
     digests here first makes both one path.
     """
     by_id = {d.run_id: d for d in digests}
     groups = [g for g in fold(digests) if scope.wants(g.scenario, g.vantage)]
-    return render(groups, by_id.__getitem__, scope, intervals, interval_of)
+    return render(groups, by_id.__getitem__, scope, intervals, interval_of, registered=registered)
 
 
 def render(
@@ -158,11 +164,15 @@ def render(
     scope: Scope = Scope(),
     intervals: dict[str, tuple[str, float]] | None = None,
     interval_of: Callable[[str], float] | None = None,
+    *,
+    registered: Sequence[tuple[str, str]] = (),
 ) -> list[Metric]:
     """Every metric family for the folded *groups* within *scope*.
 
     *digest_of* gives a run's digest by id: the readiness score of a
-    municipality's last two scored runs is read from them.
+    municipality's last two scored runs is read from them. *registered*
+    (code, name) are the registry's municipalities, for
+    ``tsunagari_municipality_info``.
     """
     out = _Families()
     for group in sorted(groups, key=lambda g: (g.scenario, g.vantage)):
@@ -176,11 +186,27 @@ def render(
             _channel_gauges(out, group.history, run_labels, scope)
             _surge_gauges(out, group.history, run_labels, scope)
             _muni_gauges(out, group.history, run_labels, scope, digest_of, interval_of)
+        if scope.drill_level or scope.municipality_level:
+            _standing_gauges(out, group.history, run_labels, scope, digest_of, interval_of)
+        if scope.drill_level:
+            _failure_gauges(out, group.history, run_labels, scope, digest_of)
     if scope.schedule and intervals:
         for code, (name, seconds) in sorted(intervals.items()):
             if scope.wants_municipality(code):
                 out.add("tsunagari_municipality_drill_interval_seconds", (code, name), seconds)
+    if scope.schedule:
+        _places(out, registered, scope)
     return out.ordered()
+
+
+def _places(out: _Families, registered: Sequence[tuple[str, str]], scope: Scope) -> None:
+    """``tsunagari_municipality_info``: where each registered municipality's office is."""
+    places = office_places()
+    for code, name in sorted(registered):
+        place = places.get(code)
+        if place is not None and scope.wants_municipality(code):
+            lat, lon = f"{place.latitude:.3f}", f"{place.longitude:.3f}"
+            out.add("tsunagari_municipality_info", (code, name, lat, lon, place.region), 1.0)
 
 
 def _drill_level(out: _Families, group: Group, run_labels: tuple[str, str]) -> None:
@@ -305,6 +331,68 @@ def _muni_gauges(
                 out.add("tsunagari_fallback_latency_seconds", labels, m.fallback_latency_s)
 
 
+def _standing_gauges(
+    out: _Families,
+    history: History,
+    run_labels: tuple[str, str],
+    scope: Scope,
+    digest_of: Callable[[str], RunDigest],
+    interval_of: Callable[[str], float] | None,
+) -> None:
+    """Each municipality's place in the latest ended drill (:mod:`drills.core.standing`).
+
+    Among the municipalities scored in that drill, as its scorecard shows them;
+    rank, percentile and 偏差値 have no series (never 50) when fewer than 10 took part.
+    """
+    if history.head is None:
+        return
+    run = digest_of(history.head)
+    codes = list(dict.fromkeys(ch.code for ch in run.channels.values()))
+    scores = {code: _score(run, code, interval_of) for code in codes}
+    compared = compare(scores)
+    if scope.drill_level:
+        out.add("tsunagari_drill_scored_municipalities", run_labels, float(compared.population.n))
+    if not scope.municipality_level:
+        return
+    for gauge in ("rank", "percentile", "deviation_score"):  # described even with no series
+        out._family(f"tsunagari_readiness_{gauge}")
+    if not compared.population.compared:
+        return
+    names = {ch.code: ch.labels[1] for ch in run.channels.values()}
+    for code in sorted(compared.of):
+        s = compared.of[code]
+        if not scope.wants_municipality(code) or s.rank is None:
+            continue
+        labels = (code, names[code], *run_labels)
+        out.add("tsunagari_readiness_rank", labels, float(s.rank))
+        out.add("tsunagari_readiness_percentile", labels, float(s.percentile or 0.0))
+        out.add("tsunagari_readiness_deviation_score", labels, float(s.deviation or 0.0))
+
+
+def _failure_gauges(
+    out: _Families,
+    history: History,
+    run_labels: tuple[str, str],
+    scope: Scope,
+    digest_of: Callable[[str], RunDigest],
+) -> None:
+    """``tsunagari_drill_failures``: the latest ended drill's records not delivered.
+
+    By channel kind, stage and cause (:mod:`drills.core.taxonomy`: bounded values), as
+    its scorecard counts them; the family is described even when nothing failed.
+    """
+    out._family("tsunagari_drill_failures")
+    if history.head is None:
+        return
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for ch in digest_of(history.head).channels.values():
+        if scope.wants_municipality(ch.code):
+            for (stage, cause), n in ch.failures.items():
+                counts[(ch.kind, stage, cause)] += n
+    for (kind, stage, cause), n in sorted(counts.items()):
+        out.add("tsunagari_drill_failures", (*run_labels, kind, stage, cause), float(n))
+
+
 class JournalCollector:
     """A prometheus_client collector that reads the journal on every collection.
 
@@ -339,7 +427,12 @@ class JournalCollector:
         if groups is None:
             groups = self.view.groups(self.scope.scenario, self.scope.vantage)
         yield from render(
-            groups, self.view.digest_of, self.scope, self.view.intervals(), self.view.interval_of
+            groups,
+            self.view.digest_of,
+            self.scope,
+            self.view.intervals(),
+            self.view.interval_of,
+            registered=self.view.municipalities(),
         )
 
 

@@ -3,8 +3,9 @@
 A :class:`RunDigest` says, per municipality × channel (:class:`ChannelDigest`):
 counts by outcome and by evidence, reachability (:func:`drills.core.scoring.reachability`),
 p50/p95 (:func:`drills.core.scoring.percentile`), the latency histogram, the
-largest observer error bound, the TLS expiry and the channel's score
-(:func:`drills.core.scoring.score_channel`); per municipality (:class:`MuniDigest`):
+largest observer error bound, the TLS expiry, the channel's score
+(:func:`drills.core.scoring.score_channel`) and its records not delivered by stage
+and cause (:func:`drills.core.taxonomy.classify_failure`); per municipality (:class:`MuniDigest`):
 its fallback, roll-call and acknowledgement ratios, read from the run's step
 events through :mod:`drills.core.events`. The scorecard, the metrics and the
 vantage view are views of it; none of them reads deliveries or step events.
@@ -61,6 +62,7 @@ from drills.core.scoring import (
     score_channel,
     score_municipality,
 )
+from drills.core.taxonomy import classify_delivery
 from drills.surge.summary import SurgeSummary, read_surge, read_surges
 
 __all__ = [
@@ -107,7 +109,8 @@ _DEFAULT_SLO_LATENCY = 60.0
 _DAY = 86_400.0
 
 # Bump when the stored shape or any derivation changes; the weights are in MODEL_VERSION.
-DIGEST_FORMAT = 3  # 2: compact channels; 3: compact municipalities, outcomes from evidence
+DIGEST_FORMAT = 4  # 2: compact channels; 3: compact municipalities, outcomes from evidence
+# 4: failures by stage and cause (drills.core.taxonomy)
 
 
 def _model_version(weights: Weights = WEIGHTS) -> str:
@@ -190,6 +193,8 @@ class ChannelDigest:
     slo: tuple[float, float] | None = None  # (reachability, latency) it was scored against
     score: ChannelScore | None = None  # drills.core.scoring.score_channel
     delivery_slo_latency: float = _DEFAULT_SLO_LATENCY  # the deliveries' own (largest) SLO
+    # records not delivered, by (stage, cause) (drills.core.taxonomy.classify_failure)
+    failures: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def labels(self) -> tuple[str, str, str, str]:
@@ -262,6 +267,7 @@ class ChannelDigest:
             later.error_bound,
             later.tls_not_after,
             dict(evidence),
+            failures=dict(Counter(self.failures) + Counter(later.failures)),
         )
 
     def to_data(self) -> list[Any]:
@@ -294,12 +300,14 @@ class ChannelDigest:
             None if self.slo is None else list(self.slo),
             judged,
             self.delivery_slo_latency,
+            [[st, ca, n] for (st, ca), n in sorted(self.failures.items())],
         ]
 
     @classmethod
     def from_data(cls, data: Sequence[Any], name: str) -> ChannelDigest:
         """The digest :meth:`to_data` stored; *name* is its municipality's."""
-        code, channel_id, kind, evidence, latencies, bound, tls, slo, judged, own = data
+        code, channel_id, kind, evidence, latencies, bound, tls, slo, judged, own = data[:10]
+        failed = data[10] if len(data) > 10 else []
         lat = tuple(float(v) for v in latencies)
         pairs = {(str(o), str(e)): int(n) for o, e, n in evidence}
         outcomes: Counter[str] = Counter()
@@ -327,6 +335,7 @@ class ChannelDigest:
             None if slo is None else (float(slo[0]), float(slo[1])),
             score,
             float(own),
+            {(str(st), str(ca)): int(n) for st, ca, n in failed},
         )
 
 
@@ -550,6 +559,11 @@ def digest_channel(
     expiries = [t for t in map(tls_not_after, deliveries) if t is not None]
     own_slo = max((d.slo_latency_s or _DEFAULT_SLO_LATENCY) for d in deliveries)
     score = None if slo is None else score_channel(deliveries, slo[0], slo[1], weights)
+    failures: Counter[tuple[str, str]] = Counter()
+    for d in deliveries:
+        failure = classify_delivery(d.outcome.value, d.kind, d.reason, d.extra)
+        if failure is not None:
+            failures[(failure.stage.value, failure.cause.value)] += 1
     return ChannelDigest(
         last.municipality_code,
         last.municipality_name,
@@ -567,6 +581,7 @@ def digest_channel(
         slo,
         score,
         own_slo,
+        dict(failures),
     )
 
 

@@ -37,8 +37,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
 from drills.core.preflight import Checked, PreflightRunner
+from drills.core.preflight_tls import MODULES
 from drills.core.registry import Registry, Target
 from drills.metrics.catalogue import CHECKS
+from probes.preflight import NO_OBSERVER
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -47,7 +49,9 @@ __all__ = [
     "check_families",
     "check_timeout",
     "probe_handler",
+    "render_check",
     "render_text",
+    "target_labels",
 ]
 
 TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -161,6 +165,91 @@ def render_text(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode()
 
 
+def target_labels(target: Target) -> tuple[str, str]:
+    """*target*'s label text, escaped once, in the two runs that sorted label sets put
+    around a family's own labels: ``channel_id,channel_kind`` and the municipality's."""
+    m, c = target.municipality, target.channel
+    head = _label_text((("channel_id", c.id), ("channel_kind", c.kind)))
+    tail = _label_text((("municipality_code", m.code), ("municipality_name", m.name)))
+    return head, tail
+
+
+def render_check(target: Target, checked: Checked, labels: tuple[str, str] | None = None) -> bytes:
+    """``render_text(check_families(target, checked))``, byte for byte, written straight
+    from the report: no metric objects, the target's labels (:func:`target_labels`)
+    escaped once at start. A test holds the two equal for every shape of report."""
+    head, tail = labels or target_labels(target)
+    report, go = checked.report, _go_number
+    base = f"{{{head},{tail}}}"
+    out: list[str] = []
+
+    def family(name: str, samples: list[str]) -> None:
+        if samples:
+            out.append(_head(name, CHECKS[name].help))
+            out.extend(samples)
+
+    def one(name: str, value: float) -> list[str]:
+        return [f"{name}{base} {go(value)}\n"]
+
+    family(
+        "tsunagari_check_up",
+        [] if report.skipped else one("tsunagari_check_up", 1.0 if report.ok else 0.0),
+    )
+    family(
+        "tsunagari_check_skipped", one("tsunagari_check_skipped", 1.0 if report.skipped else 0.0)
+    )
+    staged = [(f"{{{head},{tail},{_phase_labels(p.phase, p.name)}}}", p) for p in report.phases]
+    for name, value in (
+        ("tsunagari_check_phase_duration_seconds", lambda p: p.seconds),
+        ("tsunagari_check_phase_ok", lambda p: 1.0 if p.ok else 0.0),
+    ):
+        family(name, [f"{name}{labels_} {go(value(p))}\n" for labels_, p in staged])
+    auth = [p.ok for p in report.phases if p.phase == "auth"]
+    family(
+        "tsunagari_check_auth_ok",
+        one("tsunagari_check_auth_ok", 1.0 if all(auth) else 0.0) if auth else [],
+    )
+    expiry: dict[str, float] = {}
+    for cert in report.certificates:  # the earliest per endpoint (one series each)
+        expiry[cert.endpoint] = min(cert.not_after, expiry.get(cert.endpoint, math.inf))
+    name = "tsunagari_check_tls_cert_expiry_timestamp_seconds"
+    family(
+        name,
+        [
+            f'{name}{{{head},endpoint="{_escaped(endpoint)}",{tail}}} {go(not_after)}\n'
+            for endpoint, not_after in sorted(expiry.items())
+        ],
+    )
+    for fact, name in (
+        ("twilio_balance", "tsunagari_check_twilio_balance"),
+        ("cost_cap", "tsunagari_check_twilio_cost_cap"),
+    ):
+        family(name, one(name, float(report.facts[fact])) if fact in report.facts else [])
+    family(
+        "tsunagari_check_duration_seconds",
+        one("tsunagari_check_duration_seconds", report.elapsed_s),
+    )
+    age = max(0.0, checked.age_s if checked.cached else 0.0)
+    family("tsunagari_check_cache_age_seconds", one("tsunagari_check_cache_age_seconds", age))
+    return "".join(out).encode()
+
+
+_ONE, _ZERO = _go_float(1.0), _go_float(0.0)  # the values most samples have
+
+
+def _go_number(value: float) -> str:
+    if value == 1.0:
+        return _ONE
+    if value == 0.0 and math.copysign(1.0, value) > 0:  # not -0.0, which prints its sign
+        return _ZERO
+    return _go_float(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _phase_labels(phase: str, stage: str) -> str:
+    return f'phase="{phase}",stage="{_escaped(stage)}"'
+
+
 class _Families:
     def __init__(self, families: Sequence[Metric]) -> None:
         self.families = families
@@ -173,10 +262,15 @@ def _comment(text: str) -> str:
     return "# " + " ".join(text.split()) + "\n"
 
 
+@functools.lru_cache(maxsize=4096)
+def _target_comment(key: str, kind: str) -> str:
+    return _comment(f"target {key} ({kind})")
+
+
 def _notes(target: Target, checked: Checked, interval_s: float) -> str:
     """Comment lines for a person reading the answer (Prometheus ignores them)."""
     report = checked.report
-    lines = [_comment(f"target {target.key} ({target.channel.kind})")]
+    lines = [_target_comment(target.key, target.channel.kind)]
     if checked.cached:
         lines.append(
             _comment(
@@ -185,6 +279,8 @@ def _notes(target: Target, checked: Checked, interval_s: float) -> str:
             )
         )
     why = report.skipped or report.reason
+    if why is None and report.facts.get("observer_configured") == 0.0:
+        why = NO_OBSERVER
     if why is not None:
         lines.append(_comment(str(why)))
     return "".join(lines)
@@ -201,6 +297,7 @@ def probe_handler(
     targets = (
         {t.key: t for t in registry.targets()} if registry is not None else {}
     )  # read once at start
+    labels = {key: target_labels(t) for key, t in targets.items()}  # escaped once
     # named by its file name only: a scraper need not learn where the registry lives
     path = Path(registry.path).name if registry is not None else None
 
@@ -223,6 +320,13 @@ def probe_handler(
                 f"対象 {shown} はレジストリ {path} にありません（団体コード/チャネル ID）",
                 f"unknown target {shown}: not in the registry {path} (municipality code/channel id)",
             )
+        modules = request.query.getall("module", ["full"])
+        if len(modules) != 1 or modules[0] not in MODULES:
+            shown = ",".join(modules)[:40].encode("unicode_escape").decode("ascii")
+            raise _bad_request(
+                f"module は {' か '.join(MODULES)} です（{shown}）",
+                f"module is {' or '.join(MODULES)} (not {shown})",
+            )
         try:
             timeout_s = check_timeout(request.headers.get(TIMEOUT_HEADER))
         except ValueError:
@@ -230,15 +334,18 @@ def probe_handler(
                 f"{TIMEOUT_HEADER} は正の秒数にしてください",
                 f"{TIMEOUT_HEADER} must be a positive number of seconds",
             ) from None
-        checked = await checker.check(target, timeout_s=timeout_s)
+        checked = await checker.check(target, timeout_s=timeout_s, module=modules[0])
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        families = check_families(target, checked)
         if content_type.startswith("text/plain"):
             body = _notes(target, checked, checker.interval_of(target)).encode()
-            body += render_text(families)
+            if modules[0] != "full":
+                body += _comment(
+                    f"module {modules[0]}: TLS のみ / TLS only, nothing logged in"
+                ).encode()
+            body += render_check(target, checked, labels[target.key])
         else:  # OpenMetrics, as Prometheus asks for it: the library's encoder
             prom = CollectorRegistry(auto_describe=False)
-            prom.register(_Families(families))
+            prom.register(_Families(check_families(target, checked)))
             body = encoder(prom)
         return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -502,6 +502,11 @@ class JournalView:
                 return m.drill_interval_s
         return WEIGHTS.default_drill_interval_s
 
+    def municipalities(self) -> list[tuple[str, str]]:
+        """Every municipality of the registry (code, name), in its order."""
+        registry = self.registry or self._last_registry
+        return [(m.code, m.name) for m in registry.municipalities] if registry is not None else []
+
     def intervals(self) -> dict[str, tuple[str, float]]:
         """Each municipality's ``drill_interval`` (seconds) from the registry, by code."""
         registry = self.registry or self._last_registry

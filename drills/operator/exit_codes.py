@@ -18,6 +18,8 @@ The exit codes of ``tsunagari run`` and ``tsunagari demo`` (:data:`EXIT_CODES`):
          Asia/Tokyo)
     130  stopped by SIGINT  (128 + 2)
     143  stopped by SIGTERM (128 + 15)
+         (also during an unannounced run's wait, ``--unannounced-window``: the drill was
+         called off before it began, nothing sent, nothing journalled)
 
 130 and 143 follow the shell's "128 + signal" convention on purpose: a timer,
 cron wrapper or ``systemctl stop`` sees that the drill was stopped, not that it
@@ -54,6 +56,7 @@ from drills.core.requirements import (
     render_details,
     render_summary,
 )
+from drills.core.taxonomy import main_failure
 
 __all__ = [
     "CATEGORY_EXIT",
@@ -143,13 +146,27 @@ def _tb_where(excinfo: Any, item: Any) -> str:
 
 
 def _verdict_details(v: Verdict) -> dict[str, Any]:
+    """The JSON of one verdict (``requirement_missed``): its rows, each with stage and cause.
+
+    ``stage``/``cause`` at the top are the main ones among the rows
+    (:func:`drills.core.taxonomy.main_failure`: most rows, a tie to the earlier stage).
+    """
+    main = main_failure((r.stage, r.cause) for r in v.rows if r.stage)
     return {
         "municipality": v.code,
         "name": v.name,
         "status": v.status.value,
         "summary": v.summary_en,
+        "stage": main[0] if main else None,
+        "cause": main[1] if main else None,
         "rows": [
-            {"channel": r.channel, "kind": r.kind, "outcome": r.outcome, "reason": r.reason}
+            {
+                "channel": r.channel,
+                "kind": r.kind,
+                "outcome": r.outcome,
+                "reason": r.reason,
+                **({"stage": r.stage, "cause": r.cause} if r.stage else {}),
+            }
             for r in v.rows
         ],
     }

@@ -186,6 +186,18 @@ def _seed(value: str | None) -> int | None:
         raise SettingsError(f"--seed は整数です: {value!r} / --seed must be an integer") from None
 
 
+def _unannounced(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from drills.core.unannounced import UnannouncedError, parse_marker
+
+    try:
+        window, drawn_by = parse_marker(value)
+    except UnannouncedError as exc:
+        raise SettingsError(str(exc)) from None
+    return f"seed:{window}" if drawn_by == "seed" else window
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("registry", "--registry", "path", "レジストリ", "registry YAML file", "FILE"),
     Option(
@@ -266,6 +278,16 @@ OPTIONS: tuple[Option, ...] = (
         "FILE",
     ),
     Option("seed", "--seed", "text", "シミュレータの乱数の種", "simulator random seed", "N", _seed),
+    Option(
+        "unannounced",
+        "--unannounced",
+        "text",
+        "抜き打ち訓練として記録する（時刻はスケジューラが決めた: systemd の RandomizedDelaySec など）",
+        "record the run as an unannounced drill (the scheduler chose the time, e.g. systemd's "
+        "RandomizedDelaySec)",
+        "HH:MM-HH:MM",
+        _unannounced,
+    ),
 )
 
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}

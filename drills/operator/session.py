@@ -30,6 +30,7 @@ from drills.core.lock import RunLock
 from drills.core.registry import Registry, load_registry
 from drills.core.requirements import ScenarioMistake
 from drills.core.sharing import Finding, check_sharing
+from drills.core.unannounced import unannounced_meta
 from drills.operator.dryrun import DryRunContext, PlannedSend
 from drills.operator.markers import ScenarioMeta
 from drills.operator.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, SettingsError, journal_in
@@ -61,6 +62,7 @@ class DrillSettings:
     vantage: str = "default"
     lock: Path | None = None
     seed: int | None = None
+    unannounced: str | None = None  # drills.core.unannounced.parse_marker
 
     @property
     def lock_path(self) -> Path:
@@ -207,7 +209,12 @@ class DrillSession:
             lang=s.lang,
             seed=s.seed,
             selection=s.select,
-            meta={"file": file, **meta.journal_meta(), "select": list(s.select)},
+            meta={
+                "file": file,
+                **meta.journal_meta(),
+                "select": list(s.select),
+                **unannounced_meta(s.unannounced),  # announced: false (absent = announced)
+            },
         )
         self.contexts.append(ctx)
         return ctx

@@ -16,6 +16,8 @@ from rich.text import Text as RichText
 from drills.core.i18n import Text
 from drills.core.scoring import STATUS_LABELS, grade_label
 from drills.reporting.comparison import CHANGE_LABELS
+from drills.reporting.failures import failures_text
+from drills.reporting.standing import standing_renderable
 from drills.reporting.text import (
     FRESHNESS_LABELS,
     STATUS_SYMBOL,
@@ -196,8 +198,10 @@ def scorecard_renderable(card: dict[str, Any], lang: str = "ja") -> RenderableTy
     t = Text(lang)
     parts = [
         worse_table(card, lang),
+        RichText(failures_text(card, lang)) if card.get("failures") else None,
         readiness_table(card, lang),
         *surge_renderables(card, lang),
+        standing_renderable(card, lang),
         _not_drilled_table(card, t),
     ]
     return Group(*(p for p in parts if p is not None))

@@ -5,8 +5,9 @@ Content-Security-Policy forbids the page to fetch anything, so it opens the
 same from a mail attachment, a file share or a USB stick, with no request
 leaving the machine. Japanese or English (``lang``), a colour-blind-safe
 palette (Okabe–Ito, and never colour alone: every status also has a symbol
-and a word), and print CSS for A4 portrait. It opens with what got worse; a
-run with surges also shows each surge's ramp table and breaking point.
+and a word), and print CSS for A4 portrait. It opens with what got worse, then where
+the chain broke (:mod:`drills.reporting.failures`); a run with surges also
+shows each surge's ramp table and breaking point. The municipalities are also drawn on a map of Tokyo (:mod:`drills.reporting.map`).
 
     html = render_html(build_scorecard(journal, run_id, registry), lang="ja")
 """
@@ -24,7 +25,10 @@ from drills.core.registry import Registry
 from drills.core.scoring import STATUS_LABELS, WEIGHTS, grade_label, round_score
 from drills.reporting.charts import latency_svg, trend_svg
 from drills.reporting.comparison import CHANGE_LABELS
+from drills.reporting.failures import failure_list
+from drills.reporting.map import map_model, map_svg
 from drills.reporting.scorecard import build_scorecard
+from drills.reporting.standing import standing_table
 from drills.reporting.text import (
     FRESHNESS_LABELS,
     STATUS_SYMBOL,
@@ -56,6 +60,14 @@ def _num(x: float | None) -> str:
 
 def _signed(x: float | None) -> str:
     return "—" if x is None else f"{x:+.1f}".replace("-", "−")
+
+
+def _tokyo_map(card: dict[str, Any], lang: str) -> dict[str, Any] | None:
+    """The map section (:mod:`drills.reporting.map`): None when no municipality has a place."""
+    model = map_model(card)
+    if not model.points:
+        return None
+    return {"svg": map_svg(model, lang), "points": len(model.points), "unlocated": model.unlocated}
 
 
 def render_html(
@@ -119,6 +131,9 @@ def render_html(
         surge_legend=lambda s: curve_legend(s, t.lang),
         latency_chart=latency_svg(card, t.lang) if charts else None,
         trend_chart=trend_svg(card, t.lang) if charts else None,
+        tokyo_map=_tokyo_map(card, t.lang),
+        standing=standing_table(card, t.lang),
+        failures=failure_list(card, t.lang),
     )
 
 

@@ -21,6 +21,17 @@ extended (README, "Scoring model") with ``as_of``, ``model``, ``summary``,
 ``trend``, ``latency_by_kind``, ``not_drilled`` and ``surge`` (the run's surges:
 each one's ramp table and breaking point), and per municipality and
 channel with ``status``, ``parts``, ``freshness``, ``change`` and more.
+``standing`` (top level: each compared figure's ``n``, mean and σ; per
+municipality: rank, percentile and 偏差値 of its score and of its p50/p95
+latency per channel kind among this drill's municipalities) is
+:func:`drills.core.standing.drill_standing`.
+``failures`` (top level: the municipalities no message reached, grouped by stage
+and cause, those that could not be judged, and counts per stage and cause of every
+record not delivered; per channel: its records not delivered by stage and cause;
+``summary.unreachable``) is :func:`drills.reporting.failures.failure_summary`.
+``announcement`` is ``{"announced": true}``, or for an unannounced drill (抜き打ち訓練)
+``{"announced": false, "window", "zone", "drawn_by", "label", "note"}`` — its answer
+times were measured without notice (:func:`drills.reporting.announcement.announcement`).
 Times are ISO 8601 in Asia/Tokyo. Keys may be added; none is removed.
 
 Every number comes from the runs' digests (:mod:`drills.metrics.digest`, stored in the
@@ -51,8 +62,11 @@ from drills.core.scoring import (
     percentile,
     round_score,
 )
+from drills.core.standing import drill_standing
 from drills.metrics.digest import ChannelDigest, RunDigest, last_drilled, run_digest
+from drills.reporting.announcement import announcement
 from drills.reporting.comparison import compare_cards
+from drills.reporting.failures import failure_order, failure_summary
 
 __all__ = ["TOKYO", "build_scorecard", "iso_tokyo", "write_json"]
 
@@ -139,7 +153,16 @@ def _channel_dict(ch: ChannelDigest, reg: _Registered) -> dict[str, Any]:
         "parts": {k: round(v, 4) for k, v in cs.parts.items()},
         "drill_outage": cs.counts["drill_outage"],
         "evidence": dict(cs.evidence),
+        "failures": _channel_failures(ch),
     }
+
+
+def _channel_failures(ch: ChannelDigest) -> list[dict[str, Any]]:
+    """The channel's records not delivered by stage and cause (:mod:`drills.core.taxonomy`)."""
+    return [
+        {"stage": st, "cause": ca, "count": n}
+        for (st, ca), n in sorted(ch.failures.items(), key=lambda kv: failure_order(*kv[0]))
+    ]
 
 
 def _score_run(
@@ -260,6 +283,27 @@ def _latency_by_kind(digest: RunDigest, card: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _standing(digest: RunDigest, card: dict[str, Any]) -> dict[str, Any]:
+    """Each municipality's place among this drill's (:mod:`drills.core.standing`).
+
+    Sets ``standing`` on every municipality; a municipality's latency of a kind
+    pools the arrivals of its channels of that kind. Returns the populations.
+    """
+    pooled: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for m in card["municipalities"]:
+        for ch in m["channels"]:
+            key = (m["code"], ch["id"])
+            pooled[(m["code"], ch["kind"])].extend(digest.channels[key].latencies)
+    latencies = {
+        key: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for key, v in pooled.items() if v
+    }
+    scores = {m["code"]: m["score"] for m in card["municipalities"]}
+    populations, per = drill_standing(scores, latencies)
+    for m in card["municipalities"]:
+        m["standing"] = per[m["code"]]
+    return populations
+
+
 def _trend(
     journal: Journal,
     run: dict[str, Any],
@@ -320,7 +364,13 @@ def build_scorecard(
         "weights": weights.as_dict(),
         "grades": [{"min": b, "grade": g, "ja": ja, "en": en} for b, g, ja, en in GRADES],
     }
+    card["announcement"] = announcement(run.get("meta"))  # 抜き打ち訓練 (drills.core.unannounced)
+    card["failures"] = failure_summary(card)  # where the chain broke (J-ALERT style)
+    card["summary"]["unreachable"] = sum(
+        len(g["municipalities"]) for g in card["failures"]["unreachable"]
+    )
     card["latency_by_kind"] = _latency_by_kind(digest, card)
+    card["standing"] = _standing(digest, card)
     card["surge"] = [
         {**s.to_dict(), "started_at": iso_tokyo(s.started_at), "label": reg.labels.get(s.key)}
         for s in digest.surges

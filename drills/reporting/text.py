@@ -1,9 +1,10 @@
 """The scorecard as Markdown (to paste into chat) and CSV (for spreadsheets).
 
 Both render the same card dict as every other output; the Markdown opens with
-what got worse since the previous drill. Accepted-only messages are shown as
-unconfirmed (``?``), never as delivered; an arrival known only from a carrier
-receipt is marked ``受信報告`` / ``receipt``, never shown as seen; messages
+what got worse since the previous drill, then where the chain broke for the
+municipalities no message reached (:mod:`drills.reporting.failures`).
+Accepted-only messages are shown as unconfirmed (``?``), never as delivered;
+an arrival known only from a carrier receipt is marked ``受信報告`` / ``receipt``, never shown as seen; messages
 sent into the drill's own outage are ``訓練による停止`` / ``drill outage``,
 outside the count and never lost.
 
@@ -25,7 +26,10 @@ from typing import Any
 
 from drills.core.i18n import Text
 from drills.core.scoring import STATUS_LABELS, WEIGHTS, grade_label, round_score
+from drills.reporting.announcement import announcement_markdown
 from drills.reporting.comparison import CHANGE_LABELS
+from drills.reporting.failures import failures_markdown
+from drills.reporting.standing import standing_markdown
 from drills.surge.report import curve_columns, curve_legend, curve_rows, verdict
 
 __all__ = [
@@ -258,7 +262,8 @@ def _surge_section(card: dict[str, Any], t: Text, summary: bool) -> list[str]:
 def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -> str:
     """The scorecard as Markdown; *summary* leaves out channel columns and appendices."""
     t = Text(lang)
-    lines = _header(card, t) + _worse_section(card, t)
+    lines = _header(card, t) + announcement_markdown(card, lang) + _worse_section(card, t)
+    lines += failures_markdown(card, lang)  # where the chain broke, J-ALERT style
     ids = [] if summary else channel_ids(card)
     lines += ["", t("## 団体別の即応性", "## Readiness by municipality"), ""]
     head = t(
@@ -274,6 +279,7 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
         row = f"| {m['code']} | {_md(m['name'])} | {_num(m['score'])} | {g} | {change} |"
         lines.append(row + "".join(f" {_md(cells.get(c, '—'))} |" for c in ids))
     lines += _surge_section(card, t, summary)
+    lines += [] if summary else standing_markdown(card, lang)
     comp = card.get("comparison") or {}
     better = [*comp.get("improved", []), *comp.get("new", [])]
     if better and not summary:

@@ -9,6 +9,7 @@ each machine's journal — and lines them up per municipality × channel::
     {"scenarios": [{"scenario": "首都直下地震 初動参集",
         "vantages": ["LGWAN", "テレワーク"],
         "runs": {"LGWAN": "20261127T…", "テレワーク": "20261127T…"},
+        "announced": {"LGWAN": true, "テレワーク": false},
         "municipalities": [{"code": "131211", "name": "足立区",
            "channels": [{"id": "chat", "kind": "webhook",
               "by_vantage": {"LGWAN": {"sent": 1, "counted": 1, "reached": 1,
@@ -29,7 +30,9 @@ outage), ``latency_p50_s`` / ``latency_p95_s`` the digest's quantiles of the
 messages that arrived with a measured latency, the step lines its step
 summaries (read through :mod:`drills.core.events`), and a municipality's
 ``fallback`` / ``roll_call`` its results in the digest (null when the run had
-no such step for it).
+no such step for it). ``announced`` is false for an unannounced run (抜き打ち訓練,
+:mod:`drills.core.unannounced`): its acknowledgement and roll-call times were
+measured without notice.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from drills.core.journal import Journal
+from drills.core.unannounced import is_announced
 from drills.metrics.digest import ChannelDigest, MuniDigest, RunDigest, run_digest
 
 __all__ = ["vantage_view"]
@@ -116,6 +120,8 @@ def vantage_view(journals: Sequence[Journal], scenario: str | None = None) -> di
                 "scenario": name,
                 "vantages": vantages,
                 "runs": {v: by_vantage[v][1]["run_id"] for v in vantages},
+                # false: a 抜き打ち訓練, its answer times measured without notice
+                "announced": {v: is_announced(by_vantage[v][1]["meta"]) for v in vantages},
                 "municipalities": [munis[code] for code in sorted(munis)],
                 "steps": steps,
             }

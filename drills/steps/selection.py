@@ -53,7 +53,9 @@ def _muni_words(registry: Registry) -> list[str]:
 
 
 def check_selection(registry: Registry, selection: Sequence[str]) -> None:
-    """The run's ``--municipality`` selectors must each match something."""
+    """The run's ``--municipality`` selectors must each match something, and every
+    municipality they select (all, without selectors) must have its channels filled in
+    (``channels: []`` is a registry not finished yet: ``registry init --prefecture 13``)."""
     for sel in selection:
         if not any(_matches(m, sel) for m in registry.municipalities):
             ja, en = _hint(sel, _muni_words(registry))
@@ -61,6 +63,17 @@ def check_selection(registry: Registry, selection: Sequence[str]) -> None:
                 f"--municipality {sel!r} に当たる団体がレジストリ {registry.path} にありません{ja}",
                 f"--municipality {sel!r} matches no municipality in the registry {registry.path}{en}",
             )
+    unfilled = registry.unfilled(selection)  # ``channels: []``: not filled in yet
+    if unfilled:
+        shown = ", ".join(f"{m.code} {m.name}" for m in unfilled[:5])
+        more = f" … (+{len(unfilled) - 5})" if len(unfilled) > 5 else ""
+        raise ScenarioMistake(
+            f"チャネルが未記入の団体は訓練できません（{len(unfilled)} 団体: {shown}{more}）。"
+            f"レジストリ {registry.path} の channels を記入するか、--municipality で記入済みの団体を選んでください",
+            f"{len(unfilled)} municipalities have no channels filled in yet and cannot be "
+            f"drilled: {shown}{more}. Fill in their channels in the registry {registry.path}, "
+            "or select filled-in ones with --municipality",
+        )
 
 
 def municipalities(

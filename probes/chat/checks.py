@@ -14,7 +14,14 @@ from probes.chat.base import Throttle
 from probes.chat.lineworks import lineworks_verdict, monitoring_window
 from probes.chat.matrix import API, observer_not_in_room, send_verdict, token_of_another_user
 from probes.chat.mattermost import mattermost_verdict
-from probes.chat.preflight import ChatCheck, as_fault, foreign, json_object, throttled
+from probes.chat.preflight import (
+    ChatCheck,
+    as_fault,
+    credential_refused,
+    foreign,
+    json_object,
+    throttled,
+)
 from probes.chat.slack import api_error_verdict
 from probes.chat.teams import graph_verdict
 
@@ -91,8 +98,9 @@ class MatrixCheck(ChatCheck):
         joined = body.get("joined_rooms") if status == 200 and isinstance(body, dict) else None
         if not isinstance(joined, list):
             if role == "observer":
-                raise self.probe._observer_refused(status, body)
-            raise as_fault("Matrix", send_verdict(status, body) or foreign(status), False)
+                raise credential_refused(status, self.probe._observer_refused(status, body))
+            fault = as_fault("Matrix", send_verdict(status, body) or foreign(status), False)
+            raise credential_refused(status, fault)
         return self.probe._room_id in joined
 
     async def observer(self) -> str | None:
@@ -141,7 +149,10 @@ class SlackCheck(ChatCheck):
         try:
             return await self.probe._call(token, method, **kw)
         except SlackApiError as exc:
-            raise as_fault("Slack", api_error_verdict(exc), role == "observer") from exc
+            fault = as_fault("Slack", api_error_verdict(exc), role == "observer")
+            status = int(getattr(exc.response, "status_code", 0) or 0)
+            error = str(exc.response.get("error") or "") if exc.response is not None else ""
+            raise credential_refused(status, fault, error) from exc
 
     async def sender(self) -> str | None:
         return str((await self._call("sender", "auth.test")).get("user_id") or "") or None
@@ -215,7 +226,7 @@ class MattermostCheck(ChatCheck):
                 f"{role} is not a member of channel {channel}: add it",
                 code="not_in_channel",
             )
-        raise self._refusal(role, status, text)
+        raise credential_refused(status, self._refusal(role, status, text))
 
     async def sender(self) -> str | None:
         return await self._me("sender")
@@ -280,7 +291,7 @@ class TeamsCheck(ChatCheck):
         if verdict is not None:
             if isinstance(verdict, Throttle):
                 verdict = throttled("Microsoft Graph", verdict)
-            raise as_fault("Microsoft Graph", verdict, True)
+            raise credential_refused(status, as_fault("Microsoft Graph", verdict, True))
         return p.settings.channel_id or ""
 
 
@@ -316,7 +327,7 @@ class LineWorksCheck(ChatCheck):
         status, text, headers = await p.fetch("GET", url, token=self._sender_token)
         verdict = lineworks_verdict(status, text, headers)
         if verdict is not None:
-            raise as_fault("LINE WORKS", verdict, False)
+            raise credential_refused(status, as_fault("LINE WORKS", verdict, False))
         return str(json_object(text).get("botName") or p.settings.bot_id)
 
     async def observer(self) -> str | None:
@@ -342,5 +353,5 @@ class LineWorksCheck(ChatCheck):
             return "monitoring.read"  # the file behind the redirect is not fetched
         verdict = lineworks_verdict(status, text, headers)
         if verdict is not None:
-            raise as_fault("LINE WORKS", verdict, True)
+            raise credential_refused(status, as_fault("LINE WORKS", verdict, True))
         return "monitoring.read"

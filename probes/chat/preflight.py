@@ -48,9 +48,17 @@ from probes.base import ChannelRejected, ObserverIsSender, ProbeError
 from probes.chat.answers import both
 from probes.chat.base import ChatProbe, Throttle, as_observer_fault
 from probes.endpoint import check_endpoint, endpoint_of
-from probes.preflight import PhaseTimer, PreflightReport
+from probes.preflight import PhaseFailure, PhaseTimer, PreflightReport
 
-__all__ = ["ChatCheck", "as_fault", "check_chat", "foreign", "json_object", "throttled"]
+__all__ = [
+    "ChatCheck",
+    "as_fault",
+    "check_chat",
+    "credential_refused",
+    "foreign",
+    "json_object",
+    "throttled",
+]
 
 
 async def check_chat(probe: ChatProbe, check: ChatCheck) -> PreflightReport:
@@ -112,6 +120,31 @@ def as_fault(service: str, verdict: Any, observer: bool) -> ProbeError:
         return as_observer_fault(verdict)
     assert isinstance(verdict, ProbeError)
     return verdict
+
+
+# Slack answers a refused token with HTTP 200 and one of these errors.
+_SLACK_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+)
+
+
+def credential_refused(status: int, fault: ProbeError, error: str = "") -> ProbeError:
+    """*fault* as a failed ``auth`` phase when the service refused the credential — HTTP 401,
+    or Slack's ``invalid_auth`` and kin (*error*) — in whichever phase it was met: a read
+    answered 401 says the token is not valid, not that the room cannot be read. Anything
+    else (403 included: logged in, not allowed) is returned as it is.
+
+    >>> from probes.base import ChannelRejected
+    >>> credential_refused(401, ChannelRejected("x / x", code="HTTP 401")).phase
+    'auth'
+    >>> type(credential_refused(403, ChannelRejected("x / x"))).__name__
+    'ChannelRejected'
+    """
+    if (status == 401 or error in _SLACK_REFUSED) and not isinstance(fault, PhaseFailure):
+        refused = PhaseFailure(fault.reason, phase="auth", code=fault.code)
+        refused.__cause__ = fault
+        return refused
+    return fault
 
 
 class ChatCheck(ABC):

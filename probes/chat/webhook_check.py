@@ -4,17 +4,23 @@ An incoming webhook cannot be tried without posting to it, so the check looks
 at what the channel offers besides: the ``health_url`` (GET, no credentials)
 and the observer's read-back URL (GET with the observer's token, read-only:
 a long-poll read-back is asked for nothing new and not to wait). Each gets
-DNS, connect and TLS phases and its certificate (:mod:`probes.endpoint`), then
-a ``read`` phase through the probe's own HTTP client. A channel with neither
-fails at ``observer.read``: nothing about it can be known without sending.
+DNS, connect and TLS phases and its certificate, then a ``read`` phase: one GET
+over that same connection (:func:`probes.endpoint.check_get`). A redirect is
+followed in a phase ``*.redirect`` by the probe's own HTTP client, as a drill's
+client would follow it. Without an observer the check says so (fact
+``observer_configured`` 0, the rule for every kind: :mod:`probes.preflight`); a
+channel with neither is reported *skipped*: nothing about it can be known
+without sending.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from probes.base import ChannelRejected, ObserverIsSender
-from probes.endpoint import check_endpoint
+from probes.endpoint import check_get
 from probes.preflight import PhaseFailure, PhaseTimer, PreflightReport, Reason
 
 if TYPE_CHECKING:
@@ -22,8 +28,23 @@ if TYPE_CHECKING:
 
 __all__ = ["preflight_webhook"]
 
+NOTHING_TO_CHECK = Reason(
+    "health_url も observer もありません: 送らずに確かめられることがありません",
+    "neither health_url nor observer is configured: nothing can be checked without sending",
+)
+
 # Far past any cursor: a long-poll read-back answers at once with nothing new.
 _NOTHING_NEW = str(2**31 - 1)
+
+
+def _redirect_or(judge: Callable[[int], None]) -> Callable[[int], None]:
+    """*judge*, except that a redirect (3xx) is left to be followed."""
+
+    def judged(status: int) -> None:
+        if not 300 <= status < 400:
+            judge(status)
+
+    return judged
 
 
 def _health(status: int) -> None:
@@ -54,33 +75,40 @@ async def preflight_webhook(probe: WebhookProbe) -> PreflightReport:
     timeout = s.request_timeout
     async with PhaseTimer(probe.channel_id, "webhook") as timer:
         if s.health_url is not None:
-            await check_endpoint(timer, "health", s.health_url, timeout=timeout)
-            async with timer.phase("health.read", "read") as note:
-                status, _text, _headers = await probe.fetch("GET", s.health_url)
-                note["detail"] = f"HTTP {status}"
-                _health(status)
+            url = s.health_url
+            status = await check_get(
+                timer, "health", url, timeout=timeout, judge=_redirect_or(_health)
+            )
+            if 300 <= status < 400:
+                async with timer.phase("health.redirect", "read") as note:
+                    status, _text, _headers = await probe.fetch("GET", url)
+                    note["detail"] = f"HTTP {status}"
+                    _health(status)
         obs = s.observer
+        timer.fact("observer_configured", 0.0 if obs is None else 1.0)
         if obs is None:
-            if s.health_url is None:
-                timer.fail(
-                    "observer.read",
-                    "read",
-                    Reason(
-                        "health_url も observer もありません: 送らずに確かめられることがありません",
-                        "neither health_url nor observer is configured: nothing can be "
-                        "checked without sending",
-                    ),
-                    code="no-observer",
-                )
+            if s.health_url is None:  # nothing at all can be known without posting
+                return replace(timer.report(), skipped=NOTHING_TO_CHECK)
             return timer.report()
         token = obs.auth.reveal() if obs.auth is not None else None
         if token is not None and s.auth is not None and token == s.auth.reveal():
             same = ObserverIsSender.of(probe.channel_id, "auth")
             timer.fail("observer.auth", "auth", Reason.parse(same.reason), same.code)
-        await check_endpoint(timer, "observer", obs.url, timeout=timeout)
         params = {"after": _NOTHING_NEW, "wait": "0"} if obs.mode == "longpoll" else {}
-        async with timer.phase("observer.read", "read") as note:
-            status, _text, _headers = await probe.fetch("GET", obs.url, token=token, params=params)
-            note["detail"] = f"HTTP {status}"
-            _read_back(status)
+        status = await check_get(
+            timer,
+            "observer",
+            obs.url,
+            timeout=timeout,
+            judge=_redirect_or(_read_back),
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            params=params,
+        )
+        if 300 <= status < 400:
+            async with timer.phase("observer.redirect", "read") as note:
+                status, _text, _headers = await probe.fetch(
+                    "GET", obs.url, token=token, params=params
+                )
+                note["detail"] = f"HTTP {status}"
+                _read_back(status)
     return timer.report()

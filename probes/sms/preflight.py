@@ -33,7 +33,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from probes.base import ChannelRejected, ChannelUnreachable
 from probes.endpoint import check_endpoint
-from probes.preflight import PhaseTimer, PreflightReport
+from probes.preflight import PhaseFailure, PhaseTimer, PreflightReport
 from probes.sms.callbacks import callback_urls
 from probes.sms.status import error_reason
 from probes.sms.twilio_http import AioTwilioHttp
@@ -99,6 +99,8 @@ async def _twilio(call: Awaitable[T], timeout: float) -> T:
     except (TwilioRestException, TwilioServiceException) as exc:
         code, status = _code_of(exc), int(exc.status)
         reason = error_reason(code, http_status=status, detail=_detail_of(exc))
+        if status == 401:  # refused credentials, in whichever phase: an auth failure
+            raise PhaseFailure(str(reason), phase="auth", code=str(code or status)) from exc
         raise ChannelRejected(str(reason), code=str(code or status)) from exc
     except TimeoutError as exc:
         raise ChannelUnreachable(

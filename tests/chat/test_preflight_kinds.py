@@ -257,3 +257,22 @@ async def test_matrix_against_a_real_synapse(env: ProbeEnv, synapse: SynapseSetu
     report = await check(probe(room=secret_room))
     assert failed_at(report) == ("sender.read", "encrypted_room")
     assert await asyncio.to_thread(timeline) == before  # nothing was posted
+
+
+async def test_tls_module_checks_the_endpoints_and_logs_in_nowhere(end: SimFarEnd) -> None:
+    """``module=tls``: the kind's endpoints up to their TLS, nothing else — not even with a
+    sender credential the service refuses."""
+    from drills.core.preflight_tls import tls_check
+
+    probe = _wrong_sender(end, await end.channel(reject="auth"))
+    report = await tls_check(probe)
+    assert report.ok, report.reason
+    first = "login" if end.kind == "teams" else FIRST_ENDPOINT[end.kind]  # no Workflows URL
+    assert [p.name for p in report.phases][:3] == [
+        f"{first}.dns",
+        f"{first}.connect",
+        f"{first}.tls",
+    ]
+    assert {p.phase for p in report.phases} == {"dns", "connect", "tls"}
+    assert not (await check(probe)).ok  # the full check does log in, and is refused
+    nothing_left(end, probe)

@@ -91,19 +91,22 @@ async def test_observer_equal_to_sender_is_refused(sim, env):
     assert report.phases == (failed,)  # stopped before any request
 
 
-async def test_observer_missing_fails_without_health_url(sim, env):
+async def test_nothing_to_check_is_skipped_not_failed(sim, env):
     probe = _probe(sim, env, observer=None)
     report = await probe.preflight()
-    assert [(p.name, p.ok, p.code) for p in report.phases] == [
-        ("observer.read", False, "no-observer")
-    ]
-    assert "health_url" in report.reason.en
+    assert report.phases == () and report.skipped is not None
+    assert "health_url" in report.skipped.en and "health_url" in report.skipped.ja
+    assert report.facts["observer_configured"] == 0.0
 
 
 # ----------------------------------------------------------------- HTTPS health URL
 
 
-async def _ok(_request: web.Request) -> web.Response:
+_HITS: list[str] = []  # every GET the HTTPS health servers answered
+
+
+async def _ok(request: web.Request) -> web.Response:
+    _HITS.append(request.path)
     return web.json_response({"status": "ok"})
 
 
@@ -172,3 +175,46 @@ async def test_expired_health_certificate_fails_at_tls_and_says_when(
     assert (failed.name, failed.phase, failed.code) == ("health.tls", "tls", "tls")
     assert "expired" in failed.reason.en
     assert [c.not_after for c in report.certificates] == [past.timestamp()]
+
+
+async def test_tls_module_checks_the_endpoints_without_a_request(sim, env, trusted_ca, tmp_path):
+    """``module=tls`` through the runner: health and read-back endpoints up to their TLS,
+    the certificate recorded, and not one HTTP request (the health server's count of GETs
+    stays where it was until the full check)."""
+    from drills.core.preflight import PreflightRunner
+    from drills.core.registry import parse_registry
+
+    soon = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=20)
+    runner = await _https_health(trusted_ca, tmp_path, soon)
+    port = runner.addresses[0][1]
+    probe = _probe(sim, env, health_url=f"https://127.0.0.1:{port}/health")
+    target = parse_registry(
+        'municipalities:\n  - code: "131211"\n    name: 足立区\n    channels:\n'
+        "      - {id: chat, kind: webhook, sim: {}}\n",
+        "r.yaml",
+    ).targets()[0]
+
+    async def make(_target: Any) -> WebhookProbe:
+        return probe
+
+    checker = PreflightRunner(make_probe=make, min_interval_s=60)
+    hits_before = len(_HITS)
+    try:
+        tls = await checker.check(target, module="tls")
+        full = await checker.check(target)  # cached apart: the full check runs now
+    finally:
+        await runner.cleanup()
+    assert tls.report.ok, tls.report.reason
+    assert [p.name for p in tls.report.phases] == [
+        "health.dns",
+        "health.connect",
+        "health.tls",
+        "observer.dns",
+        "observer.connect",
+        "observer.tls",
+    ]
+    assert [(c.endpoint, c.not_after) for c in tls.report.certificates] == [
+        ("health", soon.timestamp())
+    ]
+    assert not full.cached and full.report.phase("health.read") is not None
+    assert len(_HITS) == hits_before + 1  # the full check's GET, and only it

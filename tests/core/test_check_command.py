@@ -75,6 +75,9 @@ def test_json_names_the_failing_phase_and_exits_1(registry, capsys):
     [
         (["--municipality", "大阪市"], "matches no municipality"),
         (["--timeout", "soon"], "timeout"),
+        (["--rate-limit", "linework=3/60s"], "no kind 'linework'"),
+        (["--rate-limit", "webhook=0/60s"], "cannot read --rate-limit"),
+        (["--rate-limit", "webhook=3/soon"], "cannot read --rate-limit"),
     ],
 )
 def test_usage_errors_exit_2(registry, capsys, argv, message):
@@ -91,3 +94,33 @@ def test_registry_errors_exit_2_naming_the_file(tmp_path, capsys, monkeypatch):
     assert "r.yaml" in err and "TSUNAGARI_TEST_UNSET_PW" in err
     assert main(["--lang", "en", "check", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_rate_limit_option_holds_back_checks_of_a_kind(registry, capsys):
+    """``--rate-limit webhook=1/60s``: of the two webhook channels one is checked, the other
+    is skipped naming the limit (not failed: exit 0 with 足立区's mail fine)."""
+    argv = ["--lang", "en", "check", str(registry), "--format", "json", "--timeout", "2s"]
+    code = main([*argv, "--rate-limit", "webhook=1/60s"])
+    doc = json.loads(capsys.readouterr().out)
+    webhooks = [t for t in doc["targets"] if t["kind"] == "webhook"]
+    skipped = [t for t in webhooks if t["skipped"]]
+    assert len(webhooks) == 2 and len(skipped) == 1
+    assert "at most 1 times per 60 s" in skipped[0]["skipped"]["en"]
+    checked = next(t for t in webhooks if not t["skipped"])
+    assert code == (0 if checked["ok"] else 1)  # the skipped one never counts against it
+    assert main([*argv, "--rate-limit", "webhook=off"]) == 1  # both checked: 千代田区 is down
+    assert not any(t["skipped"] for t in json.loads(capsys.readouterr().out)["targets"])
+
+
+def test_a_channel_without_observer_is_said_in_its_row():
+    from drills.commands.check import rows
+    from drills.core.preflight import Checked
+    from probes.preflight import NO_OBSERVER, PhaseResult, PreflightReport
+
+    ok = PhaseResult("sender.auth", "auth", True, 0.01)
+    blind = PreflightReport("131211/chat", "slack", (ok,), facts={"observer_configured": 0.0})
+    seen = PreflightReport("131211/mail", "mail", (ok,), facts={"observer_configured": 1.0})
+    [blind_row, seen_row] = rows([Checked(blind, 0.0), Checked(seen, 0.0)], "en")
+    assert blind_row[2] == "OK" and blind_row[5] == NO_OBSERVER.en
+    assert seen_row[5] == ""
+    assert rows([Checked(blind, 0.0)], "ja")[0][5] == NO_OBSERVER.ja

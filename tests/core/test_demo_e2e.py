@@ -131,3 +131,14 @@ def test_demo_checks_every_record_against_the_ground_truth(demo_run):
     with Journal(out / "journal.sqlite") as j:
         total = len(j.deliveries(j.latest_run()["run_id"]))
     assert f"{total} 件一致 / 0 件不一致" in line, proc.stdout
+
+
+def test_demo_is_too_small_to_compare(demo_run):
+    _, out = demo_run
+    card = json.loads((out / "scorecard.json").read_text(encoding="utf-8"))
+    scored = sum(m["score"] is not None for m in card["municipalities"])
+    assert scored == 7
+    assert (card["standing"]["score"]["n"], card["standing"]["score"]["compared"]) == (7, False)
+    assert all(m["standing"]["score"]["rank"] is None for m in card["municipalities"])
+    html = (out / "scorecard.html").read_text(encoding="utf-8")
+    assert "比較するには参加団体が少なすぎます（7 団体、10 団体以上で比較）" in html

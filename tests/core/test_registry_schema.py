@@ -151,6 +151,8 @@ SMS = ("municipalities", 0, "channels", 2)
 # Registries both must accept, beside GOOD (each differs from it in one place).
 ALSO_GOOD = {
     "unquoted code (YAML reads a number)": _edit(("municipalities", 0, "code"), 131211),
+    # not filled in yet (registry init --prefecture 13): check warns, run refuses it
+    "channels not filled in yet": _edit(("municipalities", 0, "channels"), []),
 }
 
 BAD = {
@@ -167,7 +169,7 @@ BAD = {
     "code in full-width digits": _edit(("municipalities", 0, "code"), "１３１２１１"),
     "unknown sim knob": _edit((*SMS, "sim", "lag"), "1s"),
     "unknown top-level key": _edit(("default",), {"slo": {"latency": "3s"}}),
-    "no channels": _edit(("municipalities", 0, "channels"), []),
+    "no channels key": _edit(("municipalities", 0, "channels"), None, delete=True),
 }
 
 

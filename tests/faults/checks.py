@@ -23,7 +23,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRACEBACK_MARKS", "assert_no_traceback", "journal_intact", "json_lines", "run_status"]
+__all__ = [
+    "TRACEBACK_MARKS",
+    "assert_classified",
+    "assert_no_traceback",
+    "journal_intact",
+    "json_lines",
+    "run_status",
+]
 
 TRACEBACK_MARKS = ("Traceback (most recent call last)", "INTERNALERROR", "Fatal Python error")
 
@@ -34,6 +41,24 @@ def assert_no_traceback(text: str | bytes, where: str = "output") -> None:
         text = text.decode("utf-8", "replace")
     for mark in TRACEBACK_MARKS:
         assert mark not in text, f"{where} holds {mark!r}:\n{text[-4000:]}"
+
+
+def assert_classified(deliveries: Any) -> None:
+    """Every record not delivered carries its reason code, and so a stage and a cause.
+
+    The code is the probe's own (``ProbeError.code``) or the harness's, carried by the
+    runner to ``extra["reason_code"]`` (:mod:`drills.core.taxonomy`).
+    """
+    from drills.core.taxonomy import classify_delivery
+
+    for d in deliveries:
+        failure = classify_delivery(d.outcome.value, d.kind, d.reason, d.extra)
+        if failure is None:
+            continue
+        code = d.extra.get("reason_code")
+        assert isinstance(code, str) and code, (
+            f"{d.outcome.value} without a reason code: {d.reason!r}"
+        )
 
 
 def journal_intact(path: str | Path) -> list[dict[str, Any]]:

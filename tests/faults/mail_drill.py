@@ -32,7 +32,7 @@ from drills.core.registry import parse_registry
 from drills.core.requirements import HarnessFault, RequirementMissed
 from drills.operator.results import Broadcast
 from drills.operator.scenario import open_drill
-from tests.faults.checks import assert_no_traceback, journal_intact, run_status
+from tests.faults.checks import assert_classified, assert_no_traceback, journal_intact, run_status
 
 __all__ = [
     "DrillRecord",
@@ -226,6 +226,7 @@ def drill_mail(
 def assert_sound(record: DrillRecord, *, count: int = 1) -> None:
     """(b) no traceback anywhere a user reads, (c) the journal intact, one run, status right."""
     assert_no_traceback(record.logs, "the harness's log")
+    assert_classified(record.deliveries)  # a stage and a cause for each failure
     for d in record.deliveries:
         assert_no_traceback(d.reason, f"the reason of {d.token}")
     if record.verdict is not None:

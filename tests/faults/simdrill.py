@@ -31,7 +31,7 @@ from drills.core.truth import compare
 from drills.operator.scenario import ScenarioDrill, open_drill
 from probes.sim.base import Simulator
 from probes.sim.ledger import Entry
-from tests.faults.checks import assert_no_traceback, run_status
+from tests.faults.checks import assert_classified, assert_no_traceback, run_status
 
 __all__ = ["SimDrill", "sim_drill"]
 
@@ -132,6 +132,7 @@ def sim_drill(tmp_path: Path, registry_yaml: str, *, seed: int = 1) -> Iterator[
     assert run.deliveries, "the drill recorded nothing"
     found = compare(run.deliveries, [s.ledger for s in run.simulators], outages=[])
     assert not found, "records disagree with the ledgers:\n" + "\n".join(map(str, found))
+    assert_classified(run.deliveries)  # a stage and a cause for each failure (its reason code)
     # Every reason is bilingual: Japanese, " / ", English.
     for d in run.deliveries:
         if d.reason:

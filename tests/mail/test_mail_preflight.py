@@ -77,7 +77,7 @@ async def test_healthy_channel_walks_every_phase_and_sends_nothing(clean_front, 
     # Both certificates (their exact notAfter is checked in the soon-expiring test).
     assert [c.endpoint for c in report.certificates] == ["smtp", "imap"]
     assert all(c.days_left() > 300 for c in report.certificates)
-    assert report.facts == {"smtp_tls": 1.0}
+    assert report.facts == {"smtp_tls": 1.0, "observer_configured": 1.0}
     assert clean_front.accepted == accepted_before  # nothing was sent
 
 
@@ -183,12 +183,37 @@ async def test_soon_expiring_certificates_show_their_days(tmp_path):
     assert 3.0 < report.min_cert_days() < 3.05
 
 
-async def test_observer_missing_fails_at_observer_read(clean_front, dovecot):
+async def test_observer_missing_is_said_not_failed(clean_front, dovecot):
+    """The rule for every kind: checked as far as it goes, and it says arrival cannot
+    be confirmed (fact ``observer_configured`` 0) — not a failure, not an alert."""
     settings = mail_settings(clean_front, dovecot, imap={})
     report = await preflight_mail("131211/mail", settings)
+    assert report.ok, report.reason
+    assert [p.name for p in report.phases][-1] == "smtp.noop"  # no observer phase at all
     assert report.phase("smtp.auth").ok
-    failed = report.failure
-    assert (failed.name, failed.phase, failed.code) == ("observer.read", "read", "no-observer")
-    assert "受付のみ" in failed.reason.ja and "accepted" in failed.reason.en
-    assert report.facts == {"smtp_tls": 0.0}  # plain SMTP: flagged
+    assert report.facts == {"smtp_tls": 0.0, "observer_configured": 0.0}  # plain SMTP: flagged
     assert report.certificates == ()
+
+
+@pytest.mark.parametrize("imap_security", ["starttls", "tls"])
+async def test_tls_module_stops_before_any_login(postfix, dovecot, mail_ca, imap_security):
+    """``module=tls``: SMTP up to STARTTLS and IMAP up to its TLS, both certificates — with
+    wrong passwords on both sides it still passes: nothing logged in."""
+    from probes.mail.check import preflight_mail_tls
+
+    port = dovecot.imaps_port if imap_security == "tls" else dovecot.imap_port
+    imap = imap_settings(
+        dovecot, "nobody", security=imap_security, port=port, ca_file=mail_ca.ca_file
+    )
+    smtp = {"port": postfix.port, "security": "starttls", "ca_file": mail_ca.ca_file}
+    settings = mail_settings(None, dovecot, imap=imap, smtp={**smtp, "user": "no-such-user"})
+    report = await preflight_mail_tls("131211/mail", settings)
+    assert report.ok, report.reason
+    names = [p.name for p in report.phases]
+    assert names[:3] == ["smtp.connect", "smtp.ehlo", "smtp.starttls"]
+    assert not any(n.endswith((".auth", ".read", ".noop")) for n in names)
+    assert ("imap.starttls" in names) == (imap_security == "starttls")
+    assert [c.endpoint for c in report.certificates] == ["smtp", "imap"]
+    assert "OK" in report.phase("imap.connect").detail  # the greeting
+    full = await preflight_mail("131211/mail", settings)  # the full check does log in
+    assert not full.ok and full.failure.phase == "auth"

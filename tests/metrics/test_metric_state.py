@@ -18,6 +18,7 @@ from drills.core.events import (
     RollCallParticipant,
 )
 from drills.core.journal import Journal
+from drills.core.taxonomy import Cause, Stage
 from drills.metrics.catalogue import CATALOGUE
 from drills.metrics.collector import JournalCollector, Scope, exposition
 from drills.metrics.digest import LATENCY_BUCKETS, ChannelDigest, digest_channel, tls_not_after
@@ -342,6 +343,13 @@ def test_no_unbounded_labels_and_no_secrets_in_the_output(journal: Journal) -> N
         "vantage",
         "outcome",
         "evidence",
+        "stage",  # drills.core.taxonomy: bounded enumerations too
+        "cause",
+        # tsunagari_municipality_info: one value per registered municipality (the office
+        # table, drills.core.places); region is one of its five keys
+        "latitude",
+        "longitude",
+        "region",
         "le",
     }
     for spec in CATALOGUE.values():
@@ -352,6 +360,8 @@ def test_no_unbounded_labels_and_no_secrets_in_the_output(journal: Journal) -> N
     values = {k: {v for _, lab in sample_set(text) for kk, v in lab if kk == k} for k in allowed}
     assert values["outcome"] == {o.value for o in Outcome}
     assert values["evidence"] <= {e.value for e in Evidence} | {"none"}
+    assert values["stage"] and values["stage"] <= {s.value for s in Stage}
+    assert values["cause"] and values["cause"] <= {c.value for c in Cause}
 
 
 def test_collectors_use_only_the_registry_they_are_given(journal: Journal) -> None:

@@ -62,10 +62,14 @@ def test_the_world_covers_every_exported_metric(world: World) -> None:
     from drills.metrics.catalogue import CATALOGUE, CHECKS
 
     exported = names_in(world.exposition)
+    # The comparison among participants needs 10 municipalities in one drill; the world
+    # drills 3, so these have no series here (tests/metrics/test_standing_metrics.py).
+    needs_ten = {f"tsunagari_readiness_{g}" for g in ("rank", "percentile", "deviation_score")}
     missing = [
         name
         for name, spec in CATALOGUE.items()
         if (name + "_bucket" if spec.type == "histogram" else name) not in exported
+        and name not in needs_ten
     ]
     assert not missing, f"the integration drill does not produce: {missing}"
     checked = set().union(*(names_in(text) for text in world.checks.values()))

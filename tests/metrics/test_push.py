@@ -98,6 +98,9 @@ def test_groups_per_municipality_scenario_and_vantage(gateway: Pushgateway, tmp_
             k for k in pushed_muni if k[0] == "tsunagari_municipality_drill_interval_seconds"
         ]
         assert len(interval) == 1 and pushed_muni.pop(interval[0]) == 30 * 86_400
+        # (so is where its office is: tsunagari_municipality_info)
+        place = [k for k in pushed_muni if k[0] == "tsunagari_municipality_info"]
+        assert len(place) == 1 and pushed_muni.pop(place[0]) == 1.0
         scope = Scope(SCENARIO, VANTAGE, frozenset({"133086"}), drill_level=False, schedule=False)
         assert pushed_muni == sample_set(exposition(journal, registry, scope).decode())
         assert any(n == "tsunagari_channel_reachable" for n, _ in pushed_muni)

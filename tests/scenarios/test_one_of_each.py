@@ -45,6 +45,7 @@ GIVEN: dict[str, tuple[Any, Any]] = {
     "vantage": ("LGWAN", "LGWAN"),
     "lock": ("l/run.lock", Path("l/run.lock")),
     "seed": ("7", 7),
+    "unannounced": ("09:00-17:00", "09:00-17:00"),
 }
 
 

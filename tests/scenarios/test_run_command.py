@@ -105,8 +105,11 @@ def test_missed_requirement_exits_1(helpers, workdir):
             "outcome": "rejected",
             "reason": "HTTP 401: invalid_auth（Webhook の認証が拒否されました） / "
             "HTTP 401: invalid_auth (the webhook refused our credentials)",
+            "stage": "send",  # where the chain broke and why (drills.core.taxonomy)
+            "cause": "auth",
         }
     ]
+    assert (missed[0]["stage"], missed[0]["cause"]) == ("send", "auth")
     assert missed[0]["where"] == "s/test_drill.py:2" and missed[0]["level"] == "error"
     assert records[-1]["event"] == "run_finished" and records[-1]["exit"] == 1
 

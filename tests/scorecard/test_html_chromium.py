@@ -67,6 +67,36 @@ READ_DOM = r"""
 })()
 """
 
+# The map (drills.reporting.map): its dots as drawn, with their boxes on the page.
+READ_MAP = r"""
+(() => {
+  const svg = document.querySelector('#map svg.map');
+  if (!svg) return null;
+  const box = e => { const r = e.getBoundingClientRect();
+                     return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom}; };
+  const frames = {};
+  for (const g of svg.querySelectorAll('g.frame')) frames[g.dataset.frame] = box(g.querySelector('rect'));
+  return {
+    points: svg.closest('section').dataset.points, svg: box(svg), frames,
+    dots: [...svg.querySelectorAll('g.muni')].map(g => ({
+      code: g.dataset.code, state: g.dataset.state, region: g.dataset.region,
+      title: g.querySelector('title').textContent, box: box(g.querySelector('circle')),
+      fill: g.querySelector('circle').getAttribute('fill'),
+      ring: !!g.querySelector('circle.ring')})),
+    unlocated: [...document.querySelectorAll('#map-unlocated span')].map(e => e.dataset.code),
+  };
+})()
+"""
+FRAME_OF = {"pref": "mainland", "ku": "mainland", "tama": "mainland", "izu": "izu"}
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    return (
+        outer["x0"] <= inner["x0"] < inner["x1"] <= outer["x1"]
+        and outer["y0"] <= inner["y0"] < inner["y1"] <= outer["y1"]
+    )
+
+
 WIDEST = (
     "Math.max(...[...document.querySelectorAll('body *')]"
     ".map(e => e.getBoundingClientRect().right))"
@@ -116,6 +146,7 @@ async def test_rendered_dom_and_no_requests(browser, card, tmp_path, lang):
     async with browser.page() as page:
         await page.goto(url)
         dom = await page.evaluate(READ_DOM)
+        tokyo = await page.evaluate(READ_MAP)
         shot = await page.screenshot()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / f"scorecard.{lang}.png").write_bytes(shot)
@@ -153,6 +184,51 @@ async def test_rendered_dom_and_no_requests(browser, card, tmp_path, lang):
     assert len(dom["charts"]) == 2 and all(c["w"] > 300 and c["h"] > 100 for c in dom["charts"])
     width, height = png_size(shot)
     assert width >= 1000 and height > 1000
+    # the map: one dot per municipality of the registry (all five are Tokyo codes), drawn
+    drilled = {m["code"]: m["grade"] for m in card["municipalities"]}
+    assert {d["code"]: d["state"] for d in tokyo["dots"]} == {
+        **{c: "graded" for c in drilled},
+        "132012": "untested",
+        "133086": "untested",
+    }
+    assert tokyo["points"] == "5" and tokyo["unlocated"] == []
+    assert all(inside(d["box"], tokyo["svg"]) for d in tokyo["dots"])
+
+
+async def test_map_of_all_tokyo_renders_and_stays_offline(browser, card, tmp_path):
+    """Every Tokyo municipality on the map (the sample's five plus the rest, not drilled),
+    one unreachable, one with no known office: drawn in its frame, nothing fetched."""
+    from drills.core.places import office_places
+
+    template = card["not_drilled"][0]
+    known = {m["code"] for m in card["municipalities"] + card["not_drilled"]}
+    for code, place in office_places().items():
+        if code not in known:
+            card["not_drilled"].append({**template, "code": code, "name": place.name})
+    card["not_drilled"].append({**template, "code": "012025", "name": "<b>函館市</b>"})
+    ogasawara = next(m for m in card["municipalities"] if m["code"] == "134210")
+    for ch in ogasawara["channels"]:  # as if nothing had reached 小笠原村
+        ch.update(delivered=0, late=0, status="down")
+    path = tmp_path / "scorecard-tokyo.html"
+    path.write_text(render_html(card, "ja", charts=False), encoding="utf-8")
+    async with browser.page() as page:
+        await page.goto(path.as_uri())
+        tokyo = await page.evaluate(READ_MAP)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "scorecard-map.ja.png").write_bytes(await page.screenshot())
+        assert outside_activity(page, path.as_uri()) == []
+        assert [r["url"] for r in page.requests] == [path.as_uri()]
+    assert tokyo["points"] == "63" and len(tokyo["dots"]) == 63
+    assert len({d["code"] for d in tokyo["dots"]}) == 63
+    assert tokyo["unlocated"] == ["012025"]
+    for dot in tokyo["dots"]:
+        frame = tokyo["frames"][FRAME_OF.get(dot["region"], "ogasawara")]
+        assert inside(dot["box"], frame), dot
+    marked = {d["code"]: (d["state"], d["ring"]) for d in tokyo["dots"] if d["ring"]}
+    assert marked == {"134210": ("unreachable", True)}
+    assert next(d for d in tokyo["dots"] if d["code"] == "134210")["title"].startswith(
+        "小笠原村 134210: 評価 C"
+    )
 
 
 @pytest.mark.parametrize("name", ["scorecard", "scorecard-surge"])
@@ -207,7 +283,7 @@ async def test_surge_section_renders_each_ramp(browser, surge_journal, registry,
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / f"scorecard-surge.{lang}.png").write_bytes(await page.screenshot())
         assert outside_activity(page, path.as_uri()) == []
-    assert dom["sections"][:3] == ["worse", "readiness", "surge"]
+    assert dom["sections"][:4] == ["worse", "failures", "readiness", "surge"]
     assert [(s["code"], s["channel"], s["held"]) for s in surges] == [
         ("131211", "chat", "false"),
         ("131016", "chat", "true"),

@@ -164,11 +164,13 @@ def test_changing_weights_changes_only_scores(sample_journal, registry):
         card = copy.deepcopy(card)
         for key in ("comparison", "trend", "model"):
             card.pop(key)
+        card["standing"].pop("score")  # the score's standing follows the scores
         for key in ("score", "grade", "grades", "worsened", "improved"):
             card["summary"].pop(key)
         for m in card["municipalities"]:
             for key in ("score", "grade", "parts", "change"):
                 m.pop(key)
+            m["standing"].pop("score")
             for ch in m["channels"]:
                 for key in ("score", "parts", "change"):
                     ch.pop(key)

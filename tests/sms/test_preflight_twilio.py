@@ -227,3 +227,29 @@ def test_doctests() -> None:
 
     result = doctest.testmod(probes.sms.preflight)
     assert result.failed == 0 and result.attempted >= 4
+
+
+@pytest.mark.parametrize(("status", "phase"), [(401, "auth"), (404, None)])
+async def test_a_twilio_401_in_any_phase_is_an_auth_failure(status: int, phase: str | None) -> None:
+    """The number or balance read answered 401: the credentials, not the number."""
+    from twilio.base.exceptions import TwilioRestException
+
+    from probes.sms.preflight import _twilio
+
+    async def refused() -> None:
+        raise TwilioRestException(status, "https://api.twilio.com/x", "refused", code=20003)
+
+    with pytest.raises(Exception) as raised:
+        await _twilio(refused(), 5.0)
+    assert getattr(raised.value, "phase", None) == phase
+    assert getattr(raised.value, "code", None) == "20003"
+
+
+async def test_tls_module_makes_no_api_request(make_probe: Any, sim: TwilioSimulator) -> None:
+    from drills.core.preflight_tls import tls_check
+
+    probe = await make_probe(open_probe=False, caps=CAPS)
+    report = await tls_check(probe)
+    assert report.ok, report.reason
+    assert [p.name for p in report.phases] == PHASES[:3]
+    assert sim.requests == []  # not one Twilio API call: no credential used

@@ -211,7 +211,9 @@ class _MunicipalityModel(_Strict):
         description="定期訓練の間隔（例: 7d） / how often it is drilled (e.g. 7d)",
     )
     channels: list[dict[str, Any]] = Field(
-        min_length=1, description="チャネル（少なくとも 1 つ） / its channels (at least one)"
+        description="チャネル。空のリスト（channels: []）は「未記入」: registry check は警告し、"
+        "run はその団体を選ぶと拒否する / its channels; an empty list (channels: []) is "
+        "*not filled in yet*: registry check warns, run refuses to drill it"
     )
 
     @field_validator("code", mode="before")
@@ -295,8 +297,32 @@ class Registry:
         An empty filter selects everything. Raises KeyError for a selector that
         matches no municipality (a typo must not silently select nothing).
         """
-        wanted = list(select)
         kind_set, chan_set = set(kinds), set(channels)
+        munis = self.selected(select)
+        return [
+            Target(m, c)
+            for m in munis
+            for c in m.channels
+            if (not kind_set or c.kind in kind_set) and (not chan_set or c.id in chan_set)
+        ]
+
+    def unfilled(self, select: Iterable[str] = ()) -> list[Municipality]:
+        """Municipalities of *select* (default: all) whose channels are not filled in yet.
+
+        A registry may list a municipality with ``channels: []`` (the all-Tokyo starter,
+        ``tsunagari registry init --prefecture 13``, lists all 63 so): ``registry check``
+        accepts it with a warning, a run that selects it is refused. Raises KeyError as
+        :meth:`targets` does.
+        """
+        return [m for m in self.selected(select) if not m.channels]
+
+    def selected(self, select: Iterable[str] = ()) -> list[Municipality]:
+        """Municipalities matching any of *select* by code, name or tag (empty: all).
+
+        Raises KeyError for a selector that matches no municipality (a typo must not
+        silently select nothing).
+        """
+        wanted = list(select)
         chosen: list[Municipality] = []
         for sel in wanted:
             hits = [
@@ -307,13 +333,7 @@ class Registry:
             if not hits:
                 raise KeyError(sel)
             chosen.extend(m for m in hits if m not in chosen)
-        munis = chosen if wanted else list(self.municipalities)
-        return [
-            Target(m, c)
-            for m in munis
-            for c in m.channels
-            if (not kind_set or c.kind in kind_set) and (not chan_set or c.id in chan_set)
-        ]
+        return chosen if wanted else list(self.municipalities)
 
     def municipality(self, key: str) -> Municipality:
         for m in self.municipalities:

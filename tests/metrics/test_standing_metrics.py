@@ -1,0 +1,65 @@
+"""The comparison gauges: rank, percentile and 偏差値 as the scorecard shows them, absent when few.
+
+Journals written by hand (tests/scorecard): a 13-ward drill (12 scored) and the
+3-municipality sample drill.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drills.core.journal import Journal
+from drills.core.registry import parse_registry
+from drills.metrics.collector import Scope, exposition
+from drills.reporting.scorecard import build_scorecard
+from tests.metrics.support import sample_set
+from tests.scorecard.scorecard_samples import REGISTRY_YAML, fill_sample
+from tests.scorecard.standing_sample import fill_standing_drill
+
+GAUGES = ("rank", "percentile", "deviation_score")
+
+
+def _by_code(text: str, gauge: str) -> dict[str, float]:
+    return {
+        dict(labels)["municipality_code"]: value
+        for (name, labels), value in sample_set(text).items()
+        if name == f"tsunagari_readiness_{gauge}"
+    }
+
+
+def test_gauges_match_the_scorecard(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        run_id = fill_standing_drill(journal)
+        card = build_scorecard(journal, run_id)
+        vantage = card["vantage"]
+        text = exposition(journal).decode()
+        one = exposition(journal, scope=Scope(municipalities=frozenset({"131041"}))).decode()
+    expected = {
+        m["code"]: m["standing"]["score"] for m in card["municipalities"] if m["score"] is not None
+    }
+    assert len(expected) == 12
+    for gauge, key in zip(GAUGES, ("rank", "percentile", "deviation"), strict=True):
+        assert _by_code(text, gauge) == {c: float(s[key]) for c, s in expected.items()}
+    assert "131130" not in _by_code(text, "rank")  # untested: no rank at all
+    samples = sample_set(text)
+    run = (("scenario", "区部 一斉訓練"), ("vantage", vantage))
+    assert samples[("tsunagari_drill_scored_municipalities", run)] == 12.0
+    # a Pushgateway group of one municipality still ranks it among all twelve
+    assert _by_code(one, "rank") == {"131041": 1.0}
+
+
+def test_too_few_leaves_the_gauges_absent(tmp_path: Path) -> None:
+    registry = parse_registry(REGISTRY_YAML, "test-registry.yaml", check_secrets=False)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        fill_sample(journal)
+        text = exposition(journal, registry).decode()
+    samples = sample_set(text)
+    participants = {
+        dict(labels)["scenario"]: v
+        for (name, labels), v in samples.items()
+        if name == "tsunagari_drill_scored_municipalities"
+    }
+    assert participants == {"首都直下地震 初動参集": 3.0, "多摩地域 通信訓練": 1.0}
+    for gauge in GAUGES:
+        assert _by_code(text, gauge) == {}  # absent, not 50
+    assert any(name == "tsunagari_readiness_score" for name, _ in samples)
