@@ -173,15 +173,41 @@ if not TYPE_CHECKING:  # type checkers see DEFAULT_JOURNAL: Path above, and noth
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def add_journal_option(parser: argparse.ArgumentParser, t: Text) -> None:
-    """``--journal PATH`` (default: the demo's output folder), shared by the reading commands."""
+def journal_argument(text: str) -> Path | str:
+    """A ``--journal`` value: a URL (``postgresql://…``, ``sqlite:///…``) as given, else a path
+    (:mod:`drills.core.journal.target` reads both).
+
+    >>> journal_argument("postgresql://db/drills"), journal_argument("out/j.sqlite")
+    ('postgresql://db/drills', PosixPath('out/j.sqlite'))
+    """
     from pathlib import Path
 
+    return text if "://" in text else Path(text)
+
+
+def default_journal() -> Path | str:
+    """``$TSUNAGARI_JOURNAL`` if set, else ``tsunagari-out/journal.sqlite``."""
+    import os
+
+    from drills.operator.options import JOURNAL_ENV
+
+    return journal_argument(os.environ.get(JOURNAL_ENV) or _DEFAULT_JOURNAL)
+
+
+def add_journal_option(parser: argparse.ArgumentParser, t: Text) -> None:
+    """``--journal PATH|URL`` (default: ``$TSUNAGARI_JOURNAL``, else the demo's output
+    folder), shared by every command that reads or writes a journal."""
     parser.add_argument(
         "--journal",
-        type=Path,
-        default=Path(_DEFAULT_JOURNAL),
-        help=t("記録（SQLite）のパス", "journal (SQLite) path"),
+        type=journal_argument,
+        default=default_journal(),
+        metavar=t("パスかURL", "PATH|URL"),
+        help=t(
+            f"記録: SQLite のファイルか postgresql:// の URL（既定: $TSUNAGARI_JOURNAL、なければ"
+            f" {_DEFAULT_JOURNAL}）",
+            f"journal: a SQLite file or a postgresql:// URL (default: $TSUNAGARI_JOURNAL, else"
+            f" {_DEFAULT_JOURNAL})",
+        ),
     )
 
 

@@ -9,7 +9,7 @@
 #   scripts/bootstrap.sh setup          everything, run nothing
 #
 # Idempotent: a second run only checks. Servers (Dovecot, Postfix, Synapse,
-# Prometheus, Pushgateway, Chromium) are started by the test suite itself on
+# Prometheus, Pushgateway, PostgreSQL, Chromium) are started by the test suite itself on
 # loopback, with free ports and run folders under the pytest temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,9 @@ SYNAPSE_VENV=${TSUNAGARI_SYNAPSE_VENV:-$HOME/.cache/tsunagari/synapse-venv}
 # iproute2, nftables: network namespaces and packet loss for the fault matrix (tests/faults).
 # fonts-ipaexfont-gothic: Japanese glyphs for the scorecard charts (matplotlib) and Chromium screenshots.
 # prometheus-blackbox-exporter: the peer of `tsunagari serve /probe` in benchmarks/bench_preflight_vs_blackbox.py.
-APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic iproute2 nftables prometheus-blackbox-exporter)
+# postgresql: the PostgreSQL journal's tests start their own server (initdb into a temp dir,
+#   tests/servers/postgres.py); the package's own cluster service is never started.
+APT_PKGS=(dovecot-imapd dovecot-lmtpd postfix prometheus prometheus-pushgateway chromium fonts-ipaexfont-gothic iproute2 nftables prometheus-blackbox-exporter postgresql)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -39,6 +41,11 @@ apt_deps() {
       printf '#!/bin/sh\nexit 101\n' | sudo_ tee /usr/sbin/policy-rc.d >/dev/null
       sudo_ chmod +x /usr/sbin/policy-rc.d
     fi
+    # postgresql: no "main" cluster either (the tests initdb their own; postgresql-common
+    # reads createcluster.d before the package's post-install makes one).
+    sudo_ mkdir -p /etc/postgresql-common/createcluster.d
+    echo 'create_main_cluster = false' |
+      sudo_ tee /etc/postgresql-common/createcluster.d/tsunagari-no-main-cluster.conf >/dev/null
     sudo_ apt-get update -q >/dev/null
     sudo_ apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi

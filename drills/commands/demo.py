@@ -10,7 +10,7 @@ from drills.core.i18n import Text
 
 
 def register(sub: Any, t: Text) -> None:
-    from drills.cli import add_help
+    from drills.cli import add_help, journal_argument
 
     p = sub.add_parser(
         "demo",
@@ -30,6 +30,16 @@ def register(sub: Any, t: Text) -> None:
     add_help(p, t)
     p.add_argument(
         "--out", default="tsunagari-out", type=Path, help=t("出力フォルダ", "output folder")
+    )
+    p.add_argument(
+        "--journal",
+        type=journal_argument,
+        default=None,
+        metavar=t("パスかURL", "PATH|URL"),
+        help=t(
+            "記録: SQLite のファイルか postgresql:// の URL（既定: 出力フォルダの journal.sqlite）",
+            "journal: a SQLite file or a postgresql:// URL (default: OUT/journal.sqlite)",
+        ),
     )
     p.add_argument(
         "--seed",
@@ -58,4 +68,6 @@ def run(args: argparse.Namespace) -> int:
         from drills.operator.demo import plan_demo
 
         return plan_demo(lang=args.lang, repeat=args.repeat)
-    return run_demo(args.out, lang=args.lang, seed=args.seed, repeat=args.repeat)
+    return run_demo(
+        args.out, lang=args.lang, seed=args.seed, repeat=args.repeat, journal=args.journal
+    )

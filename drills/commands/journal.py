@@ -4,10 +4,16 @@
     tsunagari journal stats --format json
     tsunagari journal prune --older-than 400d --dry-run
     tsunagari journal prune --older-than 400d        # delete, then give the space back
+    tsunagari journal copy out/journal.sqlite postgresql://tsunagari@db/drills
+    tsunagari journal copy postgresql://tsunagari@db/drills back.sqlite
 
 ``prune`` deletes the runs started before the cutoff with their deliveries,
 step events and digests, but always keeps the latest run of every scenario ×
 vantage (and any run still in progress). Durations: ``400d``, ``12h``, ``90m``…
+
+``copy`` writes every row of one journal (a SQLite file or a PostgreSQL URL) into
+another, in one transaction (:mod:`drills.core.journal.copy`); a destination that
+already holds runs is refused (exit 2) unless ``--append``.
 
 A journal written by a newer tsunagari is refused (exit 2) and left unchanged.
 """
@@ -24,6 +30,7 @@ from drills.core.i18n import Text
 
 if TYPE_CHECKING:
     from drills.core.journal import Journal
+    from drills.core.journal.target import JournalTarget
 
 FORMATS = ("table", "json")
 
@@ -95,6 +102,7 @@ def register(sub: Any, t: Text) -> None:
         "--format", choices=FORMATS, default="table", help=t("出力形式", "output format")
     )
     stats.set_defaults(func=run_stats)
+    _register_copy(inner, t)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -118,16 +126,17 @@ def _size(n: int) -> str:
 def _open(args: argparse.Namespace, t: Text) -> Journal | int:
     """The journal, or an exit code (2) after saying why it cannot be opened."""
     from drills.core.errors import JournalTooNew
-    from drills.core.journal import Journal
+    from drills.core.journal import local_path, open_journal
 
-    if not args.journal.is_file():
+    missing = local_path(args.journal)
+    if missing is not None and not missing.is_file():
         print(
             t(f"記録がありません: {args.journal}", f"no journal at {args.journal}"),
             file=sys.stderr,
         )
         return 2
     try:
-        return Journal(args.journal)
+        return open_journal(args.journal)
     except JournalTooNew as exc:
         print(exc.render(t.lang), file=sys.stderr)
         return 2
@@ -153,7 +162,7 @@ def run_stats(args: argparse.Namespace) -> int:
     sys.stdout.write(
         _table(
             [
-                (t("記録", "journal"), str(args.journal)),
+                (t("記録", "journal"), journal.path),  # a URL without its password
                 (t("スキーマ", "schema version"), f"v{stats.schema_version}"),
                 (t("実行", "runs"), f"{stats.runs} ({by_status})"),
                 (t("配信", "deliveries"), str(stats.deliveries)),
@@ -218,4 +227,94 @@ def run_prune(args: argparse.Namespace) -> int:
             ]
         )
     )
+    return 0
+
+
+# --------------------------------------------------------------------------- copy
+
+
+def _register_copy(inner: Any, t: Text) -> None:
+    from drills.cli import add_help
+
+    copy = inner.add_parser(
+        "copy",
+        help=t(
+            "記録を別の記録へ丸ごとコピー（SQLite ⇄ PostgreSQL）",
+            "copy every row of a journal into another (SQLite ⇄ PostgreSQL)",
+        ),
+        add_help=False,
+    )
+    add_help(copy, t)
+    copy.add_argument(
+        "source", metavar=t("コピー元", "SRC"), help=t("ファイルか URL", "a file or a URL")
+    )
+    copy.add_argument(
+        "destination", metavar=t("コピー先", "DST"), help=t("ファイルか URL", "a file or a URL")
+    )
+    copy.add_argument(
+        "--append",
+        action="store_true",
+        help=t(
+            "実行が既にあるコピー先にも追記する（同じ実行 ID は飛ばす）",
+            "add to a destination that already holds runs (runs already there are skipped)",
+        ),
+    )
+    copy.add_argument(
+        "--format", choices=FORMATS, default="table", help=t("出力形式", "output format")
+    )
+    copy.set_defaults(func=run_copy)
+
+
+def _same_place(target: JournalTarget) -> tuple[str, str]:
+    """Where *target* is, comparable: a resolved file, or the database's address."""
+    from pathlib import Path
+
+    if target.is_postgres:
+        keys = ("host", "hostaddr", "port", "dbname", "service")
+        return target.backend, repr([target.conninfo.get(k) for k in keys])
+    return target.backend, str(Path(target.path).resolve())
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    """``journal copy SRC DST``: 0 copied; 2 no source, same journal twice, or a destination
+    not empty; 3 a journal that cannot be used (JournalUnusable, through ``main``)."""
+    from pathlib import Path
+
+    from drills.core.journal import open_journal
+    from drills.core.journal.copy import DestinationNotEmpty, copy_rows
+    from drills.core.journal.target import parse_target
+
+    t = Text(args.lang)
+    source, destination = parse_target(args.source), parse_target(args.destination)
+    if not source.is_postgres and not Path(source.path).is_file():
+        print(t(f"記録がありません: {source}", f"no journal at {source}"), file=sys.stderr)
+        return 2
+    if _same_place(source) == _same_place(destination):
+        print(
+            t(
+                f"コピー元とコピー先が同じ記録です: {source}",
+                f"the source and the destination are the same journal: {source}",
+            ),
+            file=sys.stderr,
+        )
+        return 2
+    with open_journal(args.source, read_only=True) as src, open_journal(args.destination) as dst:
+        try:
+            result = copy_rows(src, dst, append=args.append)
+        except DestinationNotEmpty as exc:
+            for half in str(exc).split(" / ", 1):
+                print(half, file=sys.stderr)
+            return 2
+    if args.format == "json":
+        data = {"source": str(source), "destination": str(destination), **result.to_data()}
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    rows = [
+        (t("コピー元", "source"), str(source)),
+        (t("コピー先", "destination"), str(destination)),
+        *((t(f"{table}（行）", f"{table} (rows)"), str(n)) for table, n in result.rows.items()),
+    ]
+    if args.append:
+        rows.append((t("既にあった実行", "runs already there"), str(result.skipped_runs)))
+    sys.stdout.write(_table(rows))
     return 0

@@ -189,12 +189,13 @@ def render(card: dict[str, Any], fmt: str, lang: str, marker: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from drills.cli import EXIT
     from drills.core.errors import RegistryError
-    from drills.core.journal import Journal
+    from drills.core.journal import local_path, open_journal
     from drills.reporting.scorecard import build_scorecard
     from probes.base import DEFAULT_MARKER
 
     t = Text(args.lang)
-    if not args.journal.exists():
+    missing = local_path(args.journal)
+    if missing is not None and not missing.exists():
         print(
             t(f"記録がありません: {args.journal}", f"no journal at {args.journal}"), file=sys.stderr
         )
@@ -210,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
             t(f"日時を読めません: {exc}", f"cannot read the date or time: {exc}"), file=sys.stderr
         )
         return EXIT["usage"]
-    with Journal(args.journal, read_only=True) as journal:  # a reader: nothing is written
+    # A reader: writes nothing, and sees the journal at one moment while runners write.
+    with open_journal(args.journal, read_only=True) as journal, journal.snapshot():
         try:
             chosen, trend_runs = _choose_run(journal, args)
         except KeyError:

@@ -105,7 +105,7 @@ def _fail(t: Text, ja: str, en: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from drills.core.errors import RegistryError
-    from drills.core.journal import Journal
+    from drills.core.journal import local_path, open_journal
     from drills.core.preflight import PreflightRunner
     from drills.core.registry import load_registry
     from drills.metrics.exporter import ExporterOptions, serve
@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     t = Text(args.lang)
     journal_path: Path | str = args.journal
-    if not args.journal.is_file():
+    missing = local_path(args.journal)
+    if missing is not None and not missing.is_file():
         if not args.registry:
             return _fail(
                 t,
@@ -205,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         # (~10 % of the CPU of a /probe scrape with a registry of a thousand channels).
         gc.freeze()
         try:
-            with Journal(journal_path, read_only=True) as journal:  # a reader: writes nothing
+            with open_journal(journal_path, read_only=True) as journal:  # a reader: writes nothing
                 await serve(journal, registry, options, started=started, stop=stop, checker=checker)
         finally:
             if checker is not None:

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from drills.cli import DEFAULT_JOURNAL
+from drills.cli import default_journal, journal_argument
 from drills.core.i18n import Text
 
 DEFAULT_SCENARIO = "サージ訓練"
@@ -52,7 +52,7 @@ _OPTIONS: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("where", "--master-host", "接続先マスター（--worker）", "master to connect to (with --worker)", {"default": "127.0.0.1"}),
     ("where", "--master-port", "マスターのポート（--worker）", "master port (with --worker)", {"type": int, "default": 5557}),
     ("", "--live", "実チャネルへの負荷を許可（レジストリのサージ許可も必要）", "allow load on live channels (also needs the registry's surge allowance)", {"action": "store_true"}),
-    ("", "--journal", "ジャーナル（SQLite）", "journal (SQLite)", {"type": Path, "default": DEFAULT_JOURNAL}),
+    ("", "--journal", "記録: SQLite のファイルか postgresql:// の URL（既定: $TSUNAGARI_JOURNAL）", "journal: a SQLite file or a postgresql:// URL (default: $TSUNAGARI_JOURNAL)", {"type": journal_argument}),
     ("", "--scenario", "シナリオ名", "scenario name", {"default": DEFAULT_SCENARIO}),
     ("", "--seed", "シミュレータの乱数の種", "simulator random seed", {"type": int}),
     ("", "--json", "結果を JSON で出力", "print the result as JSON", {"action": "store_true"}),
@@ -84,7 +84,7 @@ def register(sub: Any, t: Text) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from drills.core.errors import DrillSafetyError, HarnessError, RegistryError, ScenarioError
-    from drills.core.journal import Journal, RunStatus
+    from drills.core.journal import RunStatus, open_journal
     from drills.core.registry import load_registry
     from drills.core.sharing import check_sharing, said
     from drills.surge.plan import SurgeRefused, check_surge_allowed
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, DrillSafetyError, ValueError) as exc:
         print(t.pick(str(exc)), file=sys.stderr)
         return 2
-    journal = Journal(args.journal)
+    journal = open_journal(args.journal or default_journal())
     try:
         result, status = asyncio.run(_surge(args, registry, journal, target, plan, topology, t))
     except HarnessError as exc:

@@ -10,8 +10,8 @@ to the calling thread::
     journal = loop.call(Journal, "journal.sqlite")           # runs in the loop thread
     loop.close()
 
-Everything that touches SQLite runs in the loop thread (sqlite3 connections
-belong to the thread that made them).
+Everything that touches the journal runs in the loop thread (a SQLite connection
+belongs to the thread that made it; a PostgreSQL one is not shared between threads).
 """
 
 from __future__ import annotations

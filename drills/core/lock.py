@@ -10,6 +10,17 @@ when, in Asia/Tokyo (:func:`tokyo_time`). A lock that cannot be made at all (its
 folder read-only, immutable or full) is :class:`LockUnusable`, never a bare
 ``OSError``. Within one
 process the lock is re-entrant (``tsunagari run`` and its pytest plugin share it).
+
+A journal in PostgreSQL is shared by machines, so its run lock is in PostgreSQL too
+(:class:`PgRunLock`): the session advisory lock ``run-lock:<vantage>``
+(:mod:`drills.core.journal.advisory`), held on a connection of its own for the run's
+life. Two machines drilling from the same vantage cannot run at once; different
+vantages can. The server drops it with the connection, so a killed run leaves
+nothing stale here either; the refused run names the holder's host and pid (the
+holder's ``application_name``). :func:`run_lock` picks the lock for a journal::
+
+    with run_lock("postgresql://tsunagari@db/drills", vantage="LGWAN"):
+        ...
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from filelock import FileLock, Timeout
 
 from drills.core.errors import HarnessError, LockBusy
 
-__all__ = ["LockUnusable", "RunLock", "holder_of", "tokyo_time"]
+__all__ = ["LockUnusable", "PgRunLock", "RunLock", "holder_of", "run_lock", "tokyo_time"]
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -139,3 +150,107 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# PostgreSQL run locks held by this process: (database, vantage) → (lock, depth).
+_PG_HELD: dict[tuple[str, str], tuple[PgRunLock, int]] = {}
+
+
+class PgRunLock:
+    """The run lock of one vantage in a PostgreSQL journal (an advisory lock): exclusive
+    across machines, non-blocking, re-entrant in this process."""
+
+    def __init__(self, target: Any, vantage: str = "default") -> None:
+        from drills.core.journal.target import parse_target
+
+        self.target = parse_target(target) if isinstance(target, str | Path) else target
+        self.vantage = vantage
+        self.held = False
+        self._db: Any = None
+        self.path = f"{self.target.display} (vantage {vantage})"
+
+    @property
+    def key(self) -> int:
+        from drills.core.journal.advisory import advisory_key
+
+        return advisory_key("run-lock", self.vantage)
+
+    def acquire(self) -> PgRunLock:
+        import psycopg
+
+        from drills.core.journal.postgres import connect, unusable
+
+        slot = (self.target.display, self.vantage)
+        if slot in _PG_HELD:
+            lock, depth = _PG_HELD[slot]
+            _PG_HELD[slot] = (lock, depth + 1)
+            self.held = True
+            return self
+        db = connect(self.target)
+        try:
+            row = db.execute("SELECT pg_try_advisory_lock(?)", (self.key,)).fetchone()
+            if row is None or not row[0]:
+                raise self._busy(db)
+        except psycopg.Error as exc:
+            db.close()
+            raise unusable(self.target.display, exc, writing=True) from None
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        _PG_HELD[slot] = (self, 1)
+        self.held = True
+        return self
+
+    def _busy(self, db: Any) -> LockBusy:
+        from drills.core.journal.advisory import holder_of_key
+
+        found = holder_of_key(db, self.key) or {}
+        name = str(found.get("application_name") or "")
+        host, _, pid = name.removeprefix("tsunagari@").rpartition(":")
+        started = found.get("backend_start")
+        since = started.timestamp() if isinstance(started, datetime) else None
+        who = {"host": host or "?", "pid": pid or "?", "started_at": since}
+        at = tokyo_time(since) if since is not None else "?"
+        exc = LockBusy(
+            f"別の訓練が実行中です（{who['host']} の PID {who['pid']}、{at} 開始）。今回は実行しません。"
+            f"ロック: {self.path} / another drill run is in progress (pid {who['pid']} on "
+            f"{who['host']}, started {at}); this run did not start. Lock: {self.path}"
+        )
+        exc.holder = who  # type: ignore[attr-defined]
+        return exc
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        slot = (self.target.display, self.vantage)
+        lock, depth = _PG_HELD[slot]
+        if depth > 1:
+            _PG_HELD[slot] = (lock, depth - 1)
+            return
+        del _PG_HELD[slot]
+        if lock._db is not None:
+            lock._db.close()  # the server drops the advisory lock with the session
+            lock._db = None
+
+    def __enter__(self) -> PgRunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def run_lock(
+    journal: str | Path, vantage: str = "default", lock: str | Path | None = None
+) -> RunLock | PgRunLock:
+    """The run lock for drills into *journal*: PostgreSQL's advisory lock of *vantage* for a
+    ``postgresql://`` journal, else the file lock *lock* (default: ``<journal>.lock``)."""
+    from drills.core.journal.target import is_url, parse_target
+
+    if is_url(journal):
+        target = parse_target(journal)
+        if target.is_postgres:
+            return PgRunLock(target, vantage)
+        journal = target.path
+    return RunLock(lock if lock is not None else Path(str(journal) + ".lock"))

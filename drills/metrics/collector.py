@@ -423,17 +423,19 @@ class JournalCollector:
 
     def collect(self) -> Iterator[Metric]:
         # The stored folds (drills.metrics.state): the cost does not grow with history.
-        groups = self.groups
-        if groups is None:
-            groups = self.view.groups(self.scope.scenario, self.scope.vantage)
-        yield from render(
-            groups,
-            self.view.digest_of,
-            self.scope,
-            self.view.intervals(),
-            self.view.interval_of,
-            registered=self.view.municipalities(),
-        )
+        # A reader sees one moment of the journal per scrape, while runners write.
+        with self.view.journal.snapshot():
+            groups = self.groups
+            if groups is None:
+                groups = self.view.groups(self.scope.scenario, self.scope.vantage)
+            yield from render(
+                groups,
+                self.view.digest_of,
+                self.scope,
+                self.view.intervals(),
+                self.view.interval_of,
+                registered=self.view.municipalities(),
+            )
 
 
 def exposition(journal: Journal, registry: Registry | None = None, scope: Scope = Scope()) -> bytes:

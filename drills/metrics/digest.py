@@ -693,27 +693,23 @@ def digest_run(
 # --------------------------------------------------------------------------- journal
 
 
-def is_running(run: Mapping[str, Any]) -> bool:
-    """Is *run* still running? A ``running`` run whose process died on this host is not."""
+def is_running(run: Mapping[str, Any], journal: Journal | None = None) -> bool:
+    """Is *run* still running? A ``running`` run whose process died is not: the journal
+    knows (:meth:`Journal.run_alive`: on PostgreSQL whichever machine ran it); without
+    one, a run of this host whose pid is gone is not."""
     if run["status"] != RunStatus.RUNNING:
         return False
+    if journal is not None:
+        return journal.run_alive(run)
     return run.get("host") != socket.gethostname() or _pid_alive(run.get("pid"))
 
 
 def _revision(journal: Journal, run: Mapping[str, Any]) -> dict[str, Any]:
     """What a stored digest was made from: when any of it changes, it is recomputed."""
-    run_id = run["run_id"]
-    n, last = journal.db.execute(
-        "SELECT COUNT(*), MAX(id) FROM deliveries WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    en, elast = journal.db.execute(
-        "SELECT COUNT(*), MAX(id) FROM events WHERE run_id = ?", (run_id,)
-    ).fetchone()
     return {
         "status": run["status"],
         "finished_at": run["finished_at"],
-        "deliveries": [n, last],
-        "events": [en, elast],
+        **journal.revision(run["run_id"]),
     }
 
 
@@ -739,7 +735,7 @@ def run_digest(
     :data:`~drills.core.scoring.WEIGHTS` (another model), it is made and not stored.
     """
     row = journal.run(run) if isinstance(run, str) else run
-    running = is_running(row)
+    running = is_running(row, journal)
     revision = None
     if not running and weights == WEIGHTS:
         revision = _revision(journal, row)
@@ -751,9 +747,7 @@ def run_digest(
                 if slos is None or _slos_match(digest, slos):
                     return digest
     surges, bad_surges = read_surges(journal.events(row["run_id"], "surge"))
-    last_event_at = journal.db.execute(
-        "SELECT MAX(at) FROM events WHERE run_id = ?", (row["run_id"],)
-    ).fetchone()[0]
+    last_event_at = journal.last_event_at(row["run_id"])
     digest = digest_run(
         row,
         journal.deliveries(row["run_id"]),
@@ -774,10 +768,7 @@ def run_digest(
 
 def run_municipalities(journal: Journal, run_id: str) -> set[str]:
     """Codes of the municipalities with a delivery in *run_id* (one indexed query)."""
-    rows = journal.db.execute(
-        "SELECT DISTINCT municipality_code FROM deliveries WHERE run_id = ?", (run_id,)
-    ).fetchall()
-    return {str(r[0]) for r in rows}
+    return journal.run_municipalities(run_id)
 
 
 def last_drilled(
@@ -793,11 +784,7 @@ def last_drilled(
     out: dict[str, float] = dict(known or {})
     if not wanted:
         return out
-    rows = journal.db.execute(
-        "SELECT run_id, started_at FROM runs WHERE started_at <= ? ORDER BY started_at DESC",
-        (until,),
-    )
-    for run_id, started_at in rows.fetchall():
+    for run_id, started_at in journal.run_starts(until):
         found = run_municipalities(journal, run_id) & wanted
         for code in found:
             out[code] = float(started_at)

@@ -317,22 +317,8 @@ _running = digest.is_running
 # statuses and ends. Any change among them (a run ended, was marked incomplete,
 # was added out of order) changes it, and the fold is rebuilt.
 def _fingerprint(journal: Journal, scenario: str, vantage: str, head: Mapping[str, Any]) -> str:
-    row = journal.db.execute(
-        "SELECT COUNT(*), TOTAL(COALESCE(finished_at, 0)),"
-        " SUM(status = ?), SUM(status = ?), SUM(status = ?) FROM runs"
-        " WHERE scenario = ? AND vantage = ? AND (started_at < ? OR (started_at = ? AND rowid <= ?))",
-        (
-            RunStatus.FINISHED,
-            RunStatus.RUNNING,
-            RunStatus.INCOMPLETE,
-            scenario,
-            vantage,
-            head["started_at"],
-            head["started_at"],
-            head["rowid"],
-        ),
-    ).fetchone()
-    return json.dumps([row[0], repr(float(row[1])), row[2] or 0, row[3] or 0, row[4] or 0])
+    n, finished_sum, *counts = journal.group_fingerprint(scenario, vantage, head)
+    return json.dumps([n, repr(float(finished_sum)), *counts])
 
 
 class JournalView:
@@ -371,7 +357,7 @@ class JournalView:
     def digest_of(self, run: Mapping[str, Any] | str) -> digest.RunDigest:
         """The digest of one run (a journal row or run id), cached while it cannot change."""
         row = self.journal.run(run) if isinstance(run, str) else run
-        running = _running(row)
+        running = self._running(row)
         key = (row["status"], row["finished_at"], running)
         cached = self._digests.get(row["run_id"])
         if cached is not None and cached[0] == key and not running:
@@ -400,56 +386,47 @@ class JournalView:
 
     def groups(self, scenario: str | None = None, vantage: str | None = None) -> list[Group]:
         """One :class:`Group` per scenario × vantage (only those given, if given)."""
-        pairs = self.journal.db.execute(
-            "SELECT DISTINCT scenario, vantage FROM runs ORDER BY scenario, vantage"
-        ).fetchall()
+        pairs = self.journal.scenario_vantages()
         return [
             self.group(s, v)
             for s, v in pairs
             if (scenario is None or s == scenario) and (vantage is None or v == vantage)
         ]
 
-    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        rows = self.journal.db.execute(
-            "SELECT rowid, * FROM runs WHERE scenario = ? AND vantage = ?" + sql, args
-        ).fetchall()
-        return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
+    def _running(self, row: Mapping[str, Any]) -> bool:
+        return _running(row, self.journal)
 
     def group(self, scenario: str, vantage: str) -> Group:
         """The fold of one scenario × vantage: stored, brought up to date, stored again."""
         history = self._stored_history(scenario, vantage)
         stored = history is not None
-        after: tuple[Any, ...] = ()
-        where = ""
+        after: tuple[float, int] | None = None
         if history is not None and history.head is not None:
-            head = self._rows(" AND run_id = ?", (scenario, vantage, history.head))[0]
-            where = " AND (started_at > ? OR (started_at = ? AND rowid > ?))"
-            after = (head["started_at"], head["started_at"], head["rowid"])
+            head = self.journal.group_runs(scenario, vantage, run_id=history.head)[0]
+            after = (head["started_at"], head["rowid"])
         else:
             history = History(scenario, vantage)
         skipped = [r["run_id"] for r in self._still_running(scenario, vantage)]
         added = False
         group = Group(history)
-        for row in self._rows(where + " ORDER BY started_at, rowid", (scenario, vantage, *after)):
-            if _running(row):
+        for row in self.journal.group_runs(scenario, vantage, after=after):
+            if self._running(row):
                 continue
             history.add(self.digest_of(row))
             added = True
         if added or not stored:
             self._store(history, skipped)
-        for row in self._rows(
-            " AND status = ? ORDER BY started_at, rowid", (scenario, vantage, RunStatus.RUNNING)
-        ):
-            if _running(row):
+        for row in self.journal.group_runs(scenario, vantage, status=RunStatus.RUNNING):
+            if self._running(row):
                 group.running.append(self.digest_of(row))
-        latest = self._rows(" ORDER BY started_at DESC, rowid DESC LIMIT 1", (scenario, vantage))
+        latest = self.journal.group_runs(scenario, vantage, newest_first=True, limit=1)
         if latest:
             # Without a registry given, the newest run's registry gives the intervals.
             registry = self.registry_for(latest[0])
             if registry is not None:
                 self._last_registry = registry
             group.latest_started_at = float(latest[0]["started_at"])
-            group.latest_running = _running(latest[0])
+            group.latest_running = self._running(latest[0])
         return group
 
     def _stored_history(self, scenario: str, vantage: str) -> History | None:
@@ -461,15 +438,15 @@ class JournalView:
         history = History.from_data(data["history"])
         if history.head is None:
             return None
-        head = self._rows(" AND run_id = ?", (scenario, vantage, history.head))
+        head = self.journal.group_runs(scenario, vantage, run_id=history.head)
         if not head or _fingerprint(self.journal, scenario, vantage, head[0]) != data.get(
             "fingerprint"
         ):
             return None
         # Runs that were running when the fold was made and have ended since.
         for run_id in data.get("skipped", []):
-            rows = self._rows(" AND run_id = ?", (scenario, vantage, run_id))
-            if rows and not _running(rows[0]):
+            rows = self.journal.group_runs(scenario, vantage, run_id=run_id)
+            if rows and not self._running(rows[0]):
                 return None
         return history
 
@@ -477,14 +454,14 @@ class JournalView:
         """Runs still running: never folded; when one ends before the head, the fold is rebuilt."""
         return [
             r
-            for r in self._rows(" AND status = ?", (scenario, vantage, RunStatus.RUNNING))
-            if _running(r)
+            for r in self.journal.group_runs(scenario, vantage, status=RunStatus.RUNNING)
+            if self._running(r)
         ]
 
     def _store(self, history: History, skipped: Sequence[str]) -> None:
         if history.head is None:
             return
-        head = self._rows(" AND run_id = ?", (history.scenario, history.vantage, history.head))[0]
+        head = self.journal.group_runs(history.scenario, history.vantage, run_id=history.head)[0]
         data = {
             "history": history.to_data(),
             "fingerprint": _fingerprint(self.journal, history.scenario, history.vantage, head),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import sys
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -31,8 +30,9 @@ from drills.core import interrupt
 from drills.core.delivery import Delivery
 from drills.core.errors import HarnessError, LockBusy
 from drills.core.i18n import Text
-from drills.core.journal import Journal, JournalUnusable, RunStatus
-from drills.core.lock import RunLock
+from drills.core.journal import Journal, JournalUnusable, RunStatus, database_errors, open_journal
+from drills.core.journal.target import redact_target
+from drills.core.lock import run_lock
 from drills.core.registry import Registry, load_registry
 from drills.core.runner import Drill
 from drills.core.truth import Disagreement, compare, summary_line
@@ -174,9 +174,14 @@ def _error(message: str) -> None:
 
 
 def run_demo(
-    out_dir: Path = DEFAULT_OUT, lang: str = "ja", seed: int | None = None, repeat: int = 5
+    out_dir: Path = DEFAULT_OUT,
+    lang: str = "ja",
+    seed: int | None = None,
+    repeat: int = 5,
+    journal: Path | str | None = None,
 ) -> int:
-    """Run the demo drill; write its journal and files into *out_dir*.
+    """Run the demo drill; write its journal and files into *out_dir* (the journal: into
+    *journal* when given — a file or a ``postgresql://`` URL, locked per vantage there).
 
     Exit codes: 0 done; 3 the folder, journal or a file cannot be written (a full disk
     included: the journal keeps every record committed before, no output file is left
@@ -186,10 +191,10 @@ def run_demo(
     still written).
     """
     registry = load_registry(demo_registry_path())
-    journal_path = journal_in(out_dir)
+    journal_path = journal if journal is not None else journal_in(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(Path(str(journal_path) + ".lock")).acquire()
+        lock = run_lock(journal_path).acquire()
     except LockBusy as exc:
         _error(str(exc))
         return 4
@@ -215,7 +220,7 @@ def run_demo(
 
 def _drill_and_write(
     registry: Registry,
-    journal_path: Path,
+    journal_path: Path | str,
     out_dir: Path,
     lang: str,
     seed: int | None,
@@ -226,7 +231,8 @@ def _drill_and_write(
     t = Text(lang)
     console = console_for()
     try:
-        journal = Journal(journal_path)
+        journal = open_journal(journal_path)
+        failures: tuple[type[BaseException], ...] = (*database_errors(), OSError)
     except JournalUnusable as exc:
         _error(str(exc))
         return 3
@@ -276,11 +282,11 @@ def _drill_and_write(
     except JournalUnusable as exc:
         _error(str(exc))
         return 3
-    except (sqlite3.Error, OSError) as exc:  # the disk filled up, the folder went read-only
-        _error(str(JournalUnusable.from_error(journal_path, exc)))
+    except failures as exc:  # the disk filled up, the folder went read-only, the server went
+        _error(str(JournalUnusable.from_error(redact_target(journal_path), exc)))
         return 3
     finally:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*database_errors()):
             journal.close()
     console.print(readiness_table(outputs.scorecard, lang))
     console.print(summary_line(done.disagreements, done.records, lang), markup=False)

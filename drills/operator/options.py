@@ -29,6 +29,7 @@ from drills.core.i18n import LANGS
 __all__ = [
     "DEFAULT_JOURNAL",
     "DEFAULT_OUT",
+    "JOURNAL_ENV",
     "JOURNAL_NAME",
     "OPTIONS",
     "OPTIONS_BY_NAME",
@@ -41,6 +42,10 @@ DEFAULT_OUT = Path("tsunagari-out")
 """Where the demo and a drill session write when no ``--out`` is given."""
 
 JOURNAL_NAME = "journal.sqlite"
+
+JOURNAL_ENV = "TSUNAGARI_JOURNAL"
+"""The environment variable that names the journal when no ``--journal`` (or ini
+``tsunagari_journal``) is given: a file or a ``postgresql://`` URL."""
 
 DEFAULT_JOURNAL = DEFAULT_OUT / JOURNAL_NAME
 """The journal every command uses when no ``--journal`` is given."""
@@ -78,6 +83,7 @@ class Option:
     check: Callable[[Any], Any] | None = None  # a given value → the setting, or SettingsError
     cli_global: bool = False  # the ``tsunagari`` command line already has it on every subcommand
     ini: str = ""  # the ini setting (default: ``tsunagari_`` + the flag's name)
+    url_ok: bool = False  # a "path" that may be a URL instead (``scheme://…``, kept as given)
 
     def __post_init__(self) -> None:
         if not self.ini:
@@ -125,6 +131,8 @@ class Option:
         value: Path | str | None
         if raw in (None, ""):
             value = None
+        elif self.kind == "path" and self.url_ok and "://" in str(raw):
+            value = _url_or_path(self.flag, str(raw), base)
         elif self.kind == "path":
             try:
                 p = Path(str(raw)).expanduser()
@@ -147,6 +155,26 @@ class Option:
         if self.kind == "list":
             return [f"{self.flag}={v}" for v in value]
         return [f"{self.flag}={value}"]
+
+
+def _url_or_path(flag: str, raw: str, base: Path) -> Path | str:
+    """A journal URL: ``postgresql://…`` kept as given (read when opened:
+    :mod:`drills.core.journal.target`); ``sqlite:///FILE`` is the file, relative to *base*.
+
+    >>> _url_or_path("--journal", "sqlite:///j.sqlite", Path("/srv"))
+    PosixPath('/srv/j.sqlite')
+    """
+    scheme, _, rest = raw.partition("://")
+    if scheme.lower() in ("postgresql", "postgres") and rest:
+        return raw
+    if scheme.lower() == "sqlite" and rest.removeprefix("/"):
+        path = Path(rest.removeprefix("/"))
+        return path if path.is_absolute() else base / path
+    shown = scheme[:20]  # never the rest: it may hold a password
+    raise SettingsError(
+        f"{flag}: URL は postgresql://… か sqlite:///ファイル の形です（{shown}://…）"
+        f" / {flag}: a URL must be postgresql://… or sqlite:///FILE (not {shown}://…)"
+    )
 
 
 def _lang(value: str | None) -> str:
@@ -221,9 +249,12 @@ OPTIONS: tuple[Option, ...] = (
         "journal",
         "--journal",
         "path",
-        f"記録（SQLite、既定: 出力フォルダの {JOURNAL_NAME}）",
-        f"SQLite journal (default: OUT/{JOURNAL_NAME})",
-        "FILE",
+        f"記録: SQLite のファイルか postgresql:// の URL（既定: $TSUNAGARI_JOURNAL、なければ"
+        f"出力フォルダの {JOURNAL_NAME}）",
+        f"journal: a SQLite file or a postgresql:// URL (default: $TSUNAGARI_JOURNAL, else"
+        f" OUT/{JOURNAL_NAME})",
+        "FILE|URL",
+        url_ok=True,
     ),
     Option(
         "out",

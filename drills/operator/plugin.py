@@ -107,7 +107,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     s = config.stash[SESSION].settings
     return [
         f"tsunagari: registry={s.registry} live={s.live} vantage={s.vantage} lang={s.lang}",
-        f"tsunagari: municipalities={','.join(s.select) or 'all'} journal={s.journal} out={s.out}",
+        f"tsunagari: municipalities={','.join(s.select) or 'all'} journal={s.journal_shown} out={s.out}",
     ] + (["tsunagari: dry run (--dry-run): nothing is sent"] if s.dry_run else [])
 
 
@@ -249,7 +249,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("tsunagari" if not ja else "繋がり 訓練記録")
     for ctx in drills.contexts:
         terminalreporter.write_line(
-            f"{ctx.run_id}  {ctx.scenario}  vantage={ctx.vantage}  journal={drills.settings.journal}"
+            f"{ctx.run_id}  {ctx.scenario}  vantage={ctx.vantage}  journal={drills.settings.journal_shown}"
         )
 
 
@@ -266,7 +266,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         summary = {
             "exitstatus": int(exitstatus),
             "runs": run_ids,
-            "journal": str(drills.settings.journal),
+            "journal": drills.settings.journal_shown,
             "vantage": drills.settings.vantage,
             "problems": problems,
             # a signal after every drill had finished stopped nothing: not "interrupted"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from drills.core.background import BackgroundLoop
 from drills.core.events import OutageEvent, RequirementEvent, RequirementVerdict
-from drills.core.journal import Journal
+from drills.core.journal import open_journal
 from drills.core.registry import Municipality, Registry, Target, load_registry
 from drills.core.requirements import (
     HarnessFault,
@@ -274,7 +274,7 @@ def open_drill(
         print(said(finding, problem, lang), file=sys.stderr)
     loop = BackgroundLoop()
     try:
-        jr = loop.call(Journal, journal)
+        jr = loop.call(open_journal, journal)  # a file or a postgresql:// URL
         ctx = DrillContext(
             loop,
             reg,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,15 +26,23 @@ from typing import Any
 
 from drills.core.background import BackgroundLoop
 from drills.core.errors import Problem
-from drills.core.journal import Journal, RunStatus
-from drills.core.lock import RunLock
+from drills.core.journal import Journal, RunStatus, open_journal
+from drills.core.lock import PgRunLock, RunLock, run_lock
 from drills.core.registry import Registry, load_registry
 from drills.core.requirements import ScenarioMistake
 from drills.core.sharing import Finding, check_sharing
 from drills.core.unannounced import unannounced_meta
 from drills.operator.dryrun import DryRunContext, PlannedSend
 from drills.operator.markers import ScenarioMeta
-from drills.operator.options import DEFAULT_JOURNAL, DEFAULT_OUT, OPTIONS, SettingsError, journal_in
+from drills.operator.options import (
+    DEFAULT_JOURNAL,
+    DEFAULT_OUT,
+    JOURNAL_ENV,
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    SettingsError,
+    journal_in,
+)
 from drills.operator.scenario import DrillContext
 from drills.steps.selection import check_selection
 
@@ -54,7 +63,7 @@ class DrillSettings:
     select: tuple[str, ...] = ()
     live: bool = False
     dry_run: bool = False
-    journal: Path = DEFAULT_JOURNAL
+    journal: Path | str = DEFAULT_JOURNAL  # a file, or a URL (postgresql://…)
     out: Path | None = None
     push_gateway: str | None = None
     textfile: Path | None = None
@@ -68,6 +77,13 @@ class DrillSettings:
     def lock_path(self) -> Path:
         return self.lock or Path(str(self.journal) + ".lock")
 
+    @property
+    def journal_shown(self) -> str:
+        """The journal as messages show it (a URL's password masked)."""
+        from drills.core.journal.target import redact_target
+
+        return redact_target(self.journal)
+
     @classmethod
     def build(cls, raw: dict[str, Any], base: Path) -> DrillSettings:
         """Validate raw values (strings from the command line or ini); paths relative to *base*.
@@ -75,6 +91,8 @@ class DrillSettings:
         Raises :class:`~drills.operator.options.SettingsError` for a bad value.
         """
         values = {option.name: option.parse(raw.get(option.name), base) for option in OPTIONS}
+        if values["journal"] is None and os.environ.get(JOURNAL_ENV):
+            values["journal"] = OPTIONS_BY_NAME["journal"].parse(os.environ[JOURNAL_ENV], base)
         if values["journal"] is None:  # kept beside the other outputs
             values["journal"] = journal_in(values["out"] or base / DEFAULT_OUT)
         return cls(**values)
@@ -143,7 +161,7 @@ class DrillSession:
         self.settings = settings
         self.loop: BackgroundLoop | None = None
         self.journal: Journal | None = None
-        self.lock: RunLock | None = None
+        self.lock: RunLock | PgRunLock | None = None
         self.contexts: list[DrillContext] = []
         self.dry_runs: list[DryRunContext] = []  # --dry-run: planned, never sent
         self._registry: Registry | None = None
@@ -187,12 +205,13 @@ class DrillSession:
         if self.loop is None:
             self.loop = BackgroundLoop()
         if self.journal is None:
-            self.journal = self.loop.call(Journal, self.settings.journal)
+            self.journal = self.loop.call(open_journal, self.settings.journal)
         return self.loop, self.journal
 
     def acquire_lock(self) -> None:
         if self.lock is None:
-            self.lock = RunLock(self.settings.lock_path).acquire()
+            s = self.settings
+            self.lock = run_lock(s.journal, s.vantage, s.lock).acquire()
 
     def open_context(self, meta: ScenarioMeta, file: str) -> DrillContext:
         """Start the journal run of one scenario file."""

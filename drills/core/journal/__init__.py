@@ -15,12 +15,21 @@ can be deleted at any time; they are made again from the rest.
 modules of this package, and every name below is imported from here::
 
     drills/core/journal/
-      __init__.py  Journal: writing, reading, digests, upkeep
+      __init__.py  Journal: writing, reading, digests, upkeep; open_journal(path or URL)
+      target.py    --journal: a file, sqlite:///…, or postgresql://… (password references)
+      dialect.py   what SQLite and PostgreSQL spell differently (placeholders, rowid)
+      postgres.py  PostgresJournal: the same interface on PostgreSQL (psycopg 3)
+      advisory.py  PostgreSQL advisory lock keys: live runs, the run lock of a vantage
+      queries.py   the read model's queries (drills.metrics): revisions, groups, fingerprints
       runs.py      run ids (Asia/Tokyo, marked JST), RunStatus, is a run's process alive
-      schema.py    the tables, MIGRATIONS v1…, SCHEMA_VERSION, version checks (SQLite DDL)
+      schema.py    the tables, MIGRATIONS v1… (SQLite and PostgreSQL), SCHEMA_VERSION
       sqlite.py    opening a file: WAL for writers, mode=ro for readers, migrated
       upkeep.py    PruneResult, JournalStats
       faults.py    JournalUnusable: why a file cannot be used, in plain words
+
+:func:`open_journal` chooses the backend from ``--journal``: a path (or ``sqlite:///…``)
+is SQLite, as ``Journal(path)``; ``postgresql://…`` is ``PostgresJournal``. Nothing
+above this package knows which it has.
 
     >>> j = Journal(":memory:")
     >>> run = j.begin_run(scenario="demo")
@@ -36,21 +45,25 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import JournalTooNew
 from drills.core.journal.faults import JournalUnusable
+from drills.core.journal.queries import ReadModelQueries
 from drills.core.journal.runs import RunStatus, new_run_id, pid_alive, run_id_time
 from drills.core.journal.schema import (
     DELIVERY_COLUMNS,
     MIGRATIONS,
+    RUN_COLUMNS,
     SCHEMA_VERSION,
     user_version,
 )
 from drills.core.journal.sqlite import open_database
+from drills.core.journal.target import JournalTarget, parse_target
 from drills.core.journal.upkeep import JournalStats, PruneResult
 from probes.redact import redact, redact_data
 
@@ -63,15 +76,20 @@ __all__ = [
     "JournalUnusable",
     "PruneResult",
     "RunStatus",
+    "database_errors",
+    "local_path",
     "new_run_id",
+    "open_journal",
     "run_id_time",
 ]
+
+_RUNS = ", ".join(RUN_COLUMNS)
 
 # The name :mod:`drills.metrics.digest` imports (``_pid_alive``) from before the split.
 _pid_alive = pid_alive
 
 
-class Journal:
+class Journal(ReadModelQueries):
     """An append-only record of runs, deliveries and step events.
 
     ``Journal(path, read_only=True)`` is for readers (``scorecard``, ``serve``): it opens
@@ -102,15 +120,27 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
+    def run_alive(self, run: Any) -> bool:
+        """Is *run* (a runs row) running, its process alive? SQLite: a run of another host
+        is taken to be alive; on this host, its pid must be."""
+        if run["status"] != RunStatus.RUNNING:
+            return False
+        return run["host"] != socket.gethostname() or pid_alive(run["pid"])
+
+    def _claim(self, run_id: str) -> None:
+        """Before a run is inserted: mark it as this process's (PostgreSQL: a session lock)."""
+
+    def _release(self, run_id: str) -> None:
+        """After a run ended: let go of what :meth:`_claim` took."""
+
     def mark_dead_runs(self) -> list[str]:
         """Mark runs left ``running`` by a dead process as ``incomplete``."""
-        host = socket.gethostname()
         dead = [
             row["run_id"]
             for row in self.db.execute(
-                "SELECT run_id, pid, host FROM runs WHERE status = ?", (RunStatus.RUNNING,)
-            )
-            if row["host"] == host and not pid_alive(row["pid"])
+                "SELECT run_id, status, pid, host FROM runs WHERE status = ?", (RunStatus.RUNNING,)
+            ).fetchall()
+            if not self.run_alive(row)
         ]
         for run_id in dead:
             last = self.db.execute(
@@ -118,8 +148,8 @@ class Journal:
                 (run_id,),
             ).fetchone()[0]
             self.db.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-                (RunStatus.INCOMPLETE, last, run_id),
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ? AND status = ?",
+                (RunStatus.INCOMPLETE, last, run_id, RunStatus.RUNNING),
             )
         return dead
 
@@ -132,6 +162,7 @@ class Journal:
     ) -> str:
         self.mark_dead_runs()
         run_id = run_id or new_run_id()
+        self._claim(run_id)
         self.db.execute(
             "INSERT INTO runs (run_id, scenario, vantage, started_at, status, pid, host, meta) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -153,6 +184,7 @@ class Journal:
             "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
             (status, time.time(), run_id),
         )
+        self._release(run_id)
 
     def record(self, delivery: Delivery) -> None:
         """Append one delivery and commit it (autocommit: one transaction)."""
@@ -179,7 +211,7 @@ class Journal:
     # ------------------------------------------------------------------ reading
 
     def run(self, run_id: str) -> dict[str, Any]:
-        row = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_RUNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(run_id)
         out = dict(row)
@@ -198,7 +230,7 @@ class Journal:
     ) -> list[dict[str, Any]]:
         """Runs, oldest first, optionally filtered; with *last*, only the newest *last* of them
         (read newest first with a LIMIT, so the cost does not grow with the history)."""
-        sql = "SELECT * FROM runs WHERE 1=1"
+        sql, rowid = f"SELECT {_RUNS} FROM runs WHERE 1=1", self.dialect.rowid
         args: list[Any] = []
         for column, op, value in (
             ("scenario", "=", scenario),
@@ -212,11 +244,11 @@ class Journal:
                 args.append(value)
         if last is not None:
             newest = self.db.execute(
-                sql + " ORDER BY started_at DESC, rowid DESC LIMIT ?", [*args, max(0, last)]
+                sql + f" ORDER BY started_at DESC, {rowid} DESC LIMIT ?", [*args, max(0, last)]
             ).fetchall()
             rows = newest[::-1]
         else:
-            rows = self.db.execute(sql + " ORDER BY started_at, rowid", args).fetchall()
+            rows = self.db.execute(sql + f" ORDER BY started_at, {rowid}", args).fetchall()
         return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
 
     def latest_run(self, scenario: str | None = None) -> dict[str, Any] | None:
@@ -227,7 +259,7 @@ class Journal:
         """The run of the same scenario (and vantage) before *run_id*, if any."""
         this = self.run(run_id)
         row = self.db.execute(
-            "SELECT * FROM runs WHERE scenario = ? AND vantage = ? AND started_at < ? "
+            f"SELECT {_RUNS} FROM runs WHERE scenario = ? AND vantage = ? AND started_at < ? "
             "AND run_id != ? ORDER BY started_at DESC LIMIT 1",
             (this["scenario"], this["vantage"], this["started_at"], run_id),
         ).fetchone()
@@ -264,7 +296,7 @@ class Journal:
             self._memo[("digest", run_id)] = (model_version, data)
             return
         self.db.execute(
-            "INSERT OR REPLACE INTO digests (run_id, model_version, data, at) VALUES (?, ?, ?, ?)",
+            self.dialect.upsert("digests", ("run_id", "model_version", "data", "at"), ("run_id",)),
             (run_id, model_version, json.dumps(data, ensure_ascii=False), time.time()),
         )
 
@@ -289,8 +321,11 @@ class Journal:
             self._memo[("totals", scenario, vantage)] = (model_version, data)
             return
         self.db.execute(
-            "INSERT OR REPLACE INTO totals (scenario, vantage, model_version, data, at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            self.dialect.upsert(
+                "totals",
+                ("scenario", "vantage", "model_version", "data", "at"),
+                ("scenario", "vantage"),
+            ),
             (scenario, vantage, model_version, json.dumps(data, ensure_ascii=False), time.time()),
         )
 
@@ -402,12 +437,86 @@ class Journal:
             newest_run_at=newest,
         )
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """For a reader: every read inside sees the journal at one moment, however many
+        runners write meanwhile (a scorecard, a scrape). A writer reads as it writes."""
+        if not self.read_only or self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")  # deferred: a read snapshot of the WAL
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction around the statements inside (otherwise each commits alone)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert *rows* (values of *columns*, in order) into *table* as they are
+        (``journal copy``: ids and times kept)."""
+        marks = ", ".join("?" * len(columns))
+        self.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     def _count(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         return int(self.db.execute(sql, args).fetchone()[0])
 
     @staticmethod
-    def _delivery(row: sqlite3.Row) -> Delivery:
+    def _delivery(row: Any) -> Delivery:
         data = {c: row[c] for c in DELIVERY_COLUMNS}
         data["outcome"] = Outcome(data["outcome"])
         data["extra"] = json.loads(data["extra"])
         return Delivery(**data)
+
+
+def open_journal(target: str | Path | JournalTarget, *, read_only: bool = False) -> Journal:
+    """The journal at *target*: a path or ``sqlite:///…`` (SQLite), or ``postgresql://…``
+    (:class:`~drills.core.journal.postgres.PostgresJournal`), as ``--journal`` gives it.
+
+    >>> open_journal("sqlite:///:memory:").dialect.name
+    'sqlite'
+    """
+    parsed = target if isinstance(target, JournalTarget) else parse_target(target)
+    if parsed.is_postgres:
+        from drills.core.journal.postgres import PostgresJournal
+
+        return PostgresJournal(parsed, read_only=read_only)
+    return Journal(parsed.path, read_only=read_only)
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What a journal's database raises when a write or read fails (sqlite3's, psycopg's
+    when a PostgreSQL journal is in use): for callers that turn them into plain words."""
+    import sys
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        errors += (psycopg.Error,)
+    return errors
+
+
+def local_path(target: str | Path) -> Path | None:
+    """The file of a SQLite journal (to say "no journal at …" before opening it), or None
+    for PostgreSQL (whether it is there is known by connecting).
+
+    >>> local_path("postgresql://db/drills") is None, local_path("sqlite:///out/j.sqlite")
+    (True, PosixPath('out/j.sqlite'))
+    """
+    if isinstance(target, Path):
+        return target
+    if "://" in target and not target.lower().startswith("sqlite:"):
+        return None
+    path = parse_target(target).path
+    return None if path == ":memory:" else Path(path)

@@ -3,7 +3,7 @@
 :func:`open_database` is the one way in: it hands :class:`~drills.core.journal.Journal`
 a connection whose schema is current (:mod:`drills.core.journal.schema`), or raises
 :class:`~drills.core.journal.faults.JournalUnusable` naming the file — never a bare
-``sqlite3`` error. A PostgreSQL journal would be opened by a module beside this one.
+``sqlite3`` error. A PostgreSQL journal is opened by :mod:`drills.core.journal.postgres`.
 """
 
 from __future__ import annotations
