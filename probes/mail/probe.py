@@ -56,6 +56,7 @@ from probes.mail.maildir import MaildirObserver
 from probes.mail.message import build_mail
 from probes.mail.observer import MailObserver, SharedObservers
 from probes.mail.smtp import SmtpFacts, SmtpSession, SmtpSettings, queue_id, refusal_code
+from probes.sendmark import mark_left
 from probes.settings import Duration
 from probes.sim.base import Simulator
 
@@ -246,6 +247,8 @@ class MailProbe(Probe):
                 session = SmtpSession(s.smtp)
                 try:
                     await session.open()
+                    # The session is up: the message leaves with MAIL FROM (probes.sendmark).
+                    mark_left("smtp")
                     code, text, refused = await session.send(
                         mail, sender=s.sender, recipients=recipients
                     )
