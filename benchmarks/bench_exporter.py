@@ -118,7 +118,9 @@ def main() -> None:
         median = statistics.median(values)
         summary[name] = {"median_s": median, "ratio_to_baseline": median / base, "runs": values}
         print(f"{name:<20}{median * 1000:>12.1f}{median / base:>12.2f}")
-    out = Path(__file__).parent / "results" / "bench_exporter.json"
+    from benchlib import results_dir  # the results folder ($TSUNAGARI_BENCH_RESULTS)
+
+    out = results_dir() / "bench_exporter.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

@@ -29,7 +29,6 @@ Prints a table and writes benchmarks/results/bench_journal_backends.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
@@ -269,23 +268,20 @@ def main() -> None:
         ratio = by["postgresql"] / by["sqlite"]
         summary[name] = {**by, "ratio_pg_to_sqlite": ratio}
         print(f"{name:<32}{by['sqlite']:>12.1f}{by['postgresql']:>12.1f}{ratio:>13.2f}")
-    out = Path(__file__).parent / "results" / "bench_journal_backends.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "deliveries_written": args.deliveries,
-                "writers": args.writers,
-                "scrape_runs": args.runs,
-                "scrape_deliveries": deliveries,
-                "exposition_bytes": sizes,
-                "cpu_count": os.cpu_count(),
-                **summary,
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n"
+    from benchlib import write_result
+
+    write_result(
+        "bench_journal_backends",
+        {
+            "deliveries_written": args.deliveries,
+            "writers": args.writers,
+            "scrape_runs": args.runs,
+            "scrape_deliveries": deliveries,
+            "exposition_bytes": sizes,
+            "cpu_count": os.cpu_count(),
+            "rows": summary,
+            **summary,
+        },
     )
 
 

@@ -208,10 +208,12 @@ def main() -> None:
         f"auto/idle p99 = {result['auto_vs_idle_p99']:.2f}, "
         f"auto/poll-1s p99 = {result['auto_vs_poll_p99']:.2f}"
     )
-    out = ROOT / "benchmarks" / "results" / "bench_mail_observer.json"
+    from benchlib import results_dir  # the results folder ($TSUNAGARI_BENCH_RESULTS)
+
+    out = results_dir() / "bench_mail_observer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -220,13 +220,26 @@ async def run_baseline(cfg: dict[str, Any], plan: Schedule, go: Any) -> dict[str
             },
         }
         user = quote(ch["watch"]["user"], safe="")
-        fid = (await http.post(f"{API}/user/{user}/filter", json=body, headers=auth)).json()
+
+        async def call(method: str, url: str, **kw: Any) -> Any:
+            # A pooled connection the homeserver closed meanwhile (seen under load at
+            # 200 rooms: ReadError) is retried on a new one, as any Matrix client does.
+            for attempt in range(5):
+                try:
+                    return (await http.request(method, url, headers=auth, **kw)).json()
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.1 * (attempt + 1))
+            raise AssertionError("unreachable")
+
+        fid = await call("POST", f"{API}/user/{user}/filter", json=body)
         params = {"filter": fid["filter_id"], "timeout": "0"}
-        since = (await http.get(f"{API}/sync", params=params, headers=auth)).json()
+        since = await call("GET", f"{API}/sync", params=params)
         params = {"filter": fid["filter_id"], "timeout": "30000", "since": since["next_batch"]}
         ready.set()
         while True:
-            data = (await http.get(f"{API}/sync", params=params, headers=auth)).json()
+            data = await call("GET", f"{API}/sync", params=params)
             now = time.monotonic()
             timeline = data.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
             for ev in timeline.get("events", []):
@@ -242,7 +255,14 @@ async def run_baseline(cfg: dict[str, Any], plan: Schedule, go: Any) -> dict[str
         asyncio.ensure_future(sync_loop(http, ch, ev))
         for http, ch, ev in zip(clients, channels, readies, strict=True)
     ]
-    await asyncio.gather(*(ev.wait() for ev in readies))
+    # every /sync loop parked — or the first one that failed says why (never a silent hang)
+    all_ready = asyncio.ensure_future(asyncio.gather(*(ev.wait() for ev in readies)))
+    await asyncio.wait([all_ready, *loops], return_when=asyncio.FIRST_COMPLETED)
+    if not all_ready.done():
+        all_ready.cancel()
+        failed = next(t for t in loops if t.done())
+        go.abort()  # the harness side is waiting for us at the barrier
+        raise RuntimeError(f"a baseline /sync loop failed at set-up: {failed.exception()!r}")
     auth = {"Authorization": f"Bearer {bot['token']}"}
     results: list[Round] = []
     cpu = 0.0
@@ -286,10 +306,16 @@ async def run_baseline(cfg: dict[str, Any], plan: Schedule, go: Any) -> dict[str
 
 
 def side_main(side: str, cfg: dict[str, Any], plan: Schedule, go: Any, work: str, out: Any) -> None:
-    if side == "harness":
-        result = asyncio.run(run_harness(cfg, plan, go, Path(work)))
-    else:
-        result = asyncio.run(run_baseline(cfg, plan, go))
+    import traceback
+
+    try:
+        if side == "harness":
+            result = asyncio.run(run_harness(cfg, plan, go, Path(work)))
+        else:
+            result = asyncio.run(run_baseline(cfg, plan, go))
+    except BaseException:
+        go.abort()  # the other side must not wait at the barrier for us
+        result = {"error": traceback.format_exc()}
     out.put((side, result))
 
 
@@ -379,6 +405,12 @@ def main() -> None:
                 proc.start()
                 procs.append(proc)
             results = dict(out.get(timeout=120 * len(plan) + 300) for _ in procs)
+            failed = {k: v["error"] for k, v in results.items() if "error" in v}
+            if failed:
+                for k, e in failed.items():
+                    print(f"{k} side failed:\n{e}", file=sys.stderr)
+                why = "; ".join(f"{k}: {e.strip().splitlines()[-1]}" for k, e in failed.items())
+                raise SystemExit(f"bench_matrix failed — {why}")
             for proc in procs:
                 proc.join(timeout=30)
         finally:
@@ -407,7 +439,9 @@ def main() -> None:
     if args.burst:
         first = args.rounds + 2  # after the paced rounds and the burst warm-up
         report["burst"] = {"rounds": args.burst, **scenario(h, b, slice(first, None))}
-    out_dir = ROOT / "benchmarks" / "results"
+    from benchlib import results_dir  # the results folder ($TSUNAGARI_BENCH_RESULTS)
+
+    out_dir = results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_matrix.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
 

@@ -354,7 +354,9 @@ def report(results: list[Round], args: argparse.Namespace) -> None:
         "sender and observer and room/channel membership, Twilio number SMS capability and "
         "balance against the cost cap, and a bilingual reason naming the failing phase"
     )
-    dest = ROOT / "benchmarks" / "results"
+    from benchlib import results_dir  # the results folder ($TSUNAGARI_BENCH_RESULTS)
+
+    dest = results_dir()
     dest.mkdir(parents=True, exist_ok=True)
     result = {
         "probes_per_round": args.probes,

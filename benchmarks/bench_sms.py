@@ -8,7 +8,8 @@ runner does (observer parked, send, wait for confirmation, bounded
 concurrency: workers started one per loop turn, so the caller adds no burst of
 its own) and reports wall time, harness CPU per message and event-loop lag (a
 10 ms ticker records how late it wakes, and for how much of that the loop's
-thread was itself busy; the target is < 50 ms blocked, always).
+thread was itself busy; the target (issue 18) is ≤ 20 ms blocked, always, in
+every harness mode — the probe modes and the whole drill runner).
 
 Modes, side by side:
   baseline          bare aiohttp: form POST + wait for the "delivered" callback,
@@ -18,10 +19,10 @@ Modes, side by side:
   probe-loopback    TwilioProbe, every message to the loopback receiver:
                     receipt + inbound webhook both required
   drill-runner      the whole harness: drills.core.runner.Drill (its own fan-out, the
-                    journal written per delivery) driving the probe with callbacks;
-                    reported, but the 50 ms verdict is about the probe modes
+                    journal written per delivery) driving the probe with callbacks
 
-Results are printed and written to benchmarks/results/bench_sms.json.
+Results are printed and written to benchmarks/results/bench_sms.json. The exit
+code is 0 when the benchmark ran (met or not: ``loop_lag_ok`` says).
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 FROM = "+815012345678"
 RECEIVER = "+818012345678"
 PHONES = [f"+8190123456{i:02d}" for i in range(10)]
-LAG_LIMIT_S = 0.050
+LAG_LIMIT_S = 0.020
 
 
 # --------------------------------------------------------------------------- local Twilio (child)
@@ -366,7 +368,7 @@ async def _main(args: argparse.Namespace) -> int:
     # Import everything up front, so no mode pays for imports inside its measurement.
     import drills.core.runner  # noqa: F401
     import probes.sms.probe
-    import probes.sms.twilio_http
+    import probes.sms.twilio_http  # noqa: F401
 
     if args.gc_freeze:
         # What a long-running harness can do after start-up: park the imported
@@ -396,22 +398,22 @@ async def _main(args: argparse.Namespace) -> int:
         print(
             f"{row['mode']:16} harness CPU per message = {row['cpu_ratio_vs_baseline']}× baseline"
         )
-    probes = [r for r in results if r["mode"].startswith("probe-")]
-    worst = max(r["loop_lag_max_ms"] for r in probes)
-    worst_cpu = max(r["loop_lag_on_cpu_max_ms"] for r in probes)
+    mine = [r for r in results if r["mode"] != "baseline"]  # the harness's modes
+    worst = max(r["loop_lag_max_ms"] for r in mine)
+    worst_cpu = max(r["loop_lag_on_cpu_max_ms"] for r in mine)
     # Blocked = the loop's thread was busy; wall lag also counts preemption by
     # other processes on a shared machine (see the load average).
     ok = worst_cpu < LAG_LIMIT_S * 1000
     all_delivered = all(r["outcomes"].get("delivered") == r["messages"] for r in results)
     load = os.getloadavg()
     print(
-        f"loop blocked (probe modes) at most {worst_cpu:.1f} ms on CPU — "
-        f"{'OK' if ok else 'OVER'} the 50 ms limit; wall lag max {worst:.1f} ms "
+        f"loop blocked (harness modes) at most {worst_cpu:.1f} ms on CPU — "
+        f"{'OK' if ok else 'OVER'} the {LAG_LIMIT_S * 1000:.0f} ms limit; wall lag max {worst:.1f} ms "
         f"(load average {load[0]:.2f} on {os.cpu_count()} CPUs); all delivered: {all_delivered}"
     )
-    name = "bench_sms_gc_freeze.json" if args.gc_freeze else "bench_sms.json"
-    out = ROOT / "benchmarks" / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from benchlib import write_result
+
+    name = "bench_sms_gc_freeze" if args.gc_freeze else "bench_sms"
     summary = {
         "benchmark": "bench_sms",
         "params": vars(args),
@@ -425,9 +427,8 @@ async def _main(args: argparse.Namespace) -> int:
         "all_delivered": all_delivered,
         "results": results,
     }
-    out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"written {out.relative_to(ROOT)}")
-    return 0 if ok and all_delivered else 1
+    print(f"written {write_result(name, summary)}")
+    return 0
 
 
 def main() -> int:

@@ -222,7 +222,9 @@ def main() -> None:
     print(f"{'surge':10} {surge_rate:>16.0f} {surge_cpu:>21.1f}")
     print(f"ratio surge/baseline = {result['ratio']} (target >= 0.8)")
     print(f"CPU efficiency baseline/surge = {result['cpu_efficiency_ratio']}")
-    dest = ROOT / "benchmarks" / "results"
+    from benchlib import results_dir  # the results folder ($TSUNAGARI_BENCH_RESULTS)
+
+    dest = results_dir()
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "bench_surge.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
 

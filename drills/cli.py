@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Collection, Sequence
 
@@ -235,6 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT["usage"]
     args.lang = getattr(args, "lang", lang)
+    if os.environ.get("TSUNAGARI_PACE", "").strip() or os.environ.get("TSUNAGARI_WORKERS"):
+        from drills.core.errors import ScenarioError
+        from drills.core.pacing import Pacing
+        from drills.core.shard import workers_from_env
+
+        try:  # read before anything is sent
+            Pacing.from_env()
+            workers_from_env()
+        except ScenarioError as exc:
+            for half in str(exc).split(" / ", 1):
+                print(half, file=sys.stderr)
+            return EXIT["usage"]
     with guarded_output():  # no resolved secret is printed, whatever prints it
         try:
             return int(args.func(args))

@@ -107,13 +107,19 @@ DEFAULT_MARKER = "【訓練】"
 
 # Crockford-style base32 without I, L, O, U: unambiguous when read aloud or retyped.
 _TOKEN_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TOKEN_SHIFTS = tuple(range(0, 60, 5))  # 12 characters × 5 bits
 # Exact: no letter or digit right before or after (a 13-character string is no token).
 TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])TSG-[0-9A-HJKMNP-TV-Z]{12}(?![0-9A-Za-z])")
 
 
 def new_token() -> str:
-    """A fresh drill token, e.g. ``TSG-7K3Q9XW2M4PD`` (60 random bits)."""
-    return "TSG-" + "".join(_secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+    """A fresh drill token, e.g. ``TSG-7K3Q9XW2M4PD`` (60 random bits).
+
+    One read of the system's random source, five bits per character (the
+    alphabet has exactly 32 letters: every token is equally likely).
+    """
+    bits = int.from_bytes(_secrets.token_bytes(8), "big")
+    return "TSG-" + "".join([_TOKEN_ALPHABET[(bits >> shift) & 31] for shift in _TOKEN_SHIFTS])
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,10 +439,15 @@ class ProbeEnv:
     def http(self) -> aiohttp.ClientSession:
         import aiohttp  # not at import time: cron pays for every import
 
+        from probes.sendmark import trace_config
+
         session = self.shared.get("aiohttp")
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            # The trace stamps when a drill message really leaves (probes.sendmark).
+            session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, trace_configs=[trace_config()]
+            )
             self.shared["aiohttp"] = session
         return session
 

@@ -44,6 +44,11 @@ __all__ = [
 # An environment variable name, as a secret reference may name it.
 _ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
+# Secret files as last read: path → ((device, inode, size, mtime, ctime), value). A reveal
+# stats the file and reads it again only when it changed (rotated, rewritten, chmod):
+# one syscall per send instead of open, read and close.
+_FILES: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
+
 
 class SecretUnresolvable(LookupError):
     """A secret reference points at nothing (unset variable, unreadable or non-UTF-8 file).
@@ -108,6 +113,11 @@ class SecretRef:
                 )
             return value
         try:
+            st = os.stat(self.target)
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            known = _FILES.get(self.target)
+            if known is not None and known[0] == stamp:
+                return known[1]
             data = Path(self.target).read_bytes()
         except OSError as exc:
             raise SecretUnresolvable(
@@ -115,7 +125,9 @@ class SecretRef:
                 f"cannot read secret file {self.target}: {exc.strerror}",
             ) from None
         try:
-            return data.decode("utf-8").strip()
+            value = data.decode("utf-8").strip()
+            _FILES[self.target] = (stamp, value)
+            return value
         except UnicodeDecodeError as exc:
             # Say where, never what: the bytes may be the secret itself.
             raise SecretUnresolvable(

@@ -6,6 +6,9 @@
 #                                       the project env, Synapse's own env), then the
 #                                       format check, lint, types and import layers, then pytest ARGS…
 #   scripts/bootstrap.sh check [ARGS…]  the same as test (CI runs test: what check checks)
+#   scripts/bootstrap.sh bench [ARGS…]  set up as for test, then every benchmark in benchmarks/ at its
+#                                       standard size (benchmarks/run_all.py ARGS…), writing
+#                                       benchmarks/RESULTS.md (tens of minutes; the machine should be idle)
 #   scripts/bootstrap.sh setup          everything, run nothing
 #
 # Idempotent: a second run only checks. Servers (Dovecot, Postfix, Synapse,
@@ -107,13 +110,20 @@ case "$cmd" in
     static_checks
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
+  bench)
+    apt_deps
+    py_env
+    synapse_env
+    export TSUNAGARI_SYNAPSE_VENV=$SYNAPSE_VENV
+    exec "$VENV/bin/python" benchmarks/run_all.py "$@"
+    ;;
   setup)
     apt_deps
     py_env
     synapse_env
     ;;
   *)
-    echo "usage: $0 demo|test|check|setup [ARGS…]" >&2
+    echo "usage: $0 demo|test|check|bench|setup [ARGS…]" >&2
     exit 2
     ;;
 esac

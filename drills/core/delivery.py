@@ -29,10 +29,15 @@ recipient). Failures carry no evidence.
 Reasons and ``extra`` are redacted when a record is made (:mod:`probes.redact`):
 a provider's error that quotes a credential is kept with the value as ``***``.
 
-Latency is ``delivered_mono - sent_mono`` on the monotonic clock; wall-clock
+Latency is ``delivered_mono - sent_mono`` on the monotonic clock, where the
+send instant is when the message actually left (:mod:`probes.sendmark`: the
+write of the HTTP request that carries it, the start of the SMTP transaction),
+not when the harness queued it; the time it waited in the harness (pacing, a
+connection, a busy loop) is ``extra["queue_s"]``, never latency. Wall-clock
 times are kept for humans. ``error_bound_s`` is how much later than the true
 arrival the harness may have noticed it (the observer's own bound per sighting
-plus the event loop's lag at send and at sighting).
+plus the event loop's lag at sighting, and at send too when the send path could
+not stamp the instant it left: ``extra["sent_how"] == "call"``).
 
 At the SLO's edge: the outcome follows the measured latency; when the SLO lies
 within ``[latency - error_bound_s, latency]`` the record is flagged

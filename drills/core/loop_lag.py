@@ -44,7 +44,8 @@ class LagMonitor:
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
-        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []  # for a tick after a time
+        self._next: asyncio.Future[None] | None = None  # the next tick, shared by its waiters
 
     @property
     def running(self) -> bool:
@@ -63,11 +64,15 @@ class LagMonitor:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        for _, fut in self._waiters:
+        waiting = [fut for _, fut in self._waiters]
+        if self._next is not None:
+            waiting.append(self._next)
+        for fut in waiting:
             if not fut.done():
                 with contextlib.suppress(RuntimeError):  # its loop may be closed
                     fut.set_result(None)
         self._waiters.clear()
+        self._next = None
 
     def _schedule(self, now: float) -> None:
         assert self._loop is not None
@@ -81,6 +86,10 @@ class LagMonitor:
         if len(self._ran) > 2 * self._keep:
             del self._ran[: self._keep], self._lag[: self._keep]
             self._trimmed = True
+        if self._next is not None:
+            if not self._next.done():
+                self._next.set_result(None)
+            self._next = None
         if self._waiters:
             ready = [w for w in self._waiters if w[0] <= now]
             self._waiters = [w for w in self._waiters if w[0] > now]
@@ -88,6 +97,10 @@ class LagMonitor:
                 if not fut.done():
                     fut.set_result(None)
         self._schedule(now)
+
+    def current(self) -> float:
+        """The lateness of the latest tick (0.0 before the first): how busy the loop is now."""
+        return self._lag[-1] if self._lag else 0.0
 
     def lag_at(self, t: float) -> float:
         """The loop's lag at monotonic *t* (see the module docstring); 0.0 if never sampled.
@@ -104,13 +117,30 @@ class LagMonitor:
             return max(self._lag)
         return self._lag[i]
 
+    def lag_around(self, t: float) -> float:
+        """The larger of the lag of the last tick before *t* and :meth:`lag_at` *t*.
+
+        A stall that ended just before *t* shows on the tick that ran first after it —
+        which may be the tick just *before* *t*, when both were ready in the same loop
+        iteration (the tick ran first, then the code that noted *t*).
+        """
+        if not self._ran:
+            return 0.0
+        i = bisect.bisect_left(self._ran, t)
+        before = self._lag[i - 1] if i > 0 else 0.0
+        return max(before, self.lag_at(t))
+
     async def settle(self, t: float) -> None:
         """Wait until a tick ran at or after monotonic *t* (returns at once if not running)."""
         loop = asyncio.get_running_loop()
         if self._handle is None or self._loop is not loop or (self._ran and self._ran[-1] >= t):
             return
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append((t, fut))
-        # A tick comes within a period plus the lag; the cap only guards a stopped loop.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(fut, 30.0)
+        if t <= time.monotonic():  # the next tick runs after now, so after t: share it
+            if self._next is None:
+                self._next = loop.create_future()
+            fut = self._next
+        else:
+            fut = loop.create_future()
+            self._waiters.append((t, fut))
+        # A tick comes within a period plus the lag; stop() wakes every waiter.
+        await asyncio.shield(fut)

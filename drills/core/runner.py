@@ -4,9 +4,11 @@
         step = await drill.broadcast("全職員は参集してください", timeout=30)
         print(step.reachability())
 
-Every delivery is journalled the moment it completes. A step's wall time is
-about its slowest delivery, not the sum: deliveries run concurrently, bounded
-by ``concurrency``. Channels with a ``sim:`` block run against local
+Every delivery is journalled as it completes: committed within 5 ms, with the
+others of those 5 ms (:mod:`drills.core.journal.group`), and passed on — to the
+step result, ``watch``, ``on_delivery`` — only once committed. A step's wall
+time is about its slowest delivery, not the sum: deliveries run concurrently,
+bounded by ``concurrency``, and leave at the pace of :mod:`drills.core.pacing`. Channels with a ``sim:`` block run against local
 simulators; any other channel is *live* and needs ``live=True`` — without it the
 whole step is refused before a single message leaves. The journal run is begun
 lazily, with the first record: a drill refused before anything was sent leaves
@@ -30,8 +32,17 @@ What a delivery record says (the outcomes and evidence in :mod:`drills.core.deli
   ``interrupted``, ``over_slo`` …); :mod:`drills.core.taxonomy` turns it into a stage
   and a cause.
 
+*When a message was sent.* ``sent_mono`` is the instant it left
+(:mod:`probes.sendmark`: the write of the HTTP request carrying its token, the
+start of the SMTP transaction; ``extra["sent_how"]`` says which, ``"call"`` when
+the send path could not say and the instant ``send`` was called stands in).
+Waiting for a pacing slot (:mod:`drills.core.pacing`), a connection or a busy
+loop is ``extra["queue_s"]`` (from the moment the runner wanted to send), never
+latency: a drill does not report a channel slower because the harness was busy.
+
 *Error bound and loop lag.* ``error_bound_s`` = the observer's own bound for
-the sighting + the event loop's lag at send + its lag at sighting. The lag is
+the sighting + the event loop's lag at sighting (+ its lag at send when
+``sent_how`` is ``"call"``: such a send may have left later). The lag is
 measured by a :class:`drills.core.loop_lag.LagMonitor` on the drill's loop: a 10 ms
 timer notes how late it ran; the lag at an instant is the lateness of the first
 tick at or after it (the runner waits for that tick before it writes the
@@ -50,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -59,13 +71,15 @@ from typing import TYPE_CHECKING, Any
 from drills.core import interrupt
 from drills.core.delivery import Delivery, Evidence, Outcome, classify
 from drills.core.errors import DrillSafetyError, ScenarioError
-from drills.core.journal import Journal, RunStatus, new_run_id
+from drills.core.journal import GroupCommit, Journal, RunStatus, new_run_id
 from drills.core.live import LiveChannelRefused, check_live, live_channels
 from drills.core.loop_lag import LagMonitor
+from drills.core.pacing import Pacer, Pacing, PacingStats
 from drills.core.reasons import fault_code as _fault_code
 from drills.core.reasons import fault_outcome as _fault_outcome
 from drills.core.reasons import unanswered as _unanswered
 from drills.core.registry import Registry, Target
+from drills.core.shard import broadcast_sharded, workers_from_env
 from drills.core.simulators import SimulatorPool
 from drills.core.step import StepResult
 from drills.core.truth import in_outage
@@ -81,6 +95,8 @@ from probes.base import (
     Sighting,
     new_token,
 )
+from probes.sendmark import SendMark
+from probes.sendmark import opened as send_marked
 from probes.sim.ledger import Outage
 
 if TYPE_CHECKING:
@@ -96,6 +112,12 @@ __all__ = [
 ]
 
 OnDelivery = Callable[[Delivery], None]
+
+
+@functools.cache
+def _priced(cls: type) -> bool:
+    """Is a probe of *cls* :class:`Priced`? (Once per class: a protocol check costs ~10 µs.)"""
+    return issubclass(cls, Priced)
 
 
 @dataclass(frozen=True)
@@ -125,9 +147,14 @@ class Drill:
         seed: int | None = None,
         on_delivery: OnDelivery | None = None,
         meta: dict[str, Any] | None = None,
+        pacing: Pacing | None = None,
+        workers: int | None = None,
     ) -> None:
         self.registry = registry
         self.journal = journal
+        # Deliveries are committed a few milliseconds' worth at a time, each acknowledged
+        # (and only then passed on) once committed: drills.core.journal.group.
+        self.commits = GroupCommit(journal)
         self.scenario = scenario
         self.vantage = vantage
         self.live = live
@@ -138,6 +165,13 @@ class Drill:
         self.seed = seed
         self.sims = SimulatorPool(seed)
         self._limit = asyncio.Semaphore(concurrency)
+        # How fast sends may leave (drills.core.pacing); TSUNAGARI_PACE, else the default.
+        self.pacing = pacing if pacing is not None else Pacing.from_env()
+        self.lag = LagMonitor()
+        self._frozen = False  # gc.freeze() done (the first step), undone by finish()
+        self._pacer = Pacer(self.pacing, lag=self.lag.current, halted=interrupt.stopping)
+        # Processes a big step fans out over (drills.core.shard); TSUNAGARI_WORKERS, else 1.
+        self.workers = workers if workers is not None else workers_from_env()
         self._probes: dict[str, Probe] = {}
         self._open_failures: dict[str, BaseException] = {}
         self._open_s: dict[str, float] = {}  # target key → seconds its probe took to open
@@ -151,7 +185,6 @@ class Drill:
         self.steps: list[StepResult] = []
         self.drill_outages: list[Outage] = []  # what the drill itself took down (monotonic)
         self._down_since: dict[str, float] = {}
-        self.lag = LagMonitor()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,12 +212,19 @@ class Drill:
 
     async def finish(self, status: str = RunStatus.FINISHED) -> None:
         self.lag.stop()
-        for probe in self._probes.values():
-            with contextlib.suppress(Exception):
-                await probe.close()
-        self._probes.clear()
-        await self.env.aclose()
-        await self.sims.stop()
+        self.commits.flush()  # nothing completed stays unwritten, whatever happens below
+        try:
+            for probe in self._probes.values():
+                with contextlib.suppress(Exception):
+                    await probe.close()
+            self._probes.clear()
+            await self.env.aclose()
+            await self.sims.stop()
+        finally:
+            self.commits.flush()  # anything completed while closing
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
         now = time.monotonic()
         for key in list(self._down_since):
             self.drill_outages.append(Outage(key, self._down_since.pop(key), now))
@@ -332,10 +372,22 @@ class Drill:
             raise ScenarioError("a step needs at least one channel (対象チャネルがありません)")
         self.check_safe(chosen)
         result = StepResult(step, started_mono=time.monotonic())
+        result.pacing = PacingStats(self.pacing.describe())
         active = [t for t in chosen if t.key not in self._skipped]
+        spec = _Step(step, text, subject, timeout, slo)
+        if self._shardable(active):
+            await broadcast_sharded(self, spec, active, repeat, interval, result, watch)
+            result.finished_mono = time.monotonic()
+            self.steps.append(result)
+            return result
         probes = await asyncio.gather(*(self.probe(t) for t in active))
         self._check_costs(probes, text, subject, repeat)
-        spec = _Step(step, text, subject, timeout, slo)
+        if not self._frozen:
+            # Start-up is done (modules, registry, probes): the collector leaves those
+            # objects alone while deliveries run (full collections stay short); finish()
+            # hands them back, so a process running many drills keeps nothing for good.
+            gc.freeze()
+            self._frozen = True
         jobs = [
             self._deliver(spec, target, probe, recipient, i * interval, result, watch)
             for target, probe in zip(active, probes, strict=True)
@@ -347,9 +399,18 @@ class Drill:
         self.steps.append(result)
         return result
 
+    def _shardable(self, active: Sequence[Target]) -> bool:
+        """Does this step fan out over worker processes? (:mod:`drills.core.shard`)"""
+        return (
+            self.workers > 1
+            and self.journal.path != ":memory:"
+            and len({t.municipality.code for t in active}) > 1
+            and not any(_priced(t.channel.probe_class()) for t in active)
+        )
+
     def _check_costs(self, probes: Sequence[Probe], text: str, subject: str, repeat: int) -> None:
         """Refuse the whole step, before the first send, if a paid channel's cap would be crossed."""
-        priced = [p for p in probes if isinstance(p, Priced)]
+        priced = [p for p in probes if _priced(type(p)) and isinstance(p, Priced)]
         if not priced:
             return
         from probes.sms.budget import CostCapExceeded, plan_cost
@@ -378,10 +439,13 @@ class Drill:
             await asyncio.sleep(delay)
         if interrupt.stopping():  # SIGTERM/SIGINT: nothing new is sent (drills.core.interrupt)
             return None
+        queued = time.monotonic()  # the runner wants to send: queue_s counts from here
         async with self._limit:
-            delivery = await self._attempt(spec, target, probe, recipient)
+            delivery = await self._attempt(spec, target, probe, recipient, queued, result.pacing)
+        if delivery is None:  # a signal came while it waited for its turn: nothing was sent
+            return None
         self.begin()
-        self.journal.record(delivery)
+        await self.commits.commit(delivery)  # committed before anybody hears of it
         result.deliveries.append(delivery)
         if watch is not None:
             watch(delivery)
@@ -390,8 +454,14 @@ class Drill:
         return delivery
 
     async def _attempt(
-        self, spec: _Step, target: Target, probe: Probe, recipient: str | None
-    ) -> Delivery:
+        self,
+        spec: _Step,
+        target: Target,
+        probe: Probe,
+        recipient: str | None,
+        queued: float,
+        pacing: PacingStats | None = None,
+    ) -> Delivery | None:
         run_id = self.start()
         step, timeout, slo = spec.name, spec.timeout, spec.slo
         slo_s = slo if slo is not None else target.channel.slo.latency
@@ -417,10 +487,19 @@ class Drill:
             "scenario": self.scenario,
         }
         failed = self._open_failures.get(target.key)
-        sent_wall = Clock.wall()
-        sent_mono = Clock.monotonic()
-        extra: dict[str, Any] = {"sent_mono": sent_mono}
-        base["sent_at"] = sent_wall
+        wall_minus_mono = Clock.wall() - Clock.monotonic()
+        mark = SendMark(message.token, queued)
+        sent_mono = Clock.monotonic()  # until the message has left: now (nothing was sent)
+        extra: dict[str, Any] = {}
+
+        def when_sent() -> None:
+            """Put the instant the message left (or the fallback) into the record."""
+            nonlocal sent_mono
+            sent_mono, how = mark.sent_instant()
+            extra["sent_mono"] = sent_mono
+            extra["sent_how"] = how
+            extra["queue_s"] = round(max(0.0, sent_mono - queued), 6)
+            base["sent_at"] = wall_minus_mono + sent_mono
 
         def unseen(outcome: Outcome, reason: str, code: str) -> Delivery:
             """A record of a message not confirmed: the drill's own outage wins over lost.
@@ -439,6 +518,7 @@ class Drill:
                 )
             return Delivery(**base, outcome=outcome, reason=reason, extra=extra)
 
+        when_sent()
         if failed is not None:
             outcome, reason = _fault_outcome(failed)
             ja, sep, en = reason.partition(" / ")
@@ -449,10 +529,24 @@ class Drill:
             observing = asyncio.ensure_future(probe.observe(message))
         accepted: Accepted | None = None
         try:
-            accepted = await asyncio.wait_for(probe.send(message), timeout)
+            # The observer was started outside the mark: only the send's own tasks see it.
+            with send_marked(mark):
+                async with self._pacer.slot(pacing):
+                    if interrupt.stopping():  # stopped while it waited its turn: never sent
+                        if observing is not None:
+                            observing.cancel()
+                        return None
+                    mark.called = Clock.monotonic()
+                    async with asyncio.timeout(timeout):  # in this task: no task per send
+                        accepted = await probe.send(message)
         except BaseException as exc:
             if observing is not None:
                 observing.cancel()
+            if mark.called is None and isinstance(exc, asyncio.CancelledError):
+                if interrupt.stopping():  # cut while it waited for its turn: never sent
+                    return None
+                raise
+            when_sent()
             if isinstance(exc, asyncio.CancelledError):
                 if interrupt.stopping():  # cut by a signal: sent, fate unknown, said so
                     return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON, "interrupted")
@@ -474,9 +568,10 @@ class Drill:
                 return unseen(Outcome.LOST, _unanswered(exc, probe, waited, opened), code)
             outcome, reason = _fault_outcome(exc, sending=True)
             return unseen(outcome, reason, _fault_code(exc, sending=True))
+        when_sent()
         accept_latency = accepted.at - sent_mono
         base.update(
-            accepted_at=sent_wall + accept_latency,
+            accepted_at=base["sent_at"] + accept_latency,
             accept_latency_s=accept_latency,
             throttled=accepted.throttled,
         )
@@ -527,7 +622,7 @@ class Drill:
         except BaseException as exc:
             outcome, reason = _fault_outcome(exc)
             return unseen(outcome, reason, _fault_code(exc))
-        return await self._sighted(base, extra, sighting, sent_mono, sent_wall, slo_s)
+        return await self._sighted(base, extra, sighting, sent_mono, slo_s)
 
     async def _sighted(
         self,
@@ -535,13 +630,14 @@ class Drill:
         extra: dict[str, Any],
         sighting: Sighting,
         sent_mono: float,
-        sent_wall: float,
         slo_s: float,
     ) -> Delivery:
         """The record of a confirmed arrival: latency, evidence, bound with loop lag, SLO edge."""
         latency = sighting.at - sent_mono
         await self.lag.settle(sighting.at)
-        lag = self.lag.lag_at(sent_mono) + self.lag.lag_at(sighting.at)
+        lag = self.lag.lag_around(sighting.at)
+        if extra.get("sent_how") == "call":  # not stamped at the write: it may have left later
+            lag += self.lag.lag_at(sent_mono)
         bound = sighting.error_bound_s + lag
         extra.update(sighting.extra)
         extra["loop_lag_s"] = round(lag, 6)
@@ -556,7 +652,7 @@ class Drill:
             **base,
             outcome=classify(latency, slo_s),
             reason="" if latency <= slo_s else f"SLO {slo_s:g} 秒超過 / over the {slo_s:g} s SLO",
-            delivered_at=sent_wall + latency,
+            delivered_at=base["sent_at"] + latency,
             latency_s=latency,
             error_bound_s=bound,
             extra=extra,

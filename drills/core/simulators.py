@@ -2,6 +2,12 @@
 
 After :meth:`SimulatorPool.stop` the pool's ``running`` simulators (and each
 one's ground-truth ``.ledger``) stay readable, for :mod:`drills.core.truth`.
+
+:class:`ProcessSimulatorPool` is the same pool with the simulators in a child
+process of their own (:mod:`drills.core.sim_host`), so their CPU and event-loop
+time are not the harness's: ``tsunagari demo`` uses it. Its ``running`` entries
+are :class:`RemoteSimulator` stand-ins (``kind``, ``knobs``, ``set_outage``); each
+one's ``.ledger`` is the child's ledger, fetched when the pool stops.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from typing import Any
 
 from drills.core.errors import ScenarioError
 from drills.core.registry import Target
-from probes.sim.base import Simulator
+from drills.core.sim_host import SimHost, sim_name
+from probes.sim.base import SimKnobs, Simulator
+from probes.sim.ledger import Ledger
 
-__all__ = ["SimulatorPool"]
+__all__ = ["ProcessSimulatorPool", "RemoteSimulator", "SimulatorPool"]
 
 
 class SimulatorPool:
@@ -56,3 +64,93 @@ class SimulatorPool:
         for sim in self.running.values():
             with contextlib.suppress(Exception):
                 await sim.stop()
+
+
+class RemoteSimulator(Simulator):
+    """A simulator running in the pool's child process, as the drill sees it.
+
+    ``knobs`` mirrors the child's; ``ledger`` is empty until the pool stops, then
+    the child's ground truth.
+    """
+
+    def __init__(self, host: SimHost, cls: type[Simulator], seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.host = host
+        self.cls = cls
+        self.ledger = Ledger(getattr(cls, "kind", cls.__name__))
+
+    @staticmethod
+    def placeholder_settings() -> dict[str, Any]:
+        return {}
+
+    async def start(self) -> None:
+        """The child starts the real simulator on its first channel."""
+
+    async def stop(self) -> None:
+        """The pool stops the child (:meth:`ProcessSimulatorPool.stop`)."""
+
+    def add_channel(
+        self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Add a channel in the child (one blocking round trip; the pool uses :meth:`aadd`)."""
+        settings = self.host.add(self.cls, channel_key, knobs, raw_settings)
+        self.knobs[channel_key] = knobs
+        return settings
+
+    async def aadd(
+        self, channel_key: str, knobs: SimKnobs, raw_settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """:meth:`add_channel` without blocking the event loop."""
+        settings = await asyncio.to_thread(
+            self.host.add, self.cls, channel_key, knobs, raw_settings
+        )
+        self.knobs[channel_key] = knobs
+        return settings
+
+    def set_outage(self, channel_key: str, down: bool) -> None:
+        """Take a channel away (or give it back) in the child (one round trip)."""
+        self.host.outage(channel_key, down)
+        self.knobs[channel_key] = self.knobs[channel_key].model_copy(update={"outage": down})
+
+
+class ProcessSimulatorPool(SimulatorPool):
+    """:class:`SimulatorPool` with every simulator in one child process (started on first use)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.host: SimHost | None = None
+        self._remote: dict[str, RemoteSimulator] = {}
+
+    async def settings_for(self, target: Target) -> dict[str, Any]:
+        if target.key in self.settings:
+            return self.settings[target.key]
+        channel = target.channel
+        sim_cls = channel.probe_class().simulator()
+        if sim_cls is None or channel.sim is None:
+            raise ScenarioError(f"channel {target.key} has no simulator")
+        async with self._lock:  # one child, one simulator per kind, one add per channel
+            if target.key in self.settings:
+                return self.settings[target.key]
+            if self.host is None:
+                self.host = await asyncio.to_thread(SimHost(self.seed).start)
+            name = sim_name(sim_cls)
+            sim = self._remote.get(name)
+            if sim is None:
+                sim = self._remote[name] = RemoteSimulator(self.host, sim_cls, self.seed)
+                self.running[name] = sim
+            settings = await sim.aadd(target.key, channel.sim, dict(channel.raw_settings))
+            self.settings[target.key] = settings
+            self._by_target[target.key] = sim
+        return settings
+
+    async def stop(self) -> None:
+        """Stop the child; each ``running`` entry's ``.ledger`` is then the child's."""
+        host, self.host = self.host, None
+        if host is None:
+            return
+        # Blocking on purpose: the drill is over, and a cancelled task (a second
+        # signal) must still get the ground truth back and the child stopped.
+        ledgers = host.stop()
+        for name, sim in self._remote.items():
+            if name in ledgers:
+                sim.ledger = ledgers[name]

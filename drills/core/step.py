@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drills.core.delivery import Delivery, Outcome
+from drills.core.pacing import PacingStats
 
 __all__ = ["StepResult"]
 
@@ -17,6 +18,8 @@ class StepResult:
     deliveries: list[Delivery] = field(default_factory=list)
     started_mono: float = 0.0
     finished_mono: float = 0.0
+    # What pacing cost this step (drills.core.pacing): its wall time, never a latency.
+    pacing: PacingStats = field(default_factory=PacingStats)
 
     @property
     def wall_s(self) -> float:

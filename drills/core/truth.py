@@ -33,7 +33,10 @@ Rules (one record, its ledger entry by token and recipient)::
     error                                      → never judged against the ledger
 
 *Times.* Ledgers are on the machine's monotonic clock. The runner writes the
-send instant on that clock into ``extra["sent_mono"]`` and the instant it
+send instant on that clock into ``extra["sent_mono"]`` — when the message
+left, never earlier than the harness's own queue let it (:mod:`probes.sendmark`;
+the queue is ``extra["queue_s"]``), so ``sent_mono ≤ received_at`` of its
+ledger entry — and the instant it
 stopped watching into ``extra["watched_until_mono"]``; with them the
 comparison is exact. A record without them (older journals, other writers)
 is converted from its wall-clock ``sent_at`` with the wall-minus-monotonic

@@ -8,6 +8,11 @@ writes for each run. While it drills it holds the folder's run lock (the lock
 ``tsunagari run`` takes for a journal there), so two demos, or a demo and a run,
 never drill into one folder at once.
 
+The simulators run in a child process of their own
+(:class:`drills.core.simulators.ProcessSimulatorPool`), so what the demo measures is
+the harness's work alone; the child is stopped when the drill ends (signals
+included) and hands its ledgers back.
+
 After the drill, every journal record of the run is checked against the
 simulators' ground-truth ledgers (:func:`drills.core.truth.compare`) and one line
 says how many agree: ``ground truth: N records agree / M disagree``; each
@@ -35,6 +40,7 @@ from drills.core.journal.target import redact_target
 from drills.core.lock import run_lock
 from drills.core.registry import Registry, load_registry
 from drills.core.runner import Drill
+from drills.core.simulators import ProcessSimulatorPool
 from drills.core.truth import Disagreement, compare, summary_line
 from drills.operator.options import DEFAULT_OUT, journal_in
 from drills.operator.outputs import write_run_outputs
@@ -81,6 +87,7 @@ async def drill_demo(
             progress.advance(task)
 
     drill = Drill(registry, journal, scenario=DEMO_SCENARIO, lang=lang, seed=seed, on_delivery=tick)
+    drill.sims = ProcessSimulatorPool(seed)  # the far ends' work is not the harness's
     try:
         async with drill:
             targets = drill.targets()
@@ -107,7 +114,7 @@ async def drill_demo(
     assert drill.run_id is not None
     if not drill.begun:  # stopped before the first record: nothing is in the journal
         return DemoRun(drill.run_id, begun=False)
-    # The simulators are stopped; their ledgers stay readable.
+    # The simulators' process is stopped; their ledgers came back from it.
     records = journal.deliveries(drill.run_id)
     ledgers = [sim.ledger for sim in drill.sims.running.values()]
     found = compare(records, ledgers, outages=drill.outages())

@@ -56,6 +56,7 @@ from probes.mail.maildir import MaildirObserver
 from probes.mail.message import build_mail
 from probes.mail.observer import MailObserver, SharedObservers
 from probes.mail.smtp import SmtpFacts, SmtpSession, SmtpSettings, queue_id, refusal_code
+from probes.sendmark import mark_left
 from probes.settings import Duration
 from probes.sim.base import Simulator
 
@@ -245,6 +246,9 @@ class MailProbe(Probe):
             while True:
                 session = SmtpSession(s.smtp)
                 try:
+                    # The message starts to leave with this session (probes.sendmark):
+                    # connecting, TLS and AUTH are the channel's time.
+                    mark_left("smtp")
                     await session.open()
                     code, text, refused = await session.send(
                         mail, sender=s.sender, recipients=recipients

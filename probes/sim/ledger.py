@@ -89,6 +89,17 @@ class Ledger:
         self._down_since: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (a simulator in another process hands its ledger back): no lock."""
+        with self._lock:
+            state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # ------------------------------------------------------------------ writing (simulator)
 
     def _get(self, channel: str, token: str, recipient: str | None) -> Entry:

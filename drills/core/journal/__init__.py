@@ -1,9 +1,13 @@
-"""The journal: every delivery, appended the moment it completes (SQLite, WAL).
+"""The journal: every delivery, appended as it completes (SQLite, WAL).
 
-Nothing recorded is lost: each delivery is its own committed transaction, so
-a drill killed with SIGKILL half-way keeps every delivery completed before the
-kill. The next run finds the dead run still ``running`` with a dead pid and
-marks it ``incomplete``.
+Nothing acknowledged is lost. :meth:`Journal.record` commits one delivery as
+its own transaction; a drill's runner writes through :class:`GroupCommit`
+(:mod:`drills.core.journal.group`), which commits the deliveries that complete
+within 5 ms together and tells nobody about a delivery (step result, progress,
+metrics) before its transaction is committed. A drill killed with SIGKILL
+half-way keeps every delivery it had acknowledged — all but those completed in
+the last 5 ms. The next run finds the dead run still ``running`` with a dead
+pid and marks it ``incomplete``.
 
 Besides what happened (``runs``, ``deliveries``, ``events``) it keeps what
 the readers derived from it, so reading does not grow with history:
@@ -16,6 +20,7 @@ modules of this package, and every name below is imported from here::
 
     drills/core/journal/
       __init__.py  Journal: writing, reading, digests, upkeep; open_journal(path or URL)
+      group.py     GroupCommit: a drill's deliveries, one transaction per 5 ms
       target.py    --journal: a file, sqlite:///…, or postgresql://… (password references)
       dialect.py   what SQLite and PostgreSQL spell differently (placeholders, rowid)
       postgres.py  PostgresJournal: the same interface on PostgreSQL (psycopg 3)
@@ -53,6 +58,7 @@ from typing import Any
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import JournalTooNew
 from drills.core.journal.faults import JournalUnusable
+from drills.core.journal.group import GroupCommit
 from drills.core.journal.queries import ReadModelQueries
 from drills.core.journal.runs import RunStatus, new_run_id, pid_alive, run_id_time
 from drills.core.journal.schema import (
@@ -70,6 +76,7 @@ from probes.redact import redact, redact_data
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "GroupCommit",
     "Journal",
     "JournalStats",
     "JournalTooNew",
@@ -87,6 +94,44 @@ _RUNS = ", ".join(RUN_COLUMNS)
 
 # The name :mod:`drills.metrics.digest` imports (``_pid_alive``) from before the split.
 _pid_alive = pid_alive
+
+_INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})"
+)
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else redact(value)
+
+
+def _row(d: Delivery) -> tuple[Any, ...]:
+    """The ``deliveries`` row of *d*, in :data:`DELIVERY_COLUMNS` order; no secret is ever
+    journalled (every string redacted, ``extra`` too: it may have been changed since)."""
+    return (
+        _text(d.run_id),
+        _text(d.step),
+        _text(d.municipality_code),
+        _text(d.municipality_name),
+        _text(d.channel_id),
+        _text(d.kind),
+        _text(d.recipient),
+        _text(d.token),
+        d.outcome.value,
+        _text(d.reason),
+        d.sent_at,
+        d.accepted_at,
+        d.delivered_at,
+        d.latency_s,
+        d.accept_latency_s,
+        d.error_bound_s,
+        d.slo_latency_s,
+        d.throttled,
+        _text(d.vantage),
+        _text(d.scenario),
+        json.dumps(redact_data(d.extra), ensure_ascii=False, default=str),
+        d.evidence.value if d.evidence is not None else None,
+    )
 
 
 class Journal(ReadModelQueries):
@@ -188,13 +233,13 @@ class Journal(ReadModelQueries):
 
     def record(self, delivery: Delivery) -> None:
         """Append one delivery and commit it (autocommit: one transaction)."""
-        data = redact_data(delivery.to_dict())  # no secret is ever journalled
-        data["extra"] = json.dumps(data["extra"], ensure_ascii=False, default=str)
-        self.db.execute(
-            f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})",
-            [data[c] for c in DELIVERY_COLUMNS],
-        )
+        self.db.execute(_INSERT_DELIVERY, _row(delivery))
+
+    def record_many(self, deliveries: list[Delivery]) -> None:
+        """Append *deliveries* in one transaction (all or none; :class:`GroupCommit`)."""
+        rows = [_row(d) for d in deliveries]
+        with self.transaction():
+            self.db.executemany(_INSERT_DELIVERY, rows)
 
     def record_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         """Append a step result that is not a delivery (roll call, surge stats, …)."""

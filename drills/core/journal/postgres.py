@@ -124,6 +124,12 @@ class PgDatabase:
         values = [int(a) if isinstance(a, bool) else a for a in args]
         return self.conn.execute(POSTGRES.sql(sql).encode("utf-8"), values)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (a group commit), inside the caller's transaction."""
+        values = [[int(a) if isinstance(a, bool) else a for a in row] for row in rows]
+        with self.conn.cursor() as cur:
+            cur.executemany(POSTGRES.sql(sql).encode("utf-8"), values)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.conn.transaction():

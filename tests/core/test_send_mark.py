@@ -1,0 +1,160 @@
+"""A record's send instant is when the message left, not when it was queued.
+
+The drill paces its sends (here 20 a second, one at a time), so the later
+messages wait in the harness for up to 0.35 s. That wait must show as
+``queue_s``, never as channel latency: against the simulator's ledger, each
+message left (``sent_mono``) before the far end took it, and no earlier than
+the loop's own lag at that moment allows — while the queue grows send by send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from drills.core.journal import Journal
+from drills.core.pacing import Pacing
+from drills.core.registry import parse_registry
+from drills.core.runner import Drill
+from drills.core.truth import SLACK_S, compare
+from probes.base import ProbeEnv
+from probes.sendmark import SendMark, opened
+
+N = 8
+RATE = 20.0  # sends per second: the last of N waits (N - 1) / RATE = 0.35 s in the harness
+
+
+def registry(n: int, latency: str = "200ms"):
+    lines = [
+        "defaults: {slo: {latency: 5s}}",
+        "municipalities:",
+        '  - code: "131211"',
+        "    name: 足立区",
+        "    channels:",
+    ]
+    lines += [f"      - {{id: c{i}, kind: webhook, sim: {{latency: {latency}}}}}" for i in range(n)]
+    return parse_registry("\n".join(lines) + "\n", "reg.yaml")
+
+
+async def test_paced_queue_is_queue_s_not_latency(tmp_path) -> None:
+    reg = registry(N)
+    journal = Journal(tmp_path / "journal.sqlite")
+    pacing = Pacing(rate=RATE, burst=1)
+    async with Drill(reg, journal, pacing=pacing) as drill:
+        step = await drill.broadcast("参集してください", timeout=10)
+        ledgers = [sim.ledger for sim in drill.sims.running.values()]
+    journal.close()
+    assert len(step.deliveries) == N
+    assert compare(step.deliveries, ledgers, outages=drill.outages()) == []
+    by_token = {e.token: e for ledger in ledgers for e in ledger}
+    resolution = time.get_clock_info("monotonic").resolution
+    queued = []
+    for d in step.deliveries:
+        assert d.outcome.reached, d.reason
+        assert d.extra["sent_how"] == "http"  # stamped at the write, not the call
+        entry = by_token[d.token]
+        assert entry.received_at is not None and entry.visible_at is not None
+        sent = d.extra["sent_mono"]
+        # it left before the far end took it, and the far end took it as soon as
+        # the (shared) loop let it: the harness's queue is not in between
+        assert sent <= entry.received_at
+        assert entry.received_at - sent <= drill.lag.lag_at(entry.received_at) + SLACK_S
+        queued.append(sent - d.extra["queue_s"])
+    # the queue grew by one pacing interval per send: the k-th to leave left no
+    # earlier than k / RATE after the first was queued (the token bucket's schedule)
+    left = sorted(d.extra["sent_mono"] for d in step.deliveries)
+    first = min(queued)
+    for k, at in enumerate(left):
+        assert at - first >= k / RATE - 1e-6 - resolution
+    assert (
+        max(d.extra["queue_s"] for d in step.deliveries)
+        >= (N - 1) / RATE - (max(queued) - first) - 1e-6 - resolution
+    )
+    assert step.pacing.sends == N and step.pacing.waited_max_s >= (N - 2) / RATE
+
+
+async def _hook_server() -> tuple[web.AppRunner, str]:
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/hook"
+
+
+async def test_the_first_use_of_the_network_in_the_send_stamps_the_mark() -> None:
+    """A token fetch or login inside the send is part of the channel's path: the message
+    started to leave when the send first used the network (never later, never before)."""
+    runner, url = await _hook_server()
+    env = ProbeEnv()
+    try:
+        mark = SendMark("TSG-0000000000AB", queued=time.monotonic())
+        http = env.http()
+        with opened(mark):
+            assert mark.left is None  # nothing has used the network yet
+            before = time.monotonic()
+            async with http.post(url, json={"login": "no token here"}) as r:
+                await r.read()
+                after = time.monotonic()
+            assert mark.how == "http" and mark.left is not None
+            assert before <= mark.left <= after
+            first = mark.left
+            async with http.post(url, json={"text": "【訓練】 x [TSG-0000000000AB]"}) as r:
+                await r.read()
+        assert mark.left == first  # the first stamp wins
+        with opened(mark):  # a retry of the same message: the first time it left counts
+            async with http.post(url, data={"text": "TSG-0000000000AB"}) as r:
+                await r.read()
+        assert mark.left == first
+    finally:
+        await env.aclose()
+        await runner.cleanup()
+
+
+async def test_a_task_started_before_the_mark_never_stamps_it() -> None:
+    runner, url = await _hook_server()
+    env = ProbeEnv()
+    go = asyncio.Event()
+
+    async def watcher() -> None:  # like an observer: started before the send's mark
+        await go.wait()
+        async with env.http().post(url, data="TSG-0000000000AB") as r:
+            await r.read()
+
+    try:
+        task = asyncio.create_task(watcher())
+        mark = SendMark("TSG-0000000000AB", queued=time.monotonic())
+        with opened(mark):
+            go.set()
+            await task
+        assert mark.left is None
+        assert mark.sent_instant() == (mark.queued, "call")
+    finally:
+        await env.aclose()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("chunk", [b"x TSG-0000000000AB y", memoryview(b"[TSG-0000000000AB]")])
+async def test_trace_reads_bytes_and_memoryviews(chunk) -> None:
+    from probes.sendmark import _on_chunk_sent
+
+    class Params:
+        pass
+
+    params = Params()
+    params.chunk = chunk  # type: ignore[attr-defined]
+    mark = SendMark("TSG-0000000000AB", queued=0.0)
+    with opened(mark):
+        await _on_chunk_sent(None, None, params)
+    assert mark.how == "http"
+    assert isinstance(aiohttp.TraceConfig(), aiohttp.TraceConfig)
