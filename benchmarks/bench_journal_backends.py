@@ -45,6 +45,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_exporter import CHANNELS, MUNIS  # noqa: E402  (the same journal shape)
+
 from drills.core.delivery import Delivery, Outcome  # noqa: E402
 from drills.core.journal import open_journal  # noqa: E402
 from drills.core.journal.copy import copy_rows  # noqa: E402
@@ -52,17 +54,6 @@ from probes.base import new_token  # noqa: E402
 from probes.sim.base import free_port  # noqa: E402
 from tests.servers.dovecot import port_open  # noqa: E402
 from tests.servers.postgres import Postgres  # noqa: E402
-
-MUNIS = [
-    ("131211", "足立区"),
-    ("131016", "千代田区"),
-    ("131041", "新宿区"),
-    ("132012", "八王子市"),
-    ("133086", "奥多摩町"),
-    ("134210", "小笠原村"),
-    ("130001", "東京都"),
-]
-CHANNELS = [("chat", "webhook"), ("mail", "mail"), ("sms", "twilio")]
 
 
 def delivery(run_id: str, rng: random.Random, vantage: str, i: int) -> Delivery:

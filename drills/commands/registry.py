@@ -148,29 +148,22 @@ def _register_files(inner: Any, t: Text) -> None:
     """Add ``schema``, ``docs`` and ``init`` to the ``registry`` subparsers *inner*."""
     from drills.cli import add_help
 
-    schema = inner.add_parser(
-        "schema",
-        help=t(
+    for name, ja, en in (
+        (
+            "schema",
             "レジストリの JSON Schema を出力（エディタの補完・検査用）",
             "print the registry's JSON Schema (completion and checks in editors)",
         ),
-        add_help=False,
-    )
-    add_help(schema, t)
-    _output(schema, t)
-    schema.set_defaults(func=_run_file)
-
-    docs = inner.add_parser(
-        "docs",
-        help=t(
+        (
+            "docs",
             "レジストリのリファレンス（Markdown）を出力",
             "print the registry reference (Markdown)",
         ),
-        add_help=False,
-    )
-    add_help(docs, t)
-    _output(docs, t)
-    docs.set_defaults(func=_run_file)
+    ):
+        generated = inner.add_parser(name, help=t(ja, en), add_help=False)
+        add_help(generated, t)
+        _output(generated, t)
+        generated.set_defaults(func=_run_file)
 
     init = inner.add_parser(
         "init",

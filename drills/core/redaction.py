@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: every command's start-up imports this module
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, TextIO
 
 __all__ = ["GuardedStream", "guarded_output", "redact", "redact_exception"]
 

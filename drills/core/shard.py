@@ -161,7 +161,7 @@ async def broadcast_sharded(
             ShardJob(
                 registry=drill.registry,
                 keys=keys,
-                journal_path=getattr(drill.journal, "target", None) or drill.journal.path,
+                journal_path=drill.journal.target,
                 run_id=run_id,
                 scenario=drill.scenario,
                 vantage=drill.vantage,

@@ -34,13 +34,16 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 from drills.core.i18n import Text
-from drills.core.schedule import systemd_units
-from drills.core.unannounced import TOKYO, UnannouncedError, Window, parse_window
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: cron's start-up imports nothing it does not use
+if TYPE_CHECKING:
+    from datetime import date, tzinfo
+    from typing import Any
+
+    from drills.core.unannounced import Window
 
 __all__ = ["add_arguments", "cron_fields", "render_unannounced", "reveal", "run_unannounced"]
 
@@ -88,13 +91,18 @@ def cron_fields(window: Window, weekdays: bool, zone: tzinfo, today: date) -> tu
     """The crontab time fields that fire at the window's start (Japan time) on a machine
     whose clock is in *zone*, and the machine time they mean (``HH:MM``).
 
-    >>> from datetime import timezone
+    >>> from datetime import date, timezone
+    >>> from drills.core.unannounced import TOKYO, parse_window
     >>> w = parse_window("09:00-17:00")
     >>> cron_fields(w, True, TOKYO, date(2026, 12, 7))
     ('0 9 * * 1-5', '09:00')
     >>> cron_fields(parse_window("08:30-17:00"), True, timezone.utc, date(2026, 12, 7))
     ('30 23 * * 0-4', '23:30')
     """
+    from datetime import datetime
+
+    from drills.core.unannounced import TOKYO
+
     local = datetime.combine(today, window.start, TOKYO).astimezone(zone)
     shift = (local.date() - today).days  # -1, 0 or +1
     dow = "*"
@@ -118,6 +126,11 @@ def render_unannounced(
 
     *command* is ``tsunagari --lang L run`` followed by the operator's RUN-ARGS.
     """
+    from datetime import datetime
+
+    from drills.core.schedule import systemd_units
+    from drills.core.unannounced import TOKYO
+
     t = Text(lang)
     at = command.index("run") + 1
     waited = [
@@ -176,7 +189,7 @@ Persistent=false"""
 
 def reveal(seed: bytes, day: date, window: Window, weekdays: bool, today: date, lang: str) -> str:
     """The audit line for a *past* day (a later day would announce the drill)."""
-    from drills.core.unannounced import draw_start, is_drill_day
+    from drills.core.unannounced import UnannouncedError, draw_start, is_drill_day
 
     t = Text(lang)
     if day >= today:
@@ -192,6 +205,10 @@ def reveal(seed: bytes, day: date, window: Window, weekdays: bool, today: date, 
 
 
 def run_unannounced(args: Any, workdir: Path, command: list[str]) -> int:
+    from datetime import date, datetime
+
+    from drills.core.unannounced import TOKYO, UnannouncedError, parse_window
+
     t = Text(args.lang)
     try:
         if (args.schedule is None) == (args.random_within is None):

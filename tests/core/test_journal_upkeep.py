@@ -11,7 +11,7 @@ import pytest
 import drills.cli as cli
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import JournalTooNew, TsunagariError
-from drills.core.journal import SCHEMA_VERSION, Journal, RunStatus
+from drills.core.journal import SCHEMA_VERSION, Journal, RunStatus, open_journal
 
 DAY = 86400.0
 
@@ -206,9 +206,10 @@ def _counts(journal: Journal) -> dict[str, int]:
     }
 
 
-def test_prune_keeps_latest_per_scenario_and_vantage_and_removes_the_rest(tmp_path):
+def test_prune_keeps_latest_per_scenario_and_vantage_and_removes_the_rest(journal_target):
+    """Both backends run the one prune (Journal.prune, the dialect's insertion order)."""
     now = 1_800_000_000.0
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = open_journal(journal_target)
     runs = _populate(journal, now)
     assert _counts(journal) == {"runs": 24, "deliveries": 72, "events": 48, "digests": 24}
     # A run still in progress, started long ago, is never touched.
@@ -252,7 +253,8 @@ def test_prune_keeps_latest_per_scenario_and_vantage_and_removes_the_rest(tmp_pa
     assert everything.kept_latest == 4
     size_before = journal.stats().file_bytes
     journal.vacuum()
-    assert journal.stats().file_bytes <= size_before
+    if journal.dialect.name == "sqlite":  # PostgreSQL's VACUUM (not FULL) only marks space reusable
+        assert journal.stats().file_bytes <= size_before
     journal.close()
 
 

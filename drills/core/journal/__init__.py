@@ -45,6 +45,7 @@ above this package knows which it has.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import socket
@@ -101,37 +102,19 @@ _INSERT_DELIVERY = (
 )
 
 
-def _text(value: str | None) -> str | None:
-    return None if value is None else redact(value)
+def _value(d: Delivery, column: str) -> Any:
+    value = getattr(d, column)
+    if column == "extra":  # it may have been changed since the record was made
+        return json.dumps(redact_data(value), ensure_ascii=False, default=str)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return redact(value) if isinstance(value, str) else value
 
 
 def _row(d: Delivery) -> tuple[Any, ...]:
     """The ``deliveries`` row of *d*, in :data:`DELIVERY_COLUMNS` order; no secret is ever
-    journalled (every string redacted, ``extra`` too: it may have been changed since)."""
-    return (
-        _text(d.run_id),
-        _text(d.step),
-        _text(d.municipality_code),
-        _text(d.municipality_name),
-        _text(d.channel_id),
-        _text(d.kind),
-        _text(d.recipient),
-        _text(d.token),
-        d.outcome.value,
-        _text(d.reason),
-        d.sent_at,
-        d.accepted_at,
-        d.delivered_at,
-        d.latency_s,
-        d.accept_latency_s,
-        d.error_bound_s,
-        d.slo_latency_s,
-        d.throttled,
-        _text(d.vantage),
-        _text(d.scenario),
-        json.dumps(redact_data(d.extra), ensure_ascii=False, default=str),
-        d.evidence.value if d.evidence is not None else None,
-    )
+    journalled (every string redacted, ``extra`` too)."""
+    return tuple(_value(d, column) for column in DELIVERY_COLUMNS)
 
 
 class Journal(ReadModelQueries):
@@ -149,6 +132,8 @@ class Journal(ReadModelQueries):
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self.target = JournalTarget("sqlite", display=self.path, path=self.path)
+        """Where this journal lives, as :func:`open_journal` takes it (a worker reopens it)."""
         self.read_only = read_only and self.path != ":memory:"
         # Read-only: derived rows are kept in this process instead of the file.
         self._memo: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
@@ -415,36 +400,32 @@ class Journal(ReadModelQueries):
             0
         """
         cutoff = (time.time() if now is None else now) - older_than_s
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute("DROP TABLE IF EXISTS temp.doomed")
+        with self.transaction():
+            self.db.execute("DROP TABLE IF EXISTS doomed")  # a temp table: this session's
             # Rank 1 is the latest run of its scenario × vantage: never a candidate.
             self.db.execute(
                 "CREATE TEMP TABLE doomed AS SELECT run_id, rank FROM ("
                 "  SELECT run_id, started_at, status, ROW_NUMBER() OVER ("
-                "    PARTITION BY scenario, vantage ORDER BY started_at DESC, rowid DESC"
+                f"    PARTITION BY scenario, vantage ORDER BY started_at DESC,"
+                f" {self.dialect.rowid} DESC"
                 "  ) AS rank FROM runs"
-                ") WHERE started_at < ? AND status != ?",
+                ") ranked WHERE started_at < ? AND status != ?",
                 (cutoff, RunStatus.RUNNING),
             )
-            kept_latest = self._count("SELECT COUNT(*) FROM temp.doomed WHERE rank = 1")
-            self.db.execute("DELETE FROM temp.doomed WHERE rank = 1")
+            kept_latest = self._count("SELECT COUNT(*) FROM doomed WHERE rank = 1")
+            self.db.execute("DELETE FROM doomed WHERE rank = 1")
             counts = {
                 table: self._count(
-                    f"SELECT COUNT(*) FROM {table} WHERE run_id IN (SELECT run_id FROM temp.doomed)"
+                    f"SELECT COUNT(*) FROM {table} WHERE run_id IN (SELECT run_id FROM doomed)"
                 )
                 for table in ("runs", "deliveries", "events", "digests")
             }
             if not dry_run:
                 for table in ("deliveries", "events", "digests", "runs"):
                     self.db.execute(
-                        f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM temp.doomed)"
+                        f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM doomed)"
                     )
-            self.db.execute("DROP TABLE temp.doomed")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("DROP TABLE doomed")
         return PruneResult(cutoff=cutoff, kept_latest=kept_latest, dry_run=dry_run, **counts)
 
     def vacuum(self) -> None:

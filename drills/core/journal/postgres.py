@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -54,7 +53,7 @@ from drills.core.journal.faults import JournalUnusable
 from drills.core.journal.runs import RunStatus
 from drills.core.journal.schema import MIGRATIONS, SCHEMA_VERSION
 from drills.core.journal.target import JournalTarget, parse_target
-from drills.core.journal.upkeep import JournalStats, PruneResult
+from drills.core.journal.upkeep import JournalStats
 from probes.redact import redact
 
 if TYPE_CHECKING:
@@ -327,37 +326,6 @@ class PostgresJournal(Journal):
                 sql.encode("utf-8"),
                 [[int(v) if isinstance(v, bool) else v for v in row] for row in rows],
             )
-
-    def prune(
-        self, older_than_s: float, now: float | None = None, *, dry_run: bool = False
-    ) -> PruneResult:
-        """As :meth:`Journal.prune`, in one PostgreSQL transaction."""
-        cutoff = (time.time() if now is None else now) - older_than_s
-        with self.db.transaction():
-            self.db.execute("DROP TABLE IF EXISTS pg_temp.doomed")
-            self.db.execute(
-                "CREATE TEMP TABLE doomed AS SELECT run_id, rank FROM ("
-                "  SELECT run_id, started_at, status, ROW_NUMBER() OVER ("
-                "    PARTITION BY scenario, vantage ORDER BY started_at DESC, seq DESC"
-                "  ) AS rank FROM runs"
-                ") ranked WHERE started_at < ? AND status != ?",
-                (cutoff, RunStatus.RUNNING),
-            )
-            kept_latest = self._count("SELECT COUNT(*) FROM doomed WHERE rank = 1")
-            self.db.execute("DELETE FROM doomed WHERE rank = 1")
-            counts = {
-                table: self._count(
-                    f"SELECT COUNT(*) FROM {table} WHERE run_id IN (SELECT run_id FROM doomed)"
-                )
-                for table in ("runs", "deliveries", "events", "digests")
-            }
-            if not dry_run:
-                for table in ("deliveries", "events", "digests", "runs"):
-                    self.db.execute(
-                        f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM doomed)"
-                    )
-            self.db.execute("DROP TABLE doomed")
-        return PruneResult(cutoff=cutoff, kept_latest=kept_latest, dry_run=dry_run, **counts)
 
     def vacuum(self) -> None:
         """Make the space of deleted rows reusable (``VACUUM ANALYZE`` of the journal's
