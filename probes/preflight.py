@@ -39,10 +39,10 @@ Nothing here does I/O: this module is types, the timer and the JSON shape that
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
@@ -171,7 +171,7 @@ class PreflightReport:
 
     def keyed(self, target: str) -> PreflightReport:
         """The same report under the registry's key (``131211/mail``)."""
-        return replace(self, target=target)
+        return self if target == self.target else replace(self, target=target)
 
     def min_cert_days(self, now: float | None = None) -> float | None:
         if not self.certificates:
@@ -260,6 +260,14 @@ class PhaseTimer:
         if sink is not None:
             sink.append(self)
 
+    def __enter__(self) -> PhaseTimer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return kind is _Stop
+
     async def __aenter__(self) -> PhaseTimer:
         return self
 
@@ -272,33 +280,10 @@ class PhaseTimer:
     def failed(self) -> bool:
         return any(not p.ok for p in self.phases)
 
-    @asynccontextmanager
-    async def phase(self, name: str, phase: PhaseClass) -> AsyncIterator[dict[str, str]]:
-        """Time one phase; the yielded dict takes a ``detail`` for the result."""
-        note: dict[str, str] = {}
-        start = self._clock()
-        self._current = (name, phase, start)
-        try:
-            yield note
-        except ProbeError as exc:
-            cls = _class_of(exc, phase)
-            self._fail(name, cls, start, Reason.parse(exc.reason), exc.code)
-            raise _Stop from exc
-        except TimeoutError:
-            why = Reason("応答がありません（タイムアウト）", "no answer (timed out)")
-            self._fail(name, phase, start, why, "timeout")
-            raise _Stop from None
-        except OSError as exc:
-            why, code = _os_reason(exc)
-            # A socket error is the network's, whatever the phase meant to check.
-            net = phase if phase in ("dns", "connect", "tls") else "connect"
-            self._fail(name, "tls" if code == "tls" else net, start, why, code)
-            raise _Stop from exc
-        # (cancelled: _current stays, so a runner's timeout can name this phase)
-        self._current = None
-        self.phases.append(
-            PhaseResult(name, phase, True, self._clock() - start, detail=note.get("detail", ""))
-        )
+    def phase(self, name: str, phase: PhaseClass) -> _Phase:
+        """Time one phase (``with timer.phase(...) as note``, or ``async with``); the
+        yielded dict takes a ``detail`` for the result."""
+        return _Phase(self, name, phase)
 
     def fail(self, name: str, phase: PhaseClass, reason: Reason, code: str | None = None) -> None:
         """Record a failed phase found by inspection (no exception), and stop the check."""
@@ -358,6 +343,66 @@ class PhaseTimer:
         )
         self._current = None
         return self.report()
+
+
+class _Phase:
+    """One phase of a :class:`PhaseTimer` as a ``with`` or ``async with`` block (see
+    :meth:`PhaseTimer.phase`): a ProbeError, TimeoutError or OSError inside fails
+    the phase and stops the check; anything else propagates. A plain object
+    rather than a generator-based context manager, and nothing in it awaits: a
+    check runs four to eight of these, and ``/probe`` runs a check per scrape."""
+
+    __slots__ = ("_name", "_phase", "_start", "_timer", "note")
+
+    def __init__(self, timer: PhaseTimer, name: str, phase: PhaseClass) -> None:
+        self._timer = timer
+        self._name = name
+        self._phase: PhaseClass = phase
+        self._start = 0.0
+        self.note: dict[str, str] = {}
+
+    def __enter__(self) -> dict[str, str]:
+        timer = self._timer
+        self._start = start = timer._clock()
+        timer._current = (self._name, self._phase, start)
+        return self.note
+
+    async def __aenter__(self) -> dict[str, str]:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:  # never swallows: a failed phase raises _Stop for the PhaseTimer to catch
+        timer, name, phase, start = self._timer, self._name, self._phase, self._start
+        if exc is None:
+            timer._current = None
+            timer.phases.append(
+                PhaseResult(
+                    name, phase, True, timer._clock() - start, detail=self.note.get("detail", "")
+                )
+            )
+            return
+        if isinstance(exc, ProbeError):
+            cls = _class_of(exc, phase)
+            timer._fail(name, cls, start, Reason.parse(exc.reason), exc.code)
+            raise _Stop from exc
+        if isinstance(exc, TimeoutError):
+            why = Reason("応答がありません（タイムアウト）", "no answer (timed out)")
+            timer._fail(name, phase, start, why, "timeout")
+            raise _Stop from None
+        if isinstance(exc, OSError):
+            why, code = _os_reason(exc)
+            # A socket error is the network's, whatever the phase meant to check.
+            net = phase if phase in ("dns", "connect", "tls") else "connect"
+            timer._fail(name, "tls" if code == "tls" else net, start, why, code)
+            raise _Stop from exc
+        # cancelled, or a harness fault: propagates; _current stays, so a runner's
+        # timeout can name this phase
 
 
 def _os_reason(exc: OSError) -> tuple[Reason, str]:
@@ -447,17 +492,31 @@ class StageClock:
         raise _Stop from exc
 
     def _apply_details(self) -> None:
-        phases = self._timer.phases
+        if not self.details:
+            return
+        phases, prefix = self._timer.phases, self._prefix + "."
         for i, p in enumerate(phases):
-            detail = self.details.get(p.name.removeprefix(self._prefix + "."))
-            if p.name.startswith(self._prefix + ".") and detail and not p.detail:
-                phases[i] = replace(p, detail=detail)
+            if p.detail or not p.name.startswith(prefix):
+                continue
+            detail = self.details.get(p.name[len(prefix) :])
+            if detail:
+                phases[i] = PhaseResult(p.name, p.phase, p.ok, p.seconds, p.reason, detail, p.code)
 
 
 def not_after_of(der: bytes | None) -> float | None:
-    """A DER certificate's notAfter as epoch seconds (None without a certificate)."""
+    """A DER certificate's notAfter as epoch seconds (None without a certificate).
+
+    The date is a function of the certificate's bytes alone, and a server shows
+    the same certificate check after check: each one is parsed once (the check
+    still fetches and verifies the certificate every time).
+    """
     if not der:
         return None
+    return _not_after(der)
+
+
+@functools.lru_cache(maxsize=1024)
+def _not_after(der: bytes) -> float | None:
     from cryptography import x509  # imported on use: only TLS checks need it
 
     cert = x509.load_der_x509_certificate(der)

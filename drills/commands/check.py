@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(targets: Sequence[Any], timeout: float, limits: Mapping[str, Any]) -> list[Checked]:
-    import asyncio
-
+    from drills.core import evloop
     from drills.core.preflight import PreflightRunner
 
     async def main() -> list[Checked]:
@@ -124,7 +123,7 @@ def _check(targets: Sequence[Any], timeout: float, limits: Mapping[str, Any]) ->
         finally:
             await runner.aclose()
 
-    return asyncio.run(main())
+    return evloop.run(main())
 
 
 def _print_json(checked: Sequence[Checked]) -> None:

@@ -212,8 +212,10 @@ def run(args: argparse.Namespace) -> int:
             if checker is not None:
                 await checker.aclose()
 
+    from drills.core import evloop
+
     try:
-        asyncio.run(main())
+        evloop.run(main())
     except OSError as exc:
         return _fail(t, f"待ち受けできません: {exc}", f"cannot listen: {exc}")
     return 0

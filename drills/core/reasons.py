@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 
 from drills.core.delivery import Outcome
+from drills.core.taxonomy import NO_CODE
 from probes.base import (
     ChannelRejected,
     ChannelUnreachable,
@@ -81,10 +82,12 @@ def _cause_code(exc: BaseException) -> str | None:
 def fault_code(exc: BaseException, sending: bool = False) -> str:
     """The reason code of the record :func:`fault_outcome` makes of *exc*.
 
-    A probe's own ``code`` wins; a probe error without one gets a default by what it
-    was raised from (a timeout, a refused connection, TLS, an unresolvable secret),
-    else by its class: ``unreachable``, ``rejected``, ``observer``. A timeout while
-    sending is ``send_timeout``; anything else is ``harness``.
+    A probe's own ``code`` wins (every refusal a probe raises carries one: a test scans
+    ``probes/``); a probe error without one gets a default by what it was raised from
+    (a timeout, a refused connection, TLS, an unresolvable secret), else by its class:
+    ``unreachable``, ``observer``, or for a refusal ``rejected`` — no code at all
+    (:data:`drills.core.taxonomy.NO_CODE`). A timeout while sending is ``send_timeout``;
+    anything else is ``harness``: not judged (:class:`drills.core.taxonomy.NotJudged`).
 
     >>> fault_code(ChannelRejected("x", code="invalid_auth")), fault_code(ChannelUnreachable("x"))
     ('invalid_auth', 'unreachable')
@@ -98,7 +101,7 @@ def fault_code(exc: BaseException, sending: bool = False) -> str:
         if from_cause is not None:
             return from_cause
         if isinstance(exc, ChannelRejected):
-            return "rejected"
+            return NO_CODE
         if isinstance(exc, ChannelUnreachable):
             return "unreachable"
         if isinstance(exc, ObserverFault):

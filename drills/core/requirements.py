@@ -25,7 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 from drills.core.delivery import Delivery, Outcome
 from drills.core.errors import HarnessError, ScenarioError
 from drills.core.i18n import Text
-from drills.core.taxonomy import classify_delivery
+from drills.core.taxonomy import Failure, classify_delivery
 from probes.settings import brief, parse_duration
 
 __all__ = [
@@ -257,7 +257,9 @@ def _row(d: Delivery, within: float | None) -> Row:
         outcome = "late"
         reason = f"{within:g} 秒を超えて到達 / arrived after {within:g} s"
     failure = classify_delivery(outcome, d.kind, d.reason, d.extra)
-    stage, cause = (failure.stage.value, failure.cause.value) if failure else ("", "")
+    stage, cause = "", ""  # delivered, or not judged (a harness fault: the verdict is harness)
+    if isinstance(failure, Failure):
+        stage, cause = failure.stage.value, failure.cause.value
     return Row(d.channel_id, d.kind, outcome, reason, d.latency_s, stage, cause)
 
 

@@ -56,10 +56,13 @@ Latency, lower is better: with nine municipalities nothing is compared.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from drills.core.scoring import percentile
 
 __all__ = [
     "DIGITS",
@@ -70,6 +73,8 @@ __all__ = [
     "Standing",
     "compare",
     "drill_standing",
+    "kind_latencies",
+    "latency_comparisons",
     "too_few_text",
 ]
 
@@ -183,6 +188,43 @@ def compare(
     return Comparison(population, of)
 
 
+def kind_latencies(
+    channels: Iterable[tuple[str, str, Sequence[float]]],
+) -> dict[tuple[str, str], dict[str, float | None]]:
+    """Each municipality's p50 and p95 per channel kind, its channels of that kind pooled.
+
+    *channels* yields (municipality, kind, latencies of its confirmed arrivals); a
+    municipality with no arrival of a kind has no entry for it.
+
+    >>> kind_latencies([("a", "mail", [0.1, 0.3]), ("a", "mail", [0.2]), ("a", "sms", [])])
+    {('a', 'mail'): {'p50': 0.2, 'p95': 0.29}}
+    """
+    pooled: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for code, kind, latencies in channels:
+        pooled[(code, kind)].extend(latencies)
+    return {
+        key: {q: percentile(v, float(q[1:])) for q in QUANTILES} for key, v in pooled.items() if v
+    }
+
+
+def latency_comparisons(
+    latencies: Mapping[tuple[str, str], Mapping[str, float | None]],
+) -> dict[str, dict[str, Comparison]]:
+    """Per channel kind and quantile, the comparison of :func:`kind_latencies` (kinds sorted)."""
+    kinds = sorted({kind for _code, kind in latencies})
+    return {
+        kind: {
+            q: compare(
+                {c: v.get(q) for (c, k), v in latencies.items() if k == kind},
+                lower_is_better=True,
+                digits=DIGITS["latency"],
+            )
+            for q in QUANTILES
+        }
+        for kind in kinds
+    }
+
+
 def drill_standing(
     scores: Mapping[str, float | None],
     latencies: Mapping[tuple[str, str], Mapping[str, float | None]],
@@ -200,18 +242,7 @@ def drill_standing(
     (0.5, {})
     """
     score = compare(scores, digits=DIGITS["score"])
-    kinds = sorted({kind for _code, kind in latencies})
-    by_kind: dict[str, dict[str, Comparison]] = {
-        kind: {
-            q: compare(
-                {c: v.get(q) for (c, k), v in latencies.items() if k == kind},
-                lower_is_better=True,
-                digits=DIGITS["latency"],
-            )
-            for q in QUANTILES
-        }
-        for kind in kinds
-    }
+    by_kind = latency_comparisons(latencies)
     populations = {
         "min_participants": MIN_PARTICIPANTS,
         "score": score.population.to_dict(),

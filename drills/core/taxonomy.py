@@ -20,6 +20,14 @@ code (``extra["reason_code"]``, carried from the probe's exception by the runner
 
 The rules, first match wins:
 
+*Not judged.* ``harness`` (the harness itself failed) and ``interrupted`` (cut
+by a signal) say nothing of the channel. On an ``error`` record — the outcome
+scoring never counts (:attr:`Outcome.counted`, :mod:`drills.core.scoring`), and
+the only one the runner gives them — they are :class:`NotJudged`, not a
+:class:`Failure`: outside every stage and cause count, shown apart as
+判定不能（ハーネス障害/中断）. A ``harness`` or ``interrupted`` code on an outcome
+scoring counts (never written) is read as no code at all.
+
 *Outcome.* ``delivered`` and ``accepted`` are no failure (None: ``accepted`` is
 unconfirmed, never lost). ``late`` is always transit / 遅延. ``drill_outage``
 is always transit / 接続不良 (the drill's own outage; shown, never the channel's).
@@ -30,23 +38,24 @@ is always transit / 接続不良 (the drill's own outage; shown, never the chann
 be reached), except ``not_seen`` → transit.
 
 *Cause.* The code's row in :data:`RULES`; else the code's family, by kind
-(:data:`FAMILIES`): a 3-digit SMTP reply for ``mail``, a 5-digit Twilio error for
-``twilio``, an HTTP status (``429``, ``HTTP 401``) for the others; else words in a
-provider's own error id (``token_expired``, ``api.context.session_expired…``,
-:data:`WORDS`); else 不明.
+(:data:`FAMILIES`): a 3-digit SMTP reply for ``mail``, a 5-digit Twilio error
+(2xxxx, 3xxxx) for ``twilio``, an HTTP status (``429``, ``HTTP 401``) for the
+others; else words in a provider's own error id (``token_expired``,
+:data:`WORDS`). A provider's id kept with the HTTP status it came with
+(``M_UNKNOWN HTTP 500``, ``app.post.save.app_error HTTP 500``) is read by the id's
+row, else by that status (the one HTTP rule), else by the id's words. Else 不明:
+only a code no row or family knows.
 
 *Records without a code* (written before codes existed): the code is inferred
 from the outcome and, as a last resort, the reason text
 (:func:`infer_code`): ``lost`` not seen → ``not_seen``, ``rejected`` rate limited →
 ``rate_limited``, an ``error`` cut by a signal → ``interrupted``; else a code the text
 names (``HTTP 401``, ``SMTP 535``, a known id such as ``invalid_auth``); else ``lost`` →
-``unreachable``, ``rejected`` → ``rejected``, ``error`` of the observer → ``observer``,
-other ``error`` → ``harness``.
-
-Four known codes are 不明 by rule (:data:`UNKNOWN_BY_RULE`): ``harness`` (the
-harness itself failed: nothing is known of the channel), ``interrupted`` (cut by
-a signal: sent, fate unknown), ``rejected`` (a refusal the probe gave no code
-for) and Twilio ``30008`` ("unknown error" from the carrier).
+``unreachable``, ``error`` of the observer → ``observer``, other ``error`` →
+``harness``. A refusal that names no code is ``rejected``: not a code but its
+absence (a probe's refusal always carries one now, a test scans ``probes/``), so
+it is 不明 — the same when an old journal stored ``rejected`` itself, unless its
+reason text names a status.
 
     >>> classify_failure("rejected", "invalid_auth", "slack").label("ja")
     '送信・認証・権限'
@@ -69,16 +78,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drills.core.delivery import Outcome
+
 __all__ = [
     "CAUSE_LABELS",
     "FAMILIES",
     "KNOWN_CODES",
+    "NOT_JUDGED_LABELS",
+    "NO_CODE",
     "RULES",
     "STAGE_LABELS",
-    "UNKNOWN_BY_RULE",
     "WORDS",
     "Cause",
     "Failure",
+    "NotJudged",
     "Rule",
     "Stage",
     "classify_delivery",
@@ -123,6 +136,27 @@ CAUSE_LABELS: dict[Cause, tuple[str, str]] = {
     Cause.CONGESTION: ("混雑・制限", "congestion/rate limit"),
     Cause.DELAY: ("遅延", "delay"),
     Cause.UNKNOWN: ("不明", "unknown"),
+}
+
+
+class NotJudged(enum.StrEnum):
+    """A record the drill could not judge (not a failure of the channel: nothing is known of it)."""
+
+    HARNESS = "harness"
+    INTERRUPTED = "interrupted"
+
+    def label(self, lang: str = "ja") -> str:
+        return NOT_JUDGED_LABELS[self][0 if lang == "ja" else 1]
+
+
+NOT_JUDGED_LABELS: dict[NotJudged, tuple[str, str]] = {
+    NotJudged.HARNESS: ("ハーネス障害", "harness fault"),
+    NotJudged.INTERRUPTED: ("中断", "interrupted"),
+}
+_NOT_JUDGED_MEANING: dict[NotJudged, str] = {
+    NotJudged.HARNESS: "ハーネス自体の障害。チャネルについては何も分からない / "
+    "the harness itself failed: nothing is known of the channel",
+    NotJudged.INTERRUPTED: "シグナルで中断（送信済み・結果不明） / cut by a signal (sent, fate unknown)",
 }
 
 
@@ -171,9 +205,7 @@ _ROWS: tuple[tuple[str, Cause, Stage | None, str, str], ...] = (
     ("sharing", _F, _R, "共有の検査で拒否", "refused by the sharing check"),
     ("drill_outage", _N, _T, "訓練で停止させたチャネル", "the drill's own outage"),
     ("over_slo", Cause.DELAY, _T, "SLO を超えて到達", "arrived after the SLO"),
-    ("harness", _U, None, "ハーネスの障害", "the harness itself failed"),
-    ("interrupted", _U, None, "シグナルで中断（送信済み・結果不明）", "cut by a signal (fate unknown)"),
-    ("rejected", _U, None, "事業者が拒否（コードなし）", "provider refused (no code)"),
+    ("unregistered_recipient", _F, _R, "登録簿にない宛先", "a recipient not in the registry"),
     # -- registration / configuration found before or at opening
     ("observer_is_sender", _F, _R, "観測アカウントが送信者と同じ", "the observer is the sender"),
     ("sender_token_user observer_token_user", _F, _R, "トークンが別のアカウントのもの", "a token of another account"),
@@ -186,7 +218,7 @@ _ROWS: tuple[tuple[str, Cause, Stage | None, str, str], ...] = (
     ("connect timeout cut_off smtp callback", _N, None, "接続できない・応答が途中で切れた", "cannot connect, or the answer broke off"),
     ("dns", _N, None, "名前解決できない（DNS 障害またはホスト名の誤り）", "name does not resolve"),
     ("tls", _F, None, "TLS・証明書の不一致（期限切れ、名前、CA）", "TLS or certificate mismatch"),
-    ("not_json balance_unreadable", _N, None, "事業者以外（プロキシ等）が応答・応答を読めない", "something else answered (a proxy), or the answer cannot be read"),
+    ("not_json balance_unreadable no_cursor", _N, None, "事業者以外（プロキシ等）が応答・応答を読めない", "something else answered (a proxy), or the answer cannot be read"),
     # -- mail
     ("auth", _A, None, "IMAP ログイン拒否", "IMAP login refused"),
     ("auth-unsupported mailbox maildir read", _F, None, "認証方式・メールボックスの設定", "auth method or mailbox setup"),
@@ -204,9 +236,14 @@ _ROWS: tuple[tuple[str, Cause, Stage | None, str, str], ...] = (
     ("20429 14107 30022 30001", _G, None, "Twilio の流量制限・キュー", "Twilio rate limit or queue"),
     ("20500 20503", _N, None, "Twilio の障害", "Twilio failure"),
     ("30003 undelivered", _N, _T, "端末・携帯会社に届かない", "handset or carrier unreachable"),
+    ("failed", _N, None, "Twilio が送出できなかった（コードなし）", "Twilio could not send it (no code)"),
+    ("canceled", _F, None, "送出前に取り消された", "canceled before sending"),
     ("30004 30005 30006", _F, _T, "宛先が受けられない番号", "a number that cannot receive"),
     ("30007", _G, _T, "携帯会社のフィルタ", "carrier filtering"),
-    ("30008", _U, _T, "携帯会社から詳細なし", "no detail from the carrier"),
+    # 30008 "Unknown error": Twilio took the message; delivery failed and the carrier gave no
+    # reason (https://www.twilio.com/docs/api/errors/30008). The chain broke after the
+    # provider, before the handset: transit, the carrier could not deliver.
+    ("30008", _N, _T, "携帯会社が届けられず理由なし（Twilio 30008）", "the carrier could not deliver, no reason given (Twilio 30008)"),
 )
 # fmt: on
 
@@ -216,23 +253,27 @@ RULES: dict[str, Rule] = {
     for code in codes.split()
 }
 KNOWN_CODES: frozenset[str] = frozenset(RULES)
-UNKNOWN_BY_RULE: frozenset[str] = frozenset(c for c, r in RULES.items() if r.cause is _U)
+#: What :func:`drills.core.reasons.fault_code` writes for a refusal without a code: no code.
+NO_CODE = "rejected"
+_NOT_JUDGED: frozenset[str] = frozenset(NotJudged)
+_UNCOUNTED: frozenset[str] = frozenset(o.value for o in Outcome if not o.counted)
 
 # Families of codes a provider sends as numbers: (name, pattern, kinds or None for the rest).
 _SMTP = re.compile(r"^([245])(\d\d)(?: \d\.\d{1,3}\.\d{1,3})?$")
 _HTTP = re.compile(r"^(?:HTTP )?([1-5])(\d\d)$")
 _TWILIO = re.compile(r"^([1-9])\d{4}$")
+_WITH_STATUS = re.compile(r"^(\S+) HTTP ([1-5]\d\d)$")
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     (
         "SMTP",
         "mail",
         "4xx 混雑・制限（454 認証）; 530/534/535/538 認証・権限; 552 混雑・制限; 他の 5xx 設定誤り",
     ),
-    ("Twilio", "twilio", "2xxxx 設定誤り; 3xxxx 伝達経路・接続不良; 他 不明"),
+    ("Twilio", "twilio", "2xxxx 設定誤り; 3xxxx 伝達経路・接続不良"),
     (
         "HTTP",
-        "others",
-        "401/403/407 認証・権限; 408 接続不良; 429/503/509 混雑・制限; 5xx 接続不良; 3xx/4xx 設定誤り",
+        "others; `<id> HTTP <status>` every kind",
+        "401/403/407 認証・権限; 408 接続不良; 429/503/509 混雑・制限; 他の 5xx 接続不良; 3xx/4xx 設定誤り",
     ),
 )
 # Words in a provider's own error id (never in reason text), checked in this order.
@@ -276,11 +317,29 @@ def _twilio(code: str) -> tuple[Cause, Stage | None] | None:
     m = _TWILIO.match(code)
     if m is None:
         return None
-    return {"2": (_F, None), "3": (_N, _T)}.get(m.group(1), (_U, None))
+    return {"2": (_F, None), "3": (_N, _T)}.get(m.group(1))
+
+
+def _words(code: str) -> tuple[Cause, Stage | None] | None:
+    if code.startswith("account_"):  # a Twilio account's status (preflight)
+        return (_A, _R)
+    lowered = code.lower()
+    for word_cause, words in WORDS:
+        if any(w in lowered for w in words):
+            return (word_cause, None)
+    return None
 
 
 def _family(code: str, kind: str) -> tuple[Cause, Stage | None] | None:
     """The cause (and fixed stage) of a code by its family, for *kind*."""
+    with_status = _WITH_STATUS.match(code)
+    if with_status is not None:  # a provider's id and the HTTP status it came with
+        ident, status = with_status.groups()
+        rule = RULES.get(ident)
+        if rule is not None:
+            return (rule.cause, rule.stage)
+        cause = _http(status)
+        return (cause, None) if cause is not None else _words(ident)
     if kind == "mail":
         cause = _smtp(code)
         return None if cause is None else (cause, None)
@@ -289,13 +348,7 @@ def _family(code: str, kind: str) -> tuple[Cause, Stage | None] | None:
     cause = _http(code)
     if cause is not None:
         return (cause, None)
-    if code.startswith("account_"):  # a Twilio account's status (preflight)
-        return (_A, _R)
-    lowered = code.lower()
-    for word_cause, words in WORDS:
-        if any(w in lowered for w in words):
-            return (word_cause, None)
-    return None
+    return _words(code)
 
 
 def is_known(code: str, kind: str = "webhook") -> bool:
@@ -351,11 +404,19 @@ def infer_code(outcome: str, reason: str) -> str:
     return "over_slo" if outcome == "late" else ""
 
 
-def classify_failure(outcome: str, code: str | None, kind: str, reason: str = "") -> Failure | None:
+def classify_failure(
+    outcome: str, code: str | None, kind: str, reason: str = ""
+) -> Failure | NotJudged | None:
     """The stage and cause of a record (None: delivered or accepted, no failure).
 
     *code* is the record's reason code (None for old records: inferred from
-    *outcome* and *reason*, :func:`infer_code`). See the module docstring.
+    *outcome* and *reason*, :func:`infer_code`). A ``harness`` or ``interrupted``
+    record that scoring does not count is :class:`NotJudged`. See the module docstring.
+
+    >>> classify_failure("error", "harness", "slack"), classify_failure("error", None, "mail", "中断")
+    (<NotJudged.HARNESS: 'harness'>, <NotJudged.INTERRUPTED: 'interrupted'>)
+    >>> classify_failure("rejected", "M_UNKNOWN HTTP 500", "matrix").label("en")
+    'send · bad connection'
     """
     if outcome in ("delivered", "accepted"):
         return None
@@ -363,7 +424,11 @@ def classify_failure(outcome: str, code: str | None, kind: str, reason: str = ""
         return Failure(_T, Cause.DELAY)
     if outcome == "drill_outage":
         return Failure(_T, _N)
-    code = code or infer_code(outcome, reason)
+    counted = outcome not in _UNCOUNTED  # scoring's own rule (Outcome.counted)
+    if code is None or code == NO_CODE or (code in _NOT_JUDGED and counted):
+        code = infer_code(outcome, reason)
+    if code in _NOT_JUDGED and not counted:
+        return NotJudged(code)
     rule = RULES.get(code)
     found = (rule.cause, rule.stage) if rule is not None else _family(code, kind)
     cause, fixed = found if found is not None else (_U, None)
@@ -376,7 +441,7 @@ def classify_failure(outcome: str, code: str | None, kind: str, reason: str = ""
 
 def classify_delivery(
     outcome: str, kind: str, reason: str, extra: Mapping[str, Any]
-) -> Failure | None:
+) -> Failure | NotJudged | None:
     """:func:`classify_failure` of a record's fields (``extra["reason_code"]``)."""
     code = extra.get("reason_code")
     return classify_failure(outcome, code if isinstance(code, str) else None, kind, reason)
@@ -414,4 +479,8 @@ def rules_markdown() -> str:
         )
     lines += ["", "| family | kinds | rules |", "| --- | --- | --- |"]
     lines += [f"| {name} | {kinds} | {rules} |" for name, kinds, rules in FAMILIES]
+    lines += ["", "| not judged (`error` only) | 判定不能 | meaning |", "| --- | --- | --- |"]
+    lines += [
+        f"| `{c.value}` | {NOT_JUDGED_LABELS[c][0]} | {_NOT_JUDGED_MEANING[c]} |" for c in NotJudged
+    ]
     return "\n".join(lines)

@@ -4,7 +4,8 @@ One table (:data:`CATALOGUE`) that the collector (:mod:`drills.metrics.collector
 emits, the README lists (:func:`catalogue_markdown`, kept in sync by a test) and
 the dashboards query. Label values are bounded: municipality and channel come
 from the registry, ``outcome`` and ``evidence`` from fixed enumerations, as do
-``stage`` and ``cause`` (:mod:`drills.core.taxonomy`).
+``stage`` and ``cause`` (:mod:`drills.core.taxonomy`), ``quantile`` (p50, p95) from
+:data:`drills.core.standing.QUANTILES`.
 
     >>> CATALOGUE["tsunagari_deliveries_total"].type
     'counter'
@@ -179,6 +180,44 @@ _SPECS = (
         "took part)",
     ),
     MetricSpec(
+        "tsunagari_drill_latency_measured_municipalities",
+        "gauge",
+        (*RUN, "channel_kind"),
+        "最新の訓練でその種別の到着を確認できた団体の数（種別ごとの遅延の比較の母数。"
+        "10 団体未満なら比較しない）",
+        "Municipalities with a confirmed arrival of the channel kind in the latest drill: "
+        "those its latency comparison is among (none is compared below 10)",
+    ),
+    MetricSpec(
+        "tsunagari_latency_standing_rank",
+        "gauge",
+        (*MUNI, *RUN, "channel_kind", "quantile"),
+        "最新の訓練の参加団体の中での種別ごとの遅延（quantile は p50・p95、団体のチャネルの到着を"
+        "合わせる）の順位（短いほど上位で 1 が最上位、同じ値は同順位。10 団体未満ならなし）",
+        "Rank of the municipality's p50 or p95 latency (quantile) of a channel kind, its "
+        "channels of the kind pooled, among the latest drill's municipalities (1 is fastest, "
+        "ties share a rank; absent when fewer than 10 have the kind)",
+    ),
+    MetricSpec(
+        "tsunagari_latency_standing_percentile",
+        "gauge",
+        (*MUNI, *RUN, "channel_kind", "quantile"),
+        "種別ごとの遅延のパーセンタイル（(遅い団体数 + 同じ値の団体数 ÷ 2) ÷ 団体数 × 100、"
+        "高いほど速い。10 団体未満ならなし）",
+        "Midrank percentile of the p50 or p95 latency of a channel kind in the latest drill, "
+        "100 × (slower + tied / 2) / n: higher is faster (absent when fewer than 10 have the kind)",
+    ),
+    MetricSpec(
+        "tsunagari_latency_standing_deviation_score",
+        "gauge",
+        (*MUNI, *RUN, "channel_kind", "quantile"),
+        "種別ごとの遅延の偏差値（50 + 10 × (平均 − 遅延) ÷ 母標準偏差、高いほど速い。"
+        "10 団体未満ならなし）",
+        "偏差値 (deviation score) of the p50 or p95 latency of a channel kind among the latest "
+        "drill's municipalities: 50 + 10 × (mean − latency) / population SD, higher is faster "
+        "(absent when fewer than 10 have the kind)",
+    ),
+    MetricSpec(
         "tsunagari_municipality_last_drill_timestamp_seconds",
         "gauge",
         (*MUNI, *RUN),
@@ -268,10 +307,12 @@ _SPECS = (
         "gauge",
         (*RUN, "channel_kind", "stage", "cause"),
         "最新の訓練で届かなかった記録の数（遅延を含む）。stage はどこで途切れたか（registry・send・"
-        "transit・far_end）、cause は原因（auth・config・connection・congestion・delay・unknown）",
+        "transit・far_end）、cause は原因（auth・config・connection・congestion・delay・unknown）。"
+        "判定不能（ハーネス障害・中断）の記録は数えない",
         "Records of the latest drill that were not delivered (late included), by channel kind, "
         "stage (registry, send, transit, far_end: where the chain broke) and cause (auth, config, "
-        "connection, congestion, delay, unknown)",
+        "connection, congestion, delay, unknown); records not judged (harness fault, interrupted) "
+        "are not counted",
     ),
     MetricSpec(
         "tsunagari_drill_duration_seconds",

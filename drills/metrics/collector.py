@@ -51,7 +51,7 @@ from drills.core.journal import Journal
 from drills.core.places import office_places
 from drills.core.registry import Registry
 from drills.core.scoring import WEIGHTS, freshness
-from drills.core.standing import compare
+from drills.core.standing import compare, kind_latencies, latency_comparisons
 from drills.metrics.catalogue import CATALOGUE
 from drills.metrics.digest import LATENCY_BUCKETS, RunDigest
 from drills.metrics.state import ChannelHistory, Group, History, JournalView, fold
@@ -341,32 +341,42 @@ def _standing_gauges(
 ) -> None:
     """Each municipality's place in the latest ended drill (:mod:`drills.core.standing`).
 
-    Among the municipalities scored in that drill, as its scorecard shows them;
-    rank, percentile and 偏差値 have no series (never 50) when fewer than 10 took part.
+    Among the municipalities of that drill, as its scorecard shows them: of the
+    score, and per channel kind of the p50 and p95 latency (its channels of the kind
+    pooled). Rank, percentile and 偏差値 have no series (never 50) for a figure fewer
+    than 10 municipalities have.
     """
     if history.head is None:
         return
     run = digest_of(history.head)
     codes = list(dict.fromkeys(ch.code for ch in run.channels.values()))
-    scores = {code: _score(run, code, interval_of) for code in codes}
-    compared = compare(scores)
+    compared = compare({code: _score(run, code, interval_of) for code in codes})
+    by_kind = latency_comparisons(
+        kind_latencies((ch.code, ch.kind, ch.latencies) for ch in run.channels.values())
+    )
     if scope.drill_level:
         out.add("tsunagari_drill_scored_municipalities", run_labels, float(compared.population.n))
+        for kind, qs in by_kind.items():
+            n = float(max(c.population.n for c in qs.values()))
+            out.add("tsunagari_drill_latency_measured_municipalities", (*run_labels, kind), n)
     if not scope.municipality_level:
         return
-    for gauge in ("rank", "percentile", "deviation_score"):  # described even with no series
-        out._family(f"tsunagari_readiness_{gauge}")
-    if not compared.population.compared:
-        return
+    for prefix in ("readiness", "latency_standing"):  # described even with no series
+        for gauge in ("rank", "percentile", "deviation_score"):
+            out._family(f"tsunagari_{prefix}_{gauge}")
     names = {ch.code: ch.labels[1] for ch in run.channels.values()}
-    for code in sorted(compared.of):
-        s = compared.of[code]
-        if not scope.wants_municipality(code) or s.rank is None:
-            continue
-        labels = (code, names[code], *run_labels)
-        out.add("tsunagari_readiness_rank", labels, float(s.rank))
-        out.add("tsunagari_readiness_percentile", labels, float(s.percentile or 0.0))
-        out.add("tsunagari_readiness_deviation_score", labels, float(s.deviation or 0.0))
+    figures = [("readiness", (), compared)] + [
+        ("latency_standing", (kind, q), c) for kind, qs in by_kind.items() for q, c in qs.items()
+    ]
+    for prefix, extra, comparison in figures:
+        for code in sorted(comparison.of):
+            s = comparison.of[code]
+            if not scope.wants_municipality(code) or s.rank is None:
+                continue
+            labels = (code, names[code], *run_labels, *extra)
+            out.add(f"tsunagari_{prefix}_rank", labels, float(s.rank))
+            out.add(f"tsunagari_{prefix}_percentile", labels, float(s.percentile or 0.0))
+            out.add(f"tsunagari_{prefix}_deviation_score", labels, float(s.deviation or 0.0))
 
 
 def _failure_gauges(

@@ -5,7 +5,8 @@ counts by outcome and by evidence, reachability (:func:`drills.core.scoring.reac
 p50/p95 (:func:`drills.core.scoring.percentile`), the latency histogram, the
 largest observer error bound, the TLS expiry, the channel's score
 (:func:`drills.core.scoring.score_channel`) and its records not delivered by stage
-and cause (:func:`drills.core.taxonomy.classify_failure`); per municipality (:class:`MuniDigest`):
+and cause (:func:`drills.core.taxonomy.classify_failure`; records not judged — a harness
+fault, an interruption — apart); per municipality (:class:`MuniDigest`):
 its fallback, roll-call and acknowledgement ratios, read from the run's step
 events through :mod:`drills.core.events`. The scorecard, the metrics and the
 vantage view are views of it; none of them reads deliveries or step events.
@@ -62,7 +63,7 @@ from drills.core.scoring import (
     score_channel,
     score_municipality,
 )
-from drills.core.taxonomy import classify_delivery
+from drills.core.taxonomy import NotJudged, classify_delivery
 from drills.surge.summary import SurgeSummary, read_surge, read_surges
 
 __all__ = [
@@ -109,8 +110,9 @@ _DEFAULT_SLO_LATENCY = 60.0
 _DAY = 86_400.0
 
 # Bump when the stored shape or any derivation changes; the weights are in MODEL_VERSION.
-DIGEST_FORMAT = 4  # 2: compact channels; 3: compact municipalities, outcomes from evidence
-# 4: failures by stage and cause (drills.core.taxonomy)
+DIGEST_FORMAT = 5  # 2: compact channels; 3: compact municipalities, outcomes from evidence
+# 4: failures by stage and cause (drills.core.taxonomy); 5: records not judged apart, codes
+# with their HTTP status
 
 
 def _model_version(weights: Weights = WEIGHTS) -> str:
@@ -195,6 +197,8 @@ class ChannelDigest:
     delivery_slo_latency: float = _DEFAULT_SLO_LATENCY  # the deliveries' own (largest) SLO
     # records not delivered, by (stage, cause) (drills.core.taxonomy.classify_failure)
     failures: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # records not judged (harness fault, interrupted), by NotJudged value: no stage, no cause
+    unjudged: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def labels(self) -> tuple[str, str, str, str]:
@@ -268,6 +272,7 @@ class ChannelDigest:
             later.tls_not_after,
             dict(evidence),
             failures=dict(Counter(self.failures) + Counter(later.failures)),
+            unjudged=dict(Counter(self.unjudged) + Counter(later.unjudged)),
         )
 
     def to_data(self) -> list[Any]:
@@ -301,6 +306,7 @@ class ChannelDigest:
             judged,
             self.delivery_slo_latency,
             [[st, ca, n] for (st, ca), n in sorted(self.failures.items())],
+            [[c, n] for c, n in sorted(self.unjudged.items())],
         ]
 
     @classmethod
@@ -308,6 +314,7 @@ class ChannelDigest:
         """The digest :meth:`to_data` stored; *name* is its municipality's."""
         code, channel_id, kind, evidence, latencies, bound, tls, slo, judged, own = data[:10]
         failed = data[10] if len(data) > 10 else []
+        unjudged = data[11] if len(data) > 11 else []
         lat = tuple(float(v) for v in latencies)
         pairs = {(str(o), str(e)): int(n) for o, e, n in evidence}
         outcomes: Counter[str] = Counter()
@@ -336,6 +343,7 @@ class ChannelDigest:
             score,
             float(own),
             {(str(st), str(ca)): int(n) for st, ca, n in failed},
+            {str(c): int(n) for c, n in unjudged},
         )
 
 
@@ -560,9 +568,12 @@ def digest_channel(
     own_slo = max((d.slo_latency_s or _DEFAULT_SLO_LATENCY) for d in deliveries)
     score = None if slo is None else score_channel(deliveries, slo[0], slo[1], weights)
     failures: Counter[tuple[str, str]] = Counter()
+    unjudged: Counter[str] = Counter()
     for d in deliveries:
         failure = classify_delivery(d.outcome.value, d.kind, d.reason, d.extra)
-        if failure is not None:
+        if isinstance(failure, NotJudged):
+            unjudged[failure.value] += 1
+        elif failure is not None:
             failures[(failure.stage.value, failure.cause.value)] += 1
     return ChannelDigest(
         last.municipality_code,
@@ -582,6 +593,7 @@ def digest_channel(
         score,
         own_slo,
         dict(failures),
+        dict(unjudged),
     )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TIMEOUT_HEADER",
     "TIMEOUT_MARGIN_S",
+    "TargetText",
     "check_families",
     "check_timeout",
     "probe_handler",
@@ -165,72 +166,98 @@ def render_text(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode()
 
 
-def target_labels(target: Target) -> tuple[str, str]:
-    """*target*'s label text, escaped once, in the two runs that sorted label sets put
-    around a family's own labels: ``channel_id,channel_kind`` and the municipality's."""
-    m, c = target.municipality, target.channel
-    head = _label_text((("channel_id", c.id), ("channel_kind", c.kind)))
-    tail = _label_text((("municipality_code", m.code), ("municipality_name", m.name)))
-    return head, tail
+_SINGLE = (  # the families with one sample per target, labelled by the target alone
+    "tsunagari_check_up",
+    "tsunagari_check_skipped",
+    "tsunagari_check_auth_ok",
+    "tsunagari_check_twilio_balance",
+    "tsunagari_check_twilio_cost_cap",
+    "tsunagari_check_duration_seconds",
+    "tsunagari_check_cache_age_seconds",
+)
+_STAGED = ("tsunagari_check_phase_duration_seconds", "tsunagari_check_phase_ok")
+_EXPIRY = "tsunagari_check_tls_cert_expiry_timestamp_seconds"
 
 
-def render_check(target: Target, checked: Checked, labels: tuple[str, str] | None = None) -> bytes:
+class TargetText:
+    """A target's part of the ``/probe`` text, escaped and written once (at start):
+    its label runs, each one-sample family's lines up to the value, and each
+    phase's labels as they are first seen. Sorted label sets put the target's
+    labels in two runs around a family's own: ``channel_id,channel_kind`` (*head*)
+    and the municipality's (*tail*)."""
+
+    __slots__ = ("_staged", "head", "single", "tail")
+
+    def __init__(self, target: Target) -> None:
+        m, c = target.municipality, target.channel
+        self.head = head = _label_text((("channel_id", c.id), ("channel_kind", c.kind)))
+        self.tail = tail = _label_text(
+            (("municipality_code", m.code), ("municipality_name", m.name))
+        )
+        self.single = {
+            name: f"{_head(name, CHECKS[name].help)}{name}{{{head},{tail}}} " for name in _SINGLE
+        }
+        self._staged: dict[tuple[str, str], str] = {}
+
+    def staged(self, phase: str, stage: str) -> str:
+        """The label set of one phase's samples, with the braces."""
+        text = self._staged.get((phase, stage))
+        if text is None:
+            text = f"{{{self.head},{self.tail},{_phase_labels(phase, stage)}}} "
+            self._staged[(phase, stage)] = text
+        return text
+
+
+def target_labels(target: Target) -> TargetText:
+    """*target*'s text for :func:`render_check`, to make once per target."""
+    return TargetText(target)
+
+
+def render_check(target: Target, checked: Checked, labels: TargetText | None = None) -> bytes:
     """``render_text(check_families(target, checked))``, byte for byte, written straight
-    from the report: no metric objects, the target's labels (:func:`target_labels`)
-    escaped once at start. A test holds the two equal for every shape of report."""
-    head, tail = labels or target_labels(target)
+    from the report: no metric objects, the target's text (:class:`TargetText`) made
+    once at start. A test holds the two equal for every shape of report."""
+    text = labels or TargetText(target)
+    single = text.single
     report, go = checked.report, _go_number
-    base = f"{{{head},{tail}}}"
     out: list[str] = []
-
-    def family(name: str, samples: list[str]) -> None:
-        if samples:
-            out.append(_head(name, CHECKS[name].help))
-            out.extend(samples)
-
-    def one(name: str, value: float) -> list[str]:
-        return [f"{name}{base} {go(value)}\n"]
-
-    family(
-        "tsunagari_check_up",
-        [] if report.skipped else one("tsunagari_check_up", 1.0 if report.ok else 0.0),
-    )
-    family(
-        "tsunagari_check_skipped", one("tsunagari_check_skipped", 1.0 if report.skipped else 0.0)
-    )
-    staged = [(f"{{{head},{tail},{_phase_labels(p.phase, p.name)}}}", p) for p in report.phases]
-    for name, value in (
-        ("tsunagari_check_phase_duration_seconds", lambda p: p.seconds),
-        ("tsunagari_check_phase_ok", lambda p: 1.0 if p.ok else 0.0),
-    ):
-        family(name, [f"{name}{labels_} {go(value(p))}\n" for labels_, p in staged])
-    auth = [p.ok for p in report.phases if p.phase == "auth"]
-    family(
-        "tsunagari_check_auth_ok",
-        one("tsunagari_check_auth_ok", 1.0 if all(auth) else 0.0) if auth else [],
-    )
-    expiry: dict[str, float] = {}
-    for cert in report.certificates:  # the earliest per endpoint (one series each)
-        expiry[cert.endpoint] = min(cert.not_after, expiry.get(cert.endpoint, math.inf))
-    name = "tsunagari_check_tls_cert_expiry_timestamp_seconds"
-    family(
-        name,
-        [
-            f'{name}{{{head},endpoint="{_escaped(endpoint)}",{tail}}} {go(not_after)}\n'
-            for endpoint, not_after in sorted(expiry.items())
-        ],
-    )
-    for fact, name in (
-        ("twilio_balance", "tsunagari_check_twilio_balance"),
-        ("cost_cap", "tsunagari_check_twilio_cost_cap"),
-    ):
-        family(name, one(name, float(report.facts[fact])) if fact in report.facts else [])
-    family(
-        "tsunagari_check_duration_seconds",
-        one("tsunagari_check_duration_seconds", report.elapsed_s),
-    )
+    if not report.skipped:
+        out += (single["tsunagari_check_up"], _ONE if report.ok else _ZERO, "\n")
+    out += (single["tsunagari_check_skipped"], _ONE if report.skipped else _ZERO, "\n")
+    phases = report.phases
+    if phases:
+        staged = [text.staged(p.phase, p.name) for p in phases]
+        seconds, ok = _STAGED
+        out.append(_head(seconds, CHECKS[seconds].help))
+        for label, p in zip(staged, phases, strict=True):
+            out += (seconds, label, go(p.seconds), "\n")
+        out.append(_head(ok, CHECKS[ok].help))
+        for label, p in zip(staged, phases, strict=True):
+            out += (ok, label, _ONE if p.ok else _ZERO, "\n")
+        auth = [p.ok for p in phases if p.phase == "auth"]
+        if auth:
+            out += (single["tsunagari_check_auth_ok"], _ONE if all(auth) else _ZERO, "\n")
+    if report.certificates:
+        expiry: dict[str, float] = {}
+        for cert in report.certificates:  # the earliest per endpoint (one series each)
+            expiry[cert.endpoint] = min(cert.not_after, expiry.get(cert.endpoint, math.inf))
+        out.append(_head(_EXPIRY, CHECKS[_EXPIRY].help))
+        for endpoint, not_after in sorted(expiry.items()):
+            out.append(
+                f'{_EXPIRY}{{{text.head},endpoint="{_escaped(endpoint)}",{text.tail}}} '
+                f"{go(not_after)}\n"
+            )
+    facts = report.facts
+    if facts:
+        for fact, name in (
+            ("twilio_balance", "tsunagari_check_twilio_balance"),
+            ("cost_cap", "tsunagari_check_twilio_cost_cap"),
+        ):
+            if fact in facts:
+                out += (single[name], go(float(facts[fact])), "\n")
+    out += (single["tsunagari_check_duration_seconds"], go(report.elapsed_s), "\n")
     age = max(0.0, checked.age_s if checked.cached else 0.0)
-    family("tsunagari_check_cache_age_seconds", one("tsunagari_check_cache_age_seconds", age))
+    out += (single["tsunagari_check_cache_age_seconds"], go(age), "\n")
     return "".join(out).encode()
 
 
@@ -242,6 +269,8 @@ def _go_number(value: float) -> str:
         return _ONE
     if value == 0.0 and math.copysign(1.0, value) > 0:  # not -0.0, which prints its sign
         return _ZERO
+    if -math.inf < value < 1e6:  # floatToGoString's own answer for these: Python's repr
+        return repr(value)
     return _go_float(value)
 
 
@@ -284,6 +313,11 @@ def _notes(target: Target, checked: Checked, interval_s: float) -> str:
     if why is not None:
         lines.append(_comment(str(why)))
     return "".join(lines)
+
+
+@functools.lru_cache(maxsize=64)  # a scraper sends the same Accept header every time
+def _encoder(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    return choose_encoder(accept)
 
 
 def _bad_request(ja: str, en: str) -> web.HTTPBadRequest:
@@ -335,7 +369,7 @@ def probe_handler(
                 f"{TIMEOUT_HEADER} must be a positive number of seconds",
             ) from None
         checked = await checker.check(target, timeout_s=timeout_s, module=modules[0])
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        encoder, content_type = _encoder(request.headers.get("Accept", ""))
         if content_type.startswith("text/plain"):
             body = _notes(target, checked, checker.interval_of(target)).encode()
             if modules[0] != "full":

@@ -14,7 +14,10 @@ the same, right after "what got worse" (Markdown, HTML, terminal):
 - municipalities whose drill could not be judged (every channel untested: only
   errors — the drill could not look — or the drill's own outages);
 - counts per stage and cause of every record that was not delivered (late ones
-  included, as 遅延), with the channel kinds they were on.
+  included, as 遅延), with the channel kinds they were on;
+- apart, the records not judged — 判定不能（ハーネス障害/中断）: the harness failed or
+  a signal cut the drill (:class:`~drills.core.taxonomy.NotJudged`) — in no stage or
+  cause count: nothing is known of the channel (scoring does not count them either).
 
 Stages and causes are :mod:`drills.core.taxonomy`'s; per channel, the card
 carries ``failures`` (set from the run's digest). :func:`failure_summary` builds
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drills.core.i18n import Text
-from drills.core.taxonomy import CAUSE_LABELS, STAGE_LABELS, Cause, Stage, main_failure
+from drills.core.taxonomy import CAUSE_LABELS, STAGE_LABELS, Cause, NotJudged, Stage, main_failure
 
 __all__ = [
     "FailureList",
@@ -70,10 +73,13 @@ def failure_summary(card: dict[str, Any]) -> dict[str, Any]:
     kinds: dict[tuple[str, str], Counter[str]] = {}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     unjudged = []
+    not_judged: dict[str, Counter[str]] = {}
     for m in card["municipalities"]:
         own: Counter[tuple[str, str]] = Counter()
         per_channel = []
         for ch in m["channels"]:
+            for code, n in ch.get("not_judged", {}).items():
+                not_judged.setdefault(code, Counter())[ch["kind"]] += n
             for f in ch.get("failures", []):
                 key = (f["stage"], f["cause"])
                 counts[key] += f["count"]
@@ -100,6 +106,11 @@ def failure_summary(card: dict[str, Any]) -> dict[str, Any]:
             {"stage": st, "cause": ca, "count": counts[(st, ca)], "kinds": dict(kinds[(st, ca)])}
             for st, ca in sorted(counts, key=lambda k: failure_order(*k))
         ],
+        "not_judged": [
+            {"code": c.value, "count": sum(not_judged[c].values()), "kinds": dict(not_judged[c])}
+            for c in NotJudged
+            if c.value in not_judged
+        ],
     }
 
 
@@ -116,6 +127,8 @@ class FailureList:
     unjudged_label: str = ""
     counts_label: str = ""
     none_label: str = ""
+    not_judged: list[tuple[str, str, str]] = field(default_factory=list)  # (label, count, kinds)
+    not_judged_label: str = ""
 
 
 def _name(who: dict[str, Any], t: Text) -> str:
@@ -140,9 +153,13 @@ def failure_list(card: dict[str, Any], lang: str) -> FailureList:
         (
             _label(c["stage"], c["cause"], t),
             str(c["count"]),
-            ", ".join(f"{k} {n}" for k, n in sorted(c["kinds"].items())),
+            _kinds(c["kinds"]),
         )
         for c in block["counts"]
+    ]
+    not_judged = [
+        (NotJudged(c["code"]).label(lang), str(c["count"]), _kinds(c["kinds"]))
+        for c in block.get("not_judged", [])
     ]
     reached_none = sum(len(rows) for _label_, rows in groups)
     notes = [
@@ -179,7 +196,18 @@ def failure_list(card: dict[str, Any], lang: str) -> FailureList:
             "すべての団体にいずれかのチャネルで届きました。",
             "Every municipality was reached on some channel.",
         ),
+        not_judged,
+        t(
+            "判定不能（ハーネス障害/中断）の記録（チャネルについては何も分からないため、"
+            "段階・原因に数えず、採点もしません）",
+            "Records not judged (harness fault / interrupted; nothing is known of the "
+            "channel: in no stage or cause, not scored)",
+        ),
     )
+
+
+def _kinds(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
 
 
 def _md(text: str) -> str:
@@ -207,6 +235,11 @@ def failures_markdown(card: dict[str, Any], lang: str) -> list[str]:
         out += ["", f"{fl.counts_label}{colon.rstrip()}", ""]
         out += ["| " + " | ".join(fl.counts_header) + " |", "|---|---:|---|"]
         out += [f"| {_md(a)} | {b} | {_md(c)} |" for a, b, c in fl.counts]
+    if fl.not_judged:
+        shown = t("、", "; ").join(
+            t(f"{a} {b}（{c}）", f"{a} {b} ({c})") for a, b, c in fl.not_judged
+        )
+        out += ["", f"{fl.not_judged_label}{colon}{_md(shown)}"]
     return out
 
 
@@ -226,4 +259,7 @@ def failures_text(card: dict[str, Any], lang: str) -> str:
     if fl.counts:
         lines.append(f"  {fl.counts_label}{colon.rstrip()}")
     lines += [f"    {a}: {b} ({c})" for a, b, c in fl.counts]
+    if fl.not_judged:
+        lines.append(f"  {fl.not_judged_label}{colon.rstrip()}")
+        lines += [f"    {a}: {b} ({c})" for a, b, c in fl.not_judged]
     return "\n".join(lines)

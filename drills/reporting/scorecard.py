@@ -62,7 +62,7 @@ from drills.core.scoring import (
     percentile,
     round_score,
 )
-from drills.core.standing import drill_standing
+from drills.core.standing import drill_standing, kind_latencies
 from drills.metrics.digest import ChannelDigest, RunDigest, last_drilled, run_digest
 from drills.reporting.announcement import announcement
 from drills.reporting.comparison import compare_cards
@@ -154,6 +154,7 @@ def _channel_dict(ch: ChannelDigest, reg: _Registered) -> dict[str, Any]:
         "drill_outage": cs.counts["drill_outage"],
         "evidence": dict(cs.evidence),
         "failures": _channel_failures(ch),
+        "not_judged": dict(sorted(ch.unjudged.items())),  # harness fault, interrupted
     }
 
 
@@ -289,14 +290,11 @@ def _standing(digest: RunDigest, card: dict[str, Any]) -> dict[str, Any]:
     Sets ``standing`` on every municipality; a municipality's latency of a kind
     pools the arrivals of its channels of that kind. Returns the populations.
     """
-    pooled: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for m in card["municipalities"]:
-        for ch in m["channels"]:
-            key = (m["code"], ch["id"])
-            pooled[(m["code"], ch["kind"])].extend(digest.channels[key].latencies)
-    latencies = {
-        key: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for key, v in pooled.items() if v
-    }
+    latencies = kind_latencies(
+        (m["code"], ch["kind"], digest.channels[(m["code"], ch["id"])].latencies)
+        for m in card["municipalities"]
+        for ch in m["channels"]
+    )
     scores = {m["code"]: m["score"] for m in card["municipalities"]}
     populations, per = drill_standing(scores, latencies)
     for m in card["municipalities"]:

@@ -83,6 +83,7 @@ from probes.base import (
     find_tokens,
 )
 from probes.chat.answers import AnswerCutOff, both, foreign_answer, retry_after_seconds
+from probes.faultcodes import transport_code
 from probes.replies import ReplyBook
 from probes.settings import Duration
 
@@ -241,7 +242,8 @@ class ChatProbe(Probe):
                     f"{self.service} に接続できません",
                     f"cannot reach {self.service}",
                     exc.__class__.__name__,
-                )
+                ),
+                code=transport_code(exc),
             ) from exc
 
     def cut_off(self, exc: BaseException) -> AnswerCutOff:

@@ -71,6 +71,7 @@ from probes.chat.base import (
     foreign_answer,
     retry_after_seconds,
 )
+from probes.faultcodes import http_code
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -167,12 +168,14 @@ def lineworks_verdict(status: int, text: str, headers: Any = None) -> Verdict:
         body = json.loads(text) if text else {}
     except ValueError:
         body = {}
-    code = str(body.get("code") or f"HTTP {status}") if isinstance(body, dict) else f"{status}"
+    code = http_code(str(body.get("code") or "") if isinstance(body, dict) else "", status)
     if status == 429:
         reset = (headers or {}).get("rateLimit-reset")
         return Throttle(retry_after_seconds({"Retry-After": reset}, 1.0), code="TOO_MANY_REQUESTS")
     if status in (502, 503, 504):
-        return ChannelUnreachable(both("LINE WORKS が応答しません", "LINE WORKS unavailable", code))
+        return ChannelUnreachable(
+            both("LINE WORKS が応答しません", "LINE WORKS unavailable", code), code=code
+        )
     if status == 401:
         ja, en = "アクセストークンが拒否されました", "access token refused"
     elif status == 403:
@@ -261,7 +264,7 @@ class LineWorksProbe(ChatProbe):
         except ValueError:
             body = {}
         if status != 200 or not isinstance(body, dict) or "access_token" not in body:
-            code = str(body.get("error") or f"HTTP {status}") if isinstance(body, dict) else "?"
+            code = http_code(str(body.get("error") or "") if isinstance(body, dict) else "", status)
             reason = both(
                 "認証サーバーがサービスアカウントを拒否しました",
                 "the auth server refused the service account",

@@ -80,6 +80,7 @@ from probes.chat.base import (
     foreign_answer,
     retry_after_seconds,
 )
+from probes.faultcodes import http_code, transport_code
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -180,7 +181,7 @@ def send_verdict(status: int, body: Any, headers: Any = None) -> Verdict:
     >>> send_verdict(429, {"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 1500})
     Throttle(seconds=1.5, code='M_LIMIT_EXCEEDED')
     >>> send_verdict(401, {"errcode": "M_UNKNOWN_TOKEN"}).code
-    'M_UNKNOWN_TOKEN'
+    'M_UNKNOWN_TOKEN HTTP 401'
     """
     if 200 <= status < 300:
         return None
@@ -190,7 +191,7 @@ def send_verdict(status: int, body: Any, headers: Any = None) -> Verdict:
         ms = body.get("retry_after_ms") if isinstance(body, dict) else None
         seconds = ms / 1000.0 if isinstance(ms, int | float) and ms >= 0 else default
         return Throttle(seconds, code="M_LIMIT_EXCEEDED")
-    code = errcode or f"HTTP {status}"
+    code = http_code(errcode, status)
     detail = f"{code}: {error}" if error else code
     if status in (401,) or errcode in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
         reason = both("送信用アカウントのトークンが拒否されました", "sender token refused", code)
@@ -200,7 +201,7 @@ def send_verdict(status: int, body: Any, headers: Any = None) -> Verdict:
         return ChannelRejected(both(ja, en, detail), code=code)
     if status in (502, 503, 504):
         return ChannelUnreachable(
-            both("ホームサーバーが応答しません", "homeserver unavailable", code)
+            both("ホームサーバーが応答しません", "homeserver unavailable", code), code=code
         )
     reason = both("ホームサーバーが拒否しました", "the homeserver refused", detail)
     return ChannelRejected(reason, code=code, temporary=status >= 500)
@@ -404,7 +405,7 @@ class MatrixProbe(ChatProbe):
                 f"ホームサーバー {host} に接続できません",
                 f"cannot reach the homeserver {host}",
             )
-        return ChannelUnreachable(both(ja, en, exc.__class__.__name__))
+        return ChannelUnreachable(both(ja, en, exc.__class__.__name__), code=transport_code(exc))
 
     # ------------------------------------------------------------------ open
 
@@ -508,7 +509,7 @@ class MatrixProbe(ChatProbe):
             self._room_id = body["room_id"]
             return
         errcode, _ = _errcode(body)
-        code = errcode or f"HTTP {status}"
+        code = http_code(errcode, status)
         reason = both("ルームの別名を解決できません", "cannot resolve the room alias", code)
         self._refusal = ChannelRejected(reason, code=code)
 
@@ -587,7 +588,9 @@ class MatrixProbe(ChatProbe):
         )
         if status != 200 or not isinstance(body, dict) or "filter_id" not in body:
             if status in (502, 503, 504):
-                raise ChannelUnreachable(f"filter upload failed: HTTP {status}")
+                raise ChannelUnreachable(
+                    f"filter upload failed: HTTP {status}", code=http_code("", status)
+                )
             raise self._observer_refused(status, body)
         self._filter_id = str(body["filter_id"])
         return self._filter_id
@@ -623,7 +626,7 @@ class MatrixProbe(ChatProbe):
         if status in (401, 403):
             raise self._observer_refused(status, body)
         if status != 200 or not isinstance(body, dict):
-            raise ChannelUnreachable(f"sync failed: HTTP {status}")
+            raise ChannelUnreachable(f"sync failed: HTTP {status}", code=http_code("", status))
         room = body.get("rooms", {}).get("join", {}).get(self._room_id, {})
         timeline = room.get("timeline", {}) if isinstance(room, dict) else {}
         # Parked: nothing in this batch was readable before the previous /sync went out.

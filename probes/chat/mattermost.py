@@ -66,6 +66,7 @@ from probes.chat.base import (
     foreign_answer,
     retry_after_seconds,
 )
+from probes.faultcodes import http_code, transport_code
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -131,7 +132,7 @@ def mattermost_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     >>> mattermost_verdict(429, "limit exceeded", {"Retry-After": "2"})
     Throttle(seconds=2.0, code='429')
     >>> mattermost_verdict(401, '{"id": "api.context.session_expired.app_error"}').code
-    'api.context.session_expired.app_error'
+    'api.context.session_expired.app_error HTTP 401'
     """
     if 200 <= status < 300:
         return None
@@ -139,9 +140,11 @@ def mattermost_verdict(status: int, text: str, headers: Any = None) -> Verdict:
         default = retry_after_seconds({"Retry-After": (headers or {}).get("X-RateLimit-Reset")})
         return Throttle(retry_after_seconds(headers, default), code="429")
     error_id, message = _app_error(text)
-    code = error_id or f"HTTP {status}"
+    code = http_code(error_id, status)
     if status in (502, 503, 504):
-        return ChannelUnreachable(both("Mattermost が応答しません", "Mattermost unavailable", code))
+        return ChannelUnreachable(
+            both("Mattermost が応答しません", "Mattermost unavailable", code), code=code
+        )
     if status == 401:
         ja, en = "トークンが無効か期限切れです", "token invalid or expired"
     elif status == 403:
@@ -269,7 +272,7 @@ class MattermostProbe(ChatProbe):
     # ------------------------------------------------------------------ observe
 
     def _refused(self, status: int, text: str) -> ObserverFault:
-        code = _app_error(text)[0] or f"HTTP {status}"
+        code = http_code(_app_error(text)[0], status)
         ja, en = "観測用アカウントでチャンネルを読めません", "observer cannot read the channel"
         return ObserverFault(both(ja, en, code), code=code)
 
@@ -298,7 +301,9 @@ class MattermostProbe(ChatProbe):
         if status in (401, 403, 404):
             raise self._refused(status, text)
         if status != 200:
-            raise ChannelUnreachable(f"posts read failed: HTTP {status}")
+            raise ChannelUnreachable(
+                f"posts read failed: HTTP {status}", code=http_code("", status)
+            )
         posts = (json.loads(text) or {}).get("posts") or {}
         for post in posts.values():
             if isinstance(post, dict) and isinstance(post.get("message"), str):
@@ -361,11 +366,15 @@ class MattermostProbe(ChatProbe):
             status = exc.response.status_code
             if status in (401, 403):
                 raise self._refused(status, "") from exc
-            raise ChannelUnreachable(f"websocket refused: HTTP {status}") from exc
+            raise ChannelUnreachable(
+                f"websocket refused: HTTP {status}", code=http_code("", status)
+            ) from exc
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             if not authed:
                 await self._check_login()
-            raise ChannelUnreachable(f"websocket lost: {exc.__class__.__name__}") from exc
+            raise ChannelUnreachable(
+                f"websocket lost: {exc.__class__.__name__}", code=transport_code(exc)
+            ) from exc
         finally:
             if catch_up is not None and not catch_up.done():
                 catch_up.cancel()
@@ -379,7 +388,8 @@ class MattermostProbe(ChatProbe):
                 both(
                     "Mattermost の WebSocket が認証前に閉じられました",
                     "the Mattermost websocket closed before authentication",
-                )
+                ),
+                code="cut_off",
             )
         return 0.0
 

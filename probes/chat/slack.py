@@ -57,6 +57,7 @@ from probes.chat.base import (
     foreign_answer,
     retry_after_seconds,
 )
+from probes.faultcodes import transport_code
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -122,7 +123,9 @@ def slack_verdict(status: int, error: str | None, headers: Any = None) -> Thrott
     if status == 429 or code in ("ratelimited", "rate_limited"):
         return Throttle(retry_after_seconds(headers, 1.0), code="ratelimited")
     if status in (502, 503, 504) or code == "service_unavailable":
-        return ChannelUnreachable(both("Slack が応答しません", "Slack unavailable", code))
+        return ChannelUnreachable(
+            both("Slack が応答しません", "Slack unavailable", code), code=code
+        )
     ja, en = _REASONS.get(code, ("Slack が拒否しました", "Slack refused"))
     temporary = code in _TEMPORARY or status >= 500
     return ChannelRejected(both(ja, en, code), code=code, temporary=temporary)
@@ -257,7 +260,8 @@ class SlackProbe(ChatProbe):
             raise self.cut_off(exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChannelUnreachable(
-                both("Slack に接続できません", "cannot reach Slack", exc.__class__.__name__)
+                both("Slack に接続できません", "cannot reach Slack", exc.__class__.__name__),
+                code=transport_code(exc),
             ) from exc
         return dict(resp.data) if isinstance(resp.data, dict) else {}
 

@@ -69,6 +69,7 @@ from probes.chat.base import (
     foreign_answer,
     retry_after_seconds,
 )
+from probes.faultcodes import http_code
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 
@@ -197,15 +198,17 @@ def workflow_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     >>> workflow_verdict(202, "") is None
     True
     >>> workflow_verdict(401, '{"error": {"code": "DirectApiInvalidAuthorizationSignature"}}').code
-    'DirectApiInvalidAuthorizationSignature'
+    'DirectApiInvalidAuthorizationSignature HTTP 401'
     """
     if 200 <= status < 300:
         return None
     if status == 429:
         return Throttle(retry_after_seconds(headers, 1.0), code="429")
-    code = _error_code(text) or f"HTTP {status}"
+    code = http_code(_error_code(text), status)
     if status in (502, 503, 504):
-        return ChannelUnreachable(both("Workflows が応答しません", "Workflows unavailable", code))
+        return ChannelUnreachable(
+            both("Workflows が応答しません", "Workflows unavailable", code), code=code
+        )
     if status in (401, 403):
         ja = "Workflows の URL の署名が無効か、呼び出しが許可されていません"
         en = "the workflow URL's signature is invalid or the caller is not allowed"
@@ -227,9 +230,11 @@ def graph_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     retry = headers.get("Retry-After") if headers is not None else None
     if status == 429 or (status == 503 and retry is not None):
         return Throttle(retry_after_seconds(headers, 1.0), code="TooManyRequests")
-    code = _error_code(text) or f"HTTP {status}"
+    code = http_code(_error_code(text), status)
     if status in (502, 503, 504):
-        return ChannelUnreachable(both("Microsoft Graph が応答しません", "Graph unavailable", code))
+        return ChannelUnreachable(
+            both("Microsoft Graph が応答しません", "Graph unavailable", code), code=code
+        )
     if status == 401:
         ja, en = "Graph のトークンが拒否されました", "Graph refused the access token"
     elif status == 403:
@@ -247,7 +252,7 @@ def token_refusal(status: int, text: str) -> tuple[str, str]:
         body = json.loads(text)
     except ValueError:
         body = {}
-    code = str(body.get("error") or f"HTTP {status}") if isinstance(body, dict) else f"{status}"
+    code = http_code(str(body.get("error") or "") if isinstance(body, dict) else "", status)
     reason = both("Entra ID が認証情報を拒否しました", "Entra ID refused the credentials", code)
     return code, reason
 

@@ -130,7 +130,7 @@ def webhook_verdict(status: int, text: str, headers: Any = None) -> Verdict:
     detail = f"HTTP {status}: {error_text(text)}"
     if status in (502, 503, 504):
         return ChannelUnreachable(
-            both("Webhook が応答しません", "the webhook is unavailable", detail)
+            both("Webhook が応答しません", "the webhook is unavailable", detail), code=str(status)
         )
     if status in (401, 403):
         ja, en = "Webhook の認証が拒否されました", "the webhook refused our credentials"
@@ -214,7 +214,7 @@ class WebhookProbe(ChatProbe):
             ja, en = "観測用アカウントのログインが拒否されました", "observer login refused"
             raise ObserverFault(both(ja, en, f"HTTP {status}"), code=str(status))
         if status >= 400:
-            raise ChannelUnreachable(f"observer read failed: HTTP {status}")
+            raise ChannelUnreachable(f"observer read failed: HTTP {status}", code=str(status))
         seen_at = Clock.monotonic()
         messages: list[Any] | None = None
         if longpoll:
@@ -229,7 +229,8 @@ class WebhookProbe(ChatProbe):
                         "観測側の応答に cursor がありません",
                         "the observer's answer has no cursor",
                         f"HTTP {status}",
-                    )
+                    ),
+                    code="no_cursor",
                 )
         if isinstance(messages, list):
             for m in messages:

@@ -73,14 +73,14 @@ async def preflight_webhook(probe: WebhookProbe) -> PreflightReport:
     """Check a webhook channel's health URL and read-back; never posts."""
     s = probe.settings
     timeout = s.request_timeout
-    async with PhaseTimer(probe.channel_id, "webhook") as timer:
+    with PhaseTimer(probe.channel_id, "webhook") as timer:
         if s.health_url is not None:
             url = s.health_url
             status = await check_get(
                 timer, "health", url, timeout=timeout, judge=_redirect_or(_health)
             )
             if 300 <= status < 400:
-                async with timer.phase("health.redirect", "read") as note:
+                with timer.phase("health.redirect", "read") as note:
                     status, _text, _headers = await probe.fetch("GET", url)
                     note["detail"] = f"HTTP {status}"
                     _health(status)
@@ -105,7 +105,7 @@ async def preflight_webhook(probe: WebhookProbe) -> PreflightReport:
             params=params,
         )
         if 300 <= status < 400:
-            async with timer.phase("observer.redirect", "read") as note:
+            with timer.phase("observer.redirect", "read") as note:
                 status, _text, _headers = await probe.fetch(
                     "GET", obs.url, token=token, params=params
                 )

@@ -167,7 +167,7 @@ async def _imap_tls(timer: PhaseTimer, s: ImapSettings) -> None:
             wire.close()
 
 
-def _not_after(secure: ssl.SSLSocket) -> float | None:
+def _not_after(secure: ssl.SSLObject) -> float | None:
     return not_after_of(secure.getpeercert(binary_form=True))
 
 

@@ -170,7 +170,7 @@ class ImapConnection:
             password = s.password.reveal()
         except SecretUnresolvable as exc:
             raise ObserverFault(
-                f"IMAP パスワードを読めません / cannot read password: {exc}"
+                f"IMAP パスワードを読めません / cannot read password: {exc}", code="secret"
             ) from exc
         except Exception as exc:
             if is_certificate_error(exc):

@@ -119,7 +119,9 @@ class ImapObserver(MailObserver):
                 log.info("imap observer %s: %s", self.settings.key(), exc)
             except Exception as exc:  # a bug here must not leave probes waiting for nothing
                 await conn.close()
-                self._fault = ObserverFault(f"IMAP 監視が停止 / IMAP observer stopped: {exc!r}")
+                self._fault = ObserverFault(
+                    f"IMAP 監視が停止 / IMAP observer stopped: {exc!r}", code="harness"
+                )
                 self.trouble = self._fault.reason
                 self.sightings.fail(self._fault)
                 self._ready.set()

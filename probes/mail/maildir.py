@@ -123,7 +123,9 @@ class MaildirObserver(MailObserver):
                 self.scan()
                 await asyncio.sleep(self.interval)
         except Exception as exc:  # a bug here must not leave probes waiting for nothing
-            self.sightings.fail(ObserverFault(f"Maildir 監視が停止 / observer stopped: {exc!r}"))
+            self.sightings.fail(
+                ObserverFault(f"Maildir 監視が停止 / observer stopped: {exc!r}", code="harness")
+            )
             raise
 
     def scan(self) -> int:

@@ -2,7 +2,7 @@
 
 The same dialogue :class:`~probes.mail.smtp.SmtpSession` has with the relay
 before it sends, spoken over a :class:`probes.endpoint.Wire` — a non-blocking
-socket the C ``ssl`` module works directly — instead of aiosmtplib's asyncio
+socket with TLS on the C ``ssl`` module's memory BIOs — instead of aiosmtplib's asyncio
 transport and its Python-level TLS buffering: about a quarter less CPU per check
 (a check runs every minute per channel). The relay sees the same commands;
 nothing is sent (no MAIL, no RCPT). Replies are mapped by the sender's own
@@ -18,10 +18,11 @@ aiosmtplib's own helpers, so a failure reads the same as in a drill::
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import aiosmtplib
@@ -41,17 +42,30 @@ _AUTH_ORDER = ("plain", "login", "cram-md5")  # the first of these the relay off
 async def read_reply(wire: Wire) -> tuple[int, str]:
     """One SMTP reply: its code and its text (lines joined by ``\\n``).
 
-    A line that is not ``NNN-text`` / ``NNN text`` is a protocol error.
+    A line that is not ``NNN-text`` / ``NNN text`` is a protocol error. The lines
+    come in batches (an EHLO reply's dozen lines in one); any after the reply's
+    last line are left for the next read.
     """
     lines: list[str] = []
     while True:
-        raw = await wire.read_line()
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-            raise aiosmtplib.SMTPResponseException(-1, f"malformed reply: {line[:80]!r}")
-        lines.append(line[4:])
-        if line[3:4] != "-":
-            return int(line[:3]), "\n".join(lines)
+        batch = await wire.read_lines()
+        for i, raw in enumerate(batch):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
+                raise aiosmtplib.SMTPResponseException(-1, f"malformed reply: {line[:80]!r}")
+            lines.append(line[4:])
+            if line[3:4] != "-":
+                if i + 1 < len(batch):
+                    wire.unread(b"".join(rest + b"\n" for rest in batch[i + 1 :]))
+                return int(line[:3]), "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _extensions(text: str) -> tuple[Mapping[str, str], Sequence[str]]:
+    """aiosmtplib's reading of an EHLO reply: a relay answers every check with the same
+    text, read once (the result is shared: read-only)."""
+    extensions, methods = parse_esmtp_extensions(text)
+    return extensions, tuple(methods)
 
 
 class SmtpDialogue:
@@ -63,7 +77,7 @@ class SmtpDialogue:
         self.facts = SmtpFacts()
         self.stage = "connect"
         self._wire: Wire | None = None
-        self._secure: ssl.SSLSocket | None = None
+        self._secure: ssl.SSLObject | None = None
 
     async def _expect(self, *codes: int) -> str:
         assert self._wire is not None
@@ -77,15 +91,15 @@ class SmtpDialogue:
         await self._wire.send(line.encode("utf-8") + b"\r\n")
         return await self._expect(*codes)
 
-    async def _ehlo(self) -> tuple[dict[str, str], list[str]]:
+    async def _ehlo(self) -> tuple[Mapping[str, str], Sequence[str]]:
         text = await self._command(f"EHLO {self.helo}", 250)
-        return parse_esmtp_extensions(text)
+        return _extensions(text)
 
     async def _tls(self, context: ssl.SSLContext) -> None:
         assert self._wire is not None
         self._secure = await self._wire.start_tls(context, self.settings.host)
 
-    async def _login(self, user: str, password: str, methods: list[str]) -> None:
+    async def _login(self, user: str, password: str, methods: Sequence[str]) -> None:
         offered = [m for m in _AUTH_ORDER if m in methods]
         if not offered:
             raise aiosmtplib.SMTPException(
@@ -150,7 +164,9 @@ class SmtpDialogue:
             raise smtp_fault(exc, self.stage) from exc
         return self.facts
 
-    def _facts(self, banner: str, extensions: dict[str, str], methods: list[str]) -> SmtpFacts:
+    def _facts(
+        self, banner: str, extensions: Mapping[str, str], methods: Sequence[str]
+    ) -> SmtpFacts:
         secure = self._secure
         not_after = not_after_of(secure.getpeercert(binary_form=True)) if secure else None
         return SmtpFacts(

@@ -33,6 +33,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from probes.base import ChannelRejected, ChannelUnreachable
 from probes.endpoint import check_endpoint
+from probes.faultcodes import transport_code
 from probes.preflight import PhaseFailure, PhaseTimer, PreflightReport
 from probes.sms.callbacks import callback_urls
 from probes.sms.status import error_reason
@@ -110,7 +111,8 @@ async def _twilio(call: Awaitable[T], timeout: float) -> T:
     except aiohttp.ClientError as exc:
         name = exc.__class__.__name__
         raise ChannelUnreachable(
-            f"Twilio に接続できません（{name}） / cannot reach Twilio ({name})"
+            f"Twilio に接続できません（{name}） / cannot reach Twilio ({name})",
+            code=transport_code(exc),
         ) from exc
 
 

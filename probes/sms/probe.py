@@ -101,6 +101,7 @@ from probes.base import (
     Sighting,
     find_tokens,
 )
+from probes.faultcodes import transport_code
 from probes.settings import Duration, SecretRef
 from probes.sim.base import Simulator
 from probes.sms.budget import Caps, CostProfile, RunBudget
@@ -496,12 +497,14 @@ class TwilioProbe(Probe):
                 wait = s.request_timeout
                 raise ChannelUnreachable(
                     f"Twilio が {wait:g} 秒以内に応答しません（受け付けられたかは不明） / "
-                    f"Twilio did not answer within {wait:g} s (taken or not, unknown)"
+                    f"Twilio did not answer within {wait:g} s (taken or not, unknown)",
+                    code="timeout",
                 ) from exc
             except aiohttp.ClientError as exc:
                 name = exc.__class__.__name__
                 raise ChannelUnreachable(
-                    f"Twilio に接続できません（{name}） / cannot reach Twilio ({name})"
+                    f"Twilio に接続できません（{name}） / cannot reach Twilio ({name})",
+                    code=transport_code(exc),
                 ) from exc
         accepted_at = Clock.monotonic()
         sid = str(created.sid)
@@ -643,7 +646,8 @@ class TwilioProbe(Probe):
         if to is None or to not in self.settings.to:
             raise UnregisteredRecipient(
                 f"登録簿にない宛先には送りません: {to!r} / "
-                f"refusing to send to a number not registered for this channel: {to!r}"
+                f"refusing to send to a number not registered for this channel: {to!r}",
+                code="unregistered_recipient",
             )
         return to
 
@@ -790,7 +794,8 @@ class TwilioProbe(Probe):
             if status in (401, 403, 404):
                 raise ObserverFault(
                     f"Message を参照できません / cannot fetch the Message: "
-                    f"{error_reason(code, http_status=status)}"
+                    f"{error_reason(code, http_status=status)}",
+                    code=str(code or status),
                 ) from exc
             self._api_trouble = _unreachable("poll", f"HTTP {status}")
             return

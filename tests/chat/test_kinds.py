@@ -44,7 +44,7 @@ async def test_teams_graph_sender(sims) -> None:
         bad = rebuild(probe, graph_sender=GraphSender.model_validate(revoked), observer=None)
         with pytest.raises(ChannelRejected) as info:
             await bad.send(DrillMessage.new("失効"))
-        assert info.value.code == "invalid_grant"
+        assert info.value.code == "invalid_grant HTTP 400"
     finally:
         await probe.close()
 

@@ -249,7 +249,7 @@ async def test_matrix_against_a_real_synapse(env: ProbeEnv, synapse: SynapseSetu
 
     wrong = {"user": synapse.bot.user_id, "token": SecretRef.inline("syt_d3Jvbmc_wrong_0abcde")}
     report = await check(probe(sender=wrong))
-    assert failed_at(report) == ("sender.auth", "M_UNKNOWN_TOKEN")
+    assert failed_at(report) == ("sender.auth", "M_UNKNOWN_TOKEN HTTP 401")
 
     secret_room = await asyncio.to_thread(
         hs.create_room, synapse.bot, invite=[synapse.watch], encrypted=True

@@ -13,9 +13,10 @@ from aiohttp import web
 
 from probes.base import ProbeEnv
 from probes.chat.webhook import WebhookProbe, WebhookSettings
-from probes.endpoint import check_endpoint
+from probes.endpoint import Wire, check_endpoint
 from probes.mail.check import preflight_mail
 from probes.mail.probe import MailSettings
+from probes.mail.smtp_check import read_reply
 from probes.preflight import PhaseTimer
 from probes.sim.base import free_port
 
@@ -114,3 +115,28 @@ async def test_a_redirected_health_url_is_followed_in_a_phase_of_its_own(
     assert seen[0] == "/health close"  # the check's own GET: one connection, then closed
     assert [s.split()[0] for s in seen] == ["/health", "/health", "/ok"]
     assert report.facts["observer_configured"] == 0.0
+
+
+async def test_an_smtp_reply_is_read_in_one_batch_and_the_next_one_is_left() -> None:
+    """A multi-line reply and the start of the next arrive in one segment: the first
+    read takes exactly the first reply, the second read the rest."""
+
+    async def speak(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"250-relay.example\r\n250-STARTTLS\r\n250 SIZE 1000\r\n220 next\r\n22")
+        await writer.drain()
+        await reader.read(1)  # the client's byte: then the rest of the last reply
+        writer.write(b"1 done\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(speak, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with await Wire.connect("127.0.0.1", port, 5.0) as wire:
+            assert await read_reply(wire) == (250, "relay.example\nSTARTTLS\nSIZE 1000")
+            assert await read_reply(wire) == (220, "next")
+            await wire.send(b"x")
+            assert await read_reply(wire) == (221, "done")  # "22" + "1 done": one line
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -60,25 +60,28 @@ def test_matrix_rate_limit_prefers_retry_after_ms_then_the_header() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "kind", "code", "temporary"),
     [
-        (401, {"errcode": "M_UNKNOWN_TOKEN"}, ChannelRejected, "M_UNKNOWN_TOKEN", False),
-        (401, {"errcode": "M_MISSING_TOKEN"}, ChannelRejected, "M_MISSING_TOKEN", False),
+        # the errcode with the HTTP status it came with (drills.core.taxonomy reads both)
+        (401, {"errcode": "M_UNKNOWN_TOKEN"}, ChannelRejected, "M_UNKNOWN_TOKEN HTTP 401", False),
+        (401, {"errcode": "M_MISSING_TOKEN"}, ChannelRejected, "M_MISSING_TOKEN HTTP 401", False),
         (
             403,
             {"errcode": "M_FORBIDDEN", "error": "not in room"},
             ChannelRejected,
-            "M_FORBIDDEN",
+            "M_FORBIDDEN HTTP 403",
             False,
         ),
-        (404, {"errcode": "M_NOT_FOUND"}, ChannelRejected, "M_NOT_FOUND", False),
-        (500, {"errcode": "M_UNKNOWN"}, ChannelRejected, "M_UNKNOWN", True),
-        (502, None, ChannelUnreachable, None, None),
+        (404, {"errcode": "M_NOT_FOUND"}, ChannelRejected, "M_NOT_FOUND HTTP 404", False),
+        (500, {"errcode": "M_UNKNOWN"}, ChannelRejected, "M_UNKNOWN HTTP 500", True),
+        (400, None, ChannelRejected, "HTTP 400", False),
+        (502, None, ChannelUnreachable, "HTTP 502", False),
     ],
 )
 def test_matrix_faults(status, body, kind, code, temporary) -> None:
     fault = send_verdict(status, body)
     assert isinstance(fault, kind) and bilingual(fault)
-    if code is not None:
-        assert fault.code == code and fault.temporary is temporary
+    assert fault.code == code
+    if isinstance(fault, ChannelRejected):
+        assert fault.temporary is temporary
 
 
 def test_matrix_accepts_2xx_and_txn_ids_are_stable() -> None:
@@ -167,7 +170,7 @@ def test_mattermost_rate_limit_uses_retry_after_then_reset() -> None:
 def test_mattermost_refusals(status: int, error_id: str, fragment: str) -> None:
     fault = mattermost_verdict(status, f'{{"id": "{error_id}", "message": "m"}}')
     assert isinstance(fault, ChannelRejected) and bilingual(fault)
-    assert fault.code == error_id and fragment in fault.reason
+    assert fault.code == f"{error_id} HTTP {status}" and fragment in fault.reason
 
 
 def test_mattermost_posted_events_are_matched_by_channel() -> None:
@@ -202,13 +205,18 @@ def test_teams_graph_answers() -> None:
     assert graph_verdict(503, "", {"Retry-After": "9"}) == Throttle(9.0, "TooManyRequests")
     assert isinstance(graph_verdict(503, ""), ChannelUnreachable)
     token = graph_verdict(401, '{"error": {"code": "InvalidAuthenticationToken"}}')
-    assert isinstance(token, ChannelRejected) and token.code == "InvalidAuthenticationToken"
+    assert (
+        isinstance(token, ChannelRejected) and token.code == "InvalidAuthenticationToken HTTP 401"
+    )
+    assert graph_verdict(502, "").code == "HTTP 502"
     assert "permission" in graph_verdict(403, '{"error": {"code": "Forbidden"}}').reason
 
 
 def test_teams_token_refusal_keeps_only_the_error_code() -> None:
     code, reason = token_refusal(401, '{"error": "invalid_client", "error_description": "x"}')
-    assert code == "invalid_client" and " / " in reason and "x" not in reason.split("(")[-1]
+    assert (
+        code == "invalid_client HTTP 401" and " / " in reason and "x" not in reason.split("(")[-1]
+    )
 
 
 def test_teams_card_carries_the_text() -> None:
@@ -229,8 +237,10 @@ def test_lineworks_answers() -> None:
     ) == Throttle(40.0, "TOO_MANY_REQUESTS")
     for status, code in ((401, "UNAUTHORIZED"), (403, "FORBIDDEN"), (404, "NOT_FOUND")):
         fault = lineworks_verdict(status, f'{{"code": "{code}", "description": "d"}}')
-        assert isinstance(fault, ChannelRejected) and fault.code == code and bilingual(fault)
-    assert isinstance(lineworks_verdict(503, ""), ChannelUnreachable)
+        assert isinstance(fault, ChannelRejected) and bilingual(fault)
+        assert fault.code == f"{code} HTTP {status}"
+    unavailable = lineworks_verdict(503, "")
+    assert isinstance(unavailable, ChannelUnreachable) and unavailable.code == "HTTP 503"
 
 
 def test_lineworks_jwt_is_signed_for_the_service_account() -> None:

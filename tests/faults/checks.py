@@ -49,12 +49,14 @@ def assert_classified(deliveries: Any) -> None:
     The code is the probe's own (``ProbeError.code``) or the harness's, carried by the
     runner to ``extra["reason_code"]`` (:mod:`drills.core.taxonomy`).
     """
-    from drills.core.taxonomy import classify_delivery
+    from drills.core.taxonomy import NotJudged, classify_delivery
 
     for d in deliveries:
         failure = classify_delivery(d.outcome.value, d.kind, d.reason, d.extra)
         if failure is None:
             continue
+        if isinstance(failure, NotJudged):  # a harness fault or an interruption: never scored
+            assert not d.outcome.counted, (d.outcome, failure, d.reason)
         code = d.extra.get("reason_code")
         assert isinstance(code, str) and code, (
             f"{d.outcome.value} without a reason code: {d.reason!r}"

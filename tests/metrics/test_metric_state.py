@@ -18,6 +18,7 @@ from drills.core.events import (
     RollCallParticipant,
 )
 from drills.core.journal import Journal
+from drills.core.standing import QUANTILES
 from drills.core.taxonomy import Cause, Stage
 from drills.metrics.catalogue import CATALOGUE
 from drills.metrics.collector import JournalCollector, Scope, exposition
@@ -345,6 +346,7 @@ def test_no_unbounded_labels_and_no_secrets_in_the_output(journal: Journal) -> N
         "evidence",
         "stage",  # drills.core.taxonomy: bounded enumerations too
         "cause",
+        "quantile",  # the latency standing's p50 / p95 (drills.core.standing.QUANTILES)
         # tsunagari_municipality_info: one value per registered municipality (the office
         # table, drills.core.places); region is one of its five keys
         "latitude",
@@ -362,6 +364,7 @@ def test_no_unbounded_labels_and_no_secrets_in_the_output(journal: Journal) -> N
     assert values["evidence"] <= {e.value for e in Evidence} | {"none"}
     assert values["stage"] and values["stage"] <= {s.value for s in Stage}
     assert values["cause"] and values["cause"] <= {c.value for c in Cause}
+    assert values["quantile"] <= set(QUANTILES)  # none here: one municipality is too few
 
 
 def test_collectors_use_only_the_registry_they_are_given(journal: Journal) -> None:

@@ -64,7 +64,11 @@ def test_the_world_covers_every_exported_metric(world: World) -> None:
     exported = names_in(world.exposition)
     # The comparison among participants needs 10 municipalities in one drill; the world
     # drills 3, so these have no series here (tests/metrics/test_standing_metrics.py).
-    needs_ten = {f"tsunagari_readiness_{g}" for g in ("rank", "percentile", "deviation_score")}
+    needs_ten = {
+        f"tsunagari_{figure}_{g}"
+        for figure in ("readiness", "latency_standing")
+        for g in ("rank", "percentile", "deviation_score")
+    }
     missing = [
         name
         for name, spec in CATALOGUE.items()

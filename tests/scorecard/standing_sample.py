@@ -16,20 +16,21 @@ from tests.scorecard.scorecard_samples import Ch, lat, write_run
 
 START = datetime(2026, 12, 2, 10, 0, tzinfo=TOKYO).timestamp()
 
-# code, name, chat (delivered, lost, base latency), mail base latency or None
+# code, name, chat (delivered, lost, base latency), mail (base latency, step) or None:
+# ten mail arrivals each, base + i × step (so p50 and p95 rank differently)
 WARDS = [
-    ("131016", "千代田区", (10, 0, 0.20), 0.30),
-    ("131024", "中央区", (10, 0, 0.25), 0.35),
-    ("131032", "港区", (9, 1, 0.30), 0.40),
-    ("131041", "新宿区", (10, 0, 0.20), 0.30),  # chat, mail as 千代田区: latency ties
-    ("131059", "文京区", (8, 2, 0.40), 0.50),
+    ("131016", "千代田区", (10, 0, 0.20), (0.30, 0.01)),
+    ("131024", "中央区", (10, 0, 0.25), (0.35, 0.002)),
+    ("131032", "港区", (9, 1, 0.30), (0.40, 0.03)),
+    ("131041", "新宿区", (10, 0, 0.20), (0.30, 0.01)),  # chat, mail as 千代田区: latency ties
+    ("131059", "文京区", (8, 2, 0.40), (0.50, 0.005)),
     ("131067", "台東区", (10, 0, 0.50), None),
-    ("131075", "墨田区", (6, 4, 0.60), 0.70),
-    ("131083", "江東区", (10, 0, 0.35), 0.45),
+    ("131075", "墨田区", (6, 4, 0.60), (0.70, 0.001)),
+    ("131083", "江東区", (10, 0, 0.35), (0.45, 0.04)),
     ("131091", "品川区", (10, 0, 0.45), None),
-    ("131105", "目黒区", (0, 10, 0.0), 0.90),  # chat never arrived: no chat latency
-    ("131113", "大田区", (9, 1, 0.55), 0.60),
-    ("131121", "世田谷区", (7, 3, 0.65), 0.80),
+    ("131105", "目黒区", (0, 10, 0.0), (0.90, 0.01)),  # chat never arrived: no chat latency
+    ("131113", "大田区", (9, 1, 0.55), (0.60, 0.002)),
+    ("131121", "世田谷区", (7, 3, 0.65), (0.80, 0.02)),
 ]
 
 
@@ -38,7 +39,8 @@ def fill_standing_drill(journal: Journal) -> str:
     for code, name, (ok, lost, base), mail in WARDS:
         channels.append(Ch(code, name, "chat", "webhook", delivered=lat(base, ok), lost=lost))
         if mail is not None:
-            channels.append(Ch(code, name, "mail", "mail", delivered=lat(mail, 10)))
+            base, step = mail
+            channels.append(Ch(code, name, "mail", "mail", delivered=lat(base, 10, step)))
     for code, name in (("131016", "千代田区"), ("131024", "中央区"), ("131032", "港区")):
         channels.append(Ch(code, name, "sms", "twilio", receipt=lat(2.0, 5)))
     channels.append(Ch("131130", "渋谷区", "chat", "webhook", error=5))  # untested

@@ -10,6 +10,9 @@ as the runner writes them, each with its ``extra["reason_code"]``):
     133086 奥多摩町   chat error (the observer was the sender) ×2       → registry, could not be judged
     134210 小笠原村   chat rejected 429 ×1 and delivered ×1              → reached: not listed, counted
     131237 江戸川区   mail late ×1 and delivered ×1                     → reached: counted as 遅延
+    131041 新宿区     chat delivered ×1, harness fault ×2 (one an old record without a
+                      code), mail interrupted ×2                        → reached; the four
+                      records are not judged: apart, in no stage or cause
 
 Only the section is compared with the golden files, so other sections may change
 freely. Rewrite with ``TSUNAGARI_UPDATE_GOLDEN=1`` and review the diff.
@@ -26,6 +29,7 @@ import pytest
 from test_golden import check_golden
 
 from drills.core.delivery import Delivery, Evidence, Outcome
+from drills.core.interrupt import INTERRUPTED_REASON
 from drills.core.journal import Journal
 from drills.reporting.failures import failures_text
 from drills.reporting.html import render_html
@@ -56,6 +60,12 @@ RECORDS: list[tuple[str, str, str, str, Outcome, str | None, str, int]] = [
     ("131237", "江戸川区", "mail", "mail", Outcome.LATE, "over_slo",
      "SLO 3 秒超過 / over the 3 s SLO", 1),
     ("131237", "江戸川区", "mail", "mail", Outcome.DELIVERED, None, "", 1),
+    ("131041", "新宿区", "chat", "webhook", Outcome.DELIVERED, None, "", 1),
+    ("131041", "新宿区", "chat", "webhook", Outcome.ERROR, "harness",
+     "ハーネスの障害 / harness fault: KeyError: 'x'", 1),
+    ("131041", "新宿区", "chat", "webhook", Outcome.ERROR, None,
+     "ハーネスの障害 / harness fault: KeyError: 'y'", 1),
+    ("131041", "新宿区", "mail", "mail", Outcome.ERROR, "interrupted", INTERRUPTED_REASON, 2),
 ]  # fmt: skip
 
 
@@ -134,9 +144,19 @@ def test_the_card_lists_who_could_not_be_reached_by_stage_and_cause(card: dict[s
         ch[k] for m in card["municipalities"] for ch in m["channels"]
         for k in ("late", "lost", "rejected", "error")
     )  # fmt: skip
-    assert sum(counts.values()) == failing == 14
+    # every failing record is in a stage and cause but the four not judged, shown apart
+    assert block["not_judged"] == [
+        {"code": "harness", "count": 2, "kinds": {"webhook": 2}},
+        {"code": "interrupted", "count": 2, "kinds": {"mail": 2}},
+    ]
+    assert sum(counts.values()) == failing - 4 == 14
     adachi = next(m for m in card["municipalities"] if m["code"] == "131211")
     assert adachi["channels"][0]["failures"] == [{"stage": "send", "cause": "auth", "count": 3}]
+    shinjuku = next(m for m in card["municipalities"] if m["code"] == "131041")
+    assert [(ch["failures"], ch["not_judged"]) for ch in shinjuku["channels"]] == [
+        ([], {"harness": 2}),
+        ([], {"interrupted": 2}),
+    ]
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
@@ -176,3 +196,11 @@ def test_html_lists_the_same(card: dict[str, Any], lang: str) -> None:
         ]
     rows = re.findall(r"<tr><td>(.*?)</td><td class=\"num\">(\d+)</td>", text)
     assert len(rows) == 6 and sum(int(n) for _, n in rows) == 14
+    apart = re.search(r'<p class="meta not-judged">(.*?)</p>', text, re.S)
+    assert apart is not None
+    if lang == "ja":
+        assert apart.group(1).startswith("判定不能（ハーネス障害/中断）")
+        assert apart.group(1).endswith("ハーネス障害 2（webhook 2）、中断 2（mail 2）")
+    else:
+        assert apart.group(1).startswith("Records not judged (harness fault / interrupted")
+        assert apart.group(1).endswith("harness fault 2 (webhook 2); interrupted 2 (mail 2)")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from standing_sample import fill_standing_drill
+from standing_sample import WARDS, fill_standing_drill
 from test_golden import check_golden
 
 from drills.core.journal import Journal
@@ -108,8 +109,58 @@ def _terminal(card: dict, lang: str) -> str:
     return buf.getvalue()
 
 
-def test_terminal_shows_the_table(big_card):
+def test_terminal_shows_the_tables(big_card):
     text = _terminal(big_card, "en")
     assert "Comparison among participants" in text and "Deviation score" in text
     row = next(line for line in text.splitlines() if "目黒区" in line and "12/12" in line)
-    assert "19.4" in row and "10/10" in row
+    assert "19.4" in row and "4.2" in row
+    mail = text[text.index("mail latency") : text.index("webhook latency")]
+    row = next(line for line in mail.splitlines() if "中央区" in line)
+    assert [c.strip() for c in row.split("│")[3:-1]] == [
+        *("359.0", "3/10", "75.0", "61.3"),
+        *("367.1", "1/10", "95.0", "62.6"),
+    ]
+    assert "twilio latency: too few to compare (3 municipalities" in text
+
+
+def _by_hand_p95(values: list[float]) -> float:
+    """Linear interpolation between the order statistics around 0.95 × (n − 1)."""
+    xs = sorted(values)
+    pos = 0.95 * (len(xs) - 1)
+    lo = int(pos)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+
+
+def test_a_latency_deviation_and_percentile_redone_by_hand(big_card):
+    """From the raw mail latencies of the sample (not through drills.core.standing)."""
+    p95 = {}
+    for code, _name, _chat, mail in WARDS:
+        if mail is not None:
+            base, step = mail
+            p95[code] = round(_by_hand_p95([base + i * step for i in range(10)]) * 1000, 1)
+    assert len(p95) == 10
+    mean = sum(p95.values()) / 10
+    sd = math.sqrt(sum((x - mean) ** 2 for x in p95.values()) / 10)
+    # 中央区 (131024): the fastest p95; faster is better, so z = (mean − x) / σ
+    deviation = 50 + 10 * (mean - p95["131024"]) / sd
+    # 千代田区 (131016) ties 新宿区: 7 are slower, 2 tied → (7 + 2/2) / 10
+    slower = sum(1 for x in p95.values() if x > p95["131016"])
+    tied = sum(1 for x in p95.values() if x == p95["131016"])
+    percentile = 100 * (slower + tied / 2) / 10
+    assert (p95["131024"], f"{deviation:.1f}", slower, tied, percentile) == (
+        367.1, "62.6", 7, 2, 80.0,
+    )  # fmt: skip
+    for lang in ("ja", "en"):
+        md = md_section(to_markdown(big_card, lang))
+        mail = md[md.index("### mail") : md.index("### webhook")]
+        rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in mail.splitlines()[6:]}
+        assert rows["131024"][6:9] == ["367.1", "1/10", "95.0"]
+        assert rows["131024"][9] == f"{deviation:.1f} |"
+        assert rows["131016"][6:9] == [f"{p95['131016']:.1f}", "2/10", f"{percentile:.1f}"]
+        html = html_section(render_html(big_card, lang, charts=False))
+        table = re.search(r'<table data-figure="latency:mail">.*?</table>', html, re.S)
+        assert table
+        row = re.search(r'<tr data-code="131024">(.*?)</tr>', table.group(0))
+        assert row
+        cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
+        assert cells[6:] == ["367.1", "1/10", "95.0", f"{deviation:.1f}"]
