@@ -1,15 +1,18 @@
 """Benchmark: 1,000 SMS probes against the local Twilio (issue 4).
 
-    .venv/bin/python benchmarks/bench_sms.py [--messages 1000] [--concurrency 200]
+    .venv/bin/python benchmarks/bench_sms.py [--messages 1000] [--concurrency 200] [--loop uvloop]
 
 The local Twilio runs in its own process (a fresh one per mode), so the CPU
 counted here is the harness's alone. Each mode sends N drill SMS the way the
 runner does (observer parked, send, wait for confirmation, bounded
 concurrency: workers started one per loop turn, so the caller adds no burst of
-its own) and reports wall time, harness CPU per message and event-loop lag (a
+its own; the garbage collector's rule of a step, :mod:`drills.core.gcpolicy`)
+and reports wall time, harness CPU per message and event-loop lag (a
 10 ms ticker records how late it wakes, and for how much of that the loop's
 thread was itself busy; the target (issue 18) is ≤ 20 ms blocked, always, in
-every harness mode — the probe modes and the whole drill runner).
+every harness mode — the probe modes and the whole drill runner). ``--loop
+uvloop`` runs the harness (not the local Twilio) on uvloop, through
+:mod:`drills.core.evloop`; the default is asyncio's own loop.
 
 Modes, side by side:
   baseline          bare aiohttp: form POST + wait for the "delivered" callback,
@@ -178,6 +181,7 @@ def _pct(values: list[float], q: float) -> float | None:
 async def _probe_mode(
     mode: str, args: argparse.Namespace, port: int, info: dict[str, str]
 ) -> dict[str, Any]:
+    from drills.core import gcpolicy
     from probes.base import Clock, DrillMessage, ProbeEnv
     from probes.settings import SecretRef
     from probes.sms.probe import TwilioProbe, TwilioSettings
@@ -221,7 +225,12 @@ async def _probe_mode(
 
     await probe.open()
     started = time.perf_counter()
-    await _pool(args.messages, args.concurrency, one)
+    gcpolicy.after_startup()  # as the runner's step does (drills.core.gcpolicy)
+    try:
+        with gcpolicy.step():
+            await _pool(args.messages, args.concurrency, one)
+    finally:
+        gcpolicy.release()
     wall = time.perf_counter() - started
     await probe.close()
     await env.aclose()
@@ -414,12 +423,15 @@ async def _main(args: argparse.Namespace) -> int:
     from benchlib import write_result
 
     name = "bench_sms_gc_freeze" if args.gc_freeze else "bench_sms"
+    if args.loop != "asyncio":
+        name += f"_{args.loop}"
     summary = {
         "benchmark": "bench_sms",
         "params": vars(args),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(load[0], 2),
         "python": sys.version.split()[0],
+        "loop": args.loop,
         "loop_lag_limit_ms": LAG_LIMIT_S * 1000,
         "loop_lag_ok": ok,
         "loop_lag_max_ms": worst,
@@ -443,7 +455,17 @@ def main() -> int:
     parser.add_argument(
         "--gc-freeze", action="store_true", help="gc.freeze() after imports, before measuring"
     )
-    return asyncio.run(_main(parser.parse_args()))
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the harness's event loop (drills.core.evloop); the local Twilio stays on asyncio",
+    )
+    args = parser.parse_args()
+    from drills.core import evloop
+
+    os.environ[evloop.ENV] = args.loop
+    return evloop.run(_main(args))
 
 
 if __name__ == "__main__":

@@ -230,6 +230,26 @@ def startup(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def registry_load(r: dict[str, Any]) -> list[Figure]:
+    out = []
+    for s in r["sizes"]:
+        k = f"{s['channels']:,} ch"
+        out += [
+            fig(
+                f"{k}: reading the registry / libyaml parse alone",
+                s["ratio_load_vs_floor_cyaml"],
+                RATIO,
+                "≤ 1",
+                lambda v: v <= 1,
+                s.get("ratio_load_vs_floor_cyaml_range"),
+            ),
+            fig(f"{k}: reading the registry / json.loads of the same data",
+                s["ratio_load_vs_floor_json"], RATIO),
+            fig(f"{k}: reading the registry (ms per channel)", s["load_ms_per_channel"], ABS),
+        ]
+    return out
+
+
 def fanout(r: dict[str, Any]) -> list[Figure]:
     return [
         fig(
@@ -335,6 +355,7 @@ SPECS: dict[str, Spec] = {
     "bench_sms": Spec(sms),
     "bench_exporter": Spec(exporter),
     "bench_startup": Spec(startup),
+    "bench_registry_load": Spec(registry_load),
     "bench_fanout": Spec(fanout),
     "bench_mail_observer": Spec(mail_observer, needs=["dovecot"]),
     "bench_matrix": Spec(matrix, synapse=True),

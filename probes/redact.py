@@ -74,6 +74,9 @@ _values: set[str] = set()
 _CHUNK = 4
 _anywhere: dict[str, tuple[tuple[str, int], ...]] = {}
 _words: re.Pattern[str] | None = None  # the few 4-7 character values, as whole words
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# Characters that URL quoting and JSON leave as they are (and no line break, no "://").
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
 
 
 def derived_forms(value: str) -> set[str]:
@@ -90,21 +93,21 @@ def derived_forms(value: str) -> set[str]:
     raw = value.encode("utf-8")
     for shift in range(3):
         # The base64 characters that depend only on the value's own bytes, for each
-        # of the three alignments it can have inside a longer string (user:password).
+        # of the three alignments it can have inside a longer string (user:password);
+        # the URL-safe alphabet is the standard one with ``+/`` as ``-_``.
         part = raw[shift:]
-        whole = len(part) // 3 * 3
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            core = encode(part[:whole]).decode("ascii")
-            if len(core) >= MIN_ANYWHERE:
-                forms.add(core)
-    forms |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
-    forms |= {quote(value, safe=""), quote(value), quote_plus(value)}
-    forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
-    for line in value.splitlines():
-        line = line.strip()
-        if len(line) >= MIN_ANYWHERE and not line.startswith("-----"):  # not PEM armour
-            forms.add(line)
-    forms |= _url_parts(value)
+        core = base64.b64encode(part[: len(part) // 3 * 3])
+        forms |= {core.decode("ascii"), core.translate(_URLSAFE).decode("ascii")}
+    whole = base64.b64encode(raw)
+    forms |= {whole.decode("ascii"), whole.translate(_URLSAFE).decode("ascii")}
+    if not _UNRESERVED.fullmatch(value):  # else quoted, JSON and line forms are the value itself
+        forms |= {quote(value, safe=""), quote(value), quote_plus(value)}
+        forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+        for line in value.splitlines():
+            line = line.strip()
+            if len(line) >= MIN_ANYWHERE and not line.startswith("-----"):  # not PEM armour
+                forms.add(line)
+        forms |= _url_parts(value)
     return {f for f in forms if len(f) >= MIN_ANYWHERE}
 
 

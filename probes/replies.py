@@ -13,7 +13,9 @@ followed by who answers — a municipality code, a staff id, a phone number
 An observer that reads the room (or mailbox) hands every text it reads to its
 :class:`ReplyBook`; the book keeps the *first* answer of each responder to each
 token, and lets a step wait for more. A probe that can collect answers has a
-``replies`` attribute holding its book.
+``replies`` attribute holding its book. A step that will read answers says so
+first (:meth:`ReplyBook.want`): an observer that rests while nothing is awaited
+(the webhook's long-poll) keeps looking from then on.
 
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from probes.base import Clock
@@ -59,9 +62,17 @@ class Reply:
 class ReplyBook:
     """Answers seen by an observer, first answer per (token, responder), with waiting."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_want: Callable[[], None] | None = None) -> None:
         self._by_token: dict[str, dict[str, Reply]] = {}
         self._changed = asyncio.Event()
+        self._on_want = on_want  # the observer's wake-up, called when answers become wanted
+        self.wanted = False  # a step reads answers from this book (see want)
+
+    def want(self) -> None:
+        """A step will read answers: the observer keeps looking from now on (for good)."""
+        self.wanted = True
+        if self._on_want is not None:
+            self._on_want()
 
     def feed(self, text: str, at: float | None = None) -> int:
         """Record every answer in *text* (seen at monotonic *at*); how many were new."""

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import reprlib
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -48,6 +47,26 @@ _ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # stats the file and reads it again only when it changed (rotated, rewritten, chmod):
 # one syscall per send instead of open, read and close.
 _FILES: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_file(path: str) -> tuple[tuple[int, int, int, int, int], bytes]:
+    """A secret file's stamp and bytes, both from one open (what was read is what is stamped)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, st.st_size + 1)
+        if 0 < len(data) <= st.st_size:  # all of it, as fstat said
+            return _stamp(st), data
+        chunks = [data]  # grown since fstat, or sized 0 as /proc reports: read to the end
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+        return _stamp(st), b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class SecretUnresolvable(LookupError):
@@ -113,12 +132,10 @@ class SecretRef:
                 )
             return value
         try:
-            st = os.stat(self.target)
-            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             known = _FILES.get(self.target)
-            if known is not None and known[0] == stamp:
+            if known is not None and known[0] == _stamp(os.stat(self.target)):
                 return known[1]
-            data = Path(self.target).read_bytes()
+            stamp, data = _read_file(self.target)
         except OSError as exc:
             raise SecretUnresolvable(
                 f"秘密情報のファイル {self.target} を読めません（{exc.strerror}）",
@@ -138,6 +155,16 @@ class SecretRef:
     def check(self) -> None:
         """Raise :class:`SecretUnresolvable` if the reference cannot be resolved now."""
         self.reveal()
+
+    def verify(self) -> None:
+        """Raise :class:`SecretUnresolvable` if it cannot be resolved now; reveal nothing.
+
+        What a registry check needs: the file is read (once: a send then only stats
+        it) but the value is not registered with :mod:`probes.redact` — the send's
+        :meth:`reveal` does that before the value goes anywhere, and a check of
+        10,000 channels does not pay for 20,000 redactions it may never need.
+        """
+        self._resolve()
 
     def __str__(self) -> str:
         return f"{self.source}:{self.target}" if self.source != "inline" else "inline:***"

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from drills.core import evloop
+
 __all__ = ["BackgroundLoop"]
 
 T = TypeVar("T")
@@ -32,7 +34,9 @@ class BackgroundLoop:
     """A private event loop running forever in a daemon thread until :meth:`close`."""
 
     def __init__(self, name: str = "tsunagari-loop") -> None:
-        self.loop = asyncio.new_event_loop()
+        # The drill's kind of loop: uvloop where installed (drills.core.evloop; measured
+        # in benchmarks/bench_core_fanout.py: less CPU per delivery than asyncio's own).
+        self.loop = evloop.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()

@@ -16,9 +16,13 @@ The knob is :class:`Pacing` (``Drill(pacing=…)``, or the environment variable
     burst      sends admitted at once before the rate applies
     in_flight  sends on the wire at once (request written, answer not yet read)
     lag_limit  seconds: while the event loop runs later than this
-               (:class:`drills.core.loop_lag.LagMonitor`), no new send is admitted —
-               the answers already on their way are noticed first, for at most
-               MAX_BRAKE_S (0.25 s) per send, so a busy machine still sends (None: no brake)
+               (:class:`drills.core.loop_lag.LagMonitor`, or one trip through the
+               loop's ready queue right now), no new send is admitted — the answers
+               already on their way are noticed first, for at most MAX_BRAKE_S
+               (0.25 s) per send, so a busy machine still sends; and each late
+               reading lowers the rate (:class:`RateGovernor`, down to rate/16), so
+               the sends that do go leave at a pace the late loop can answer
+               (None: no brake, no governor)
 
     TSUNAGARI_PACE="rate=800,burst=40,in_flight=128,lag_limit=0.005"   # the defaults
     TSUNAGARI_PACE="rate=2000"            # the rest as the defaults
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 
 from drills.core.errors import ScenarioError
 
-__all__ = ["DEFAULT", "ENV_VAR", "Pacer", "Pacing", "PacingStats", "TokenBucket"]
+__all__ = ["DEFAULT", "ENV_VAR", "Pacer", "Pacing", "PacingStats", "RateGovernor", "TokenBucket"]
 
 ENV_VAR = "TSUNAGARI_PACE"
 
@@ -152,6 +156,13 @@ QUANTUM_S = 0.01
 # each record's error bound and its wait in queue_s, never in a latency).
 MAX_BRAKE_S = 0.25
 
+# The lag governor (:class:`RateGovernor`): each time the loop is found running later
+# than ``lag_limit`` the token rate drops to DOWN of itself; each quantum it runs on
+# time the rate climbs back by UP of the configured rate; never below FLOOR of it.
+DOWN = 0.7
+UP = 0.02  # a fiftieth of the rate per on-time quantum: from the floor to full in ~0.5 s
+FLOOR = 1 / 16
+
 DEFAULT = Pacing(rate=800.0, burst=40, in_flight=128, lag_limit=0.005)
 
 
@@ -171,9 +182,15 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: int = 1, now: float = 0.0, quantum: float = 0.0) -> None:
         self.interval = 1.0 / rate
+        self.burst = burst
         self.tolerance = (burst - 1) * self.interval
         self.quantum = quantum
         self._tat = now  # the theoretical arrival time of the next send
+
+    def set_rate(self, rate: float) -> None:
+        """Space the sends reserved from now on ``1 / rate`` apart (the burst stays a count)."""
+        self.interval = 1.0 / rate
+        self.tolerance = (self.burst - 1) * self.interval
 
     def reserve(self, now: float) -> float:
         """Take one token; the instant (≥ *now*) the send may leave."""
@@ -182,6 +199,48 @@ class TokenBucket:
         if start > now and self.quantum > 0:
             start = math.ceil(start / self.quantum) * self.quantum
         return start
+
+
+class RateGovernor:
+    """The token rate the event loop's lag allows: down fast, up slowly (AIMD).
+
+    The lag brake alone holds a send while the loop runs late, but at most
+    :data:`MAX_BRAKE_S`: on a loop that stays late every held send then goes, and
+    ``in_flight`` of them at once — more than the late loop can answer in time (its
+    answers are then noticed late, and the records' error bounds widen). The
+    governor lowers the pace itself instead: each lag reading over the limit cuts
+    the rate to :data:`DOWN` of itself (not below :data:`FLOOR` of the configured
+    rate, so a busy machine still sends), each :data:`QUANTUM_S` on time adds
+    :data:`UP` of it back. It starts low (*start*, a fraction of the rate): a step's
+    first moments are its busiest (every delivery set up at once, the collector
+    catching up with them), and the sends of a stall's moment are the ones it bends.
+    Pure: the caller passes the lag and the time.
+
+    >>> g = RateGovernor(top=800.0, now=0.0, start=1.0)
+    >>> [round(g.update(lag, 0.005, t)) for lag, t in ((0.1, 0.01), (0.1, 0.02), (0.0, 0.04))]
+    [560, 392, 424]
+    >>> round(g.update(0.0, 0.005, 10.0)), round(RateGovernor(800.0, 0.0).update(0.0, 0.005, 0.05))
+    (800, 130)
+    """
+
+    def __init__(self, top: float, now: float, start: float = FLOOR) -> None:
+        self.top = top
+        self.rate = top * start
+        self.lowest = self.rate
+        self._last = now
+
+    def update(self, lag: float, limit: float, now: float) -> float:
+        """The rate after reading *lag* at *now* (at most one change per quantum)."""
+        quanta = int((now - self._last) / QUANTUM_S)
+        if quanta <= 0:
+            return self.rate
+        self._last += quanta * QUANTUM_S
+        if lag > limit:  # one reading: one cut, however long since the last
+            self.rate = max(self.top * FLOOR, self.rate * DOWN)
+            self.lowest = min(self.lowest, self.rate)
+        else:
+            self.rate = min(self.top, self.rate + self.top * UP * quanta)
+        return self.rate
 
 
 @dataclass(slots=True)
@@ -193,6 +252,7 @@ class PacingStats:
     waited: int = 0  # sends that waited for a slot or a token
     waited_total_s: float = 0.0
     waited_max_s: float = 0.0
+    rate_lowest: float | None = None  # the lowest rate the lag governor set (None: never cut)
 
     def add(self, waited_s: float) -> None:
         self.sends += 1
@@ -201,13 +261,14 @@ class PacingStats:
             self.waited_total_s += waited_s
             self.waited_max_s = max(self.waited_max_s, waited_s)
 
-    def to_data(self) -> dict[str, float | int | str]:
+    def to_data(self) -> dict[str, float | int | str | None]:
         return {
             "pacing": self.pacing,
             "sends": self.sends,
             "waited": self.waited,
             "waited_total_s": round(self.waited_total_s, 6),
             "waited_max_s": round(self.waited_max_s, 6),
+            "rate_lowest": None if self.rate_lowest is None else round(self.rate_lowest, 1),
         }
 
 
@@ -231,8 +292,30 @@ class Pacer:
         self._lag = lag
         self._halted = halted
         self._bucket: TokenBucket | None = None
+        self._governor: RateGovernor | None = None
         self._slots = asyncio.Semaphore(pacing.in_flight) if pacing.in_flight else None
         self._calm: asyncio.Future[None] | None = None  # one shared wait while braking
+        self._turn: asyncio.Future[float] | None = None  # one shared trip through the queue
+        self._late = 0.0  # how late the loop ran at the last look (see _how_late)
+
+    async def _how_late(self) -> float:
+        """How late the loop runs *now*: the lag monitor's last reading, or the time one
+        trip through the loop's ready queue takes now, whichever is larger.
+
+        The monitor's reading is up to one period old: thousands of deliveries made
+        ready in one turn (a step's start) stall the loop before any tick can say so,
+        and sends admitted then would leave into the stall and have their answers
+        noticed late. A trip through the queue (one ``call_soon``, shared by every
+        send asking meanwhile) sees that backlog before the send is admitted.
+        """
+        assert self._lag is not None
+        turn = self._turn
+        if turn is None or turn.done():
+            loop = asyncio.get_running_loop()
+            turn = self._turn = loop.create_future()
+            loop.call_soon(_turned, turn, time.monotonic())
+        self._late = max(self._lag(), await asyncio.shield(turn))
+        return self._late
 
     async def _brake(self) -> None:
         """While the loop runs later than ``lag_limit``, wait (one shared timer for all)."""
@@ -240,7 +323,7 @@ class Pacer:
         if limit is None or self._lag is None:
             return
         until = time.monotonic() + MAX_BRAKE_S
-        while self._lag() > limit and time.monotonic() < until:
+        while await self._how_late() > limit and time.monotonic() < until:
             calm = self._calm
             if calm is None or calm.done():
                 loop = asyncio.get_running_loop()
@@ -269,7 +352,16 @@ class Pacer:
                     self._bucket = TokenBucket(
                         self.pacing.rate, self.pacing.burst, asked, quantum=QUANTUM_S
                     )
+                    if self.pacing.lag_limit is not None and self._lag is not None:
+                        self._governor = RateGovernor(self.pacing.rate, asked)
                 now = time.monotonic()
+                if self._governor is not None:
+                    assert self.pacing.lag_limit is not None
+                    rate = self._governor.update(self._late, self.pacing.lag_limit, now)
+                    self._bucket.set_rate(rate)
+                    if stats is not None and rate < self._governor.top:
+                        low = stats.rate_lowest
+                        stats.rate_lowest = rate if low is None else min(low, rate)
                 start = self._bucket.reserve(now)
                 if start > now:
                     await asyncio.sleep(start - now)
@@ -279,6 +371,11 @@ class Pacer:
         finally:
             if self._slots is not None:
                 self._slots.release()
+
+
+def _turned(fut: asyncio.Future[float], asked: float) -> None:
+    if not fut.done():
+        fut.set_result(time.monotonic() - asked)
 
 
 def _settle(fut: asyncio.Future[None]) -> None:

@@ -14,89 +14,39 @@ whole step is refused before a single message leaves. The journal run is begun
 lazily, with the first record: a drill refused before anything was sent leaves
 no (empty) run behind.
 
-What a delivery record says (the outcomes and evidence in :mod:`drills.core.delivery`):
-
-- A recipient no observer covers (``probe.observes(recipient)`` is False) is
-  ``accepted``, evidence ``accepted`` — never ``lost``.
-- A sighting's evidence (``seen``/``receipt``) is the record's evidence.
-- Not seen within the timeout while ``probe.observer_trouble()`` names a reason:
-  ``error`` ("the drill could not look"), not ``lost``.
-- A send that ran out of time while the provider kept saying "slow down"
-  (``probe.throttling(token)``): ``rejected``, with the count and the last code.
-- Not seen, and sent into an outage the drill itself made (:meth:`Drill.take_down`
-  … :meth:`Drill.restore`, overlapping ``[sent, watched until]``):
-  ``drill_outage``. A message that arrived anyway stays ``delivered``/``late``.
-- Every record not delivered carries ``extra["reason_code"]``: the probe's own code
-  (:func:`drills.core.reasons.fault_code`) or the harness's (``not_seen``,
-  ``unanswered``, ``rate_limited``, ``observer_trouble``, ``drill_outage``,
-  ``interrupted``, ``over_slo`` …); :mod:`drills.core.taxonomy` turns it into a stage
-  and a cause.
-
-*When a message was sent.* ``sent_mono`` is the instant it left
-(:mod:`probes.sendmark`: the write of the HTTP request carrying its token, the
-start of the SMTP transaction; ``extra["sent_how"]`` says which, ``"call"`` when
-the send path could not say and the instant ``send`` was called stands in).
-Waiting for a pacing slot (:mod:`drills.core.pacing`), a connection or a busy
-loop is ``extra["queue_s"]`` (from the moment the runner wanted to send), never
-latency: a drill does not report a channel slower because the harness was busy.
-
-*Error bound and loop lag.* ``error_bound_s`` = the observer's own bound for
-the sighting + the event loop's lag at sighting (+ its lag at send when
-``sent_how`` is ``"call"``: such a send may have left later). The lag is
-measured by a :class:`drills.core.loop_lag.LagMonitor` on the drill's loop: a 10 ms
-timer notes how late it ran; the lag at an instant is the lateness of the first
-tick at or after it (the runner waits for that tick before it writes the
-record). ``extra["loop_lag_s"]`` keeps the lag part. When the SLO lies within
-``[latency - error_bound_s, latency]`` the record is flagged
-``extra["slo_edge"] = True`` (the outcome follows the measured latency).
-
-*Ground truth.* Every record carries the monotonic send instant
-``extra["sent_mono"]`` and, when not confirmed, the instant the runner stopped
-watching ``extra["watched_until_mono"]``, so :func:`drills.core.truth.compare` can
-hold it against the simulators' ledgers exactly.
+What each delivery's record says — outcome, evidence, the send instant, the error
+bound, ground truth — is :mod:`drills.core.attempt`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import gc
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from drills.core import interrupt
-from drills.core.delivery import Delivery, Evidence, Outcome, classify
+from drills.core import gcpolicy, interrupt
+from drills.core.attempt import StepSpec, attempt
+from drills.core.delivery import Delivery
 from drills.core.errors import DrillSafetyError, ScenarioError
 from drills.core.journal import GroupCommit, Journal, RunStatus, new_run_id
 from drills.core.live import LiveChannelRefused, check_live, live_channels
 from drills.core.loop_lag import LagMonitor
 from drills.core.pacing import Pacer, Pacing, PacingStats
-from drills.core.reasons import fault_code as _fault_code
-from drills.core.reasons import fault_outcome as _fault_outcome
-from drills.core.reasons import unanswered as _unanswered
 from drills.core.registry import Registry, Target
 from drills.core.shard import broadcast_sharded, workers_from_env
 from drills.core.simulators import SimulatorPool
 from drills.core.step import StepResult
 from drills.core.truth import in_outage
 from probes.base import (
-    Accepted,
-    ChannelUnreachable,
-    Clock,
     DrillMessage,
-    ExplainsTimeout,
     Priced,
     Probe,
     ProbeEnv,
-    Sighting,
     new_token,
 )
-from probes.sendmark import SendMark
-from probes.sendmark import opened as send_marked
 from probes.sim.ledger import Outage
 
 if TYPE_CHECKING:
@@ -114,21 +64,31 @@ __all__ = [
 OnDelivery = Callable[[Delivery], None]
 
 
+async def _gather_in_slices(jobs: list[Coroutine[Any, Any, Any]], per_turn: int = 64) -> None:
+    """``gather(*jobs)``, the tasks started *per_turn* a loop turn.
+
+    A 1,000-delivery step would otherwise run 1,000 first steps in one turn of the
+    event loop (~10 ms it holds every webhook and reply behind it).
+    """
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        for start in range(0, len(jobs), per_turn):
+            if start:
+                await asyncio.sleep(0)
+            tasks.extend(asyncio.ensure_future(job) for job in jobs[start : start + per_turn])
+    except BaseException:  # cancelled while starting them: nothing is left running
+        for task in tasks:
+            task.cancel()
+        for job in jobs[len(tasks) :]:
+            job.close()
+        raise
+    await asyncio.gather(*tasks)
+
+
 @functools.cache
 def _priced(cls: type) -> bool:
     """Is a probe of *cls* :class:`Priced`? (Once per class: a protocol check costs ~10 µs.)"""
     return issubclass(cls, Priced)
-
-
-@dataclass(frozen=True)
-class _Step:
-    """What one broadcast step sends, and how it is judged."""
-
-    name: str
-    text: str
-    subject: str
-    timeout: float
-    slo: float | None
 
 
 class Drill:
@@ -214,16 +174,18 @@ class Drill:
         self.lag.stop()
         self.commits.flush()  # nothing completed stays unwritten, whatever happens below
         try:
-            for probe in self._probes.values():
-                with contextlib.suppress(Exception):
-                    await probe.close()
+            # All at once: a thousand watchers stop in one turn of the loop, not one a turn.
+            closing = [probe.close() for probe in self._probes.values()]
+            for failed in await asyncio.gather(*closing, return_exceptions=True):
+                if isinstance(failed, BaseException) and not isinstance(failed, Exception):
+                    raise failed  # a cancellation or an interrupt is not a probe's fault
             self._probes.clear()
             await self.env.aclose()
             await self.sims.stop()
         finally:
             self.commits.flush()  # anything completed while closing
         if self._frozen:
-            gc.unfreeze()
+            gcpolicy.release()
             self._frozen = False
         now = time.monotonic()
         for key in list(self._down_since):
@@ -292,6 +254,19 @@ class Drill:
         (two connections, two SMS budgets), and nobody is handed a probe that is
         still opening.
         """
+        got = self._ready_or_opening(target)
+        return await asyncio.shield(got) if isinstance(got, asyncio.Future) else got
+
+    async def _probes_of(self, targets: Sequence[Target]) -> list[Probe]:
+        """:meth:`probe` of every target, opened concurrently (no task per target to wait)."""
+        got = [self._ready_or_opening(target) for target in targets]
+        waits = [g for g in got if isinstance(g, asyncio.Future)]
+        if waits:  # shielded like probe(): a cancelled step never cancels a shared opening
+            await asyncio.shield(asyncio.gather(*waits))
+        return [g.result() if isinstance(g, asyncio.Future) else g for g in got]
+
+    def _ready_or_opening(self, target: Target) -> Probe | asyncio.Future[Probe]:
+        """*target*'s opened probe, or the one opening of it (started here on first use)."""
         probe = self._probes.get(target.key)
         if probe is not None and target.key not in self._opening:
             return probe
@@ -300,7 +275,7 @@ class Drill:
             opening = asyncio.ensure_future(self._open_probe(target))
             self._opening[target.key] = opening
             opening.add_done_callback(functools.partial(self._opened, target.key))
-        return await asyncio.shield(opening)
+        return opening
 
     def _opened(self, key: str, _done: asyncio.Future[Probe]) -> None:
         self._opening.pop(key, None)
@@ -374,19 +349,18 @@ class Drill:
         result = StepResult(step, started_mono=time.monotonic())
         result.pacing = PacingStats(self.pacing.describe())
         active = [t for t in chosen if t.key not in self._skipped]
-        spec = _Step(step, text, subject, timeout, slo)
+        spec = StepSpec(step, text, subject, timeout, slo)
         if self._shardable(active):
             await broadcast_sharded(self, spec, active, repeat, interval, result, watch)
             result.finished_mono = time.monotonic()
             self.steps.append(result)
             return result
-        probes = await asyncio.gather(*(self.probe(t) for t in active))
+        probes = await self._probes_of(active)
         self._check_costs(probes, text, subject, repeat)
         if not self._frozen:
             # Start-up is done (modules, registry, probes): the collector leaves those
-            # objects alone while deliveries run (full collections stay short); finish()
-            # hands them back, so a process running many drills keeps nothing for good.
-            gc.freeze()
+            # objects alone (drills.core.gcpolicy); finish() hands them back.
+            gcpolicy.after_startup()
             self._frozen = True
         jobs = [
             self._deliver(spec, target, probe, recipient, i * interval, result, watch)
@@ -394,7 +368,8 @@ class Drill:
             for recipient in probe.recipients()
             for i in range(repeat)
         ]
-        await asyncio.gather(*jobs)
+        with gcpolicy.step():  # no full collection mid-step (drills.core.gcpolicy)
+            await _gather_in_slices(jobs)
         result.finished_mono = time.monotonic()
         self.steps.append(result)
         return result
@@ -427,7 +402,7 @@ class Drill:
 
     async def _deliver(
         self,
-        spec: _Step,
+        spec: StepSpec,
         target: Target,
         probe: Probe,
         recipient: str | None,
@@ -441,7 +416,7 @@ class Drill:
             return None
         queued = time.monotonic()  # the runner wants to send: queue_s counts from here
         async with self._limit:
-            delivery = await self._attempt(spec, target, probe, recipient, queued, result.pacing)
+            delivery = await attempt(self, spec, target, probe, recipient, queued, result.pacing)
         if delivery is None:  # a signal came while it waited for its turn: nothing was sent
             return None
         self.begin()
@@ -452,209 +427,3 @@ class Drill:
         if self.on_delivery is not None:
             self.on_delivery(delivery)
         return delivery
-
-    async def _attempt(
-        self,
-        spec: _Step,
-        target: Target,
-        probe: Probe,
-        recipient: str | None,
-        queued: float,
-        pacing: PacingStats | None = None,
-    ) -> Delivery | None:
-        run_id = self.start()
-        step, timeout, slo = spec.name, spec.timeout, spec.slo
-        slo_s = slo if slo is not None else target.channel.slo.latency
-        message = DrillMessage(
-            token=new_token(),
-            text=spec.text,
-            marker=self.registry.marker,
-            subject=spec.subject,
-            recipient=recipient,
-            meta={"run_id": run_id, "step": step, "municipality": target.municipality.code},
-        )
-        base: dict[str, Any] = {
-            "run_id": run_id,
-            "step": step,
-            "municipality_code": target.municipality.code,
-            "municipality_name": target.municipality.name,
-            "channel_id": target.channel.id,
-            "kind": target.channel.kind,
-            "token": message.token,
-            "recipient": recipient,
-            "slo_latency_s": slo_s,
-            "vantage": self.vantage,
-            "scenario": self.scenario,
-        }
-        failed = self._open_failures.get(target.key)
-        wall_minus_mono = Clock.wall() - Clock.monotonic()
-        mark = SendMark(message.token, queued)
-        sent_mono = Clock.monotonic()  # until the message has left: now (nothing was sent)
-        extra: dict[str, Any] = {}
-
-        def when_sent() -> None:
-            """Put the instant the message left (or the fallback) into the record."""
-            nonlocal sent_mono
-            sent_mono, how = mark.sent_instant()
-            extra["sent_mono"] = sent_mono
-            extra["sent_how"] = how
-            extra["queue_s"] = round(max(0.0, sent_mono - queued), 6)
-            base["sent_at"] = wall_minus_mono + sent_mono
-
-        def unseen(outcome: Outcome, reason: str, code: str) -> Delivery:
-            """A record of a message not confirmed: the drill's own outage wins over lost.
-
-            *code* is its reason code (``extra["reason_code"]``, :mod:`drills.core.taxonomy`).
-            """
-            until = Clock.monotonic()
-            extra["watched_until_mono"] = until
-            extra["reason_code"] = code
-            if outcome is Outcome.LOST and self._in_drill_outage(target.key, sent_mono, until):
-                outcome = Outcome.DRILL_OUTAGE
-                extra["reason_code"] = "drill_outage"
-                reason = (
-                    "訓練で停止させたチャネルへの送信（チャネルの障害ではありません） / sent into "
-                    f"an outage the drill itself made (not the channel's fault): {reason}"
-                )
-            return Delivery(**base, outcome=outcome, reason=reason, extra=extra)
-
-        when_sent()
-        if failed is not None:
-            outcome, reason = _fault_outcome(failed)
-            ja, sep, en = reason.partition(" / ")
-            at_open = f"{ja}（開始時） / {en} (open)" if sep else f"{reason} (open)"
-            return unseen(outcome, at_open, _fault_code(failed))
-        observing: asyncio.Future[Sighting] | None = None
-        if probe.confirms() and probe.observes(recipient):
-            observing = asyncio.ensure_future(probe.observe(message))
-        accepted: Accepted | None = None
-        try:
-            # The observer was started outside the mark: only the send's own tasks see it.
-            with send_marked(mark):
-                async with self._pacer.slot(pacing):
-                    if interrupt.stopping():  # stopped while it waited its turn: never sent
-                        if observing is not None:
-                            observing.cancel()
-                        return None
-                    mark.called = Clock.monotonic()
-                    async with asyncio.timeout(timeout):  # in this task: no task per send
-                        accepted = await probe.send(message)
-        except BaseException as exc:
-            if observing is not None:
-                observing.cancel()
-            if mark.called is None and isinstance(exc, asyncio.CancelledError):
-                if interrupt.stopping():  # cut while it waited for its turn: never sent
-                    return None
-                raise
-            when_sent()
-            if isinstance(exc, asyncio.CancelledError):
-                if interrupt.stopping():  # cut by a signal: sent, fate unknown, said so
-                    return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON, "interrupted")
-                raise
-            throttled = probe.throttling(message.token) if isinstance(exc, TimeoutError) else None
-            if throttled is not None and throttled.count > 0:
-                base["throttled"] = throttled.count
-                return unseen(
-                    Outcome.REJECTED,
-                    f"レート制限で {throttled.count} 回拒否され、{timeout:g} 秒以内に受け付けられず"
-                    f"（{throttled.code}） / rate limited {throttled.count} times "
-                    f"({throttled.code}) until the step's {timeout:g} s timeout",
-                    "rate_limited",
-                )
-            if isinstance(exc, ChannelUnreachable | TimeoutError):  # say who saw what, how long
-                waited = Clock.monotonic() - sent_mono
-                opened = self._open_s.get(target.key, 0.0)
-                code = _fault_code(exc) if isinstance(exc, ChannelUnreachable) else "unanswered"
-                return unseen(Outcome.LOST, _unanswered(exc, probe, waited, opened), code)
-            outcome, reason = _fault_outcome(exc, sending=True)
-            return unseen(outcome, reason, _fault_code(exc, sending=True))
-        when_sent()
-        accept_latency = accepted.at - sent_mono
-        base.update(
-            accepted_at=base["sent_at"] + accept_latency,
-            accept_latency_s=accept_latency,
-            throttled=accepted.throttled,
-        )
-        if accepted.provider_id:
-            extra["provider_id"] = accepted.provider_id
-        if accepted.segments is not None:
-            extra["segments"] = accepted.segments
-        if accepted.detail:
-            extra["accepted_detail"] = accepted.detail
-        if observing is None:
-            unconfirmed = (
-                "観測対象外の宛先・着信未確認 / no observer covers this recipient, arrival not confirmed"
-                if probe.confirms()
-                else "受付のみ・着信未確認 / accepted only, arrival not confirmable"
-            )
-            return Delivery(
-                **base,
-                outcome=Outcome.ACCEPTED,
-                reason=unconfirmed,
-                extra=extra,
-                evidence=Evidence.ACCEPTED,
-            )
-        remaining = timeout - (Clock.monotonic() - sent_mono)
-        try:
-            sighting = await asyncio.wait_for(observing, max(remaining, 0.0))
-        except TimeoutError:
-            trouble = probe.observer_trouble()
-            if trouble is not None:
-                ja, sep, en = trouble.partition(" / ")
-                return unseen(
-                    Outcome.ERROR,
-                    f"訓練側が着信を確認できませんでした（{timeout:g} 秒待機）: {ja} / the drill "
-                    f"could not look (waited {timeout:g} s): {en if sep else ja}",
-                    "observer_trouble",
-                )
-            told = probe.timeout_reason(message) if isinstance(probe, ExplainsTimeout) else None
-            return unseen(
-                Outcome.LOST,
-                str(
-                    told or f"{timeout:g} 秒以内に着信を確認できず / not seen within {timeout:g} s"
-                ),
-                "not_seen",
-            )
-        except asyncio.CancelledError:
-            if interrupt.stopping():
-                return unseen(Outcome.ERROR, interrupt.INTERRUPTED_REASON, "interrupted")
-            raise
-        except BaseException as exc:
-            outcome, reason = _fault_outcome(exc)
-            return unseen(outcome, reason, _fault_code(exc))
-        return await self._sighted(base, extra, sighting, sent_mono, slo_s)
-
-    async def _sighted(
-        self,
-        base: dict[str, Any],
-        extra: dict[str, Any],
-        sighting: Sighting,
-        sent_mono: float,
-        slo_s: float,
-    ) -> Delivery:
-        """The record of a confirmed arrival: latency, evidence, bound with loop lag, SLO edge."""
-        latency = sighting.at - sent_mono
-        await self.lag.settle(sighting.at)
-        lag = self.lag.lag_around(sighting.at)
-        if extra.get("sent_how") == "call":  # not stamped at the write: it may have left later
-            lag += self.lag.lag_at(sent_mono)
-        bound = sighting.error_bound_s + lag
-        extra.update(sighting.extra)
-        extra["loop_lag_s"] = round(lag, 6)
-        if sighting.detail:
-            extra["seen_detail"] = sighting.detail
-        if latency - bound <= slo_s <= latency:  # the true latency may be on either side
-            extra["slo_edge"] = True
-        if latency > slo_s:
-            extra["reason_code"] = "over_slo"
-        evidence = Evidence(sighting.evidence)
-        return Delivery(
-            **base,
-            outcome=classify(latency, slo_s),
-            reason="" if latency <= slo_s else f"SLO {slo_s:g} 秒超過 / over the {slo_s:g} s SLO",
-            delivered_at=base["sent_at"] + latency,
-            latency_s=latency,
-            error_bound_s=bound,
-            extra=extra,
-            evidence=evidence,
-        )

@@ -50,15 +50,17 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from drills.core import evloop
 from drills.core.errors import HarnessError, ScenarioError
 from probes.redact import redact
 
 if TYPE_CHECKING:
+    from drills.core.attempt import StepSpec
     from drills.core.delivery import Delivery
     from drills.core.journal.target import JournalTarget
     from drills.core.pacing import Pacing
     from drills.core.registry import Registry, Target
-    from drills.core.runner import Drill, OnDelivery, _Step
+    from drills.core.runner import Drill, OnDelivery
     from drills.core.step import StepResult
     from probes.sim.ledger import Outage
 
@@ -144,7 +146,7 @@ class ShardJob:
 
 async def broadcast_sharded(
     drill: Drill,
-    spec: _Step,
+    spec: StepSpec,
     active: Sequence[Target],
     repeat: int,
     interval: float,
@@ -194,6 +196,8 @@ async def broadcast_sharded(
     paced.sends, paced.waited = int(stats["sends"]), int(stats["waited"])
     paced.waited_total_s = float(stats["waited_total_s"])
     paced.waited_max_s = float(stats["waited_max_s"])
+    lowest = stats.get("rate_lowest")
+    paced.rate_lowest = None if lowest is None else float(lowest)
 
 
 async def run_shards(
@@ -270,6 +274,9 @@ async def run_shards(
         for key in ("sends", "waited", "waited_total_s"):
             merged[key] += stats.get(key, 0)
         merged["waited_max_s"] = max(merged["waited_max_s"], stats.get("waited_max_s", 0.0))
+        low = stats.get("rate_lowest")
+        if low is not None:  # the lowest any worker's governor went
+            merged["rate_lowest"] = min(merged.get("rate_lowest") or low, low)
     return merged
 
 
@@ -287,7 +294,7 @@ def _worker(job: ShardJob, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        stats = asyncio.run(_work(job, conn))
+        stats = evloop.run(_work(job, conn))  # the drill's kind of loop (drills.core.evloop)
         conn.send(("done", stats))
     except BaseException as exc:  # reported to the parent, by class and (redacted) text
         conn.send(("error", redact(f"{exc.__class__.__name__}: {exc}")))

@@ -15,6 +15,15 @@ The ledgers' times are the machine's monotonic clock, shared by every process
 (:mod:`probes.sim.ledger`), so :func:`drills.core.truth.compare` judges records
 against them exactly as against an in-process simulator's.
 
+*Priority.* ``SimHost(nice=-10)`` runs the child at that scheduling priority (a
+lower nice value: the kernel gives it the CPU first). A far end in the field runs
+on machines of its own, never slowed by the harness; here it shares the cores with
+the harness (and whatever else runs), and a starved simulator is a far end slower
+than the channel it simulates — its ledger says so truthfully, but the benchmark
+then measures the machine's crowding, not the channel. A lower value needs the
+privilege to take it (root, CAP_SYS_NICE); without it the child keeps the default
+and :attr:`SimHost.nice_applied` says which value it runs at.
+
 The child ignores SIGINT and SIGTERM: a Ctrl-C at the terminal reaches the whole
 process group, and the parent (:mod:`drills.core.interrupt`) decides what a signal
 means — it stops the child itself. When the parent dies without stopping it, the
@@ -25,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
+import os
 import resource
 import signal
 import socket
@@ -69,8 +80,10 @@ def _raise_fd_limit() -> None:
 class SimHost:
     """One child process running any number of simulators (one per class)."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, nice: int | None = None) -> None:
         self.seed = seed
+        self.nice = nice
+        self.nice_applied: int | None = None  # the child's nice value, once started
         self.proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
@@ -82,7 +95,8 @@ class SimHost:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "drills.core.sim_host", str(theirs.fileno())]
-                + ([] if self.seed is None else [str(self.seed)]),
+                + ["-" if self.seed is None else str(self.seed)]
+                + ([] if self.nice is None else [str(self.nice)]),
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -95,7 +109,7 @@ class SimHost:
                 "シミュレータのプロセスが起動しません / the simulator process did not start"
             )
         try:
-            self._answer()  # "ready"
+            self.nice_applied = int(self._answer())  # "ready": the child's nice value
         except HarnessError:
             self.kill()
             self._conn.close()
@@ -196,6 +210,21 @@ class SimHost:
 # --------------------------------------------------------------------------- the child
 
 
+# Young collections between two full ones while the far ends serve (Python's third
+# threshold, 10 by default): with 5,000 channels per process each full collection
+# walks every parked long-poll and ledger entry — a stall of every answer and every
+# timer of that moment, a far end slower than it is. Memory stays bounded: a full
+# collection still comes after ~7 million container allocations (700 × 10 × 1,000).
+FULL_EVERY = 1_000
+
+
+def _settle_heap() -> None:
+    """The channels just added are long-lived: collect once, then freeze them out of the
+    collector's way (no later collection walks them)."""
+    gc.collect()
+    gc.freeze()
+
+
 class _Child:
     def __init__(self, conn: Connection, seed: int | None) -> None:
         self.conn = conn
@@ -214,6 +243,7 @@ class _Child:
                     self.sims[name] = sim
                 out.append(sim.add_channel(key, knobs, raw))
                 self.of_key[key] = sim
+            _settle_heap()
             return out
         if op == "outage":
             self.of_key[args[0]].set_outage(args[0], args[1])
@@ -234,7 +264,7 @@ class _Child:
                 await sim.stop()
 
     async def run(self) -> None:
-        self.conn.send(("ok", "ready"))
+        self.conn.send(("ok", os.getpriority(os.PRIO_PROCESS, 0)))  # ready, at this nice
         while True:
             try:
                 op, args = await asyncio.to_thread(self.conn.recv)
@@ -254,8 +284,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _raise_fd_limit()
+    young, middle, _full = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_EVERY)
     conn = Connection(int(argv[0]))
-    seed = int(argv[1]) if len(argv) > 1 else None
+    seed = int(argv[1]) if len(argv) > 1 and argv[1] != "-" else None
+    if len(argv) > 2:  # a priority asked for: taken if this process may (see the docstring)
+        with contextlib.suppress(PermissionError, OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, int(argv[2]))
     asyncio.run(_Child(conn, seed).run())
     conn.close()
     return 0

@@ -8,12 +8,13 @@ in YAML — are reported as problems instead of being overwritten.
 Limits (a registry is a small file written by people; anything past these is
 a mistake or an attack, and is refused with a problem naming the line):
 
-* **Nodes after alias expansion:** at most :data:`MAX_NODES` (250,000). Every
+* **Nodes after alias expansion:** at most :data:`MAX_NODES` (1,000,000). Every
   scalar, list and mapping counts, keys included, and an alias ``*a`` counts as
   many nodes as its anchor ``&a`` expands to. This is what stops a "billion
   laughs" (8 levels of 9 aliases, 386 bytes, would be 43 million nodes). A
-  registry written out normally has about one node per 10 bytes, so a 1 MB one
-  stays far below the limit.
+  registry written out normally has one node per 5 (terse flow style) to 15
+  bytes (each channel its own URL and secret files): 10,000 such channels are
+  177,000 nodes, and the limit is some 100,000 channels however tersely written.
 * **Nesting depth:** at most :data:`MAX_DEPTH` (64) lists and mappings inside
   each other; a registry needs 6.
 * **No recursive aliases:** an alias inside the node its anchor names
@@ -22,7 +23,7 @@ a mistake or an attack, and is refused with a problem naming the line):
 The limits are checked on the parser's event stream *before* any node is
 built, so a refused file costs one pass over its text and no memory. Before
 that, :func:`read_limited` reads at most *limit* bytes of a file (the registry's
-is 1 MiB) and refuses bytes that are not UTF-8, naming the line and the byte.
+is 8 MiB) and refuses bytes that are not UTF-8, naming the line and the byte.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ __all__ = [
     "load_with_lines",
     "read_limited",
     "text_problem",
+    "too_many_nodes",
 ]
 
-MAX_NODES = 250_000
+MAX_NODES = 1_000_000
 """Most nodes a document may have once every alias is expanded."""
 
 MAX_DEPTH = 64
@@ -54,14 +56,35 @@ Path = tuple[str | int, ...]
 
 
 class LineMap:
-    """Path → line, falling back to the nearest enclosing path."""
+    """Path → line, falling back to the nearest enclosing path.
+
+    :meth:`later` makes one that maps its text only when a line is first asked for:
+    a registry that loads cleanly never needs most of its lines.
+    """
 
     def __init__(self) -> None:
-        self.lines: dict[Path, int] = {}
+        self._lines: dict[Path, int] = {}
+        self._text: str | None = None
+
+    @classmethod
+    def later(cls, text: str) -> LineMap:
+        """The lines of *text* (one document that composes), mapped when first asked for."""
+        lines = cls()
+        lines._text = text
+        return lines
+
+    @property
+    def lines(self) -> dict[Path, int]:
+        if self._text is not None:  # mapped aside, then swapped in: no reader sees half
+            lines = dict(self._lines)
+            _map_events(self._text, lines)
+            self._lines, self._text = lines, None
+        return self._lines
 
     def line(self, path: Path) -> int | None:
+        lines = self.lines
         for cut in range(len(path), -1, -1):
-            found = self.lines.get(tuple(path[:cut]))
+            found = lines.get(tuple(path[:cut]))
             if found is not None:
                 return found
         return None
@@ -70,6 +93,19 @@ class LineMap:
 def _loader(text: str) -> Any:
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
     return loader_cls(text)
+
+
+def too_many_nodes(file: str, line: int) -> Problem:
+    """More than :data:`MAX_NODES` nodes, counted up to *line*."""
+    return Problem(
+        file,
+        line,
+        "(yaml)",
+        f"エイリアスを展開すると要素が {MAX_NODES:,} 個を超えます"
+        f"（上限 {MAX_NODES:,} 個。エイリアスの入れ子か、ファイルが大きすぎます）",
+        f"more than {MAX_NODES:,} nodes once aliases are expanded (the limit is "
+        f"{MAX_NODES:,}: nested aliases, or the file is too big)",
+    )
 
 
 def _limit_problem(text: str, file: str) -> Problem | None:
@@ -119,15 +155,7 @@ def _limit_problem(text: str, file: str) -> Problem | None:
                 anchor, grown = stack[-1]
                 stack[-1] = (anchor, grown + size)
             if expanded > MAX_NODES:
-                return Problem(
-                    file,
-                    line,
-                    "(yaml)",
-                    f"エイリアスを展開すると要素が {MAX_NODES:,} 個を超えます"
-                    f"（上限 {MAX_NODES:,} 個。エイリアスの入れ子か、ファイルが大きすぎます）",
-                    f"more than {MAX_NODES:,} nodes once aliases are expanded (the limit is "
-                    f"{MAX_NODES:,}: nested aliases, or the file is too big)",
-                )
+                return too_many_nodes(file, line)
     except yaml.YAMLError:
         return None  # the syntax error is reported by the real load, with its line
     finally:
@@ -135,12 +163,51 @@ def _limit_problem(text: str, file: str) -> Problem | None:
     return None
 
 
+def _map_events(text: str, lines: dict[Path, int]) -> None:
+    """The lines :func:`_walk` records, from the events alone (no nodes held in memory).
+
+    For a document :meth:`LineMap.later` may be given: one, with no aliases and no
+    duplicate or non-scalar keys. A mapping's key and its value are at the key's line,
+    a list's item at its own first line.
+    """
+    loader = _loader(text)
+    frames: list[list[Any]] = []  # per open collection: [path, next index or None, key path]
+    try:
+        while (event := loader.get_event()) is not None:
+            is_scalar = isinstance(event, yaml.ScalarEvent)
+            if isinstance(event, yaml.CollectionEndEvent):
+                frames.pop()
+                continue
+            if not (is_scalar or isinstance(event, yaml.CollectionStartEvent)):
+                continue
+            line = event.start_mark.line + 1
+            if not frames:
+                path: Path = ()
+                lines[path] = line
+            elif (frame := frames[-1])[1] is not None:  # a list's item
+                path = (*frame[0], frame[1])
+                frame[1] += 1
+                lines.setdefault(path, line)
+            elif frame[2] is None:  # a mapping's key
+                key: Path = (*frame[0], str(getattr(event, "value", "")))
+                frame[2] = key
+                lines[key] = line
+                continue
+            else:  # its value, at its key's line
+                path, frame[2] = frame[2], None
+            if not is_scalar:
+                seq = isinstance(event, yaml.SequenceStartEvent)
+                frames.append([path, 0 if seq else None, None])
+    finally:
+        loader.dispose()
+
+
 def _walk(root: yaml.Node, lines: LineMap, problems: list[Problem], file: str) -> None:
     """Record every path's line and every duplicate key (iterative: depth is no risk)."""
     todo: list[tuple[yaml.Node, Path]] = [(root, ())]
     while todo:
         node, path = todo.pop()
-        lines.lines.setdefault(path, node.start_mark.line + 1)
+        lines._lines.setdefault(path, node.start_mark.line + 1)
         children: list[tuple[yaml.Node, Path]] = []
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
@@ -158,7 +225,7 @@ def _walk(root: yaml.Node, lines: LineMap, problems: list[Problem], file: str) -
                         )
                     )
                 seen[key] = line
-                lines.lines[(*path, key)] = line
+                lines._lines[(*path, key)] = line
                 children.append((value_node, (*path, key)))
         elif isinstance(node, yaml.SequenceNode):
             children = [(item, (*path, i)) for i, item in enumerate(node.value)]

@@ -31,7 +31,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from drills.core import interrupt
+from drills.core import evloop, interrupt
 from drills.core.delivery import Delivery
 from drills.core.errors import HarnessError, LockBusy
 from drills.core.i18n import Text
@@ -268,7 +268,7 @@ def _drill_and_write(
 
     try:
         with progress if progress is not None else contextlib.nullcontext():
-            done = asyncio.run(main())
+            done = evloop.run(main())  # the drill's kind of loop (drills.core.evloop)
         stop.shield()  # from here on the files are written whatever comes
         if not done.begun:
             _error(

@@ -67,7 +67,7 @@ def sent_mono(d: Delivery) -> float:
 
 
 def reply_book(probe: Probe, target: Target) -> ReplyBook:
-    """The probe's book of answers, or a mistake saying this kind cannot collect them."""
+    """The probe's book of answers (wanted from now on), or a mistake: this kind cannot collect them."""
     if not isinstance(probe, CollectsReplies):
         raise ScenarioMistake(
             f"{target.key}（種別 {target.channel.kind}）は返信を受け取れません: "
@@ -75,6 +75,7 @@ def reply_book(probe: Probe, target: Target) -> ReplyBook:
             f"{target.key} (kind {target.channel.kind}) cannot collect answers: "
             "use a kind that reads replies (e.g. webhook) for roll calls and acknowledgements",
         )
+    probe.replies.want()  # a resting observer looks again, and keeps looking
     return probe.replies
 
 

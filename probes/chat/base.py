@@ -199,7 +199,9 @@ class ChatProbe(Probe):
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
         self.sightings = Sightings()
-        self.replies = ReplyBook()  # answers (RE[token] who) the observer read
+        self._wake = asyncio.Event()  # set when a message begins to be awaited
+        # answers (RE[token] who) the observer read; wanting them wakes a resting observer
+        self.replies = ReplyBook(on_want=self._wake.set)
         self.opened_wall = time.time()  # when the drill began watching (wall clock)
         self._parked = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -207,7 +209,6 @@ class ChatProbe(Probe):
         self._look_read = True  # did the current look read the room (False: throttled)?
         self._observer_trouble: str | None = None  # why the last look failed, if it did
         self._awaited: dict[str, list[float]] = {}  # token → wall times it began to be awaited
-        self._wake = asyncio.Event()  # set when a message begins to be awaited
         self._closed = False  # close() was called: the watcher looks no more
 
     def confirms(self) -> bool:
@@ -220,17 +221,19 @@ class ChatProbe(Probe):
         *,
         token: str | None = None,
         timeout: float | None = None,
+        traced: bool = True,
         **kw: Any,
     ) -> tuple[int, str, Any]:
         """One HTTP request on the drill's shared session: (status, body text, headers).
 
         Connection failures and timeouts become :class:`ChannelUnreachable`.
+        ``traced=False`` (an observer's look): without the send trace (:meth:`ProbeEnv.http`).
         """
         total = timeout if timeout is not None else self.settings.request_timeout
         client_timeout = aiohttp.ClientTimeout(total=total)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with self.env.http().request(
+            async with self.env.http(traced=traced).request(
                 method, url, headers=headers, timeout=client_timeout, **kw
             ) as resp:
                 return resp.status, await resp.text(), resp.headers
@@ -326,6 +329,8 @@ class ChatProbe(Probe):
         Here: an observer credential that is the sender's own identity. Kinds add
         their own checks (Matrix: the observer must be a member of the room).
         """
+        if type(self)._identity is ChatProbe._identity:  # the service cannot say: no calls
+            return
         sender, observer = await asyncio.gather(
             self._identity("sender"), self._identity("observer")
         )
@@ -339,16 +344,16 @@ class ChatProbe(Probe):
         await self.check_observer()
         self._closed = False
         self._watcher = asyncio.create_task(self._watch(), name=f"watch:{self.channel_id}")
-        parked = asyncio.ensure_future(self._parked.wait())
-        try:
-            # Park the observer before anything is sent; a refused login surfaces here.
-            await asyncio.wait(
-                [self._watcher, parked],
-                return_when=asyncio.FIRST_COMPLETED,
-                timeout=self.settings.request_timeout,
-            )
-        finally:
-            parked.cancel()
+        # A watcher that ends (a refused login, or anything else) ends the wait too.
+        self._watcher.add_done_callback(self._watcher_ended)
+        # Park the observer before anything is sent; a refused login surfaces here.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.request_timeout):
+                await self._parked.wait()
+
+    def _watcher_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():  # it failed or gave up: nobody waits for it to park
+            self._parked.set()
 
     async def observe(self, message: DrillMessage) -> Sighting:
         awaited = self._awaited.setdefault(message.token, [])
@@ -490,6 +495,8 @@ class ChatProbe(Probe):
             elif not watcher.cancelled():
                 with contextlib.suppress(Exception):
                     watcher.result()
+        if type(self)._close_clients is ChatProbe._close_clients:  # no clients of its own
+            return
         closing = asyncio.ensure_future(self._close_clients())
         done, _ = await asyncio.wait([closing], timeout=CLOSE_WAIT_S)
         if not done:

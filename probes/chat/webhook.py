@@ -21,6 +21,18 @@ bound: the time since the previous look). ``longpoll`` speaks the simulator's
 cursor protocol (``after``/``wait``); each message's ``ts`` (wall time it
 became readable) bounds its sighting: from ``ts`` to the moment the observer
 handled it, so a loaded event loop shows in the bound.
+
+A long-poll *rests* once it has nothing to wait for: after a message was
+awaited, or after a whole long-poll brought nothing new, while every awaited
+message has been seen and no answers are wanted
+(:meth:`probes.replies.ReplyBook.want`), the watcher parks no request and waits
+for :meth:`observe`, which wakes it before the next message is sent. From the
+drill's start until then it stays parked as before (an outage shows as observer
+trouble at once). Nothing is missed: the next look asks for everything after the
+cursor, and each message carries its own ``ts`` for the bound. (A request per
+channel fewer — the one that would wait, unread, until the drill closes — and no
+long-poll renewed every 25 s on a channel whose message has not been sent yet.)
+
 Without an observer the tool gives no way to see arrival: the probe says so
 (``confirms()`` is False) and its deliveries are *accepted only*.
 """
@@ -42,6 +54,7 @@ from probes.base import (
     DrillMessage,
     ObserverFault,
     ProbeEnv,
+    Sighting,
 )
 from probes.chat.base import (
     ChatProbe,
@@ -156,6 +169,7 @@ class WebhookProbe(ChatProbe):
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
         self._cursor = 0  # longpoll: messages already read, in the order they became visible
+        self._may_rest = False  # a message was awaited, or a long-poll came back empty (_rest)
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -197,7 +211,9 @@ class WebhookProbe(ChatProbe):
         assert obs is not None
         longpoll = obs.mode == "longpoll"
         params: dict[str, str] = {}
+        wait = 0
         if longpoll:
+            await self._rest()
             # After a failed look, answer at once: the trouble clears as soon as it can.
             settled = self._parked.is_set() and self._observer_trouble is None
             wait = LONGPOLL_WAIT_S if settled else 0
@@ -209,6 +225,7 @@ class WebhookProbe(ChatProbe):
             token=token,
             params=params,
             timeout=LONGPOLL_WAIT_S + self.settings.request_timeout,
+            traced=False,  # a look is never a send: no send mark to stamp
         )
         if status in (401, 403):
             ja, en = "観測用アカウントのログインが拒否されました", "observer login refused"
@@ -233,6 +250,8 @@ class WebhookProbe(ChatProbe):
                     code="no_cursor",
                 )
         if isinstance(messages, list):
+            if wait and not messages:  # a whole long-poll and nothing new: it may rest now
+                self._may_rest = True
             for m in messages:
                 if isinstance(m, dict) and isinstance(m.get("text"), str):
                     self.record_text(m["text"], at=seen_at, bound=self._bound(m, seen_at))
@@ -240,6 +259,23 @@ class WebhookProbe(ChatProbe):
             self.record_text(text, at=seen_at, bound=self.poll_bound(seen_at))
         self._parked.set()
         return None
+
+    async def observe(self, message: DrillMessage) -> Sighting:
+        self._may_rest = True
+        return await super().observe(message)
+
+    async def _rest(self) -> None:
+        """Wait, parking no request, while nobody waits for anything (see the module)."""
+        while (
+            self._may_rest
+            and self._parked.is_set()
+            and self._observer_trouble is None
+            and not self.replies.wanted
+            and all(self.sightings.get(token) is not None for token in self._awaited)
+            and not self._closed
+        ):
+            self._wake.clear()
+            await self._wake.wait()
 
     def _bound(self, message: dict[str, Any], seen_at: float) -> float:
         """From the read-back's own ``ts`` (when it became readable) to the sighting."""

@@ -41,17 +41,18 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, compare
 
 from probes.base import Clock, ProbeEnv
 from probes.serving import CLIENT_MAX_SIZE, add_fallback_route, expect_handler, runner_settings
+from probes.sms.turns import TurnGate
 
 __all__ = [
     "BURST_GAP_S",
@@ -146,7 +147,10 @@ class LoopLag:
         self.period = period
         self.window = window
         self.last_tick = time.monotonic()
-        self._late: deque[tuple[float, float]] = deque()  # (at, lateness), lateness > 0
+        # (at, lateness > 0), oldest first, each later than and less late than the one
+        # before it: a lateness outdone by a later, larger one can never be the worst of
+        # a window that holds it, so it is dropped — the first kept is the worst.
+        self._late: deque[tuple[float, float]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -170,15 +174,33 @@ class LoopLag:
     def note(self, now: float, due: float) -> None:
         """The timer due at *due* ran at *now*."""
         self.last_tick = now
-        if now - due > 0.0005:
-            self._late.append((now, now - due))
+        late = now - due
+        if late > 0.0005:
+            while self._late and self._late[-1][1] <= late:
+                self._late.pop()
+            self._late.append((now, late))
         while self._late and self._late[0][0] < now - self.window:
             self._late.popleft()
 
     def worst(self, at: float) -> float:
         overdue = max(0.0, at - self.last_tick - self.period)
-        seen = max((late for when, late in self._late if when >= at - self.window), default=0.0)
+        since = at - self.window
+        seen = next((late for when, late in self._late if when >= since), 0.0)
         return max(overdue, seen)
+
+
+def _signed(
+    validator: RequestValidator, url: str, form: Mapping[str, object], signature: str
+) -> bool:
+    """Is *signature* Twilio's for this request (``RequestValidator.validate``'s answer)?
+
+    ``validate`` signs the URL both with and without its port (two HMACs) for proxies
+    that add or drop it; the URL as received is one of the two, so it is tried
+    alone first — a match is one HMAC, anything else gets ``validate`` in full.
+    """
+    if compare(validator.compute_signature(url, form), signature):
+        return True
+    return bool(validator.validate(url, form, signature))
 
 
 @dataclass
@@ -195,7 +217,9 @@ class CallbackListener:
     :meth:`subscribe`; the last :meth:`unsubscribe` stops it.
     """
 
-    def __init__(self, host: str, port: int, public_url: str) -> None:
+    def __init__(
+        self, host: str, port: int, public_url: str, turns: TurnGate | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.public_url = public_url.rstrip("/")
@@ -205,8 +229,8 @@ class CallbackListener:
         self._subs: list[_Subscription] = []
         self._runner: web.AppRunner | None = None
         # Webhooks that piled up (a burst of receipts, or the process was preempted)
-        # are worked through a few dozen per loop turn, not all in one.
-        self._gate = asyncio.Semaphore(32)
+        # are verified a few milliseconds' worth per loop turn, not all in one.
+        self.turns = turns if turns is not None else TurnGate()
         self.accepted = 0
         self.refused = 0
         self.lag = LoopLag()
@@ -224,7 +248,7 @@ class CallbackListener:
         listener = env.shared.get(key)
         if listener is None:
             # Registered before it starts: probes opening concurrently share this one.
-            listener = cls(host, port, public_url)
+            listener = cls(host, port, public_url, TurnGate.shared(env))
             env.shared[key] = listener
             listener._on_empty = lambda: env.shared.pop(key, None)
             listener._starting = asyncio.ensure_future(listener.start())
@@ -294,8 +318,8 @@ class CallbackListener:
     # ------------------------------------------------------------------ handlers
 
     async def _verified(self, request: web.Request) -> tuple[list[CallbackSink], dict[str, str]]:
-        async with self._gate:
-            return await self._verify(request)
+        await self.turns.turn()
+        return await self._verify(request)
 
     async def _verify(self, request: web.Request) -> tuple[list[CallbackSink], dict[str, str]]:
         try:
@@ -313,7 +337,7 @@ class CallbackListener:
         sinks = [
             s.sink
             for s in self._subs
-            if s.account_sid == account and signature and s.validator.validate(url, form, signature)
+            if s.account_sid == account and signature and _signed(s.validator, url, form, signature)
         ]
         if not sinks:
             self.refused += 1

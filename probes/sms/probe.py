@@ -77,7 +77,7 @@ import contextlib
 import logging
 import random
 import re
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -118,7 +118,8 @@ from probes.sms.status import (
     parse_e164,
     status_rank,
 )
-from probes.sms.twilio_http import RETRY_AFTER, AioTwilioHttp
+from probes.sms.turns import TurnGate
+from probes.sms.twilio_http import ANSWERED, RETRY_AFTER, AioTwilioHttp
 
 if TYPE_CHECKING:
     from probes.preflight import PreflightReport
@@ -344,6 +345,7 @@ class _Track:
 
 _VIA_JA = {"status callback": "状態通知", "polling": "ポーリング", "create": "作成応答"}
 _EARLY_LIMIT = 10_000
+_KEEP_FINISHED = 10_000  # tracks kept after their observer is done (see TwilioProbe._finish)
 _LIST_EVERY = 1.0  # listing the loopback number when ``poll_interval`` is null
 
 
@@ -378,11 +380,15 @@ class TwilioProbe(Probe):
         # answers 429 past an account's concurrency limit, and a bounded number of
         # calls finishing together keeps the event loop's bursts short.
         self._api = asyncio.Semaphore(self.settings.max_in_flight)
+        # Building a create request is a slice of CPU: a few milliseconds' worth per
+        # loop turn, shared with the callback listener (probes.sms.turns).
+        self._turns = TurnGate.shared(env)
         self._client: Any = None
         self._loop_client: Any = None
         self._http: AioTwilioHttp | None = None
         self._tracks: dict[str, _Track] = {}
         self._by_sid: dict[str, _Track] = {}
+        self._finished: deque[str] = deque()  # tokens whose observer is done, oldest first
         self._early: OrderedDict[str, tuple[str, int | None, float, float, float]] = OrderedDict()
         self._arrived: OrderedDict[str, tuple[float, float, float]] = OrderedDict()
         self._inbound_sids: set[str] = set()
@@ -436,7 +442,9 @@ class TwilioProbe(Probe):
             return
         s = self.settings
         self._opened_wall = Clock.wall()
-        self._http = AioTwilioHttp(self.env.http, base_url=s.api_base, timeout=s.request_timeout)
+        self._http = AioTwilioHttp(
+            self.env.http, base_url=s.api_base, timeout=s.request_timeout, turns=self._turns
+        )
         sid = _reveal(s.account_sid)
         token = s.auth_token.reveal()
         self._client = await asyncio.to_thread(_build_client, sid, token, self._http)
@@ -477,6 +485,7 @@ class TwilioProbe(Probe):
         while True:
             try:
                 async with self._api:
+                    await self._turns.turn()
                     attempt_at = Clock.monotonic()
                     created = await self._client.messages.create_async(**kwargs)
                 break
@@ -506,7 +515,8 @@ class TwilioProbe(Probe):
                     f"Twilio に接続できません（{name}） / cannot reach Twilio ({name})",
                     code=transport_code(exc),
                 ) from exc
-        accepted_at = Clock.monotonic()
+        # When Twilio's answer was read, not after its wait for a turn (probes.sms.turns).
+        accepted_at = _answered(attempt_at)
         sid = str(created.sid)
         track.sid = sid
         track.polled_at = accepted_at  # the first poll is one interval after acceptance
@@ -518,7 +528,7 @@ class TwilioProbe(Probe):
             str(created.status or "queued"),
             created.error_code,
             accepted_at,
-            Clock.wall(),
+            _wall_at(accepted_at),
             0.0,
             "create",
         )
@@ -538,6 +548,12 @@ class TwilioProbe(Probe):
         # An unregistered recipient is refused by send(); observing it just waits.
         to = message.recipient or (self.settings.to[0] if len(self.settings.to) == 1 else "")
         track = self._track(message, to)
+        try:
+            return await self._watch(track)
+        finally:
+            self._finish(message.token)
+
+    async def _watch(self, track: _Track) -> Sighting:
         while True:
             sighting = self._settle(track)
             if sighting is not None:
@@ -700,6 +716,19 @@ class TwilioProbe(Probe):
             track.inbound_at, track.inbound_wall, track.inbound_bound = at, wall, bound
             track.touch()
 
+    def _finish(self, token: str) -> None:
+        """*token*'s observer is done; forget the oldest finished tracks past :data:`_KEEP_FINISHED`.
+
+        A finished track is kept a while (the runner asks :meth:`timeout_reason` after
+        a timeout; late callbacks find their message), not for the drill's whole life:
+        a long drill's memory stays bounded by the messages in flight.
+        """
+        self._finished.append(token)
+        while len(self._finished) > _KEEP_FINISHED:
+            track = self._tracks.pop(self._finished.popleft(), None)
+            if track is not None and track.sid is not None:
+                self._by_sid.pop(track.sid, None)
+
     def _grace(self) -> float:
         return self.settings.loopback.receipt_grace if self.settings.loopback else 0.0
 
@@ -803,14 +832,15 @@ class TwilioProbe(Probe):
             track.polled_at = Clock.monotonic()  # the far end is down: nothing to see, retry
             self._api_trouble = _unreachable("poll", exc.__class__.__name__)
             return
-        now = Clock.monotonic()
+        now = _answered(asked)
         track.polled_at = self._last_look_ok = now
         self._api_trouble = None
         # The answer was made between `asked` and `now`; a delivery it shows happened
         # after the last look that did not show it (track.unseen_at).
         lower = track.unseen_at if track.unseen_at is not None else track.created_at
         bound = max(0.0, now - lower)
-        self._apply(track, str(msg.status), msg.error_code, now, Clock.wall(), bound, "polling")
+        wall = _wall_at(now)
+        self._apply(track, str(msg.status), msg.error_code, now, wall, bound, "polling")
         if classify(str(msg.status)).phase is not Phase.DELIVERED:
             track.unseen_at = max(lower, asked)
 
@@ -867,6 +897,18 @@ class TwilioProbe(Probe):
                 return
             async with self._api:
                 page = await page.next_page_async()
+
+
+def _answered(asked: float) -> float:
+    """When the answer to this task's Twilio call made at *asked* was read (now, if unknown)."""
+    answered = ANSWERED.get()
+    now = Clock.monotonic()
+    return answered if answered is not None and asked <= answered <= now else now
+
+
+def _wall_at(mono: float) -> float:
+    """The wall-clock time of the monotonic instant *mono* (a moment ago)."""
+    return Clock.wall() - (Clock.monotonic() - mono)
 
 
 def _unreachable(how: str, what: str) -> str:

@@ -13,7 +13,11 @@ point the client at loopback; see FIELD-NOTES.md)::
 
 The twilio client raises ``TwilioRestException`` for 4xx/5xx without the
 response headers; the ``Retry-After`` of the last response seen *by the
-current task* is kept in :data:`RETRY_AFTER` so a 429 can be honoured.
+current task* is kept in :data:`RETRY_AFTER` so a 429 can be honoured, and the
+monotonic instant its body was read in :data:`ANSWERED`. With a
+:class:`~probes.sms.turns.TurnGate`, turning the answer into the client's
+objects (JSON, a ``MessageInstance``) waits for room in the loop's turn —
+after :data:`ANSWERED` is stamped, so the wait is never the answer's time.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ import aiohttp
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 
-from probes.base import parse_retry_after
+from probes.base import Clock, parse_retry_after
+from probes.sms.turns import TurnGate
 
-__all__ = ["RETRY_AFTER", "AioTwilioHttp", "basic_auth_header", "parse_retry_after"]
+__all__ = ["ANSWERED", "RETRY_AFTER", "AioTwilioHttp", "basic_auth_header", "parse_retry_after"]
 
 _log = logging.getLogger("tsunagari.twilio.http")
 
 RETRY_AFTER: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+ANSWERED: ContextVar[float | None] = ContextVar("twilio_answered", default=None)
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -58,9 +64,11 @@ class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]
         *,
         base_url: str | None = None,
         timeout: float = 10.0,
+        turns: TurnGate | None = None,
     ) -> None:
         super().__init__(logger=_log, is_async=True, timeout=timeout)
         self._session = session
+        self._turns = turns
         self._base = urlsplit(base_url.rstrip("/")) if base_url else None
         self.requests = 0
 
@@ -106,9 +114,12 @@ class AioTwilioHttp(AsyncHttpClient):  # type: ignore[misc]
             allow_redirects=allow_redirects,
         ) as resp:
             text = await resp.text()
+            ANSWERED.set(Clock.monotonic())
             status = resp.status
             resp_headers = dict(resp.headers)
         RETRY_AFTER.set(parse_retry_after(resp_headers.get("Retry-After")))
+        if self._turns is not None:
+            await self._turns.turn()
         _log.debug("twilio %s %s -> %d", method.upper(), urlsplit(target).path, status)
         return Response(status, text, resp_headers)
 

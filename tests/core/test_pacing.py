@@ -1,8 +1,10 @@
-"""Pacing: the token bucket's schedule, the in-flight bound, the lag brake, the knob."""
+"""Pacing: the token bucket's schedule, the in-flight bound, the lag brake, the lag
+governor, the knob."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -10,7 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drills.core.errors import ScenarioError
-from drills.core.pacing import DEFAULT, ENV_VAR, Pacer, Pacing, PacingStats, TokenBucket
+from drills.core.pacing import (
+    DEFAULT,
+    ENV_VAR,
+    FLOOR,
+    QUANTUM_S,
+    Pacer,
+    Pacing,
+    PacingStats,
+    RateGovernor,
+    TokenBucket,
+)
 
 
 def test_bucket_lets_a_burst_go_then_one_per_interval() -> None:
@@ -116,6 +128,55 @@ async def test_lag_brake_gives_way_on_a_machine_that_stays_busy() -> None:
     assert stats.sends == 1 and stats.waited == 1
 
 
+@given(st.lists(st.tuples(st.floats(0.0, 0.5), st.floats(0.0, 0.05)), min_size=1, max_size=200))
+def test_governor_stays_between_floor_and_rate_and_only_a_late_loop_lowers_it(readings) -> None:
+    """Rate within [FLOOR × rate, rate]; it falls only on a late reading, rises only on an
+    on-time one."""
+    top, limit, now = 800.0, 0.005, 0.0
+    g = RateGovernor(top, now)
+    for lag, gap in readings:
+        before, now = g.rate, now + gap
+        after = g.update(lag, limit, now)
+        assert top * FLOOR - 1e-9 <= after <= top + 1e-9
+        if lag > limit:
+            assert after <= before
+        else:
+            assert after >= before
+
+
+async def test_brake_sees_a_backlog_before_the_lag_monitor_does() -> None:
+    """Work queued on the loop right now holds a send, though the monitor still reads 0."""
+    pacer = Pacer(Pacing(lag_limit=0.005), lag=lambda: 0.0)
+    loop = asyncio.get_running_loop()
+    for _ in range(20):  # 20 × 5 ms of callbacks ready before the send asks
+        loop.call_soon(time.sleep, 0.005)
+    stats = PacingStats()
+    asked = time.monotonic()
+    async with pacer.slot(stats):
+        waited = time.monotonic() - asked
+    assert waited >= 0.1 - 0.002  # it went only after the backlog ran (and a calm look)
+    assert stats.waited == 1
+
+
+async def test_governor_paces_a_late_loop_below_the_rate_and_says_how_low() -> None:
+    """On a loop that stays late the brake gives way (MAX_BRAKE_S), but the sends then
+    leave at the governor's lowered rate, not in_flight at once."""
+    rate = 400.0
+    pacer = Pacer(Pacing(rate=rate, burst=1, in_flight=50, lag_limit=0.005), lag=lambda: 0.5)
+    stats = PacingStats()
+    left: list[float] = []
+
+    async def send() -> None:
+        async with pacer.slot(stats):
+            left.append(time.monotonic())
+
+    await asyncio.gather(*(send() for _ in range(12)))
+    gaps = [b - a for a, b in itertools.pairwise(left)]
+    assert stats.rate_lowest == pytest.approx(rate * FLOOR)
+    # at the floor (25/s) the sends leave ≥ 40 ms apart (the bucket's 10 ms grid aside)
+    assert min(gaps) >= 1 / (rate * FLOOR) - QUANTUM_S, gaps
+
+
 async def test_unpaced_pacer_admits_at_once_and_counts() -> None:
     stats = PacingStats(Pacing().describe())
     pacer = Pacer(Pacing())
@@ -128,6 +189,7 @@ async def test_unpaced_pacer_admits_at_once_and_counts() -> None:
         "waited": 0,
         "waited_total_s": 0.0,
         "waited_max_s": 0.0,
+        "rate_lowest": None,
     }
 
 

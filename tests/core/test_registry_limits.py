@@ -115,13 +115,13 @@ def test_lone_surrogate_in_text_is_a_problem():
     assert problem.line == 6 and "UTF-8" in problem.why_en
 
 
-def test_file_over_one_mebibyte_is_refused_saying_the_limit(tmp_path, capsys):
+def test_file_over_the_size_limit_is_refused_saying_the_limit(tmp_path, capsys):
     path = tmp_path / "big.yaml"
     path.write_text(registry() + "#" * MAX_REGISTRY_BYTES, encoding="utf-8")
     code, out = check_in_process(path, capsys)
-    assert code == 2 and "1 MiB = 1,048,576 bytes" in out and "Traceback" not in out
+    assert code == 2 and "8 MiB = 8,388,608 bytes" in out and "Traceback" not in out
     (problem,) = refused("#" * (MAX_REGISTRY_BYTES + 1))
-    assert "1,048,576" in problem.why_ja
+    assert "8,388,608" in problem.why_ja
 
 
 def test_one_mebibyte_of_ones_is_refused_quickly_in_little_memory(tmp_path):

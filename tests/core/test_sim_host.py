@@ -79,6 +79,20 @@ def test_a_channel_in_the_child_answers_on_loopback_and_its_ledger_comes_back() 
     assert entry.visible_at - entry.received_at >= 0.05
 
 
+def test_the_child_runs_at_the_priority_asked_for_and_says_so() -> None:
+    """A higher nice value (a lower priority) needs no privilege: the child takes it."""
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    host = SimHost(nice=min(19, mine + 3)).start()
+    try:
+        assert host.proc is not None
+        assert (
+            host.nice_applied == os.getpriority(os.PRIO_PROCESS, host.proc.pid) == min(19, mine + 3)
+        )
+    finally:
+        host.stop()
+    assert SimHost().nice is None
+
+
 def test_the_child_stops_when_the_parent_goes_away() -> None:
     host = SimHost().start()
     assert host._conn is not None and host.proc is not None

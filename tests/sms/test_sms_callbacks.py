@@ -141,3 +141,20 @@ async def test_public_url_with_a_path_behind_a_proxy(sim) -> None:
     finally:
         await probe.close()
         await env.aclose()
+
+
+def test_one_hmac_for_the_url_as_received_validate_for_the_other_form() -> None:
+    from twilio.request_validator import RequestValidator
+
+    from probes.sms.callbacks import _signed
+
+    validator = RequestValidator("token-123")
+    params = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    with_port = "https://drill.example.lg.jp:443/tsunagari/twilio/status"
+    without = "https://drill.example.lg.jp/tsunagari/twilio/status"
+    for signed_for in (with_port, without):  # a proxy may add or drop the port
+        signature = validator.compute_signature(signed_for, params)
+        assert _signed(validator, with_port, params, signature)
+        assert _signed(validator, without, params, signature)
+    assert not _signed(validator, with_port, params, "x" + signature[1:])
+    assert not _signed(RequestValidator("other"), without, params, signature)

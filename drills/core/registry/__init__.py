@@ -14,10 +14,12 @@ problem names the file, the line and the field, in Japanese and English::
             sim: {latency: 300ms}  # a simulated channel (demo, tests)
             url: https://…
 
-Limits: a registry file is at most :data:`MAX_REGISTRY_BYTES` (1 MiB,
-1,048,576 bytes) of UTF-8; once YAML aliases are expanded it has at most
-250,000 nodes, nested at most 64 deep, and no alias inside its own anchor
-(:mod:`drills.core.yamlpos`). Durations, latencies and reachability are finite:
+Limits: a registry file is at most :data:`MAX_REGISTRY_BYTES` (8 MiB,
+8,388,608 bytes) of UTF-8 — some 30,000 channels each with its own URL and
+secret files, so a national drill's 10,000 and more fit; once YAML aliases are
+expanded it has at most 1,000,000 nodes, nested at most 64 deep, and no alias
+inside its own anchor (:mod:`drills.core.yamlpos`). A check stops after
+:data:`MAX_PROBLEMS` (1,000) problems and says so. Durations, latencies and reachability are finite:
 ``.nan`` and ``.inf`` are refused everywhere, ``0`` where it means nothing (an
 SLO latency, a ``drill_interval``, a surge duration).
 
@@ -36,7 +38,7 @@ Secrets are checked for the municipalities a run selects, not the others:
 (True, False)
 """
 
-from drills.core.registry.loader import MAX_REGISTRY_BYTES, load_registry
+from drills.core.registry.loader import MAX_PROBLEMS, MAX_REGISTRY_BYTES, load_registry
 from drills.core.registry.loader import parse_registry as parse_registry
 from drills.core.registry.model import (
     MAX_MARKER_CHARS,
@@ -58,6 +60,7 @@ from drills.core.registry.model import _RegistryModel as _RegistryModel
 # is generated from (drills.core.schema) are imported from here too, outside ``__all__``.
 __all__ = [
     "MAX_MARKER_CHARS",
+    "MAX_PROBLEMS",
     "MAX_REGISTRY_BYTES",
     "SLO",
     "Channel",

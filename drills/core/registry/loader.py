@@ -1,20 +1,26 @@
 """Loading a registry: read the file, validate all of it, report every problem at once.
 
-A registry is read whole (at most :data:`MAX_REGISTRY_BYTES`), its YAML parsed with
-lines (:mod:`drills.core.yamlpos`), its starter placeholders refused, then every
+A registry is read whole (at most :data:`MAX_REGISTRY_BYTES`), its YAML parsed in one
+pass of libyaml's events (:mod:`drills.core.registry.fastyaml`; anything unusual by
+:mod:`drills.core.yamlpos`, with lines), its starter placeholders refused, then every
 municipality and channel validated — a broken one does not stop the others from
-being checked, so one pass names every problem.
+being checked, so one pass names every problem, up to :data:`MAX_PROBLEMS`.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from drills.core.errors import Problem, RegistryError
 from drills.core.placeholders import placeholder_problems
+from drills.core.registry.fastyaml import fast_load
 from drills.core.registry.model import (
     SLO,
     Channel,
@@ -30,10 +36,16 @@ from drills.core.registry.problems import problem_at, secret_ref_problems, valid
 from drills.core.yamlpos import LineMap, dotted, load_with_lines, read_limited, text_problem
 from probes.sim.base import SimKnobs
 
-__all__ = ["MAX_REGISTRY_BYTES", "load_registry", "parse_registry"]
+__all__ = ["MAX_PROBLEMS", "MAX_REGISTRY_BYTES", "load_registry", "parse_registry"]
 
-MAX_REGISTRY_BYTES = 1024 * 1024
-"""The largest registry file read (1 MiB); all of Japan's 1,741 municipalities fit."""
+MAX_REGISTRY_BYTES = 8 * 1024 * 1024
+"""The largest registry file read (8 MiB): ~30,000 channels each with its own URL and two
+secret files (~270 bytes a channel), or all 1,741 municipalities of Japan with 17 such
+channels each. A 10,000-channel registry (~2.6 MB) loads in about half a second."""
+
+MAX_PROBLEMS = 1_000
+"""Problems a registry check collects before it stops: a file with more is mangled, and
+its first ones are what to fix (:data:`drills.core.errors.SHOWN_PROBLEMS` are printed)."""
 _COMMON_KEYS = {"id", "kind", "sim", "slo", "label", "surge"}
 
 
@@ -44,6 +56,7 @@ def _load_channel(
     file: str,
     lines: LineMap,
     check_secrets: bool,
+    line: int | None = None,
 ) -> tuple[Channel | None, list[Problem]]:
     if not isinstance(raw, dict):
         return None, [
@@ -162,74 +175,126 @@ def _load_channel(
         sim=sim,
         label=raw.get("label"),
         surge=surge,
-        line=lines.line(path),
+        line=line or lines.line(path),
     )
     return channel, []
 
 
+@contextmanager
+def _collector_held() -> Iterator[None]:
+    """The cyclic garbage collector off while a registry is built, as it was after.
+
+    Reading a registry allocates dozens of containers per channel, nearly all of which
+    live on as the registry: a collection meanwhile frees next to nothing yet walks
+    what is alive (a full one, at start-up, every imported module too), and the
+    allocations set collections off all along — a quarter of a 1,000-channel load.
+    Held off, what a load allocates is bounded by the file's size limit; plain
+    reference counting still frees as usual.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = True) -> Registry:
     """Validate registry *text*; raise :class:`RegistryError` listing every problem."""
+    with _collector_held():
+        return _parse(text, file, check_secrets)
+
+
+def _parse(text: str, file: str, check_secrets: bool) -> Registry:
     refused = text_problem(text, file, MAX_REGISTRY_BYTES)
     if refused is not None:
         raise RegistryError([refused])
-    data, lines, problems = load_with_lines(text, file)
+    loaded = fast_load(text, file)
+    if loaded is not None:
+        data, lines, problems, starts = loaded.data, loaded.lines, loaded.problems, loaded.starts
+    else:
+        (data, lines, problems), starts = load_with_lines(text, file), {}
     if data is None and not problems:
         problems.append(Problem(file, 1, "(top)", "レジストリが空です", "the registry is empty"))
     if problems and data is None:
         raise RegistryError(problems)
-    unfilled = placeholder_problems(data, file, lines)  # a starter's <<…>>: fill these first
+    # a starter's <<…>>: fill these first (none can be left where no scalar holds "<<")
+    unfilled = placeholder_problems(data, file, lines) if loaded is None or loaded.angled else []
     if unfilled:
-        raise RegistryError(problems + unfilled)
+        raise RegistryError(_capped(problems + unfilled))
     try:
-        top = _RegistryModel.model_validate(data)
+        # not a mapping: the schema's own model says so, by its own name
+        model = _Top if isinstance(data, dict) else _RegistryModel
+        top: _RegistryModel | None = model.model_validate(data)
+        top_problems = []
     except ValidationError as exc:
-        raise RegistryError(problems + validation_problems(exc, (), file, lines)) from None
+        top, top_problems = None, validation_problems(exc, (), file, lines)
+    raw_munis = data.get("municipalities") if isinstance(data, dict) else None
+    munis, item_problems = _mappings(raw_munis, ("municipalities",), file, lines)
+    if top is None or item_problems:
+        raise RegistryError(_capped(problems + top_problems + item_problems))
     municipalities: list[Municipality] = []
-    codes: dict[str, int] = {}
-    for mi, raw_m in enumerate(top.municipalities):
+    codes: dict[str, int] = {}  # code → index of its first municipality
+    for mi, raw_m in enumerate(munis):
+        if len(problems) >= MAX_PROBLEMS:
+            break
         mpath: tuple[str | int, ...] = ("municipalities", mi)
+        raw_channels = raw_m.get("channels")
+        raw_channels = raw_channels if isinstance(raw_channels, list) else []
         try:
-            m = _MunicipalityModel.model_validate(raw_m)
+            m: _Muni | None = _Muni.model_validate(raw_m)
+            muni_problems = []
         except ValidationError as exc:
-            problems += validation_problems(exc, mpath, file, lines)
+            m, muni_problems = None, validation_problems(exc, mpath, file, lines)
+        chans, chan_problems = _mappings(raw_channels, (*mpath, "channels"), file, lines)
+        if m is None or chan_problems:
+            problems += muni_problems + chan_problems
             # Still check its channels: every problem is reported in one pass.
-            raw_channels = raw_m.get("channels") if isinstance(raw_m, dict) else None
-            for ci, raw_c in enumerate(raw_channels if isinstance(raw_channels, list) else []):
+            for ci, raw_c in enumerate(raw_channels):
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+                cpath = (*mpath, "channels", ci)
                 problems += _load_channel(
-                    raw_c, (*mpath, "channels", ci), top.defaults.slo, file, lines, check_secrets
+                    raw_c, cpath, top.defaults.slo, file, lines, check_secrets
                 )[1]
             continue
         if m.code in codes:
+            first = lines.line(("municipalities", codes[m.code], "code")) or 0
             problems.append(
                 problem_at(
                     file,
                     lines,
                     (*mpath, "code"),
-                    f"団体コード {m.code} が重複しています（{codes[m.code]} 行目）",
-                    f"duplicate municipality code {m.code} (line {codes[m.code]})",
+                    f"団体コード {m.code} が重複しています（{first} 行目）",
+                    f"duplicate municipality code {m.code} (line {first})",
                 )
             )
-        codes.setdefault(m.code, lines.line((*mpath, "code")) or 0)
+        codes.setdefault(m.code, mi)
         muni_slo = m.slo or top.defaults.slo
         channels: list[Channel] = []
-        ids: dict[str, int] = {}
-        for ci, raw_c in enumerate(m.channels):
+        ids: dict[str, int] = {}  # channel id → index of its first channel
+        for ci, raw_c in enumerate(chans):
+            if len(problems) >= MAX_PROBLEMS:
+                break
             cpath = (*mpath, "channels", ci)
-            channel, found = _load_channel(raw_c, cpath, muni_slo, file, lines, check_secrets)
+            line = starts.get(id(raw_channels[ci]))  # as read: the validated dicts are copies
+            channel, found = _load_channel(raw_c, cpath, muni_slo, file, lines, check_secrets, line)
             problems += found
-            cid = raw_c.get("id") if isinstance(raw_c, dict) else None
+            cid = raw_c.get("id")
             if isinstance(cid, str):
                 if cid in ids:
+                    first = lines.line((*mpath, "channels", ids[cid], "id")) or 0
                     problems.append(
                         problem_at(
                             file,
                             lines,
                             (*cpath, "id"),
-                            f"チャネル ID {cid!r} が重複しています（{ids[cid]} 行目）",
-                            f"duplicate channel id {cid!r} (line {ids[cid]})",
+                            f"チャネル ID {cid!r} が重複しています（{first} 行目）",
+                            f"duplicate channel id {cid!r} (line {first})",
                         )
                     )
-                ids.setdefault(cid, lines.line((*cpath, "id")) or 0)
+                ids.setdefault(cid, ci)
             if channel is not None:
                 channels.append(channel)
         municipalities.append(
@@ -238,12 +303,69 @@ def parse_registry(text: str, file: str = "<registry>", check_secrets: bool = Tr
             )
         )
     if problems:
-        raise RegistryError(problems)
+        raise RegistryError(_capped(problems))
     return Registry(file, tuple(municipalities), top.defaults, lines)
 
 
+class _Top(_RegistryModel):
+    """The top level with its municipalities' items left to :func:`_mappings`."""
+
+    municipalities: list[Any] = Field(min_length=1)
+
+
+class _Muni(_MunicipalityModel):
+    """A municipality with its channels' items left to :func:`_mappings`."""
+
+    channels: list[Any]
+
+
+@functools.cache
+def _mapping() -> TypeAdapter[dict[str, Any]]:
+    return TypeAdapter(dict[str, Any])
+
+
+def _mappings(
+    items: Any, path: tuple[str | int, ...], file: str, lines: LineMap
+) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """*items* (a list, else nothing to do) checked one by one as mappings with str keys.
+
+    What ``list[dict[str, Any]]`` checks, item by item, so that a list of a million
+    wrong items costs :data:`MAX_PROBLEMS` problems, not a million.
+    """
+    if not isinstance(items, list):
+        return [], []
+    as_mapping = _mapping().validate_python
+    good: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        try:
+            good.append(as_mapping(item))
+        except ValidationError as exc:
+            problems += validation_problems(exc, (*path, i), file, lines)
+            if len(problems) >= MAX_PROBLEMS:
+                break
+    return good, problems
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    """*problems*, or the first :data:`MAX_PROBLEMS` after one saying checking stopped."""
+    if len(problems) < MAX_PROBLEMS:
+        return problems
+    file = problems[0].file
+    stopped = Problem(
+        file,
+        None,
+        "(file)",
+        f"問題が {MAX_PROBLEMS:,} 件に達したので確認を打ち切りました（最初の {MAX_PROBLEMS:,} "
+        "件を示します）。ファイルを確認してください",
+        f"{MAX_PROBLEMS:,} problems found: checking stopped there (the first {MAX_PROBLEMS:,} "
+        "are listed). Check the file",
+    )
+    return [stopped, *problems[:MAX_PROBLEMS]]
+
+
 def load_registry(path: str | FsPath, check_secrets: bool = True) -> Registry:
-    """Read and validate the registry at *path* (at most 1 MiB of UTF-8).
+    """Read and validate the registry at *path* (at most 8 MiB of UTF-8).
 
     ``check_secrets=False`` checks secret references' form only; then check the
     selected targets with :meth:`Registry.check_secrets`.

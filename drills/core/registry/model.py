@@ -270,15 +270,24 @@ class Registry:
             if targets is None
             else list(targets)
         )
+        where = {  # by identity: one dict, not a search of every municipality per target
+            id(c): ("municipalities", mi, "channels", ci)
+            for mi, m in enumerate(self.municipalities)
+            for ci, c in enumerate(m.channels)
+        }
         out: list[Problem] = []
         for target in chosen:
             if target.channel.simulated:
                 continue
-            mi = self.municipalities.index(target.municipality)
-            ci = target.municipality.channels.index(target.channel)
-            path = ("municipalities", mi, "channels", ci)
+            path = where.get(id(target.channel)) or self._path_of(target)
             out += secret_ref_problems(target.channel.settings, path, self.path, self.lines)
         return out
+
+    def _path_of(self, target: Target) -> tuple[str | int, ...]:
+        """Where an equal (not the same) channel is: a target built from a copy."""
+        mi = self.municipalities.index(target.municipality)
+        ci = target.municipality.channels.index(target.channel)
+        return ("municipalities", mi, "channels", ci)
 
     def check_secrets(self, targets: Iterable[Target] | None = None) -> None:
         """Raise :class:`RegistryError` if a secret of *targets* does not resolve."""

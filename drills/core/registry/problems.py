@@ -76,11 +76,13 @@ def secret_ref_problems(
     model: BaseModel, path: tuple[str | int, ...], file: str, lines: LineMap
 ) -> list[Problem]:
     out: list[Problem] = []
-    for name, value in model:
+    for name, value in vars(model).items():  # the fields (iterating the model costs 10x)
+        if not isinstance(value, (SecretRef, BaseModel)):
+            continue
         here = (*path, name)
         if isinstance(value, SecretRef):
             try:
-                value.check()
+                value.verify()  # read, not registered for redaction: the send does that
             except UnicodeDecodeError:
                 out.append(
                     problem_at(
