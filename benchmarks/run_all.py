@@ -243,8 +243,11 @@ def registry_load(r: dict[str, Any]) -> list[Figure]:
                 lambda v: v <= 1,
                 s.get("ratio_load_vs_floor_cyaml_range"),
             ),
-            fig(f"{k}: reading the registry / json.loads of the same data",
-                s["ratio_load_vs_floor_json"], RATIO),
+            fig(
+                f"{k}: reading the registry / json.loads of the same data",
+                s["ratio_load_vs_floor_json"],
+                RATIO,
+            ),
             fig(f"{k}: reading the registry (ms per channel)", s["load_ms_per_channel"], ABS),
         ]
     return out
