@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drills.core.delivery import Outcome, classify
-from drills.core.runner import _fault_outcome
+from drills.core.reasons import fault_outcome as _fault_outcome
 from drills.core.scoring import percentile
 from probes.base import (
     ChannelRejected,
