@@ -280,8 +280,10 @@ async def _sighted(
     except asyncio.CancelledError:
         if not interrupt.stopping():
             raise
-        # Seen, and cut by a signal while waiting for the lag tick: the message arrived, so
-        # its record is written all the same, with the loop's lag as known so far.
+        # Seen before a signal cut the step: the message arrived, and its record is
+        # kept. The tick that measures the lag is a period plus the lag away (at once
+        # when the monitor has stopped).
+        await monitor.settle(sighting.at)
     lag = monitor.lag_around(sighting.at)
     if extra.get("sent_how") == "call":  # not stamped at the write: it may have left later
         lag += monitor.lag_at(sent_mono)

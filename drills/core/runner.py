@@ -82,7 +82,17 @@ async def _gather_in_slices(jobs: list[Coroutine[Any, Any, Any]], per_turn: int 
         for job in jobs[len(tasks) :]:
             job.close()
         raise
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        # One delivery failed (a full disk, …): gather leaves its siblings running — they
+        # would go on sending after the run is closed, and fail unheard at shutdown. No
+        # delivery outlives its step: the rest are cancelled and awaited. (A cancelled
+        # step's gather has cancelled and awaited them already.)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 @functools.cache
