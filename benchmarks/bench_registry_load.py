@@ -4,8 +4,9 @@ The registry is the one ``bench_core_fanout.py`` drills (its line format, its
 municipality codes, 10 channels a municipality): each channel its own URL and
 two secret files of its own (``auth: file:…``, the observer's too), so loading
 it checks 2 secret files a channel. Each figure is the median over ``--rounds``
-of a fresh process (as ``tsunagari run`` meets a registry: nothing cached, the
-secret files read for the first time, the interpreter's own objects alive):
+of a fresh process (``benchlib.run_side``; as ``tsunagari run`` meets a registry:
+nothing cached, the secret files read for the first time, the interpreter's own
+objects alive):
 
 - ``load``: :func:`drills.core.registry.parse_registry` — the YAML, every check,
   the lines kept for problems, every secret file read;
@@ -30,10 +31,10 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_core_fanout import PER_MUNICIPALITY, _code  # noqa: E402
-from benchlib import write_result  # noqa: E402
+from benchlib import run_side, write_result  # noqa: E402
 
 SIDES = ("load", "floor_cyaml", "floor_json", "floor_pyyaml")
 
@@ -69,8 +70,16 @@ def write_registry(n: int, folder: Path) -> Path:
     return path
 
 
-def child(side: str, path: str) -> None:
-    """One measurement in this fresh process; its CPU and wall seconds as JSON on stdout."""
+def child(side: str, path: str, out: Any) -> None:
+    """One measurement in this fresh process: its CPU and wall seconds (or the traceback)
+    into *out*."""
+    try:
+        out.put(_measure(side, path))
+    except BaseException:
+        out.put({"error": traceback.format_exc()})
+
+
+def _measure(side: str, path: str) -> dict[str, float]:
     text = Path(path).read_text(encoding="utf-8")
     if side == "load":
         from drills.core.registry import load_kind, parse_registry
@@ -96,20 +105,7 @@ def child(side: str, path: str) -> None:
 
     c0, w0 = time.process_time(), time.perf_counter()
     work()
-    print(json.dumps({"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0}))
-
-
-def measure(side: str, path: Path) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", side, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return {"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0}
 
 
 def one_size(n: int, rounds: int) -> dict[str, Any]:
@@ -122,7 +118,7 @@ def one_size(n: int, rounds: int) -> dict[str, Any]:
         for r in range(rounds):
             order = SIDES if r % 2 == 0 else tuple(reversed(SIDES))
             for side in order:
-                runs[side].append(measure(side, path)["cpu_s"])
+                runs[side].append(run_side(child, (side, str(path)), 600)["cpu_s"])
     med = {side: statistics.median(values) for side, values in runs.items()}
     per_round = [round(a / b, 3) for a, b in zip(runs["load"], runs["floor_cyaml"], strict=True)]
     return {
@@ -145,11 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--channels", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", nargs=2, metavar=("SIDE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(*args.child)
-        return
     sizes = [one_size(n, args.rounds) for n in args.channels]
     print(f"{'channels':>9} {'bytes':>10} {'load s':>8} {'ms/ch':>7} "
           f"{'/cyaml':>7} {'/json':>7} {'/pyyaml':>8}")  # fmt: skip

@@ -1,4 +1,5 @@
-"""What every benchmark script shares: where its machine-readable result goes.
+"""What the benchmark scripts share: where the machine-readable result goes, and a
+measurement in a fresh process of its own (:func:`run_side`).
 
 Each ``benchmarks/bench_*.py`` writes one JSON file into the results folder:
 ``benchmarks/results/`` by default, or ``$TSUNAGARI_BENCH_RESULTS`` when set (the
@@ -9,7 +10,11 @@ so it never overwrites a real result). ``benchmarks/run_all.py`` reads them.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+import queue
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +34,32 @@ def write_result(name: str, data: Any) -> Path:
     out = results_dir() / f"{name}.json"
     out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def run_side(target: Callable[..., None], args: tuple[Any, ...], wait_s: float) -> dict[str, Any]:
+    """``target(*args, out)`` in a fresh (spawned) process; the dict it puts on ``out``.
+
+    A dict with ``"error"`` (a traceback), no result within *wait_s* seconds, or a
+    process gone without one raises :class:`RuntimeError`; the process is joined, or
+    killed after 30 s.
+    """
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out))
+    proc.start()
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                result: dict[str, Any] = out.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not proc.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{target.__name__} ended without a result") from None
+        if "error" in result:
+            raise RuntimeError(f"{target.__name__} failed:\n{result['error']}")
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+    return result

@@ -63,311 +63,286 @@ class Figure:
     spread: list[float] | None = None  # [lowest, highest] over the script's rounds
 
 
-def fig(
-    name: str,
-    value: Any,
-    kind: str,
-    target: str = "",
-    ok: Callable[[Any], bool] | None = None,
-    spread: list[float] | None = None,
-) -> Figure:
-    met = None if ok is None or value is None else bool(ok(value))
-    return Figure(name, value, kind, target, met, spread)
-
-
 # --------------------------------------------------------------------------- what each result says
 
 
-def core_fanout(r: dict[str, Any]) -> list[Figure]:
-    out = []
-    for s in r["sizes"]:
-        n, h, b = s["channels"], s["harness"], s["baseline"]
-        k = f"{n:,} ch"
-        out += [
-            fig(
-                f"{k}: harness CPU per delivery / bare loop's",
-                s["ratio_cpu_harness_vs_baseline"],
-                RATIO,
-                "≤ 1.2",
-                lambda v: v <= 1.2,
-            ),
-            fig(
-                f"{k}: the same, registry reading left out",
-                s.get("ratio_cpu_without_registry_vs_baseline"),
-                RATIO,
-            ),
-            fig(f"{k}: harness wall / bare loop's", s["ratio_wall_harness_vs_baseline"], RATIO),
-            fig(f"{k}: reading the registry (s)", h.get("registry_load_s"), ABS),
-            fig(
-                f"{k}: harness p50 − 0.3 s (ms)",
-                h["p50_minus_injected_ms"],
-                ABS,
-                "≤ 30",
-                lambda v: v <= 30,
-                h.get("p50_minus_injected_ms_range"),
-            ),
-            fig(
-                f"{k}: harness p99 − 0.3 s (ms)",
-                h["p99_minus_injected_ms"],
-                ABS,
-                "≤ 100",
-                lambda v: v <= 100,
-                h.get("p99_minus_injected_ms_range"),
-            ),
-            fig(
-                f"{k}: bare loop p50 − 0.3 s (ms)",
-                b["p50_minus_injected_ms"],
-                ABS,
-                spread=b.get("p50_minus_injected_ms_range"),
-            ),
-            fig(
-                f"{k}: bare loop p99 − 0.3 s (ms)",
-                b["p99_minus_injected_ms"],
-                ABS,
-                spread=b.get("p99_minus_injected_ms_range"),
-            ),
-            fig(
-                f"{k}: records disagreeing with the ledgers",
-                h["disagreements"],
-                ABS,
-                "0",
-                lambda v: v == 0,
-            ),
-            fig(
-                f"{k}: harness outcomes (all rounds)",
-                ", ".join(f"{o} {c}" for o, c in h["outcomes"].items()),
-                ABS,
-            ),
-            fig(f"{k}: records' error bound p99 (ms)", h["error_bound_p99_ms"], ABS),
-            fig(f"{k}: send-side queue p99 (ms)", h["queue_p99_ms"], ABS),
-            fig(
-                f"{k}: harness CPU ms per delivery",
-                h["cpu_ms_per_delivery"],
-                ABS,
-                spread=h.get("cpu_ms_per_delivery_range"),
-            ),
-            fig(
-                f"{k}: bare loop CPU ms per delivery",
-                b["cpu_ms_per_delivery"],
-                ABS,
-                spread=b.get("cpu_ms_per_delivery_range"),
-            ),
-            fig(f"{k}: harness wall (s)", h["wall_s"], ABS, spread=h.get("wall_s_range")),
-            fig(f"{k}: bare loop wall (s)", b["wall_s"], ABS, spread=b.get("wall_s_range")),
-            fig(
-                f"{k}: pacing: longest wait before a send (s)", _paced(h, "waited_max_s", max), ABS
-            ),
-            fig(
-                f"{k}: simulators' CPU ms per delivery (not counted)",
-                h.get("sim_cpu_ms_per_delivery"),
-                ABS,
-            ),
-            fig(
-                f"{k}: harness peak RSS per 1,000 channels (MB)", h["rss_mb_per_1000_channels"], ABS
-            ),
-            fig(
-                f"{k}: harness peak RSS / bare loop's",
-                s.get("ratio_rss_harness_vs_baseline"),
-                RATIO,
-            ),
-        ]
-    for key, value in (r.get("growth") or {}).items():
-        first, last = r["sizes"][0]["channels"], r["sizes"][-1]["channels"]
-        out.append(fig(f"growth {first:,} → {last:,}: {key}", value, RATIO))
-    return out
+@dataclass(frozen=True)
+class Row:
+    """One figure: its label, where its value is in the result, its kind and its target.
+
+    ``path``: dotted keys (``harness.wall_s``); ending in ``?``, keys the result may lack
+    (shown as —); ``a / b``, the quotient of two paths; ``""``, the item itself. ``how``
+    turns the value found into the one shown. Where the result also has ``<path>_range``
+    ([lowest, highest] over the script's rounds), the value shows it. ``target``:
+    ``≤ 1.2``, ``< 5``, ``≥ 0.8`` or a value to equal (``0``, ``True``) — also what *met*
+    checks; ``{field}`` in it is a field of the result (``≤ {target_ratio:g}``).
+    """
+
+    label: str
+    path: str
+    kind: str = RATIO
+    target: str = ""
+    how: Callable[[Any], Any] | None = None
 
 
-def _paced(h: dict[str, Any], key: str, how: Callable[[list[float]], float]) -> float | None:
-    """A figure of the runner's pacing report (one per round), when the runner paces."""
-    rounds = h.get("pacing")
+class Each:
+    """``rows`` once per item of the list or dict at ``path`` (its first ``skip`` left out),
+    their labels led by ``name``, formatted with the result's fields, the item's, its ``key``
+    and ``names(result)``."""
+
+    def __init__(
+        self,
+        path: str,
+        name: str,
+        *rows: Row,
+        skip: int = 0,
+        names: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        self.path, self.name, self.rows, self.skip, self.names = path, name, rows, skip, names
+
+
+Table = tuple[Row | Each, ...]  # a Row outside an Each reads the whole result
+
+
+def _counts(outcomes: dict[str, int]) -> str:
+    return ", ".join(f"{o} {c}" for o, c in outcomes.items())
+
+
+def _longest_wait(rounds: Any) -> float | None:
+    """The runner's pacing reports (one per round): the longest wait before a send."""
     rounds = rounds if isinstance(rounds, list) else [rounds]
-    values = [float(p[key]) for p in rounds if isinstance(p, dict) and key in p]
-    return how(values) if values else None
-
-
-def sms(r: dict[str, Any]) -> list[Figure]:
-    out = [
-        fig(
-            "largest event-loop block, harness modes (ms on CPU)",
-            r["loop_lag_on_cpu_max_ms"],
-            ABS,
-            "≤ 20",
-            lambda v: v <= 20,
-        ),
-        fig("largest event-loop lag, wall (ms)", r["loop_lag_max_ms"], ABS),
-        fig("every message delivered", str(r["all_delivered"]), ABS, "True", lambda v: v == "True"),
+    values = [
+        float(p["waited_max_s"]) for p in rounds if isinstance(p, dict) and "waited_max_s" in p
     ]
-    for row in r["results"][1:]:
-        out.append(
-            fig(
-                f"{row['mode']}: CPU per message / bare loop's",
-                row.get("cpu_ratio_vs_baseline"),
-                RATIO,
-            )
-        )
-    return out
+    return max(values) if values else None
 
 
-def exporter(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig("cold scrape / reading every delivery", r["cold_scrape"]["ratio_to_baseline"], RATIO),
-        fig("warm scrape / reading every delivery", r["warm_scrape"]["ratio_to_baseline"], RATIO),
-        fig("warm scrape (ms)", r["warm_scrape"]["median_s"] * 1000, ABS),
-    ]
+def _size_span(r: dict[str, Any]) -> dict[str, Any]:
+    return {"first": r["sizes"][0]["channels"], "last": r["sizes"][-1]["channels"]}
 
 
-def startup(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig(
-            "tsunagari --help / python -c pass",
-            r["help"]["ratio_to_baseline"],
+def _ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def _kib(size: float) -> float:
+    return size / 1024
+
+
+CORE_FANOUT: Table = (
+    Each(
+        "sizes",
+        "{channels:,} ch: ",
+        Row(
+            "harness CPU per delivery / bare loop's",
+            "ratio_cpu_harness_vs_baseline",
             RATIO,
-            "≤ 3",
-            lambda v: v <= 3,
+            "≤ 1.2",
         ),
-        fig("tsunagari cron / python -c pass", r["cron"]["ratio_to_baseline"], RATIO),
-        fig("tsunagari --help (ms)", r["help"]["median_s"] * 1000, ABS),
-    ]
+        Row("the same, registry reading left out", "ratio_cpu_without_registry_vs_baseline?"),
+        Row("harness wall / bare loop's", "ratio_wall_harness_vs_baseline"),
+        Row("reading the registry (s)", "harness.registry_load_s?", ABS),
+        Row("harness p50 − 0.3 s (ms)", "harness.p50_minus_injected_ms", ABS, "≤ 30"),
+        Row("harness p99 − 0.3 s (ms)", "harness.p99_minus_injected_ms", ABS, "≤ 100"),
+        Row("bare loop p50 − 0.3 s (ms)", "baseline.p50_minus_injected_ms", ABS),
+        Row("bare loop p99 − 0.3 s (ms)", "baseline.p99_minus_injected_ms", ABS),
+        Row("records disagreeing with the ledgers", "harness.disagreements", ABS, "0"),
+        Row("harness outcomes (all rounds)", "harness.outcomes", ABS, how=_counts),
+        Row("records' error bound p99 (ms)", "harness.error_bound_p99_ms", ABS),
+        Row("send-side queue p99 (ms)", "harness.queue_p99_ms", ABS),
+        Row("harness CPU ms per delivery", "harness.cpu_ms_per_delivery", ABS),
+        Row("bare loop CPU ms per delivery", "baseline.cpu_ms_per_delivery", ABS),
+        Row("harness wall (s)", "harness.wall_s", ABS),
+        Row("bare loop wall (s)", "baseline.wall_s", ABS),
+        Row("pacing: longest wait before a send (s)", "harness.pacing?", ABS, how=_longest_wait),
+        Row(
+            "simulators' CPU ms per delivery (not counted)", "harness.sim_cpu_ms_per_delivery?", ABS
+        ),
+        Row("harness peak RSS per 1,000 channels (MB)", "harness.rss_mb_per_1000_channels", ABS),
+        Row("harness peak RSS / bare loop's", "ratio_rss_harness_vs_baseline?"),
+    ),
+    Each("growth?", "growth {first:,} → {last:,}: {key}", Row("", ""), names=_size_span),
+)
+
+SMS: Table = (
+    Row(
+        "largest event-loop block, harness modes (ms on CPU)", "loop_lag_on_cpu_max_ms", ABS, "≤ 20"
+    ),
+    Row("largest event-loop lag, wall (ms)", "loop_lag_max_ms", ABS),
+    Row("every message delivered", "all_delivered", ABS, "True", how=str),
+    # results[0] is the bare loop itself
+    Each(
+        "results",
+        "{mode}: ",
+        Row("CPU per message / bare loop's", "cpu_ratio_vs_baseline?"),
+        skip=1,
+    ),
+)
+
+EXPORTER: Table = (
+    Row("cold scrape / reading every delivery", "cold_scrape.ratio_to_baseline"),
+    Row("warm scrape / reading every delivery", "warm_scrape.ratio_to_baseline"),
+    Row("warm scrape (ms)", "warm_scrape.median_s", ABS, how=_ms),
+)
+
+STARTUP: Table = (
+    Row("tsunagari --help / python -c pass", "help.ratio_to_baseline", RATIO, "≤ 3"),
+    Row("tsunagari cron / python -c pass", "cron.ratio_to_baseline"),
+    Row("tsunagari --help (ms)", "help.median_s", ABS, how=_ms),
+)
+
+REGISTRY_LOAD: Table = (
+    Each(
+        "sizes",
+        "{channels:,} ch: ",
+        Row(
+            "reading the registry / libyaml parse alone", "ratio_load_vs_floor_cyaml", RATIO, "≤ 1"
+        ),
+        Row("reading the registry / json.loads of the same data", "ratio_load_vs_floor_json"),
+        Row("reading the registry (ms per channel)", "load_ms_per_channel", ABS),
+    ),
+)
+
+FANOUT: Table = (
+    Row("fan-out 62×3 / single channel (wall)", "ratio_fanout_vs_single", RATIO, "≤ 1.3"),
+    Row("fan-out / its slowest delivery", "ratio_fanout_vs_slowest_delivery"),
+)
+
+MAIL_OBSERVER: Table = (
+    Row("auto observer error p99 (ms)", "strategies.auto.p99_ms", ABS, "≤ 100"),
+    Row("auto p99 / IDLE-only p99", "auto_vs_idle_p99"),
+    Row("auto p99 / 1 s polling p99", "auto_vs_poll_p99"),
+    Row("error bound covered the error (auto)", "strategies.auto.bound_covers", RATIO, "1.0"),
+)
+
+MATRIX: Table = (
+    Row("paced: harness adds at p50 (ms, paired)", "paced.added_p50_ms", ABS, "< 5"),
+    Row(
+        "paced: harness CPU per delivery / httpx loop's",
+        "paced.harness.cpu_ms_per_delivery / paced.baseline.cpu_ms_per_delivery",
+    ),
+    Row("harness peak RSS / httpx loop's", "harness_peak_rss_mb / baseline_peak_rss_mb"),
+)
+
+PREFLIGHT: Table = (
+    Each(
+        "ratio_cpu_tsunagari_vs_blackbox",
+        "{key}: ",
+        Row("CPU per probe, tsunagari / blackbox_exporter", "", RATIO, "≤ 1.0"),
+    ),
+)
+
+READ_MODEL: Table = (
+    Each(
+        "figures",
+        "{key}: ",
+        Row("a year of history / one run", "ratio", RATIO, "≤ {target_ratio:g}"),
+    ),
+    Row("journal KiB per run", "size.bytes_per_run", ABS, how=_kib),
+)
+
+SURGE: Table = (
+    Row("surge msg/s / plain Locust msg/s", "ratio", RATIO, "≥ 0.8"),
+    Row("CPU per message, plain Locust / surge", "cpu_efficiency_ratio"),
+)
+
+JOURNAL_BACKENDS: Table = (
+    Each("rows", "{key}: ", Row("PostgreSQL / SQLite", "ratio_pg_to_sqlite")),
+)
 
 
-def registry_load(r: dict[str, Any]) -> list[Figure]:
+def figures(table: Table, r: dict[str, Any]) -> list[Figure]:
+    """The figures a benchmark's result says, read by its table."""
     out = []
-    for s in r["sizes"]:
-        k = f"{s['channels']:,} ch"
-        out += [
-            fig(
-                f"{k}: reading the registry / libyaml parse alone",
-                s["ratio_load_vs_floor_cyaml"],
-                RATIO,
-                "≤ 1",
-                lambda v: v <= 1,
-                s.get("ratio_load_vs_floor_cyaml_range"),
-            ),
-            fig(
-                f"{k}: reading the registry / json.loads of the same data",
-                s["ratio_load_vs_floor_json"],
-                RATIO,
-            ),
-            fig(f"{k}: reading the registry (ms per channel)", s["load_ms_per_channel"], ABS),
-        ]
+    for entry in table:
+        for fields, item in _items(entry, r):
+            name = entry.name.format(**fields) if isinstance(entry, Each) else ""
+            for row in entry.rows if isinstance(entry, Each) else (entry,):
+                value = _find(item, row.path)
+                if row.how is not None and value is not None:
+                    value = row.how(value)
+                target = row.target.format(**fields)
+                met = None if not target or value is None else _meets(value, target)
+                spread = _find(item, row.path.rstrip("?") + "_range?") if _plain(row) else None
+                out.append(Figure(name + row.label, value, row.kind, target, met, spread))
     return out
 
 
-def fanout(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig(
-            "fan-out 62×3 / single channel (wall)",
-            r["ratio_fanout_vs_single"],
-            RATIO,
-            "≤ 1.3",
-            lambda v: v <= 1.3,
-        ),
-        fig("fan-out / its slowest delivery", r["ratio_fanout_vs_slowest_delivery"], RATIO),
-    ]
+def _items(entry: Row | Each, r: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+    """(the format fields, the item) for each item ``entry`` reads: the result, or its items."""
+    if isinstance(entry, Row):
+        return [(r, r)]
+    found = _find(r, entry.path)
+    pairs = list(found.items() if isinstance(found, dict) else enumerate(found or ()))
+    out = []
+    for key, item in pairs[entry.skip :]:
+        fields = {**r, **(entry.names(r) if entry.names else {})}
+        fields.update(item if isinstance(item, dict) else {}, key=key)
+        out.append((fields, item))
+    return out
 
 
-def mail_observer(r: dict[str, Any]) -> list[Figure]:
-    auto = r["strategies"]["auto"]
-    return [
-        fig("auto observer error p99 (ms)", auto["p99_ms"], ABS, "≤ 100", lambda v: v <= 100),
-        fig("auto p99 / IDLE-only p99", r["auto_vs_idle_p99"], RATIO),
-        fig("auto p99 / 1 s polling p99", r["auto_vs_poll_p99"], RATIO),
-        fig(
-            "error bound covered the error (auto)",
-            auto["bound_covers"],
-            RATIO,
-            "1.0",
-            lambda v: v >= 1.0,
-        ),
-    ]
+def _plain(row: Row) -> bool:
+    """A row whose value is one key's, as the result has it (it may have a range)."""
+    return bool(row.path) and " / " not in row.path and row.how is None
 
 
-def matrix(r: dict[str, Any]) -> list[Figure]:
-    p = r["paced"]
-    h, b = p["harness"], p["baseline"]
-    return [
-        fig(
-            "paced: harness adds at p50 (ms, paired)",
-            p["added_p50_ms"],
-            ABS,
-            "< 5",
-            lambda v: v < 5,
-        ),
-        fig(
-            "paced: harness CPU per delivery / httpx loop's",
-            h["cpu_ms_per_delivery"] / b["cpu_ms_per_delivery"],
-            RATIO,
-        ),
-        fig(
-            "harness peak RSS / httpx loop's",
-            r["harness_peak_rss_mb"] / r["baseline_peak_rss_mb"],
-            RATIO,
-        ),
-    ]
+def _find(data: Any, path: str) -> Any:
+    """The value at ``path`` (see :class:`Row`) in ``data``."""
+    if " / " in path:
+        top, bottom = path.split(" / ")
+        return _find(data, top) / _find(data, bottom)
+    optional = path.endswith("?")
+    for key in path.rstrip("?").split(".") if path else ():
+        if optional and (not isinstance(data, dict) or key not in data):
+            return None
+        data = data[key]
+    return data
 
 
-def preflight(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig(
-            f"{kind}: CPU per probe, tsunagari / blackbox_exporter",
-            v,
-            RATIO,
-            "≤ 1.0",
-            lambda x: x <= 1.0,
-        )
-        for kind, v in r["ratio_cpu_tsunagari_vs_blackbox"].items()
-    ]
+_COMPARE: dict[str, Callable[[Any, float], bool]] = {
+    "≤": lambda v, t: v <= t,
+    "<": lambda v, t: v < t,
+    "≥": lambda v, t: v >= t,
+}
 
 
-def read_model(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig(
-            f"{name}: a year of history / one run",
-            e["ratio"],
-            RATIO,
-            f"≤ {r['target_ratio']:g}",
-            lambda v, t=r["target_ratio"]: v <= t,
-        )
-        for name, e in r["figures"].items()
-    ] + [fig("journal KiB per run", r["size"]["bytes_per_run"] / 1024, ABS)]
-
-
-def surge(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig("surge msg/s / plain Locust msg/s", r["ratio"], RATIO, "≥ 0.8", lambda v: v >= 0.8),
-        fig("CPU per message, plain Locust / surge", r["cpu_efficiency_ratio"], RATIO),
-    ]
-
-
-def journal_backends(r: dict[str, Any]) -> list[Figure]:
-    return [
-        fig(f"{name}: PostgreSQL / SQLite", e["ratio_pg_to_sqlite"], RATIO)
-        for name, e in r["rows"].items()
-    ]
+def _meets(value: Any, target: str) -> bool:
+    """Whether ``value`` meets ``target`` (``≤ 1.2``, ``< 5``, ``≥ 0.8``, ``0``, ``True``)."""
+    op, _, bound = target.partition(" ")
+    if op in _COMPARE:
+        return bool(_COMPARE[op](value, float(bound)))
+    try:
+        return bool(value == float(target))
+    except ValueError:
+        return str(value) == target
 
 
 @dataclass
 class Spec:
-    figures: Callable[[dict[str, Any]], list[Figure]]
+    table: Table
     needs: list[str] = field(default_factory=list)  # programs on PATH (or absolute paths)
     synapse: bool = False
 
+    def figures(self, r: dict[str, Any]) -> list[Figure]:
+        return figures(self.table, r)
+
 
 SPECS: dict[str, Spec] = {
-    "bench_core_fanout": Spec(core_fanout),
-    "bench_sms": Spec(sms),
-    "bench_exporter": Spec(exporter),
-    "bench_startup": Spec(startup),
-    "bench_registry_load": Spec(registry_load),
-    "bench_fanout": Spec(fanout),
-    "bench_mail_observer": Spec(mail_observer, needs=["dovecot"]),
-    "bench_matrix": Spec(matrix, synapse=True),
+    "bench_core_fanout": Spec(CORE_FANOUT),
+    "bench_sms": Spec(SMS),
+    "bench_exporter": Spec(EXPORTER),
+    "bench_startup": Spec(STARTUP),
+    "bench_registry_load": Spec(REGISTRY_LOAD),
+    "bench_fanout": Spec(FANOUT),
+    "bench_mail_observer": Spec(MAIL_OBSERVER, needs=["dovecot"]),
+    "bench_matrix": Spec(MATRIX, synapse=True),
     "bench_preflight_vs_blackbox": Spec(
-        preflight, needs=["postfix", "prometheus-blackbox-exporter"]
+        PREFLIGHT, needs=["postfix", "prometheus-blackbox-exporter"]
     ),
-    "bench_read_model": Spec(read_model),
-    "bench_surge": Spec(surge),
-    "bench_journal_backends": Spec(journal_backends, needs=["/usr/lib/postgresql/*/bin/initdb"]),
+    "bench_read_model": Spec(READ_MODEL),
+    "bench_surge": Spec(SURGE),
+    "bench_journal_backends": Spec(JOURNAL_BACKENDS, needs=["/usr/lib/postgresql/*/bin/initdb"]),
 }
 
 

@@ -33,7 +33,7 @@ Latency is ``delivered_mono - sent_mono`` on the monotonic clock, where the
 send instant is when the message actually left (:mod:`probes.sendmark`: the
 write of the HTTP request that carries it, the start of the SMTP transaction),
 not when the harness queued it; the time it waited in the harness (pacing, a
-connection, a busy loop) is ``extra["queue_s"]``, never latency. Wall-clock
+connection, a busy loop) is :attr:`Delivery.queue_s`, never latency. Wall-clock
 times are kept for humans. ``error_bound_s`` is how much later than the true
 arrival the harness may have noticed it (the observer's own bound per sighting
 plus the event loop's lag at sighting, and at send too when the send path could
@@ -47,6 +47,7 @@ within ``[latency - error_bound_s, latency]`` the record is flagged
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -142,6 +143,35 @@ class Delivery:
                 object.__setattr__(self, "evidence", Evidence.ACCEPTED)
         elif not isinstance(self.evidence, Evidence):
             object.__setattr__(self, "evidence", Evidence(self.evidence))
+
+    @property
+    def queue_s(self) -> float | None:
+        """Seconds the message waited in the harness before it left; never latency.
+
+        The one reader of ``extra["queue_s"]`` (the runner writes it): from the
+        moment the runner wanted to send to the moment the message left — a
+        pacing slot, a free connection, a busy event loop. None when the record
+        does not say: journalled before it was recorded, a value that is not a
+        finite number ≥ 0, or a message that never left (its channel could not
+        be opened: nothing was handed to the send, ``sent_how`` is ``"call"``
+        and the wait exactly 0).
+
+        >>> from dataclasses import replace
+        >>> d = Delivery("r", "s", "131211", "足立区", "chat", "webhook", "TSG-0",
+        ...              Outcome.DELIVERED, extra={"queue_s": 0.25, "sent_how": "http"})
+        >>> d.queue_s, replace(d, extra={}).queue_s
+        (0.25, None)
+        >>> replace(d, extra={"queue_s": 0.0, "sent_how": "call"}).queue_s is None
+        True
+        """
+        value = self.extra.get("queue_s")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        if not math.isfinite(value) or value < 0:
+            return None
+        if value == 0 and self.extra.get("sent_how") == "call":  # never handed to send
+            return None
+        return float(value)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -36,25 +36,29 @@ class SimulatorPool:
         self._lock = asyncio.Lock()
 
     async def settings_for(self, target: Target) -> dict[str, Any]:
+        """The settings of ``target``'s channel in its simulator (added on first use)."""
         if target.key in self.settings:
             return self.settings[target.key]
-        channel = target.channel
-        sim_cls = channel.probe_class().simulator()
-        if sim_cls is None or channel.sim is None:
-            raise ScenarioError(f"channel {target.key} has no simulator")
-        name = sim_cls.__module__ + "." + sim_cls.__qualname__
-        async with self._lock:  # concurrent first uses must share one simulator
-            sim = self.running.get(name)
-            if sim is None:
-                sim = sim_cls(seed=self.seed)
-                await sim.start()
-                self.running[name] = sim
-        if target.key in self.settings:
-            return self.settings[target.key]
-        settings = sim.add_channel(target.key, channel.sim, dict(channel.raw_settings))
-        self.settings[target.key] = settings
-        self._by_target[target.key] = sim
-        return settings
+        sim_cls, knobs = _simulator_class(target)
+        async with self._lock:  # concurrent first uses share one simulator and one add
+            if target.key not in self.settings:
+                raw_settings = dict(target.channel.raw_settings)
+                sim, settings = await self._add_channel(sim_cls, target.key, knobs, raw_settings)
+                self.settings[target.key] = settings
+                self._by_target[target.key] = sim
+        return self.settings[target.key]
+
+    async def _add_channel(
+        self, sim_cls: type[Simulator], channel_key: str, knobs: SimKnobs, raw: dict[str, Any]
+    ) -> tuple[Simulator, dict[str, Any]]:
+        """Add a channel to the running simulator of ``sim_cls`` (started on first use)."""
+        name = sim_name(sim_cls)
+        sim = self.running.get(name)
+        if sim is None:
+            sim = sim_cls(seed=self.seed)
+            await sim.start()
+            self.running[name] = sim
+        return sim, sim.add_channel(channel_key, knobs, raw)
 
     def simulator_of(self, target: Target) -> Simulator:
         return self._by_target[target.key]
@@ -121,27 +125,18 @@ class ProcessSimulatorPool(SimulatorPool):
         self.host: SimHost | None = None
         self._remote: dict[str, RemoteSimulator] = {}
 
-    async def settings_for(self, target: Target) -> dict[str, Any]:
-        if target.key in self.settings:
-            return self.settings[target.key]
-        channel = target.channel
-        sim_cls = channel.probe_class().simulator()
-        if sim_cls is None or channel.sim is None:
-            raise ScenarioError(f"channel {target.key} has no simulator")
-        async with self._lock:  # one child, one simulator per kind, one add per channel
-            if target.key in self.settings:
-                return self.settings[target.key]
-            if self.host is None:
-                self.host = await asyncio.to_thread(SimHost(self.seed).start)
-            name = sim_name(sim_cls)
-            sim = self._remote.get(name)
-            if sim is None:
-                sim = self._remote[name] = RemoteSimulator(self.host, sim_cls, self.seed)
-                self.running[name] = sim
-            settings = await sim.aadd(target.key, channel.sim, dict(channel.raw_settings))
-            self.settings[target.key] = settings
-            self._by_target[target.key] = sim
-        return settings
+    async def _add_channel(
+        self, sim_cls: type[Simulator], channel_key: str, knobs: SimKnobs, raw: dict[str, Any]
+    ) -> tuple[Simulator, dict[str, Any]]:
+        """Add a channel in the child (started on first use), one stand-in per kind."""
+        if self.host is None:
+            self.host = await asyncio.to_thread(SimHost(self.seed).start)
+        name = sim_name(sim_cls)
+        sim = self._remote.get(name)
+        if sim is None:
+            sim = self._remote[name] = RemoteSimulator(self.host, sim_cls, self.seed)
+            self.running[name] = sim
+        return sim, await sim.aadd(channel_key, knobs, raw)
 
     async def stop(self) -> None:
         """Stop the child; each ``running`` entry's ``.ledger`` is then the child's."""
@@ -154,3 +149,12 @@ class ProcessSimulatorPool(SimulatorPool):
         for name, sim in self._remote.items():
             if name in ledgers:
                 sim.ledger = ledgers[name]
+
+
+def _simulator_class(target: Target) -> tuple[type[Simulator], SimKnobs]:
+    """The simulator class and knobs of ``target``'s channel; a :class:`ScenarioError` if none."""
+    channel = target.channel
+    sim_cls = channel.probe_class().simulator()
+    if sim_cls is None or channel.sim is None:
+        raise ScenarioError(f"channel {target.key} has no simulator")
+    return sim_cls, channel.sim

@@ -5,7 +5,8 @@ emits, the README lists (:func:`catalogue_markdown`, kept in sync by a test) and
 the dashboards query. Label values are bounded: municipality and channel come
 from the registry, ``outcome`` and ``evidence`` from fixed enumerations, as do
 ``stage`` and ``cause`` (:mod:`drills.core.taxonomy`), ``quantile`` (p50, p95) from
-:data:`drills.core.standing.QUANTILES`.
+:data:`drills.core.standing.QUANTILES`, ``stat`` (p50, p95, max: a gauge may not carry
+``quantile``, promtool says).
 
     >>> CATALOGUE["tsunagari_deliveries_total"].type
     'counter'
@@ -320,6 +321,18 @@ _SPECS = (
         RUN,
         "最後に終わった訓練の所要時間",
         "Wall time of the latest drill that ended",
+    ),
+    MetricSpec(
+        "tsunagari_drill_send_queue_seconds",
+        "gauge",
+        (*RUN, "stat"),
+        "最新の訓練でハーネス自身が各メッセージを送り出すまで待たせた時間（stat は p50・p95・max）。"
+        "送信ペースの調整・空き接続の待ち・混み合ったイベントループの分で、チャネルの遅延ではなく"
+        "（遅延は実際に送り出された時点から測る）、点数にも含めない。待ち時間の記録がない訓練ではなし",
+        "The harness's own wait before each message left, in the latest drill (stat: p50, "
+        "p95, max): pacing, a free connection, a busy event loop. Not the channel's latency "
+        "(latencies are timed from the moment each message left) and not scored; absent when "
+        "the drill recorded no wait",
     ),
     MetricSpec(
         "tsunagari_drill_running",

@@ -26,7 +26,9 @@ Two kinds of numbers (README, "Metrics"):
   drill_outage) — both bounded label values;
 - *gauges* describe the latest drill that said something about a
   municipality or channel (readiness, reachable, streaks, TLS expiry, …);
-  the ``tsunagari_surge_*`` gauges, the latest surge of a channel.
+  the ``tsunagari_surge_*`` gauges, the latest surge of a channel;
+  ``tsunagari_drill_send_queue_seconds``, the harness's own wait before sending
+  in the latest drill (p50, p95, max) — apart from every latency, never scored.
 
 No global registry is used anywhere: pass your own ``CollectorRegistry`` as
 ``prom_registry=`` (``registry=`` is the drill :class:`~drills.core.registry.Registry`
@@ -190,6 +192,7 @@ def render(
             _standing_gauges(out, group.history, run_labels, scope, digest_of, interval_of)
         if scope.drill_level:
             _failure_gauges(out, group.history, run_labels, scope, digest_of)
+            _send_wait_gauges(out, group.history, run_labels, digest_of)
     if scope.schedule and intervals:
         for code, (name, seconds) in sorted(intervals.items()):
             if scope.wants_municipality(code):
@@ -401,6 +404,27 @@ def _failure_gauges(
                 counts[(ch.kind, stage, cause)] += n
     for (kind, stage, cause), n in sorted(counts.items()):
         out.add("tsunagari_drill_failures", (*run_labels, kind, stage, cause), float(n))
+
+
+def _send_wait_gauges(
+    out: _Families,
+    history: History,
+    run_labels: tuple[str, str],
+    digest_of: Callable[[str], RunDigest],
+) -> None:
+    """``tsunagari_drill_send_queue_seconds``: the latest ended drill's wait before sending.
+
+    The harness's own (:mod:`drills.metrics.send_wait`), over the whole drill: p50,
+    p95 and max; no series when the drill recorded no wait (the family is described).
+    Never latency.
+    """
+    out._family("tsunagari_drill_send_queue_seconds")
+    if history.head is None:
+        return
+    wait = digest_of(history.head).send_wait.drill
+    for stat, value in (("p50", wait.p50_s), ("p95", wait.p95_s), ("max", wait.max_s)):
+        if value is not None:
+            out.add("tsunagari_drill_send_queue_seconds", (*run_labels, stat), value)
 
 
 class JournalCollector:

@@ -8,8 +8,10 @@ largest observer error bound, the TLS expiry, the channel's score
 and cause (:func:`drills.core.taxonomy.classify_failure`; records not judged — a harness
 fault, an interruption — apart); per municipality (:class:`MuniDigest`):
 its fallback, roll-call and acknowledgement ratios, read from the run's step
-events through :mod:`drills.core.events`. The scorecard, the metrics and the
-vantage view are views of it; none of them reads deliveries or step events.
+events through :mod:`drills.core.events`; per step and for the whole run, the
+harness's own wait before sending (:mod:`drills.metrics.send_wait`, never latency).
+The scorecard, the metrics and the vantage view are views of it; none of them
+reads deliveries or step events.
 
 A municipality's score is *not* stored: it contains freshness, which depends
 on the moment it is judged at ("now", or the run's end). Readers apply it at
@@ -64,6 +66,7 @@ from drills.core.scoring import (
     score_municipality,
 )
 from drills.core.taxonomy import NotJudged, classify_delivery
+from drills.metrics.send_wait import SendWaits, send_waits
 from drills.surge.summary import SurgeSummary, read_surge, read_surges
 
 __all__ = [
@@ -110,9 +113,9 @@ _DEFAULT_SLO_LATENCY = 60.0
 _DAY = 86_400.0
 
 # Bump when the stored shape or any derivation changes; the weights are in MODEL_VERSION.
-DIGEST_FORMAT = 5  # 2: compact channels; 3: compact municipalities, outcomes from evidence
+DIGEST_FORMAT = 6  # 2: compact channels; 3: compact municipalities, outcomes from evidence
 # 4: failures by stage and cause (drills.core.taxonomy); 5: records not judged apart, codes
-# with their HTTP status
+# with their HTTP status; 6: the harness's wait before sending (drills.metrics.send_wait)
 
 
 def _model_version(weights: Weights = WEIGHTS) -> str:
@@ -476,6 +479,7 @@ class RunDigest:
     unreadable_events: int = 0
     steps: Sequence[StepSummary] = ()
     finished_at: float | None = None
+    send_wait: SendWaits = field(default_factory=SendWaits)  # the harness's, never latency
 
     @property
     def latest_surges(self) -> dict[tuple[str, str], SurgeSummary]:
@@ -518,6 +522,7 @@ class RunDigest:
             "surges": [s.data for s in self.surges],
             "unreadable_events": self.unreadable_events,
             "steps": [s.to_data() for s in self.steps],
+            "send_wait": self.send_wait.to_data(),
         }
 
     @classmethod
@@ -540,6 +545,7 @@ class RunDigest:
             int(data.get("unreadable_events", 0)),
             [StepSummary.from_data(s) for s in data.get("steps", [])],
             data.get("finished_at"),
+            SendWaits.from_data(data.get("send_wait")),
         )
 
 
@@ -699,6 +705,7 @@ def digest_run(
         len(events.unreadable) - events.unreadable_of(SurgeEvent) + surges_unreadable,
         _step_summaries(events),
         run.get("finished_at"),
+        send_waits(deliveries),
     )
 
 

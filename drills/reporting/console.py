@@ -1,4 +1,5 @@
-"""Terminal output: the readiness table, what got worse, and the run's surges, with rich.
+"""Terminal output: the readiness table, what got worse, the run's surges and the harness's
+wait before sending (:mod:`drills.reporting.send_wait`, never latency), with rich.
 
 Colour only on a TTY (rich decides; ``NO_COLOR`` honoured); the same symbols
 and words carry the meaning without colour (cron mail, CI logs).
@@ -17,6 +18,7 @@ from drills.core.i18n import Text
 from drills.core.scoring import STATUS_LABELS, grade_label
 from drills.reporting.comparison import CHANGE_LABELS
 from drills.reporting.failures import failures_text
+from drills.reporting.send_wait import send_wait_renderable
 from drills.reporting.standing import standing_renderable
 from drills.reporting.text import (
     FRESHNESS_LABELS,
@@ -201,6 +203,7 @@ def scorecard_renderable(card: dict[str, Any], lang: str = "ja") -> RenderableTy
         RichText(failures_text(card, lang)) if card.get("failures") else None,
         readiness_table(card, lang),
         *surge_renderables(card, lang),
+        send_wait_renderable(card, lang),  # the harness's wait before sending, not latency
         standing_renderable(card, lang),
         _not_drilled_table(card, t),
     ]

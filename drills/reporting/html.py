@@ -7,7 +7,8 @@ leaving the machine. Japanese or English (``lang``), a colour-blind-safe
 palette (Okabe–Ito, and never colour alone: every status also has a symbol
 and a word), and print CSS for A4 portrait. It opens with what got worse, then where
 the chain broke (:mod:`drills.reporting.failures`); a run with surges also
-shows each surge's ramp table and breaking point. The municipalities are also drawn on a map of Tokyo (:mod:`drills.reporting.map`).
+shows each surge's ramp table and breaking point, and the harness's own wait before
+sending is shown apart from latency (:mod:`drills.reporting.send_wait`). The municipalities are also drawn on a map of Tokyo (:mod:`drills.reporting.map`).
 
     html = render_html(build_scorecard(journal, run_id, registry), lang="ja")
 """
@@ -28,6 +29,7 @@ from drills.reporting.comparison import CHANGE_LABELS
 from drills.reporting.failures import failure_list
 from drills.reporting.map import map_model, map_svg
 from drills.reporting.scorecard import build_scorecard
+from drills.reporting.send_wait import send_wait_table
 from drills.reporting.standing import standing_table
 from drills.reporting.text import (
     FRESHNESS_LABELS,
@@ -134,6 +136,7 @@ def render_html(
         tokyo_map=_tokyo_map(card, t.lang),
         standing=standing_table(card, t.lang),
         failures=failure_list(card, t.lang),
+        send_wait=send_wait_table(card, t.lang),
     )
 
 

@@ -32,6 +32,9 @@ record not delivered; per channel: its records not delivered by stage and cause;
 ``announcement`` is ``{"announced": true}``, or for an unannounced drill (抜き打ち訓練)
 ``{"announced": false, "window", "zone", "drawn_by", "label", "note"}`` — its answer
 times were measured without notice (:func:`drills.reporting.announcement.announcement`).
+``send_wait`` (top level: ``scored`` false, ``drill`` and per step ``sent``, ``measured``,
+``p50_s``, ``p95_s``, ``max_s``) is how long the harness itself held the messages before
+they left — never latency, never in a score (:mod:`drills.reporting.send_wait`).
 Times are ISO 8601 in Asia/Tokyo. Keys may be added; none is removed.
 
 Every number comes from the runs' digests (:mod:`drills.metrics.digest`, stored in the
@@ -67,6 +70,7 @@ from drills.metrics.digest import ChannelDigest, RunDigest, last_drilled, run_di
 from drills.reporting.announcement import announcement
 from drills.reporting.comparison import compare_cards
 from drills.reporting.failures import failure_order, failure_summary
+from drills.reporting.send_wait import send_wait_block
 
 __all__ = ["TOKYO", "build_scorecard", "iso_tokyo", "write_json"]
 
@@ -368,6 +372,7 @@ def build_scorecard(
         len(g["municipalities"]) for g in card["failures"]["unreachable"]
     )
     card["latency_by_kind"] = _latency_by_kind(digest, card)
+    card["send_wait"] = send_wait_block(digest.send_wait)  # the harness's, never scored
     card["standing"] = _standing(digest, card)
     card["surge"] = [
         {**s.to_dict(), "started_at": iso_tokyo(s.started_at), "label": reg.labels.get(s.key)}

@@ -6,7 +6,8 @@ municipalities no message reached (:mod:`drills.reporting.failures`).
 Accepted-only messages are shown as unconfirmed (``?``), never as delivered;
 an arrival known only from a carrier receipt is marked ``受信報告`` / ``receipt``, never shown as seen; messages
 sent into the drill's own outage are ``訓練による停止`` / ``drill outage``,
-outside the count and never lost.
+outside the count and never lost. The harness's own wait before sending is a section
+of its own (:mod:`drills.reporting.send_wait`), never in a latency.
 
     >>> channel_cell({"status": "unconfirmed", "confirmed": 0, "counted": 4, "accepted_only": 4,
     ...               "latency_p95_s": None, "lost": 0, "rejected": 0}, Text("en"))
@@ -29,6 +30,7 @@ from drills.core.scoring import STATUS_LABELS, WEIGHTS, grade_label, round_score
 from drills.reporting.announcement import announcement_markdown
 from drills.reporting.comparison import CHANGE_LABELS
 from drills.reporting.failures import failures_markdown
+from drills.reporting.send_wait import send_wait_markdown
 from drills.reporting.standing import standing_markdown
 from drills.surge.report import curve_columns, curve_legend, curve_rows, verdict
 
@@ -279,6 +281,7 @@ def to_markdown(card: dict[str, Any], lang: str = "ja", summary: bool = False) -
         row = f"| {m['code']} | {_md(m['name'])} | {_num(m['score'])} | {g} | {change} |"
         lines.append(row + "".join(f" {_md(cells.get(c, '—'))} |" for c in ids))
     lines += _surge_section(card, t, summary)
+    lines += [] if summary else send_wait_markdown(card, lang)  # the harness's, not latency
     lines += [] if summary else standing_markdown(card, lang)
     comp = card.get("comparison") or {}
     better = [*comp.get("improved", []), *comp.get("new", [])]

@@ -31,6 +31,7 @@ from drills.core.registry import (
 from drills.core.registry.fastyaml import fast_load
 from drills.core.yamlpos import LineMap, load_with_lines
 from probes import settings as secret_settings
+from tests.registry_builders import yaml_trees
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,13 +102,7 @@ _scalar = st.one_of(
     st.sampled_from(["300ms", "0.99", "131211", "on", "~", "2001-02-03", "<<x.y>>", "a: b",
                      "- x", "#c", "'q'", '"q"', "yes", "0x1f", "1_000", ".inf", "訓練"]),
 )  # fmt: skip
-_tree = st.recursive(
-    _scalar,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=25,
-)
+_tree = yaml_trees(_scalar, key_size=6, max_leaves=25)
 
 
 def lines_of(text: str) -> dict[Any, int]:

@@ -63,7 +63,7 @@ async def test_paced_queue_is_queue_s_not_latency(tmp_path) -> None:
         # the (shared) loop let it: the harness's queue is not in between
         assert sent <= entry.received_at
         assert entry.received_at - sent <= drill.lag.lag_at(entry.received_at) + SLACK_S
-        queued.append(sent - d.extra["queue_s"])
+        queued.append(sent - d.queue_s)
     # the queue grew by one pacing interval per send: the k-th to leave left no
     # earlier than k / RATE after the first was queued (the token bucket's schedule)
     left = sorted(d.extra["sent_mono"] for d in step.deliveries)
@@ -71,7 +71,7 @@ async def test_paced_queue_is_queue_s_not_latency(tmp_path) -> None:
     for k, at in enumerate(left):
         assert at - first >= k / RATE - 1e-6 - resolution
     assert (
-        max(d.extra["queue_s"] for d in step.deliveries)
+        max(d.queue_s for d in step.deliveries)
         >= (N - 1) / RATE - (max(queued) - first) - 1e-6 - resolution
     )
     assert step.pacing.sends == N and step.pacing.waited_max_s >= (N - 2) / RATE

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from drills.core.errors import RegistryError
 from drills.core.registry import MAX_REGISTRY_BYTES, Registry, load_registry, parse_registry
 from drills.operator.demo import demo_registry_path
+from tests.registry_builders import yaml_trees
 
 EXAMPLES = settings().max_examples  # 100 by default, 2,000 at night (conftest.py)
 FILE = "fuzz.yaml"
@@ -58,13 +59,7 @@ _scalars = st.one_of(
                      "env:", "131211", "131212", "2001-02-30", "【訓練】", "DRILL", "~", "*a"]),
     st.text(max_size=30),
 )  # fmt: skip
-_values = st.recursive(
-    _scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+_values = yaml_trees(_scalars, key_size=8, max_leaves=12)
 _KEYS = sorted(
     {"code", "name", "name_en", "tags", "slo", "latency", "reachability", "channels", "id",
      "kind", "sim", "loss", "outage", "rate_limit", "capacity", "reject", "dist", "low",

@@ -6,7 +6,7 @@ import doctest
 
 import pytest
 
-from drills.metrics import catalogue, digest, probe, push
+from drills.metrics import catalogue, digest, probe, push, send_wait
 from drills.metrics import collector as metrics
 from drills.metrics import state as metric_state
 from drills.surge import summary
@@ -14,7 +14,7 @@ from drills.surge import summary
 
 @pytest.mark.parametrize(
     "module",
-    [catalogue, digest, metrics, metric_state, probe, push, summary],
+    [catalogue, digest, metrics, metric_state, probe, push, send_wait, summary],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module: object) -> None:

@@ -8,11 +8,14 @@ import pytest
 
 from drills.core import scoring
 from drills.reporting import scenario_events
+from drills.reporting import send_wait as report_send_wait
 from drills.reporting import text as report_text
 
 
 @pytest.mark.parametrize(
-    "module", [scoring, report_text, scenario_events], ids=lambda m: m.__name__
+    "module",
+    [scoring, report_text, scenario_events, report_send_wait],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
