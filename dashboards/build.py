@@ -32,7 +32,11 @@ from grafana_foundation_sdk.builders import (
     table,
     timeseries,
 )
-from grafana_foundation_sdk.builders.common import FrameGeometrySource, MapLayerOptions
+from grafana_foundation_sdk.builders.common import (
+    FrameGeometrySource,
+    MapLayerOptions,
+    TableSortByFieldState,
+)
 from grafana_foundation_sdk.builders.dashboard import (
     AnnotationQuery,
     Dashboard,
@@ -210,6 +214,68 @@ def tls_left(
     )
 
 
+# Where a municipality stands among the latest drill's participants (drills.core.standing):
+# rank, percentile and 偏差値 of its readiness score, or of each channel kind's p50/p95
+# latency (``quantile``); absent when fewer than 10 municipalities are compared.
+STANDING = (
+    ("rank", "順位 / rank"),
+    ("percentile", "パーセンタイル / percentile"),
+    ("deviation_score", "偏差値 / deviation score"),
+)
+STANDING_COLUMNS = {
+    "municipality_name": "団体 / municipality",
+    "channel_kind": "種別 / kind",
+    "stat": "分位 / quantile",
+    "scenario": "シナリオ / scenario",
+    "vantage": "拠点 / vantage",
+}
+
+
+def standing_table(
+    title: str, figure: str, by: str, selector: str, description: str, w: int
+) -> Any:
+    """One row per municipality (and *by*'s other labels) of the latest drill: the
+    ``tsunagari_<figure>_{rank,percentile,deviation_score}`` gauges as three columns — one
+    query each, aggregated to the same labels so that the merge makes one row of them —
+    best rank first."""
+    p = panel(table, title, w, 10).description(description)
+    for ref, (gauge, _) in zip("ABC", STANDING, strict=True):
+        expr = f"max by ({by}) (tsunagari_{figure}_{gauge}{{{selector}}})"
+        p = p.with_target(q(expr, fmt="table", instant=True, ref=ref))
+    columns = [c.strip() for c in by.split(",")]
+    values = {f"Value #{r}": text for r, (_, text) in zip("ABC", STANDING, strict=True)}
+    order = [c for c in STANDING_COLUMNS if c in columns] + list(values)
+    return (
+        p.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True, "municipality_code": True},
+                    "indexByName": {name: i for i, name in enumerate(order)},
+                    "renameByName": {
+                        **{c: t for c, t in STANDING_COLUMNS.items() if c in columns},
+                        **values,
+                    },
+                },
+            )
+        )
+        .decimals(1)
+        .override_by_name(STANDING[0][1], [dm.DynamicConfigValue(id_val="decimals", value=0)])
+        .sort_by([TableSortByFieldState().display_name(STANDING[0][1])])
+    )
+
+
+LATENCY_STANDING_ABOUT = (
+    "最新の訓練の参加団体の中での、種別ごとの遅延（p50・p95、団体のチャネルの到着を合わせる）の"
+    "順位（1 が最速）・パーセンタイル（高いほど速い）・偏差値（50 が平均、高いほど速い）。"
+    "到着を確認できた団体が 10 未満の種別は比較しない（行がない） / Where each municipality's "
+    "p50 and p95 latency of a channel kind stands among the latest drill's municipalities: "
+    "rank (1 is fastest), percentile and deviation score (higher is faster; 50 is the mean). "
+    "A kind is compared only when 10 or more municipalities have a confirmed arrival."
+)
+
+
 # --------------------------------------------------------------------------- CIO overview
 
 
@@ -299,6 +365,7 @@ def cio_overview() -> Dashboard:
         .orientation(common.VizOrientation.HORIZONTAL)
     )
     d = map_row(d)
+    d = comparison_row(d)
     d = d.with_row(Row("推移"))
     d = d.with_panel(
         panel(timeseries, "即応性スコアの推移（90 日）", 16, 10)
@@ -431,6 +498,60 @@ def map_row(d: Dashboard) -> Dashboard:
     d = d.with_row(Row("地図"))
     d = d.with_panel(map_panel("即応性マップ（23区・多摩）", "pref|ku|tama", 35.69, 139.45, 9, 16))
     return d.with_panel(map_panel("即応性マップ（島しょ）", "izu|ogasawara", 30.6, 140.6, 5, 8))
+
+
+def comparison_row(d: Dashboard) -> Dashboard:
+    """How the municipalities compare in the latest drill: latency by channel kind, and
+    the readiness score (the scorecard's 参加団体間の比較)."""
+    d = d.with_row(Row("参加団体間の比較 / Comparison among municipalities"))
+    d = d.with_panel(
+        panel(
+            bargauge,
+            "比較の母数: 到着を確認できた団体数（種別別）/ Municipalities compared, by kind",
+            6,
+            10,
+        )
+        .description(
+            "最新の訓練でその種別の到着を確認できた団体の数。10 未満の種別は遅延を比較しない"
+            " / Municipalities with a confirmed arrival of the kind in the latest drill; a kind "
+            "with fewer than 10 is not compared"
+        )
+        .with_target(
+            q(
+                f"max by (channel_kind) (tsunagari_drill_latency_measured_municipalities{{{SEL}}})",
+                "{{channel_kind}}",
+                instant=True,
+            )
+        )
+        .min(0)
+        .decimals(0)
+        .thresholds(thresholds([dm.Threshold(None, "text"), dm.Threshold(10, "green")]))
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_panel(
+        standing_table(
+            "遅延の比較: 順位・パーセンタイル・偏差値（種別・分位別、最新の訓練）"
+            " / Latency standing by channel kind and quantile",
+            "latency_standing",
+            f"{MUNI}, scenario, vantage, channel_kind, stat",
+            SEL,
+            LATENCY_STANDING_ABOUT,
+            18,
+        )
+    )
+    return d.with_panel(
+        standing_table(
+            "即応性スコアの比較: 順位・パーセンタイル・偏差値（最新の訓練）"
+            " / Readiness score standing",
+            "readiness",
+            f"{MUNI}, scenario, vantage",
+            SEL,
+            "最新の訓練の参加団体の中での即応性スコアの順位（1 が最上位）・パーセンタイル・偏差値"
+            "（50 が平均）。点数のついた団体が 10 未満なら比較しない / Where each municipality's "
+            "readiness score stands among the latest drill's municipalities (none below 10)",
+            24,
+        )
+    )
 
 
 def preflight_row(d: Dashboard) -> Dashboard:
@@ -604,6 +725,16 @@ def municipality_detail() -> Dashboard:
         )
         .unit("s")
         .orientation(common.VizOrientation.HORIZONTAL)
+    )
+    d = d.with_panel(
+        standing_table(
+            "この団体の遅延の比較（種別・分位別、最新の訓練）/ Latency standing of this municipality",
+            "latency_standing",
+            f"{MUNI}, scenario, vantage, channel_kind, stat",
+            SEL_M,
+            LATENCY_STANDING_ABOUT,
+            24,
+        )
     )
     d = d.with_panel(
         panel(timeseries, "観測の誤差の上限", 12, 8)
@@ -862,7 +993,51 @@ def drill_run() -> Dashboard:
         )
         .orientation(common.VizOrientation.HORIZONTAL)
     )
-    return d
+    return send_wait_panels(d)
+
+
+SEND_WAIT_ABOUT = (
+    "ハーネス自身が各メッセージを送り出すまで待たせた時間（送信ペースの調整・空き接続の待ち・"
+    "混み合ったイベントループ）。チャネルの遅延ではなく（遅延は実際に送り出した時点から測る）、"
+    "点数にも含めない。待ち時間の記録がない訓練ではなし / The harness's own wait before each "
+    "message left (pacing, a free connection, a busy event loop): not the channel's latency "
+    "(latencies are timed from the moment a message left) and not scored"
+)
+
+
+def send_wait_panels(d: Dashboard) -> Dashboard:
+    """The harness's own send-side wait of the latest drill, apart from any latency."""
+    wait = "tsunagari_drill_send_queue_seconds"
+    d = d.with_panel(
+        panel(
+            stat,
+            "ハーネスの送信待ち（最新の訓練・遅延ではない）/ Harness send wait (not latency)",
+            8,
+            8,
+        )
+        .description(SEND_WAIT_ABOUT)
+        .with_target(q(f'max({wait}{{{SEL}, stat="p50"}})', "p50", instant=True))
+        .with_target(q(f'max({wait}{{{SEL}, stat="p95"}})', "p95", instant=True, ref="B"))
+        .with_target(q(f'max({wait}{{{SEL}, stat="max"}})', "最大 / max", instant=True, ref="C"))
+        .unit("s")
+        .thresholds(thresholds([dm.Threshold(None, "blue")]))  # a measure, not a verdict
+    )
+    return d.with_panel(
+        panel(
+            timeseries,
+            "ハーネスの送信待ちの推移（p50・p95・最大）/ Harness send wait over drills",
+            16,
+            8,
+        )
+        .description(SEND_WAIT_ABOUT)
+        .with_target(
+            q(
+                f"max by (scenario, vantage, stat) ({wait}{{{SEL}}})",
+                "{{scenario}} @ {{vantage}} {{stat}}",
+            )
+        )
+        .unit("s")
+    )
 
 
 DASHBOARDS = {

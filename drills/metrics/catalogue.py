@@ -4,9 +4,9 @@ One table (:data:`CATALOGUE`) that the collector (:mod:`drills.metrics.collector
 emits, the README lists (:func:`catalogue_markdown`, kept in sync by a test) and
 the dashboards query. Label values are bounded: municipality and channel come
 from the registry, ``outcome`` and ``evidence`` from fixed enumerations, as do
-``stage`` and ``cause`` (:mod:`drills.core.taxonomy`), ``quantile`` (p50, p95) from
-:data:`drills.core.standing.QUANTILES`, ``stat`` (p50, p95, max: a gauge may not carry
-``quantile``, promtool says).
+``stage`` and ``cause`` (:mod:`drills.core.taxonomy`), ``stat`` (p50, p95 of the latency
+standing, :data:`drills.core.standing.QUANTILES`; p50, p95, max of the send wait — a gauge
+may not carry ``quantile``, promtool says).
 
     >>> CATALOGUE["tsunagari_deliveries_total"].type
     'counter'
@@ -192,17 +192,17 @@ _SPECS = (
     MetricSpec(
         "tsunagari_latency_standing_rank",
         "gauge",
-        (*MUNI, *RUN, "channel_kind", "quantile"),
-        "最新の訓練の参加団体の中での種別ごとの遅延（quantile は p50・p95、団体のチャネルの到着を"
+        (*MUNI, *RUN, "channel_kind", "stat"),
+        "最新の訓練の参加団体の中での種別ごとの遅延（stat は p50・p95、団体のチャネルの到着を"
         "合わせる）の順位（短いほど上位で 1 が最上位、同じ値は同順位。10 団体未満ならなし）",
-        "Rank of the municipality's p50 or p95 latency (quantile) of a channel kind, its "
+        "Rank of the municipality's p50 or p95 latency (stat) of a channel kind, its "
         "channels of the kind pooled, among the latest drill's municipalities (1 is fastest, "
         "ties share a rank; absent when fewer than 10 have the kind)",
     ),
     MetricSpec(
         "tsunagari_latency_standing_percentile",
         "gauge",
-        (*MUNI, *RUN, "channel_kind", "quantile"),
+        (*MUNI, *RUN, "channel_kind", "stat"),
         "種別ごとの遅延のパーセンタイル（(遅い団体数 + 同じ値の団体数 ÷ 2) ÷ 団体数 × 100、"
         "高いほど速い。10 団体未満ならなし）",
         "Midrank percentile of the p50 or p95 latency of a channel kind in the latest drill, "
@@ -211,7 +211,7 @@ _SPECS = (
     MetricSpec(
         "tsunagari_latency_standing_deviation_score",
         "gauge",
-        (*MUNI, *RUN, "channel_kind", "quantile"),
+        (*MUNI, *RUN, "channel_kind", "stat"),
         "種別ごとの遅延の偏差値（50 + 10 × (平均 − 遅延) ÷ 母標準偏差、高いほど速い。"
         "10 団体未満ならなし）",
         "偏差値 (deviation score) of the p50 or p95 latency of a channel kind among the latest "

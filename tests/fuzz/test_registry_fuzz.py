@@ -23,12 +23,11 @@ from hypothesis import strategies as st
 
 from drills.core.errors import RegistryError
 from drills.core.registry import MAX_REGISTRY_BYTES, Registry, load_registry, parse_registry
-from drills.operator.demo import demo_registry_path
-from tests.registry_builders import yaml_trees
+from tests.registry_builders import demo_mutants, demo_text
 
 EXAMPLES = settings().max_examples  # 100 by default, 2,000 at night (conftest.py)
 FILE = "fuzz.yaml"
-DEMO_TEXT = demo_registry_path().read_text(encoding="utf-8")
+DEMO_TEXT = demo_text()
 DEMO = yaml.safe_load(DEMO_TEXT)
 
 
@@ -47,69 +46,6 @@ def judged(text: str) -> Registry | RegistryError:
 
 # ------------------------------------------------------------ structure-aware mutants
 
-_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.sampled_from([10**400, -(10**400), 0, -1, 2**63]),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["", "0", "0s", "-1s", "1e400", "1" + "0" * 400 + "s", "nan", ".inf",
-                     "500ms", "60s", "2m", "1h", "30d", "36501d", "lognormal", "uniform",
-                     "fixed", "auth", "webhook", "mail", "twilio", "matrix", "env:X", "file:/",
-                     "env:", "131211", "131212", "2001-02-30", "【訓練】", "DRILL", "~", "*a"]),
-    st.text(max_size=30),
-)  # fmt: skip
-_values = yaml_trees(_scalars, key_size=8, max_leaves=12)
-_KEYS = sorted(
-    {"code", "name", "name_en", "tags", "slo", "latency", "reachability", "channels", "id",
-     "kind", "sim", "loss", "outage", "rate_limit", "capacity", "reject", "dist", "low",
-     "high", "median", "sigma", "value", "to", "url", "label", "surge", "rate", "duration",
-     "defaults", "marker", "municipalities", "drill_interval", "status_callback", "auth"}
-)  # fmt: skip
-
-
-def _paths(node: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [here]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*here, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*here, i))
-    return out
-
-
-DEMO_PATHS = _paths(DEMO)[1:]
-
-
-@st.composite
-def mutants(draw: st.DrawFn) -> Any:
-    """The demo registry with 1–4 edits: a value replaced, a key dropped or renamed, an item
-    duplicated or a container emptied."""
-    data = copy.deepcopy(DEMO)
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(DEMO_PATHS))
-        parent: Any = data
-        try:
-            for part in path[:-1]:
-                parent = parent[part]
-            last = path[-1]
-            parent[last]
-        except (KeyError, IndexError, TypeError):
-            continue
-        op = draw(st.sampled_from(["replace", "drop", "rename", "duplicate", "empty"]))
-        if op == "replace":
-            parent[last] = draw(_values)
-        elif op == "drop":
-            del parent[last]
-        elif op == "rename" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(_KEYS) | st.text(max_size=8))] = parent.pop(last)
-        elif op == "duplicate" and isinstance(parent, list):
-            parent.append(copy.deepcopy(parent[last]))
-        elif op == "empty":
-            parent[last] = type(parent[last])() if isinstance(parent[last], list | dict) else None
-    return data
-
 
 def _demo_with(municipality: int, channel: int, **changes: Any) -> Any:
     data = copy.deepcopy(DEMO)
@@ -117,7 +53,7 @@ def _demo_with(municipality: int, channel: int, **changes: Any) -> Any:
     return data
 
 
-@given(mutants())
+@given(demo_mutants())
 @settings(max_examples=EXAMPLES * 4)
 @example(_demo_with(0, 1, to=1))  # found at night: the mail simulator's hook raised TypeError
 def test_structure_aware_mutants_of_the_demo_registry(data):
@@ -126,7 +62,7 @@ def test_structure_aware_mutants_of_the_demo_registry(data):
     event("accepted" if isinstance(answer, Registry) else "refused")
 
 
-@given(mutants(), st.sampled_from(["flow", "block"]))
+@given(demo_mutants(), st.sampled_from(["flow", "block"]))
 @settings(max_examples=EXAMPLES // 2)
 def test_mutants_that_load_are_sane(data, style):
     text = yaml.dump(

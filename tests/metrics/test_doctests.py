@@ -9,12 +9,13 @@ import pytest
 from drills.metrics import catalogue, digest, probe, push, send_wait
 from drills.metrics import collector as metrics
 from drills.metrics import state as metric_state
+from drills.metrics.digest import channel as channel_digest
 from drills.surge import summary
 
 
 @pytest.mark.parametrize(
     "module",
-    [catalogue, digest, metrics, metric_state, probe, push, send_wait, summary],
+    [catalogue, digest, channel_digest, metrics, metric_state, probe, push, send_wait, summary],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module: object) -> None:

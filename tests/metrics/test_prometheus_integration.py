@@ -9,7 +9,6 @@ labels the exporter produces.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -17,9 +16,12 @@ import pytest
 
 from tests.metrics.conftest import ALERTS, DASHBOARDS, RULES, World
 from tests.metrics.promql import (
+    COMPARISON_GAUGES,
     Expression,
     dashboard_expressions,
     dashboard_variables,
+    has_data,
+    panel_values,
     rule_expressions,
     substitute,
 )
@@ -28,7 +30,10 @@ from tests.metrics.support import labels_of, names_in
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 BOARDS = sorted((DASHBOARDS / "grafana").glob("*.json"))
-PANEL_EXPRESSIONS = [e for b in BOARDS for e in dashboard_expressions(b)]
+# Those naming the comparison gauges: test_comparison_panels.py, on a drill of 13 wards.
+PANEL_EXPRESSIONS = [
+    e for b in BOARDS for e in dashboard_expressions(b) if not e.needs_comparison()
+]
 RULE_EXPRESSIONS = rule_expressions(RULES)
 VARIABLES = [v for b in BOARDS for v in dashboard_variables(b)]
 
@@ -38,24 +43,7 @@ DETAIL_MUNICIPALITY = "小笠原村"
 
 
 def _values(world: World) -> dict[str, str]:
-    window = max(60, int(time.time() - world.t0) + 5)
-    return {
-        "scenario": ".*",
-        "vantage": ".*",
-        "municipality": DETAIL_MUNICIPALITY,
-        "channel": ".*",
-        "__rate_interval": "10s",
-        "__interval": "2s",
-        "__range": f"{window}s",
-    }
-
-
-def _has_data(result: list[dict]) -> bool:
-    for series in result:
-        points = series.get("values") or [series.get("value")]
-        if any(p is not None and not math.isnan(float(p[1])) for p in points):
-            return True
-    return False
+    return panel_values(world.t0, DETAIL_MUNICIPALITY)
 
 
 def test_the_world_covers_every_exported_metric(world: World) -> None:
@@ -63,17 +51,12 @@ def test_the_world_covers_every_exported_metric(world: World) -> None:
 
     exported = names_in(world.exposition)
     # The comparison among participants needs 10 municipalities in one drill; the world
-    # drills 3, so these have no series here (tests/metrics/test_standing_metrics.py).
-    needs_ten = {
-        f"tsunagari_{figure}_{g}"
-        for figure in ("readiness", "latency_standing")
-        for g in ("rank", "percentile", "deviation_score")
-    }
+    # drills 3, so these have no series here (test_comparison_panels.py has them).
     missing = [
         name
         for name, spec in CATALOGUE.items()
         if (name + "_bucket" if spec.type == "histogram" else name) not in exported
-        and name not in needs_ten
+        and name not in COMPARISON_GAUGES
     ]
     assert not missing, f"the integration drill does not produce: {missing}"
     checked = set().union(*(names_in(text) for text in world.checks.values()))
@@ -88,7 +71,7 @@ def test_dashboard_expression_returns_data(world: World, expression: Expression)
         result = prom.query(expr)
     else:
         result = prom.query_range(expr, world.t0, time.time(), step=1.0)
-    assert _has_data(result), f"{expression.where}: no data for\n{expr}"
+    assert has_data(result), f"{expression.where}: no data for\n{expr}"
     for label in expression.output_labels():
         for series in result:
             assert label in series["metric"], (
@@ -107,7 +90,7 @@ def test_dashboard_variable_has_values(world: World, variable: tuple[str, str, s
 @pytest.mark.parametrize("expression", RULE_EXPRESSIONS, ids=lambda e: e.where)
 def test_alert_expression_returns_data(world: World, expression: Expression) -> None:
     result = world.stack.prometheus.query(expression.expr)
-    assert _has_data(result), f"{expression.where}: no data for\n{expression.expr}"
+    assert has_data(result), f"{expression.where}: no data for\n{expression.expr}"
     for label in expression.output_labels():
         for series in result:
             assert label in series["metric"], (

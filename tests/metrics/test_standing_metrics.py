@@ -51,7 +51,7 @@ def test_gauges_match_the_scorecard(tmp_path: Path) -> None:
 
 def _latency(text: str, gauge: str) -> dict[tuple[str, str, str], float]:
     return {
-        (d["municipality_code"], d["channel_kind"], d["quantile"]): value
+        (d["municipality_code"], d["channel_kind"], d["stat"]): value
         for (name, labels), value in sample_set(text).items()
         if name == f"tsunagari_latency_standing_{gauge}" and (d := dict(labels))
     }
