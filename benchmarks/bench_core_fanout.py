@@ -38,6 +38,13 @@ Reported per size (median over ``--rounds``; the sides alternate who goes first)
 
     python benchmarks/bench_core_fanout.py [--channels 1000 10000] [--latency 0.3]
         [--sim-procs 2] [--sim-nice 0] [--rounds N] [--concurrency N] [--workers N|auto]
+        [--sides harness …] [--trace]
+
+The harness's loop lag second by second, beside what happened in that second (sends,
+visibilities, sightings, ``back`` p99), is ``harness_timeline`` in the JSON; ``--trace``
+adds its collections, group commits and read-back answers (and the slowest 1 % of
+records, ``harness_trace``) — it costs the harness CPU, so not for the figures.
+``--sides`` runs only some sides (no ratios; ``bench_core_fanout.partial.json``).
 
 Prints a table and writes benchmarks/results/bench_core_fanout.json (with
 ``--workers N``: ``bench_core_fanout.workersN.json``, the harness fanned out over N
@@ -65,6 +72,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import write_result  # noqa: E402
+from fanout_timeline import ms, pct, slowest, tail_parts, timeline  # noqa: E402
 
 PER_MUNICIPALITY = 10  # channels per municipality in the generated registry
 TARGET_CPU_RATIO = 1.2
@@ -113,8 +121,12 @@ def _code(i: int) -> str:
 # --------------------------------------------------------------------------- the two sides
 
 
-def harness_side(reg: str, db: str, timeout: float, concurrency: int, out: Any) -> None:
+def harness_side(
+    reg: str, db: str, timeout: float, concurrency: int, trace: bool, out: Any
+) -> None:
     _raise_fd_limit()
+    import gc
+
     from drills.core.journal import Journal
     from drills.core.registry import loader, parse_registry
     from drills.core.runner import Drill
@@ -126,16 +138,63 @@ def harness_side(reg: str, db: str, timeout: float, concurrency: int, out: Any) 
     if limit_raised:
         loader.MAX_REGISTRY_BYTES = 16 << 20
 
+    events: dict[str, list[Any]] = {"gc": [], "commits": [], "looks": []}
+
+    def traced(journal: Any) -> None:
+        """--trace: note each collection, group commit and read-back answer (monotonic)."""
+        from probes.chat.webhook import WebhookProbe
+
+        gc_started: list[tuple[float, float]] = []
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                gc_started.append((time.monotonic(), time.thread_time()))
+            elif gc_started:
+                t, c = gc_started.pop()
+                events["gc"].append(
+                    (
+                        t,
+                        time.monotonic() - t,
+                        info["generation"],
+                        time.thread_time() - c,
+                        info["collected"],
+                    )
+                )
+
+        gc.callbacks.append(on_gc)
+        record_many = journal.record_many
+
+        def timed_record_many(rows: list[Any]) -> None:
+            t = time.monotonic()
+            record_many(rows)
+            events["commits"].append((t, time.monotonic() - t, len(rows)))
+
+        journal.record_many = timed_record_many
+        fetch = WebhookProbe.fetch
+
+        async def timed_fetch(self: Any, method: str, url: str, **kw: Any) -> Any:
+            t = time.monotonic()
+            got = await fetch(self, method, url, **kw)
+            wait = (kw.get("params") or {}).get("wait", "-")
+            events["looks"].append((t, time.monotonic() - t, method, wait, len(got[1])))
+            return got
+
+        WebhookProbe.fetch = timed_fetch  # type: ignore[method-assign]
+
     async def main() -> dict[str, Any]:
         c0, w0, q0 = _cpu_s(), time.monotonic(), _runq_s()
         registry = parse_registry(Path(reg).read_text(encoding="utf-8"), reg)
         load_cpu, load_s = _cpu_s() - c0, time.monotonic() - w0
         journal = Journal(Path(db))
+        if trace:
+            traced(journal)
+        broadcast_called = time.monotonic()
         async with Drill(
             registry, journal, scenario="bench", live=True, concurrency=concurrency
         ) as drill:
             step = await drill.broadcast("ベンチマーク", timeout=timeout)
         wall = time.monotonic() - w0
+        lag_samples = drill.lag.samples(broadcast_called)
         journal.close()
         rss, kids_rss = _rss()
         pacing = getattr(step, "pacing", None)  # what pacing cost, when the runner paces
@@ -153,6 +212,11 @@ def harness_side(reg: str, db: str, timeout: float, concurrency: int, out: Any) 
             "deliveries": len(step.deliveries),
             "peak_rss_mb": rss,
             "children_peak_rss_mb": kids_rss,
+            "broadcast_called_mono": broadcast_called,
+            "step_started_mono": step.started_mono,
+            "step_finished_mono": step.finished_mono,
+            "lag_samples": lag_samples,
+            "events": events if trace else None,
         }
 
     _put(out, main, "chosen")
@@ -262,17 +326,6 @@ def run_side(target: Any, args: tuple[Any, ...], wait_s: float) -> dict[str, Any
 # --------------------------------------------------------------------------- figures
 
 
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def ms(value: float | None) -> float | None:
-    return None if value is None else round(value * 1000, 2)
-
-
 def harness_figures(
     side: dict[str, Any], records: list[Any], ledgers: list[Any], latency: float
 ) -> dict[str, Any]:
@@ -315,48 +368,6 @@ def harness_figures(
         "peak_rss_mb": side["peak_rss_mb"],
         "children_peak_rss_mb": side["children_peak_rss_mb"],
     }
-
-
-def tail_parts(records: list[Any], ledgers: list[Any], latency: float) -> dict[str, Any]:
-    """Where the measured latency − injected goes, per record, by the ledgers' clock.
-
-    ``out``: sent → the far end took it (the request's way there);
-    ``far``: took it → visible, minus the injected latency (the far end's own timer late);
-    ``back``: visible → the harness's sighting (the read-back's way, and the harness noticing).
-    Given at p50/p99 over all records, and as the median of each part over the slowest 1 %.
-    """
-    rows: list[tuple[float, float, float, float]] = []
-    by_token = {}
-    for ledger in ledgers:
-        for e in ledger.entries():
-            by_token[e.token] = e
-    for d in records:
-        sent = d.extra.get("sent_mono")
-        e = by_token.get(d.token)
-        if d.latency_s is None or sent is None or e is None or e.visible_at is None:
-            continue
-        if e.received_at is None:
-            continue
-        sent = float(sent)
-        rows.append(
-            (
-                d.latency_s - latency,
-                e.received_at - sent,
-                e.visible_at - e.received_at - latency,
-                sent + d.latency_s - e.visible_at,
-            )
-        )
-    if not rows:
-        return {}
-    rows.sort()
-    tail = rows[-max(1, len(rows) // 100) :]
-    out: dict[str, Any] = {}
-    for i, name in ((1, "out"), (2, "far"), (3, "back")):
-        values = [r[i] for r in rows]
-        out[f"{name}_p50_ms"] = ms(pct(values, 0.5))
-        out[f"{name}_p99_ms"] = ms(pct(values, 0.99))
-        out[f"{name}_in_slowest_1pct_median_ms"] = ms(statistics.median(r[i] for r in tail))
-    return out
 
 
 def baseline_figures(side: dict[str, Any], ledgers: list[Any], latency: float) -> dict[str, Any]:
@@ -454,13 +465,14 @@ def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
             wait_s = timeout * 3 + 120
             for r in range(args.rounds or (3 if n <= 1000 else 1)):
                 sides = SIDES[r % len(SIDES) :] + SIDES[: r % len(SIDES)]  # who goes first turns
+                sides = [side for side in sides if side in args.sides]
                 row: dict[str, Any] = {}
                 for side in sides:
                     sim0 = sum(h.cpu_s() for h in hosts)
                     if side == "harness":
                         got = run_side(
                             harness_side,
-                            (str(reg), str(db), timeout, args.concurrency or n),
+                            (str(reg), str(db), timeout, args.concurrency or n, args.trace),
                             wait_s,
                         )
                     else:
@@ -474,23 +486,33 @@ def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                     )
                 rounds.append(row)
             ledgers = [lg for h in hosts for lg in h.ledgers().values()]
-            with Journal(db, read_only=True) as journal:
-                records = {
-                    row["harness"]["run_id"]: journal.deliveries(row["harness"]["run_id"])
-                    for row in rounds
-                }
+            records = {}
+            if "harness" in args.sides:
+                with Journal(db, read_only=True) as journal:
+                    records = {
+                        row["harness"]["run_id"]: journal.deliveries(row["harness"]["run_id"])
+                        for row in rounds
+                    }
     finally:
         for h in hosts:
             h.stop()
-    harness = [
-        harness_figures(row["harness"], records[row["harness"]["run_id"]], ledgers, args.latency)
-        for row in rounds
-    ]
-    base = [baseline_figures(row["baseline"], ledgers, args.latency) for row in rounds]
-    base_uv = [baseline_figures(row["baseline_uvloop"], ledgers, args.latency) for row in rounds]
-    for side, figs in (("harness", harness), ("baseline", base), ("baseline_uvloop", base_uv)):
+    figures: dict[str, list[dict[str, Any]]] = {}
+    for side in SIDES:
+        if side not in args.sides:
+            continue
+        if side == "harness":
+            figs = [
+                harness_figures(row[side], records[row[side]["run_id"]], ledgers, args.latency)
+                for row in rounds
+            ]
+        else:
+            figs = [baseline_figures(row[side], ledgers, args.latency) for row in rounds]
         for fig, row in zip(figs, rounds, strict=True):
             fig["sim_cpu_ms_per_delivery"] = round(row[side]["sim_cpu_s"] * 1000 / n, 4)
+        figures[side] = figs
+    if set(args.sides) != set(SIDES):  # a partial run (--sides): figures, no ratios
+        return partial_size(n, args, rounds, records, ledgers, figures)
+    harness, base, base_uv = figures["harness"], figures["baseline"], figures["baseline_uvloop"]
     h, b, u = median_of(harness), median_of(base), median_of(base_uv)
     h["loop"] = rounds[0]["harness"].get("loop")
     h["registry_limit_raised"] = rounds[0]["harness"].get("registry_limit_raised")
@@ -528,7 +550,55 @@ def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "ratio_wall_harness_vs_baseline": round(h["wall_s"] / b["wall_s"], 3),
         "ratio_rss_harness_vs_baseline": round(h["peak_rss_mb"] / b["peak_rss_mb"], 3),
         "rounds": {"harness": harness, "baseline": base, "baseline_uvloop": base_uv},
+        "harness_timeline": [
+            timeline(row["harness"], records[row["harness"]["run_id"]], ledgers, args.latency)
+            for row in rounds
+        ],
     }
+
+
+def partial_size(
+    n: int,
+    args: argparse.Namespace,
+    rounds: list[dict[str, Any]],
+    records: dict[str, list[Any]],
+    ledgers: list[Any],
+    figures: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One size's figures when only some sides ran (``--sides``): each side's median, no ratios."""
+    out: dict[str, Any] = {"channels": n, "partial": True}
+    for side, figs in figures.items():
+        out[side] = median_of(figs)
+        out[side]["rss_mb_per_1000_channels"] = round(out[side]["peak_rss_mb"] * 1000 / n, 2)
+    if "harness" in figures:
+        out["harness"]["loop"] = rounds[0]["harness"].get("loop")
+        out["harness_timeline"] = [
+            timeline(row["harness"], records[row["harness"]["run_id"]], ledgers, args.latency)
+            for row in rounds
+        ]
+        if args.trace:  # the raw events too (monotonic - the broadcast's call)
+            out["harness_t0_mono"] = [row["harness"]["broadcast_called_mono"] for row in rounds]
+            out["harness_trace"] = [
+                {
+                    name: [
+                        (round(e[0] - row["harness"]["broadcast_called_mono"], 4), *e[1:])
+                        for e in events
+                    ]
+                    for name, events in row["harness"]["events"].items()
+                }
+                | {
+                    "slowest": slowest(
+                        row["harness"], records[row["harness"]["run_id"]], ledgers, args.latency
+                    ),
+                    "lag": [
+                        (round(t - row["harness"]["broadcast_called_mono"], 4), lag)
+                        for t, lag in row["harness"]["lag_samples"]
+                    ],
+                }
+                for row in rounds
+            ]
+    out["rounds"] = figures
+    return out
 
 
 GROWTH_KEYS = [
@@ -585,6 +655,20 @@ def main() -> None:
         default=None,
         help="TSUNAGARI_WORKERS for the harness (worker processes; default: as the environment)",
     )
+    ap.add_argument(
+        "--sides",
+        nargs="+",
+        choices=SIDES,
+        default=SIDES,
+        help="run only these sides (default: all three; with fewer, figures are written "
+        "without ratios, to bench_core_fanout.partial.json — for iterating on one side)",
+    )
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="note the harness's collections, group commits and read-back answers in its "
+        "timeline (costs the harness some CPU: not for the figures)",
+    )
     args = ap.parse_args()
     if args.workers is not None:  # the harness side (spawned) inherits it
         os.environ["TSUNAGARI_WORKERS"] = args.workers
@@ -603,6 +687,24 @@ def main() -> None:
             "disagreements": 0,
         },
     }
+    if any(s.get("partial") for s in sizes):
+        for s in sizes:
+            print(f"\n{s['channels']} channels (sides: {' '.join(args.sides)})")
+            for side in args.sides:
+                f = s[side]
+                print(
+                    f"{side:16} wall {f['wall_s']:.2f} s, CPU {f['cpu_ms_per_delivery']:.3f} ms/del, "
+                    f"p50-inj {f['p50_minus_injected_ms']} ms, p99-inj {f['p99_minus_injected_ms']} ms"
+                )
+            if "harness" in s:
+                h = s["harness"]
+                print(
+                    f"harness: loop lag p99 {h['loop_lag_p99_ms']} ms, error bound p99 "
+                    f"{h['error_bound_p99_ms']} ms, disagreements {h['disagreements']}, "
+                    f"pacing {h['pacing']}\nwhere: {h['where']}"
+                )
+        print(f"written {write_result('bench_core_fanout.partial', result)}")
+        return
     if len(sizes) > 1:
         result["growth"] = growth(sizes[0], sizes[-1])
     head = (

@@ -37,12 +37,12 @@ the console; :class:`RedactingStream` redacts a text stream line by line (the
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
 import threading
 import traceback
+from binascii import b2a_base64 as _b64  # base64.b64encode without its Python layer
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
@@ -90,16 +90,19 @@ def derived_forms(value: str) -> set[str]:
     ['p%40ss%20word%21', 'p%40ss+word%21']
     """
     forms = {value}
+    add = forms.add
     raw = value.encode("utf-8")
     for shift in range(3):
         # The base64 characters that depend only on the value's own bytes, for each
         # of the three alignments it can have inside a longer string (user:password);
         # the URL-safe alphabet is the standard one with ``+/`` as ``-_``.
         part = raw[shift:]
-        core = base64.b64encode(part[: len(part) // 3 * 3])
-        forms |= {core.decode("ascii"), core.translate(_URLSAFE).decode("ascii")}
-    whole = base64.b64encode(raw)
-    forms |= {whole.decode("ascii"), whole.translate(_URLSAFE).decode("ascii")}
+        core = _b64(part[: len(part) // 3 * 3], newline=False)
+        add(core.decode("ascii"))
+        add(core.translate(_URLSAFE).decode("ascii"))
+    whole = _b64(raw, newline=False)
+    add(whole.decode("ascii"))
+    add(whole.translate(_URLSAFE).decode("ascii"))
     if not _UNRESERVED.fullmatch(value):  # else quoted, JSON and line forms are the value itself
         forms |= {quote(value, safe=""), quote(value), quote_plus(value)}
         forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
@@ -137,10 +140,11 @@ def register(value: str) -> None:
         if value in _values:
             return
         if len(value) >= MIN_ANYWHERE:
+            anywhere = _anywhere
             for form in derived_forms(value):
                 for offset in range(_CHUNK):
                     chunk = form[offset : offset + _CHUNK]
-                    _anywhere[chunk] = (*_anywhere.get(chunk, ()), (form, offset))
+                    anywhere[chunk] = (*anywhere.get(chunk, ()), (form, offset))
         else:
             words = sorted((v for v in _values | {value} if len(v) < MIN_ANYWHERE), key=len)
             joined = "|".join(re.escape(w) for w in reversed(words))
@@ -192,10 +196,25 @@ def redact(text: str) -> str:
     return "".join(out)
 
 
+_SEP = "\x1f"  # between strings checked together: neither a letter nor a digit
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def redact_data(data: Any) -> Any:
-    """A copy of JSON-like *data* with every string (keys too) redacted."""
+    """A copy of JSON-like *data* with every string (keys too) redacted.
+
+    A flat dict (a record's ``extra``) is checked in one pass over its strings
+    joined: a value anywhere in one string is in the joined text too, and a
+    whole-word value stays a whole word (the separator is no letter or digit).
+    Only a dict where something is found is redacted string by string.
+    """
     if not _values:
         return data
+    if isinstance(data, dict) and all(isinstance(v, _SCALARS) for v in data.values()):
+        strings = [s for pair in data.items() for s in pair if isinstance(s, str)]
+        joined = _SEP.join(strings)
+        if redact(joined) is joined:
+            return dict(data)
     if isinstance(data, str):
         return redact(data)
     if isinstance(data, dict):

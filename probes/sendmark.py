@@ -41,9 +41,7 @@ the send creates and no task created before (observers, watchers).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -100,14 +98,23 @@ def mark_left(how: str, *, at: float | None = None) -> None:
         mark.stamp(how, at)
 
 
-@contextlib.contextmanager
-def opened(mark: SendMark) -> Iterator[SendMark]:
-    """Make *mark* the current send's mark for the ``with`` block (and tasks made in it)."""
-    reset = _CURRENT.set(mark)
-    try:
-        yield mark
-    finally:
-        _CURRENT.reset(reset)
+class opened:  # used as a function: ``with opened(mark):``
+    """Make *mark* the current send's mark for the ``with`` block (and tasks made in it).
+
+    (A class, not a generator: it is entered once per message sent.)
+    """
+
+    __slots__ = ("_mark", "_reset")
+
+    def __init__(self, mark: SendMark) -> None:
+        self._mark = mark
+
+    def __enter__(self) -> SendMark:
+        self._reset = _CURRENT.set(self._mark)
+        return self._mark
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.reset(self._reset)
 
 
 async def _on_chunk_sent(_session: Any, _ctx: Any, params: Any) -> None:

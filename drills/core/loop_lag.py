@@ -102,6 +102,13 @@ class LagMonitor:
         """The lateness of the latest tick (0.0 before the first): how busy the loop is now."""
         return self._lag[-1] if self._lag else 0.0
 
+    def samples(self, since: float = 0.0) -> list[tuple[float, float]]:
+        """The ticks kept that ran at or after monotonic *since*: ``(ran_at, lag)`` pairs
+        (a timeline of the loop's lateness, e.g. for a benchmark to line up with what
+        happened then)."""
+        i = bisect.bisect_left(self._ran, since)
+        return list(zip(self._ran[i:], self._lag[i:], strict=True))
+
     def lag_at(self, t: float) -> float:
         """The loop's lag at monotonic *t* (see the module docstring); 0.0 if never sampled.
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from abc import abstractmethod
@@ -135,6 +136,12 @@ class ChatSettings(ChannelSettings):
     request_timeout: Duration = Field(
         default=10.0, description="1 回の API 呼び出しの制限時間 / time limit of one API call"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    """One (frozen) ``ClientTimeout`` per limit, not one per request."""
+    return aiohttp.ClientTimeout(total=total)
 
 
 def as_observer_fault(fault: ProbeError) -> ObserverFault:
@@ -230,7 +237,7 @@ class ChatProbe(Probe):
         ``traced=False`` (an observer's look): without the send trace (:meth:`ProbeEnv.http`).
         """
         total = timeout if timeout is not None else self.settings.request_timeout
-        client_timeout = aiohttp.ClientTimeout(total=total)
+        client_timeout = _client_timeout(total)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             async with self.env.http(traced=traced).request(
@@ -274,6 +281,8 @@ class ChatProbe(Probe):
             except AnswerCutOff as exc:
                 outcome = await self._taken_after_all(message, exc)
             if isinstance(outcome, Accepted):
+                if outcome.throttled == throttled:  # (as good as a copy: Accepted is frozen)
+                    return outcome
                 return dataclasses.replace(outcome, throttled=throttled)
             # Counted as it happens: a send cut off by the step's timeout still says so.
             self.note_throttle(message.token, outcome.code)
@@ -485,9 +494,12 @@ class ChatProbe(Probe):
             # ``asyncio.wait_for`` inside a client library is lost, and the watcher would
             # keep looking (and close() wait for it) for ever.
             deadline = Clock.monotonic() + CLOSE_WAIT_S
+            watcher.cancel()
+            await asyncio.sleep(0)  # a resting watcher has stopped by the next turn
             while not watcher.done() and Clock.monotonic() < deadline:
-                watcher.cancel()
                 await asyncio.wait([watcher], timeout=0.05)
+                if not watcher.done():
+                    watcher.cancel()
             if not watcher.done():
                 log.warning(
                     "%s: the observer did not stop within %.1f s", self.channel_id, CLOSE_WAIT_S

@@ -22,16 +22,25 @@ cursor protocol (``after``/``wait``); each message's ``ts`` (wall time it
 became readable) bounds its sighting: from ``ts`` to the moment the observer
 handled it, so a loaded event loop shows in the bound.
 
-A long-poll *rests* once it has nothing to wait for: after a message was
-awaited, or after a whole long-poll brought nothing new, while every awaited
-message has been seen and no answers are wanted
-(:meth:`probes.replies.ReplyBook.want`), the watcher parks no request and waits
-for :meth:`observe`, which wakes it before the next message is sent. From the
-drill's start until then it stays parked as before (an outage shows as observer
-trouble at once). Nothing is missed: the next look asks for everything after the
-cursor, and each message carries its own ``ts`` for the bound. (A request per
-channel fewer — the one that would wait, unread, until the drill closes — and no
-long-poll renewed every 25 s on a channel whose message has not been sent yet.)
+A long-poll is parked only while a message is *on its way*: from the moment
+:meth:`send` begins until the message is seen (or nobody awaits it any more), or
+while answers are wanted (:meth:`probes.replies.ReplyBook.want`). Otherwise the
+watcher *rests*, parking no request: after :meth:`open`'s first look (which
+reads the cursor and proves the observer can log in and reach the room — a
+refusal or an outage shows there), and again once its message was seen. A
+message merely awaited while it waits for its turn to leave
+(:mod:`drills.core.pacing`) parks nothing yet. Nothing is missed: the next look
+asks for everything after the cursor, and each message carries its own ``ts``
+(when it became readable) for the bound; the far end's latency gives the parked
+request time to arrive before the message becomes readable, and if it does not,
+the look answers at once and the bound says how late it was.
+
+Why: a drill of 10,000 channels that parked every long-poll at the start held
+10,000 requests for the whole step, and 25 s later (``LONGPOLL_WAIT_S``) the
+unsent channels' polls all came back empty in one burst — seconds of the event
+loop's time while other channels' messages were arriving (measured:
+benchmarks/bench_core_fanout.py ``--trace``). Parked at the send, each channel's
+long-poll lives about as long as its message takes.
 
 Without an observer the tool gives no way to see arrival: the probe says so
 (``confirms()`` is False) and its deliveries are *accepted only*.
@@ -54,7 +63,6 @@ from probes.base import (
     DrillMessage,
     ObserverFault,
     ProbeEnv,
-    Sighting,
 )
 from probes.chat.base import (
     ChatProbe,
@@ -169,7 +177,8 @@ class WebhookProbe(ChatProbe):
     def __init__(self, channel_id: str, settings: ChannelSettings, env: ProbeEnv) -> None:
         super().__init__(channel_id, settings, env)
         self._cursor = 0  # longpoll: messages already read, in the order they became visible
-        self._may_rest = False  # a message was awaited, or a long-poll came back empty (_rest)
+        self._sending = 0  # sends under way: the read-back stays parked (_rest)
+        self._sent: set[str] = set()  # tokens sent, maybe not yet seen (_on_its_way)
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -250,8 +259,6 @@ class WebhookProbe(ChatProbe):
                     code="no_cursor",
                 )
         if isinstance(messages, list):
-            if wait and not messages:  # a whole long-poll and nothing new: it may rest now
-                self._may_rest = True
             for m in messages:
                 if isinstance(m, dict) and isinstance(m.get("text"), str):
                     self.record_text(m["text"], at=seen_at, bound=self._bound(m, seen_at))
@@ -260,19 +267,35 @@ class WebhookProbe(ChatProbe):
         self._parked.set()
         return None
 
-    async def observe(self, message: DrillMessage) -> Sighting:
-        self._may_rest = True
-        return await super().observe(message)
+    async def send(self, message: DrillMessage) -> Accepted:
+        """The send (:class:`ChatProbe`), with the read-back woken to park first (see the module)."""
+        self._sending += 1
+        self._sent.add(message.token)
+        self._wake.set()
+        try:
+            return await super().send(message)
+        finally:
+            self._sending -= 1
+
+    def _on_its_way(self) -> bool:
+        """Is a message under way: being sent, or sent, awaited and not yet seen?"""
+        if self._sending:
+            return True
+        self._sent = {
+            token
+            for token in self._sent
+            if token in self._awaited and self.sightings.get(token) is None
+        }
+        return bool(self._sent)
 
     async def _rest(self) -> None:
-        """Wait, parking no request, while nobody waits for anything (see the module)."""
+        """Wait, parking no request, while nothing is on its way (see the module)."""
         while (
-            self._may_rest
-            and self._parked.is_set()
+            self._parked.is_set()
             and self._observer_trouble is None
             and not self.replies.wanted
-            and all(self.sightings.get(token) is not None for token in self._awaited)
             and not self._closed
+            and not self._on_its_way()
         ):
             self._wake.clear()
             await self._wake.wait()

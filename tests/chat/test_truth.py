@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from probes.base import Clock, DrillMessage, ObserverFault, ObserverIsSender, Probe, ProbeEnv
+from probes.base import (
+    Clock,
+    DrillMessage,
+    ObserverFault,
+    ObserverIsSender,
+    Probe,
+    ProbeEnv,
+    ProbeError,
+)
 from probes.chat.base import ChatProbe
 from probes.chat.lineworks import LineWorksProbe
 from probes.chat.matrix import MatrixProbe
@@ -215,6 +223,8 @@ async def test_observer_trouble_clears_when_the_observer_can_look_again(sims, cl
     """Trouble is reported while the far end is away, and cleared soon after it is back.
 
     Long-poll observers must not park for 25-30 s before admitting they can look again.
+    A webhook's observer looks only while a message is on its way (probes.chat.webhook):
+    its trouble shows once one is sent into the outage.
     """
     end = await sims(cls)
     probe = await end.channel()
@@ -224,9 +234,15 @@ async def test_observer_trouble_clears_when_the_observer_can_look_again(sims, cl
         while not ok():
             await asyncio.sleep(0.01)
 
+    into_outage: asyncio.Future[Any] | None = None
     try:
         assert probe.observer_trouble() is None
         end.sim.set_outage(probe.channel_id, True)
+        if cls is WebhookProbe:
+            lost = DrillMessage.new("停止中")
+            into_outage = asyncio.ensure_future(probe.observe(lost))
+            with pytest.raises(ProbeError):
+                await probe.send(lost)
         await asyncio.wait_for(until(lambda: probe.observer_trouble() is not None), 5)
         end.sim.set_outage(probe.channel_id, False)
         await asyncio.wait_for(until(lambda: probe.observer_trouble() is None), 5)
@@ -235,6 +251,8 @@ async def test_observer_trouble_clears_when_the_observer_can_look_again(sims, cl
         await probe.send(message)
         await asyncio.wait_for(waiting, 5)
     finally:
+        if into_outage is not None:
+            into_outage.cancel()
         await probe.close()
 
 

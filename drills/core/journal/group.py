@@ -45,7 +45,8 @@ class GroupCommit:
         self.groups = 0  # transactions written
         self.rows = 0  # deliveries written
         self._pending: list[Delivery] = []
-        self._done: asyncio.Future[None] | None = None
+        # One future per waiting caller (a cancelled caller cancels only its own).
+        self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     async def commit(self, delivery: Delivery) -> None:
@@ -56,15 +57,14 @@ class GroupCommit:
         written with its group.
         """
         loop = asyncio.get_running_loop()
-        if self._done is None:
-            self._done = loop.create_future()
-        done = self._done
+        done = loop.create_future()
         self._pending.append(delivery)
+        self._waiters.append(done)
         if len(self._pending) >= self.max_rows or self.window_s <= 0:
             self.flush()
         elif self._timer is None:
             self._timer = loop.call_later(self.window_s, self.flush)
-        await asyncio.shield(done)
+        await done
 
     def flush(self) -> None:
         """Write every waiting delivery now, in one transaction, and wake their callers."""
@@ -72,24 +72,24 @@ class GroupCommit:
             self._timer.cancel()
             self._timer = None
         rows, self._pending = self._pending, []
-        done, self._done = self._done, None
+        waiters, self._waiters = self._waiters, []
         if not rows:
-            if done is not None and not done.done():
-                done.set_result(None)
             return
         try:
             self.journal.record_many(rows)
         except BaseException as exc:
-            if done is not None and not done.done():
-                done.set_exception(exc)
-                done.exception()  # retrieved: a group nobody awaits any more is not an error
+            for done in waiters:
+                if not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # retrieved: a caller gone meanwhile is no error
             if not isinstance(exc, Exception):
                 raise
             return
         self.groups += 1
         self.rows += len(rows)
-        if done is not None and not done.done():
-            done.set_result(None)
+        for done in waiters:
+            if not done.done():  # (a caller cancelled meanwhile: its own future only)
+                done.set_result(None)
 
 
 class _Writes(Protocol):

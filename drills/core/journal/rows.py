@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import json
+import operator
 from typing import Any
 
 from drills.core.delivery import Delivery
@@ -31,31 +32,41 @@ from probes.redact import redact, redact_data
 __all__ = ["delivery_row"]
 
 _SEP = "\x1f"  # between a row's strings when they are checked together
+_COLUMNS = operator.attrgetter(*DELIVERY_COLUMNS)
+_EXTRA = DELIVERY_COLUMNS.index("extra")
 
 
-def _extra_json(extra: Any) -> str:
-    """``extra`` as JSON with every string (keys too) redacted."""
-    text = json.dumps(extra, ensure_ascii=False, default=str)
+def _extra_json(extra: Any, text: str | None = None) -> str:
+    """``extra`` as JSON with every string (keys too) redacted (*text*: its JSON, if made)."""
+    if text is None:
+        text = json.dumps(extra, ensure_ascii=False, default=str)
     if "\\" not in text and redact(text) is text:  # no string needed escaping, none a secret
         return text
     return json.dumps(redact_data(extra), ensure_ascii=False, default=str)
 
 
 def delivery_row(d: Delivery) -> tuple[Any, ...]:
-    """The ``deliveries`` row of *d*, in :data:`DELIVERY_COLUMNS` order; no secret in it."""
-    row: list[Any] = []
+    """The ``deliveries`` row of *d*, in :data:`DELIVERY_COLUMNS` order; no secret in it.
+
+    One check for the whole row: its plain strings and ``extra``'s JSON, joined.
+    """
+    values = _COLUMNS(d)
+    row = list(values)
     texts: list[int] = []  # positions of the plain string columns
-    for column in DELIVERY_COLUMNS:
-        value = getattr(d, column)
-        if column == "extra":  # it may have been changed since the record was made
-            value = _extra_json(value)
-        elif isinstance(value, enum.Enum):
-            value = value.value
+    for i, value in enumerate(values):
+        if i == _EXTRA:
+            continue
+        if isinstance(value, enum.Enum):
+            row[i] = value.value
         elif isinstance(value, str):
-            texts.append(len(row))
-        row.append(value)
-    joined = _SEP.join(row[i] for i in texts)
-    if redact(joined) is not joined:  # something to hide: string by string
-        for i in texts:
-            row[i] = redact(row[i])
+            texts.append(i)
+    # extra may have been changed since the record was made: checked here, as JSON
+    extra = json.dumps(values[_EXTRA], ensure_ascii=False, default=str)
+    joined = _SEP.join([*(row[i] for i in texts), extra])
+    if "\\" not in extra and redact(joined) is joined:  # nothing to hide, nothing escaped
+        row[_EXTRA] = extra
+        return tuple(row)
+    row[_EXTRA] = _extra_json(values[_EXTRA], extra)  # something to hide: string by string
+    for i in texts:
+        row[i] = redact(row[i])
     return tuple(row)
