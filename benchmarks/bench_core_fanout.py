@@ -56,9 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import multiprocessing as mp
 import os
-import queue
 import resource
 import statistics
 import sys
@@ -71,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from benchlib import write_result  # noqa: E402
+from benchlib import run_side, write_result  # noqa: E402
 from fanout_timeline import ms, pct, slowest, tail_parts, timeline  # noqa: E402
 
 PER_MUNICIPALITY = 10  # channels per municipality in the generated registry
@@ -300,29 +298,6 @@ def baseline_side(chans: list[dict[str, str]], timeout: float, loop: str, out: A
     _put(out, main, loop)
 
 
-def run_side(target: Any, args: tuple[Any, ...], wait_s: float) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, out))
-    proc.start()
-    deadline = time.monotonic() + wait_s
-    try:
-        while True:
-            try:
-                result: dict[str, Any] = out.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not proc.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"{target.__name__} ended without a result") from None
-        if "error" in result:
-            raise RuntimeError(f"{target.__name__} failed:\n{result['error']}")
-    finally:
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
-    return result
-
-
 # --------------------------------------------------------------------------- figures
 
 
@@ -333,11 +308,7 @@ def harness_figures(
 
     lat = [d.latency_s for d in records if d.latency_s is not None]
     bounds = [d.error_bound_s for d in records if d.error_bound_s is not None]
-    queue = [
-        float(q)
-        for d in records
-        if (q := getattr(d, "queue_s", None) or d.extra.get("queue_s")) is not None
-    ]
+    queue = [float(q) for d in records if (q := d.queue_s) is not None]
     disagreements = compare(records, ledgers)
     outcomes: dict[str, int] = {}
     for d in records:

@@ -134,13 +134,18 @@ async def attempt(
     sent_mono = Clock.monotonic()  # until the message has left: now (nothing was sent)
     extra: dict[str, Any] = {}
 
-    def when_sent() -> None:
-        """Put the instant the message left (or the fallback) into the record."""
+    def when_sent(handed: bool = True) -> None:
+        """Put the instant the message left (or the fallback) into the record.
+
+        *handed*: the message was handed to the send, so its wait in the harness
+        (``queue_s``) is a fact; a channel that could not be opened has none.
+        """
         nonlocal sent_mono
         sent_mono, how = mark.sent_instant()
         extra["sent_mono"] = sent_mono
         extra["sent_how"] = how
-        extra["queue_s"] = round(max(0.0, sent_mono - queued), 6)
+        if handed:
+            extra["queue_s"] = round(max(0.0, sent_mono - queued), 6)
         base["sent_at"] = wall_minus_mono + sent_mono
 
     def unseen(outcome: Outcome, reason: str, code: str) -> Delivery:
@@ -160,7 +165,7 @@ async def attempt(
             )
         return Delivery(**base, outcome=outcome, reason=reason, extra=extra)
 
-    when_sent()
+    when_sent(handed=failed is None)
     if failed is not None:
         outcome, reason = _fault_outcome(failed)
         ja, sep, en = reason.partition(" / ")

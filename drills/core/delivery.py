@@ -153,8 +153,9 @@ class Delivery:
         pacing slot, a free connection, a busy event loop. None when the record
         does not say: journalled before it was recorded, a value that is not a
         finite number ≥ 0, or a message that never left (its channel could not
-        be opened: nothing was handed to the send, ``sent_how`` is ``"call"``
-        and the wait exactly 0).
+        be opened: nothing was handed to the send — the runner writes no wait;
+        journals of 2026-12-05 and before wrote exactly 0 with ``sent_how``
+        ``"call"``, read as None too).
 
         >>> from dataclasses import replace
         >>> d = Delivery("r", "s", "131211", "足立区", "chat", "webhook", "TSG-0",

@@ -158,3 +158,27 @@ async def test_trace_reads_bytes_and_memoryviews(chunk) -> None:
         await _on_chunk_sent(None, None, params)
     assert mark.how == "http"
     assert isinstance(aiohttp.TraceConfig(), aiohttp.TraceConfig)
+
+
+async def test_a_channel_that_could_not_open_has_no_wait(tmp_path, monkeypatch) -> None:
+    """Nothing was handed to a send on a channel that failed to open: no ``queue_s``."""
+    from probes.base import ChannelUnreachable
+    from probes.chat.webhook import WebhookProbe
+
+    real_open = WebhookProbe.open
+
+    async def open_or_fail(self: WebhookProbe) -> None:
+        if self.channel_id.endswith("c0"):
+            raise ChannelUnreachable("接続できません / cannot connect", code="connect")
+        await real_open(self)
+
+    monkeypatch.setattr(WebhookProbe, "open", open_or_fail)
+    journal = Journal(tmp_path / "journal.sqlite")
+    async with Drill(registry(2), journal) as drill:
+        step = await drill.broadcast("参集してください", timeout=10)
+    journal.close()
+    by_channel = {d.channel_id: d for d in step.deliveries}
+    assert not by_channel["c0"].outcome.reached, by_channel["c0"].reason
+    assert "(open)" in (by_channel["c0"].reason or "")
+    assert "queue_s" not in by_channel["c0"].extra and by_channel["c0"].queue_s is None
+    assert by_channel["c1"].outcome.reached and by_channel["c1"].queue_s is not None
