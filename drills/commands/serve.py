@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from drills.core import gcpolicy
 from drills.core.i18n import Text
 
 
@@ -204,11 +204,15 @@ def run(args: argparse.Namespace) -> int:
         # What is loaded now (modules, the registry) lives as long as the server: out of
         # the garbage collector's sight, which would otherwise walk it again and again
         # (~10 % of the CPU of a /probe scrape with a registry of a thousand channels).
-        gc.freeze()
+        # Thawed when the server ends, however it ends (drills.core.gcpolicy): a process
+        # that goes on (a test calling main) must not keep everything alive now frozen —
+        # garbage frozen with it would surface in some later, unrelated collection.
+        gcpolicy.after_startup()
         try:
             with open_journal(journal_path, read_only=True) as journal:  # a reader: writes nothing
                 await serve(journal, registry, options, started=started, stop=stop, checker=checker)
         finally:
+            gcpolicy.release()
             if checker is not None:
                 await checker.aclose()
 

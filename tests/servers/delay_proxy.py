@@ -20,7 +20,8 @@ class DelayProxy:
         self.delay = delay
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # connection handlers and their pipes
+        self._stopping = False
 
     @property
     def url(self) -> str:
@@ -31,6 +32,8 @@ class DelayProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop listening and close every connection, also one still connecting upstream."""
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
@@ -48,9 +51,28 @@ class DelayProxy:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        # The client's side is closed on every path: a handler cancelled by stop() while it
+        # still connects upstream would otherwise leave it open past the loop's end (an
+        # "unclosed transport" ResourceWarning in whichever later test collects it).
+        me = asyncio.current_task()
+        if self._stopping or me is None:
+            client_w.close()
+            return
+        self._tasks.add(me)
         try:
             up_r, up_w = await asyncio.open_connection(*self.upstream)
         except OSError:
+            client_w.close()
+            return
+        except asyncio.CancelledError:
+            # stop(): this handler ends here (asyncio's stream callback would log a
+            # cancelled handler as an error, and nobody else awaits it).
+            client_w.close()
+            return
+        finally:
+            self._tasks.discard(me)
+        if self._stopping:
+            up_w.close()
             client_w.close()
             return
         self._spawn(self._pipe(client_r, up_w))

@@ -44,6 +44,14 @@ class _LoopThread:
         self.loop.close()
 
 
+def _track(tasks: set[asyncio.Task[None]]) -> None:
+    """Count the running connection handler among *tasks* (those a server's close cancels)."""
+    task = asyncio.current_task()
+    if task is not None:
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
 class CutProxy:
     """A TCP forwarder to ``127.0.0.1:upstream_port`` whose connections a test can cut."""
 
@@ -115,10 +123,16 @@ class CutProxy:
             writer.transport.abort()
             return
         self.accepted.append(time.monotonic())
+        # Tracked from the start: a handler still connecting upstream when the proxy stops
+        # is cancelled by _close() and drops its client, not left open past the loop's end.
+        _track(self._tasks)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             writer.transport.abort()
+            return
+        except asyncio.CancelledError:
+            writer.transport.abort()  # _close(): the connection ends with the proxy
             return
         self._writers.update((writer, up_writer))
         for src, dst in ((reader, up_writer), (up_reader, writer)):
@@ -149,6 +163,7 @@ class SlowGreeter:
         self.greeted: list[float] = []  # the greeting was sent (the client was still there)
         self._server: asyncio.Server | None = None
         self._thread: _LoopThread | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # connections still being served
 
     def start(self) -> SlowGreeter:
         self._thread = _LoopThread("slow-greeter")
@@ -168,11 +183,18 @@ class SlowGreeter:
 
     async def _close(self) -> None:
         if self._server is not None:
-            self._server.close()  # a connection still open ends within `delay` by itself
+            self._server.close()
             await self._server.wait_closed()
+        # A connection still open would wait out `delay` on a loop that stops now: end it
+        # (its handler's finally drops the connection), never leave it open.
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted.append(time.monotonic())
+        _track(self._tasks)
         try:
             data = await asyncio.wait_for(reader.read(1), self.delay)
         except TimeoutError:
@@ -180,6 +202,8 @@ class SlowGreeter:
             self.greeted.append(time.monotonic())
         except (ConnectionError, OSError):
             self.gave_up.append(time.monotonic())
+        except asyncio.CancelledError:
+            pass  # _close(): the server stops (nobody else awaits this handler)
         else:
             if not data:
                 self.gave_up.append(time.monotonic())
