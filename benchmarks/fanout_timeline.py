@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -26,6 +27,30 @@ def ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
 
+def legs(
+    records: list[Any], ledgers: list[Any], latency: float
+) -> Iterator[tuple[Any, float, float, float, float, float]]:
+    """Each record the ledgers saw arrive and become visible, split by the ledgers' clock:
+    ``(record, sent, latency − injected, out, far, back)`` (see :func:`tail_parts`)."""
+    by_token = {e.token: e for ledger in ledgers for e in ledger.entries()}
+    for d in records:
+        sent = d.extra.get("sent_mono")
+        e = by_token.get(d.token)
+        if d.latency_s is None or sent is None or e is None:
+            continue
+        if e.visible_at is None or e.received_at is None:
+            continue
+        sent = float(sent)
+        yield (
+            d,
+            sent,
+            d.latency_s - latency,
+            e.received_at - sent,
+            e.visible_at - e.received_at - latency,
+            sent + d.latency_s - e.visible_at,
+        )
+
+
 def tail_parts(records: list[Any], ledgers: list[Any], latency: float) -> dict[str, Any]:
     """Where the measured latency − injected goes, per record, by the ledgers' clock.
 
@@ -34,30 +59,12 @@ def tail_parts(records: list[Any], ledgers: list[Any], latency: float) -> dict[s
     ``back``: visible → the harness's sighting (the read-back's way, and the harness noticing).
     Given at p50/p99 over all records, and as the median of each part over the slowest 1 %.
     """
-    rows: list[tuple[float, float, float, float]] = []
-    by_token = {}
-    for ledger in ledgers:
-        for e in ledger.entries():
-            by_token[e.token] = e
-    for d in records:
-        sent = d.extra.get("sent_mono")
-        e = by_token.get(d.token)
-        if d.latency_s is None or sent is None or e is None or e.visible_at is None:
-            continue
-        if e.received_at is None:
-            continue
-        sent = float(sent)
-        rows.append(
-            (
-                d.latency_s - latency,
-                e.received_at - sent,
-                e.visible_at - e.received_at - latency,
-                sent + d.latency_s - e.visible_at,
-            )
-        )
+    rows = sorted(
+        (total, out, far, back)
+        for _d, _sent, total, out, far, back in legs(records, ledgers, latency)
+    )
     if not rows:
         return {}
-    rows.sort()
     tail = rows[-max(1, len(rows) // 100) :]
     out: dict[str, Any] = {}
     for i, name in ((1, "out"), (2, "far"), (3, "back")):
@@ -164,26 +171,17 @@ def slowest(
     """--trace: the slowest 1 % of records: (sent − the broadcast's call in s; latency −
     injected, out, far, back, loop lag, error bound in ms)."""
     t0 = side["broadcast_called_mono"]
-    by_token = {e.token: e for ledger in ledgers for e in ledger.entries()}
-    rows = []
-    for d in records:
-        e = by_token.get(d.token)
-        sent = d.extra.get("sent_mono")
-        if d.latency_s is None or sent is None or e is None or e.visible_at is None:
-            continue
-        if e.received_at is None:
-            continue
-        sent = float(sent)
-        rows.append(
-            (
-                round(sent - t0, 3),
-                ms(d.latency_s - latency),
-                ms(e.received_at - sent),
-                ms(e.visible_at - e.received_at - latency),
-                ms(sent + d.latency_s - e.visible_at),
-                ms(float(d.extra.get("loop_lag_s", 0.0))),
-                ms(d.error_bound_s),
-            )
+    rows = [
+        (
+            round(sent - t0, 3),
+            ms(total),
+            ms(out),
+            ms(far),
+            ms(back),
+            ms(float(d.extra.get("loop_lag_s", 0.0))),
+            ms(d.error_bound_s),
         )
+        for d, sent, total, out, far, back in legs(records, ledgers, latency)
+    ]
     rows.sort(key=lambda r: r[1] or 0.0)
     return rows[-max(1, len(rows) // 100) :]

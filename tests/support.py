@@ -1,4 +1,5 @@
-"""Helpers more than one test folder needs: the CLI in a child process, a small tmpfs."""
+"""Helpers more than one test folder needs: the CLI in a child process, a small tmpfs,
+a registry of simulated webhook channels."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
+from drills.core.registry import Registry, parse_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +58,18 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def webhook_registry(
+    n: int, latency: str = "200ms", defaults: str = "{slo: {latency: 5s}}"
+) -> Registry:
+    """One municipality (足立区) with *n* simulated webhook channels ``c0``… at *latency*."""
+    lines = [
+        f"defaults: {defaults}",
+        "municipalities:",
+        '  - code: "131211"',
+        "    name: 足立区",
+        "    channels:",
+    ]
+    lines += [f"      - {{id: c{i}, kind: webhook, sim: {{latency: {latency}}}}}" for i in range(n)]
+    return parse_registry("\n".join(lines) + "\n", "reg.yaml")

@@ -18,30 +18,18 @@ from aiohttp import web
 
 from drills.core.journal import Journal
 from drills.core.pacing import Pacing
-from drills.core.registry import parse_registry
 from drills.core.runner import Drill
 from drills.core.truth import SLACK_S, compare
 from probes.base import ProbeEnv
 from probes.sendmark import SendMark, opened
+from tests.support import webhook_registry
 
 N = 8
 RATE = 20.0  # sends per second: the last of N waits (N - 1) / RATE = 0.35 s in the harness
 
 
-def registry(n: int, latency: str = "200ms"):
-    lines = [
-        "defaults: {slo: {latency: 5s}}",
-        "municipalities:",
-        '  - code: "131211"',
-        "    name: 足立区",
-        "    channels:",
-    ]
-    lines += [f"      - {{id: c{i}, kind: webhook, sim: {{latency: {latency}}}}}" for i in range(n)]
-    return parse_registry("\n".join(lines) + "\n", "reg.yaml")
-
-
 async def test_paced_queue_is_queue_s_not_latency(tmp_path) -> None:
-    reg = registry(N)
+    reg = webhook_registry(N)
     journal = Journal(tmp_path / "journal.sqlite")
     pacing = Pacing(rate=RATE, burst=1)
     async with Drill(reg, journal, pacing=pacing) as drill:
@@ -174,7 +162,7 @@ async def test_a_channel_that_could_not_open_has_no_wait(tmp_path, monkeypatch) 
 
     monkeypatch.setattr(WebhookProbe, "open", open_or_fail)
     journal = Journal(tmp_path / "journal.sqlite")
-    async with Drill(registry(2), journal) as drill:
+    async with Drill(webhook_registry(2), journal) as drill:
         step = await drill.broadcast("参集してください", timeout=10)
     journal.close()
     by_channel = {d.channel_id: d for d in step.deliveries}

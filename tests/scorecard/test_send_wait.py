@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from drills.core.journal import Journal
 from drills.core.pacing import Pacing
-from drills.core.registry import Registry, parse_registry
+from drills.core.registry import Registry
 from drills.core.runner import Drill
 from drills.core.scoring import percentile
 from drills.core.truth import compare
@@ -37,6 +37,7 @@ from drills.reporting.console import console_for, scorecard_renderable
 from drills.reporting.html import render_html
 from drills.reporting.scorecard import build_scorecard
 from drills.reporting.text import to_markdown
+from tests.support import webhook_registry
 
 N = 8  # channels, one message each per step
 RATE = 20.0  # sends per second: the last of a step waits about (N - 1) / RATE = 0.35 s
@@ -46,15 +47,7 @@ METRIC = "tsunagari_drill_send_queue_seconds"
 
 
 def _registry() -> Registry:
-    lines = [
-        "defaults: {slo: {latency: 5s, reachability: 0.9}}",
-        "municipalities:",
-        '  - code: "131211"',
-        "    name: 足立区",
-        "    channels:",
-    ]
-    lines += [f"      - {{id: c{i}, kind: webhook, sim: {{latency: 50ms}}}}" for i in range(N)]
-    return parse_registry("\n".join(lines) + "\n", "reg.yaml")
+    return webhook_registry(N, "50ms", "{slo: {latency: 5s, reachability: 0.9}}")
 
 
 async def _drill(reg: Registry, path: Path) -> str:
