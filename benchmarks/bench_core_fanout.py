@@ -116,6 +116,29 @@ def _code(i: int) -> str:
     return five + str((11 - total % 11) % 10)
 
 
+def write_registry(chans: list[dict[str, str]], folder: Path) -> Path:
+    """*folder*/registry.yaml: one webhook channel per entry of *chans* (``url``, ``read``:
+    the observer's URL, ``p``/``r``: the send and read tokens, each kept in a secret file
+    under *folder*/secrets), :data:`PER_MUNICIPALITY` to a municipality."""
+    keep = folder / "secrets"
+    keep.mkdir(parents=True, exist_ok=True)
+    lines = ["municipalities:\n"]
+    for i, c in enumerate(chans):
+        (keep / f"p{i}").write_text(c["p"])
+        (keep / f"r{i}").write_text(c["r"])
+        if i % PER_MUNICIPALITY == 0:
+            m = i // PER_MUNICIPALITY
+            lines.append(f'  - code: "{_code(m)}"\n    name: 団体{m}\n    channels:\n')
+        lines.append(
+            f"      - {{id: c{i}, kind: webhook, url: '{c['url']}', "
+            f"auth: 'file:{keep}/p{i}', observer: {{url: '{c['read']}', "
+            f"auth: 'file:{keep}/r{i}', mode: longpoll}}}}\n"
+        )
+    path = folder / "registry.yaml"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
 # --------------------------------------------------------------------------- the two sides
 
 
@@ -405,8 +428,6 @@ def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
             work = Path(tmp)
-            secrets = work / "secrets"
-            secrets.mkdir()
             by_index: dict[int, dict[str, Any]] = {}
             for j, host in enumerate(hosts):
                 mine = range(j, n, len(hosts))
@@ -416,22 +437,16 @@ def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                     got = host.add_many([(ChatSimulator, k, knobs, {}) for k in keys])
                     by_index.update(zip(batch, got, strict=True))
             settings = [by_index[i] for i in range(n)]
-            chans, lines = [], ["municipalities:\n"]
-            for i, s in enumerate(settings):
-                p, r = s["auth"].reveal(), s["observer"]["auth"].reveal()
-                (secrets / f"p{i}").write_text(p)
-                (secrets / f"r{i}").write_text(r)
-                chans.append({"url": s["url"], "read": s["observer"]["url"], "p": p, "r": r})
-                if i % PER_MUNICIPALITY == 0:
-                    m = i // PER_MUNICIPALITY
-                    lines.append(f'  - code: "{_code(m)}"\n    name: 団体{m}\n    channels:\n')
-                lines.append(
-                    f"      - {{id: c{i}, kind: webhook, url: '{s['url']}', "
-                    f"auth: 'file:{secrets}/p{i}', observer: {{url: '{s['observer']['url']}', "
-                    f"auth: 'file:{secrets}/r{i}', mode: longpoll}}}}\n"
-                )
-            reg = work / "registry.yaml"
-            reg.write_text("".join(lines), encoding="utf-8")
+            chans = [
+                {
+                    "url": s["url"],
+                    "read": s["observer"]["url"],
+                    "p": s["auth"].reveal(),
+                    "r": s["observer"]["auth"].reveal(),
+                }
+                for s in settings
+            ]
+            reg = write_registry(chans, work)
             db = work / "journal.sqlite"
             wait_s = timeout * 3 + 120
             for r in range(args.rounds or (3 if n <= 1000 else 1)):

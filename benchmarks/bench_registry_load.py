@@ -29,13 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_core_fanout import PER_MUNICIPALITY, _code  # noqa: E402
+from bench_core_fanout import write_registry as fanout_registry  # noqa: E402
 from benchlib import run_side, write_result  # noqa: E402
 
 SIDES = ("load", "floor_cyaml", "floor_json", "floor_pyyaml")
@@ -50,24 +51,13 @@ SIDES = ("load", "floor_cyaml", "floor_json", "floor_pyyaml")
 
 def write_registry(n: int, folder: Path) -> Path:
     """A registry of *n* webhook channels shaped as bench_core_fanout's, with its secret files."""
-    keep = folder / "secrets"
-    keep.mkdir(parents=True, exist_ok=True)
-    lines = ["municipalities:\n"]
+    chans = []
     for i in range(n):
-        (keep / f"p{i}").write_text(secrets.token_hex(16))
-        (keep / f"r{i}").write_text(secrets.token_hex(16))
         url = f"http://127.0.0.1:{40000 + i % 2}/hooks/{_code(i // PER_MUNICIPALITY)}/c{i}"
-        if i % PER_MUNICIPALITY == 0:
-            m = i // PER_MUNICIPALITY
-            lines.append(f'  - code: "{_code(m)}"\n    name: 団体{m}\n    channels:\n')
-        lines.append(
-            f"      - {{id: c{i}, kind: webhook, url: '{url}', "
-            f"auth: 'file:{keep}/p{i}', observer: {{url: '{url}/messages', "
-            f"auth: 'file:{keep}/r{i}', mode: longpoll}}}}\n"
+        chans.append(
+            {"url": url, "read": f"{url}/messages", "p": token_hex(16), "r": token_hex(16)}
         )
-    path = folder / "registry.yaml"
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
+    return fanout_registry(chans, folder)
 
 
 def child(side: str, path: str, out: Any) -> None:
