@@ -340,7 +340,11 @@ async def test_throttles_are_counted_when_the_send_runs_out_of_time(make_probe, 
     refused = [r for r in sim.creates() if r.status == 429]
     entry = sim.ledger.entry(m.token, m.recipient)
     assert len(refused) >= 3 and entry.refusals == len(refused) and entry.received_at is None
-    assert probe.throttling(m.token) == Throttling(len(refused), "20429")
+    counted = probe.throttling(m.token)
+    # The probe has one request out at a time: the timeout may cut the send after the far
+    # end answered the last one and before the probe read that answer — never more than one.
+    assert counted is not None and counted.code == "20429"
+    assert len(refused) - 1 <= counted.count <= len(refused), (counted, len(refused))
 
 
 async def test_a_retry_taken_before_the_timeout_keeps_its_acceptance_time(
