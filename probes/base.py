@@ -353,10 +353,17 @@ class Sighting:
 
 @dataclass(frozen=True, slots=True)
 class Throttling:
-    """How often the provider said "slow down" to one message, and its last word."""
+    """How often the provider said "slow down" to one message, and its last word.
+
+    ``unanswered``: a retry was on its way and its answer not yet read when this was
+    asked (a send cut by the step's timeout mid-try). The far end may have taken that
+    retry, or refused it once more: the message's fate is not known, so it is not
+    "rejected" (:mod:`drills.core.attempt`).
+    """
 
     count: int
     code: str
+    unanswered: bool = False
 
 
 class Sightings:
@@ -527,6 +534,24 @@ class Probe(ABC):
         """Count one "slow down" for *token* (probes call this as it happens)."""
         before = self._throttles.get(token)
         self._throttles[token] = Throttling((before.count if before else 0) + 1, code)
+
+    def note_try(self, token: str) -> None:
+        """A try of *token* leaves: after a "slow down", its answer is unread until noted.
+
+        Probes call this just before each try goes on the wire, and :meth:`note_throttle`
+        (another "slow down") or :meth:`note_answered` (taken) when its answer is read.
+        Before the first "slow down" there is nothing to note.
+        """
+        self._mark_unanswered(token, True)
+
+    def note_answered(self, token: str) -> None:
+        """The answer to *token*'s try was read (it was taken): nothing is left unanswered."""
+        self._mark_unanswered(token, False)
+
+    def _mark_unanswered(self, token: str, unanswered: bool) -> None:
+        before = self._throttles.get(token)
+        if before is not None and before.unanswered is not unanswered:
+            self._throttles[token] = Throttling(before.count, before.code, unanswered)
 
     def throttling(self, token: str) -> Throttling | None:
         """ "Slow down" answers to *token* so far (for a send that ran out of time)."""

@@ -12,7 +12,11 @@ What a delivery record says (the outcomes and evidence in :mod:`drills.core.deli
 - Not seen within the timeout while ``probe.observer_trouble()`` names a reason:
   ``error`` ("the drill could not look"), not ``lost``.
 - A send that ran out of time while the provider kept saying "slow down"
-  (``probe.throttling(token)``): ``rejected``, with the count and the last code.
+  (``probe.throttling(token)``): ``rejected``, with the count and the last code —
+  unless a retry was on its way at the cut (``unanswered``): the far end may have
+  taken it, so ``lost`` (not seen within the timeout), code ``rate_limited``.
+- A send whose answer never came within the timeout, while the observer had
+  already seen the message arrive: the sighting is the record (the far end took it).
 - Not seen, and sent into an outage the drill itself made (:meth:`Drill.take_down`
   … :meth:`Drill.restore`, overlapping ``[sent, watched until]``):
   ``drill_outage``. A message that arrived anyway stays ``delivered``/``late``.
@@ -187,6 +191,7 @@ async def attempt(
                 async with asyncio.timeout(timeout):  # in this task: no task per send
                     accepted = await probe.send(message)
     except BaseException as exc:
+        seen = _seen_already(observing)
         if observing is not None:
             observing.cancel()
         if mark.called is None and isinstance(exc, asyncio.CancelledError):
@@ -201,6 +206,18 @@ async def attempt(
         throttled = probe.throttling(message.token) if isinstance(exc, TimeoutError) else None
         if throttled is not None and throttled.count > 0:
             base["throttled"] = throttled.count
+        if seen is not None and isinstance(exc, TimeoutError):  # taken: its answer was late
+            return await _sighted(drill.lag, base, extra, seen, sent_mono, slo_s)
+        if throttled is not None and throttled.count > 0:
+            if throttled.unanswered:  # the last retry was on its way: taken or not, unknown
+                return unseen(
+                    Outcome.LOST,
+                    f"レート制限で {throttled.count} 回拒否され（{throttled.code}）、最後の再送は"
+                    f" {timeout:g} 秒の時点で応答待ち（受け付けられたかは不明） / rate limited "
+                    f"{throttled.count} times ({throttled.code}); the last retry was still "
+                    f"unanswered at the step's {timeout:g} s timeout (taken or not, unknown)",
+                    "rate_limited",
+                )
             return unseen(
                 Outcome.REJECTED,
                 f"レート制限で {throttled.count} 回拒否され、{timeout:g} 秒以内に受け付けられず"
@@ -268,6 +285,13 @@ async def attempt(
         outcome, reason = _fault_outcome(exc)
         return unseen(outcome, reason, _fault_code(exc))
     return await _sighted(drill.lag, base, extra, sighting, sent_mono, slo_s)
+
+
+def _seen_already(observing: asyncio.Future[Sighting] | None) -> Sighting | None:
+    """The observer's sighting if it has one by now (None: still looking, or it failed)."""
+    if observing is None or not observing.done() or observing.cancelled():
+        return None
+    return observing.result() if observing.exception() is None else None
 
 
 async def _sighted(

@@ -24,8 +24,12 @@ Rules (one record, its ledger entry by token and recipient)::
           sent + latency ≤ visible + error_bound_s + SLACK_S       (not later than it says)
     never visible (dropped, refused, never received, down)
         → never delivered/late, never evidence "receipt"
-    refused by the far end (and never taken)   → rejected
-    rejected                                   → the far end did refuse it (never visible)
+    refused by the far end (and never taken)   → rejected (or lost, when its last retry
+                                                 was still unanswered at the timeout)
+    rejected                                   → the far end did refuse it (never visible),
+                                                 as often as the record counts
+    lost while its last retry was unanswered   → the far end refused it at least as often
+      (reason_code rate_limited)                 as the record counts, at most once more
     sent into an outage the drill itself made and not seen → drill_outage (not lost);
     drill_outage                               → such an outage, and not seen
     accepted (evidence "accepted")             → the far end took it (or never heard of
@@ -216,6 +220,10 @@ def _judge(
             )
         elif drill_made and visible is None:
             bad("drill-outage-as-lost", "sent into an outage the drill made, recorded lost")
+        elif d.extra.get("reason_code") == "rate_limited":  # its last retry: unanswered
+            counted = d.throttled or 0
+            if e is not None and not counted <= e.refusals <= counted + 1:
+                bad("throttle-count", f"{counted} counted (+1 unread), {e.refusals} refused")
         elif e is not None and e.fate is Fate.REFUSED:
             bad("refused-not-rejected", f"the far end refused it ({', '.join(e.refusal_codes)})")
     elif outcome is Outcome.REJECTED:
@@ -223,6 +231,8 @@ def _judge(
             bad("rejected-but-visible", f"visible {visible - sent:.4f} s after sending")
         elif e is not None and e.refusals == 0:
             bad("rejected-not-refused", f"the far end did not refuse it (fate {e.fate.value})")
+        elif e is not None and d.throttled and e.refusals != d.throttled:
+            bad("throttle-count", f"{d.throttled} counted, {e.refusals} refused")
     elif outcome is Outcome.DRILL_OUTAGE:
         if seen_in_time:
             bad("visible-in-drill-outage", "arrived although sent into the drill's outage")

@@ -276,11 +276,13 @@ class ChatProbe(Probe):
     async def send(self, message: DrillMessage) -> Accepted:
         throttled = 0
         while True:
+            self.note_try(message.token)  # a cut from here on leaves its answer unread
             try:
                 outcome = await self._attempt(message)
             except AnswerCutOff as exc:
                 outcome = await self._taken_after_all(message, exc)
             if isinstance(outcome, Accepted):
+                self.note_answered(message.token)
                 if outcome.throttled == throttled:  # (as good as a copy: Accepted is frozen)
                     return outcome
                 return dataclasses.replace(outcome, throttled=throttled)

@@ -249,11 +249,13 @@ class MailProbe(Probe):
                     # The message starts to leave with this session (probes.sendmark):
                     # connecting, TLS and AUTH are the channel's time.
                     mark_left("smtp")
+                    self.note_try(message.token)  # a cut from here on leaves its answer unread
                     await session.open()
                     code, text, refused = await session.send(
                         mail, sender=s.sender, recipients=recipients
                     )
                     accepted_at = Clock.monotonic()  # the 250 after DATA, not after QUIT
+                    self.note_answered(message.token)
                     facts = session.facts
                     self._close_later(session)
                     break

@@ -486,8 +486,10 @@ class TwilioProbe(Probe):
             try:
                 async with self._api:
                     await self._turns.turn()
+                    self.note_try(message.token)  # a cut from here on leaves its answer unread
                     attempt_at = Clock.monotonic()
                     created = await self._client.messages.create_async(**kwargs)
+                self.note_answered(message.token)
                 break
             except (TwilioRestException, TwilioServiceException) as exc:
                 code, status = _code_of(exc), int(exc.status)

@@ -279,7 +279,9 @@ async def test_throttles_are_counted_as_they_happen(sims, cls: type) -> None:
     assert probe.throttling(first.token) is None
     entry = end.sim.ledger.entry(second.token)
     assert entry is not None and entry.fate is Fate.REFUSED  # not taken (yet)
-    assert entry.refusals == throttling.count
+    # cut mid-try (``unanswered``), the far end may have refused that try unread
+    unread = 1 if throttling.unanswered else 0
+    assert throttling.count <= entry.refusals <= throttling.count + unread
 
 
 # ------------------------------------------------------------------ ledger and streams

@@ -49,6 +49,7 @@ class FakeProbe(Probe):
         self.bound_s: float = kw.get("bound_s", 0.001)
         self.trouble: str | None = kw.get("trouble")
         self.throttle: str | None = kw.get("throttle")  # keep saying "slow down"
+        self.hold_retry: bool = kw.get("hold_retry", False)  # then a retry never answered
         self.accept_after: float = kw.get("accept_after", 0.0)
         self.block_s: float = kw.get("block_s", 0.0)  # loop busy between arrival and sighting
         self.visible: dict[str, float] = {}
@@ -70,6 +71,9 @@ class FakeProbe(Probe):
             while True:
                 self.note_throttle(message.token, self.throttle)
                 await asyncio.sleep(0.02)
+                self.note_try(message.token)
+                if self.hold_retry:
+                    await asyncio.Event().wait()  # on the wire: its answer never comes
         if self.accept_after:
             await asyncio.sleep(self.accept_after)
         at = self.accepted_at[message.token] = time.monotonic()
@@ -119,11 +123,30 @@ async def test_observer_that_cannot_look_is_error_not_lost(journal):
 
 
 async def test_throttled_until_timeout_is_rejected_with_count(journal):
-    step, probe = await run_with(journal, timeout=0.3, throttle="429")
+    step, probe = await run_with(journal, timeout=0.3, throttle="429", far_s=None)
     (d,) = step.deliveries
     count = probe.throttling(d.token).count
     assert d.outcome is Outcome.REJECTED and d.throttled == count >= 2
     assert f"rate limited {count} times (429)" in d.reason and "0.3 s timeout" in d.reason
+
+
+async def test_cut_while_a_retry_is_on_its_way_is_lost_not_rejected(journal):
+    """The far end may take the retry after the cut: the record must not say "refused"."""
+    step, probe = await run_with(journal, timeout=0.3, throttle="429", hold_retry=True, far_s=None)
+    (d,) = step.deliveries
+    assert probe.throttling(d.token).unanswered and d.throttled == 1
+    assert d.outcome is Outcome.LOST and d.extra["reason_code"] == "rate_limited"
+    assert "the last retry was still unanswered at the step's 0.3 s timeout" in d.reason
+
+
+async def test_seen_while_the_sends_answer_never_came_is_delivered(journal):
+    """The observer saw it before the timeout cut a send whose answer had not come."""
+    step, probe = await run_with(journal, timeout=0.3, accept_after=5.0, far_s=0.02)
+    (d,) = step.deliveries
+    assert d.outcome is Outcome.DELIVERED and d.evidence is Evidence.SEEN
+    seen = probe.visible[d.token] - d.extra["sent_mono"]
+    assert seen <= d.latency_s <= seen + d.error_bound_s + 0.02  # truth.SLACK_S
+    assert d.accept_latency_s is None
 
 
 async def test_send_accepted_just_before_timeout_keeps_its_acceptance_time(journal):

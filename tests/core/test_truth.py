@@ -85,6 +85,37 @@ def test_refused_must_be_rejected():
     assert rules(compare([rec(Outcome.REJECTED)], [visible_at(100.2)])) == ["rejected-but-visible"]
 
 
+def test_a_rejected_record_counts_every_refusal():
+    ledger = Ledger("webhook")
+    for _ in range(3):
+        ledger.refused(KEY, TOK, code="429", final=False)
+    assert rules(compare([rec(Outcome.REJECTED, throttled=2)], [ledger])) == ["throttle-count"]
+    assert rules(compare([rec(Outcome.REJECTED, throttled=4)], [ledger])) == ["throttle-count"]
+
+
+def test_lost_with_its_last_retry_unanswered():
+    """Cut while a retry was on its way: the far end may have taken it (visible after the
+    harness stopped watching) or refused it once more — the record said neither."""
+    unread = {"reason_code": "rate_limited"}
+    refused = Ledger("webhook")
+    for _ in range(3):
+        refused.refused(KEY, TOK, code="429", final=False)
+    assert compare([rec(Outcome.LOST, throttled=2, extra=unread)], [refused]) == []
+    assert compare([rec(Outcome.LOST, throttled=3, extra=unread)], [refused]) == []
+    assert rules(compare([rec(Outcome.LOST, throttled=1, extra=unread)], [refused])) == [
+        "throttle-count"
+    ]
+    taken = visible_at(105.08, received=104.99)
+    taken.refused(KEY, TOK, code="429", final=False)
+    taken.refused(KEY, TOK, code="429", final=False)
+    assert compare([rec(Outcome.LOST, throttled=2, extra=unread)], [taken]) == []
+    # taken and visible while the harness was still watching: lost is not the truth
+    early = visible_at(103.0, received=102.9)
+    assert rules(compare([rec(Outcome.LOST, throttled=0, extra=unread)], [early])) == [
+        "visible-not-reached"
+    ]
+
+
 def test_drill_outage_rules():
     made = [Outage(KEY, 99.0, 101.0)]
     nothing = Ledger("webhook")

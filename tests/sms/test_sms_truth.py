@@ -341,10 +341,30 @@ async def test_throttles_are_counted_when_the_send_runs_out_of_time(make_probe, 
     entry = sim.ledger.entry(m.token, m.recipient)
     assert len(refused) >= 3 and entry.refusals == len(refused) and entry.received_at is None
     counted = probe.throttling(m.token)
-    # The probe has one request out at a time: the timeout may cut the send after the far
-    # end answered the last one and before the probe read that answer — never more than one.
+    # The probe has one request out at a time. Cut while waiting out a "slow down": every
+    # answer was read. Cut mid-try (``unanswered``): the far end may have refused it unread.
     assert counted is not None and counted.code == "20429"
-    assert len(refused) - 1 <= counted.count <= len(refused), (counted, len(refused))
+    unread = 1 if counted.unanswered else 0
+    assert len(refused) - unread <= counted.count <= len(refused), (counted, len(refused))
+
+
+async def test_a_send_cut_mid_retry_says_its_answer_was_never_read(make_probe, msg, sim) -> None:
+    """Refused once, then the retry is held by Twilio: the cut leaves it unanswered."""
+    probe = await make_probe()
+    sim.inject("429", times=1, retry_after=0.5)
+    m = msg()
+    sending = asyncio.ensure_future(probe.send(m))
+    while probe.throttling(m.token) is None:  # the 429 was read; the retry waits 0.5 s
+        assert not sending.done(), sending
+        await asyncio.sleep(0.005)
+    assert probe.throttling(m.token) == Throttling(1, "20429")  # answered: nothing on the wire
+    held = sim.inject("timeout", times=1)  # the retry is held, never answered
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sending, 2.0)
+    assert probe.throttling(m.token) == Throttling(1, "20429", unanswered=True)
+    assert held.times == 0  # the retry reached Twilio, which held it
+    entry = sim.ledger.entry(m.token, m.recipient)
+    assert entry.refusals == 1 and entry.received_at is None
 
 
 async def test_a_retry_taken_before_the_timeout_keeps_its_acceptance_time(
