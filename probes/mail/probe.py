@@ -27,7 +27,8 @@ sanitising gateway stripped it), and the IMAP side's own TLS facts.
 
 Every temporary refusal (``451 4.7.1`` "slow down") is counted per message with
 :meth:`Probe.note_throttle` as it happens, so a send that runs out of time while
-throttled says so. The acceptance time is the relay's 250 after DATA; the
+throttled says so; each retry's session is noted (:meth:`Probe.note_try`) until its
+answer is read, so a send cut mid-retry says that retry went unanswered. The acceptance time is the relay's 250 after DATA; the
 session is closed (QUIT) in the background, not on the send's clock.
 """
 

@@ -62,7 +62,8 @@ the carrier's receipt delay) cannot be seen and is not in the bound.
 
 Every "slow down" (HTTP 429 / 20429) to a create is counted with
 :meth:`~probes.base.Probe.note_throttle` as it comes, so a send cut short by the
-step's timeout still reports how often it was throttled.
+step's timeout still reports how often it was throttled — and, with
+:meth:`~probes.base.Probe.note_try`, whether its last retry was still unanswered.
 
 Before any send the runner calls :func:`probes.sms.budget.plan_cost` with the
 run's SMS; the probe also refuses a send that would cross a cap. Recipients

@@ -1,0 +1,1 @@
+"""Dashboards and alert rules as code; run ``python dashboards/build.py`` (see there)."""
