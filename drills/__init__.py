@@ -24,12 +24,12 @@ if TYPE_CHECKING:
         DrillSafetyError,
         HarnessError,
         LockBusy,
-        Problem,
         RegistryError,
         ScenarioError,
         TsunagariError,
     )
     from drills.core.journal import Journal
+    from drills.core.problem import Problem
     from drills.core.registry import (
         SLO,
         Channel,
@@ -70,7 +70,7 @@ _HOME = {
     "DrillSafetyError": "drills.core.errors",
     "HarnessError": "drills.core.errors",
     "LockBusy": "drills.core.errors",
-    "Problem": "drills.core.errors",
+    "Problem": "drills.core.problem",
     "RegistryError": "drills.core.errors",
     "ScenarioError": "drills.core.errors",
     "TsunagariError": "drills.core.errors",

@@ -16,7 +16,9 @@ as outcomes (``lost``/``rejected``), not exceptions of the harness.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:  # the record lives apart: --help does not pay for dataclasses
+    from drills.core.problem import Problem
 
 __all__ = [
     "SHOWN_PROBLEMS",
@@ -24,7 +26,6 @@ __all__ = [
     "HarnessError",
     "JournalTooNew",
     "LockBusy",
-    "Problem",
     "RegistryError",
     "ScenarioError",
     "TsunagariError",
@@ -38,28 +39,13 @@ class TsunagariError(Exception):
     """Root of the harness's own errors."""
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong in a file: where, which field, and why (ja and en)."""
-
-    file: str
-    line: int | None
-    field: str
-    why_ja: str
-    why_en: str
-
-    def render(self, lang: str = "ja") -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        why = self.why_ja if lang == "ja" else self.why_en
-        return f"{where}: {self.field}: {why}"
-
-
 class RegistryError(TsunagariError, ValueError):
     """The registry is invalid; ``problems`` lists every problem found.
 
     Every problem is kept, but at most :data:`SHOWN_PROBLEMS` are rendered, then
     one line saying how many more there are (a mangled file can have thousands).
 
+    >>> from drills.core.problem import Problem
     >>> many = RegistryError([Problem("r.yaml", n, "x", "誤り", "wrong") for n in range(1, 53)])
     >>> many.lines("en")[-1]
     '… and 2 more problem(s) (52 in all; fix the first ones and check again)'

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from drills.core.errors import Problem
+from drills.core.problem import Problem
 from drills.core.yamlpos import LineMap, dotted
 
 __all__ = ["PLACEHOLDER_RE", "placeholder", "placeholder_problems", "unfilled"]

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from drills.core.errors import Problem
+from drills.core.problem import Problem
 
 __all__ = [
     "MAX_DEPTH",

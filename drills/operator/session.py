@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from drills.core.background import BackgroundLoop
-from drills.core.errors import Problem
 from drills.core.journal import Journal, RunStatus, open_journal
 from drills.core.lock import PgRunLock, RunLock, run_lock
+from drills.core.problem import Problem
 from drills.core.registry import Registry, load_registry
 from drills.core.requirements import ScenarioMistake
 from drills.core.sharing import Finding, check_sharing

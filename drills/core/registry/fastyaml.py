@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from drills.core.errors import Problem
+from drills.core.problem import Problem
 from drills.core.yamlpos import MAX_DEPTH, MAX_NODES, LineMap, too_many_nodes
 
 __all__ = ["Loaded", "fast_load"]

@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from drills.core.errors import Problem, RegistryError
+from drills.core.errors import RegistryError
 from drills.core.placeholders import placeholder_problems
+from drills.core.problem import Problem
 from drills.core.registry.fastyaml import fast_load
 from drills.core.registry.model import (
     SLO,

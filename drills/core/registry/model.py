@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from drills.core.errors import Problem, RegistryError
+from drills.core.errors import RegistryError
+from drills.core.problem import Problem
 from drills.core.registry.problems import secret_ref_problems
 from drills.core.yamlpos import LineMap
 from probes.base import DEFAULT_MARKER, ChannelSettings, Probe

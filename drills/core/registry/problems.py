@@ -1,6 +1,6 @@
 """A registry's problems in both languages, each naming its file, line and field.
 
-pydantic's validation errors become :class:`~drills.core.errors.Problem` objects
+pydantic's validation errors become :class:`~drills.core.problem.Problem` objects
 (Japanese first, then English); so do secret references that do not resolve now.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
-from drills.core.errors import Problem
+from drills.core.problem import Problem
 from drills.core.yamlpos import LineMap, dotted
 from probes.settings import SecretRef, SecretUnresolvable
 

@@ -59,7 +59,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from drills.core.errors import Problem, RegistryError
+from drills.core.errors import RegistryError
+from drills.core.problem import Problem
 from drills.core.registry import Registry, Target
 from drills.core.sharing.chat import chat_rules, observer_is_sender, webhook_rules
 from drills.core.sharing.findings import Finding, Severity, seats
