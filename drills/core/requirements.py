@@ -280,10 +280,21 @@ def judge_broadcast(
     ``within=None`` means "within each channel's SLO" (outcome ``delivered``).
     Any harness ``error`` makes the municipality's verdict ``harness``. Messages sent
     into the drill's own outage (``drill_outage``) are shown but not counted.
+
+    Verdicts come in the order of *names_en* (the registry's municipalities), then by
+    code; each verdict's rows by channel and recipient — never in the order the
+    deliveries happened to finish, so a rerun reads the same.
     """
     groups: dict[str, list[Delivery]] = {}
     for d in deliveries:
         groups.setdefault(d.municipality_code, []).append(d)
+    place = {code: i for i, code in enumerate(names_en or ())}
+    groups = {
+        code: sorted(every, key=lambda d: (d.channel_id, d.recipient or ""))
+        for code, every in sorted(
+            groups.items(), key=lambda kv: (place.get(kv[0], len(place)), kv[0])
+        )
+    }
     when_ja = f"{within:g} 秒以内" if within is not None else "SLO 以内"
     when_en = f"within {within:g} s" if within is not None else "within the SLO"
     out = []

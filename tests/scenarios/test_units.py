@@ -89,6 +89,27 @@ def test_judge_broadcast_per_municipality():
     assert slo["131211"].status is Status.MISSED and "within the SLO" in slo["131211"].summary_en
 
 
+def test_judge_broadcast_reads_the_same_whatever_finished_first():
+    """Verdicts in the registry's order (then by code), rows by channel: never in the
+    order the deliveries finished, which differs from run to run."""
+    ds = [
+        delivery("134210", "mail", Outcome.LOST, None, "不達 / lost"),
+        delivery("131016", "mail", Outcome.LOST, None, "不達 / lost"),
+        delivery("134210", "chat", Outcome.REJECTED, None, "HTTP 401"),
+        delivery("131016", "chat", Outcome.DELIVERED, 0.2),
+        delivery("999999", "chat", Outcome.LOST, None, "不達 / lost"),
+        delivery("100005", "chat", Outcome.LOST, None, "不達 / lost"),
+    ]
+    names = {"131016": "Chiyoda", "134210": "Ogasawara"}
+    for order in (ds, ds[::-1]):
+        verdicts = judge_broadcast(order, 1.0, 2.0, names)
+        assert [v.code for v in verdicts] == ["131016", "134210", "100005", "999999"]
+        assert [r.channel for r in verdicts[1].rows] == ["chat", "mail"]
+    assert [v.code for v in judge_broadcast(ds, 1.0, 2.0)] == sorted(
+        {d.municipality_code for d in ds}
+    )
+
+
 @pytest.mark.parametrize("bad", ["99", "120%", "0%", "abc", True, -0.5])
 def test_share_mistakes(bad):
     with pytest.raises(ScenarioMistake):
