@@ -141,6 +141,13 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--latency", type=float, default=2.0)
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="how long a step waits for its deliveries (default: 5 × latency); it bounds the "
+        "wait, it is not what is measured",
+    )
     opts = ap.parse_args()
 
     from drills.core.simulators import ProcessSimulatorPool
@@ -150,7 +157,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     reg = work / "registry.yaml"
     reg.write_text(text, encoding="utf-8")
-    timeout = opts.latency * 5
+    timeout = opts.timeout if opts.timeout is not None else opts.latency * 5
     single_s: list[float] = []
     fanout_s: list[float] = []
     slowest_s: list[float] = []
@@ -171,7 +178,11 @@ def main() -> None:
             step = drill.broadcast("一斉", timeout=timeout)
             fanout_s.append(time.perf_counter() - started)
             lat = [d.latency_s for d in step.deliveries if d.latency_s is not None]
-            assert len(step.deliveries) == 186 and len(lat) == 186, step.result.by_outcome()
+            unseen = sorted({d.kind for d in step.deliveries if d.latency_s is None})
+            assert len(step.deliveries) == 186 and len(lat) == 186, (
+                step.result.by_outcome(),
+                f"not seen within {timeout:g} s: {unseen}",
+            )
             assert one.deliveries[0].outcome.reached
             slowest_s.append(max(lat))
             sums_s.append(sum(lat))
