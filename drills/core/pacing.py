@@ -12,39 +12,49 @@ wall time — the step takes longer — and it is reported
 The knob is :class:`Pacing` (``Drill(pacing=…)``, or the environment variable
 ``TSUNAGARI_PACE`` for the commands)::
 
-    rate       sends admitted per second (a token bucket; None: no limit)
-    burst      sends admitted at once before the rate applies
+    rate       sends admitted per second (tokens; None: no limit)
+    burst      sends admitted at once before the rate applies (the most tokens kept)
     in_flight  sends on the wire at once (request written, answer not yet read)
     lag_limit  seconds: while the event loop runs later than this
-               (:class:`drills.core.loop_lag.LagMonitor`, or one trip through the
-               loop's ready queue right now), no new send is admitted — the answers
-               already on their way are noticed first, for at most MAX_BRAKE_S
-               (0.25 s) per send, so a busy machine still sends; and each late
-               reading lowers the rate (:class:`RateGovernor`, down to rate/16), so
-               the sends that do go leave at a pace the late loop can answer
-               (None: no brake, no governor)
+               (:class:`drills.core.loop_lag.LagMonitor`, or the dispatcher's own
+               look, a timer as late as the loop's backlog), no new send is
+               admitted — the answers already on their way are noticed first, for
+               at most MAX_BRAKE_S (0.25 s) on end, so a busy machine still sends;
+               and each late reading lowers the rate (:class:`RateGovernor`, down
+               to rate/16), so the sends that do go leave at a pace the late loop
+               can answer (None: no brake, no governor)
 
-    TSUNAGARI_PACE="rate=800,burst=40,in_flight=128,lag_limit=0.005"   # the defaults
-    TSUNAGARI_PACE="rate=2000"            # the rest as the defaults
+    TSUNAGARI_PACE="rate=2000,burst=40,in_flight=128,lag_limit=0.01"   # the defaults
+    TSUNAGARI_PACE="rate=800"             # the rest as the defaults
     TSUNAGARI_PACE="off"                  # no pacing at all
+
+How the sends leave: one dispatcher looks every :data:`QUANTUM_S` (10 ms) while
+sends wait, and releases as many as the tokens, the in-flight places and the
+loop's lag allow — together, in one turn of the loop (:class:`Pacer`). Sent in
+such batches, their answers come back in batches too, and a loop handles a batch
+for less CPU than the same answers one turn each. Nothing is promised ahead: a
+rate the governor lowers or raises applies from its next look. The governor
+starts at the configured rate, not low: the first look reads the loop's lag
+before anything is released, so a step's busy start is measured, not assumed; and
+from step to step of a drill it keeps the rate it found.
 
 The rate caps what one process asks of the machine; the lag brake adapts to
 what the machine can give right now (other work on the same cores slows the
 sends instead of the measurements). A bigger machine can raise ``rate``.
 
-The arithmetic is pure (:class:`TokenBucket` takes the time as an argument);
-:class:`Pacer` is the asyncio part the runner uses.
+The arithmetic is pure (:class:`Admission` and :class:`RateGovernor` take the time
+and the lag as arguments); :class:`Pacer` is the asyncio part the runner uses.
 
-    >>> bucket = TokenBucket(rate=10.0, burst=2, now=0.0)
-    >>> [round(bucket.reserve(0.0), 3) for _ in range(4)]
-    [0.0, 0.0, 0.1, 0.2]
+    >>> a = Admission(Pacing(rate=100.0, burst=2), now=0.0)
+    >>> [a.release(t, lag=0.0, waiting=10, on_wire=0) for t in (0.0, 0.01, 0.02, 0.03)]
+    [2, 1, 1, 1]
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -52,7 +62,7 @@ from dataclasses import dataclass
 
 from drills.core.errors import ScenarioError
 
-__all__ = ["DEFAULT", "ENV_VAR", "Pacer", "Pacing", "PacingStats", "RateGovernor", "TokenBucket"]
+__all__ = ["DEFAULT", "ENV_VAR", "Admission", "Pacer", "Pacing", "PacingStats", "RateGovernor"]
 
 ENV_VAR = "TSUNAGARI_PACE"
 
@@ -81,7 +91,7 @@ class Pacing:
         return self.rate is not None or self.in_flight is not None or self.lag_limit is not None
 
     def describe(self) -> str:
-        """``rate=800,burst=40,in_flight=128,lag_limit=0.005`` (or ``off``): what :meth:`parse` reads."""
+        """``rate=2000,burst=40,in_flight=128,lag_limit=0.01`` (or ``off``): what :meth:`parse` reads."""
         if not self.paces:
             return "off"
 
@@ -149,9 +159,10 @@ class Pacing:
         return cls.parse(value) if value.strip() else DEFAULT
 
 
-# Sends that must wait are woken on a 10 ms grid (the loop-lag monitor's period).
+# Waiting sends are released by one dispatcher on a 10 ms grid (the loop-lag monitor's
+# period): the sends of one quantum leave together, in one turn of the event loop.
 QUANTUM_S = 0.01
-# The lag brake holds one send at most this long: on a machine that stays busy the
+# The lag brake holds the queue at most this long: on a machine that stays busy the
 # loop may never run on time again, and a drill must still send (its lag is then in
 # each record's error bound and its wait in queue_s, never in a latency).
 MAX_BRAKE_S = 0.25
@@ -163,42 +174,71 @@ DOWN = 0.7
 UP = 0.02  # a fiftieth of the rate per on-time quantum: from the floor to full in ~0.5 s
 FLOOR = 1 / 16
 
-DEFAULT = Pacing(rate=800.0, burst=40, in_flight=128, lag_limit=0.005)
+# Measured on 2 cores (benchmarks/bench_core_fanout.py, 1,000 and 10,000 channels at
+# 300 ms, the far ends in their own processes): the governor holds the pace near what
+# the machine sustains, so the rate is a ceiling, not the pace.
+DEFAULT = Pacing(rate=2000.0, burst=40, in_flight=128, lag_limit=0.01)
 
 
-class TokenBucket:
-    """A token bucket as reservations (GCRA): each :meth:`reserve` says when its send may go.
+class Admission:
+    """The dispatcher's rule, pure: how many of the waiting sends one look releases.
 
-    Pure: the caller passes the monotonic time. *burst* sends may go at once; after
-    that one every ``1 / rate`` seconds. Reservations are granted in call order.
-    With a *quantum*, a send that must wait waits until the next multiple of it: the
-    sends of one quantum wake the event loop once, together (never earlier than the
-    rate allows — only later, by less than a quantum).
+    Each :meth:`release` is one look (the caller passes the time, the loop's lag then,
+    how many sends wait and how many are on the wire). Tokens accrue at the current
+    rate (``rate``; the governor's, when the lag is watched) up to ``burst`` (or one
+    quantum's worth, ``rate`` × :data:`QUANTUM_S`, where that is more); the sends
+    released are at most the whole tokens, the free in-flight places and the sends
+    waiting. Nothing is reserved ahead: a rate the governor changes applies from the
+    very next look, and a send held is held in the queue, not behind a start time
+    promised at a slower rate. While the loop runs later than ``lag_limit`` nothing is
+    released and no token accrues (the brake) — for at most :data:`MAX_BRAKE_S` on
+    end; after that the sends go at the governor's lowered rate.
 
-    >>> bucket = TokenBucket(rate=1000.0, burst=1, now=0.0, quantum=0.01)
-    >>> [round(bucket.reserve(0.0), 3) for _ in range(3)]
-    [0.0, 0.01, 0.01]
+    >>> a = Admission(Pacing(rate=100.0, burst=2), now=0.0)
+    >>> [a.release(t, 0.0, waiting=10, on_wire=0) for t in (0.0, 0.01, 0.02, 0.05)]
+    [2, 1, 1, 2]
     """
 
-    def __init__(self, rate: float, burst: int = 1, now: float = 0.0, quantum: float = 0.0) -> None:
-        self.interval = 1.0 / rate
-        self.burst = burst
-        self.tolerance = (burst - 1) * self.interval
-        self.quantum = quantum
-        self._tat = now  # the theoretical arrival time of the next send
+    def __init__(self, pacing: Pacing, now: float) -> None:
+        self.pacing = pacing
+        self.governor: RateGovernor | None = None
+        if pacing.rate is not None and pacing.lag_limit is not None:
+            self.governor = RateGovernor(pacing.rate, now)
+        self.rate = pacing.rate if self.governor is None else self.governor.rate
+        self.tokens = float(pacing.burst)
+        self._last = now
+        self._braked_since: float | None = None
 
-    def set_rate(self, rate: float) -> None:
-        """Space the sends reserved from now on ``1 / rate`` apart (the burst stays a count)."""
-        self.interval = 1.0 / rate
-        self.tolerance = (self.burst - 1) * self.interval
-
-    def reserve(self, now: float) -> float:
-        """Take one token; the instant (≥ *now*) the send may leave."""
-        start = max(now, self._tat - self.tolerance)
-        self._tat = max(self._tat, start) + self.interval
-        if start > now and self.quantum > 0:
-            start = math.ceil(start / self.quantum) * self.quantum
-        return start
+    def release(self, now: float, lag: float, waiting: int, on_wire: int) -> int:
+        """How many of the *waiting* sends go now (the oldest first)."""
+        elapsed, self._last = max(0.0, now - self._last), now
+        limit = self.pacing.lag_limit
+        held = False
+        if limit is not None and lag > limit:
+            if self._braked_since is None:
+                self._braked_since = now
+            held = now - self._braked_since < MAX_BRAKE_S
+        else:
+            self._braked_since = None
+        if self.rate is not None and not held:
+            # at most the burst is saved up — or one quantum's worth, where that is more:
+            # a quantum's sends leave together, at the rate
+            most = max(float(self.pacing.burst), self.rate * QUANTUM_S)
+            self.tokens = min(most, self.tokens + self.rate * elapsed)
+        if self.governor is not None:
+            assert limit is not None
+            self.rate = self.governor.update(lag, limit, now)
+        if held:
+            return 0
+        go = waiting
+        if self.rate is not None:
+            go = min(go, int(self.tokens + 1e-9))
+        if self.pacing.in_flight is not None:
+            go = min(go, self.pacing.in_flight - on_wire)
+        go = max(0, go)
+        if self.rate is not None:
+            self.tokens -= go
+        return go
 
 
 class RateGovernor:
@@ -211,19 +251,18 @@ class RateGovernor:
     governor lowers the pace itself instead: each lag reading over the limit cuts
     the rate to :data:`DOWN` of itself (not below :data:`FLOOR` of the configured
     rate, so a busy machine still sends), each :data:`QUANTUM_S` on time adds
-    :data:`UP` of it back. It starts low (*start*, a fraction of the rate): a step's
-    first moments are its busiest (every delivery set up at once, the collector
-    catching up with them), and the sends of a stall's moment are the ones it bends.
-    Pure: the caller passes the lag and the time.
+    :data:`UP` of it back. It starts at *start* of the rate (1: the rate itself —
+    the dispatcher reads the lag before its first release, so a step's busy start is
+    seen, not guessed). Pure: the caller passes the lag and the time.
 
-    >>> g = RateGovernor(top=800.0, now=0.0, start=1.0)
+    >>> g = RateGovernor(top=800.0, now=0.0)
     >>> [round(g.update(lag, 0.005, t)) for lag, t in ((0.1, 0.01), (0.1, 0.02), (0.0, 0.04))]
     [560, 392, 424]
-    >>> round(g.update(0.0, 0.005, 10.0)), round(RateGovernor(800.0, 0.0).update(0.0, 0.005, 0.05))
-    (800, 130)
+    >>> round(g.update(0.0, 0.005, 10.0)), round(RateGovernor(800.0, 0.0, FLOOR).rate)
+    (800, 50)
     """
 
-    def __init__(self, top: float, now: float, start: float = FLOOR) -> None:
+    def __init__(self, top: float, now: float, start: float = 1.0) -> None:
         self.top = top
         self.rate = top * start
         self.lowest = self.rate
@@ -275,10 +314,16 @@ class PacingStats:
 class Pacer:
     """The runner's admission: ``async with pacer.slot(stats): await probe.send(…)``.
 
-    *lag* reads the event loop's current lateness in seconds (the runner passes
-    :meth:`drills.core.loop_lag.LagMonitor.current`); without it the brake is off.
-    *halted* says the drill is stopping (:func:`drills.core.interrupt.stopping`): a
-    send that gets its slot then waits for no token — the caller sends nothing and
+    A send that asks joins one queue; one dispatcher (a timer every
+    :data:`QUANTUM_S`, running only while sends wait) reads the loop's lag — its own
+    lateness, which is how long the loop took to get round to it, and *lag*, the
+    monitor's latest reading (:meth:`drills.core.loop_lag.LagMonitor.current`),
+    whichever is larger — asks :class:`Admission` how many may go, and wakes that
+    many, oldest first, in one turn: they leave together and their answers come back
+    together (a loop handles a batch for less than the same sends one turn each).
+    Without *lag* the dispatcher's own lateness is the lag.
+    *halted* says the drill is stopping (:func:`drills.core.interrupt.stopping`): the
+    dispatcher then wakes every waiting send at once — the caller sends nothing and
     the queue drains at once, not at the pace.
     """
 
@@ -291,93 +336,94 @@ class Pacer:
         self.pacing = pacing
         self._lag = lag
         self._halted = halted
-        self._bucket: TokenBucket | None = None
-        self._governor: RateGovernor | None = None
-        self._slots = asyncio.Semaphore(pacing.in_flight) if pacing.in_flight else None
-        self._calm: asyncio.Future[None] | None = None  # one shared wait while braking
-        self._turn: asyncio.Future[float] | None = None  # one shared trip through the queue
-        self._late = 0.0  # how late the loop ran at the last look (see _how_late)
+        self._admission: Admission | None = None
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._on_wire = 0  # sends released and not yet out of their slot
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def _how_late(self) -> float:
-        """How late the loop runs *now*: the lag monitor's last reading, or the time one
-        trip through the loop's ready queue takes now, whichever is larger.
+    @property
+    def admission(self) -> Admission | None:
+        """The dispatcher's rule and state (None until a send first waited)."""
+        return self._admission
 
-        The monitor's reading is up to one period old: thousands of deliveries made
-        ready in one turn (a step's start) stall the loop before any tick can say so,
-        and sends admitted then would leave into the stall and have their answers
-        noticed late. A trip through the queue (one ``call_soon``, shared by every
-        send asking meanwhile) sees that backlog before the send is admitted.
-        """
-        assert self._lag is not None
-        turn = self._turn
-        if turn is None or turn.done():
-            loop = asyncio.get_running_loop()
-            turn = self._turn = loop.create_future()
-            loop.call_soon(_turned, turn, time.monotonic())
-        self._late = max(self._lag(), await asyncio.shield(turn))
-        return self._late
+    @property
+    def on_wire(self) -> int:
+        """Sends released and not yet out of their slot."""
+        return self._on_wire
 
-    async def _brake(self) -> None:
-        """While the loop runs later than ``lag_limit``, wait (one shared timer for all)."""
-        limit = self.pacing.lag_limit
-        if limit is None or self._lag is None:
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due = time.monotonic() + QUANTUM_S
+        self._timer = loop.call_later(QUANTUM_S, self._dispatch, loop)
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One look: release what :class:`Admission` allows; look again while sends wait."""
+        self._timer = None
+        now = time.monotonic()
+        waiting = self._waiting
+        while waiting and waiting[0].done():  # cancelled while it waited
+            waiting.popleft()
+        if not waiting:
             return
-        until = time.monotonic() + MAX_BRAKE_S
-        while await self._how_late() > limit and time.monotonic() < until:
-            calm = self._calm
-            if calm is None or calm.done():
-                loop = asyncio.get_running_loop()
-                calm = self._calm = loop.create_future()
-                loop.call_later(limit, _settle, calm)
-            await asyncio.shield(calm)
+        if self._halted is not None and self._halted():
+            go = len(waiting)
+        else:
+            lag = max(0.0, now - self._due)
+            if self._lag is not None:
+                lag = max(lag, self._lag())
+            if self._admission is None:
+                self._admission = Admission(self.pacing, now)
+            go = self._admission.release(now, lag, len(waiting), self._on_wire)
+        while go > 0 and waiting:
+            fut = waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                self._on_wire += 1
+                go -= 1
+        if waiting:
+            self._schedule(loop)
 
     @contextlib.asynccontextmanager
     async def slot(self, stats: PacingStats | None = None) -> AsyncIterator[None]:
-        """Wait for an in-flight slot, then for a token; hold the slot while inside."""
+        """Wait until the dispatcher releases this send; hold its in-flight place while inside."""
         if not self.pacing.paces:
             if stats is not None:
                 stats.add(0.0)
             yield
             return
         asked = time.monotonic()
-        if self._slots is not None:
-            await self._slots.acquire()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (a drill's next asyncio.run): a new queue
+            self._loop, self._waiting, self._timer, self._on_wire = (
+                loop,
+                collections.deque(),
+                None,
+                0,
+            )
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(fut)
+        if self._timer is None:
+            self._schedule(loop)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():  # released, then cancelled: give it back
+                self._on_wire -= 1
+            fut.cancel()
+            raise
         try:
             if self._halted is not None and self._halted():
-                yield  # stopping: the caller sends nothing; no wait for a token
+                yield  # stopping: the caller sends nothing
                 return
-            await self._brake()
-            if self.pacing.rate is not None:
-                if self._bucket is None:
-                    self._bucket = TokenBucket(
-                        self.pacing.rate, self.pacing.burst, asked, quantum=QUANTUM_S
-                    )
-                    if self.pacing.lag_limit is not None and self._lag is not None:
-                        self._governor = RateGovernor(self.pacing.rate, asked)
-                now = time.monotonic()
-                if self._governor is not None:
-                    assert self.pacing.lag_limit is not None
-                    rate = self._governor.update(self._late, self.pacing.lag_limit, now)
-                    self._bucket.set_rate(rate)
-                    if stats is not None and rate < self._governor.top:
-                        low = stats.rate_lowest
-                        stats.rate_lowest = rate if low is None else min(low, rate)
-                start = self._bucket.reserve(now)
-                if start > now:
-                    await asyncio.sleep(start - now)
             if stats is not None:
                 stats.add(time.monotonic() - asked)
+                admission = self._admission
+                if admission is not None and admission.governor is not None:
+                    rate = admission.rate
+                    if rate is not None and rate < admission.governor.top:
+                        low = stats.rate_lowest
+                        stats.rate_lowest = rate if low is None else min(low, rate)
             yield
         finally:
-            if self._slots is not None:
-                self._slots.release()
-
-
-def _turned(fut: asyncio.Future[float], asked: float) -> None:
-    if not fut.done():
-        fut.set_result(time.monotonic() - asked)
-
-
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+            self._on_wire -= 1
