@@ -36,8 +36,9 @@ What the harness asks a probe besides the four calls (all optional, with
 defaults here): :meth:`Probe.observes` (is this recipient covered by an
 observer? if not, its deliveries are unconfirmed, never lost),
 :meth:`Probe.observer_trouble` (why the observer cannot look right now: a
-message not seen meanwhile is ``error``, not ``lost``) and
-:meth:`Probe.throttling` (how often the provider said "slow down" to one
+message not seen meanwhile is ``error``, not ``lost``), :meth:`Probe.observer_looking_since`
+(when the observer's look under way began: a failed send's reason does not claim a
+look that has not answered yet) and :meth:`Probe.throttling` (how often the provider said "slow down" to one
 message, for a send that ran out of time while being throttled).
 
 Optional capabilities a probe declares by having them (structural
@@ -527,6 +528,15 @@ class Probe(ABC):
 
         A message not seen while the observer could not look is ``error``
         ("the drill could not look"), not ``lost``.
+        """
+        return None
+
+    def observer_looking_since(self) -> float | None:
+        """When the observer's look now under way began (monotonic; None: none is, or unknown).
+
+        A look begun after a send was called has not yet said whether the far end can
+        be reached: a send that failed meanwhile must not claim the observer saw no
+        trouble (:func:`drills.core.reasons.unanswered`).
         """
         return None
 

@@ -229,7 +229,8 @@ async def attempt(
             waited = Clock.monotonic() - sent_mono
             opened = drill._open_s.get(target.key, 0.0)
             code = _fault_code(exc) if isinstance(exc, ChannelUnreachable) else "unanswered"
-            return unseen(Outcome.LOST, _unanswered(exc, probe, waited, opened), code)
+            said = _unanswered(exc, probe, waited, opened, mark.called)
+            return unseen(Outcome.LOST, said, code)
         outcome, reason = _fault_outcome(exc, sending=True)
         return unseen(outcome, reason, _fault_code(exc, sending=True))
     when_sent()

@@ -24,8 +24,19 @@ from probes.settings import SecretUnresolvable
 __all__ = ["fault_code", "fault_outcome", "unanswered"]
 
 
-def unanswered(exc: BaseException, probe: Probe, waited_s: float, opened_s: float) -> str:
-    """Why a send got no answer: the send's side, the observer's side, and how long it waited."""
+def unanswered(
+    exc: BaseException,
+    probe: Probe,
+    waited_s: float,
+    opened_s: float,
+    called_at: float | None = None,
+) -> str:
+    """Why a send got no answer: the send's side, the observer's side, and how long it waited.
+
+    The observer's side says only what it knows: trouble it met; or, when its look began
+    at or after the send was called (*called_at*, monotonic) and has not answered, just
+    that; else that it reported no trouble.
+    """
     if isinstance(exc, ChannelUnreachable):
         ja, sep, en = exc.reason.partition(" / ")
         send_ja = f"送信: {ja}（{waited_s:.1f} 秒後）"
@@ -37,6 +48,9 @@ def unanswered(exc: BaseException, probe: Probe, waited_s: float, opened_s: floa
         obs_ja = obs_en = ""
     elif probe.observer_trouble() is not None:
         obs_ja, obs_en = "。観測側も接続できません", "; the observer could not reach it either"
+    elif called_at is not None and (probe.observer_looking_since() or -1.0) >= called_at:
+        obs_ja = "。送信とともに始めた観測側の確認にはまだ応答がありません"
+        obs_en = "; the observer's look, begun with the send, had not answered yet"
     else:
         obs_ja = "。観測側からは異常の報告はありません（送信の経路だけの問題かもしれません）"
         obs_en = "; the observer reported no trouble (only the sending path may be affected)"

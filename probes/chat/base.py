@@ -215,6 +215,7 @@ class ChatProbe(Probe):
         self._last_look_started = Clock.monotonic()
         self._look_read = True  # did the current look read the room (False: throttled)?
         self._observer_trouble: str | None = None  # why the last look failed, if it did
+        self._looking_since: float | None = None  # when the look under way began
         self._awaited: dict[str, list[float]] = {}  # token → wall times it began to be awaited
         self._closed = False  # close() was called: the watcher looks no more
 
@@ -397,6 +398,9 @@ class ChatProbe(Probe):
             f"reach the service, so arrival cannot be confirmed ({en if sep else ja})"
         )
 
+    def observer_looking_since(self) -> float | None:
+        return self._looking_since
+
     def look_failed(self, seconds: float) -> float:
         """A look that read nothing (e.g. throttled); returns *seconds* to wait before the next."""
         self._look_read = False
@@ -427,13 +431,15 @@ class ChatProbe(Probe):
         backoff = 0.1
         try:
             while not self._closed:
-                started = Clock.monotonic()
+                started = self._looking_since = Clock.monotonic()
                 self._look_read = True
                 try:
                     wait = await self._look()
                 except (ObserverFault, asyncio.CancelledError):
+                    self._looking_since = None
                     raise
                 except Exception as exc:
+                    self._looking_since = None
                     # The far end is down (ChannelUnreachable), or answered what the kind
                     # cannot read: nothing can be seen; keep trying, gently.
                     # (only the class of an unforeseen error: its text may quote an answer)
@@ -453,6 +459,7 @@ class ChatProbe(Probe):
                     await self._back_off(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                self._looking_since = None
                 if self._look_read:  # a poll's next bound counts from a look that read
                     self._last_look_started = started
                 self._observer_trouble = None

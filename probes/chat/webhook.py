@@ -179,6 +179,7 @@ class WebhookProbe(ChatProbe):
         self._cursor = 0  # longpoll: messages already read, in the order they became visible
         self._sending = 0  # sends under way: the read-back stays parked (_rest)
         self._sent: set[str] = set()  # tokens sent, maybe not yet seen (_on_its_way)
+        self._resting = False  # the read-back parks nothing now (_rest)
 
     @classmethod
     def simulator(cls) -> type[Simulator]:
@@ -223,6 +224,7 @@ class WebhookProbe(ChatProbe):
         wait = 0
         if longpoll:
             await self._rest()
+            self._looking_since = Clock.monotonic()  # the look begins now, not at the rest
             # After a failed look, answer at once: the trouble clears as soon as it can.
             settled = self._parked.is_set() and self._observer_trouble is None
             wait = LONGPOLL_WAIT_S if settled else 0
@@ -271,6 +273,8 @@ class WebhookProbe(ChatProbe):
         """The send (:class:`ChatProbe`), with the read-back woken to park first (see the module)."""
         self._sending += 1
         self._sent.add(message.token)
+        if self._resting:  # its look begins with this send (before the watcher runs again)
+            self._looking_since = Clock.monotonic()
         self._wake.set()
         try:
             return await super().send(message)
@@ -290,6 +294,13 @@ class WebhookProbe(ChatProbe):
 
     async def _rest(self) -> None:
         """Wait, parking no request, while nothing is on its way (see the module)."""
+        self._resting, self._looking_since = True, None  # resting is no look
+        try:
+            await self._rest_until_wanted()
+        finally:
+            self._resting = False
+
+    async def _rest_until_wanted(self) -> None:
         while (
             self._parked.is_set()
             and self._observer_trouble is None

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from drills.core.reasons import unanswered
 from probes.base import (
+    ChannelUnreachable,
     Clock,
     DrillMessage,
     ObserverFault,
@@ -254,6 +256,57 @@ async def test_observer_trouble_clears_when_the_observer_can_look_again(sims, cl
         if into_outage is not None:
             into_outage.cancel()
         await probe.close()
+
+
+async def test_a_send_into_an_outage_never_claims_the_observer_saw_no_trouble(sims) -> None:
+    """The read-back's look begins with the send; when the send fails first, its reason
+    says that look had not answered yet (or that it failed) — never "no trouble"."""
+    end = await sims(WebhookProbe)
+    probe = await end.channel()
+    await probe.open()
+    try:
+        end.sim.set_outage(probe.channel_id, True)
+        message = DrillMessage.new("停止中")
+        watching = asyncio.ensure_future(probe.observe(message))
+        called = Clock.monotonic()
+        with pytest.raises(ChannelUnreachable) as failed:
+            await probe.send(message)
+        said = unanswered(failed.value, probe, Clock.monotonic() - called, 0.0, called)
+        assert "reported no trouble" not in said and "異常の報告はありません" not in said
+        assert (
+            "had not answered yet" in said and "まだ応答がありません" in said
+        ) or "could not reach it either" in said, said
+        watching.cancel()
+    finally:
+        await probe.close()
+
+
+async def test_the_observer_side_of_an_unanswered_send() -> None:
+    """Three things the observer can honestly say, from what it knows at that moment."""
+
+    class Looking:  # only what the reason asks of a probe
+        def __init__(self, trouble: str | None, since: float | None) -> None:
+            self.trouble, self.since = trouble, since
+
+        def confirms(self) -> bool:
+            return True
+
+        def observer_trouble(self) -> str | None:
+            return self.trouble
+
+        def observer_looking_since(self) -> float | None:
+            return self.since
+
+    refused = ChannelUnreachable("接続拒否 / connection refused", code="connect")
+
+    def said(trouble: str | None, since: float | None) -> str:
+        probe: Any = Looking(trouble, since)
+        return unanswered(refused, probe, 0.2, 0.0, called_at=100.0)
+
+    assert "could not reach it either" in said("down / down", 100.5)
+    assert "had not answered yet" in said(None, 100.0)  # begun with the send
+    assert "reported no trouble" in said(None, 99.0)  # a look under way since before it
+    assert "reported no trouble" in said(None, None)  # no look under way: its last said ok
 
 
 # ------------------------------------------------------------------ item 12: throttles
