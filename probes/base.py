@@ -37,8 +37,8 @@ defaults here): :meth:`Probe.observes` (is this recipient covered by an
 observer? if not, its deliveries are unconfirmed, never lost),
 :meth:`Probe.observer_trouble` (why the observer cannot look right now: a
 message not seen meanwhile is ``error``, not ``lost``), :meth:`Probe.observer_looking_since`
-(when the observer's look under way began: a failed send's reason does not claim a
-look that has not answered yet) and :meth:`Probe.throttling` (how often the provider said "slow down" to one
+(when a look begun for a send started, while it has not answered: a failed send's
+reason does not claim what that look has not yet said) and :meth:`Probe.throttling` (how often the provider said "slow down" to one
 message, for a send that ran out of time while being throttled).
 
 Optional capabilities a probe declares by having them (structural
@@ -532,11 +532,14 @@ class Probe(ABC):
         return None
 
     def observer_looking_since(self) -> float | None:
-        """When the observer's look now under way began (monotonic; None: none is, or unknown).
+        """When a look the observer began *for a send* started, while it has not answered
+        (monotonic; None: no such look is under way).
 
-        A look begun after a send was called has not yet said whether the far end can
-        be reached: a send that failed meanwhile must not claim the observer saw no
-        trouble (:func:`drills.core.reasons.unanswered`).
+        An observer that rests between messages (the webhook's read-back) knows nothing
+        of the far end's state now until that look answers: a send that failed meanwhile
+        must not claim the observer saw no trouble (:func:`drills.core.reasons.unanswered`).
+        An observer that keeps looking (a /sync or a websocket) says None: its last look's
+        word stands.
         """
         return None
 

@@ -215,7 +215,7 @@ class ChatProbe(Probe):
         self._last_look_started = Clock.monotonic()
         self._look_read = True  # did the current look read the room (False: throttled)?
         self._observer_trouble: str | None = None  # why the last look failed, if it did
-        self._looking_since: float | None = None  # when the look under way began
+        self._looking_since: float | None = None  # a look woken by a send: when it began
         self._awaited: dict[str, list[float]] = {}  # token → wall times it began to be awaited
         self._closed = False  # close() was called: the watcher looks no more
 
@@ -431,7 +431,7 @@ class ChatProbe(Probe):
         backoff = 0.1
         try:
             while not self._closed:
-                started = self._looking_since = Clock.monotonic()
+                started = Clock.monotonic()
                 self._look_read = True
                 try:
                     wait = await self._look()

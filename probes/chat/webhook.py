@@ -224,7 +224,6 @@ class WebhookProbe(ChatProbe):
         wait = 0
         if longpoll:
             await self._rest()
-            self._looking_since = Clock.monotonic()  # the look begins now, not at the rest
             # After a failed look, answer at once: the trouble clears as soon as it can.
             settled = self._parked.is_set() and self._observer_trouble is None
             wait = LONGPOLL_WAIT_S if settled else 0
@@ -273,7 +272,7 @@ class WebhookProbe(ChatProbe):
         """The send (:class:`ChatProbe`), with the read-back woken to park first (see the module)."""
         self._sending += 1
         self._sent.add(message.token)
-        if self._resting:  # its look begins with this send (before the watcher runs again)
+        if self._resting:  # a look begins with this send: nothing is known of now until it answers
             self._looking_since = Clock.monotonic()
         self._wake.set()
         try:
