@@ -61,6 +61,7 @@ from drills.core.delivery import Delivery, Evidence, Outcome, classify
 from drills.core.pacing import PacingStats
 from drills.core.reasons import fault_code as _fault_code
 from drills.core.reasons import fault_outcome as _fault_outcome
+from drills.core.reasons import rate_limited as _rate_limited
 from drills.core.reasons import unanswered as _unanswered
 from drills.core.registry import Target
 from probes.base import (
@@ -209,22 +210,7 @@ async def attempt(
         if seen is not None and isinstance(exc, TimeoutError):  # taken: its answer was late
             return await _sighted(drill.lag, base, extra, seen, sent_mono, slo_s)
         if throttled is not None and throttled.count > 0:
-            if throttled.unanswered:  # the last retry was on its way: taken or not, unknown
-                return unseen(
-                    Outcome.LOST,
-                    f"レート制限で {throttled.count} 回拒否され（{throttled.code}）、最後の再送は"
-                    f" {timeout:g} 秒の時点で応答待ち（受け付けられたかは不明） / rate limited "
-                    f"{throttled.count} times ({throttled.code}); the last retry was still "
-                    f"unanswered at the step's {timeout:g} s timeout (taken or not, unknown)",
-                    "rate_limited",
-                )
-            return unseen(
-                Outcome.REJECTED,
-                f"レート制限で {throttled.count} 回拒否され、{timeout:g} 秒以内に受け付けられず"
-                f"（{throttled.code}） / rate limited {throttled.count} times "
-                f"({throttled.code}) until the step's {timeout:g} s timeout",
-                "rate_limited",
-            )
+            return unseen(*_rate_limited(throttled, timeout), "rate_limited")
         if isinstance(exc, ChannelUnreachable | TimeoutError):  # say who saw what, how long
             waited = Clock.monotonic() - sent_mono
             opened = drill._open_s.get(target.key, 0.0)

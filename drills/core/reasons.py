@@ -18,10 +18,11 @@ from probes.base import (
     ObserverFault,
     Probe,
     ProbeError,
+    Throttling,
 )
 from probes.settings import SecretUnresolvable
 
-__all__ = ["fault_code", "fault_outcome", "unanswered"]
+__all__ = ["fault_code", "fault_outcome", "rate_limited", "unanswered"]
 
 
 def unanswered(
@@ -59,6 +60,28 @@ def unanswered(
         open_ja = f"。チャネルを開くのにも {opened_s:.1f} 秒かかりました"
         open_en = f"; opening the channel had taken {opened_s:.1f} s"
     return f"応答なし: {send_ja}{obs_ja}{open_ja} / not answering: {send_en}{obs_en}{open_en}"
+
+
+def rate_limited(throttled: Throttling, timeout: float) -> tuple[Outcome, str]:
+    """A send the step's timeout cut while the provider kept saying "slow down".
+
+    Every answer read: the far end refused it (``rejected``). Its last retry still on
+    the wire (``unanswered``): taken or not is unknown, so not seen in time (``lost``).
+
+    >>> rate_limited(Throttling(2, "429", unanswered=True), 1.0)[0].value
+    'lost'
+    """
+    n, code = throttled.count, throttled.code
+    if throttled.unanswered:
+        return Outcome.LOST, (
+            f"レート制限で {n} 回拒否され（{code}）、最後の再送は {timeout:g} 秒の時点で応答待ち"
+            f"（受け付けられたかは不明） / rate limited {n} times ({code}); the last retry was "
+            f"still unanswered at the step's {timeout:g} s timeout (taken or not, unknown)"
+        )
+    return Outcome.REJECTED, (
+        f"レート制限で {n} 回拒否され、{timeout:g} 秒以内に受け付けられず（{code}） / "
+        f"rate limited {n} times ({code}) until the step's {timeout:g} s timeout"
+    )
 
 
 def fault_outcome(exc: BaseException, sending: bool = False) -> tuple[Outcome, str]:

@@ -295,20 +295,17 @@ class WebhookProbe(ChatProbe):
         """Wait, parking no request, while nothing is on its way (see the module)."""
         self._resting, self._looking_since = True, None  # resting is no look
         try:
-            await self._rest_until_wanted()
+            while (
+                self._parked.is_set()
+                and self._observer_trouble is None
+                and not self.replies.wanted
+                and not self._closed
+                and not self._on_its_way()
+            ):
+                self._wake.clear()
+                await self._wake.wait()
         finally:
             self._resting = False
-
-    async def _rest_until_wanted(self) -> None:
-        while (
-            self._parked.is_set()
-            and self._observer_trouble is None
-            and not self.replies.wanted
-            and not self._closed
-            and not self._on_its_way()
-        ):
-            self._wake.clear()
-            await self._wake.wait()
 
     def _bound(self, message: dict[str, Any], seen_at: float) -> float:
         """From the read-back's own ``ts`` (when it became readable) to the sighting."""
