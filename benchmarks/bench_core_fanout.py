@@ -15,6 +15,11 @@ processes — included):
 - ``baseline_uvloop``: the same bare loop on uvloop, its own rows and ratios (what
   the fast loop alone buys), never a target's baseline.
 
+Both sides are judged alike: each imports the modules it runs before its clock starts
+(the bare loop aiohttp; the harness its runner, journal and the registry's probe kind —
+start-up is ``bench_startup``'s figure), and each counts a delivery only when its own
+token came back in the read-back's answer.
+
 Reported per size (median over ``--rounds``; the sides alternate who goes first):
 
 - CPU per delivery of each side, and harness / baseline (target ≤ 1.2×); the harness's
@@ -151,6 +156,7 @@ def harness_side(
     from drills.core.journal import Journal
     from drills.core.registry import loader, parse_registry
     from drills.core.runner import Drill
+    from probes.chat import webhook  # noqa: F401  (the registry's one kind: imported before the clock)
 
     # 10,000 channels with their own URLs and secret files are a ~2.5 MB registry: while
     # a registry file may be at most loader.MAX_REGISTRY_BYTES (1 MiB when this was
@@ -298,9 +304,12 @@ def baseline_side(chans: list[dict[str, str]], timeout: float, loop: str, out: A
                     ) as r:
                         await r.read()
                     resp = await poll
-                    await resp.read()
+                    answer = await resp.json()
                     resp.release()
-                    return token, t0, time.monotonic() - t0
+                    seen = time.monotonic() - t0
+                    # confirmed only if its own message is in what the read-back returned
+                    texts = [m.get("text", "") for m in answer.get("messages", ())]
+                    return (token, t0, seen) if any(token in t for t in texts) else None
                 except (aiohttp.ClientError, TimeoutError):
                     return None
 

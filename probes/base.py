@@ -444,46 +444,22 @@ class ProbeEnv:
     vantage: str = "default"
     shared: dict[str, Any] = field(default_factory=dict)
 
-    def http(self, *, traced: bool = True) -> aiohttp.ClientSession:
-        """The shared session; ``traced=False``: the same connections, without the send trace.
-
-        Only a send needs the trace that stamps when its message leaves
-        (:mod:`probes.sendmark`); an observer's looks are never inside a send and
-        skip its per-request signals.
-        """
+    def http(self) -> aiohttp.ClientSession:
+        """The shared session (its connector stamps a send's mark: :mod:`probes.sendmark`)."""
         session = self.shared.get("aiohttp")
         if session is None or session.closed:
-            session = self._new_http()
-        if traced or not session.trace_configs:
-            return session
-        plain = self.shared.get("aiohttp.untraced")
-        if plain is None or plain.closed or plain.connector is not session.connector:
-            import aiohttp
+            import aiohttp  # not at import time: cron pays for every import
 
-            plain = aiohttp.ClientSession(
-                connector=session.connector, connector_owner=False, trust_env=False
-            )
-            self.shared["aiohttp.untraced"] = plain
-        return plain
+            from probes.sendmark import connector
 
-    def _new_http(self) -> aiohttp.ClientSession:
-        import aiohttp  # not at import time: cron pays for every import
-
-        from probes.sendmark import trace_config
-
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-        # The trace stamps when a drill message really leaves (probes.sendmark).
-        session = aiohttp.ClientSession(
-            connector=connector, trust_env=False, trace_configs=[trace_config()]
-        )
-        self.shared["aiohttp"] = session
+            session = aiohttp.ClientSession(connector=connector(), trust_env=False)
+            self.shared["aiohttp"] = session
         return session
 
     async def aclose(self) -> None:
-        # The untraced session first: it borrows the traced one's connector.
-        for key, value in sorted(self.shared.items(), key=lambda kv: kv[0] != "aiohttp.untraced"):
+        for key, value in self.shared.items():
             closer = getattr(value, "close", None)
-            if closer is not None and key in ("aiohttp", "aiohttp.untraced"):
+            if closer is not None and key == "aiohttp":
                 await closer()
             elif hasattr(value, "aclose"):
                 await value.aclose()

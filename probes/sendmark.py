@@ -7,13 +7,14 @@ channel's latency. The runner therefore opens a :class:`SendMark` around
 ``probe.send`` and the send path stamps the instant the message leaves:
 
 - HTTP (every kind on the drill's shared aiohttp session, :meth:`ProbeEnv.http
-  <probes.base.ProbeEnv.http>`): :func:`trace_config` stamps the moment the send
-  path starts talking to the network — a connection is being created or a pooled
-  one is taken (aiohttp's ``on_connection_create_start`` / ``on_connection_reuseconn``,
-  after any wait for a free slot in the connector, which is the harness's queue) —
-  or, failing that, the first request chunk that carries the message's token.
-  Only requests made inside the send's context count: observers and long-polls
-  were started elsewhere and never stamp.
+  <probes.base.ProbeEnv.http>`): the session's connector (:func:`connector`) stamps
+  the moment the send path starts talking to the network — a request asks for a
+  connection, to be created or taken from the pool. The connector has no limit, so
+  no request ever waits for a free slot first (a limit would be the harness's own
+  queue, to be stamped after). Only requests made inside the send's context count:
+  observers and long-polls were started elsewhere and never stamp. (A connector
+  method, not an aiohttp trace: a trace costs every request of the session its
+  eight signals, observers' looks included.)
 - Other protocols call :func:`mark_left` at their own instant (SMTP: the session
   for this message is about to be opened — connecting, TLS and AUTH are the
   channel's time, not the harness's; Twilio: its API slot is held and the create
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["SendMark", "current", "mark_left", "opened", "trace_config"]
+__all__ = ["SendMark", "connector", "current", "mark_left", "opened"]
 
 _CURRENT: ContextVar[SendMark | None] = ContextVar("tsunagari_send_mark", default=None)
 
@@ -117,29 +118,22 @@ class opened:  # used as a function: ``with opened(mark):``
         _CURRENT.reset(self._reset)
 
 
-async def _on_chunk_sent(_session: Any, _ctx: Any, params: Any) -> None:
-    mark = _CURRENT.get()
-    if mark is None or mark.left is not None:
-        return
-    chunk = params.chunk
-    if isinstance(chunk, memoryview):
-        chunk = chunk.tobytes()
-    if mark._needle in chunk:
-        mark.stamp("http")
+_MARKING: type[aiohttp.TCPConnector] | None = None
 
 
-async def _on_connection(_session: Any, _ctx: Any, _params: Any) -> None:
-    mark = _CURRENT.get()
-    if mark is not None and mark.left is None:
-        mark.stamp("http")
+def connector() -> aiohttp.TCPConnector:
+    """The drill session's connector: no limit, and a request that asks it for a connection
+    inside a send stamps that send's mark (the first use of the network wins)."""
+    global _MARKING
+    if _MARKING is None:
+        import aiohttp
 
+        class MarkingConnector(aiohttp.TCPConnector):
+            async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+                mark = _CURRENT.get()
+                if mark is not None and mark.left is None:
+                    mark.stamp("http")
+                return await super().connect(req, traces, timeout)
 
-def trace_config() -> aiohttp.TraceConfig:
-    """The aiohttp trace that stamps the current send when it starts using the network."""
-    import aiohttp
-
-    config = aiohttp.TraceConfig()
-    config.on_connection_create_start.append(_on_connection)
-    config.on_connection_reuseconn.append(_on_connection)
-    config.on_request_chunk_sent.append(_on_chunk_sent)
-    return config
+        _MARKING = MarkingConnector
+    return _MARKING(limit=0, limit_per_host=0, ttl_dns_cache=300)

@@ -247,7 +247,9 @@ async def attempt(
         )
     remaining = timeout - (Clock.monotonic() - sent_mono)
     try:
-        sighting = await asyncio.wait_for(observing, max(remaining, 0.0))
+        # (a timeout around the await, not wait_for: no waiter future and callback per message)
+        async with asyncio.timeout(max(remaining, 0.0)):
+            sighting = await observing
     except TimeoutError:
         trouble = probe.observer_trouble()
         if trouble is not None:

@@ -229,19 +229,17 @@ class ChatProbe(Probe):
         *,
         token: str | None = None,
         timeout: float | None = None,
-        traced: bool = True,
         **kw: Any,
     ) -> tuple[int, str, Any]:
         """One HTTP request on the drill's shared session: (status, body text, headers).
 
         Connection failures and timeouts become :class:`ChannelUnreachable`.
-        ``traced=False`` (an observer's look): without the send trace (:meth:`ProbeEnv.http`).
         """
         total = timeout if timeout is not None else self.settings.request_timeout
         client_timeout = _client_timeout(total)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with self.env.http(traced=traced).request(
+            async with self.env.http().request(
                 method, url, headers=headers, timeout=client_timeout, **kw
             ) as resp:
                 return resp.status, await resp.text(), resp.headers

@@ -235,7 +235,6 @@ class WebhookProbe(ChatProbe):
             token=token,
             params=params,
             timeout=LONGPOLL_WAIT_S + self.settings.request_timeout,
-            traced=False,  # a look is never a send: no send mark to stamp
         )
         if status in (401, 403):
             ja, en = "観測用アカウントのログインが拒否されました", "observer login refused"

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
-import pytest
 from aiohttp import web
 
 from drills.core.journal import Journal
@@ -132,20 +130,28 @@ async def test_a_task_started_before_the_mark_never_stamps_it() -> None:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("chunk", [b"x TSG-0000000000AB y", memoryview(b"[TSG-0000000000AB]")])
-async def test_trace_reads_bytes_and_memoryviews(chunk) -> None:
-    from probes.sendmark import _on_chunk_sent
-
-    class Params:
-        pass
-
-    params = Params()
-    params.chunk = chunk  # type: ignore[attr-defined]
-    mark = SendMark("TSG-0000000000AB", queued=0.0)
-    with opened(mark):
-        await _on_chunk_sent(None, None, params)
-    assert mark.how == "http"
-    assert isinstance(aiohttp.TraceConfig(), aiohttp.TraceConfig)
+async def test_a_pooled_connection_stamps_when_it_is_taken() -> None:
+    """A send on a connection another request left in the pool starts to leave when it
+    takes that connection (the connector's stamp), not at its answer; and the drill's
+    session carries no aiohttp trace, whose signals every look would pay for."""
+    runner, url = await _hook_server()
+    env = ProbeEnv()
+    try:
+        http = env.http()
+        assert not http.trace_configs
+        async with http.post(url, data="warm-up") as r:  # leaves a pooled connection
+            await r.read()
+        assert http.connector is not None
+        mark = SendMark("TSG-0000000000AB", queued=time.monotonic())
+        with opened(mark):
+            before = time.monotonic()
+            async with http.post(url, data="【訓練】 [TSG-0000000000AB]") as r:
+                assert mark.left is not None and before <= mark.left  # before the answer
+                await r.read()
+        assert mark.how == "http"
+    finally:
+        await env.aclose()
+        await runner.cleanup()
 
 
 async def test_a_channel_that_could_not_open_has_no_wait(tmp_path, monkeypatch) -> None:
