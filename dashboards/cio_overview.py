@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge, geomap, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import geomap
 from grafana_foundation_sdk.builders.common import FrameGeometrySource, MapLayerOptions
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import common
@@ -13,17 +13,21 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
 
 from dashboards.panels import (
-    GRADE_STEPS,
     LATENCY_STANDING_ABOUT,
     MUNI,
     SEL,
+    bars_now,
     board,
+    failing_count,
+    graded,
+    graph,
     panel,
     q,
     standing_table,
+    table_now,
     thresholds,
     tls_left,
-    value_text,
+    up_timeline,
     variables,
 )
 
@@ -37,71 +41,64 @@ def cio_overview() -> Dashboard:
         )
     ).time("now-7d", "now")
     d = d.with_row(Row("いまの状態"))
+    by_name = "{{municipality_name}}"
     d = d.with_panel(
-        panel(bargauge, "即応性スコア（団体別・最新の訓練）", 12, 10)
-        .description("最新の訓練の即応性スコア（0〜100）。複数のシナリオ・拠点を選ぶと最も低い値。")
-        .with_target(
-            q(
+        graded(
+            bars_now(
+                "即応性スコア（団体別・最新の訓練）",
                 f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})",
-                "{{municipality_name}}",
-                instant=True,
+                by_name,
+                12,
+                10,
             )
         )
-        .min(0)
-        .max(100)
+        .description("最新の訓練の即応性スコア（0〜100）。複数のシナリオ・拠点を選ぶと最も低い値。")
         .unit("none")
-        .decimals(1)
-        .thresholds(thresholds(GRADE_STEPS))
-        .orientation(common.VizOrientation.HORIZONTAL)
     )
     d = d.with_panel(
-        panel(stat, "不通のチャネル数", 4, 10)
-        .description("最新の訓練で 1 通も受け手側に届かなかったチャネルの数")
-        .with_target(
-            q(f"count(tsunagari_channel_reachable{{{SEL}}} == 0) or vector(0)", instant=True)
+        failing_count(
+            "不通のチャネル数",
+            f"tsunagari_channel_reachable{{{SEL}}}",
+            "最新の訓練で 1 通も受け手側に届かなかったチャネルの数",
+            10,
         )
-        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
     )
     d = d.with_panel(
-        panel(bargauge, "最後の訓練からの経過時間", 8, 10)
+        bars_now(
+            "最後の訓練からの経過時間",
+            f"time() - max by ({MUNI}) (tsunagari_municipality_last_drill_timestamp_seconds{{{SEL}}})",
+            by_name,
+            8,
+            10,
+        )
         .description("その団体を含む最新の訓練が終わってからの時間")
-        .with_target(
-            q(
-                f"time() - max by ({MUNI}) (tsunagari_municipality_last_drill_timestamp_seconds{{{SEL}}})",
-                "{{municipality_name}}",
-                instant=True,
-            )
-        )
         .unit("s")
-        .orientation(common.VizOrientation.HORIZONTAL)
     )
+    for title, expr, description in (
+        (
+            "いま不通のチャネル",
+            f"tsunagari_channel_unreachable_streak{{{SEL}}} > 0",
+            "最新の訓練で 1 通も届かなかったチャネル（連続回数つき）",
+        ),
+        (
+            "前回の訓練から悪化した団体",
+            f"tsunagari_readiness_score_change{{{SEL}}} < 0",
+            "即応性スコアが前回の訓練より下がった団体（値は変化幅）",
+        ),
+        (
+            "新たに不通になったチャネル",
+            f"tsunagari_channel_unreachable_streak{{{SEL}}} == 1",
+            "前回の訓練では届いていた（または初めての訓練で）、今回届かなかったチャネル",
+        ),
+    ):
+        d = d.with_panel(table_now(title, expr, description, 12, 8))
     d = d.with_panel(
-        panel(table, "いま不通のチャネル", 12, 8)
-        .description("最新の訓練で 1 通も届かなかったチャネル（連続回数つき）")
-        .with_target(
-            q(f"tsunagari_channel_unreachable_streak{{{SEL}}} > 0", fmt="table", instant=True)
-        )
-    )
-    d = d.with_panel(
-        panel(table, "前回の訓練から悪化した団体", 12, 8)
-        .description("即応性スコアが前回の訓練より下がった団体（値は変化幅）")
-        .with_target(q(f"tsunagari_readiness_score_change{{{SEL}}} < 0", fmt="table", instant=True))
-    )
-    d = d.with_panel(
-        panel(table, "新たに不通になったチャネル", 12, 8)
-        .description("前回の訓練では届いていた（または初めての訓練で）、今回届かなかったチャネル")
-        .with_target(
-            q(f"tsunagari_channel_unreachable_streak{{{SEL}}} == 1", fmt="table", instant=True)
-        )
-    )
-    d = d.with_panel(
-        panel(bargauge, "点呼（安否確認）の回答率", 12, 8)
-        .with_target(
-            q(
-                f"min by ({MUNI}) (tsunagari_roll_call_answered_ratio{{{SEL}}})",
-                "{{municipality_name}}",
-                instant=True,
-            )
+        bars_now(
+            "点呼（安否確認）の回答率",
+            f"min by ({MUNI}) (tsunagari_roll_call_answered_ratio{{{SEL}}})",
+            by_name,
+            12,
+            8,
         )
         .unit("percentunit")
         .min(0)
@@ -111,15 +108,17 @@ def cio_overview() -> Dashboard:
                 [dm.Threshold(None, "red"), dm.Threshold(0.9, "yellow"), dm.Threshold(1, "green")]
             )
         )
-        .orientation(common.VizOrientation.HORIZONTAL)
     )
     d = map_row(d)
     d = comparison_row(d)
     d = d.with_row(Row("推移"))
     d = d.with_panel(
-        panel(timeseries, "即応性スコアの推移（90 日）", 16, 10)
-        .with_target(
-            q(f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})", "{{municipality_name}}")
+        graph(
+            "即応性スコアの推移（90 日）",
+            f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})",
+            by_name,
+            16,
+            10,
         )
         .time_from("90d")
         .min(0)
@@ -191,7 +190,7 @@ def map_panel(title: str, regions: str, lat: float, lon: float, zoom: int, w: in
     score = f"min by ({MUNI}) (tsunagari_readiness_score{{{SEL}}})"
     reached = f"max by ({MUNI}) (tsunagari_channel_reachable{{{SEL}}})"
     return (
-        panel(geomap, title, w, 12)
+        graded(panel(geomap, title, w, 12))
         .description(
             "各団体の役所・役場の位置に最新の訓練の即応性スコア（色は評価の区分: 90 以上 A、"
             "75 以上 B、50 以上 C）。✕ はどのチャネルにも届かなかった団体（不通）。"
@@ -211,10 +210,6 @@ def map_panel(title: str, regions: str, lat: float, lon: float, zoom: int, w: in
                 },
             )
         )
-        .min(0)
-        .max(100)
-        .decimals(1)
-        .thresholds(thresholds(GRADE_STEPS))
         .override_by_query(
             "B",
             [
@@ -254,9 +249,10 @@ def comparison_row(d: Dashboard) -> Dashboard:
     the readiness score (the scorecard's 参加団体間の比較)."""
     d = d.with_row(Row("参加団体間の比較 / Comparison among municipalities"))
     d = d.with_panel(
-        panel(
-            bargauge,
+        bars_now(
             "比較の母数: 到着を確認できた団体数（種別別）/ Municipalities compared, by kind",
+            f"max by (channel_kind) (tsunagari_drill_latency_measured_municipalities{{{SEL}}})",
+            "{{channel_kind}}",
             6,
             10,
         )
@@ -265,17 +261,9 @@ def comparison_row(d: Dashboard) -> Dashboard:
             " / Municipalities with a confirmed arrival of the kind in the latest drill; a kind "
             "with fewer than 10 is not compared"
         )
-        .with_target(
-            q(
-                f"max by (channel_kind) (tsunagari_drill_latency_measured_municipalities{{{SEL}}})",
-                "{{channel_kind}}",
-                instant=True,
-            )
-        )
         .min(0)
         .decimals(0)
         .thresholds(thresholds([dm.Threshold(None, "text"), dm.Threshold(10, "green")]))
-        .orientation(common.VizOrientation.HORIZONTAL)
     )
     d = d.with_panel(
         standing_table(
@@ -307,53 +295,53 @@ def preflight_row(d: Dashboard) -> Dashboard:
     """The preflight checks (``/probe``): can each channel work now, between drills."""
     d = d.with_row(Row("プリフライト（送信しないチェック）"))
     d = d.with_panel(
-        panel(stat, "チェックに失敗しているチャネル数", 4, 8)
-        .description(
+        failing_count(
+            "チェックに失敗しているチャネル数",
+            "tsunagari_check_up",
             "送信せずに行うチェック（接続・TLS・ログイン・受け手側の読み取り）で失敗している"
-            "チャネルの数。Prometheus が /probe をスクレイプした最新の結果"
-        )
-        .with_target(q("count(tsunagari_check_up == 0) or vector(0)", instant=True))
-        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
-    )
-    d = d.with_panel(
-        panel(stat, "ログインできない資格情報", 4, 8)
-        .description("送信側または受け手側の資格情報が拒否されたチャネルの数")
-        .with_target(q("count(tsunagari_check_auth_ok == 0) or vector(0)", instant=True))
-        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
-    )
-    d = d.with_panel(
-        panel(table, "失敗したチェックの段階", 16, 8)
-        .description("失敗した段階（phase: dns・connect・tls・auth・read・account）と名前（stage）")
-        .with_target(
-            q(
-                f"max by ({MUNI}, channel_id, channel_kind, phase, stage) "
-                "(tsunagari_check_phase_ok == 0)",
-                fmt="table",
-                instant=True,
-            )
+            "チャネルの数。Prometheus が /probe をスクレイプした最新の結果",
+            8,
         )
     )
     d = d.with_panel(
-        panel(statetimeline, "チェックの結果（チャネル別）", 12, 8)
-        .with_target(
+        failing_count(
+            "ログインできない資格情報",
+            "tsunagari_check_auth_ok",
+            "送信側または受け手側の資格情報が拒否されたチャネルの数",
+            8,
+        )
+    )
+    d = d.with_panel(
+        table_now(
+            "失敗したチェックの段階",
+            f"max by ({MUNI}, channel_id, channel_kind, phase, stage) "
+            "(tsunagari_check_phase_ok == 0)",
+            "失敗した段階（phase: dns・connect・tls・auth・read・account）と名前（stage）",
+            16,
+            8,
+        )
+    )
+    d = d.with_panel(
+        up_timeline(
+            "チェックの結果（チャネル別）",
             q(
                 f"max by ({MUNI}, channel_id) (tsunagari_check_up)",
                 "{{municipality_name}} {{channel_id}}",
-            )
+            ),
+            "正常",
+            "失敗",
+            12,
         )
-        .mappings(value_text({"1": ("正常", "green"), "0": ("失敗", "red")}))
-        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
     )
-    d = d.with_panel(
-        panel(timeseries, "チェックの段階別の所要時間", 12, 8)
-        .description("段階の種類（dns・connect・tls・auth・read・account）ごとの所要時間の合計")
-        .with_target(
-            q(
-                "sum by (municipality_name, channel_id, phase) "
-                "(tsunagari_check_phase_duration_seconds)",
-                "{{municipality_name}} {{channel_id}} {{phase}}",
-            )
+    return d.with_panel(
+        graph(
+            "チェックの段階別の所要時間",
+            "sum by (municipality_name, channel_id, phase) "
+            "(tsunagari_check_phase_duration_seconds)",
+            "{{municipality_name}} {{channel_id}} {{phase}}",
+            12,
+            8,
         )
+        .description("段階の種類（dns・connect・tls・auth・read・account）ごとの所要時間の合計")
         .unit("s")
     )
-    return d

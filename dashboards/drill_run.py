@@ -3,12 +3,24 @@ send-side wait (not a latency)."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, timeseries
+from grafana_foundation_sdk.builders import stat, statetimeline
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard
-from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards.panels import DS, SEL, board, panel, q, thresholds, value_text, variables
+from dashboards.panels import (
+    DS,
+    SEL,
+    bars_now,
+    board,
+    deliveries_bars,
+    graph,
+    panel,
+    q,
+    stat_now,
+    thresholds,
+    value_text,
+    variables,
+)
 
 
 def drill_run() -> Dashboard:
@@ -34,29 +46,20 @@ def drill_run() -> Dashboard:
         .icon_color("green")
         .expr(f"changes(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}[2m]) > 0")
     )
-    d = d.with_panel(
-        panel(stat, "開始", 6, 5)
-        .with_target(
-            q(f"max(tsunagari_drill_last_start_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
+    for title, metric in (
+        ("開始", "tsunagari_drill_last_start_timestamp_seconds"),
+        ("終了", "tsunagari_drill_last_finish_timestamp_seconds"),
+    ):
+        d = d.with_panel(
+            stat_now(title, f"max({metric}{{{SEL}}}) * 1000", 6, 5).unit("dateTimeAsIso")
         )
-        .unit("dateTimeAsIso")
+    d = d.with_panel(
+        stat_now("所要時間", f"max(tsunagari_drill_duration_seconds{{{SEL}}})", 6, 5).unit("s")
     )
     d = d.with_panel(
-        panel(stat, "終了", 6, 5)
-        .with_target(
-            q(f"max(tsunagari_drill_last_finish_timestamp_seconds{{{SEL}}}) * 1000", instant=True)
+        stat_now("状態", f"max(tsunagari_drill_running{{{SEL}}})", 6, 5).mappings(
+            value_text({"1": ("実行中", "blue"), "0": ("終了", "green")})
         )
-        .unit("dateTimeAsIso")
-    )
-    d = d.with_panel(
-        panel(stat, "所要時間", 6, 5)
-        .with_target(q(f"max(tsunagari_drill_duration_seconds{{{SEL}}})", instant=True))
-        .unit("s")
-    )
-    d = d.with_panel(
-        panel(stat, "状態", 6, 5)
-        .with_target(q(f"max(tsunagari_drill_running{{{SEL}}})", instant=True))
-        .mappings(value_text({"1": ("実行中", "blue"), "0": ("終了", "green")}))
     )
     d = d.with_panel(
         panel(statetimeline, "実行中の訓練", 24, 5)
@@ -69,46 +72,40 @@ def drill_run() -> Dashboard:
         .mappings(value_text({"1": ("実行中", "blue"), "0": ("待機", "transparent")}))
     )
     d = d.with_panel(
-        panel(timeseries, "送達の推移（結果別）", 12, 9)
-        .description("スクレイプ間隔ごとに journal に記録された訓練メッセージの数")
-        .with_target(
-            q(
-                f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL}}}[$__rate_interval]))",
-                "{{outcome}}",
-            )
+        deliveries_bars("送達の推移（結果別）", "outcome", SEL, 12, 9).description(
+            "スクレイプ間隔ごとに journal に記録された訓練メッセージの数"
         )
-        .draw_style(common.GraphDrawStyle.BARS)
     )
     d = d.with_panel(
-        panel(timeseries, "到達した訓練メッセージ（団体別）", 12, 9)
-        .with_target(
-            q(
-                f'sum by (municipality_name) (increase(tsunagari_deliveries_total{{{SEL}, outcome=~"delivered|late"}}[$__rate_interval]))',
-                "{{municipality_name}}",
-            )
+        deliveries_bars(
+            "到達した訓練メッセージ（団体別）",
+            "municipality_name",
+            f'{SEL}, outcome=~"delivered|late"',
+            12,
+            9,
         )
-        .draw_style(common.GraphDrawStyle.BARS)
     )
     d = d.with_panel(
-        panel(timeseries, "累計の訓練メッセージ（結果別）", 24, 8).with_target(
-            q(f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})", "{{outcome}}")
+        graph(
+            "累計の訓練メッセージ（結果別）",
+            f"sum by (outcome) (tsunagari_deliveries_total{{{SEL}}})",
+            "{{outcome}}",
+            24,
+            8,
         )
     )
     d = d.with_panel(  # where the chain broke and why (drills.core.taxonomy)
-        panel(bargauge, "届かなかった記録（段階・原因別、最新の訓練）", 24, 8)
-        .description(
+        bars_now(
+            "届かなかった記録（段階・原因別、最新の訓練）",
+            f"sum by (stage, cause) (tsunagari_drill_failures{{{SEL}}})",
+            "{{stage}} · {{cause}}",
+            24,
+            8,
+        ).description(
             "最新の訓練で届かなかった記録（遅延を含む）。段階: registry 登録・設定 / send 送信 / "
             "transit 伝達経路 / far_end 受け手側の確認。原因: auth 認証・権限 / config 設定誤り / "
             "connection 接続不良 / congestion 混雑・制限 / delay 遅延 / unknown 不明"
         )
-        .with_target(
-            q(
-                f"sum by (stage, cause) (tsunagari_drill_failures{{{SEL}}})",
-                "{{stage}} · {{cause}}",
-                instant=True,
-            )
-        )
-        .orientation(common.VizOrientation.HORIZONTAL)
     )
     return send_wait_panels(d)
 
@@ -140,18 +137,13 @@ def send_wait_panels(d: Dashboard) -> Dashboard:
         .thresholds(thresholds([dm.Threshold(None, "blue")]))  # a measure, not a verdict
     )
     return d.with_panel(
-        panel(
-            timeseries,
+        graph(
             "ハーネスの送信待ちの推移（p50・p95・最大）/ Harness send wait over drills",
+            f"max by (scenario, vantage, stat) ({wait}{{{SEL}}})",
+            "{{scenario}} @ {{vantage}} {{stat}}",
             16,
             8,
         )
         .description(SEND_WAIT_ABOUT)
-        .with_target(
-            q(
-                f"max by (scenario, vantage, stat) ({wait}{{{SEL}}})",
-                "{{scenario}} @ {{vantage}} {{stat}}",
-            )
-        )
         .unit("s")
     )

@@ -10,8 +10,6 @@ from grafana_foundation_sdk.builders import (
     heatmap,
     piechart,
     stat,
-    statetimeline,
-    table,
     timeseries,
 )
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
@@ -20,18 +18,24 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import (
-    GRADE_STEPS,
     LATENCY_STANDING_ABOUT,
     MUNI,
-    REACHABLE,
     SEL_M,
+    UP_STEPS,
+    bars_now,
     board,
+    deliveries_bars,
+    graded,
     panel,
+    per_channel,
     q,
     standing_table,
+    stat_now,
+    table_now,
     thresholds,
     tls_left,
-    value_text,
+    up_down,
+    up_timeline,
     variables,
 )
 
@@ -47,59 +51,42 @@ def municipality_detail() -> Dashboard:
     ).time("now-30d", "now")
     d = d.with_row(Row("$municipality"))
     d = d.with_panel(
-        panel(stat, "即応性スコア", 6, 6)
-        .with_target(q(f"min(tsunagari_readiness_score{{{SEL_M}}})", instant=True))
-        .min(0)
-        .max(100)
-        .decimals(1)
-        .thresholds(thresholds(GRADE_STEPS))
+        graded(stat_now("即応性スコア", f"min(tsunagari_readiness_score{{{SEL_M}}})", 6, 6))
     )
     d = d.with_panel(
-        panel(stat, "前回の訓練からの変化", 6, 6)
-        .with_target(q(f"min(tsunagari_readiness_score_change{{{SEL_M}}})", instant=True))
+        stat_now("前回の訓練からの変化", f"min(tsunagari_readiness_score_change{{{SEL_M}}})", 6, 6)
         .decimals(1)
         .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(0, "green")]))
     )
     d = d.with_panel(
-        panel(stat, "最後の訓練からの経過時間", 6, 6)
-        .with_target(
-            q(
-                f"time() - max(tsunagari_municipality_last_drill_timestamp_seconds{{{SEL_M}}})",
-                instant=True,
-            )
-        )
-        .unit("s")
+        stat_now(
+            "最後の訓練からの経過時間",
+            f"time() - max(tsunagari_municipality_last_drill_timestamp_seconds{{{SEL_M}}})",
+            6,
+            6,
+        ).unit("s")
     )
     d = d.with_panel(
-        panel(stat, "訓練間隔（レジストリ）", 6, 6)
-        .with_target(
-            q(
-                'max(tsunagari_municipality_drill_interval_seconds{municipality_name=~"$municipality"})',
-                instant=True,
-            )
-        )
-        .unit("s")
+        stat_now(
+            "訓練間隔（レジストリ）",
+            'max(tsunagari_municipality_drill_interval_seconds{municipality_name=~"$municipality"})',
+            6,
+            6,
+        ).unit("s")
     )
     d = d.with_row(Row("チャネル"))
     d = d.with_panel(
-        panel(statetimeline, "到達できたか（チャネル・拠点別）", 12, 8)
-        .with_target(
-            q(
-                f"max by (channel_id, vantage) (tsunagari_channel_reachable{{{SEL_M}}})",
-                "{{channel_id}} @ {{vantage}}",
-            )
+        up_timeline(
+            "到達できたか（チャネル・拠点別）",
+            per_channel("tsunagari_channel_reachable"),
+            "到達",
+            "不通",
+            12,
         )
-        .mappings(REACHABLE)
-        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
     )
     d = d.with_panel(
         panel(timeseries, "到達率（チャネル・拠点別、最新の訓練）", 12, 8)
-        .with_target(
-            q(
-                f"max by (channel_id, vantage) (tsunagari_channel_reachability_ratio{{{SEL_M}}})",
-                "{{channel_id}} @ {{vantage}}",
-            )
-        )
+        .with_target(per_channel("tsunagari_channel_reachability_ratio"))
         .unit("percentunit")
         .min(0)
         .max(1)
@@ -121,33 +108,19 @@ def municipality_detail() -> Dashboard:
     )
     d = d.with_panel(
         panel(timeseries, "遅延 p50・p95（最新の訓練、チャネル・拠点別）", 12, 8)
-        .with_target(
-            q(
-                f"max by (channel_id, vantage) (tsunagari_channel_latency_p50_seconds{{{SEL_M}}})",
-                "{{channel_id}} p50 @ {{vantage}}",
-            )
-        )
-        .with_target(
-            q(
-                f"max by (channel_id, vantage) (tsunagari_channel_latency_p95_seconds{{{SEL_M}}})",
-                "{{channel_id}} p95 @ {{vantage}}",
-                ref="B",
-            )
-        )
+        .with_target(per_channel("tsunagari_channel_latency_p50_seconds", "p50"))
+        .with_target(per_channel("tsunagari_channel_latency_p95_seconds", "p95", ref="B"))
         .unit("s")
     )
     d = d.with_panel(
-        panel(bargauge, "遅延 p95（表示期間内の全送信）", 12, 8)
-        .with_target(
-            q(
-                "histogram_quantile(0.95, sum by (le, channel_id, vantage) "
-                f"(increase(tsunagari_delivery_latency_seconds_bucket{{{SEL_M}}}[$__range])))",
-                "{{channel_id}} @ {{vantage}}",
-                instant=True,
-            )
-        )
-        .unit("s")
-        .orientation(common.VizOrientation.HORIZONTAL)
+        bars_now(
+            "遅延 p95（表示期間内の全送信）",
+            "histogram_quantile(0.95, sum by (le, channel_id, vantage) "
+            f"(increase(tsunagari_delivery_latency_seconds_bucket{{{SEL_M}}}[$__range])))",
+            "{{channel_id}} @ {{vantage}}",
+            12,
+            8,
+        ).unit("s")
     )
     d = d.with_panel(
         standing_table(
@@ -162,12 +135,7 @@ def municipality_detail() -> Dashboard:
     d = d.with_panel(
         panel(timeseries, "観測の誤差の上限", 12, 8)
         .description("受け手側の観測が申告した、着信時刻の誤差の上限")
-        .with_target(
-            q(
-                f"max by (channel_id, vantage) (tsunagari_observer_error_bound_seconds{{{SEL_M}}})",
-                "{{channel_id}} @ {{vantage}}",
-            )
-        )
+        .with_target(per_channel("tsunagari_observer_error_bound_seconds"))
         .unit("s")
     )
     d = d.with_panel(
@@ -192,75 +160,53 @@ def municipality_detail() -> Dashboard:
         )
     )
     d = d.with_panel(
-        panel(table, "チャネル別の結果と証拠（最新の訓練）", 16, 8)
-        .description(
+        table_now(
+            "チャネル別の結果と証拠（最新の訓練）",
+            f"sum by (channel_id, channel_kind, vantage, outcome, evidence) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
             "証拠: seen = 受け手側で着信確認、receipt = 事業者・携帯会社の受信報告のみ（着信は未確認）、"
-            "accepted = 受付のみ、none = 届かなかったもの。drill_outage = 訓練自身が起こした停止中の送信（採点しない）"
-        )
-        .with_target(
-            q(
-                f"sum by (channel_id, channel_kind, vantage, outcome, evidence) (tsunagari_last_drill_deliveries{{{SEL_M}}})",
-                fmt="table",
-                instant=True,
-            )
+            "accepted = 受付のみ、none = 届かなかったもの。drill_outage = 訓練自身が起こした停止中の送信（採点しない）",
+            16,
+            8,
         )
     )
-    d = d.with_panel(
-        panel(timeseries, "結果の推移（送信数）", 24, 8)
-        .with_target(
-            q(
-                f"sum by (outcome) (increase(tsunagari_deliveries_total{{{SEL_M}}}[$__rate_interval]))",
-                "{{outcome}}",
-            )
-        )
-        .draw_style(common.GraphDrawStyle.BARS)
-    )
+    d = d.with_panel(deliveries_bars("結果の推移（送信数）", "outcome", SEL_M, 24, 8))
     d = d.with_row(Row("代替経路と点呼"))
     d = d.with_panel(
-        panel(stat, "代替経路（フォールバック）で届いたか", 6, 6)
-        .with_target(
-            q(
-                f"max by (vantage) (tsunagari_fallback_reached{{{SEL_M}}})",
-                "{{vantage}}",
-                instant=True,
-            )
-        )
-        .mappings(value_text({"1": ("届いた", "green"), "0": ("届かず", "red")}))
+        stat_now(
+            "代替経路（フォールバック）で届いたか",
+            f"max by (vantage) (tsunagari_fallback_reached{{{SEL_M}}})",
+            6,
+            6,
+            "{{vantage}}",
+        ).mappings(up_down("届いた", "届かず"))
     )
     d = d.with_panel(
-        panel(stat, "代替経路で届くまで", 6, 6)
-        .with_target(
-            q(
-                f"max by (vantage) (tsunagari_fallback_latency_seconds{{{SEL_M}}})",
-                "{{vantage}}",
-                instant=True,
-            )
-        )
-        .unit("s")
+        stat_now(
+            "代替経路で届くまで",
+            f"max by (vantage) (tsunagari_fallback_latency_seconds{{{SEL_M}}})",
+            6,
+            6,
+            "{{vantage}}",
+        ).unit("s")
     )
     d = d.with_panel(
-        panel(stat, "点呼の回答（人）", 6, 6)
-        .with_target(q(f"sum(tsunagari_roll_call_answered{{{SEL_M}}})", "回答", instant=True))
-        .with_target(
+        stat_now(
+            "点呼の回答（人）", f"sum(tsunagari_roll_call_answered{{{SEL_M}}})", 6, 6, "回答"
+        ).with_target(
             q(f"sum(tsunagari_roll_call_expected{{{SEL_M}}})", "対象", instant=True, ref="B")
         )
     )
     d = d.with_panel(
-        panel(stat, "点呼の回答率", 6, 6)
-        .with_target(q(f"min(tsunagari_roll_call_answered_ratio{{{SEL_M}}})", instant=True))
+        stat_now("点呼の回答率", f"min(tsunagari_roll_call_answered_ratio{{{SEL_M}}})", 6, 6)
         .unit("percentunit")
-        .thresholds(thresholds([dm.Threshold(None, "red"), dm.Threshold(1, "green")]))
+        .thresholds(thresholds(UP_STEPS))
     )
     return surge_rows(d)
 
 
 def surge_query(metric: str, legend: str = "", agg: str = "max", **kw: Any) -> Dataquery:
     """``tsunagari_surge_<metric>`` of the municipality, per channel and vantage point."""
-    return q(
-        f"{agg} by (channel_id, vantage) (tsunagari_surge_{metric}{{{SEL_M}}})",
-        "{{channel_id}} " + (legend + " " if legend else "") + "@ {{vantage}}",
-        **kw,
-    )
+    return per_channel(f"tsunagari_surge_{metric}", legend, agg, **kw)
 
 
 def surge_rows(d: Dashboard) -> Dashboard:
@@ -283,7 +229,7 @@ def surge_rows(d: Dashboard) -> Dashboard:
     d = d.with_panel(
         panel(stat, "負荷下で SLO を保てたか（最新のサージ）", 6, 8)
         .with_target(surge_query("slo_held", agg="min", instant=True))
-        .mappings(value_text({"1": ("保てた", "green"), "0": ("破綻", "red")}))
+        .mappings(up_down("保てた", "破綻"))
     )
     d = d.with_panel(
         panel(stat, "サージの負荷の失敗率", 6, 8)

@@ -1,12 +1,14 @@
 """What every board is made of: the data source variable, the label selectors, the
-query and panel helpers, the board's variables, and the panels two boards share (time
-left on TLS certificates, where a municipality stands among the drill's participants)."""
+query and panel helpers, the board's variables, the panel shapes the boards repeat (a stat
+or bars of an instant query, a table, a graph, a 1/0 state over time), and the panels two
+boards share (time left on TLS certificates, where a municipality stands among the drill's
+participants)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge, table
+from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.builders.dashboard import (
     Dashboard,
@@ -32,6 +34,9 @@ GRADE_STEPS = [
     dm.Threshold(75, "yellow"),
     dm.Threshold(90, "green"),
 ]
+
+# A 1/0 gauge (reachable, check passed): red below 1, green at 1.
+UP_STEPS = [dm.Threshold(None, "red"), dm.Threshold(1, "green")]
 
 SEL = 'scenario=~"$scenario", vantage=~"$vantage"'
 SEL_M = SEL + ', municipality_name=~"$municipality"'
@@ -78,7 +83,107 @@ def value_text(mapping: dict[str, tuple[str, str]]) -> list[dm.ValueMapping]:
     ]
 
 
-REACHABLE = value_text({"1": ("到達", "green"), "0": ("不通", "red")})
+def up_down(up: str, down: str) -> list[dm.ValueMapping]:
+    """A 1/0 gauge's values as words: *up* in green for 1, *down* in red for 0."""
+    return value_text({"1": (up, "green"), "0": (down, "red")})
+
+
+def per_channel(metric: str, legend: str = "", agg: str = "max", **kw: Any) -> Dataquery:
+    """*metric* of the chosen municipality, per channel and vantage point."""
+    return q(
+        f"{agg} by (channel_id, vantage) ({metric}{{{SEL_M}}})",
+        "{{channel_id}} " + (legend + " " if legend else "") + "@ {{vantage}}",
+        **kw,
+    )
+
+
+# ---------------------------------------------------------------- repeated panel shapes
+
+
+def stat_now(title: str, expr: str, w: int, h: int, legend: str | None = None) -> Any:
+    """A stat of the instant query *expr*."""
+    return panel(stat, title, w, h).with_target(q(expr, legend, instant=True))
+
+
+def failing_count(title: str, series: str, description: str, h: int) -> Any:
+    """How many of the 1/0 *series* are 0 now: green while none, red from one."""
+    return (
+        stat_now(title, f"count({series} == 0) or vector(0)", 4, h)
+        .description(description)
+        .thresholds(thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")]))
+    )
+
+
+def bars_now(title: str, expr: str, legend: str, w: int, h: int) -> Any:
+    """Horizontal bars of the instant query *expr*, one a series."""
+    return (
+        panel(bargauge, title, w, h)
+        .with_target(q(expr, legend, instant=True))
+        .orientation(common.VizOrientation.HORIZONTAL)
+    )
+
+
+def table_now(title: str, expr: str, description: str, w: int, h: int) -> Any:
+    """A table of the instant query *expr*, one row a series."""
+    return (
+        panel(table, title, w, h)
+        .description(description)
+        .with_target(q(expr, fmt="table", instant=True))
+    )
+
+
+def graph(title: str, expr: str, legend: str, w: int, h: int) -> Any:
+    """A time series graph of the range query *expr*."""
+    return panel(timeseries, title, w, h).with_target(q(expr, legend))
+
+
+def deliveries_bars(title: str, by: str, selector: str, w: int, h: int) -> Any:
+    """Drill messages journalled per scrape interval, by the label *by*, as bars."""
+    return graph(
+        title,
+        f"sum by ({by}) (increase(tsunagari_deliveries_total{{{selector}}}[$__rate_interval]))",
+        "{{" + by + "}}",
+        w,
+        h,
+    ).draw_style(common.GraphDrawStyle.BARS)
+
+
+def up_timeline(title: str, target: Dataquery, up: str, down: str, w: int) -> Any:
+    """The 1/0 gauge *target* over time: *up* in green for 1, *down* in red for 0."""
+    return (
+        panel(statetimeline, title, w, 8)
+        .with_target(target)
+        .mappings(up_down(up, down))
+        .thresholds(thresholds(UP_STEPS))
+    )
+
+
+def graded(p: Any) -> Any:
+    """*p* on a readiness score's scale: 0 to 100, one decimal, the grade colours."""
+    return p.min(0).max(100).decimals(1).thresholds(thresholds(GRADE_STEPS))
+
+
+def query_variable(name: str, label: str, query: str) -> QueryVariable:
+    """The variable *name*: the values of the label query *query*, re-read with the time
+    range, in alphabetical order."""
+    return (
+        QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query({"query": query, "refId": name})
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def any_of(variable: QueryVariable) -> QueryVariable:
+    """*variable* with several values chosen at once, all of them at first."""
+    return (
+        variable.multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+    )
 
 
 def variables(board: Dashboard, *, municipality: bool = False) -> Dashboard:
@@ -87,51 +192,29 @@ def variables(board: Dashboard, *, municipality: bool = False) -> Dashboard:
     )
     for name, label in (("scenario", "シナリオ"), ("vantage", "拠点")):
         board = board.with_variable(
-            QueryVariable(name)
-            .label(label)
-            .datasource(DS)
-            .query(
-                {
-                    "query": f"label_values(tsunagari_drill_last_start_timestamp_seconds, {name})",
-                    "refId": name,
-                }
+            any_of(
+                query_variable(
+                    name,
+                    label,
+                    f"label_values(tsunagari_drill_last_start_timestamp_seconds, {name})",
+                )
             )
-            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(dm.VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
         )
     if municipality:
         board = board.with_variable(
-            QueryVariable("municipality")
-            .label("団体")
-            .datasource(DS)
-            .query(
-                {
-                    "query": f"label_values(tsunagari_readiness_score{{{SEL}}}, municipality_name)",
-                    "refId": "municipality",
-                }
+            query_variable(
+                "municipality",
+                "団体",
+                f"label_values(tsunagari_readiness_score{{{SEL}}}, municipality_name)",
             )
-            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(dm.VariableSort.ALPHABETICAL_ASC)
         ).with_variable(
-            QueryVariable("channel")
-            .label("チャネル")
-            .datasource(DS)
-            .query(
-                {
-                    "query": f"label_values(tsunagari_channel_reachable{{{SEL_M}}}, channel_id)",
-                    "refId": "channel",
-                }
+            any_of(
+                query_variable(
+                    "channel",
+                    "チャネル",
+                    f"label_values(tsunagari_channel_reachable{{{SEL_M}}}, channel_id)",
+                )
             )
-            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(dm.VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
         )
     return board
 
@@ -166,13 +249,11 @@ def tls_left(
         f"or tsunagari_check_tls_cert_expiry_timestamp_seconds{{{check_selector}}}) - time()"
     )
     return (
-        panel(bargauge, title, w, h)
-        .with_target(q(expr, legend, instant=True))
+        bars_now(title, expr, legend, w, h)
         .unit("s")
         .thresholds(
             thresholds([dm.Threshold(None, "red"), dm.Threshold(TLS_WARNING_DAYS * 86400, "green")])
         )
-        .orientation(common.VizOrientation.HORIZONTAL)
     )
 
 
