@@ -36,7 +36,7 @@ def journal(tmp_path):
 
 
 class FakeProbe(Probe):
-    """Sends at once; each recipient is seen after ``far_s`` (or never)."""
+    """Sends at once; each recipient is seen ``far_s`` after its message was sent (or never)."""
 
     kind = "webhook"
 
@@ -54,6 +54,7 @@ class FakeProbe(Probe):
         self.block_s: float = kw.get("block_s", 0.0)  # loop busy between arrival and sighting
         self.visible: dict[str, float] = {}
         self.sent: dict[str, float] = {}
+        self.went: dict[str, asyncio.Event] = {}  # set when the token's send began
         self.accepted_at: dict[str, float] = {}
 
     def recipients(self) -> list[str | None]:
@@ -67,6 +68,7 @@ class FakeProbe(Probe):
 
     async def send(self, message: DrillMessage) -> Accepted:
         self.sent[message.token] = time.monotonic()
+        self.went.setdefault(message.token, asyncio.Event()).set()
         if self.throttle is not None:
             while True:
                 self.note_throttle(message.token, self.throttle)
@@ -82,7 +84,10 @@ class FakeProbe(Probe):
     async def observe(self, message: DrillMessage) -> Sighting:
         if self.far_s is None:
             await asyncio.Event().wait()
-        await asyncio.sleep(self.far_s)
+        # Counted from the send, not from here: the observer starts before the message
+        # waits its turn to leave, and that wait is no part of the far end's delay.
+        await self.went.setdefault(message.token, asyncio.Event()).wait()
+        await asyncio.sleep(max(0.0, self.sent[message.token] + self.far_s - time.monotonic()))
         self.visible[message.token] = time.monotonic()
         if self.block_s:
             time.sleep(self.block_s)  # a loaded loop: the observer gets round to it late
