@@ -1,56 +1,37 @@
-"""YAML loading that remembers where every value came from, within fixed limits.
+"""YAML read once for all: the data, where every value came from, and what is wrong with it.
 
-``load_with_lines(text, file)`` returns the plain data and a map from a path
-(``("municipalities", 0, "channels", 1, "kind")``) to its 1-based line, so
-validation errors can name the line. Duplicate keys — a classic silent typo
-in YAML — are reported as problems instead of being overwritten.
+:func:`read_yaml` is the one entry. It builds the data in one pass over libyaml's events
+(:func:`drills.core.yamlfast.one_pass`, which also judges the limits: nodes after alias
+expansion, depth, recursive aliases) and maps the lines only when a problem first asks
+for one. Anything out of the ordinary it reads in full: composes the nodes, builds the
+values and maps every line from them, reporting duplicate keys — a classic silent typo
+in YAML — instead of overwriting them, and a value YAML cannot build or a syntax error
+with its line. Either way a path (``("municipalities", 0, "channels", 1, "kind")``)
+maps to its 1-based line, so validation errors can name the line.
 
-Limits (a registry is a small file written by people; anything past these is
-a mistake or an attack, and is refused with a problem naming the line):
-
-* **Nodes after alias expansion:** at most :data:`MAX_NODES` (1,000,000). Every
-  scalar, list and mapping counts, keys included, and an alias ``*a`` counts as
-  many nodes as its anchor ``&a`` expands to. This is what stops a "billion
-  laughs" (8 levels of 9 aliases, 386 bytes, would be 43 million nodes). A
-  registry written out normally has one node per 5 (terse flow style) to 15
-  bytes (each channel its own URL and secret files): 10,000 such channels are
-  177,000 nodes, and the limit is some 100,000 channels however tersely written.
-* **Nesting depth:** at most :data:`MAX_DEPTH` (64) lists and mappings inside
-  each other; a registry needs 6.
-* **No recursive aliases:** an alias inside the node its anchor names
-  (``a: &x [*x]``) would expand forever.
-
-The limits are checked on the parser's event stream *before* any node is
-built, so a refused file costs one pass over its text and no memory. Before
-that, :func:`read_limited` reads at most *limit* bytes of a file (the registry's
-is 8 MiB) and refuses bytes that are not UTF-8, naming the line and the byte.
+Before that, :func:`read_limited` reads at most *limit* bytes of a file (the
+registry's is 8 MiB) and refuses bytes that are not UTF-8, naming the line and the byte.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
 
 from drills.core.problem import Problem
+from drills.core.yamlfast import Built, Unbuildable, build_scalar, event_loader, one_pass
 
 __all__ = [
-    "MAX_DEPTH",
-    "MAX_NODES",
     "LineMap",
+    "Loaded",
     "dotted",
-    "load_with_lines",
     "read_limited",
+    "read_yaml",
     "text_problem",
-    "too_many_nodes",
 ]
-
-MAX_NODES = 1_000_000
-"""Most nodes a document may have once every alias is expanded."""
-
-MAX_DEPTH = 64
-"""Most lists and mappings nested inside each other."""
 
 Path = tuple[str | int, ...]
 
@@ -90,87 +71,134 @@ class LineMap:
         return None
 
 
-def _loader(text: str) -> Any:
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
-    return loader_cls(text)
+@dataclass(frozen=True)
+class Loaded:
+    """What :func:`read_yaml` read: the data, its lines, and what it found."""
+
+    data: Any
+    """None when the text cannot be read (then *problems* say why) or holds nothing."""
+    lines: LineMap
+    problems: list[Problem]
+    starts: dict[int, int]
+    """First line of each mapping and list of *data*, by ``id``, when read in one pass
+    (valid while *data* lives); empty when read in full."""
+    angled: bool
+    """Whether a scalar may hold ``<<`` (only then can a starter's placeholder be left)."""
 
 
-def too_many_nodes(file: str, line: int) -> Problem:
-    """More than :data:`MAX_NODES` nodes, counted up to *line*."""
-    return Problem(
-        file,
-        line,
-        "(yaml)",
-        f"エイリアスを展開すると要素が {MAX_NODES:,} 個を超えます"
-        f"（上限 {MAX_NODES:,} 個。エイリアスの入れ子か、ファイルが大きすぎます）",
-        f"more than {MAX_NODES:,} nodes once aliases are expanded (the limit is "
-        f"{MAX_NODES:,}: nested aliases, or the file is too big)",
-    )
+def read_yaml(text: str, file: str) -> Loaded:
+    """*text* read in one pass when it is ordinary, else in full (see the module docstring)."""
+    first = one_pass(text, file)
+    if isinstance(first, Built):
+        return Loaded(first.data, LineMap.later(text), [], first.starts, first.angled)
+    if first is not None:  # a limit broken: nothing is composed
+        return Loaded(None, LineMap(), [first], {}, False)
+    return _read_in_full(text, file)
 
 
-def _limit_problem(text: str, file: str) -> Problem | None:
-    """The first limit *text* breaks (see the module docstring), from its events alone."""
-    loader = _loader(text)
-    expanded = 0
-    sizes: dict[str, int] = {}  # anchor → nodes it expands to (closed collections, scalars)
-    stack: list[tuple[str | None, int]] = []  # open collections: (anchor, expanded so far)
+def _read_in_full(text: str, file: str) -> Loaded:
+    """*text*, within the limits, composed and built; every line mapped from the nodes."""
+    lines = LineMap()
+    loader = event_loader(text)
+    node: yaml.Node | None = None
     try:
-        while (event := loader.get_event()) is not None:
-            line = event.start_mark.line + 1
-            size = 0
-            if isinstance(event, yaml.AliasEvent):
-                if any(anchor == event.anchor for anchor, _ in stack):
-                    return Problem(
-                        file,
-                        line,
-                        "(yaml)",
-                        f"エイリアス *{event.anchor} が自分を含むアンカー &{event.anchor} を"
-                        "参照しています（無限に展開されます）",
-                        f"alias *{event.anchor} refers to the anchor &{event.anchor} that "
-                        "contains it (it would expand forever)",
-                    )
-                size = sizes.get(str(event.anchor), 1)  # an unknown anchor: the composer says so
-            elif isinstance(event, yaml.ScalarEvent):
-                size = 1
-                if event.anchor is not None:
-                    sizes[event.anchor] = 1
-            elif isinstance(event, yaml.CollectionStartEvent):
-                expanded += 1
-                stack.append((event.anchor, 1))
-                if len(stack) > MAX_DEPTH:
-                    return Problem(
-                        file,
-                        line,
-                        "(yaml)",
-                        f"入れ子が深すぎます（リストとマッピングは {MAX_DEPTH} 段まで）",
-                        f"nested too deeply (at most {MAX_DEPTH} levels of lists and mappings)",
-                    )
-            elif isinstance(event, yaml.CollectionEndEvent):
-                anchor, size = stack.pop()
-                if anchor is not None:
-                    sizes[anchor] = size
-                expanded -= size  # already counted as it grew: only the parent grows now
-            expanded += size
-            if stack:
-                anchor, grown = stack[-1]
-                stack[-1] = (anchor, grown + size)
-            if expanded > MAX_NODES:
-                return too_many_nodes(file, line)
-    except yaml.YAMLError:
-        return None  # the syntax error is reported by the real load, with its line
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        return Loaded(None, lines, [_syntax(file, exc)], {}, True)
+    except Exception as exc:  # PyYAML failing to build a value: `!!int ""`, `2001-02-30`
+        line = _unbuildable_line(node) if node is not None else None
+        why = str(exc)[:200]
+        problem = Problem(
+            file,
+            line,
+            "(yaml)",
+            f"YAML の値を読めません（日付・数値の誤りなど）: {why}",
+            f"a YAML value cannot be read (a wrong date or number?): {why}",
+        )
+        return Loaded(None, lines, [problem], {}, True)
     finally:
         loader.dispose()
+    problems: list[Problem] = []
+    if node is not None:
+        _walk(node, lines, problems, file)
+    return Loaded(data, lines, problems, {}, True)
+
+
+def _syntax(file: str, exc: Exception) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    why = str(getattr(exc, "problem", None) or exc)
+    return Problem(file, line, "(yaml)", f"YAML の構文エラー: {why}", f"YAML syntax error: {why}")
+
+
+def _unbuildable_line(root: yaml.Node) -> int | None:
+    """The line of the first scalar that cannot be built (``2001-02-30``, a 5000-digit int)."""
+    builder = yaml.SafeLoader("")
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                build_scalar(builder, node)
+            except Unbuildable:
+                return int(node.start_mark.line) + 1
+        elif isinstance(node, yaml.MappingNode):
+            todo.extend(n for pair in reversed(node.value) for n in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(reversed(node.value))
     return None
 
 
-def _map_events(text: str, lines: dict[Path, int]) -> None:
-    """The lines :func:`_walk` records, from the events alone (no nodes held in memory).
+# ------------------------------------------------------------------ the lines
+#
+# One rule, two loops: the document is at its first line; a mapping's key and its value
+# are at the key's line (the last of a duplicate key's); a list's item at its own first
+# line. :func:`_walk` applies it to composed nodes (any document: it also finds the
+# duplicate keys); :func:`_map_events` to the events of a document read in one pass,
+# holding no nodes. They stay two: folding the events' loop into the one pass would
+# cost a branch an event on every load, and with aliases the events' lines differ
+# from the nodes' (an alias's value takes its anchor's lines) — one_pass reads no alias.
 
-    For a document :meth:`LineMap.later` may be given: one, with no aliases and no
-    duplicate or non-scalar keys. A mapping's key and its value are at the key's line,
-    a list's item at its own first line.
-    """
-    loader = _loader(text)
+
+def _walk(root: yaml.Node, lines: LineMap, problems: list[Problem], file: str) -> None:
+    """The lines of *root*'s paths, and every duplicate key (iterative: depth is no risk)."""
+    todo: list[tuple[yaml.Node, Path]] = [(root, ())]
+    while todo:
+        node, path = todo.pop()
+        lines._lines.setdefault(path, node.start_mark.line + 1)
+        children: list[tuple[yaml.Node, Path]] = []
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    problems.append(
+                        Problem(
+                            file,
+                            line,
+                            dotted((*path, key)),
+                            f"キー {key!r} が重複しています（{seen[key]} 行目にもあります）",
+                            f"duplicate key {key!r} (also on line {seen[key]})",
+                        )
+                    )
+                seen[key] = line
+                lines._lines[(*path, key)] = line
+                children.append((value_node, (*path, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, (*path, i)) for i, item in enumerate(node.value)]
+        todo.extend(reversed(children))
+
+
+def _map_events(text: str, lines: dict[Path, int]) -> None:
+    """The lines of *text*'s paths, from its events alone: for a document
+    :meth:`LineMap.later` may be given (one, no aliases, no duplicate or non-scalar keys)."""
+    loader = event_loader(text)
     frames: list[list[Any]] = []  # per open collection: [path, next index or None, key path]
     try:
         while (event := loader.get_event()) is not None:
@@ -202,36 +230,6 @@ def _map_events(text: str, lines: dict[Path, int]) -> None:
         loader.dispose()
 
 
-def _walk(root: yaml.Node, lines: LineMap, problems: list[Problem], file: str) -> None:
-    """Record every path's line and every duplicate key (iterative: depth is no risk)."""
-    todo: list[tuple[yaml.Node, Path]] = [(root, ())]
-    while todo:
-        node, path = todo.pop()
-        lines._lines.setdefault(path, node.start_mark.line + 1)
-        children: list[tuple[yaml.Node, Path]] = []
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                line = key_node.start_mark.line + 1
-                if key in seen:
-                    problems.append(
-                        Problem(
-                            file,
-                            line,
-                            dotted((*path, key)),
-                            f"キー {key!r} が重複しています（{seen[key]} 行目にもあります）",
-                            f"duplicate key {key!r} (also on line {seen[key]})",
-                        )
-                    )
-                seen[key] = line
-                lines._lines[(*path, key)] = line
-                children.append((value_node, (*path, key)))
-        elif isinstance(node, yaml.SequenceNode):
-            children = [(item, (*path, i)) for i, item in enumerate(node.value)]
-        todo.extend(reversed(children))
-
-
 def dotted(path: Path) -> str:
     """``municipalities[0].channels[1].kind`` from a path tuple."""
     out = ""
@@ -241,72 +239,6 @@ def dotted(path: Path) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "(top)"
-
-
-def _syntax(file: str, exc: Exception) -> Problem:
-    mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    why = str(getattr(exc, "problem", None) or exc)
-    return Problem(file, line, "(yaml)", f"YAML の構文エラー: {why}", f"YAML syntax error: {why}")
-
-
-def _unbuildable_line(root: yaml.Node) -> int | None:
-    """The line of the first scalar that cannot be built (``2001-02-30``, a 5000-digit int)."""
-    builder = yaml.SafeLoader("")
-    seen: set[int] = set()
-    todo = [root]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            try:
-                builder.construct_object(node)
-            except Exception:  # whatever the value's constructor raises
-                return int(node.start_mark.line) + 1
-        elif isinstance(node, yaml.MappingNode):
-            todo.extend(n for pair in reversed(node.value) for n in reversed(pair))
-        elif isinstance(node, yaml.SequenceNode):
-            todo.extend(reversed(node.value))
-    return None
-
-
-def load_with_lines(text: str, file: str) -> tuple[Any, LineMap, list[Problem]]:
-    """Parse *text*; return (data, line map, problems). Data is None when it cannot be read."""
-    lines = LineMap()
-    limit = _limit_problem(text, file)
-    if limit is not None:
-        return None, lines, [limit]
-    loader = _loader(text)
-    node: yaml.Node | None = None
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        return None, lines, [_syntax(file, exc)]
-    except Exception as exc:  # PyYAML failing to build a value: `!!int ""`, `2001-02-30`
-        line = _unbuildable_line(node) if node is not None else None
-        why = str(exc)[:200]
-        return (
-            None,
-            lines,
-            [
-                Problem(
-                    file,
-                    line,
-                    "(yaml)",
-                    f"YAML の値を読めません（日付・数値の誤りなど）: {why}",
-                    f"a YAML value cannot be read (a wrong date or number?): {why}",
-                )
-            ],
-        )
-    finally:
-        loader.dispose()
-    problems: list[Problem] = []
-    if node is not None:
-        _walk(node, lines, problems, file)
-    return data, lines, problems
 
 
 # ------------------------------------------------------------------ reading the file

@@ -20,7 +20,7 @@ import pytest
 from drills.cli import main
 from drills.core.errors import SHOWN_PROBLEMS, RegistryError
 from drills.core.registry import MAX_REGISTRY_BYTES, load_registry, parse_registry
-from drills.core.yamlpos import MAX_DEPTH, MAX_NODES
+from drills.core.yamlfast import MAX_DEPTH, MAX_NODES
 from probes.settings import MAX_DURATION_S, DurationError, parse_duration
 from tests.support import run_tsunagari
 

@@ -1,6 +1,6 @@
 """A national drill's registry: 10,000 channels load within the limits, read in one pass.
 
-The one-pass reader (:mod:`drills.core.registry.fastyaml`) must build exactly what
+The one-pass reader (:func:`drills.core.yamlfast.one_pass`) must build exactly what
 the full loader builds, lines included, or hand the text back to it; a check stops
 after :data:`MAX_PROBLEMS`; each secret file is read once.
 """
@@ -19,17 +19,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drills.core import yamlpos
+from drills.core import yamlfast, yamlpos
 from drills.core.errors import RegistryError
-from drills.core.registry import (
-    MAX_PROBLEMS,
-    MAX_REGISTRY_BYTES,
-    fastyaml,
-    load_registry,
-    parse_registry,
-)
-from drills.core.registry.fastyaml import fast_load
-from drills.core.yamlpos import LineMap, load_with_lines
+from drills.core.registry import MAX_PROBLEMS, MAX_REGISTRY_BYTES, load_registry, parse_registry
+from drills.core.yamlfast import Built, one_pass
+from drills.core.yamlpos import LineMap, read_yaml
 from probes import settings as secret_settings
 from tests.registry_builders import yaml_trees
 
@@ -85,10 +79,10 @@ def test_ten_thousand_channels_load_within_the_limit_each_secret_read_once(natio
 
 def test_the_benchmarks_registry_is_read_in_one_pass(tmp_path):
     text = bench_module().write_registry(1_000, tmp_path).read_text("utf-8")
-    loaded = fast_load(text, "r.yaml")
-    assert loaded is not None and loaded.problems == [] and not loaded.angled
+    loaded = one_pass(text, "r.yaml")
+    assert isinstance(loaded, Built) and not loaded.angled
     assert loaded.data == yaml.load(text, Loader=yaml.CSafeLoader)
-    assert loaded.lines.lines == lines_of(text)
+    assert read_yaml(text, "r.yaml").lines.lines == lines_of(text)
 
 
 # ------------------------------------------------------- the same data and lines, or none
@@ -106,17 +100,18 @@ _tree = yaml_trees(_scalar, key_size=6, max_leaves=25)
 
 
 def lines_of(text: str) -> dict[Any, int]:
-    _, lines, problems = load_with_lines(text, "r.yaml")
-    assert problems == []
-    return lines.lines
+    """The lines the full loader maps from the composed nodes."""
+    loaded = yamlpos._read_in_full(text, "r.yaml")
+    assert loaded.problems == []
+    return loaded.lines.lines
 
 
 @settings(max_examples=150, deadline=None)
 @given(tree=_tree, flow=st.sampled_from([True, False, None]), width=st.sampled_from([20, 80]))
 def test_one_pass_builds_what_the_full_loader_builds(tree, flow, width):
     text = yaml.safe_dump(tree, default_flow_style=flow, width=width, allow_unicode=True)
-    loaded = fast_load(text, "r.yaml")
-    assert loaded is not None, text  # safe_dump writes nothing out of the ordinary
+    assert isinstance(one_pass(text, "r.yaml"), Built), text  # nothing out of the ordinary
+    loaded = read_yaml(text, "r.yaml")
     assert loaded.data == yaml.load(text, Loader=yaml.CSafeLoader)
     assert loaded.lines.lines == lines_of(text)
     assert loaded.angled == ("<<" in text)
@@ -125,8 +120,8 @@ def test_one_pass_builds_what_the_full_loader_builds(tree, flow, width):
 def test_the_shipped_registries_read_the_same_both_ways():
     for path in (ROOT / "drills" / "data").rglob("*.yaml"):
         text = path.read_text("utf-8")
-        loaded = fast_load(text, str(path))
-        assert loaded is not None, path
+        loaded = one_pass(text, str(path))
+        assert isinstance(loaded, Built), path
         assert loaded.data == yaml.load(text, Loader=yaml.CSafeLoader), path
         assert LineMap.later(text).lines == lines_of(text), path
 
@@ -143,22 +138,27 @@ def test_the_shipped_registries_read_the_same_both_ways():
         "a: [1\n",  # a syntax error
         "a: 2001-02-30\n",  # a value YAML cannot build
         "a: =\n",  # nor this
-        "[" * (yamlpos.MAX_DEPTH + 1) + "]" * (yamlpos.MAX_DEPTH + 1),  # too deep
     ],
 )
 def test_anything_unusual_goes_to_the_full_loader(text):
-    assert fast_load(text, "r.yaml") is None
+    assert one_pass(text, "r.yaml") is None
     with pytest.raises(RegistryError):  # with the full loader's problems
         parse_registry(text, "r.yaml")
 
 
-def test_the_node_limit_is_the_full_loaders(monkeypatch):
-    monkeypatch.setattr(yamlpos, "MAX_NODES", 1000)
-    monkeypatch.setattr(fastyaml, "MAX_NODES", 1000)
+def test_too_deep_is_judged_in_the_one_pass():
+    text = "[" * (yamlfast.MAX_DEPTH + 1) + "]" * (yamlfast.MAX_DEPTH + 1)
+    assert one_pass(text, "r.yaml") == yamlfast.limit_problem(text, "r.yaml")
+    loaded = read_yaml(text, "r.yaml")
+    assert loaded.data is None and loaded.problems == [yamlfast.too_deep("r.yaml", 1)]
+
+
+def test_the_node_limit_is_the_limit_pass(monkeypatch):
+    monkeypatch.setattr(yamlfast, "MAX_NODES", 1000)
     text = "municipalities:\n" + "".join(f"  - [{i}, x]\n" for i in range(400))
-    loaded = fast_load(text, "r.yaml")
-    assert loaded is not None and loaded.data is None
-    assert loaded.problems == [yamlpos._limit_problem(text, "r.yaml")]
+    loaded = read_yaml(text, "r.yaml")
+    assert loaded.data is None
+    assert loaded.problems == [yamlfast.limit_problem(text, "r.yaml")]
     (problem,) = loaded.problems
     assert problem.line == 334 and "1,000 nodes" in problem.why_en and "1,000 個" in problem.why_ja
 

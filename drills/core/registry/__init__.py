@@ -18,7 +18,7 @@ Limits: a registry file is at most :data:`MAX_REGISTRY_BYTES` (8 MiB,
 8,388,608 bytes) of UTF-8 — some 30,000 channels each with its own URL and
 secret files, so a national drill's 10,000 and more fit; once YAML aliases are
 expanded it has at most 1,000,000 nodes, nested at most 64 deep, and no alias
-inside its own anchor (:mod:`drills.core.yamlpos`). A check stops after
+inside its own anchor (:mod:`drills.core.yamlfast`). A check stops after
 :data:`MAX_PROBLEMS` (1,000) problems and says so. Durations, latencies and reachability are finite:
 ``.nan`` and ``.inf`` are refused everywhere, ``0`` where it means nothing (an
 SLO latency, a ``drill_interval``, a surge duration).

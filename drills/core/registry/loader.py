@@ -1,8 +1,8 @@
 """Loading a registry: read the file, validate all of it, report every problem at once.
 
-A registry is read whole (at most :data:`MAX_REGISTRY_BYTES`), its YAML parsed in one
-pass of libyaml's events (:mod:`drills.core.registry.fastyaml`; anything unusual by
-:mod:`drills.core.yamlpos`, with lines), its starter placeholders refused, then every
+A registry is read whole (at most :data:`MAX_REGISTRY_BYTES`), its YAML parsed by
+:func:`drills.core.yamlpos.read_yaml` (in one pass of libyaml's events; anything unusual
+in full, with lines), its starter placeholders refused, then every
 municipality and channel validated — a broken one does not stop the others from
 being checked, so one pass names every problem, up to :data:`MAX_PROBLEMS`.
 """
@@ -21,7 +21,6 @@ from pydantic import Field, TypeAdapter, ValidationError
 from drills.core.errors import RegistryError
 from drills.core.placeholders import placeholder_problems
 from drills.core.problem import Problem
-from drills.core.registry.fastyaml import fast_load
 from drills.core.registry.model import (
     SLO,
     Channel,
@@ -34,7 +33,7 @@ from drills.core.registry.model import (
     load_kind,
 )
 from drills.core.registry.problems import problem_at, secret_ref_problems, validation_problems
-from drills.core.yamlpos import LineMap, dotted, load_with_lines, read_limited, text_problem
+from drills.core.yamlpos import LineMap, dotted, read_limited, read_yaml, text_problem
 from probes.sim.base import SimKnobs
 
 __all__ = ["MAX_PROBLEMS", "MAX_REGISTRY_BYTES", "load_registry", "parse_registry"]
@@ -211,17 +210,14 @@ def _parse(text: str, file: str, check_secrets: bool) -> Registry:
     refused = text_problem(text, file, MAX_REGISTRY_BYTES)
     if refused is not None:
         raise RegistryError([refused])
-    loaded = fast_load(text, file)
-    if loaded is not None:
-        data, lines, problems, starts = loaded.data, loaded.lines, loaded.problems, loaded.starts
-    else:
-        (data, lines, problems), starts = load_with_lines(text, file), {}
+    loaded = read_yaml(text, file)
+    data, lines, problems, starts = loaded.data, loaded.lines, loaded.problems, loaded.starts
     if data is None and not problems:
         problems.append(Problem(file, 1, "(top)", "レジストリが空です", "the registry is empty"))
     if problems and data is None:
         raise RegistryError(problems)
     # a starter's <<…>>: fill these first (none can be left where no scalar holds "<<")
-    unfilled = placeholder_problems(data, file, lines) if loaded is None or loaded.angled else []
+    unfilled = placeholder_problems(data, file, lines) if loaded.angled else []
     if unfilled:
         raise RegistryError(_capped(problems + unfilled))
     try:
