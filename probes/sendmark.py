@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,10 +64,6 @@ class SendMark:
     called: float | None = None  # monotonic: the runner called probe.send (after pacing)
     left: float | None = None  # monotonic: the message left (None: the send path never said)
     how: str = ""  # what stamped ``left``: "http", "smtp", "twilio", … ("call": the fallback)
-    _needle: bytes = field(default=b"", repr=False)
-
-    def __post_init__(self) -> None:
-        self._needle = self.token.encode("ascii")
 
     @property
     def queue_s(self) -> float:
