@@ -247,9 +247,9 @@ async def attempt(
         )
     remaining = timeout - (Clock.monotonic() - sent_mono)
     try:
-        # (a timeout around the await, not wait_for: no waiter future and callback per message)
-        async with asyncio.timeout(max(remaining, 0.0)):
-            sighting = await observing
+        # wait_for, not a timeout around the await: cut in the very turn the sighting came,
+        # wait_for still returns it (the record says seen, not "interrupted")
+        sighting = await asyncio.wait_for(observing, max(remaining, 0.0))
     except TimeoutError:
         trouble = probe.observer_trouble()
         if trouble is not None:
