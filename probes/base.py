@@ -36,10 +36,11 @@ What the harness asks a probe besides the four calls (all optional, with
 defaults here): :meth:`Probe.observes` (is this recipient covered by an
 observer? if not, its deliveries are unconfirmed, never lost),
 :meth:`Probe.observer_trouble` (why the observer cannot look right now: a
-message not seen meanwhile is ``error``, not ``lost``), :meth:`Probe.observer_looking_since`
-(when a look begun for a send started, while it has not answered: a failed send's
-reason does not claim what that look has not yet said) and :meth:`Probe.throttling` (how often the provider said "slow down" to one
-message, for a send that ran out of time while being throttled).
+message not seen meanwhile is ``error``, not ``lost``),
+:meth:`Probe.observer_looking_since` (when a look begun for a send started, while it has
+not answered: a failed send's reason does not claim what that look has not yet said) and
+:meth:`Probe.throttling` (how often the provider said "slow down" to one message, for a
+send that ran out of time while being throttled).
 
 Optional capabilities a probe declares by having them (structural
 ``typing.Protocol`` classes, checked with ``isinstance``; a probe need not

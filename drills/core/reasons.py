@@ -45,11 +45,12 @@ def unanswered(
     else:
         send_ja = f"送信は {waited_s:.1f} 秒待っても応答がありませんでした（手順の制限時間）"
         send_en = f"the send got no answer in {waited_s:.1f} s (the step's time limit)"
+    looking_since = probe.observer_looking_since()
     if not probe.confirms():
         obs_ja = obs_en = ""
     elif probe.observer_trouble() is not None:
         obs_ja, obs_en = "。観測側も接続できません", "; the observer could not reach it either"
-    elif called_at is not None and (probe.observer_looking_since() or -1.0) >= called_at:
+    elif called_at is not None and looking_since is not None and looking_since >= called_at:
         obs_ja = "。送信とともに始めた観測側の確認にはまだ応答がありません"
         obs_en = "; the observer's look, begun with the send, had not answered yet"
     else:
