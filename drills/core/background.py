@@ -12,6 +12,11 @@ to the calling thread::
 
 Everything that touches the journal runs in the loop thread (a SQLite connection
 belongs to the thread that made it; a PostgreSQL one is not shared between threads).
+
+A :class:`KeyboardInterrupt` in the caller (the second SIGINT, :mod:`drills.core.interrupt`)
+cancels the coroutine and waits, up to :data:`UNWIND_S`, until it has unwound before
+it is raised: a cut step records every message it was watching as it unwinds, and
+what the caller does next (finish the run, close the loop) comes after those records.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from typing import Any, TypeVar
 
 from drills.core import evloop
 
-__all__ = ["BackgroundLoop"]
+__all__ = ["UNWIND_S", "BackgroundLoop"]
 
 T = TypeVar("T")
+
+UNWIND_S = 5.0
+"""How long :meth:`BackgroundLoop.run` waits for a cancelled coroutine to unwind."""
 
 
 class BackgroundLoop:
@@ -53,11 +61,22 @@ class BackgroundLoop:
         if self.closed:
             coro.close()
             raise RuntimeError("the drill's event loop is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        unwound = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await coro
+            finally:
+                unwound.set()
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
         try:
             return future.result()
         except (KeyboardInterrupt, concurrent.futures.CancelledError):
+            # The loop's task is cancelled in the loop thread, later: wait until it has
+            # unwound (its deliveries recorded), or the caller's next call would race it.
             future.cancel()
+            unwound.wait(UNWIND_S)
             raise
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
