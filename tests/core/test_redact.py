@@ -203,3 +203,56 @@ def test_redact_data_keeps_shapes():
     register(value)
     data = {"a": [value, 1, None, (value,)], value: {"b": f"x{value}"}}
     assert redact_data(data) == {"a": ["***", 1, None, ("***",)], "***": {"b": "x***"}}
+
+
+def _reference(text: str, values: list[str]) -> str:
+    """What :func:`redact` must return, the slow way: every occurrence of every form."""
+    from probes.redact import MIN_ANYWHERE, MIN_WORD, derived_forms
+
+    spans = []
+    for value in values:
+        if len(value) >= MIN_ANYWHERE:
+            for form in derived_forms(value):
+                spans += [(i, i + len(form)) for i in range(len(text)) if text.startswith(form, i)]
+        elif len(value) >= MIN_WORD:
+            for i in range(len(text)):
+                end = i + len(value)
+                if (
+                    text.startswith(value, i)
+                    and not (i and text[i - 1].isascii() and text[i - 1].isalnum())
+                    and not (end < len(text) and text[end].isascii() and text[end].isalnum())
+                ):
+                    spans.append((i, end))
+    out, done = [], 0
+    for start, end in sorted(spans):
+        if start < done:
+            done = max(done, end)
+            continue
+        out += [text[done:start], MASK]
+        done = end
+    return "".join(out) + text[done:]
+
+
+# Secrets from a small alphabet share 4-character chunks (and repeat one inside
+# themselves), so the index's shared entries and every offset of a chunk are met.
+_tiny = st.text(alphabet="ab:/=", min_size=8, max_size=14)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(_tiny, min_size=1, max_size=4), pieces=st.lists(st.integers(0, 60), max_size=8)
+)
+def test_redact_finds_what_a_slow_scan_finds(values: list[str], pieces: list[int]):
+    from probes.redact import derived_forms, forget_all
+
+    forget_all()
+    values = list(dict.fromkeys(v.strip() for v in values if len(v.strip()) >= 8))
+    for value in values:
+        register(value)
+    forms = sorted({f for v in values for f in derived_forms(v)})
+    # A text of forms, their halves and noise, at every alignment to the 4-character scan.
+    text = "".join(
+        (forms[p % len(forms)] if p % 3 else forms[p % len(forms)][p % 5 :]) + "x" * (p % 4)
+        for p in pieces
+    )
+    assert redact(text) == _reference(text, values)
