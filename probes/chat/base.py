@@ -86,6 +86,7 @@ from probes.base import (
 from probes.chat.answers import AnswerCutOff, both, foreign_answer, retry_after_seconds
 from probes.faultcodes import transport_code
 from probes.replies import ReplyBook
+from probes.sendmark import answered_at
 from probes.settings import Duration
 
 __all__ = [
@@ -235,6 +236,23 @@ class ChatProbe(Probe):
 
         Connection failures and timeouts become :class:`ChannelUnreachable`.
         """
+        status, text, headers, _at = await self.fetch_stamped(
+            method, url, token=token, timeout=timeout, **kw
+        )
+        return status, text, headers
+
+    async def fetch_stamped(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        **kw: Any,
+    ) -> tuple[int, str, Any, float]:
+        """:meth:`fetch`, and when the answer's first bytes reached the process (monotonic;
+        :func:`probes.sendmark.answered_at`, else the instant the answer was read): an
+        observer's sighting is that instant, not when the event loop came back to it."""
         total = timeout if timeout is not None else self.settings.request_timeout
         client_timeout = _client_timeout(total)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -242,7 +260,9 @@ class ChatProbe(Probe):
             async with self.env.http().request(
                 method, url, headers=headers, timeout=client_timeout, **kw
             ) as resp:
-                return resp.status, await resp.text(), resp.headers
+                at = answered_at(resp)
+                text = await resp.text()
+                return resp.status, text, resp.headers, Clock.monotonic() if at is None else at
         except aiohttp.ClientPayloadError as exc:
             raise self.cut_off(exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:

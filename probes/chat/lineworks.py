@@ -311,13 +311,14 @@ class LineWorksProbe(ChatProbe):
             "botMessageFilterType": "only",
         }
         url = f"{s.api_url}/monitoring/message-contents/download"
-        status, text, headers = await self.fetch(
+        status, text, headers, seen_at = await self.fetch_stamped(
             "GET", url, token=token, params=params, allow_redirects=False
         )
         if status in (301, 302, 303, 307) and headers.get("Location"):
             # The file lives behind the redirect; it is fetched with the same token.
-            status, text, headers = await self.fetch("GET", headers["Location"], token=token)
-        seen_at = Clock.monotonic()
+            status, text, headers, seen_at = await self.fetch_stamped(
+                "GET", headers["Location"], token=token
+            )
         verdict = lineworks_verdict(status, text, headers)
         if verdict is None:  # the content log is a CSV file, never an HTML page
             verdict = foreign_answer("LINE WORKS", status, text, headers, json_body=False)

@@ -291,10 +291,12 @@ class MattermostProbe(ChatProbe):
     async def _read_posts(self, since_ms: int, earliest: float) -> float | None:
         """Read posts changed since *since_ms*; none was readable before *earliest* (monotonic)."""
         path = f"/channels/{self.settings.channel_id}/posts"
-        status, text, headers = await self._api(
-            "GET", path, self._observer().token, params={"since": str(since_ms)}
+        status, text, headers, seen_at = await self.fetch_stamped(
+            "GET",
+            self.settings.url + API + path,
+            token=self._observer().token.reveal(),
+            params={"since": str(since_ms)},
         )
-        seen_at = Clock.monotonic()
         bound = max(0.0, seen_at - earliest)
         if status == 429:
             return self.look_failed(retry_after_seconds(headers, 1.0))

@@ -377,8 +377,9 @@ class TeamsProbe(ChatProbe):
             url = f"{self._channel_path()}/messages/delta"
             params = {"$filter": f"lastModifiedDateTime gt {_iso(self.opened_wall - 1.0)}"}
         for _page in range(50):
-            status, text, headers = await self.fetch("GET", url, token=token, params=params)
-            seen_at = Clock.monotonic()
+            status, text, headers, seen_at = await self.fetch_stamped(
+                "GET", url, token=token, params=params
+            )
             if status == 401 and not fresh:
                 self._tokens.drop("observer")  # expired early: fetch a new one, look again
                 return 0.0

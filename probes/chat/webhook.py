@@ -229,7 +229,8 @@ class WebhookProbe(ChatProbe):
             wait = LONGPOLL_WAIT_S if settled else 0
             params = {"after": str(self._cursor), "wait": str(wait)}
         token = obs.auth.reveal() if obs.auth is not None else None
-        status, text, headers = await self.fetch(
+        # Seen when the answer's first bytes came in, not when the loop got back to it.
+        status, text, headers, seen_at = await self.fetch_stamped(
             "GET",
             obs.url,
             token=token,
@@ -241,7 +242,6 @@ class WebhookProbe(ChatProbe):
             raise ObserverFault(both(ja, en, f"HTTP {status}"), code=str(status))
         if status >= 400:
             raise ChannelUnreachable(f"observer read failed: HTTP {status}", code=str(status))
-        seen_at = Clock.monotonic()
         messages: list[Any] | None = None
         if longpoll:
             with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):

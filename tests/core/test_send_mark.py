@@ -176,3 +176,43 @@ async def test_a_channel_that_could_not_open_has_no_wait(tmp_path, monkeypatch) 
     assert "(open)" in (by_channel["c0"].reason or "")
     assert "queue_s" not in by_channel["c0"].extra and by_channel["c0"].queue_s is None
     assert by_channel["c1"].outcome.reached and by_channel["c1"].queue_s is not None
+
+
+async def test_an_answer_is_stamped_when_its_first_bytes_come_in() -> None:
+    """The drill session's connections note when each answer began to arrive
+    (:func:`probes.sendmark.answered_at`): an answer that comes in two parts 0.3 s
+    apart is stamped at its first, and a request on the pooled connection afresh."""
+    from probes.sendmark import answered_at
+
+    writes: list[tuple[float, float]] = []
+
+    async def in_two_parts(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        first = time.monotonic()
+        await resp.prepare(request)
+        await resp.write(b'{"cursor": 1,')
+        await asyncio.sleep(0.3)
+        writes.append((first, time.monotonic()))
+        await resp.write(b' "messages": []}')
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/read", in_two_parts)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/read"
+    env = ProbeEnv()
+    try:
+        http = env.http()
+        for _ in range(2):  # the second on the connection the first left in the pool
+            async with http.get(url) as r:
+                at = answered_at(r)
+                await r.read()
+            done = time.monotonic()
+            first, last = writes[-1]
+            assert at is not None and first <= at < last <= done
+    finally:
+        await env.aclose()
+        await runner.cleanup()
