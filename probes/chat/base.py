@@ -251,8 +251,9 @@ class ChatProbe(Probe):
         **kw: Any,
     ) -> tuple[int, str, Any, float]:
         """:meth:`fetch`, and when the answer's first bytes reached the process (monotonic;
-        :func:`probes.sendmark.answered_at`, else the instant the answer was read): an
-        observer's sighting is that instant, not when the event loop came back to it."""
+        :func:`probes.sendmark.answered_at`, else the instant the answer was read): a send's
+        acceptance and an observer's sighting are that instant, not when the event loop
+        came back to the task that asked."""
         total = timeout if timeout is not None else self.settings.request_timeout
         client_timeout = _client_timeout(total)
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -55,7 +55,6 @@ from probes.base import (
     ChannelRejected,
     ChannelSettings,
     ChannelUnreachable,
-    Clock,
     DrillMessage,
     ObserverFault,
     ProbeEnv,
@@ -285,16 +284,20 @@ class LineWorksProbe(ChatProbe):
         token = await self._token("sender", s.app, "bot")
         url = f"{s.api_url}/bots/{quote(str(s.bot_id))}/channels/{quote(s.channel_id)}/messages"
         body = {"content": {"type": "text", "text": message.render()}}
-        status, text, headers = await self.fetch("POST", url, token=token, json=body)
+        status, text, headers, answered = await self.fetch_stamped(
+            "POST", url, token=token, json=body
+        )
         if status == 401:
             self._tokens.drop("sender")  # expired early: renew once, then judge
             token = await self._token("sender", s.app, "bot")
-            status, text, headers = await self.fetch("POST", url, token=token, json=body)
+            status, text, headers, answered = await self.fetch_stamped(
+                "POST", url, token=token, json=body
+            )
         verdict = lineworks_verdict(status, text, headers)
         if verdict is None:  # 201 with an empty body; never an HTML page
             verdict = foreign_answer("LINE WORKS", status, text, headers, json_body=False)
         if verdict is None:
-            return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
+            return Accepted(at=answered, detail=f"HTTP {status}")
         if isinstance(verdict, Throttle):
             return verdict
         raise verdict

@@ -254,7 +254,9 @@ class MattermostProbe(ChatProbe):
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         body = {"channel_id": s.channel_id, "message": message.render()}
-        status, text, headers = await self._api("POST", "/posts", s.token, json=body)
+        status, text, headers, answered = await self.fetch_stamped(
+            "POST", s.url + API + "/posts", token=s.token.reveal(), json=body
+        )
         verdict = mattermost_verdict(status, text, headers)
         if verdict is None:  # 201 and the Post as JSON; an HTML page is not Mattermost's
             verdict = foreign_answer("Mattermost", status, text, headers)
@@ -264,7 +266,7 @@ class MattermostProbe(ChatProbe):
                 post_id = str(json.loads(text).get("id"))
             except (ValueError, AttributeError):
                 pass
-            return Accepted(at=Clock.monotonic(), provider_id=post_id, detail=f"HTTP {status}")
+            return Accepted(at=answered, provider_id=post_id, detail=f"HTTP {status}")
         if isinstance(verdict, Throttle):
             return verdict
         raise verdict

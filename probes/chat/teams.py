@@ -54,7 +54,6 @@ from probes.base import (
     ChannelRejected,
     ChannelSettings,
     ChannelUnreachable,
-    Clock,
     DrillMessage,
     ProbeEnv,
 )
@@ -344,7 +343,7 @@ class TeamsProbe(ChatProbe):
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         if s.workflow_url is not None:
-            status, text, headers = await self.fetch(
+            status, text, headers, answered = await self.fetch_stamped(
                 "POST", s.workflow_url.reveal(), json=adaptive_card(message.render())
             )
             verdict = workflow_verdict(status, text, headers)
@@ -354,14 +353,16 @@ class TeamsProbe(ChatProbe):
             body = {"body": {"contentType": "text", "content": message.render()}}
             token = await self._sender_token()
             url = f"{self._channel_path()}/messages"
-            status, text, headers = await self.fetch("POST", url, token=token, json=body)
+            status, text, headers, answered = await self.fetch_stamped(
+                "POST", url, token=token, json=body
+            )
             if status == 401:
                 self._tokens.drop("sender")  # expired early: the next attempt refreshes
             verdict = graph_verdict(status, text, headers)
             if verdict is None:
                 verdict = foreign_answer("Microsoft Graph", status, text, headers)
         if verdict is None:
-            return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
+            return Accepted(at=answered, detail=f"HTTP {status}")
         if isinstance(verdict, Throttle):
             return verdict
         raise verdict

@@ -202,7 +202,7 @@ class WebhookProbe(ChatProbe):
         body = {s.field: message.render()}
         as_json = s.format == "json"
         token = s.auth.reveal() if s.auth is not None else None
-        status, text, headers = await self.fetch(
+        status, text, headers, answered = await self.fetch_stamped(
             "POST",
             s.url,
             token=token,
@@ -211,7 +211,7 @@ class WebhookProbe(ChatProbe):
         )
         verdict = webhook_verdict(status, text, headers)
         if verdict is None:
-            return Accepted(at=Clock.monotonic(), detail=f"HTTP {status}")
+            return Accepted(at=answered, detail=f"HTTP {status}")
         if isinstance(verdict, Throttle):
             return verdict
         raise verdict
