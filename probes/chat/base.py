@@ -453,12 +453,10 @@ class ChatProbe(Probe):
                 started = Clock.monotonic()
                 self._look_read = True
                 try:
-                    wait = await self._look()
+                    wait = await self._look_once()
                 except (ObserverFault, asyncio.CancelledError):
-                    self._looking_since = None
                     raise
                 except Exception as exc:
-                    self._looking_since = None
                     # The far end is down (ChannelUnreachable), or answered what the kind
                     # cannot read: nothing can be seen; keep trying, gently.
                     # (only the class of an unforeseen error: its text may quote an answer)
@@ -478,7 +476,6 @@ class ChatProbe(Probe):
                     await self._back_off(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                self._looking_since = None
                 if self._look_read:  # a poll's next bound counts from a look that read
                     self._last_look_started = started
                 self._observer_trouble = None
@@ -489,6 +486,13 @@ class ChatProbe(Probe):
         except ObserverFault as exc:
             self.sightings.fail(exc)
             self._parked.set()
+
+    async def _look_once(self) -> float | None:
+        """One look; however it ends, a look a send woke has ended with it."""
+        try:
+            return await self._look()
+        finally:
+            self._looking_since = None
 
     async def _back_off(self, seconds: float) -> None:
         """Sleep *seconds* after a failed look, or less: until a message begins to be awaited.

@@ -19,8 +19,9 @@ The observer reads the response body as text and matches drill tokens in it,
 so any read-back endpoint that echoes messages works in ``poll`` mode (error
 bound: the time since the previous look). ``longpoll`` speaks the simulator's
 cursor protocol (``after``/``wait``); each message's ``ts`` (wall time it
-became readable) bounds its sighting: from ``ts`` to the moment the observer
-handled it, so a loaded event loop shows in the bound.
+became readable) bounds its sighting: from ``ts`` to the moment the answer carrying
+it reached the process (:meth:`ChatProbe.fetch_stamped`); the runner adds the event
+loop's lag around that moment, so a loaded loop shows in the bound, not the latency.
 
 A long-poll is parked only while a message is *on its way*: from the moment
 :meth:`send` begins until the message is seen (or nobody awaits it any more), or
