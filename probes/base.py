@@ -446,12 +446,12 @@ class ProbeEnv:
     shared: dict[str, Any] = field(default_factory=dict)
 
     def http(self) -> aiohttp.ClientSession:
-        """The shared session (its connector stamps a send's mark: :mod:`probes.sendmark`)."""
+        """The shared session (its connections stamp sends and answers: :mod:`probes.stamped_http`)."""
         session = self.shared.get("aiohttp")
         if session is None or session.closed:
             import aiohttp  # not at import time: cron pays for every import
 
-            from probes.sendmark import connector
+            from probes.stamped_http import connector
 
             session = aiohttp.ClientSession(connector=connector(), trust_env=False)
             self.shared["aiohttp"] = session

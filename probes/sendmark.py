@@ -7,7 +7,8 @@ channel's latency. The runner therefore opens a :class:`SendMark` around
 ``probe.send`` and the send path stamps the instant the message leaves:
 
 - HTTP (every kind on the drill's shared aiohttp session, :meth:`ProbeEnv.http
-  <probes.base.ProbeEnv.http>`): the session's connector (:func:`connector`) stamps
+  <probes.base.ProbeEnv.http>`): the session's connector
+  (:func:`probes.stamped_http.connector`) stamps
   the moment the send path starts talking to the network — a request asks for a
   connection, to be created or taken from the pool. The connector has no limit, so
   no request ever waits for a free slot first (a limit would be the harness's own
@@ -15,11 +16,7 @@ channel's latency. The runner therefore opens a :class:`SendMark` around
   observers and long-polls were started elsewhere and never stamp. (A connector
   method, not an aiohttp trace: a trace costs every request of the session its
   eight signals, observers' looks included.)
-- Its answers are stamped too: each connection's protocol notes when the first bytes
-  of the current request's answer reached the process (:func:`answered_at`), so an
-  observer's sighting is when the answer came in, not when a busy event loop got back
-  to the task that asked (measured at 10,000 channels: the sighting's median lag behind
-  the far end's ledger 14.6 → 10.2 ms).
+- The same connections stamp each answer's arrival too (:mod:`probes.stamped_http`).
 - Other protocols call :func:`mark_left` at their own instant (SMTP: the session
   for this message is about to be opened — connecting, TLS and AUTH are the
   channel's time, not the harness's; Twilio: its API slot is held and the create
@@ -50,12 +47,8 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import aiohttp
-
-__all__ = ["SendMark", "answered_at", "connector", "current", "mark_left", "opened"]
+__all__ = ["SendMark", "current", "mark_left", "opened"]
 
 _CURRENT: ContextVar[SendMark | None] = ContextVar("tsunagari_send_mark", default=None)
 
@@ -117,55 +110,3 @@ class opened:  # used as a function: ``with opened(mark):``
 
     def __exit__(self, *exc: object) -> None:
         _CURRENT.reset(self._reset)
-
-
-_MARKING: type[aiohttp.TCPConnector] | None = None
-
-
-def answered_at(resp: aiohttp.ClientResponse) -> float | None:
-    """When the first bytes of *resp* reached this process (monotonic), if its connection
-    came from :func:`connector` and is still held (call before reading the body)."""
-    conn = resp.connection
-    return getattr(conn.protocol, "answer_at", None) if conn is not None else None
-
-
-def connector() -> aiohttp.TCPConnector:
-    """The drill session's connector: no limit, and a request that asks it for a connection
-    inside a send stamps that send's mark (the first use of the network wins)."""
-    global _MARKING
-    if _MARKING is None:
-        import functools
-
-        import aiohttp
-        from aiohttp.client_proto import ResponseHandler
-
-        class StampingHandler(ResponseHandler):
-            """A connection's protocol that notes when its current answer began to arrive."""
-
-            answer_at: float | None = None
-
-            def set_response_params(self, **kw: Any) -> None:  # once per request, before it
-                self.answer_at = None
-                super().set_response_params(**kw)
-
-            def data_received(self, data: bytes) -> None:
-                if self.answer_at is None and data:
-                    self.answer_at = time.monotonic()
-                super().data_received(data)
-
-        class MarkingConnector(aiohttp.TCPConnector):
-            def __init__(self, **kw: Any) -> None:
-                super().__init__(**kw)
-                # Its connections' protocols are StampingHandlers (aiohttp makes each with
-                # the connector's factory; tests/core/test_send_mark.py checks it still does).
-                stamping: Any = functools.partial(StampingHandler, loop=self._loop)
-                self._factory = stamping
-
-            async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
-                mark = _CURRENT.get()
-                if mark is not None and mark.left is None:
-                    mark.stamp("http")
-                return await super().connect(req, traces, timeout)
-
-        _MARKING = MarkingConnector
-    return _MARKING(limit=0, limit_per_host=0, ttl_dns_cache=300)

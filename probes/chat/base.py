@@ -86,8 +86,8 @@ from probes.base import (
 from probes.chat.answers import AnswerCutOff, both, foreign_answer, retry_after_seconds
 from probes.faultcodes import transport_code
 from probes.replies import ReplyBook
-from probes.sendmark import answered_at
 from probes.settings import Duration
+from probes.stamped_http import answered_at
 
 __all__ = [
     "AccessTokens",
@@ -251,7 +251,7 @@ class ChatProbe(Probe):
         **kw: Any,
     ) -> tuple[int, str, Any, float]:
         """:meth:`fetch`, and when the answer's first bytes reached the process (monotonic;
-        :func:`probes.sendmark.answered_at`, else the instant the answer was read): a send's
+        :func:`probes.stamped_http.answered_at`, else the instant the answer was read): a send's
         acceptance and an observer's sighting are that instant, not when the event loop
         came back to the task that asked."""
         total = timeout if timeout is not None else self.settings.request_timeout

@@ -182,7 +182,7 @@ async def test_an_answer_is_stamped_when_its_first_bytes_come_in() -> None:
     """The drill session's connections note when each answer began to arrive
     (:func:`probes.sendmark.answered_at`): an answer that comes in two parts 0.3 s
     apart is stamped at its first, and a request on the pooled connection afresh."""
-    from probes.sendmark import answered_at
+    from probes.stamped_http import answered_at
 
     writes: list[tuple[float, float]] = []
 
