@@ -28,6 +28,7 @@ __all__ = [
     "LineMap",
     "Loaded",
     "dotted",
+    "read_in_full",
     "read_limited",
     "read_yaml",
     "text_problem",
@@ -93,11 +94,15 @@ def read_yaml(text: str, file: str) -> Loaded:
         return Loaded(first.data, LineMap.later(text), [], first.starts, first.angled)
     if first is not None:  # a limit broken: nothing is composed
         return Loaded(None, LineMap(), [first], {}, False)
-    return _read_in_full(text, file)
+    return read_in_full(text, file)
 
 
-def _read_in_full(text: str, file: str) -> Loaded:
-    """*text*, within the limits, composed and built; every line mapped from the nodes."""
+def read_in_full(text: str, file: str) -> Loaded:
+    """*text*, within the limits, composed and built; every line mapped from the nodes.
+
+    What :func:`read_yaml` falls back to for anything out of the ordinary, and the
+    reference the tests hold its one pass against (the same data, the same lines).
+    """
     lines = LineMap()
     loader = event_loader(text)
     node: yaml.Node | None = None

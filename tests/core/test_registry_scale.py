@@ -101,7 +101,7 @@ _tree = yaml_trees(_scalar, key_size=6, max_leaves=25)
 
 def lines_of(text: str) -> dict[Any, int]:
     """The lines the full loader maps from the composed nodes."""
-    loaded = yamlpos._read_in_full(text, "r.yaml")
+    loaded = yamlpos.read_in_full(text, "r.yaml")
     assert loaded.problems == []
     return loaded.lines.lines
 
