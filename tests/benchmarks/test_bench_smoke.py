@@ -34,7 +34,10 @@ BENCH = ROOT / "benchmarks"
 WAIT_S = 300
 
 TINY: dict[str, tuple[list[str], set[str]]] = {
-    "bench_core_fanout": (["--channels", "20", "--sim-procs", "1"], {"sizes", "targets"}),
+    "bench_core_fanout": (
+        ["--channels", "20", "--sim-procs", "1", "--rounds", "1"],
+        {"sizes", "targets"},
+    ),
     "bench_sms": (
         ["--messages", "10", "--concurrency", "5"],
         {"loop_lag_on_cpu_max_ms", "results", "all_delivered"},
