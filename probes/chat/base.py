@@ -454,7 +454,7 @@ class ChatProbe(Probe):
                 self._look_read = True
                 try:
                     wait = await self._look_once()
-                except (ObserverFault, asyncio.CancelledError):
+                except ObserverFault:  # the observer cannot work at all: below, not retried
                     raise
                 except Exception as exc:
                     # The far end is down (ChannelUnreachable), or answered what the kind
