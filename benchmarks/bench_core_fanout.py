@@ -200,7 +200,7 @@ def harness_side(
             events["commits"].append((t, time.monotonic() - t, len(rows)))
 
         journal.record_many = timed_record_many
-        fetch = WebhookProbe.fetch_stamped  # a look's request (a send's goes through it too)
+        fetch = WebhookProbe.fetch  # every request: the looks and the sends
 
         async def timed_fetch(self: Any, method: str, url: str, **kw: Any) -> Any:
             t = time.monotonic()
@@ -209,7 +209,7 @@ def harness_side(
             events["looks"].append((t, time.monotonic() - t, method, wait, len(got[1])))
             return got
 
-        WebhookProbe.fetch_stamped = timed_fetch  # type: ignore[method-assign]
+        WebhookProbe.fetch = timed_fetch  # type: ignore[method-assign]
 
     async def main() -> dict[str, Any]:
         c0, w0, q0 = _cpu_s(), time.monotonic(), _runq_s()

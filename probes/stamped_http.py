@@ -10,7 +10,7 @@ on :func:`connector`:
 - **arriving** — each connection's protocol notes when the first bytes of the
   current request's answer reached the process (reset when the next request on the
   connection is sent): :func:`answered_at`. A send's acceptance and an observer's
-  sighting are that instant (:meth:`probes.chat.base.ChatProbe.fetch_stamped`), not
+  sighting are that instant (:meth:`probes.chat.base.ChatProbe.fetch`), not
   when a busy event loop got back to the task that asked — measured at 10,000
   channels (benchmarks/bench_core_fanout.py, ``where.back``): the median from the far
   end's ledger to the sighting went from 14.6 to 10.2 ms.

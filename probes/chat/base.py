@@ -231,29 +231,15 @@ class ChatProbe(Probe):
         token: str | None = None,
         timeout: float | None = None,
         **kw: Any,
-    ) -> tuple[int, str, Any]:
-        """One HTTP request on the drill's shared session: (status, body text, headers).
-
-        Connection failures and timeouts become :class:`ChannelUnreachable`.
-        """
-        status, text, headers, _at = await self.fetch_stamped(
-            method, url, token=token, timeout=timeout, **kw
-        )
-        return status, text, headers
-
-    async def fetch_stamped(
-        self,
-        method: str,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float | None = None,
-        **kw: Any,
     ) -> tuple[int, str, Any, float]:
-        """:meth:`fetch`, and when the answer's first bytes reached the process (monotonic;
-        :func:`probes.stamped_http.answered_at`, else the instant the answer was read): a send's
-        acceptance and an observer's sighting are that instant, not when the event loop
-        came back to the task that asked."""
+        """One HTTP request on the drill's shared session: (status, body text, headers, at).
+
+        *at* is when the answer's first bytes reached the process (monotonic;
+        :func:`probes.stamped_http.answered_at`, else the instant the answer was read): a
+        send's acceptance and an observer's sighting are that instant, not when the event
+        loop came back to the task that asked. Connection failures and timeouts become
+        :class:`ChannelUnreachable`.
+        """
         total = timeout if timeout is not None else self.settings.request_timeout
         client_timeout = _client_timeout(total)
         headers = {"Authorization": f"Bearer {token}"} if token else {}

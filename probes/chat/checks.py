@@ -205,7 +205,7 @@ class MattermostCheck(ChatCheck):
         return as_fault("Mattermost", mattermost_verdict(status, text) or foreign(status), False)
 
     async def _me(self, role: str) -> str:
-        status, text, _ = await self.probe._api("GET", "/users/me", self._token(role))
+        status, text, _, _at = await self.probe._api("GET", "/users/me", self._token(role))
         user = json_object(text).get("id") if status == 200 else None
         if not isinstance(user, str) or not user:
             raise self._refusal(role, status, text)
@@ -215,7 +215,7 @@ class MattermostCheck(ChatCheck):
     async def _member(self, role: str) -> str:
         channel = self.probe.settings.channel_id
         path = f"/channels/{channel}/members/{self._ids[role]}"
-        status, text, _ = await self.probe._api("GET", path, self._token(role))
+        status, text, _, _at = await self.probe._api("GET", path, self._token(role))
         if status == 200:
             return channel
         if status in (403, 404):
@@ -286,7 +286,7 @@ class TeamsCheck(ChatCheck):
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         url = f"{p._channel_path()}/messages/delta"
         params = {"$filter": f"lastModifiedDateTime gt {now}"}
-        status, text, headers = await p.fetch("GET", url, token=token, params=params)
+        status, text, headers, _at = await p.fetch("GET", url, token=token, params=params)
         verdict = graph_verdict(status, text, headers)
         if verdict is not None:
             if isinstance(verdict, Throttle):
@@ -324,7 +324,7 @@ class LineWorksCheck(ChatCheck):
 
         p = self.probe
         url = f"{p.settings.api_url}/bots/{quote(str(p.settings.bot_id))}"
-        status, text, headers = await p.fetch("GET", url, token=self._sender_token)
+        status, text, headers, _at = await p.fetch("GET", url, token=self._sender_token)
         verdict = lineworks_verdict(status, text, headers)
         if verdict is not None:
             raise credential_refused(status, as_fault("LINE WORKS", verdict, False))
@@ -346,7 +346,7 @@ class LineWorksCheck(ChatCheck):
         window = monitoring_window(now, now - 60.0)  # the last second: nothing to download
         params = {**window, "botMessageFilterType": "only"}
         url = f"{s.api_url}/monitoring/message-contents/download"
-        status, text, headers = await p.fetch(
+        status, text, headers, _at = await p.fetch(
             "GET", url, token=token, params=params, allow_redirects=False
         )
         if status in (301, 302, 303, 307):

@@ -257,7 +257,7 @@ class LineWorksProbe(ChatProbe):
             "client_secret": app.client_secret.reveal(),
             "scope": scope,
         }
-        status, text, _ = await self.fetch("POST", self.settings.auth_url, data=form)
+        status, text, _, _at = await self.fetch("POST", self.settings.auth_url, data=form)
         try:
             body = json.loads(text)
         except ValueError:
@@ -284,15 +284,11 @@ class LineWorksProbe(ChatProbe):
         token = await self._token("sender", s.app, "bot")
         url = f"{s.api_url}/bots/{quote(str(s.bot_id))}/channels/{quote(s.channel_id)}/messages"
         body = {"content": {"type": "text", "text": message.render()}}
-        status, text, headers, answered = await self.fetch_stamped(
-            "POST", url, token=token, json=body
-        )
+        status, text, headers, answered = await self.fetch("POST", url, token=token, json=body)
         if status == 401:
             self._tokens.drop("sender")  # expired early: renew once, then judge
             token = await self._token("sender", s.app, "bot")
-            status, text, headers, answered = await self.fetch_stamped(
-                "POST", url, token=token, json=body
-            )
+            status, text, headers, answered = await self.fetch("POST", url, token=token, json=body)
         verdict = lineworks_verdict(status, text, headers)
         if verdict is None:  # 201 with an empty body; never an HTML page
             verdict = foreign_answer("LINE WORKS", status, text, headers, json_body=False)
@@ -314,12 +310,12 @@ class LineWorksProbe(ChatProbe):
             "botMessageFilterType": "only",
         }
         url = f"{s.api_url}/monitoring/message-contents/download"
-        status, text, headers, seen_at = await self.fetch_stamped(
+        status, text, headers, seen_at = await self.fetch(
             "GET", url, token=token, params=params, allow_redirects=False
         )
         if status in (301, 302, 303, 307) and headers.get("Location"):
             # The file lives behind the redirect; it is fetched with the same token.
-            status, text, headers, seen_at = await self.fetch_stamped(
+            status, text, headers, seen_at = await self.fetch(
                 "GET", headers["Location"], token=token
             )
         verdict = lineworks_verdict(status, text, headers)

@@ -246,7 +246,7 @@ class MattermostProbe(ChatProbe):
 
     async def _api(
         self, method: str, path: str, token: SecretRef, **kw: Any
-    ) -> tuple[int, str, Any]:
+    ) -> tuple[int, str, Any, float]:
         return await self.fetch(method, self.settings.url + API + path, token=token.reveal(), **kw)
 
     # ------------------------------------------------------------------ send
@@ -254,9 +254,7 @@ class MattermostProbe(ChatProbe):
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         body = {"channel_id": s.channel_id, "message": message.render()}
-        status, text, headers, answered = await self.fetch_stamped(
-            "POST", s.url + API + "/posts", token=s.token.reveal(), json=body
-        )
+        status, text, headers, answered = await self._api("POST", "/posts", s.token, json=body)
         verdict = mattermost_verdict(status, text, headers)
         if verdict is None:  # 201 and the Post as JSON; an HTML page is not Mattermost's
             verdict = foreign_answer("Mattermost", status, text, headers)
@@ -284,7 +282,7 @@ class MattermostProbe(ChatProbe):
         if token is None:
             return None
         try:
-            status, text, _ = await self._api("GET", "/users/me", token)
+            status, text, _, _at = await self._api("GET", "/users/me", token)
             user = json.loads(text).get("id") if status == 200 else None
         except (ChannelUnreachable, ValueError, AttributeError):
             return None
@@ -293,11 +291,8 @@ class MattermostProbe(ChatProbe):
     async def _read_posts(self, since_ms: int, earliest: float) -> float | None:
         """Read posts changed since *since_ms*; none was readable before *earliest* (monotonic)."""
         path = f"/channels/{self.settings.channel_id}/posts"
-        status, text, headers, seen_at = await self.fetch_stamped(
-            "GET",
-            self.settings.url + API + path,
-            token=self._observer().token.reveal(),
-            params={"since": str(since_ms)},
+        status, text, headers, seen_at = await self._api(
+            "GET", path, self._observer().token, params={"since": str(since_ms)}
         )
         bound = max(0.0, seen_at - earliest)
         if status == 429:
@@ -413,7 +408,7 @@ class MattermostProbe(ChatProbe):
 
     async def _check_login(self) -> None:
         try:
-            status, text, _ = await self._api("GET", "/users/me", self._observer().token)
+            status, text, _, _at = await self._api("GET", "/users/me", self._observer().token)
         except ChannelUnreachable:
             return
         if status in (401, 403):

@@ -311,7 +311,7 @@ class TeamsProbe(ChatProbe):
         if app.client_secret is not None:
             form["client_secret"] = app.client_secret.reveal()
         url = f"{self.settings.login_url}/{quote(app.tenant)}/oauth2/v2.0/token"
-        status, text, headers = await self.fetch("POST", url, data=form)
+        status, text, headers, _at = await self.fetch("POST", url, data=form)
         if status != 200:
             code, reason = token_refusal(status, text)
             if role == "observer":
@@ -343,7 +343,7 @@ class TeamsProbe(ChatProbe):
     async def _attempt(self, message: DrillMessage) -> Accepted | Throttle:
         s = self.settings
         if s.workflow_url is not None:
-            status, text, headers, answered = await self.fetch_stamped(
+            status, text, headers, answered = await self.fetch(
                 "POST", s.workflow_url.reveal(), json=adaptive_card(message.render())
             )
             verdict = workflow_verdict(status, text, headers)
@@ -353,9 +353,7 @@ class TeamsProbe(ChatProbe):
             body = {"body": {"contentType": "text", "content": message.render()}}
             token = await self._sender_token()
             url = f"{self._channel_path()}/messages"
-            status, text, headers, answered = await self.fetch_stamped(
-                "POST", url, token=token, json=body
-            )
+            status, text, headers, answered = await self.fetch("POST", url, token=token, json=body)
             if status == 401:
                 self._tokens.drop("sender")  # expired early: the next attempt refreshes
             verdict = graph_verdict(status, text, headers)
@@ -378,7 +376,7 @@ class TeamsProbe(ChatProbe):
             url = f"{self._channel_path()}/messages/delta"
             params = {"$filter": f"lastModifiedDateTime gt {_iso(self.opened_wall - 1.0)}"}
         for _page in range(50):
-            status, text, headers, seen_at = await self.fetch_stamped(
+            status, text, headers, seen_at = await self.fetch(
                 "GET", url, token=token, params=params
             )
             if status == 401 and not fresh:

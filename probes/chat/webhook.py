@@ -20,7 +20,7 @@ so any read-back endpoint that echoes messages works in ``poll`` mode (error
 bound: the time since the previous look). ``longpoll`` speaks the simulator's
 cursor protocol (``after``/``wait``); each message's ``ts`` (wall time it
 became readable) bounds its sighting: from ``ts`` to the moment the answer carrying
-it reached the process (:meth:`ChatProbe.fetch_stamped`); the runner adds the event
+it reached the process (:meth:`ChatProbe.fetch`); the runner adds the event
 loop's lag around that moment, so a loaded loop shows in the bound, not the latency.
 
 A long-poll is parked only while a message is *on its way*: from the moment
@@ -203,7 +203,7 @@ class WebhookProbe(ChatProbe):
         body = {s.field: message.render()}
         as_json = s.format == "json"
         token = s.auth.reveal() if s.auth is not None else None
-        status, text, headers, answered = await self.fetch_stamped(
+        status, text, headers, answered = await self.fetch(
             "POST",
             s.url,
             token=token,
@@ -231,7 +231,7 @@ class WebhookProbe(ChatProbe):
             params = {"after": str(self._cursor), "wait": str(wait)}
         token = obs.auth.reveal() if obs.auth is not None else None
         # Seen when the answer's first bytes came in, not when the loop got back to it.
-        status, text, headers, seen_at = await self.fetch_stamped(
+        status, text, headers, seen_at = await self.fetch(
             "GET",
             obs.url,
             token=token,

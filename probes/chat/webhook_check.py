@@ -81,7 +81,7 @@ async def preflight_webhook(probe: WebhookProbe) -> PreflightReport:
             )
             if 300 <= status < 400:
                 with timer.phase("health.redirect", "read") as note:
-                    status, _text, _headers = await probe.fetch("GET", url)
+                    status, _text, _headers, _at = await probe.fetch("GET", url)
                     note["detail"] = f"HTTP {status}"
                     _health(status)
         obs = s.observer
@@ -106,7 +106,7 @@ async def preflight_webhook(probe: WebhookProbe) -> PreflightReport:
         )
         if 300 <= status < 400:
             with timer.phase("observer.redirect", "read") as note:
-                status, _text, _headers = await probe.fetch(
+                status, _text, _headers, _at = await probe.fetch(
                     "GET", obs.url, token=token, params=params
                 )
                 note["detail"] = f"HTTP {status}"

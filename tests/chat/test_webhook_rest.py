@@ -31,7 +31,7 @@ def looks_in_flight(probe: WebhookProbe, started: list[float]) -> list[int]:
     """Count the observer's requests in flight (a one-item list the test reads); each
     look's start (monotonic) goes into *started*."""
     flying = [0]
-    fetch = probe.fetch_stamped  # what a look calls (a send calls it through fetch)
+    fetch = probe.fetch  # every request of the probe: its looks are the GETs
 
     async def counted(method: str, url: str, **kw: Any) -> tuple[int, str, Any, float]:
         if method != "GET":
@@ -43,7 +43,7 @@ def looks_in_flight(probe: WebhookProbe, started: list[float]) -> list[int]:
         finally:
             flying[0] -= 1
 
-    probe.fetch_stamped = counted  # type: ignore[method-assign]
+    probe.fetch = counted  # type: ignore[method-assign]
     return flying
 
 
